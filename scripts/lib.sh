@@ -1,0 +1,88 @@
+# Shared shell functions for the demo, the test runner and the benchmarks: a private PostgreSQL 15
+# cluster per purpose, run as the `postgres` OS user when we are root (initdb refuses root).
+# Source it; do not execute it.
+
+PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_MAJOR=15
+PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+PG_CONFIG="${PG_BIN}/pg_config"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1;34m[%s]\033[0m %s\n' "${LOG_TAG:-pg_tenant_ops}" "$*"; }
+die() { printf '\033[1;31m[%s] %s\033[0m\n' "${LOG_TAG:-pg_tenant_ops}" "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Runs a command as the OS user that owns our clusters.
+as_pg_user() {
+    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Picks a data directory for cluster NAME: under the project's .demo/ when the cluster's OS user
+# can write there, else under /tmp (a checkout in a home directory postgres cannot enter).
+cluster_dir() {
+    local name="$1" base="${PROJECT_ROOT}/.demo"
+    mkdir -p "$base"
+    if is_root; then
+        chown postgres "$base" 2>/dev/null || true
+        if ! runuser -u postgres -- test -w "$base" 2>/dev/null; then
+            base="/tmp/pg_tenant_ops.$(id -un)"
+            mkdir -p "$base" && chown postgres "$base"
+        fi
+    fi
+    printf '%s/%s' "$base" "$name"
+}
+
+# Creates a fresh cluster in DIR listening on 127.0.0.1:PORT with the extension preloaded.
+# Extra postgresql.conf lines may follow as further arguments.
+cluster_create() {
+    local dir="$1" port="$2"; shift 2
+    cluster_stop "$dir" 2>/dev/null || true
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    is_root && chown postgres "$dir"
+    chmod 700 "$dir"
+    as_pg_user "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 \
+        || { cat "$dir.initdb.log" >&2; die "initdb failed in $dir"; }
+    {
+        echo "port = $port"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = ''"
+        echo "shared_preload_libraries = 'pg_tenant_ops'"
+        echo "max_worker_processes = 16"
+        echo "fsync = off"
+        echo "log_min_messages = warning"
+        for line in "$@"; do echo "$line"; done
+    } | as_pg_user tee -a "$dir/postgresql.conf" >/dev/null
+}
+
+cluster_start() {
+    local dir="$1"
+    # RUST_BACKTRACE in the server's environment would put Rust backtraces into every ERROR's
+    # DETAIL; users and our expected test output must not see those.
+    as_pg_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
+        "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
+        || { tail -n 30 "$dir/server.log" >&2; die "could not start the cluster in $dir"; }
+}
+
+cluster_stop() {
+    local dir="$1"
+    [ -f "$dir/postmaster.pid" ] || return 0
+    as_pg_user "$PG_BIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null
+}
+
+cluster_running() { [ -f "$1/postmaster.pid" ] && as_pg_user "$PG_BIN/pg_ctl" -D "$1" status >/dev/null 2>&1; }
+
+# psql against 127.0.0.1:PORT as postgres, stopping at the first error: psql_at PORT DB [args...]
+psql_at() {
+    local port="$1" db="$2"; shift 2
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"
+}
+
+# Builds the extension and installs it into the system PostgreSQL 15 (`--release` optional).
+install_extension() {
+    local sudo_flag=()
+    is_root || sudo_flag=(--sudo)
+    ( cd "$PROJECT_ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}" "$@" ) \
+        || die "cargo pgrx install failed"
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Runs every test tier of pg_tenant_ops, installing what it needs first:
+#   1. unit    — `cargo pgrx test`: plain #[test]s and #[pg_test]s inside a throwaway cluster;
+#   2. regress — pg_regress suites in tests/pg_regress against a cluster of our own;
+#   3. e2e     — tests/e2e drives a real cluster from outside (the sample databases).
+# Usage: scripts/test.sh [unit|regress|e2e ...]   (default: all three)
+# Exits non-zero when any test fails; the last line counts tests over all tiers.
+set -euo pipefail
+LOG_TAG=test
+source "$(dirname "$0")/lib.sh"
+cd "$PROJECT_ROOT"
+
+tiers=("$@")
+[ "${#tiers[@]}" -gt 0 ] || tiers=(unit regress e2e)
+want() { local t; for t in "${tiers[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
+
+"$PROJECT_ROOT/scripts/setup.sh"
+# Our clusters run as the postgres OS user, who must be able to read what cargo builds.
+is_root && chmod o+rx "$PROJECT_ROOT" 2>/dev/null || true
+
+passed=0; failed=0; failed_tiers=()
+count() { passed=$((passed + $1)); failed=$((failed + $2)); [ "$2" -eq 0 ] || failed_tiers+=("$3"); }
+outdir="$(mktemp -d /tmp/pg_tenant_ops_test.XXXXXX)"
+chmod 755 "$outdir"
+
+# --- 1. unit -----------------------------------------------------------------------------------
+if want unit; then
+    log "tier 1: cargo pgrx test"
+    pgdata="$outdir/unit-pgdata"
+    runas=()
+    if is_root; then runas=(--runas postgres --pgdata "$pgdata"); fi
+    set +e
+    env -u RUST_BACKTRACE cargo pgrx test pg15 "${runas[@]}" 2>&1 | tee "$outdir/unit.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    p=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$outdir/unit.log" | awk '{s+=$4} END {print s+0}')
+    f=$(grep -Eo '[0-9]+ failed' "$outdir/unit.log" | awk '{s+=$1} END {print s+0}')
+    [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=1
+    count "$p" "$f" unit
+fi
+
+# --- 2. regress ----------------------------------------------------------------------------------
+if want regress || want e2e; then
+    log "installing the extension into PostgreSQL ${PG_MAJOR}"
+    install_extension >"$outdir/install.log" 2>&1 || { tail -n 40 "$outdir/install.log"; die "install failed"; }
+fi
+if want regress; then
+    log "tier 2: pg_regress"
+    port="${REGRESS_PORT:-28817}"
+    dir="$(cluster_dir regress)"
+    cluster_create "$dir" "$port"
+    cluster_start "$dir"
+    trap 'cluster_stop "$dir" || true' EXIT
+    pg_regress="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress"
+    tests=$(cd tests/pg_regress/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+    rm -rf tests/pg_regress/results tests/pg_regress/regression.*
+    set +e
+    # shellcheck disable=SC2086
+    PGOPTIONS="-c client_min_messages=warning" "$pg_regress" --host=127.0.0.1 --port="$port" --user=postgres \
+        --dbname=pg_tenant_ops_regress --inputdir=tests/pg_regress --outputdir=tests/pg_regress $tests 2>&1 | tee "$outdir/regress.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    total=$(echo "$tests" | wc -l)
+    f=$(grep -cE '(FAILED|failed \(ignored\))' "$outdir/regress.log" || true)
+    [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=$total
+    count $((total - f)) "$f" regress
+    if [ "$f" -gt 0 ] && [ -f tests/pg_regress/regression.diffs ]; then head -n 200 tests/pg_regress/regression.diffs; fi
+    cluster_stop "$dir"
+    trap - EXIT
+fi
+
+# --- 3. e2e --------------------------------------------------------------------------------------
+if want e2e; then
+    log "tier 3: end-to-end"
+    set +e
+    env -u RUST_BACKTRACE cargo test --manifest-path tests/e2e/Cargo.toml --test e2e 2>&1 | tee "$outdir/e2e.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    line=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$outdir/e2e.log" | tail -n 1 || true)
+    p=$(echo "$line" | awk '{print $2+0}'); f=$(echo "$line" | awk '{print $4+0}')
+    [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=1
+    count "$p" "$f" e2e
+fi
+
+rm -rf "$outdir"
+if [ "${#failed_tiers[@]}" -gt 0 ]; then
+    log "failing tiers: ${failed_tiers[*]}"
+fi
+echo "all tiers: ${passed} passed, ${failed} failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,171 @@
+//! Every error a user can provoke, each mapped to its own SQLSTATE, a message that names the
+//! culprit, and a HINT where one helps.
+//!
+//! Domain code returns `Result<_, OpsError>`; the `#[pg_extern]` layer calls [`OpsError::raise`]
+//! (through [`OrRaise`]) so that no error ever reaches a user as the generic SQLSTATE 22000 that
+//! pgrx gives to a plain `Result::Err`.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// The ways a pg_tenant_ops call can fail on bad input or a bad database state.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum OpsError {
+    #[error("argument \"{0}\" must not be NULL")]
+    NullArgument(&'static str),
+
+    #[error("scope \"{0}\" does not exist")]
+    UnknownScope(String),
+
+    #[error("scope \"{0}\" already exists")]
+    ScopeExists(String),
+
+    #[error("invalid scope name {0:?}: {1}")]
+    InvalidScopeName(String, &'static str),
+
+    #[error("column \"{column}\" does not exist in table {table}")]
+    UnknownColumn { table: String, column: String, context: String },
+
+    #[error("table \"{name}\" named in {context} does not exist")]
+    UnknownTable { name: String, context: String },
+
+    #[error("{relation} is not a table")]
+    NotATable { relation: String, context: String },
+
+    #[error("{what} \"{name}\" named in {context} does not exist")]
+    UnknownObject { what: &'static str, name: String, context: String, hint: Option<String> },
+
+    #[error("invalid options: {0}")]
+    InvalidOption(String, Option<String>),
+
+    #[error("{0}")]
+    InvalidParameter(String, Option<String>),
+
+    #[error("{message}")]
+    DatatypeMismatch { message: String, hint: Option<String> },
+
+    #[error("tenant value \"{value}\" is not a valid {type_name} (the type of {table}.{column})")]
+    BadTenantValue { value: String, type_name: String, table: String, column: String },
+
+    #[error("tenant \"{tenant}\" does not exist in scope \"{scope}\"")]
+    UnknownTenant { tenant: String, scope: String, table: String, column: String },
+
+    #[error("ambiguous ownership: table {table} has {count} equally near ownership paths: {candidates}")]
+    AmbiguousOwnership { table: String, count: usize, candidates: String, also: Vec<String>, hint: String },
+
+    #[error("{message}")]
+    InvalidDefinition { message: String, hint: Option<String> },
+}
+
+impl OpsError {
+    /// The SQLSTATE this error is reported with.
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            OpsError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            OpsError::UnknownScope(_) => ERRCODE_UNDEFINED_OBJECT,
+            OpsError::ScopeExists(_) => ERRCODE_DUPLICATE_OBJECT,
+            OpsError::InvalidScopeName(..) => ERRCODE_INVALID_PARAMETER_VALUE,
+            OpsError::UnknownColumn { .. } => ERRCODE_UNDEFINED_COLUMN,
+            OpsError::UnknownTable { .. } => ERRCODE_UNDEFINED_TABLE,
+            OpsError::NotATable { .. } => ERRCODE_WRONG_OBJECT_TYPE,
+            OpsError::UnknownObject { .. } => ERRCODE_UNDEFINED_OBJECT,
+            OpsError::InvalidOption(..) => ERRCODE_INVALID_PARAMETER_VALUE,
+            OpsError::InvalidParameter(..) => ERRCODE_INVALID_PARAMETER_VALUE,
+            OpsError::DatatypeMismatch { .. } => ERRCODE_DATATYPE_MISMATCH,
+            OpsError::BadTenantValue { .. } => ERRCODE_INVALID_TEXT_REPRESENTATION,
+            OpsError::UnknownTenant { .. } => ERRCODE_NO_DATA_FOUND,
+            OpsError::AmbiguousOwnership { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
+            OpsError::InvalidDefinition { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
+        }
+    }
+
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            OpsError::UnknownColumn { context, .. } if !context.is_empty() => {
+                Some(format!("The column is named in {context}."))
+            }
+            OpsError::NotATable { context, .. } => Some(format!("It is named in {context}.")),
+            OpsError::AmbiguousOwnership { also, .. } if !also.is_empty() => {
+                Some(format!("Equally ambiguous: {}.", also.join("; ")))
+            }
+            OpsError::UnknownTenant { table, column, .. } => {
+                Some(format!("No row of {table} has {column} equal to that value."))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            OpsError::UnknownScope(_) => {
+                Some("SELECT name FROM tenant_ops.scopes lists the scopes that exist.".into())
+            }
+            OpsError::ScopeExists(name) => Some(format!(
+                "Choose another name, or drop the existing scope first with tenant_ops.drop_scope('{}').",
+                name.replace('\'', "''")
+            )),
+            OpsError::UnknownTable { .. } => Some(
+                "Name tables as they would be written in SQL (schema-qualified where they are not on the search_path)."
+                    .into(),
+            ),
+            OpsError::UnknownObject { hint, .. } => hint.clone(),
+            OpsError::InvalidOption(_, hint) | OpsError::InvalidParameter(_, hint) => hint.clone(),
+            OpsError::DatatypeMismatch { hint, .. } => hint.clone(),
+            OpsError::InvalidDefinition { hint, .. } => hint.clone(),
+            OpsError::AmbiguousOwnership { hint, .. } => Some(hint.clone()),
+            _ => None,
+        }
+    }
+
+    /// Raises this error as a PostgreSQL ERROR. Never returns.
+    #[track_caller]
+    pub fn raise(self) -> ! {
+        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_tenant_ops");
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("an ERROR report does not return")
+    }
+}
+
+/// `result.or_raise()`: the value, or the error raised as a PostgreSQL ERROR.
+pub trait OrRaise<T> {
+    #[track_caller]
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, OpsError> {
+    #[track_caller]
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.raise(),
+        }
+    }
+}
+
+/// Reports a failure that is the extension's fault or a broken database, not the user's.
+#[track_caller]
+pub fn internal_error(message: String) -> ! {
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, message, "pg_tenant_ops").report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report does not return")
+}
+
+/// SPI failures are bugs in our SQL or a broken catalog, not user errors: report them as
+/// internal errors with the failing context, never as a panic.
+impl<T> OrRaise<T> for Result<T, pgrx::spi::Error> {
+    #[track_caller]
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => internal_error(format!("pg_tenant_ops: SPI failed: {e}")),
+        }
+    }
+}
+
+pub type OpsResult<T> = Result<T, OpsError>;

@@ -1,0 +1,172 @@
+//! Every `tenant_ops.*` setting: private statics, public accessors, one [`init`].
+//!
+//! The prefix is reserved, so a typo such as `SET tenant_ops.batchsize = 10` is an error
+//! instead of a silently ignored placeholder.
+
+use std::ffi::CString;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(8);
+static MAX_CONCURRENT_MIGRATIONS: GucSetting<i32> = GucSetting::<i32>::new(2);
+static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(3);
+static MAX_CONCURRENT_VALIDATIONS: GucSetting<i32> = GucSetting::<i32>::new(5);
+static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
+static RETRY_DELAY_S: GucSetting<i32> = GucSetting::<i32>::new(30);
+static BACKUP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static BACKUP_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 60);
+static BACKUP_ENCRYPTION_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static HISTORY_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
+static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
+
+/// Registers every setting. Called once from `_PG_init`.
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"tenant_ops.databases",
+        c"Databases in which the background scheduler runs (comma-separated; empty: every database with the extension).",
+        c"",
+        &DATABASES,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_ops.max_workers",
+        c"Most background job workers running at once, cluster-wide.",
+        c"",
+        &MAX_WORKERS,
+        0,
+        256,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    for (name, setting, what) in [
+        (c"tenant_ops.max_concurrent_migrations", &MAX_CONCURRENT_MIGRATIONS, c"Most migration jobs running at once."),
+        (c"tenant_ops.max_concurrent_backups", &MAX_CONCURRENT_BACKUPS, c"Most backup and restore jobs running at once."),
+        (c"tenant_ops.max_concurrent_validations", &MAX_CONCURRENT_VALIDATIONS, c"Most validation jobs running at once."),
+    ] {
+        GucRegistry::define_int_guc(name, what, c"", setting, 0, 256, GucContext::Sighup, GucFlags::default());
+    }
+    GucRegistry::define_int_guc(
+        c"tenant_ops.batch_size",
+        c"Rows per job step (one set-based statement and one checkpoint).",
+        c"",
+        &BATCH_SIZE,
+        1,
+        10_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_ops.max_attempts",
+        c"Attempts a background job gets before it is marked failed.",
+        c"",
+        &MAX_ATTEMPTS,
+        1,
+        100,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_ops.retry_delay",
+        c"Delay before the first retry of a failed background job; doubles with every attempt.",
+        c"",
+        &RETRY_DELAY_S,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_ops.backup_directory",
+        c"Directory that backup files are written to and read from (default: tenant_ops_backups in the data directory).",
+        c"",
+        &BACKUP_DIRECTORY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_ops.backup_retention",
+        c"How long a backup is kept unless it says otherwise.",
+        c"",
+        &BACKUP_RETENTION_MIN,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MIN,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_ops.backup_encryption_key",
+        c"Key that backup files are encrypted with (superuser only).",
+        c"",
+        &BACKUP_ENCRYPTION_KEY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_ops.history_retention",
+        c"How long finished jobs, their logs and audit entries are kept before purge_history removes them.",
+        c"",
+        &HISTORY_RETENTION_MIN,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MIN,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_ops.timezone",
+        c"Time zone that schedules' cron expressions are evaluated in.",
+        c"",
+        &TIMEZONE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
+}
+
+fn string(s: &GucSetting<Option<CString>>) -> Option<String> {
+    s.get().map(|c| c.to_string_lossy().into_owned()).filter(|v| !v.is_empty())
+}
+
+pub fn databases() -> Vec<String> {
+    string(&DATABASES)
+        .map(|v| v.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect())
+        .unwrap_or_default()
+}
+pub fn max_workers() -> i32 {
+    MAX_WORKERS.get()
+}
+pub fn max_concurrent_migrations() -> i32 {
+    MAX_CONCURRENT_MIGRATIONS.get()
+}
+pub fn max_concurrent_backups() -> i32 {
+    MAX_CONCURRENT_BACKUPS.get()
+}
+pub fn max_concurrent_validations() -> i32 {
+    MAX_CONCURRENT_VALIDATIONS.get()
+}
+pub fn batch_size() -> i32 {
+    BATCH_SIZE.get()
+}
+pub fn max_attempts() -> i32 {
+    MAX_ATTEMPTS.get()
+}
+pub fn retry_delay_seconds() -> i32 {
+    RETRY_DELAY_S.get()
+}
+pub fn backup_directory() -> Option<String> {
+    string(&BACKUP_DIRECTORY)
+}
+pub fn backup_retention_minutes() -> i32 {
+    BACKUP_RETENTION_MIN.get()
+}
+pub fn backup_encryption_key() -> Option<String> {
+    string(&BACKUP_ENCRYPTION_KEY)
+}
+pub fn history_retention_minutes() -> i32 {
+    HISTORY_RETENTION_MIN.get()
+}
+pub fn timezone() -> String {
+    string(&TIMEZONE).unwrap_or_else(|| "UTC".into())
+}

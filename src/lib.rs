@@ -1,0 +1,46 @@
+//! pg_tenant_ops: move, check, back up and restore one tenant's data inside PostgreSQL.
+//!
+//! Layout: `api/` is the SQL surface (thin); `scope/` the tenant model (which rows belong to a
+//! tenant); `audit`, `gucs`, `error` and `sys` are the shared plumbing. SQL objects the
+//! extension owns (tables, views, roles, grants) live in `sql/`.
+
+use pgrx::prelude::*;
+
+mod api;
+pub mod audit;
+pub mod error;
+pub mod gucs;
+pub mod scope;
+pub mod sys;
+
+::pgrx::pg_module_magic!(name, version);
+
+// Tables, views and roles, created before any function.
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+// Privileges on everything, once every function exists.
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+/// Registers the settings. Works with or without `shared_preload_libraries`; the background
+/// workers of later milestones will need the preload and say so.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+// `#[pg_schema]` needs an inline module; the tests themselves live in tests.rs.
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    include!("tests.rs");
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_tenant_ops'"]
+    }
+}

@@ -1,0 +1,229 @@
+//! Tenant scopes: which rows belong to a tenant (see DESIGN "The tenant model").
+//!
+//! - [`options`]: the strict parser of `create_scope`'s options;
+//! - [`graph`]: ownership, shared tables, dependency order and filters (no pgrx);
+//! - [`catalog`]: reading the system catalogs into the graph's input;
+//! - this module: storing scopes and computing a tenant's plan.
+
+pub mod catalog;
+pub mod graph;
+pub mod options;
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::sys::{as_extension_owner, try_subtransaction};
+use graph::{Catalog, Filters, ResolvedScope, Role, TableId};
+use options::ScopeOptions;
+
+/// A stored scope definition.
+pub struct ScopeDefinition {
+    pub name: String,
+    pub root: TableId,
+    pub tenant_key: String,
+    pub options: ScopeOptions,
+}
+
+/// A scope resolved against the current catalog, ready to build SQL from.
+pub struct LoadedScope {
+    pub definition: ScopeDefinition,
+    pub catalog: Catalog,
+    pub resolved: ResolvedScope,
+}
+
+impl LoadedScope {
+    pub fn filters(&self) -> Filters<'_> {
+        Filters::new(&self.catalog, &self.resolved)
+    }
+}
+
+fn check_name(name: &str) -> OpsResult<()> {
+    if name.trim().is_empty() {
+        return Err(OpsError::InvalidScopeName(name.into(), "a scope name must not be empty"));
+    }
+    if name.chars().count() > 200 {
+        return Err(OpsError::InvalidScopeName(name.into(), "a scope name has at most 200 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(OpsError::InvalidScopeName(name.into(), "a scope name must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Validates a definition completely (every name, every path) and stores it.
+pub fn create(name: &str, root: TableId, tenant_key: &str, options: &Value) -> OpsResult<ResolvedSummary> {
+    check_name(name)?;
+    // A taken name is the first thing to say; the insert below still guards against a race.
+    let taken = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM tenant_ops.scope WHERE name = $1)",
+        &[name.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    if taken {
+        return Err(OpsError::ScopeExists(name.into()));
+    }
+    let parsed = ScopeOptions::parse(options)?;
+    let catalog::Prepared { catalog, spec, normalized } = catalog::prepare(root, tenant_key, &parsed)?;
+    let resolved = graph::resolve(&catalog, &spec)?;
+    let summary = summarize(&catalog, &resolved);
+    let stored_options = normalized.to_json();
+
+    let inserted = as_extension_owner(|| {
+        Spi::connect_mut(|client| {
+            client
+                .update(
+                    "INSERT INTO tenant_ops.scope (name, root, tenant_key, options, summary)
+                     VALUES ($1, $2::pg_catalog.oid::pg_catalog.regclass, $3, $4, $5)
+                     ON CONFLICT (name) DO NOTHING",
+                    None,
+                    &[
+                        name.into(),
+                        (root as i64).into(),
+                        tenant_key.into(),
+                        JsonB(stored_options.clone()).into(),
+                        JsonB(summary.json.clone()).into(),
+                    ],
+                )
+                .map(|t| t.len())
+        })
+    })
+    .or_raise();
+    if inserted == 0 {
+        return Err(OpsError::ScopeExists(name.into()));
+    }
+    Ok(summary)
+}
+
+/// Removes a scope definition.
+pub fn drop(name: &str) -> OpsResult<()> {
+    let deleted = as_extension_owner(|| {
+        Spi::connect_mut(|client| {
+            client.update("DELETE FROM tenant_ops.scope WHERE name = $1", None, &[name.into()]).map(|t| t.len())
+        })
+    })
+    .or_raise();
+    if deleted == 0 {
+        return Err(OpsError::UnknownScope(name.into()));
+    }
+    Ok(())
+}
+
+/// Reads a stored definition.
+pub fn definition(name: &str) -> OpsResult<ScopeDefinition> {
+    let row = Spi::connect(|client| {
+        let mut rows = client.select(
+            "SELECT root::pg_catalog.oid::pg_catalog.int8, tenant_key::pg_catalog.text, options
+               FROM tenant_ops.scope WHERE name = $1",
+            Some(1),
+            &[name.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let row = rows.next().expect("one row");
+        Ok::<_, pgrx::spi::Error>(Some((
+            row.get::<i64>(1)?.unwrap_or_default(),
+            row.get::<String>(2)?.unwrap_or_default(),
+            row.get::<JsonB>(3)?.map(|j| j.0).unwrap_or_else(|| json!({})),
+        )))
+    })
+    .or_raise();
+    let Some((root, tenant_key, options)) = row else {
+        return Err(OpsError::UnknownScope(name.into()));
+    };
+    Ok(ScopeDefinition { name: name.into(), root: root as TableId, tenant_key, options: ScopeOptions::parse(&options)? })
+}
+
+/// Loads a scope and resolves it against the catalog as it is now.
+pub fn load(name: &str) -> OpsResult<LoadedScope> {
+    let definition = definition(name)?;
+    let catalog::Prepared { catalog, spec, .. } =
+        catalog::prepare(definition.root, &definition.tenant_key, &definition.options)?;
+    let resolved = graph::resolve(&catalog, &spec)?;
+    Ok(LoadedScope { definition, catalog, resolved })
+}
+
+/// Counts and lists of a resolved scope, kept with the definition for `tenant_ops.scopes`.
+pub struct ResolvedSummary {
+    pub json: Value,
+}
+
+fn summarize(catalog: &Catalog, resolved: &ResolvedScope) -> ResolvedSummary {
+    let names = |role: Role| -> Vec<String> {
+        resolved.tables.iter().filter(|t| t.role == role).map(|t| catalog.table(t.oid).display.clone()).collect()
+    };
+    ResolvedSummary {
+        json: json!({
+            "root": catalog.table(resolved.root).display,
+            "owned_tables": names(Role::Owned),
+            "shared_tables": names(Role::Shared),
+            "cross_references": resolved.cross_references.len(),
+        }),
+    }
+}
+
+impl LoadedScope {
+    /// Checks that `tenant` casts to the tenant key's type and names an existing root row.
+    pub fn check_tenant(&self, tenant: &str) -> OpsResult<()> {
+        let root = self.catalog.table(self.resolved.root);
+        let key = root.column(&self.resolved.tenant_key).expect("checked when the scope was prepared");
+        let cast = format!("SELECT $1::pg_catalog.text::{} IS NOT NULL", key.type_name);
+        if try_subtransaction(|| Spi::get_one_with_args::<bool>(&cast, &[tenant.into()])).is_err() {
+            return Err(OpsError::BadTenantValue {
+                value: tenant.into(),
+                type_name: key.type_name.clone(),
+                table: root.display.clone(),
+                column: key.quoted.clone(),
+            });
+        }
+        let filters = self.filters();
+        let exists = format!("SELECT EXISTS (SELECT FROM {} WHERE {})", root.sql, filters.filter(root.oid));
+        if !Spi::get_one_with_args::<bool>(&exists, &[tenant.into()]).or_raise().unwrap_or(false) {
+            return Err(OpsError::UnknownTenant {
+                tenant: tenant.into(),
+                scope: self.definition.name.clone(),
+                table: root.display.clone(),
+                column: key.quoted.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One row of `tenant_ops.plan()`.
+pub struct PlanRow {
+    pub step: i32,
+    pub table: TableId,
+    pub role: &'static str,
+    pub path: String,
+    pub filter: String,
+    pub rows: i64,
+    pub notes: Option<String>,
+}
+
+/// The dry-run plan for one tenant: every table in dependency order with its exact row count.
+pub fn plan(scope: &str, tenant: &str) -> OpsResult<Vec<PlanRow>> {
+    let loaded = load(scope)?;
+    loaded.check_tenant(tenant)?;
+    let filters = loaded.filters();
+    let mut rows = Vec::with_capacity(loaded.resolved.tables.len());
+    for (i, t) in loaded.resolved.tables.iter().enumerate() {
+        let table = loaded.catalog.table(t.oid);
+        let filter = filters.filter(t.oid).to_string();
+        let count_sql = format!("SELECT pg_catalog.count(*) FROM {} WHERE {}", table.sql, filter);
+        let count = Spi::get_one_with_args::<i64>(&count_sql, &[tenant.into()]).or_raise().unwrap_or(0);
+        rows.push(PlanRow {
+            step: i as i32 + 1,
+            table: t.oid,
+            role: t.role.as_str(),
+            path: filters.path(t.oid),
+            filter,
+            rows: count,
+            notes: (!t.notes.is_empty()).then(|| t.notes.join("; ")),
+        });
+    }
+    Ok(rows)
+}

@@ -1,0 +1,123 @@
+//! Thin, safe wrappers around the PostgreSQL machinery pgrx does not wrap: subtransactions that
+//! catch an ERROR, and running a closure as the extension's owner.
+
+use std::ffi::CString;
+use std::panic::AssertUnwindSafe;
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+/// An ERROR caught inside [`try_subtransaction`]: its SQLSTATE and message.
+#[derive(Debug, Clone)]
+pub struct CaughtPgError {
+    pub sqlstate: PgSqlErrorCode,
+    pub message: String,
+}
+
+/// Runs `f` in an internal subtransaction. An ERROR raised inside rolls the subtransaction
+/// back and comes out as `Err`, leaving the outer transaction usable (the pattern PL/pgSQL's
+/// `EXCEPTION` blocks use).
+pub fn try_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtPgError> {
+    // Saved as plain addresses so that the catch closure stays UnwindSafe.
+    let (old_cxt, old_owner) =
+        unsafe { (pg_sys::CurrentMemoryContext as usize, pg_sys::CurrentResourceOwner as usize) };
+    let restore = move || unsafe {
+        pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
+        pg_sys::CurrentResourceOwner = old_owner as pg_sys::ResourceOwner;
+    };
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
+    }
+    PgTryBuilder::new(AssertUnwindSafe(|| {
+        let r = f();
+        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+        restore();
+        Ok(r)
+    }))
+    .catch_others(move |e| {
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+        Err(match e {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                CaughtPgError { sqlstate: r.sql_error_code(), message: r.message().to_string() }
+            }
+            CaughtError::RustPanic { ereport, .. } => CaughtPgError {
+                sqlstate: ereport.sql_error_code(),
+                message: ereport.message().to_string(),
+            },
+        })
+    })
+    .execute()
+}
+
+/// Restores the user id and security context when dropped, also while unwinding from an ERROR.
+struct UserGuard {
+    uid: pg_sys::Oid,
+    ctx: i32,
+}
+
+impl Drop for UserGuard {
+    fn drop(&mut self) {
+        unsafe { pg_sys::SetUserIdAndSecContext(self.uid, self.ctx) };
+    }
+}
+
+/// The role that owns the extension (and so its tables).
+pub fn extension_owner() -> pg_sys::Oid {
+    Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_tenant_ops'",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pg_tenant_ops is loaded but the extension is not installed in this database",
+            "pg_tenant_ops",
+        )
+        .set_hint("Run CREATE EXTENSION pg_tenant_ops first.")
+        .report(PgLogLevel::ERROR);
+        unreachable!("an ERROR report does not return")
+    })
+}
+
+/// Runs `f` as the extension owner with a fixed `search_path` (pg_catalog, pg_temp), the way a
+/// SECURITY DEFINER function would. Used only for writes to the extension's own tables, which
+/// ordinary roles may read but never write directly; that is what keeps the audit log and the
+/// catalog honest while every function still runs with the caller's privileges on user data.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
+    let owner = extension_owner();
+    let mut uid = pg_sys::Oid::INVALID;
+    let mut ctx = 0i32;
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx) };
+    let _guard = UserGuard { uid, ctx };
+    unsafe {
+        pg_sys::SetUserIdAndSecContext(owner, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    with_safe_search_path(f)
+}
+
+/// Runs `f` with `search_path = pg_catalog, pg_temp`, restored afterwards (an ERROR restores it
+/// through transaction abort, as for a function's SET clause).
+pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
+    let name = CString::new("search_path").expect("static");
+    let value = CString::new("pg_catalog, pg_temp").expect("static");
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let r = f();
+        pg_sys::AtEOXact_GUC(true, nest);
+        r
+    }
+}

@@ -1,0 +1,106 @@
+// `#[pg_test]` tests: the plumbing and the SQL functions on fixtures, inside one backend.
+// (Each test runs in a transaction that is rolled back afterwards.)
+
+use pgrx::prelude::*;
+
+use crate::sys::{as_extension_owner, try_subtransaction};
+
+fn fixture() {
+    Spi::run(
+        "CREATE SCHEMA t;
+         CREATE TABLE t.org (id int PRIMARY KEY);
+         CREATE TABLE t.team (id int PRIMARY KEY, org_id int NOT NULL REFERENCES t.org);
+         CREATE TABLE t.member (id int PRIMARY KEY, team_id int REFERENCES t.team, buddy int REFERENCES t.member);
+         INSERT INTO t.org VALUES (1), (2);
+         INSERT INTO t.team SELECT g, 1 + g % 2 FROM generate_series(1, 6) g;
+         INSERT INTO t.member SELECT g, 1 + g % 6, NULL FROM generate_series(1, 30) g;",
+    )
+    .unwrap();
+}
+
+#[pg_test]
+fn subtransaction_catches_an_error_and_the_transaction_goes_on() {
+    Spi::run("CREATE TEMP TABLE st (v int)").unwrap();
+    let caught = try_subtransaction(|| {
+        Spi::run("INSERT INTO st VALUES (1)").unwrap();
+        Spi::run("SELECT 1 / 0").unwrap();
+    })
+    .unwrap_err();
+    assert_eq!(caught.sqlstate, PgSqlErrorCode::ERRCODE_DIVISION_BY_ZERO);
+    assert_eq!(caught.message, "division by zero");
+    // The insert inside was rolled back with the subtransaction; the outer one works.
+    assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM st").unwrap(), Some(0));
+    assert_eq!(try_subtransaction(|| Spi::get_one::<i32>("SELECT 7").unwrap()).unwrap(), Some(7));
+}
+
+#[pg_test]
+fn extension_owner_switch_is_undone() {
+    Spi::run("CREATE ROLE pgtest_someone; SET ROLE pgtest_someone").unwrap();
+    let inside = as_extension_owner(|| {
+        Spi::get_two::<String, String>("SELECT current_user::text, current_setting('search_path')").unwrap()
+    });
+    let owner = Spi::get_one::<String>(
+        "SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'pg_tenant_ops'",
+    )
+    .unwrap();
+    assert_eq!(inside.0, owner);
+    assert_eq!(inside.1.as_deref(), Some("pg_catalog, pg_temp"));
+    assert_eq!(Spi::get_one::<String>("SELECT current_user::text").unwrap().as_deref(), Some("pgtest_someone"));
+    Spi::run("RESET ROLE").unwrap();
+}
+
+#[pg_test]
+fn plan_counts_every_table_of_a_tenant() {
+    fixture();
+    Spi::run("SELECT tenant_ops.create_scope('t', 't.org', 'id')").unwrap();
+    let rows = Spi::connect(|c| {
+        c.select("SELECT table_name::text, role, rows FROM tenant_ops.plan('t', '2') ORDER BY step", None, &[])
+            .unwrap()
+            .map(|r| {
+                (
+                    r.get::<String>(1).unwrap().unwrap(),
+                    r.get::<String>(2).unwrap().unwrap(),
+                    r.get::<i64>(3).unwrap().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        rows,
+        vec![
+            ("t.org".to_string(), "root".to_string(), 1),
+            ("t.team".to_string(), "owned".to_string(), 3),
+            ("t.member".to_string(), "owned".to_string(), 15),
+        ]
+    );
+    let audit = Spi::get_two::<String, String>(
+        "SELECT action, outcome FROM tenant_ops.audit_log ORDER BY id DESC LIMIT 1",
+    )
+    .unwrap();
+    assert_eq!(audit, (Some("create_scope".into()), Some("ok".into())));
+}
+
+#[pg_test(error = "scope \"nope\" does not exist")]
+fn unknown_scope_is_an_error() {
+    Spi::run("SELECT * FROM tenant_ops.plan('nope', '1')").unwrap();
+}
+
+#[pg_test(error = "tenant \"3\" does not exist in scope \"t\"")]
+fn unknown_tenant_is_an_error() {
+    fixture();
+    Spi::run("SELECT tenant_ops.create_scope('t', 't.org', 'id')").unwrap();
+    Spi::run("SELECT * FROM tenant_ops.plan('t', '3')").unwrap();
+}
+
+#[pg_test]
+fn a_failed_create_scope_writes_nothing() {
+    fixture();
+    let before = Spi::get_one::<i64>("SELECT count(*) FROM tenant_ops.audit_log").unwrap();
+    let err = try_subtransaction(|| {
+        Spi::run("SELECT tenant_ops.create_scope('t', 't.org', 'id', '{\"shared\": [\"t.nope\"]}')").unwrap()
+    })
+    .unwrap_err();
+    assert_eq!(err.sqlstate, PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE);
+    assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tenant_ops.scopes").unwrap(), Some(0));
+    assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tenant_ops.audit_log").unwrap(), before);
+}

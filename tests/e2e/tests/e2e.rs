@@ -1,0 +1,147 @@
+//! The end-to-end tests: one shared cluster, each test in its own database.
+//!
+//! `cargo test --test e2e [-- FILTER]` runs every test whose name contains FILTER.
+//! `cargo test --test e2e -- --list` lists them.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
+
+use pg_tenant_ops_e2e::Cluster;
+
+mod common;
+mod datasets;
+mod surface;
+
+type TestFn = fn(&Cluster);
+
+fn tests() -> Vec<(&'static str, TestFn)> {
+    vec![
+        ("sanity_cluster", datasets::sanity_cluster),
+        ("chinook_plan", datasets::chinook_plan),
+        ("pagila_plan", datasets::pagila_plan),
+        ("northwind_plan", datasets::northwind_plan),
+        ("privileges_and_audit", surface::privileges_and_audit),
+        ("hostile_identifiers", surface::hostile_identifiers),
+        ("bad_input", surface::bad_input),
+    ]
+}
+
+thread_local! {
+    /// Where the last panic happened (the hook records it; the runner prints it).
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
+fn print_indented(text: &str) {
+    for line in text.lines() {
+        println!("    {line}");
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let all = tests();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in &all {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
+    let selected: Vec<_> = all
+        .into_iter()
+        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
+    if selected.is_empty() {
+        println!("no test matches {filter:?}");
+        println!("e2e: 0 passed, 0 failed");
+        return;
+    }
+
+    panic::set_hook(Box::new(|info| {
+        let loc = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        PANIC_LOCATION.with(|p| *p.borrow_mut() = loc);
+    }));
+
+    println!("running {} e2e tests", selected.len());
+    let cluster = match panic::catch_unwind(Cluster::start_new) {
+        Ok(c) => c,
+        Err(payload) => {
+            println!("could not set up the cluster:");
+            print_indented(&panic_message(payload.as_ref()));
+            println!("e2e: 0 passed, {} failed", selected.len());
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "cluster: {} on 127.0.0.1:{}",
+        cluster.data_dir().display(),
+        cluster.port()
+    );
+
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut failures = Vec::new();
+    let mut server_lost = false;
+    for (name, test) in selected {
+        if server_lost {
+            failed += 1;
+            failures.push(name);
+            println!("test {name} ... FAILED (not run: the server could not be restarted)");
+            continue;
+        }
+        let log_offset = cluster.log_len();
+        let started = Instant::now();
+        let result = panic::catch_unwind(AssertUnwindSafe(|| test(&cluster)));
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({secs:.1}s)");
+            }
+            Err(payload) => {
+                failed += 1;
+                failures.push(name);
+                let loc = PANIC_LOCATION
+                    .with(|p| p.borrow_mut().take())
+                    .unwrap_or_default();
+                println!("test {name} ... FAILED ({secs:.1}s)");
+                println!("    at {loc}:");
+                print_indented(&panic_message(payload.as_ref()));
+                let log = cluster.log_since(log_offset, 30);
+                if !log.trim().is_empty() {
+                    println!("    --- server log during {name} (tail) ---");
+                    print_indented(&log);
+                }
+            }
+        }
+        if !cluster.is_running() {
+            println!("    (the server is down after {name}: restarting it for the next tests)");
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| cluster.start())) {
+                print_indented(&panic_message(payload.as_ref()));
+                server_lost = true;
+            }
+        }
+    }
+    let _ = panic::take_hook();
+    if !failures.is_empty() {
+        println!("failed: {}", failures.join(", "));
+    }
+    println!("e2e: {passed} passed, {failed} failed");
+    drop(cluster);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
