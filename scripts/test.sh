@@ -28,7 +28,11 @@ if want unit; then
     log "tier 1: cargo pgrx test"
     pgdata="$outdir/unit-pgdata"
     runas=()
-    if is_root; then runas=(--runas postgres --pgdata "$pgdata"); fi
+    if is_root; then
+        # pgrx creates the data directory as the --runas user, below a directory it can write.
+        mkdir -p "$pgdata" && chown postgres "$pgdata"
+        runas=(--runas postgres --pgdata "$pgdata")
+    fi
     set +e
     env -u RUST_BACKTRACE cargo pgrx test pg15 "${runas[@]}" 2>&1 | tee "$outdir/unit.log"
     rc=${PIPESTATUS[0]}

@@ -24,7 +24,11 @@ pub enum OpsError {
     InvalidScopeName(String, &'static str),
 
     #[error("column \"{column}\" does not exist in table {table}")]
-    UnknownColumn { table: String, column: String, context: String },
+    UnknownColumn {
+        table: String,
+        column: String,
+        context: String,
+    },
 
     #[error("table \"{name}\" named in {context} does not exist")]
     UnknownTable { name: String, context: String },
@@ -33,7 +37,12 @@ pub enum OpsError {
     NotATable { relation: String, context: String },
 
     #[error("{what} \"{name}\" named in {context} does not exist")]
-    UnknownObject { what: &'static str, name: String, context: String, hint: Option<String> },
+    UnknownObject {
+        what: &'static str,
+        name: String,
+        context: String,
+        hint: Option<String>,
+    },
 
     #[error("invalid options: {0}")]
     InvalidOption(String, Option<String>),
@@ -42,19 +51,43 @@ pub enum OpsError {
     InvalidParameter(String, Option<String>),
 
     #[error("{message}")]
-    DatatypeMismatch { message: String, hint: Option<String> },
+    DatatypeMismatch {
+        message: String,
+        hint: Option<String>,
+    },
 
     #[error("tenant value \"{value}\" is not a valid {type_name} (the type of {table}.{column})")]
-    BadTenantValue { value: String, type_name: String, table: String, column: String },
+    BadTenantValue {
+        value: String,
+        type_name: String,
+        table: String,
+        column: String,
+    },
 
     #[error("tenant \"{tenant}\" does not exist in scope \"{scope}\"")]
-    UnknownTenant { tenant: String, scope: String, table: String, column: String },
+    UnknownTenant {
+        tenant: String,
+        scope: String,
+        table: String,
+        column: String,
+    },
 
-    #[error("ambiguous ownership: table {table} has {count} equally near ownership paths: {candidates}")]
-    AmbiguousOwnership { table: String, count: usize, candidates: String, also: Vec<String>, hint: String },
+    #[error(
+        "ambiguous ownership: table {table} has {count} equally near ownership paths: {candidates}"
+    )]
+    AmbiguousOwnership {
+        table: String,
+        count: usize,
+        candidates: String,
+        also: Vec<String>,
+        hint: String,
+    },
 
     #[error("{message}")]
-    InvalidDefinition { message: String, hint: Option<String> },
+    InvalidDefinition {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl OpsError {
@@ -89,9 +122,9 @@ impl OpsError {
             OpsError::AmbiguousOwnership { also, .. } if !also.is_empty() => {
                 Some(format!("Equally ambiguous: {}.", also.join("; ")))
             }
-            OpsError::UnknownTenant { table, column, .. } => {
-                Some(format!("No row of {table} has {column} equal to that value."))
-            }
+            OpsError::UnknownTenant { table, column, .. } => Some(format!(
+                "No row of {table} has {column} equal to that value."
+            )),
             _ => None,
         }
     }
@@ -152,7 +185,12 @@ impl<T> OrRaise<T> for Result<T, OpsError> {
 /// Reports a failure that is the extension's fault or a broken database, not the user's.
 #[track_caller]
 pub fn internal_error(message: String) -> ! {
-    ErrorReport::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, message, "pg_tenant_ops").report(PgLogLevel::ERROR);
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        message,
+        "pg_tenant_ops",
+    )
+    .report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
 }
 

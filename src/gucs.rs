@@ -17,7 +17,8 @@ static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 static RETRY_DELAY_S: GucSetting<i32> = GucSetting::<i32>::new(30);
 static BACKUP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static BACKUP_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 60);
-static BACKUP_ENCRYPTION_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static BACKUP_ENCRYPTION_KEY: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
 static HISTORY_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
@@ -42,11 +43,32 @@ pub fn init() {
         GucFlags::default(),
     );
     for (name, setting, what) in [
-        (c"tenant_ops.max_concurrent_migrations", &MAX_CONCURRENT_MIGRATIONS, c"Most migration jobs running at once."),
-        (c"tenant_ops.max_concurrent_backups", &MAX_CONCURRENT_BACKUPS, c"Most backup and restore jobs running at once."),
-        (c"tenant_ops.max_concurrent_validations", &MAX_CONCURRENT_VALIDATIONS, c"Most validation jobs running at once."),
+        (
+            c"tenant_ops.max_concurrent_migrations",
+            &MAX_CONCURRENT_MIGRATIONS,
+            c"Most migration jobs running at once.",
+        ),
+        (
+            c"tenant_ops.max_concurrent_backups",
+            &MAX_CONCURRENT_BACKUPS,
+            c"Most backup and restore jobs running at once.",
+        ),
+        (
+            c"tenant_ops.max_concurrent_validations",
+            &MAX_CONCURRENT_VALIDATIONS,
+            c"Most validation jobs running at once.",
+        ),
     ] {
-        GucRegistry::define_int_guc(name, what, c"", setting, 0, 256, GucContext::Sighup, GucFlags::default());
+        GucRegistry::define_int_guc(
+            name,
+            what,
+            c"",
+            setting,
+            0,
+            256,
+            GucContext::Sighup,
+            GucFlags::default(),
+        );
     }
     GucRegistry::define_int_guc(
         c"tenant_ops.batch_size",
@@ -126,12 +148,19 @@ pub fn init() {
 }
 
 fn string(s: &GucSetting<Option<CString>>) -> Option<String> {
-    s.get().map(|c| c.to_string_lossy().into_owned()).filter(|v| !v.is_empty())
+    s.get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
 }
 
 pub fn databases() -> Vec<String> {
     string(&DATABASES)
-        .map(|v| v.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect()
+        })
         .unwrap_or_default()
 }
 pub fn max_workers() -> i32 {

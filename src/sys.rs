@@ -20,8 +20,12 @@ pub struct CaughtPgError {
 /// `EXCEPTION` blocks use).
 pub fn try_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtPgError> {
     // Saved as plain addresses so that the catch closure stays UnwindSafe.
-    let (old_cxt, old_owner) =
-        unsafe { (pg_sys::CurrentMemoryContext as usize, pg_sys::CurrentResourceOwner as usize) };
+    let (old_cxt, old_owner) = unsafe {
+        (
+            pg_sys::CurrentMemoryContext as usize,
+            pg_sys::CurrentResourceOwner as usize,
+        )
+    };
     let restore = move || unsafe {
         pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
         pg_sys::CurrentResourceOwner = old_owner as pg_sys::ResourceOwner;
@@ -40,9 +44,10 @@ pub fn try_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtPgError> 
         unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
         restore();
         Err(match e {
-            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
-                CaughtPgError { sqlstate: r.sql_error_code(), message: r.message().to_string() }
-            }
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => CaughtPgError {
+                sqlstate: r.sql_error_code(),
+                message: r.message().to_string(),
+            },
             CaughtError::RustPanic { ereport, .. } => CaughtPgError {
                 sqlstate: ereport.sql_error_code(),
                 message: ereport.message().to_string(),

@@ -28,7 +28,9 @@ fn create_scope(
 ) -> String {
     let name = required(name, "name");
     let root = required(root, "root");
-    let tenant_key = required(tenant_key, "tenant_key").to_string_lossy().into_owned();
+    let tenant_key = required(tenant_key, "tenant_key")
+        .to_string_lossy()
+        .into_owned();
     let options = options.map(|j| j.0).unwrap_or_else(|| json!({}));
     let summary = scope::create(name, root.to_u32(), &tenant_key, &options)
         .inspect_err(|e| crate::audit::log_failure("create_scope", name, e))
@@ -50,7 +52,9 @@ COMMENT ON FUNCTION tenant_ops.drop_scope(text) IS 'Removes a scope definition (
 "#)]
 fn drop_scope(name: Option<&str>) {
     let name = required(name, "name");
-    scope::drop(name).inspect_err(|e| crate::audit::log_failure("drop_scope", name, e)).or_raise();
+    scope::drop(name)
+        .inspect_err(|e| crate::audit::log_failure("drop_scope", name, e))
+        .or_raise();
     audit::record("drop_scope", name, json!({}), "ok");
 }
 
@@ -84,6 +88,14 @@ fn plan(
     let tenant = required(tenant, "tenant");
     let rows = scope::plan(scope, tenant).or_raise();
     TableIterator::new(rows.into_iter().map(|r| {
-        (r.step, pg_sys::Oid::from(r.table), r.role.to_string(), r.path, r.filter, r.rows, r.notes)
+        (
+            r.step,
+            pg_sys::Oid::from(r.table),
+            r.role.to_string(),
+            r.path,
+            r.filter,
+            r.rows,
+            r.notes,
+        )
     }))
 }

@@ -74,7 +74,10 @@ struct RawForeignKey {
 }
 
 fn query_json<T: for<'de> Deserialize<'de>>(sql: &str) -> T {
-    let value = Spi::get_one::<JsonB>(sql).or_raise().map(|j| j.0).unwrap_or_default();
+    let value = Spi::get_one::<JsonB>(sql)
+        .or_raise()
+        .map(|j| j.0)
+        .unwrap_or_default();
     serde_json::from_value(value)
         .unwrap_or_else(|e| internal_error(format!("pg_tenant_ops: unexpected catalog shape: {e}")))
 }
@@ -82,7 +85,10 @@ fn query_json<T: for<'de> Deserialize<'de>>(sql: &str) -> T {
 /// Reads the whole catalog: every table and every FK between them.
 pub fn load_catalog() -> Catalog {
     let tables: Vec<Table> = query_json(TABLES_SQL);
-    let mut catalog = Catalog { tables: tables.into_iter().map(|t| (t.oid, t)).collect(), edges: vec![] };
+    let mut catalog = Catalog {
+        tables: tables.into_iter().map(|t| (t.oid, t)).collect(),
+        edges: vec![],
+    };
 
     // The same FK declared on several partitions becomes one edge of the partitioned table.
     let raw: Vec<RawForeignKey> = query_json(FOREIGN_KEYS_SQL);
@@ -91,16 +97,30 @@ pub fn load_catalog() -> Catalog {
         if !catalog.tables.contains_key(&fk.child) || !catalog.tables.contains_key(&fk.parent) {
             continue;
         }
-        let key = (fk.child, fk.child_cols.clone(), fk.parent, fk.parent_cols.clone());
+        let key = (
+            fk.child,
+            fk.child_cols.clone(),
+            fk.parent,
+            fk.parent_cols.clone(),
+        );
         let edge = merged.entry(key).or_insert_with(|| Edge {
             name: fk.name.clone(),
-            kind: EdgeKind::ForeignKey { not_valid: false, found_on: vec![], names: vec![] },
+            kind: EdgeKind::ForeignKey {
+                not_valid: false,
+                found_on: vec![],
+                names: vec![],
+            },
             child: fk.child,
             child_cols: fk.child_cols,
             parent: fk.parent,
             parent_cols: fk.parent_cols,
         });
-        if let EdgeKind::ForeignKey { not_valid, found_on, names } = &mut edge.kind {
+        if let EdgeKind::ForeignKey {
+            not_valid,
+            found_on,
+            names,
+        } = &mut edge.kind
+        {
             *not_valid |= fk.not_valid;
             found_on.push(fk.declared_on);
             names.push(fk.name);
@@ -162,7 +182,10 @@ pub fn require_table(catalog: &Catalog, oid: TableId, context: &str) -> OpsResul
             Some(format!("Use {} instead.", relation_display(root))),
         ));
     }
-    Err(OpsError::NotATable { relation: display, context: context.to_string() })
+    Err(OpsError::NotATable {
+        relation: display,
+        context: context.to_string(),
+    })
 }
 
 fn resolve_table(catalog: &Catalog, name: &str, context: &str) -> OpsResult<TableId> {
@@ -171,7 +194,10 @@ fn resolve_table(catalog: &Catalog, name: &str, context: &str) -> OpsResult<Tabl
             require_table(catalog, oid, context)?;
             Ok(oid)
         }
-        None => Err(OpsError::UnknownTable { name: name.to_string(), context: context.to_string() }),
+        None => Err(OpsError::UnknownTable {
+            name: name.to_string(),
+            context: context.to_string(),
+        }),
     }
 }
 
@@ -193,7 +219,9 @@ fn require_columns(table: &Table, cols: &[String], context: &str) -> OpsResult<(
 fn comparable(a: &str, b: &str) -> bool {
     const INTS: &[&str] = &["smallint", "integer", "bigint"];
     const STRINGS: &[&str] = &["text", "character varying", "character"];
-    a == b || (INTS.contains(&a) && INTS.contains(&b)) || (STRINGS.contains(&a) && STRINGS.contains(&b))
+    a == b
+        || (INTS.contains(&a) && INTS.contains(&b))
+        || (STRINGS.contains(&a) && STRINGS.contains(&b))
 }
 
 fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
@@ -206,12 +234,19 @@ fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
         Some(cols) => cols.clone(),
         None => pt.primary_key.clone().ok_or_else(|| {
             OpsError::InvalidOption(
-                format!("{context}: {} has no primary key, so the link must give \"parent_columns\"", pt.display),
+                format!(
+                    "{context}: {} has no primary key, so the link must give \"parent_columns\"",
+                    pt.display
+                ),
                 None,
             )
         })?,
     };
-    require_columns(pt, &parent_cols, &format!("\"parent_columns\" of {context}"))?;
+    require_columns(
+        pt,
+        &parent_cols,
+        &format!("\"parent_columns\" of {context}"),
+    )?;
     if parent_cols.len() != link.columns.len() {
         return Err(OpsError::InvalidOption(
             format!(
@@ -224,7 +259,10 @@ fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
         ));
     }
     for (c, p) in link.columns.iter().zip(&parent_cols) {
-        let (cc, pc) = (ct.column(c).expect("checked"), pt.column(p).expect("checked"));
+        let (cc, pc) = (
+            ct.column(c).expect("checked"),
+            pt.column(p).expect("checked"),
+        );
         if !comparable(&cc.type_name, &pc.type_name) {
             return Err(OpsError::DatatypeMismatch {
                 message: format!(
@@ -283,7 +321,10 @@ pub fn prepare(root: TableId, tenant_key: &str, options: &ScopeOptions) -> OpsRe
     }
     if let Some(t) = exclude.intersection(&shared).next() {
         return Err(OpsError::InvalidOption(
-            format!("table {} is named in both \"exclude\" and \"shared\"", catalog.table(*t).display),
+            format!(
+                "table {} is named in both \"exclude\" and \"shared\"",
+                catalog.table(*t).display
+            ),
             None,
         ));
     }
@@ -316,22 +357,39 @@ pub fn prepare(root: TableId, tenant_key: &str, options: &ScopeOptions) -> OpsRe
     let mut owner = BTreeMap::new();
     for (table, path) in &options.owner {
         let oid = resolve_table(&catalog, table, "option \"owner\"")?;
-        let names_an_edge = catalog.edges.iter().any(|e| e.child == oid && e.answers_to(path));
-        let as_table = match lookup_relation(path)? {
-            Some((t, _)) => Some(partition_root(t).unwrap_or(t)),
-            None => None,
-        };
+        let names_an_edge = catalog
+            .edges
+            .iter()
+            .any(|e| e.child == oid && e.answers_to(path));
+        let as_table = lookup_relation(path)?.map(|(t, _)| partition_root(t).unwrap_or(t));
         let stored = match as_table {
-            Some(t) if !names_an_edge && catalog.tables.contains_key(&t) => catalog.table(t).sql.clone(),
+            Some(t) if !names_an_edge && catalog.tables.contains_key(&t) => {
+                catalog.table(t).sql.clone()
+            }
             _ => path.clone(),
         };
-        normalized.owner.insert(catalog.table(oid).sql.clone(), stored);
-        owner.insert(oid, OwnerChoice { text: path.clone(), as_table });
+        normalized
+            .owner
+            .insert(catalog.table(oid).sql.clone(), stored);
+        owner.insert(
+            oid,
+            OwnerChoice {
+                text: path.clone(),
+                as_table,
+            },
+        );
     }
 
     Ok(Prepared {
         catalog,
-        spec: ScopeSpec { root, tenant_key: tenant_key.to_string(), include, exclude, shared, owner },
+        spec: ScopeSpec {
+            root,
+            tenant_key: tenant_key.to_string(),
+            include,
+            exclude,
+            shared,
+            owner,
+        },
         normalized,
     })
 }

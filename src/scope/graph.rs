@@ -47,7 +47,11 @@ impl Table {
 pub enum EdgeKind {
     /// A foreign key constraint. `found_on` lists the relations that declare it (the table
     /// itself, or the partitions that carry it when it is declared per partition).
-    ForeignKey { not_valid: bool, found_on: Vec<String>, names: Vec<String> },
+    ForeignKey {
+        not_valid: bool,
+        found_on: Vec<String>,
+        names: Vec<String>,
+    },
     /// A relationship declared in the scope's `links` option.
     Link,
 }
@@ -93,13 +97,19 @@ impl Catalog {
     /// filled in later, to break an insertion cycle).
     pub fn edge_is_nullable(&self, edge: &Edge) -> bool {
         let t = self.table(edge.child);
-        edge.child_cols.iter().all(|c| t.column(c).is_some_and(|col| !col.not_null))
+        edge.child_cols
+            .iter()
+            .all(|c| t.column(c).is_some_and(|col| !col.not_null))
     }
 
     fn quoted_cols(&self, table: TableId, cols: &[String]) -> Vec<String> {
         let t = self.table(table);
         cols.iter()
-            .map(|c| t.column(c).map(|col| col.quoted.clone()).unwrap_or_else(|| c.clone()))
+            .map(|c| {
+                t.column(c)
+                    .map(|col| col.quoted.clone())
+                    .unwrap_or_else(|| c.clone())
+            })
             .collect()
     }
 
@@ -241,7 +251,11 @@ pub fn resolve(catalog: &Catalog, spec: &ScopeSpec) -> OpsResult<ResolvedScope> 
 
     let mut members: BTreeMap<TableId, ScopeTable> = BTreeMap::new();
     for (oid, (depth, edge)) in &owned {
-        let role = if *oid == spec.root { Role::Root } else { Role::Owned };
+        let role = if *oid == spec.root {
+            Role::Root
+        } else {
+            Role::Owned
+        };
         members.insert(
             *oid,
             ScopeTable {
@@ -292,7 +306,10 @@ pub fn resolve(catalog: &Catalog, spec: &ScopeSpec) -> OpsResult<ResolvedScope> 
     }
 
     let (order, deferred_edges) = dependency_order(catalog, &mut members);
-    let tables = order.into_iter().map(|oid| members.remove(&oid).expect("ordered member")).collect();
+    let tables = order
+        .into_iter()
+        .map(|oid| members.remove(&oid).expect("ordered member"))
+        .collect();
     Ok(ResolvedScope {
         root: spec.root,
         tenant_key: spec.tenant_key.clone(),
@@ -325,8 +342,11 @@ fn resolve_ownership(
     owned.insert(spec.root, (0, None));
     let mut depth = 0;
     loop {
-        let frontier: BTreeSet<TableId> =
-            owned.iter().filter(|(_, (d, _))| *d == depth).map(|(t, _)| *t).collect();
+        let frontier: BTreeSet<TableId> = owned
+            .iter()
+            .filter(|(_, (d, _))| *d == depth)
+            .map(|(t, _)| *t)
+            .collect();
         if frontier.is_empty() {
             break;
         }
@@ -351,7 +371,10 @@ fn resolve_ownership(
         if let Some((table, edges)) = ambiguities.next() {
             let also: Vec<String> = ambiguities
                 .map(|(t, es)| {
-                    let list: Vec<String> = es.iter().map(|i| catalog.describe_edge(&catalog.edges[*i])).collect();
+                    let list: Vec<String> = es
+                        .iter()
+                        .map(|i| catalog.describe_edge(&catalog.edges[*i]))
+                        .collect();
                     format!("{} ({})", catalog.table(*t).display, list.join("; "))
                 })
                 .collect();
@@ -375,13 +398,18 @@ fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> O
         .filter(|(_, e)| e.child == table && !e.is_self_reference())
         .map(|(i, _)| i)
         .collect();
-    let by_name: Vec<usize> =
-        outgoing.iter().copied().filter(|i| catalog.edges[*i].answers_to(&choice.text)).collect();
+    let by_name: Vec<usize> = outgoing
+        .iter()
+        .copied()
+        .filter(|i| catalog.edges[*i].answers_to(&choice.text))
+        .collect();
     let matches = if by_name.is_empty() {
         match choice.as_table {
-            Some(parent) => {
-                outgoing.iter().copied().filter(|i| catalog.edges[*i].parent == parent).collect()
-            }
+            Some(parent) => outgoing
+                .iter()
+                .copied()
+                .filter(|i| catalog.edges[*i].parent == parent)
+                .collect(),
             None => vec![],
         }
     } else {
@@ -391,8 +419,10 @@ fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> O
     match matches.len() {
         1 => Ok(matches[0]),
         0 => {
-            let names: Vec<String> =
-                outgoing.iter().map(|i| catalog.describe_edge(&catalog.edges[*i])).collect();
+            let names: Vec<String> = outgoing
+                .iter()
+                .map(|i| catalog.describe_edge(&catalog.edges[*i]))
+                .collect();
             Err(OpsError::UnknownObject {
                 what: "foreign key, link or parent table",
                 name: choice.text.clone(),
@@ -400,7 +430,10 @@ fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> O
                 hint: Some(if names.is_empty() {
                     format!("Table {tdisplay} has no foreign keys or links to other tables.")
                 } else {
-                    format!("Table {tdisplay} references other tables through: {}.", names.join("; "))
+                    format!(
+                        "Table {tdisplay} references other tables through: {}.",
+                        names.join("; ")
+                    )
                 }),
             })
         }
@@ -424,7 +457,10 @@ fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> O
 
 fn ambiguous(catalog: &Catalog, table: TableId, edges: &[usize], also: Vec<String>) -> OpsError {
     let t = catalog.table(table);
-    let candidates: Vec<String> = edges.iter().map(|i| catalog.describe_edge(&catalog.edges[*i])).collect();
+    let candidates: Vec<String> = edges
+        .iter()
+        .map(|i| catalog.describe_edge(&catalog.edges[*i]))
+        .collect();
     let first = &catalog.edges[edges[0]];
     OpsError::AmbiguousOwnership {
         table: t.display.clone(),
@@ -504,7 +540,9 @@ fn dependency_order(
         .iter()
         .enumerate()
         .filter(|(_, e)| {
-            !e.is_self_reference() && members.contains_key(&e.child) && members.contains_key(&e.parent)
+            !e.is_self_reference()
+                && members.contains_key(&e.child)
+                && members.contains_key(&e.parent)
         })
         .map(|(i, _)| i)
         .collect();
@@ -569,13 +607,25 @@ fn dependency_order(
             .iter()
             .copied()
             .filter(|i| catalog.edge_is_nullable(&catalog.edges[*i]))
-            .max_by_key(|i| (!is_owner_edge(*i), members[&catalog.edges[*i].child].depth, *i))
+            .max_by_key(|i| {
+                (
+                    !is_owner_edge(*i),
+                    members[&catalog.edges[*i].child].depth,
+                    *i,
+                )
+            })
             .map(|i| (i, true))
             .or_else(|| {
                 in_cycle
                     .iter()
                     .copied()
-                    .max_by_key(|i| (!is_owner_edge(*i), members[&catalog.edges[*i].child].depth, *i))
+                    .max_by_key(|i| {
+                        (
+                            !is_owner_edge(*i),
+                            members[&catalog.edges[*i].child].depth,
+                            *i,
+                        )
+                    })
                     .map(|i| (i, false))
             });
         let Some((edge, nullable)) = pick else {
@@ -618,13 +668,29 @@ pub struct Filters<'a> {
 impl<'a> Filters<'a> {
     pub fn new(catalog: &'a Catalog, scope: &'a ResolvedScope) -> Self {
         let root = catalog.table(scope.root);
-        let key_type = root.column(&scope.tenant_key).map(|c| c.type_name.clone()).unwrap_or_default();
-        let mut f = Filters { catalog, scope, key_type, cache: BTreeMap::new() };
+        let key_type = root
+            .column(&scope.tenant_key)
+            .map(|c| c.type_name.clone())
+            .unwrap_or_default();
+        let mut f = Filters {
+            catalog,
+            scope,
+            key_type,
+            cache: BTreeMap::new(),
+        };
         // An owned table's filter uses its owner's, so the root and owned tables are built
         // parents first; a shared table's filter uses those of the tables referencing it, so
         // shared tables come after, nearest to the scope first.
-        let mut order: Vec<&ScopeTable> = scope.tables.iter().filter(|t| t.role != Role::Shared).collect();
-        let mut shared: Vec<&ScopeTable> = scope.tables.iter().filter(|t| t.role == Role::Shared).collect();
+        let mut order: Vec<&ScopeTable> = scope
+            .tables
+            .iter()
+            .filter(|t| t.role != Role::Shared)
+            .collect();
+        let mut shared: Vec<&ScopeTable> = scope
+            .tables
+            .iter()
+            .filter(|t| t.role == Role::Shared)
+            .collect();
         shared.sort_by_key(|t| t.depth);
         order.extend(shared);
         for t in order {
@@ -636,7 +702,10 @@ impl<'a> Filters<'a> {
 
     /// The WHERE clause (without `WHERE`) selecting the tenant's rows of `table`.
     pub fn filter(&self, table: TableId) -> &str {
-        self.cache.get(&table).map(String::as_str).unwrap_or("false")
+        self.cache
+            .get(&table)
+            .map(String::as_str)
+            .unwrap_or("false")
     }
 
     fn param(&self) -> String {
@@ -648,7 +717,10 @@ impl<'a> Filters<'a> {
         match t.role {
             Role::Root => {
                 let root = c.table(t.oid);
-                let key = root.column(&self.scope.tenant_key).map(|c| c.quoted.clone()).unwrap_or_default();
+                let key = root
+                    .column(&self.scope.tenant_key)
+                    .map(|c| c.quoted.clone())
+                    .unwrap_or_default();
                 format!("{key} = {}", self.param())
             }
             Role::Owned => {
@@ -678,20 +750,32 @@ impl<'a> Filters<'a> {
                     let e = &c.edges[*i];
                     // References from tables placed later (a cycle among shared tables) have
                     // no filter yet; they add nothing the earlier references did not.
-                    let Some(child_filter) = self.cache.get(&e.child) else { continue };
-                    by_key.entry(e.parent_cols.clone()).or_default().push(format!(
-                        "SELECT {} FROM {} WHERE {}",
-                        c.col_list(e.child, &e.child_cols),
-                        c.table(e.child).sql,
-                        child_filter
-                    ));
+                    let Some(child_filter) = self.cache.get(&e.child) else {
+                        continue;
+                    };
+                    by_key
+                        .entry(e.parent_cols.clone())
+                        .or_default()
+                        .push(format!(
+                            "SELECT {} FROM {} WHERE {}",
+                            c.col_list(e.child, &e.child_cols),
+                            c.table(e.child).sql,
+                            child_filter
+                        ));
                 }
-                let self_refs: Vec<&Edge> =
-                    c.edges.iter().filter(|e| e.child == t.oid && e.is_self_reference()).collect();
+                let self_refs: Vec<&Edge> = c
+                    .edges
+                    .iter()
+                    .filter(|e| e.child == t.oid && e.is_self_reference())
+                    .collect();
                 let parts: Vec<String> = by_key
                     .into_iter()
                     .map(|(cols, selects)| {
-                        let base = format!("{} IN ({})", c.col_tuple(t.oid, &cols), selects.join(" UNION "));
+                        let base = format!(
+                            "{} IN ({})",
+                            c.col_tuple(t.oid, &cols),
+                            selects.join(" UNION ")
+                        );
                         if self_refs.is_empty() {
                             base
                         } else {
@@ -710,7 +794,13 @@ impl<'a> Filters<'a> {
 
     /// A shared table with a self-reference (a manager chain): the rows the tenant references
     /// and, recursively, the rows those point at.
-    fn with_self_references(&self, table: TableId, key: &[String], base: &str, self_refs: &[&Edge]) -> String {
+    fn with_self_references(
+        &self,
+        table: TableId,
+        key: &[String],
+        base: &str,
+        self_refs: &[&Edge],
+    ) -> String {
         let c = self.catalog;
         let t = c.table(table);
         let mut cols: Vec<String> = key.to_vec();
@@ -723,7 +813,11 @@ impl<'a> Filters<'a> {
         }
         let list = c.col_list(table, &cols);
         let qualified = |alias: &str, cs: &[String]| -> String {
-            let q: Vec<String> = c.quoted_cols(table, cs).into_iter().map(|x| format!("{alias}.{x}")).collect();
+            let q: Vec<String> = c
+                .quoted_cols(table, cs)
+                .into_iter()
+                .map(|x| format!("{alias}.{x}"))
+                .collect();
             if q.len() == 1 {
                 q[0].clone()
             } else {
@@ -732,9 +826,19 @@ impl<'a> Filters<'a> {
         };
         let joins: Vec<String> = self_refs
             .iter()
-            .map(|e| format!("{} = {}", qualified("s", &e.parent_cols), qualified("r", &e.child_cols)))
+            .map(|e| {
+                format!(
+                    "{} = {}",
+                    qualified("s", &e.parent_cols),
+                    qualified("r", &e.child_cols)
+                )
+            })
             .collect();
-        let s_list: Vec<String> = c.quoted_cols(table, &cols).into_iter().map(|x| format!("s.{x}")).collect();
+        let s_list: Vec<String> = c
+            .quoted_cols(table, &cols)
+            .into_iter()
+            .map(|x| format!("s.{x}"))
+            .collect();
         format!(
             "{key_tuple} IN (WITH RECURSIVE r AS (SELECT {list} FROM {sql} WHERE {base} UNION SELECT {s_list} FROM {sql} s JOIN r ON {joins}) SELECT {key_list} FROM r)",
             key_tuple = c.col_tuple(table, key),
@@ -748,11 +852,15 @@ impl<'a> Filters<'a> {
     /// The ownership path of a table, child first: `invoice_line.invoice_id → invoice.customer_id → customer.support_rep_id → employee`.
     pub fn path(&self, table: TableId) -> String {
         let c = self.catalog;
-        let Some(t) = self.scope.get(table) else { return String::new() };
+        let Some(t) = self.scope.get(table) else {
+            return String::new();
+        };
         match t.role {
             Role::Root => format!("root (tenant key {})", {
                 let root = c.table(table);
-                root.column(&self.scope.tenant_key).map(|c| c.quoted.clone()).unwrap_or_default()
+                root.column(&self.scope.tenant_key)
+                    .map(|c| c.quoted.clone())
+                    .unwrap_or_default()
             }),
             Role::Owned => {
                 let mut hops = vec![];
@@ -772,7 +880,11 @@ impl<'a> Filters<'a> {
                 if t.referenced_by.is_empty() {
                     "shared (declared; not referenced by the scope)".into()
                 } else {
-                    let refs: Vec<String> = t.referenced_by.iter().map(|i| c.hop(&c.edges[*i])).collect();
+                    let refs: Vec<String> = t
+                        .referenced_by
+                        .iter()
+                        .map(|i| c.hop(&c.edges[*i]))
+                        .collect();
                     format!("referenced by {}", refs.join(", "))
                 }
             }
@@ -808,7 +920,11 @@ mod tests {
     fn fk(name: &str, child: TableId, cc: &[&str], parent: TableId, pc: &[&str]) -> Edge {
         Edge {
             name: name.into(),
-            kind: EdgeKind::ForeignKey { not_valid: false, found_on: vec![], names: vec![name.into()] },
+            kind: EdgeKind::ForeignKey {
+                not_valid: false,
+                found_on: vec![],
+                names: vec![name.into()],
+            },
             child,
             child_cols: cc.iter().map(|s| s.to_string()).collect(),
             parent,
@@ -820,20 +936,52 @@ mod tests {
     fn chinook() -> Catalog {
         let mut c = Catalog::default();
         for t in [
-            table(1, "employee", &[("employee_id", true), ("reports_to", false)]),
-            table(2, "customer", &[("customer_id", true), ("support_rep_id", false)]),
+            table(
+                1,
+                "employee",
+                &[("employee_id", true), ("reports_to", false)],
+            ),
+            table(
+                2,
+                "customer",
+                &[("customer_id", true), ("support_rep_id", false)],
+            ),
             table(3, "invoice", &[("invoice_id", true), ("customer_id", true)]),
-            table(4, "invoice_line", &[("invoice_line_id", true), ("invoice_id", true), ("track_id", true)]),
+            table(
+                4,
+                "invoice_line",
+                &[
+                    ("invoice_line_id", true),
+                    ("invoice_id", true),
+                    ("track_id", true),
+                ],
+            ),
             table(5, "track", &[("track_id", true), ("album_id", false)]),
             table(6, "album", &[("album_id", true)]),
-            table(7, "playlist_track", &[("playlist_id", true), ("track_id", true)]),
+            table(
+                7,
+                "playlist_track",
+                &[("playlist_id", true), ("track_id", true)],
+            ),
         ] {
             c.tables.insert(t.oid, t);
         }
         c.edges = vec![
             fk("fk_reports_to", 1, &["reports_to"], 1, &["employee_id"]),
-            fk("fk_support_rep", 2, &["support_rep_id"], 1, &["employee_id"]),
-            fk("fk_invoice_customer", 3, &["customer_id"], 2, &["customer_id"]),
+            fk(
+                "fk_support_rep",
+                2,
+                &["support_rep_id"],
+                1,
+                &["employee_id"],
+            ),
+            fk(
+                "fk_invoice_customer",
+                3,
+                &["customer_id"],
+                2,
+                &["customer_id"],
+            ),
             fk("fk_line_invoice", 4, &["invoice_id"], 3, &["invoice_id"]),
             fk("fk_line_track", 4, &["track_id"], 5, &["track_id"]),
             fk("fk_track_album", 5, &["album_id"], 6, &["album_id"]),
@@ -843,15 +991,22 @@ mod tests {
     }
 
     fn spec(root: TableId, key: &str) -> ScopeSpec {
-        ScopeSpec { root, tenant_key: key.into(), ..Default::default() }
+        ScopeSpec {
+            root,
+            tenant_key: key.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn chinook_roles_order_and_filters() {
         let c = chinook();
         let s = resolve(&c, &spec(1, "employee_id")).unwrap();
-        let roles: Vec<(&str, Role)> =
-            s.tables.iter().map(|t| (c.table(t.oid).display.as_str(), t.role)).collect();
+        let roles: Vec<(&str, Role)> = s
+            .tables
+            .iter()
+            .map(|t| (c.table(t.oid).display.as_str(), t.role))
+            .collect();
         assert_eq!(
             roles,
             vec![
@@ -863,7 +1018,10 @@ mod tests {
                 ("invoice_line", Role::Owned),
             ]
         );
-        assert!(s.get(7).is_none(), "playlist_track only references shared data");
+        assert!(
+            s.get(7).is_none(),
+            "playlist_track only references shared data"
+        );
         let f = Filters::new(&c, &s);
         assert_eq!(f.filter(1), "employee_id = $1::integer");
         assert_eq!(f.filter(2), "support_rep_id = $1::integer");
@@ -879,7 +1037,7 @@ mod tests {
             f.filter(6),
             "album_id IN (SELECT album_id FROM public.track WHERE track_id IN (SELECT track_id FROM public.invoice_line WHERE invoice_id IN (SELECT invoice_id FROM public.invoice WHERE customer_id IN (SELECT customer_id FROM public.customer WHERE support_rep_id = $1::integer))))"
         );
-        assert!(s.tables[2].notes[0].contains("self-reference fk_reports_to"));
+        assert!(s.tables[2].notes[0].contains("self-reference foreign key fk_reports_to"));
         assert!(s.cross_references.is_empty());
     }
 
@@ -887,21 +1045,62 @@ mod tests {
     fn pagila() -> Catalog {
         let mut c = Catalog::default();
         for t in [
-            table(1, "store", &[("store_id", true), ("manager_staff_id", true)]),
+            table(
+                1,
+                "store",
+                &[("store_id", true), ("manager_staff_id", true)],
+            ),
             table(2, "staff", &[("staff_id", true), ("store_id", true)]),
             table(3, "customer", &[("customer_id", true), ("store_id", true)]),
-            table(4, "inventory", &[("inventory_id", true), ("store_id", true)]),
-            table(5, "rental", &[("rental_id", true), ("inventory_id", true), ("customer_id", true), ("staff_id", true)]),
+            table(
+                4,
+                "inventory",
+                &[("inventory_id", true), ("store_id", true)],
+            ),
+            table(
+                5,
+                "rental",
+                &[
+                    ("rental_id", true),
+                    ("inventory_id", true),
+                    ("customer_id", true),
+                    ("staff_id", true),
+                ],
+            ),
         ] {
             c.tables.insert(t.oid, t);
         }
         c.edges = vec![
-            fk("store_manager_staff_id_fkey", 1, &["manager_staff_id"], 2, &["staff_id"]),
+            fk(
+                "store_manager_staff_id_fkey",
+                1,
+                &["manager_staff_id"],
+                2,
+                &["staff_id"],
+            ),
             fk("staff_store_id_fkey", 2, &["store_id"], 1, &["store_id"]),
             fk("customer_store_id_fkey", 3, &["store_id"], 1, &["store_id"]),
-            fk("inventory_store_id_fkey", 4, &["store_id"], 1, &["store_id"]),
-            fk("rental_inventory_id_fkey", 5, &["inventory_id"], 4, &["inventory_id"]),
-            fk("rental_customer_id_fkey", 5, &["customer_id"], 3, &["customer_id"]),
+            fk(
+                "inventory_store_id_fkey",
+                4,
+                &["store_id"],
+                1,
+                &["store_id"],
+            ),
+            fk(
+                "rental_inventory_id_fkey",
+                5,
+                &["inventory_id"],
+                4,
+                &["inventory_id"],
+            ),
+            fk(
+                "rental_customer_id_fkey",
+                5,
+                &["customer_id"],
+                3,
+                &["customer_id"],
+            ),
             fk("rental_staff_id_fkey", 5, &["staff_id"], 2, &["staff_id"]),
         ];
         c
@@ -912,7 +1111,13 @@ mod tests {
         let c = pagila();
         let err = resolve(&c, &spec(1, "store_id")).unwrap_err();
         match &err {
-            OpsError::AmbiguousOwnership { table, count, candidates, hint, .. } => {
+            OpsError::AmbiguousOwnership {
+                table,
+                count,
+                candidates,
+                hint,
+                ..
+            } => {
                 assert_eq!(table, "rental");
                 assert_eq!(*count, 3);
                 assert!(candidates.contains("rental_inventory_id_fkey"));
@@ -924,14 +1129,28 @@ mod tests {
         }
 
         let mut sp = spec(1, "store_id");
-        sp.owner.insert(5, OwnerChoice { text: "inventory".into(), as_table: Some(4) });
+        sp.owner.insert(
+            5,
+            OwnerChoice {
+                text: "inventory".into(),
+                as_table: Some(4),
+            },
+        );
         let s = resolve(&c, &sp).unwrap();
         assert_eq!(s.get(5).unwrap().owner_edge, Some(4));
         // customer and staff references from rental are cross references, as is the store's manager.
-        let cross: BTreeSet<&str> = s.cross_references.iter().map(|i| c.edges[*i].name.as_str()).collect();
+        let cross: BTreeSet<&str> = s
+            .cross_references
+            .iter()
+            .map(|i| c.edges[*i].name.as_str())
+            .collect();
         assert_eq!(
             cross,
-            BTreeSet::from(["rental_customer_id_fkey", "rental_staff_id_fkey", "store_manager_staff_id_fkey"])
+            BTreeSet::from([
+                "rental_customer_id_fkey",
+                "rental_staff_id_fkey",
+                "store_manager_staff_id_fkey"
+            ])
         );
         // store ↔ staff is a NOT NULL cycle: broken at the non-ownership edge, with a note.
         assert_eq!(s.deferred_edges, vec![0]);
@@ -940,11 +1159,29 @@ mod tests {
         assert_eq!(order, vec![1, 3, 4, 2, 5]);
 
         // By constraint name works too, and an unknown name says what there is.
-        sp.owner.insert(5, OwnerChoice { text: "rental_staff_id_fkey".into(), as_table: None });
-        assert_eq!(resolve(&c, &sp).unwrap().get(5).unwrap().owner_edge, Some(6));
-        sp.owner.insert(5, OwnerChoice { text: "nope".into(), as_table: None });
+        sp.owner.insert(
+            5,
+            OwnerChoice {
+                text: "rental_staff_id_fkey".into(),
+                as_table: None,
+            },
+        );
+        assert_eq!(
+            resolve(&c, &sp).unwrap().get(5).unwrap().owner_edge,
+            Some(6)
+        );
+        sp.owner.insert(
+            5,
+            OwnerChoice {
+                text: "nope".into(),
+                as_table: None,
+            },
+        );
         let err = resolve(&c, &sp).unwrap_err();
-        assert!(matches!(err, OpsError::UnknownObject { ref name, .. } if name == "nope"), "{err:?}");
+        assert!(
+            matches!(err, OpsError::UnknownObject { ref name, .. } if name == "nope"),
+            "{err:?}"
+        );
         assert!(err.hint().unwrap().contains("rental_customer_id_fkey"));
     }
 
@@ -953,7 +1190,11 @@ mod tests {
         let mut c = Catalog::default();
         for t in [
             table(1, "org", &[("id", true)]),
-            table(2, "dept", &[("id", true), ("org_id", true), ("head_id", false)]),
+            table(
+                2,
+                "dept",
+                &[("id", true), ("org_id", true), ("head_id", false)],
+            ),
             table(3, "person", &[("id", true), ("dept_id", true)]),
         ] {
             c.tables.insert(t.oid, t);
@@ -975,8 +1216,16 @@ mod tests {
         let mut c = Catalog::default();
         for t in [
             table(1, "tenant", &[("id", true)]),
-            table(2, "ord", &[("tenant_id", true), ("ord_no", true), ("rep_id", false)]),
-            table(3, "line", &[("tenant_id", true), ("ord_no", true), ("line_no", true)]),
+            table(
+                2,
+                "ord",
+                &[("tenant_id", true), ("ord_no", true), ("rep_id", false)],
+            ),
+            table(
+                3,
+                "line",
+                &[("tenant_id", true), ("ord_no", true), ("line_no", true)],
+            ),
             table(4, "rep", &[("id", true), ("boss_id", false)]),
             table(5, "audit", &[("id", true), ("tenant_id", true)]),
         ] {
@@ -984,7 +1233,13 @@ mod tests {
         }
         c.edges = vec![
             fk("ord_tenant", 2, &["tenant_id"], 1, &["id"]),
-            fk("line_ord", 3, &["tenant_id", "ord_no"], 2, &["tenant_id", "ord_no"]),
+            fk(
+                "line_ord",
+                3,
+                &["tenant_id", "ord_no"],
+                2,
+                &["tenant_id", "ord_no"],
+            ),
             fk("ord_rep", 2, &["rep_id"], 4, &["id"]),
             fk("rep_boss", 4, &["boss_id"], 4, &["id"]),
             fk("audit_tenant", 5, &["tenant_id"], 1, &["id"]),
@@ -998,7 +1253,10 @@ mod tests {
             f.filter(3),
             "(tenant_id, ord_no) IN (SELECT tenant_id, ord_no FROM public.ord WHERE tenant_id = $1::integer)"
         );
-        assert_eq!(f.path(3), "line(tenant_id, ord_no) → ord.tenant_id → tenant");
+        assert_eq!(
+            f.path(3),
+            "line(tenant_id, ord_no) → ord.tenant_id → tenant"
+        );
         assert_eq!(
             f.filter(4),
             "id IN (WITH RECURSIVE r AS (SELECT id, boss_id FROM public.rep WHERE id IN (SELECT rep_id FROM public.ord WHERE tenant_id = $1::integer) UNION SELECT s.id, s.boss_id FROM public.rep s JOIN r ON s.id = r.boss_id) SELECT id FROM r)"
@@ -1017,8 +1275,18 @@ mod tests {
     fn owner_for_a_table_outside_the_scope_is_refused() {
         let c = chinook();
         let mut sp = spec(1, "employee_id");
-        sp.owner.insert(7, OwnerChoice { text: "fk_pt_track".into(), as_table: None });
+        sp.owner.insert(
+            7,
+            OwnerChoice {
+                text: "fk_pt_track".into(),
+                as_table: None,
+            },
+        );
         let err = resolve(&c, &sp).unwrap_err();
-        assert!(err.to_string().contains("playlist_track, which the scope does not own"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("playlist_track, which the scope does not own"),
+            "{err}"
+        );
     }
 }

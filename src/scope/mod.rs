@@ -41,19 +41,33 @@ impl LoadedScope {
 
 fn check_name(name: &str) -> OpsResult<()> {
     if name.trim().is_empty() {
-        return Err(OpsError::InvalidScopeName(name.into(), "a scope name must not be empty"));
+        return Err(OpsError::InvalidScopeName(
+            name.into(),
+            "a scope name must not be empty",
+        ));
     }
     if name.chars().count() > 200 {
-        return Err(OpsError::InvalidScopeName(name.into(), "a scope name has at most 200 characters"));
+        return Err(OpsError::InvalidScopeName(
+            name.into(),
+            "a scope name has at most 200 characters",
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(OpsError::InvalidScopeName(name.into(), "a scope name must not contain control characters"));
+        return Err(OpsError::InvalidScopeName(
+            name.into(),
+            "a scope name must not contain control characters",
+        ));
     }
     Ok(())
 }
 
 /// Validates a definition completely (every name, every path) and stores it.
-pub fn create(name: &str, root: TableId, tenant_key: &str, options: &Value) -> OpsResult<ResolvedSummary> {
+pub fn create(
+    name: &str,
+    root: TableId,
+    tenant_key: &str,
+    options: &Value,
+) -> OpsResult<ResolvedSummary> {
     check_name(name)?;
     // A taken name is the first thing to say; the insert below still guards against a race.
     let taken = Spi::get_one_with_args::<bool>(
@@ -66,7 +80,11 @@ pub fn create(name: &str, root: TableId, tenant_key: &str, options: &Value) -> O
         return Err(OpsError::ScopeExists(name.into()));
     }
     let parsed = ScopeOptions::parse(options)?;
-    let catalog::Prepared { catalog, spec, normalized } = catalog::prepare(root, tenant_key, &parsed)?;
+    let catalog::Prepared {
+        catalog,
+        spec,
+        normalized,
+    } = catalog::prepare(root, tenant_key, &parsed)?;
     let resolved = graph::resolve(&catalog, &spec)?;
     let summary = summarize(&catalog, &resolved);
     let stored_options = normalized.to_json();
@@ -101,7 +119,13 @@ pub fn create(name: &str, root: TableId, tenant_key: &str, options: &Value) -> O
 pub fn drop(name: &str) -> OpsResult<()> {
     let deleted = as_extension_owner(|| {
         Spi::connect_mut(|client| {
-            client.update("DELETE FROM tenant_ops.scope WHERE name = $1", None, &[name.into()]).map(|t| t.len())
+            client
+                .update(
+                    "DELETE FROM tenant_ops.scope WHERE name = $1",
+                    None,
+                    &[name.into()],
+                )
+                .map(|t| t.len())
         })
     })
     .or_raise();
@@ -127,14 +151,21 @@ pub fn definition(name: &str) -> OpsResult<ScopeDefinition> {
         Ok::<_, pgrx::spi::Error>(Some((
             row.get::<i64>(1)?.unwrap_or_default(),
             row.get::<String>(2)?.unwrap_or_default(),
-            row.get::<JsonB>(3)?.map(|j| j.0).unwrap_or_else(|| json!({})),
+            row.get::<JsonB>(3)?
+                .map(|j| j.0)
+                .unwrap_or_else(|| json!({})),
         )))
     })
     .or_raise();
     let Some((root, tenant_key, options)) = row else {
         return Err(OpsError::UnknownScope(name.into()));
     };
-    Ok(ScopeDefinition { name: name.into(), root: root as TableId, tenant_key, options: ScopeOptions::parse(&options)? })
+    Ok(ScopeDefinition {
+        name: name.into(),
+        root: root as TableId,
+        tenant_key,
+        options: ScopeOptions::parse(&options)?,
+    })
 }
 
 /// Loads a scope and resolves it against the catalog as it is now.
@@ -143,7 +174,11 @@ pub fn load(name: &str) -> OpsResult<LoadedScope> {
     let catalog::Prepared { catalog, spec, .. } =
         catalog::prepare(definition.root, &definition.tenant_key, &definition.options)?;
     let resolved = graph::resolve(&catalog, &spec)?;
-    Ok(LoadedScope { definition, catalog, resolved })
+    Ok(LoadedScope {
+        definition,
+        catalog,
+        resolved,
+    })
 }
 
 /// Counts and lists of a resolved scope, kept with the definition for `tenant_ops.scopes`.
@@ -153,7 +188,12 @@ pub struct ResolvedSummary {
 
 fn summarize(catalog: &Catalog, resolved: &ResolvedScope) -> ResolvedSummary {
     let names = |role: Role| -> Vec<String> {
-        resolved.tables.iter().filter(|t| t.role == role).map(|t| catalog.table(t.oid).display.clone()).collect()
+        resolved
+            .tables
+            .iter()
+            .filter(|t| t.role == role)
+            .map(|t| catalog.table(t.oid).display.clone())
+            .collect()
     };
     ResolvedSummary {
         json: json!({
@@ -169,7 +209,9 @@ impl LoadedScope {
     /// Checks that `tenant` casts to the tenant key's type and names an existing root row.
     pub fn check_tenant(&self, tenant: &str) -> OpsResult<()> {
         let root = self.catalog.table(self.resolved.root);
-        let key = root.column(&self.resolved.tenant_key).expect("checked when the scope was prepared");
+        let key = root
+            .column(&self.resolved.tenant_key)
+            .expect("checked when the scope was prepared");
         let cast = format!("SELECT $1::pg_catalog.text::{} IS NOT NULL", key.type_name);
         if try_subtransaction(|| Spi::get_one_with_args::<bool>(&cast, &[tenant.into()])).is_err() {
             return Err(OpsError::BadTenantValue {
@@ -180,8 +222,15 @@ impl LoadedScope {
             });
         }
         let filters = self.filters();
-        let exists = format!("SELECT EXISTS (SELECT FROM {} WHERE {})", root.sql, filters.filter(root.oid));
-        if !Spi::get_one_with_args::<bool>(&exists, &[tenant.into()]).or_raise().unwrap_or(false) {
+        let exists = format!(
+            "SELECT EXISTS (SELECT FROM {} WHERE {})",
+            root.sql,
+            filters.filter(root.oid)
+        );
+        if !Spi::get_one_with_args::<bool>(&exists, &[tenant.into()])
+            .or_raise()
+            .unwrap_or(false)
+        {
             return Err(OpsError::UnknownTenant {
                 tenant: tenant.into(),
                 scope: self.definition.name.clone(),
@@ -213,8 +262,13 @@ pub fn plan(scope: &str, tenant: &str) -> OpsResult<Vec<PlanRow>> {
     for (i, t) in loaded.resolved.tables.iter().enumerate() {
         let table = loaded.catalog.table(t.oid);
         let filter = filters.filter(t.oid).to_string();
-        let count_sql = format!("SELECT pg_catalog.count(*) FROM {} WHERE {}", table.sql, filter);
-        let count = Spi::get_one_with_args::<i64>(&count_sql, &[tenant.into()]).or_raise().unwrap_or(0);
+        let count_sql = format!(
+            "SELECT pg_catalog.count(*) FROM {} WHERE {}",
+            table.sql, filter
+        );
+        let count = Spi::get_one_with_args::<i64>(&count_sql, &[tenant.into()])
+            .or_raise()
+            .unwrap_or(0);
         rows.push(PlanRow {
             step: i as i32 + 1,
             table: t.oid,

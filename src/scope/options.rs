@@ -38,13 +38,18 @@ fn bad(msg: String) -> OpsError {
 
 fn string_array(v: &Value, what: &str) -> OpsResult<Vec<String>> {
     let Value::Array(items) = v else {
-        return Err(bad(format!("{what} must be an array of names, not {}", kind(v))));
+        return Err(bad(format!(
+            "{what} must be an array of names, not {}",
+            kind(v)
+        )));
     };
     items
         .iter()
         .map(|item| match item {
             Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
-            other => Err(bad(format!("{what} must hold non-empty names, found {other}"))),
+            other => Err(bad(format!(
+                "{what} must hold non-empty names, found {other}"
+            ))),
         })
         .collect()
 }
@@ -95,7 +100,10 @@ impl ScopeOptions {
 
     pub fn parse(v: &Value) -> OpsResult<Self> {
         let Value::Object(map) = v else {
-            return Err(bad(format!("options must be a JSON object, not {}", kind(v))));
+            return Err(bad(format!(
+                "options must be a JSON object, not {}",
+                kind(v)
+            )));
         };
         for key in map.keys() {
             if !KNOWN.contains(&key.as_str()) {
@@ -138,7 +146,10 @@ impl ScopeOptions {
         }
         if let Some(v) = map.get("links") {
             let Value::Array(items) = v else {
-                return Err(bad(format!("option \"links\" must be an array of objects, not {}", kind(v))));
+                return Err(bad(format!(
+                    "option \"links\" must be an array of objects, not {}",
+                    kind(v)
+                )));
             };
             for (i, item) in items.iter().enumerate() {
                 opts.links.push(parse_link(i, item)?);
@@ -146,7 +157,10 @@ impl ScopeOptions {
             let mut names: Vec<&str> = opts.links.iter().map(|l| l.name.as_str()).collect();
             names.sort_unstable();
             if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-                return Err(bad(format!("option \"links\" names link \"{}\" twice", w[0])));
+                return Err(bad(format!(
+                    "option \"links\" names link \"{}\" twice",
+                    w[0]
+                )));
             }
         }
         Ok(opts)
@@ -169,7 +183,10 @@ fn parse_link(i: usize, item: &Value) -> OpsResult<LinkOption> {
     let text = |key: &str| -> OpsResult<String> {
         match map.get(key) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-            Some(other) => Err(bad(format!("\"{key}\" of {at} must be a name, not {}", kind(other)))),
+            Some(other) => Err(bad(format!(
+                "\"{key}\" of {at} must be a name, not {}",
+                kind(other)
+            ))),
             None => Err(bad(format!("{at} has no \"{key}\""))),
         }
     };
@@ -181,7 +198,10 @@ fn parse_link(i: usize, item: &Value) -> OpsResult<LinkOption> {
         None => return Err(bad(format!("link \"{name}\" has no \"columns\""))),
     };
     let parent_columns = match map.get("parent_columns") {
-        Some(v) => Some(string_array(v, &format!("\"parent_columns\" of link \"{name}\""))?),
+        Some(v) => Some(string_array(
+            v,
+            &format!("\"parent_columns\" of link \"{name}\""),
+        )?),
         None => None,
     };
     if columns.is_empty() {
@@ -196,7 +216,13 @@ fn parse_link(i: usize, item: &Value) -> OpsResult<LinkOption> {
             )));
         }
     }
-    Ok(LinkOption { name, child, columns, parent, parent_columns })
+    Ok(LinkOption {
+        name,
+        child,
+        columns,
+        parent,
+        parent_columns,
+    })
 }
 
 #[cfg(test)]
@@ -215,21 +241,46 @@ mod tests {
         assert_eq!(o.tables, Some(vec!["a".to_string(), "s.b".to_string()]));
         assert_eq!(o.owner.get("rental").map(String::as_str), Some("inventory"));
         assert_eq!(o.links[0].parent_columns, None);
-        assert_eq!(ScopeOptions::parse(&o.to_json()).unwrap(), o, "to_json round-trips");
-        assert_eq!(ScopeOptions::parse(&json!({})).unwrap(), ScopeOptions::default());
+        assert_eq!(
+            ScopeOptions::parse(&o.to_json()).unwrap(),
+            o,
+            "to_json round-trips"
+        );
+        assert_eq!(
+            ScopeOptions::parse(&json!({})).unwrap(),
+            ScopeOptions::default()
+        );
     }
 
     #[test]
     fn refuses_what_it_does_not_know() {
         let err = ScopeOptions::parse(&json!({"tabels": []})).unwrap_err();
-        assert_eq!(err.to_string(), "invalid options: unknown option \"tabels\"");
-        assert!(err.hint().unwrap().contains("tables, exclude, shared, owner, links"));
+        assert_eq!(
+            err.to_string(),
+            "invalid options: unknown option \"tabels\""
+        );
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("tables, exclude, shared, owner, links"));
         for (v, msg) in [
             (json!([]), "options must be a JSON object, not an array"),
-            (json!({"tables": "a"}), "option \"tables\" must be an array of names, not a string"),
-            (json!({"exclude": [1]}), "option \"exclude\" must hold non-empty names, found 1"),
-            (json!({"owner": []}), "option \"owner\" must be an object, not an array"),
-            (json!({"links": [{"name": "l"}]}), "option \"links\" item 1 has no \"child\""),
+            (
+                json!({"tables": "a"}),
+                "option \"tables\" must be an array of names, not a string",
+            ),
+            (
+                json!({"exclude": [1]}),
+                "option \"exclude\" must hold non-empty names, found 1",
+            ),
+            (
+                json!({"owner": []}),
+                "option \"owner\" must be an object, not an array",
+            ),
+            (
+                json!({"links": [{"name": "l"}]}),
+                "option \"links\" item 1 has no \"child\"",
+            ),
             (
                 json!({"links": [{"name": "l", "child": "c", "columns": ["a"], "parent": "p", "via": 1}]}),
                 "unknown key \"via\" in option \"links\" item 1",
@@ -240,7 +291,11 @@ mod tests {
             ),
         ] {
             let err = ScopeOptions::parse(&v).unwrap_err();
-            assert_eq!(err.to_string(), format!("invalid options: {msg}"), "for {v}");
+            assert_eq!(
+                err.to_string(),
+                format!("invalid options: {msg}"),
+                "for {v}"
+            );
         }
     }
 }

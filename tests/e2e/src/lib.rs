@@ -193,7 +193,8 @@ impl Cluster {
             Command::new(self.bin(program))
         };
         // A server started with RUST_BACKTRACE would append Rust backtraces to every ERROR.
-        c.env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+        c.env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE");
         c
     }
 
