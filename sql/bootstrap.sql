@@ -67,6 +67,124 @@ SELECT s.name,
 COMMENT ON VIEW tenant_ops.scopes IS
     'Defined tenant scopes, with how many tables each owned and shared when it was created.';
 
+-- Jobs: every operation (migration, validation, backup, ...) is a resumable state machine.
+CREATE TABLE tenant_ops.jobs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind          text NOT NULL CHECK (kind IN ('migrate', 'validate', 'backup', 'restore', 'import')),
+    scope         text,
+    tenant        text,
+    options       jsonb NOT NULL DEFAULT '{}',
+    status        text NOT NULL DEFAULT 'queued'
+                  CHECK (status IN ('queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled', 'rolled_back')),
+    submitted_by  name NOT NULL DEFAULT current_user,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    attempts      int NOT NULL DEFAULT 0,
+    error         text,
+    result        jsonb,
+    stage         text NOT NULL DEFAULT 'prepare',
+    executor      text NOT NULL DEFAULT 'inline' CHECK (executor IN ('inline', 'procedure', 'background')),
+    updated_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX jobs_open_idx ON tenant_ops.jobs (kind, scope, tenant) WHERE status IN ('queued', 'running', 'paused');
+COMMENT ON TABLE tenant_ops.jobs IS
+    'One row per operation: what, for whom, its status and outcome. stage and tenant_ops.job_tables hold the checkpoint a step resumes from.';
+
+CREATE TABLE tenant_ops.job_tables (
+    job_id       bigint NOT NULL REFERENCES tenant_ops.jobs ON DELETE CASCADE,
+    step         int NOT NULL,
+    source       regclass NOT NULL,
+    target       text,
+    role         text NOT NULL,
+    stage        text NOT NULL DEFAULT 'pending',
+    rows_total   bigint,
+    rows_done    bigint NOT NULL DEFAULT 0,
+    last_key     text[],
+    details      jsonb NOT NULL DEFAULT '{}',
+    started_at   timestamptz,
+    updated_at   timestamptz,
+    PRIMARY KEY (job_id, step)
+);
+COMMENT ON TABLE tenant_ops.job_tables IS
+    'Per-table checkpoint of a job: stage, rows done of total, and the last key copied (keyset position). Updated in the same transaction as the rows each step writes.';
+
+CREATE TABLE tenant_ops.job_log (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL REFERENCES tenant_ops.jobs ON DELETE CASCADE,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    event       text NOT NULL,
+    stage       text,
+    table_name  regclass,
+    rows        bigint,
+    message     text,
+    details     jsonb
+);
+CREATE INDEX job_log_job_idx ON tenant_ops.job_log (job_id, id);
+COMMENT ON TABLE tenant_ops.job_log IS 'Every step and event of every job.';
+
+CREATE TABLE tenant_ops.job_errors (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL REFERENCES tenant_ops.jobs ON DELETE CASCADE,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    table_name  regclass,
+    source_key  text,
+    row_data    jsonb,
+    reason      text NOT NULL,
+    sqlstate    text
+);
+CREATE INDEX job_errors_job_idx ON tenant_ops.job_errors (job_id);
+COMMENT ON TABLE tenant_ops.job_errors IS
+    'Rows a job rejected (with continue_on_error): the row as jsonb, where it came from and why.';
+
+CREATE TABLE tenant_ops.id_map (
+    namespace   text NOT NULL DEFAULT '',
+    source      regclass NOT NULL,
+    legacy_key  text NOT NULL,
+    new_id      uuid NOT NULL,
+    job_id      bigint NOT NULL,
+    PRIMARY KEY (namespace, source, legacy_key)
+);
+CREATE INDEX id_map_job_idx ON tenant_ops.id_map (job_id);
+COMMENT ON TABLE tenant_ops.id_map IS
+    'Legacy key → new UUID of every row re-keyed with id_strategy uuid. namespace is empty for a plain migration and names the new tenant for a clone.';
+
+CREATE TABLE tenant_ops.job_archive (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id    bigint NOT NULL REFERENCES tenant_ops.jobs ON DELETE CASCADE,
+    step      int NOT NULL,
+    kind      text NOT NULL CHECK (kind IN ('source', 'target_before', 'shared_added')),
+    row_data  jsonb NOT NULL
+);
+CREATE INDEX job_archive_job_idx ON tenant_ops.job_archive (job_id, step, kind);
+COMMENT ON TABLE tenant_ops.job_archive IS
+    'What a rollback needs: source rows a move deleted, target rows a migration overwrote, keys of shared rows it added.';
+
+CREATE VIEW tenant_ops.progress AS
+SELECT j.id AS job_id,
+       j.kind,
+       j.status,
+       j.stage,
+       t.source AS table_name,
+       t.rows_done,
+       t.rows_total,
+       CASE WHEN t.started_at IS NOT NULL AND t.updated_at > t.started_at
+            THEN pg_catalog.round(t.rows_done / EXTRACT(epoch FROM t.updated_at - t.started_at), 1) END
+           AS rows_per_second,
+       CASE WHEN t.rows_done > 0 AND t.rows_total > t.rows_done AND t.updated_at > t.started_at
+            THEN (t.updated_at - t.started_at) * ((t.rows_total - t.rows_done)::float8 / t.rows_done) END AS eta,
+       t.stage AS table_stage,
+       t.step
+  FROM tenant_ops.jobs j
+  JOIN tenant_ops.job_tables t ON t.job_id = j.id;
+COMMENT ON VIEW tenant_ops.progress IS
+    'Per job and table: rows done of total, rows per second and ETA, as of the last committed step.';
+
 -- pg_dump keeps the definitions and the audit trail with the database.
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.scope', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_log', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_errors', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.id_map', '');

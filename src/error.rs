@@ -88,6 +88,90 @@ pub enum OpsError {
         message: String,
         hint: Option<String>,
     },
+
+    #[error("job {0} does not exist")]
+    UnknownJob(i64),
+
+    #[error("job {job} is {status}: it cannot {action}")]
+    JobState {
+        job: i64,
+        status: String,
+        action: &'static str,
+        hint: Option<String>,
+    },
+
+    #[error("{message}")]
+    WrongJob {
+        message: String,
+        hint: Option<String>,
+    },
+
+    #[error("tenant \"{tenant}\" of scope \"{scope}\" is already being migrated by {}", holder(*job))]
+    JobBusy {
+        scope: String,
+        tenant: String,
+        job: i64,
+    },
+
+    #[error("schema \"{0}\" does not exist")]
+    UnknownSchema(String),
+
+    #[error("{message}")]
+    ForeignKeyViolation {
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+    },
+
+    #[error("{message}")]
+    UniqueViolation {
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+    },
+
+    #[error("{message}")]
+    NotNullViolation {
+        message: String,
+        hint: Option<String>,
+    },
+
+    #[error("{message}")]
+    VerificationFailed {
+        message: String,
+        detail: Option<String>,
+    },
+
+    #[error("job {job} failed: {message}")]
+    StepFailed {
+        job: i64,
+        sqlstate: PgSqlErrorCode,
+        message: String,
+    },
+
+    #[error("{message}")]
+    RowFailed {
+        sqlstate: PgSqlErrorCode,
+        message: String,
+        detail: String,
+        hint: Option<String>,
+    },
+
+    #[error("{0}")]
+    InsufficientPrivilege(String, Option<String>),
+
+    #[error("{0}")]
+    FeatureNotSupported(String, Option<String>),
+}
+
+/// A busy tenant's holder: a committed job (positive id) or another session's uncommitted
+/// one (negated backend pid).
+fn holder(job: i64) -> String {
+    if job >= 0 {
+        format!("job {job}")
+    } else {
+        format!("an uncommitted job of the session with pid {}", -job)
+    }
 }
 
 impl OpsError {
@@ -110,6 +194,19 @@ impl OpsError {
             OpsError::UnknownTenant { .. } => ERRCODE_NO_DATA_FOUND,
             OpsError::AmbiguousOwnership { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
             OpsError::InvalidDefinition { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
+            OpsError::UnknownJob(_) => ERRCODE_UNDEFINED_OBJECT,
+            OpsError::JobState { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            OpsError::WrongJob { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            OpsError::JobBusy { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
+            OpsError::UnknownSchema(_) => ERRCODE_INVALID_SCHEMA_NAME,
+            OpsError::ForeignKeyViolation { .. } => ERRCODE_FOREIGN_KEY_VIOLATION,
+            OpsError::UniqueViolation { .. } => ERRCODE_UNIQUE_VIOLATION,
+            OpsError::NotNullViolation { .. } => ERRCODE_NOT_NULL_VIOLATION,
+            OpsError::VerificationFailed { .. } => ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
+            OpsError::StepFailed { sqlstate, .. } => *sqlstate,
+            OpsError::RowFailed { sqlstate, .. } => *sqlstate,
+            OpsError::InsufficientPrivilege(..) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            OpsError::FeatureNotSupported(..) => ERRCODE_FEATURE_NOT_SUPPORTED,
         }
     }
 
@@ -147,6 +244,18 @@ impl OpsError {
             OpsError::DatatypeMismatch { hint, .. } => hint.clone(),
             OpsError::InvalidDefinition { hint, .. } => hint.clone(),
             OpsError::AmbiguousOwnership { hint, .. } => Some(hint.clone()),
+            OpsError::UnknownJob(_) => Some("SELECT id, kind, status FROM tenant_ops.jobs lists the jobs.".into()),
+            OpsError::JobState { hint, .. } | OpsError::WrongJob { hint, .. } => hint.clone(),
+            OpsError::JobBusy { job, .. } if *job >= 0 => Some(format!(
+                "Let job {job} finish (CALL tenant_ops.run_job({job}) resumes it), or roll it back."
+            )),
+            OpsError::JobBusy { .. } => Some("Wait for that session's transaction to end.".into()),
+            OpsError::ForeignKeyViolation { hint, .. }
+            | OpsError::UniqueViolation { hint, .. }
+            | OpsError::NotNullViolation { hint, .. }
+            | OpsError::RowFailed { hint, .. }
+            | OpsError::InsufficientPrivilege(_, hint)
+            | OpsError::FeatureNotSupported(_, hint) => hint.clone(),
             _ => None,
         }
     }

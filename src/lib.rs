@@ -1,7 +1,8 @@
 //! pg_tenant_ops: move, check, back up and restore one tenant's data inside PostgreSQL.
 //!
 //! Layout: `api/` is the SQL surface (thin); `scope/` the tenant model (which rows belong to a
-//! tenant); `audit`, `gucs`, `error` and `sys` are the shared plumbing. SQL objects the
+//! tenant); `jobs/` the resumable job state machine and its executors; `migrate/` the
+//! migration steps; `audit`, `gucs`, `error` and `sys` are the shared plumbing. SQL objects the
 //! extension owns (tables, views, roles, grants) live in `sql/`.
 
 use pgrx::prelude::*;
@@ -10,6 +11,8 @@ mod api;
 pub mod audit;
 pub mod error;
 pub mod gucs;
+pub mod jobs;
+pub mod migrate;
 pub mod scope;
 pub mod sys;
 

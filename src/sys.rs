@@ -15,10 +15,41 @@ pub struct CaughtPgError {
     pub message: String,
 }
 
+impl CaughtPgError {
+    /// The five-character SQLSTATE.
+    pub fn sqlstate_text(&self) -> &'static str {
+        sqlstate_text(self.sqlstate)
+    }
+}
+
+/// The five-character SQLSTATE of an error code.
+pub fn sqlstate_text(code: PgSqlErrorCode) -> &'static str {
+    let v = code as i32;
+    // PostgreSQL packs the five characters six bits each, low bits first (MAKE_SQLSTATE).
+    let chars: Vec<u8> = (0..5)
+        .map(|i| (((v >> (6 * i)) & 0x3F) as u8) + b'0')
+        .collect();
+    Box::leak(
+        String::from_utf8_lossy(&chars)
+            .into_owned()
+            .into_boxed_str(),
+    )
+}
+
 /// Runs `f` in an internal subtransaction. An ERROR raised inside rolls the subtransaction
 /// back and comes out as `Err`, leaving the outer transaction usable (the pattern PL/pgSQL's
 /// `EXCEPTION` blocks use).
 pub fn try_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtPgError> {
+    subtransaction(f, false)
+}
+
+/// Runs `f` in an internal subtransaction that is always rolled back: what `f` wrote is
+/// undone, what it returned is kept (dry runs).
+pub fn rolled_back_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtPgError> {
+    subtransaction(f, true)
+}
+
+fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R, CaughtPgError> {
     // Saved as plain addresses so that the catch closure stays UnwindSafe.
     let (old_cxt, old_owner) = unsafe {
         (
@@ -36,7 +67,13 @@ pub fn try_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtPgError> 
     }
     PgTryBuilder::new(AssertUnwindSafe(|| {
         let r = f();
-        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+        unsafe {
+            if always_roll_back {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::ReleaseCurrentSubTransaction();
+            }
+        }
         restore();
         Ok(r)
     }))

@@ -1,6 +1,8 @@
 //! The SQL surface: one file per capability. Functions here only parse arguments, call the
 //! domain modules, audit state changes and turn domain errors into PostgreSQL errors.
 
+pub mod jobs;
+pub mod migrate;
 pub mod scopes;
 
 use crate::error::OpsError;

@@ -27,6 +27,7 @@ SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'name', a.attname, 'quoted', pg_catalog.quote_ident(a.attname),
                     'type_oid', a.atttypid::pg_catalog.int8,
                     'type_name', pg_catalog.format_type(a.atttypid, NULL),
+                    'type_full', pg_catalog.format_type(a.atttypid, a.atttypmod),
                     'not_null', a.attnotnull) ORDER BY a.attnum), '[]')
                 FROM pg_catalog.pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -135,8 +136,9 @@ pub fn load_catalog() -> Catalog {
 fn lookup_relation(name: &str) -> OpsResult<Option<(TableId, String)>> {
     let found = try_subtransaction(|| {
         Spi::get_two_with_args::<i64, String>(
-            "SELECT c.oid::pg_catalog.int8, c.relkind::pg_catalog.text
-               FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8,
+                    (SELECT c.relkind::pg_catalog.text FROM pg_catalog.pg_class c
+                      WHERE c.oid = pg_catalog.to_regclass($1))",
             &[name.into()],
         )
     });

@@ -21,6 +21,8 @@ pub struct Column {
     pub type_oid: u32,
     /// The type without modifiers, schema-qualified where needed (`format_type(oid, NULL)`).
     pub type_name: String,
+    /// The type as declared, with modifiers (`character varying(20)`).
+    pub type_full: String,
     pub not_null: bool,
 }
 
@@ -902,6 +904,7 @@ mod tests {
             quoted: name.into(),
             type_oid: 23,
             type_name: "integer".into(),
+            type_full: "integer".into(),
             not_null,
         }
     }

@@ -1,0 +1,127 @@
+//! `migrate_tenant`, `rollback_migration`, `map_id`, `uuid5`.
+
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+use serde_json::json;
+
+use super::required;
+use crate::audit;
+use crate::error::{OpsError, OrRaise};
+use crate::jobs::{self, executor};
+use crate::migrate;
+use crate::sys::{rolled_back_subtransaction, sqlstate_text};
+
+/// Copies (or moves) every owned row of one tenant into same-named (or mapped) tables of
+/// `target_schema`, in dependency order, re-keying as asked. Returns the job id.
+///
+/// Inline (the default) it runs in the caller's transaction: atomic, progress as NOTICEs.
+/// With `options.defer = true` the job is only created; `CALL tenant_ops.run_job(id)` runs it
+/// with a commit per step.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.migrate_tenant(scope text, tenant text, target_schema name,
+                                          options jsonb DEFAULT '{}', background boolean DEFAULT false)
+RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.migrate_tenant(text, text, name, jsonb, boolean) IS
+'Copies or moves one tenant''s rows into target_schema (re-keyed, mapped, verified) as a job; returns the job id.';
+"#)]
+fn migrate_tenant(
+    scope: Option<&str>,
+    tenant: Option<&str>,
+    target_schema: Option<&std::ffi::CStr>,
+    options: default!(Option<JsonB>, "'{}'"),
+    background: default!(Option<bool>, false),
+) -> i64 {
+    let scope = required(scope, "scope");
+    let tenant = required(tenant, "tenant");
+    let target_schema = required(target_schema, "target_schema")
+        .to_string_lossy()
+        .into_owned();
+    let options = options.map(|j| j.0).unwrap_or_else(|| json!({}));
+    if background.unwrap_or(false) {
+        OpsError::FeatureNotSupported(
+            "background => true needs the background workers, which are not part of this version".into(),
+            Some("Create the job with options {\"defer\": true} and run it with CALL tenant_ops.run_job(job_id), which commits after every step.".into()),
+        )
+        .raise();
+    }
+    let (job_id, parsed) = migrate::submit(scope, tenant, &target_schema, &options)
+        .inspect_err(|e| audit::log_failure("migrate_tenant", scope, e))
+        .or_raise();
+    audit::record(
+        "migrate_tenant",
+        &format!("{scope}/{tenant}"),
+        json!({"target_schema": target_schema, "options": options}),
+        &format!("job {job_id}"),
+    );
+    if parsed.defer {
+        return job_id;
+    }
+    if parsed.dry_run {
+        run_dry(job_id);
+        return job_id;
+    }
+    executor::run_inline(job_id, migrate::steps_for).or_raise();
+    job_id
+}
+
+/// A dry run does everything the real run would, inside a subtransaction that is always rolled
+/// back; the job keeps the outcome: the per-table plan and counts, or the error the real run
+/// would meet.
+fn run_dry(job_id: i64) {
+    let outcome = rolled_back_subtransaction(|| executor::run_inline(job_id, migrate::steps_for));
+    let failure = match outcome {
+        Ok(Ok(mut result)) => {
+            result["dry_run"] = json!(true);
+            jobs::finish(job_id, "succeeded", None, Some(&result));
+            return;
+        }
+        Ok(Err(e)) => (sqlstate_text(e.sqlstate()), e.to_string()),
+        Err(caught) => (caught.sqlstate_text(), caught.message),
+    };
+    let result =
+        json!({"dry_run": true, "errors": [{"sqlstate": failure.0, "message": failure.1}]});
+    jobs::finish(job_id, "failed", Some(&failure.1), Some(&result));
+}
+
+/// Undoes a migration job: deletes what it wrote (children first), restores target rows it
+/// overwrote, and for a move puts the source rows back. Returns what was done.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.rollback_migration(job_id bigint)
+RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.rollback_migration(bigint) IS
+'Undoes a migration: removes what it wrote and, for a move, restores the source rows.';
+"#)]
+fn rollback_migration(job_id: Option<i64>) -> JsonB {
+    let job_id = required(job_id, "job_id");
+    let result = migrate::rollback(job_id)
+        .inspect_err(|e| audit::log_failure("rollback_migration", &job_id.to_string(), e))
+        .or_raise();
+    audit::record(
+        "rollback_migration",
+        &format!("job {job_id}"),
+        json!({"job_id": job_id}),
+        "ok",
+    );
+    JsonB(result)
+}
+
+/// The new UUID of a legacy key after a `uuid` or `uuid5` migration; NULL if unknown.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.map_id(source regclass, legacy_key text)
+RETURNS uuid STABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.map_id(regclass, text) IS 'New UUID of a legacy key (uuid and uuid5 migrations).';
+"#)]
+fn map_id(source: pg_sys::Oid, legacy_key: &str) -> Option<Uuid> {
+    migrate::map_id(source.to_u32(), legacy_key)
+}
+
+/// RFC 4122 version-5 UUID of `name` in `namespace`: what `id_strategy: uuid5` computes.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.uuid5(namespace uuid, name text)
+RETURNS uuid IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.uuid5(uuid, text) IS 'RFC 4122 version-5 (SHA-1) UUID of name in namespace.';
+"#)]
+fn uuid5(namespace: Uuid, name: &str) -> Uuid {
+    let ns: [u8; 16] = *namespace.as_bytes();
+    Uuid::from_bytes(migrate::uuid5::uuid5(&ns, name.as_bytes()))
+}

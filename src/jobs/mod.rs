@@ -1,0 +1,309 @@
+//! Jobs: every operation is a resumable state machine recorded in `tenant_ops.jobs`.
+//!
+//! A job advances in *steps*. A step does one bounded batch of set-based SQL and records its
+//! checkpoint (`jobs.stage`, `job_tables`) in the same transaction as the rows it wrote, so a
+//! crash between steps loses nothing and redoes nothing. Whoever drives the steps is an
+//! executor: [`run_inline`] (the caller's transaction) or [`run_committing`] (a commit after
+//! each step, for `CALL tenant_ops.run_job`); the background workers drive the same steps.
+//!
+//! Job metadata is written as the extension owner (see [`crate::sys::as_extension_owner`]); the
+//! steps themselves run with the caller's privileges.
+
+pub mod executor;
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::sys::as_extension_owner;
+
+/// A job as stored.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub scope: Option<String>,
+    pub tenant: Option<String>,
+    pub options: Value,
+    pub status: String,
+    pub stage: String,
+    pub submitted_by: String,
+}
+
+/// What one step achieved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// More steps follow.
+    Continue,
+    /// The job reached its end; the value is its result.
+    Done(Value),
+}
+
+/// One per-table checkpoint row.
+#[derive(Clone, Debug)]
+pub struct JobTable {
+    pub step: i32,
+    pub source: u32,
+    pub target: Option<String>,
+    pub role: String,
+    pub stage: String,
+    pub rows_total: Option<i64>,
+    pub rows_done: i64,
+    pub last_key: Option<Vec<Option<String>>>,
+    pub details: Value,
+}
+
+fn owner_run(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
+    as_extension_owner(|| Spi::run_with_args(sql, args)).or_raise();
+}
+
+/// Creates a job row and returns its id.
+pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: &str) -> i64 {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<i64>(
+            "INSERT INTO tenant_ops.jobs (kind, scope, tenant, options, executor, submitted_by)
+             VALUES ($1, $2, $3, $4, $5, $6::name) RETURNING id",
+            &[
+                kind.into(),
+                scope.into(),
+                tenant.into(),
+                JsonB(options.clone()).into(),
+                executor.into(),
+                current_user().into(),
+            ],
+        )
+    })
+    .or_raise()
+    .expect("INSERT ... RETURNING gives a row")
+}
+
+/// The role the caller acts as (the job's submitter).
+pub fn current_user() -> String {
+    Spi::get_one::<String>("SELECT current_user::text")
+        .or_raise()
+        .unwrap_or_default()
+}
+
+/// Loads a job, or says it does not exist.
+pub fn load(id: i64) -> OpsResult<Job> {
+    let row = Spi::connect(|c| {
+        let mut t = c.select(
+            "SELECT kind, scope, tenant, options, status, stage, submitted_by::text
+               FROM tenant_ops.jobs WHERE id = $1",
+            Some(1),
+            &[id.into()],
+        )?;
+        if t.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let r = t.next().expect("one row");
+        Ok(Some(Job {
+            id,
+            kind: r.get::<String>(1)?.unwrap_or_default(),
+            scope: r.get::<String>(2)?,
+            tenant: r.get::<String>(3)?,
+            options: r.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
+            status: r.get::<String>(5)?.unwrap_or_default(),
+            stage: r.get::<String>(6)?.unwrap_or_default(),
+            submitted_by: r.get::<String>(7)?.unwrap_or_default(),
+        }))
+    })
+    .or_raise();
+    row.ok_or(OpsError::UnknownJob(id))
+}
+
+/// Marks a job running (first start or resumption) and counts the attempt.
+pub fn mark_running(id: i64, executor: &str) {
+    owner_run(
+        "UPDATE tenant_ops.jobs
+            SET status = 'running', executor = $2, attempts = attempts + 1,
+                started_at = coalesce(started_at, pg_catalog.clock_timestamp()),
+                updated_at = pg_catalog.clock_timestamp(), error = NULL
+          WHERE id = $1",
+        &[id.into(), executor.into()],
+    );
+    log(
+        id,
+        "job.started",
+        None,
+        None,
+        None,
+        Some(&format!("executor {executor}")),
+        None,
+    );
+}
+
+/// Moves a job to a final (or paused) status.
+pub fn finish(id: i64, status: &str, error: Option<&str>, result: Option<&Value>) {
+    owner_run(
+        "UPDATE tenant_ops.jobs
+            SET status = $2, error = $3, result = coalesce($4, result),
+                finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled', 'rolled_back')
+                                   THEN pg_catalog.clock_timestamp() END,
+                updated_at = pg_catalog.clock_timestamp()
+          WHERE id = $1",
+        &[
+            id.into(),
+            status.into(),
+            error.into(),
+            result.map(|r| JsonB(r.clone())).into(),
+        ],
+    );
+    log(id, &format!("job.{status}"), None, None, None, error, None);
+}
+
+pub fn set_stage(id: i64, stage: &str) {
+    owner_run(
+        "UPDATE tenant_ops.jobs SET stage = $2, updated_at = pg_catalog.clock_timestamp() WHERE id = $1",
+        &[id.into(), stage.into()],
+    );
+}
+
+/// Appends to `tenant_ops.job_log`.
+pub fn log(
+    id: i64,
+    event: &str,
+    stage: Option<&str>,
+    table: Option<u32>,
+    rows: Option<i64>,
+    message: Option<&str>,
+    details: Option<Value>,
+) {
+    owner_run(
+        "INSERT INTO tenant_ops.job_log (job_id, event, stage, table_name, rows, message, details)
+         VALUES ($1, $2, $3, $4::pg_catalog.oid::pg_catalog.regclass, $5, $6, $7)",
+        &[
+            id.into(),
+            event.into(),
+            stage.into(),
+            table.map(|t| t as i64).into(),
+            rows.into(),
+            message.into(),
+            details.map(JsonB).into(),
+        ],
+    );
+}
+
+/// Records a rejected row in `tenant_ops.job_errors`.
+pub fn record_row_error(
+    id: i64,
+    table: u32,
+    source_key: &str,
+    row: Value,
+    reason: &str,
+    sqlstate: &str,
+) {
+    owner_run(
+        "INSERT INTO tenant_ops.job_errors (job_id, table_name, source_key, row_data, reason, sqlstate)
+         VALUES ($1, $2::pg_catalog.oid::pg_catalog.regclass, $3, $4, $5, $6)",
+        &[
+            id.into(),
+            (table as i64).into(),
+            source_key.into(),
+            JsonB(row).into(),
+            reason.into(),
+            sqlstate.into(),
+        ],
+    );
+}
+
+/// Registers the tables a job will work through, in order.
+pub fn add_table(
+    id: i64,
+    step: i32,
+    source: u32,
+    target: Option<&str>,
+    role: &str,
+    rows_total: Option<i64>,
+    details: Value,
+) {
+    owner_run(
+        "INSERT INTO tenant_ops.job_tables (job_id, step, source, target, role, rows_total, details)
+         VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6, $7)",
+        &[
+            id.into(),
+            step.into(),
+            (source as i64).into(),
+            target.into(),
+            role.into(),
+            rows_total.into(),
+            JsonB(details).into(),
+        ],
+    );
+}
+
+/// The job's per-table checkpoints, in step order.
+pub fn tables(id: i64) -> Vec<JobTable> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT step, source::pg_catalog.oid::pg_catalog.int8, target, role, stage, rows_total, rows_done,
+                    last_key, details
+               FROM tenant_ops.job_tables WHERE job_id = $1 ORDER BY step",
+            None,
+            &[id.into()],
+        )?;
+        let mut out = vec![];
+        for r in rows {
+            out.push(JobTable {
+                step: r.get::<i32>(1)?.unwrap_or_default(),
+                source: r.get::<i64>(2)?.unwrap_or_default() as u32,
+                target: r.get::<String>(3)?,
+                role: r.get::<String>(4)?.unwrap_or_default(),
+                stage: r.get::<String>(5)?.unwrap_or_default(),
+                rows_total: r.get::<i64>(6)?,
+                rows_done: r.get::<i64>(7)?.unwrap_or_default(),
+                last_key: r.get::<Vec<Option<String>>>(8)?,
+                details: r.get::<JsonB>(9)?.map(|j| j.0).unwrap_or(Value::Null),
+            });
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .or_raise()
+}
+
+/// Advances one table's checkpoint: rows added, the keyset position, and its stage.
+pub fn checkpoint(
+    id: i64,
+    step: i32,
+    stage: &str,
+    rows_added: i64,
+    last_key: Option<&[Option<String>]>,
+) {
+    owner_run(
+        "UPDATE tenant_ops.job_tables
+            SET stage = $3, rows_done = rows_done + $4, last_key = coalesce($5, last_key),
+                started_at = coalesce(started_at, pg_catalog.clock_timestamp()),
+                updated_at = pg_catalog.clock_timestamp()
+          WHERE job_id = $1 AND step = $2",
+        &[
+            id.into(),
+            step.into(),
+            stage.into(),
+            rows_added.into(),
+            last_key.map(|k| k.to_vec()).into(),
+        ],
+    );
+}
+
+/// Resets one table's keyset position for a new pass (e.g. verification after copying).
+pub fn restart_table(id: i64, step: i32, stage: &str) {
+    owner_run(
+        "UPDATE tenant_ops.job_tables SET stage = $3, last_key = NULL, rows_done = 0,
+                started_at = NULL, updated_at = NULL
+          WHERE job_id = $1 AND step = $2",
+        &[id.into(), step.into(), stage.into()],
+    );
+}
+
+pub fn set_table_details(id: i64, step: i32, details: &Value) {
+    owner_run(
+        "UPDATE tenant_ops.job_tables SET details = details || $3 WHERE job_id = $1 AND step = $2",
+        &[id.into(), step.into(), JsonB(details.clone()).into()],
+    );
+}
+
+/// Raises a NOTICE, used by the inline executor to report progress.
+pub fn notice(message: &str) {
+    pgrx::notice!("{message}");
+}

@@ -1,0 +1,1759 @@
+//! `migrate_tenant`: copy (or move) every owned row of one tenant into a target schema,
+//! table by table in dependency order, with set-based `INSERT ... SELECT` batches.
+//!
+//! The job advances through stages, one bounded step at a time (see `crate::jobs`):
+//!
+//! 1. `prepare` — plan every table, check everything the real run would meet (target tables
+//!    and columns, types, shared rows, cross-tenant references, conflicts), create missing
+//!    targets when asked, and register the per-table checkpoints;
+//! 2. `copy` — one keyset batch of one table per step: `(key) > last AND (key) <= upper`;
+//! 3. `fixup` — set the columns deferred to break self-references and cycles;
+//! 4. `verify` — per table, counts and a checksum computed through the key mapping;
+//! 5. `archive`, `delete` — for `mode: move`, keep the source rows in `tenant_ops.job_archive`
+//!    then delete them, children first, only after verification.
+
+pub mod options;
+pub mod plan;
+pub mod target;
+pub mod transform;
+pub mod uuid5;
+
+use std::collections::BTreeSet;
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::jobs::executor::Steps;
+use crate::jobs::{self, Job, JobTable, StepOutcome};
+use crate::scope::graph::{Role, TableId};
+use crate::scope::{self, LoadedScope};
+use crate::sys::{as_extension_owner, try_subtransaction};
+use options::{IdStrategy, MigrateOptions, Mode, OnConflict, SharedMode};
+use plan::{Planner, TablePlan};
+use target::TargetTable;
+
+/// The parameters every generated statement takes: `$1` tenant, `$2` mapping namespace,
+/// `$3` new tenant (or NULL); keyset bounds follow as `$4` and `$5`.
+struct Params {
+    tenant: String,
+    namespace: String,
+    new_tenant: Option<String>,
+}
+
+impl Params {
+    fn args(&self) -> Vec<pgrx::datum::DatumWithOid<'static>> {
+        vec![
+            self.tenant.clone().into(),
+            self.namespace.clone().into(),
+            self.new_tenant.clone().into(),
+        ]
+    }
+
+    /// The common arguments followed by keyset bounds (`$4`, `$5`, and `$6` for one row).
+    fn with_keys(
+        &self,
+        keys: &[Option<&Vec<Option<String>>>],
+    ) -> Vec<pgrx::datum::DatumWithOid<'static>> {
+        let mut a = self.args();
+        for k in keys {
+            a.push(k.cloned().unwrap_or_default().into());
+        }
+        a
+    }
+}
+
+/// A migration job's step driver.
+pub struct Migration {
+    job_id: i64,
+    scope: String,
+    tenant: String,
+    target_schema: String,
+    options: MigrateOptions,
+    params: Params,
+    batch_size: i64,
+    /// Plans, once the targets exist (rebuilt on the first step of each executor run).
+    plans: Option<Vec<TablePlan>>,
+}
+
+/// The target schema is kept in the job's options under this key.
+const TARGET_SCHEMA_KEY: &str = "target_schema";
+
+impl Migration {
+    pub fn from_job(job: &Job) -> OpsResult<Migration> {
+        let mut raw = job.options.clone();
+        let target_schema = raw
+            .as_object_mut()
+            .and_then(|m| m.remove(TARGET_SCHEMA_KEY))
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let options = MigrateOptions::parse(&raw)?;
+        let scope = job.scope.clone().unwrap_or_default();
+        let tenant = job.tenant.clone().unwrap_or_default();
+        let namespace = namespace(&options, &scope);
+        let batch_size = options
+            .batch_size
+            .unwrap_or(crate::gucs::batch_size() as i64);
+        Ok(Migration {
+            job_id: job.id,
+            params: Params {
+                tenant: tenant.clone(),
+                namespace,
+                new_tenant: options.new_tenant.clone(),
+            },
+            scope,
+            tenant,
+            target_schema,
+            options,
+            batch_size,
+            plans: None,
+        })
+    }
+
+    fn load_scope(&self) -> OpsResult<LoadedScope> {
+        scope::load(&self.scope)
+    }
+
+    /// Source tables this migration copies, in dependency order: root and owned tables, and
+    /// shared tables when `shared: copy`.
+    fn copied(&self, loaded: &LoadedScope) -> Vec<(TableId, Role)> {
+        loaded
+            .resolved
+            .tables
+            .iter()
+            .filter(|t| t.role != Role::Shared || self.options.shared == SharedMode::Copy)
+            .map(|t| (t.oid, t.role))
+            .collect()
+    }
+
+    /// The target table name for a source table: the `tables` map, else `strip_prefix`.
+    fn target_name(&self, loaded: &LoadedScope, source: TableId) -> String {
+        let t = loaded.catalog.table(source);
+        let relname = t.sql.rsplit('.').next().unwrap_or(&t.sql);
+        let relname = unquote(relname);
+        for (from, to) in &self.options.tables {
+            if *from == relname
+                || *from == t.display
+                || *from == t.sql
+                || unquote_qualified(from) == unquote_qualified(&t.sql)
+            {
+                return to.clone();
+            }
+        }
+        match &self.options.strip_prefix {
+            Some(p) if relname.starts_with(p.as_str()) && relname.len() > p.len() => {
+                relname[p.len()..].to_string()
+            }
+            _ => relname,
+        }
+    }
+
+    fn is_admin() -> bool {
+        Spi::get_one::<bool>(
+            "SELECT pg_catalog.pg_has_role(current_user, 'tenant_ops_admin', 'MEMBER')
+                 OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+        )
+        .or_raise()
+        .unwrap_or(false)
+    }
+
+    /// Plans every copied table against the targets as they exist now.
+    fn build_plans(&self, loaded: &LoadedScope) -> OpsResult<Vec<TablePlan>> {
+        let copied = self.copied(loaded);
+        let mut targets = vec![];
+        for (source, _) in &copied {
+            let name = self.target_name(loaded, *source);
+            match target::read(&self.target_schema, &name) {
+                Some(t) => targets.push(t),
+                None => {
+                    return Err(OpsError::UnknownTable {
+                        name: target::qualified(&self.target_schema, &name),
+                        context: format!(
+                            "the migration of {} (its target)",
+                            loaded.catalog.table(*source).display
+                        ),
+                    })
+                }
+            }
+        }
+        let planner = Planner {
+            loaded,
+            options: &self.options,
+            rekeyed: rekeyed(loaded, &self.options, &copied, &targets),
+            is_admin: Self::is_admin(),
+        };
+        let filters = loaded.filters();
+        let mut plans = vec![];
+        for (i, ((source, role), target)) in copied.iter().zip(targets).enumerate() {
+            let mut filter = filters.filter(*source).to_string();
+            if *role == Role::Root && self.options.shared == SharedMode::Copy {
+                if let Some(closure) = root_reference_closure(loaded, &filter) {
+                    filter = format!("({filter}) OR {closure}");
+                }
+            }
+            plans.push(planner.plan_table(i as i32 + 1, *source, *role, filter, target)?);
+        }
+        Ok(plans)
+    }
+
+    fn plans(&mut self) -> OpsResult<&Vec<TablePlan>> {
+        if self.plans.is_none() {
+            let loaded = self.load_scope()?;
+            self.plans = Some(self.build_plans(&loaded)?);
+        }
+        Ok(self.plans.as_ref().expect("just built"))
+    }
+
+    // ----- prepare ----------------------------------------------------------------------------
+
+    fn prepare(&mut self) -> OpsResult<()> {
+        let loaded = self.load_scope()?;
+        loaded.check_tenant(&self.tenant)?;
+        target::require_schema(&self.target_schema)?;
+        if self.options.create_target {
+            self.create_targets(&loaded)?;
+        }
+        let plans = self.build_plans(&loaded)?;
+        for p in &plans {
+            self.check_types(p)?;
+            if !p.deferred.is_empty() && p.target_key.is_none() {
+                return Err(OpsError::InvalidDefinition {
+                    message: format!(
+                        "target table {} needs a primary key written by the migration: its self-references or cycle references are set once every row exists",
+                        p.target.display
+                    ),
+                    hint: None,
+                });
+            }
+            if matches!(
+                self.options.on_conflict,
+                OnConflict::Overwrite | OnConflict::Merge
+            ) && p.target_key.is_none()
+            {
+                return Err(OpsError::InvalidOption(
+                    format!(
+                        "on_conflict \"{}\" needs a primary key on target table {}",
+                        on_conflict_name(self.options.on_conflict),
+                        p.target.display
+                    ),
+                    None,
+                ));
+            }
+        }
+        self.check_cross_tenant(&loaded, &plans)?;
+        self.check_shared(&loaded)?;
+        if self.options.on_conflict == OnConflict::Error {
+            for p in &plans {
+                if p.role != Role::Shared {
+                    self.check_conflicts(p)?;
+                }
+            }
+        }
+        for p in &plans {
+            let total = self.count(&format!(
+                "SELECT pg_catalog.count(*) FROM {} s WHERE {}",
+                p.source_sql, p.filter
+            ))?;
+            jobs::add_table(
+                self.job_id,
+                p.step,
+                p.source,
+                Some(&p.target.display),
+                p.role.as_str(),
+                Some(total),
+                json!({"deferred_columns": p.deferred.len(), "id_map": p.uses_id_map}),
+            );
+        }
+        self.plans = Some(plans);
+        Ok(())
+    }
+
+    fn count(&self, sql: &str) -> OpsResult<i64> {
+        Ok(Spi::get_one_with_args::<i64>(sql, &self.params.args())
+            .or_raise()
+            .unwrap_or(0))
+    }
+
+    /// Prepares the copy statement, so a type the target cannot take is reported before
+    /// anything is written, with the tables named.
+    fn check_types(&self, p: &TablePlan) -> OpsResult<()> {
+        let sql = format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {} s WHERE false",
+            p.target.sql,
+            p.target_columns(),
+            p.select_list(),
+            p.source_sql
+        );
+        let prepared = try_subtransaction(|| {
+            Spi::connect(|c| {
+                c.prepare(
+                    &sql,
+                    &[
+                        pgrx::PgOid::from(pgrx::pg_sys::TEXTOID),
+                        pgrx::PgOid::from(pgrx::pg_sys::TEXTOID),
+                        pgrx::PgOid::from(pgrx::pg_sys::TEXTOID),
+                    ],
+                )
+                .map(|_| ())
+            })
+        });
+        match prepared {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(OpsError::DatatypeMismatch {
+                message: format!("cannot migrate {} into {}: {e}", p.source_display, p.target.display),
+                hint: None,
+            }),
+            Err(caught) => Err(OpsError::DatatypeMismatch {
+                message: format!("cannot migrate {} into {}: {}", p.source_display, p.target.display, caught.message),
+                hint: Some(
+                    "Map the column with the \"columns\" option (a transform or another source column), or change the target column's type."
+                        .into(),
+                ),
+            }),
+        }
+    }
+
+    fn check_cross_tenant(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+        if self.options.cross_tenant != options::CrossTenant::Error {
+            return Ok(());
+        }
+        let copied: BTreeSet<TableId> = plans.iter().map(|p| p.source).collect();
+        let c = &loaded.catalog;
+        let filters = loaded.filters();
+        for i in &loaded.resolved.cross_references {
+            let e = &c.edges[*i];
+            if !copied.contains(&e.child) {
+                continue;
+            }
+            let (child, parent) = (c.table(e.child), c.table(e.parent));
+            let lhs: Vec<String> = e
+                .child_cols
+                .iter()
+                .map(|x| {
+                    format!(
+                        "s.{}",
+                        child.column(x).map(|col| col.quoted.as_str()).unwrap_or(x)
+                    )
+                })
+                .collect();
+            let rhs: Vec<String> = e
+                .parent_cols
+                .iter()
+                .map(|x| {
+                    parent
+                        .column(x)
+                        .map(|col| col.quoted.clone())
+                        .unwrap_or(x.clone())
+                })
+                .collect();
+            let not_null: Vec<String> = lhs.iter().map(|x| format!("{x} IS NOT NULL")).collect();
+            let n = self.count(&format!(
+                "SELECT pg_catalog.count(*) FROM {} s WHERE ({}) AND {} AND ({}) NOT IN (SELECT {} FROM {} WHERE {})",
+                child.sql,
+                filters.filter(e.child),
+                not_null.join(" AND "),
+                lhs.join(", "),
+                rhs.join(", "),
+                parent.sql,
+                filters.filter(e.parent)
+            ))?;
+            if n > 0 {
+                return Err(OpsError::ForeignKeyViolation {
+                    message: format!(
+                        "{n} row(s) of {} reference rows of {} owned by another tenant through {}",
+                        child.display, parent.display, e.name
+                    ),
+                    detail: Some(format!("Tenant \"{}\" of scope \"{}\".", self.tenant, self.scope)),
+                    hint: Some("Set the option \"cross_tenant\" to \"null\" to clear such references in the copy, or repair them first.".into()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// With `shared: expect`, every shared row the tenant references must already be in the
+    /// target (under its mapped key).
+    fn check_shared(&self, loaded: &LoadedScope) -> OpsResult<()> {
+        if self.options.shared != SharedMode::Expect {
+            return Ok(());
+        }
+        let shared: Vec<(TableId, Role)> = loaded
+            .resolved
+            .tables
+            .iter()
+            .filter(|t| t.role == Role::Shared)
+            .map(|t| (t.oid, t.role))
+            .collect();
+        if shared.is_empty() {
+            return Ok(());
+        }
+        let mut targets = vec![];
+        for (source, _) in &shared {
+            let name = self.target_name(loaded, *source);
+            let Some(t) = target::read(&self.target_schema, &name) else {
+                return Err(OpsError::UnknownTable {
+                    name: target::qualified(&self.target_schema, &name),
+                    context: format!(
+                        "the migration of {} (shared rows are expected in the target; set \"shared\": \"copy\" to bring them along)",
+                        loaded.catalog.table(*source).display
+                    ),
+                });
+            };
+            targets.push(t);
+        }
+        let all: Vec<(TableId, Role)> = self
+            .copied(loaded)
+            .into_iter()
+            .chain(shared.iter().copied())
+            .collect();
+        let mut all_targets: Vec<TargetTable> = vec![];
+        for (source, _) in &all {
+            if let Some(t) = target::read(&self.target_schema, &self.target_name(loaded, *source)) {
+                all_targets.push(t);
+            }
+        }
+        let planner = Planner {
+            loaded,
+            options: &self.options,
+            rekeyed: rekeyed(
+                loaded,
+                &self.options,
+                &all[..all_targets.len().min(all.len())],
+                &all_targets,
+            ),
+            is_admin: true,
+        };
+        let filters = loaded.filters();
+        for ((source, role), target) in shared.iter().zip(targets) {
+            let p = planner.plan_table(
+                0,
+                *source,
+                *role,
+                filters.filter(*source).to_string(),
+                target,
+            )?;
+            let Some(key) = &p.target_key else { continue };
+            let cond: Vec<String> = key.iter().map(|(c, e)| format!("t.{c} = {e}")).collect();
+            let missing = Spi::get_two_with_args::<i64, Vec<String>>(
+                &format!(
+                    "SELECT pg_catalog.count(*), (pg_catalog.array_agg({}::text))[1:5] FROM {} s
+                      WHERE ({}) AND NOT EXISTS (SELECT FROM {} t WHERE {})",
+                    p.key_text("s"),
+                    p.source_sql,
+                    p.filter,
+                    p.target.sql,
+                    cond.join(" AND ")
+                ),
+                &self.params.args(),
+            )
+            .or_raise();
+            if let (Some(n), sample) = missing {
+                if n > 0 {
+                    return Err(OpsError::ForeignKeyViolation {
+                        message: format!(
+                            "{n} row(s) of shared table {} referenced by tenant \"{}\" are missing from {}",
+                            p.source_display, self.tenant, p.target.display
+                        ),
+                        detail: Some(format!("Missing keys include: {}.", sample.unwrap_or_default().join(", "))),
+                        hint: Some("Load them into the target first, or set the option \"shared\" to \"copy\".".into()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_conflicts(&self, p: &TablePlan) -> OpsResult<()> {
+        let Some(key) = &p.target_key else {
+            return Ok(());
+        };
+        let cols: Vec<String> = key.iter().map(|(c, _)| format!("t.{c}")).collect();
+        let exprs: Vec<String> = key.iter().map(|(_, e)| e.clone()).collect();
+        let sample = Spi::get_one_with_args::<Vec<String>>(
+            &format!(
+                "SELECT (pg_catalog.array_agg(k))[1:3] FROM (
+                   SELECT ROW({exprs})::text AS k FROM {src} s
+                    WHERE ({filter}) AND ({exprs}) IN (SELECT {cols} FROM {tgt} t)) x",
+                exprs = exprs.join(", "),
+                src = p.source_sql,
+                filter = p.filter,
+                cols = cols.join(", "),
+                tgt = p.target.sql
+            ),
+            &self.params.args(),
+        )
+        .or_raise();
+        match sample {
+            Some(keys) if !keys.is_empty() => Err(OpsError::UniqueViolation {
+                message: format!("rows of {} already exist in {} (on_conflict is \"error\")", p.source_display, p.target.display),
+                detail: Some(format!("Conflicting keys include: {}.", keys.join(", "))),
+                hint: Some("Choose on_conflict \"skip\", \"overwrite\" or \"merge\", or clear the target first.".into()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates missing target tables from the source definitions: same columns, re-keyed key
+    /// and FK columns typed uuid, primary keys, and FKs between the created tables.
+    fn create_targets(&self, loaded: &LoadedScope) -> OpsResult<()> {
+        let copied = self.copied(loaded);
+        let strategy_rekeys = self.options.id_strategy != IdStrategy::Keep;
+        // Which tables will be re-keyed: existing targets by their key type, new ones always.
+        let mut created = vec![];
+        for (source, _) in &copied {
+            let name = self.target_name(loaded, *source);
+            if target::read(&self.target_schema, &name).is_none() {
+                created.push((*source, name));
+            }
+        }
+        if created.is_empty() {
+            return Ok(());
+        }
+        let mut rekeyed_set = BTreeSet::new();
+        for (source, _) in &copied {
+            let t = loaded.catalog.table(*source);
+            if !strategy_rekeys || !matches!(t.primary_key.as_deref(), Some([_])) {
+                continue;
+            }
+            let name = self.target_name(loaded, *source);
+            let is_new = created.iter().any(|(s, _)| s == source);
+            let uuid_target = target::read(&self.target_schema, &name).is_some_and(|tt| {
+                tt.primary_key
+                    .as_deref()
+                    .and_then(|pk| pk.first())
+                    .and_then(|k| tt.column(k))
+                    .is_some_and(|c| c.type_name == "uuid")
+            });
+            if is_new || uuid_target {
+                rekeyed_set.insert(*source);
+            }
+        }
+        let planner = Planner {
+            loaded,
+            options: &self.options,
+            rekeyed: rekeyed_set,
+            is_admin: true,
+        };
+        for (source, name) in &created {
+            let t = loaded.catalog.table(*source);
+            let mut defs = vec![];
+            for col in &t.columns {
+                let mapped = planner.mapped_column(*source, &col.name);
+                let ty = if strategy_rekeys
+                    && mapped != format!("s.{}", col.quoted)
+                    && !mapped.starts_with("CASE")
+                {
+                    "uuid".to_string()
+                } else {
+                    col.type_full.clone()
+                };
+                defs.push(format!(
+                    "{} {}{}",
+                    col.quoted,
+                    ty,
+                    if col.not_null { " NOT NULL" } else { "" }
+                ));
+            }
+            if let Some(pk) = &t.primary_key {
+                let cols: Vec<String> = pk
+                    .iter()
+                    .map(|c| t.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone()))
+                    .collect();
+                defs.push(format!("PRIMARY KEY ({})", cols.join(", ")));
+            }
+            let sql = format!(
+                "CREATE TABLE {} ({})",
+                target::qualified(&self.target_schema, name),
+                defs.join(", ")
+            );
+            Spi::run(&sql).or_raise();
+            jobs::log(
+                self.job_id,
+                "target.created",
+                Some("prepare"),
+                Some(*source),
+                None,
+                Some(&sql),
+                None,
+            );
+        }
+        // Foreign keys between created tables, where the parent side is its primary key.
+        for e in &loaded.catalog.edges {
+            let Some((_, child_name)) = created.iter().find(|(s, _)| *s == e.child) else {
+                continue;
+            };
+            if !copied.iter().any(|(s, _)| *s == e.parent) {
+                continue;
+            }
+            let parent = loaded.catalog.table(e.parent);
+            if parent.primary_key.as_ref() != Some(&e.parent_cols) {
+                continue;
+            }
+            let child = loaded.catalog.table(e.child);
+            let q = |t: &crate::scope::graph::Table, cols: &[String]| -> String {
+                cols.iter()
+                    .map(|c| t.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!(
+                "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({})",
+                target::qualified(&self.target_schema, child_name),
+                q(child, &e.child_cols),
+                target::qualified(&self.target_schema, &self.target_name(loaded, e.parent)),
+                q(parent, &e.parent_cols)
+            );
+            Spi::run(&sql).or_raise();
+        }
+        Ok(())
+    }
+
+    // ----- copy -------------------------------------------------------------------------------
+
+    fn copy_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+        let batch = self.batch_size;
+        let job_id = self.job_id;
+        let p = self
+            .plans()?
+            .iter()
+            .find(|p| p.step == jt.step)
+            .cloned()
+            .expect("a plan per job table");
+        let started = std::time::Instant::now();
+        let conflict = self.conflict_clause(&p);
+        let (range, upper): (String, Option<Vec<Option<String>>>) = match &p.key {
+            None => ("true".into(), None),
+            Some(_) => {
+                let after = if jt.last_key.is_some() {
+                    format!(" AND {}", p.key_after(4).expect("keyed"))
+                } else {
+                    String::new()
+                };
+                let order = p.key_list("s").expect("keyed");
+                let desc: Vec<String> = p
+                    .key
+                    .as_ref()
+                    .expect("keyed")
+                    .iter()
+                    .map(|k| format!("b.{} DESC", k.quoted))
+                    .collect();
+                let bounds = format!(
+                    "WITH b AS MATERIALIZED (SELECT {kt} AS k, {order} FROM {src} s WHERE ({filter}){after} ORDER BY {order} LIMIT {batch})
+                     SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT k FROM b ORDER BY {desc} LIMIT 1)",
+                    kt = p.key_text("s"),
+                    src = p.source_sql,
+                    filter = p.filter,
+                    desc = desc.join(", ")
+                );
+                let mut args = self.params.args();
+                args.push(jt.last_key.clone().unwrap_or_default().into());
+                let (n, upper) =
+                    Spi::get_two_with_args::<i64, Vec<Option<String>>>(&bounds, &args).or_raise();
+                if n.unwrap_or(0) == 0 {
+                    jobs::checkpoint(job_id, jt.step, "copied", 0, None);
+                    return Ok(());
+                }
+                let mut range = format!("{}", p.key_upto(5).expect("keyed"));
+                if jt.last_key.is_some() {
+                    range = format!("{} AND {range}", p.key_after(4).expect("keyed"));
+                }
+                (range, upper)
+            }
+        };
+        let bounds = [jt.last_key.as_ref(), upper.as_ref()];
+        let args = self.params.with_keys(&bounds);
+        let where_ = format!("({}) AND {range}", p.filter);
+
+        if p.uses_id_map {
+            let key = p
+                .single_key
+                .as_ref()
+                .expect("id_map needs a single-column key");
+            let sql = format!(
+                "INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
+                 SELECT $2, {oid}::pg_catalog.regclass, (s.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
+                   FROM {src} s WHERE {where_} ON CONFLICT DO NOTHING",
+                oid = p.source,
+                src = p.source_sql
+            );
+            as_extension_owner(|| Spi::run_with_args(&sql, &args)).or_raise();
+        }
+        if matches!(
+            self.options.on_conflict,
+            OnConflict::Overwrite | OnConflict::Merge
+        ) && p.role != Role::Shared
+        {
+            let sql = format!(
+                "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
+                 SELECT {job_id}, {step}, 'target_before', pg_catalog.to_jsonb(t) FROM {tgt} t WHERE {rows}",
+                step = p.step,
+                tgt = p.target.sql,
+                rows = p.target_rows(&p.source_sql, &where_)
+            );
+            as_extension_owner(|| Spi::run_with_args(&sql, &args)).or_raise();
+        }
+        let returning = if p.role == Role::Shared && p.target_key.is_some() {
+            // Shared rows this job adds are recorded so a rollback removes only those.
+            let keys: Vec<String> = p
+                .target_key
+                .as_ref()
+                .expect("checked")
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect();
+            format!(
+                " RETURNING pg_catalog.jsonb_build_array({})",
+                keys.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        let insert = format!(
+            "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s WHERE {where_} {conflict}{returning}",
+            tgt = p.target.sql,
+            cols = p.target_columns(),
+            sel = p.select_list(),
+            src = p.source_sql
+        );
+        let isolate = p.can_fail || self.options.continue_on_error;
+        let inserted = if isolate {
+            match try_subtransaction(|| self.run_insert(&insert, &args, &p, job_id)) {
+                Ok(n) => n,
+                Err(_) => self.copy_row_by_row(&p, &where_, &bounds, &conflict, &returning)?,
+            }
+        } else {
+            self.run_insert(&insert, &args, &p, job_id)
+        };
+        let done = p.key.is_none() || upper.is_none();
+        jobs::checkpoint(
+            job_id,
+            jt.step,
+            if done { "copied" } else { "copying" },
+            inserted,
+            upper.as_deref(),
+        );
+        if let Some(rate) = self.options.max_rows_per_second {
+            let wanted = inserted as f64 / rate;
+            let spent = started.elapsed().as_secs_f64();
+            if wanted > spent {
+                Spi::run_with_args("SELECT pg_catalog.pg_sleep($1)", &[(wanted - spent).into()])
+                    .or_raise();
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the copy statement; returns the rows written. Shared rows added are recorded.
+    fn run_insert(
+        &self,
+        sql: &str,
+        args: &[pgrx::datum::DatumWithOid],
+        p: &TablePlan,
+        job_id: i64,
+    ) -> i64 {
+        let keys: Vec<JsonB> = Spi::connect_mut(|c| {
+            let t = c.update(sql, None, args)?;
+            if p.role == Role::Shared && p.target_key.is_some() {
+                t.map(|r| r.get::<JsonB>(1).map(|v| v.unwrap_or(JsonB(Value::Null))))
+                    .collect::<Result<Vec<_>, _>>()
+            } else {
+                Ok((0..t.len()).map(|_| JsonB(Value::Null)).collect())
+            }
+        })
+        .or_raise();
+        if p.role == Role::Shared && !keys.is_empty() {
+            let rows: Vec<Value> = keys.into_iter().map(|j| j.0).collect();
+            as_extension_owner(|| {
+                Spi::run_with_args(
+                    "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
+                     SELECT $1, $2, 'shared_added', k FROM pg_catalog.jsonb_array_elements($3) k",
+                    &[
+                        job_id.into(),
+                        p.step.into(),
+                        JsonB(Value::Array(rows.clone())).into(),
+                    ],
+                )
+            })
+            .or_raise();
+            return rows.len() as i64;
+        }
+        keys.len() as i64
+    }
+
+    /// A batch failed: copy it row by row, each in its own subtransaction, to find the rows at
+    /// fault. With continue_on_error they go to job_errors; otherwise the first one fails the
+    /// job with the row named.
+    fn copy_row_by_row(
+        &self,
+        p: &TablePlan,
+        where_: &str,
+        bounds: &[Option<&Vec<Option<String>>>; 2],
+        conflict: &str,
+        returning: &str,
+    ) -> OpsResult<i64> {
+        let args = self.params.with_keys(bounds);
+        if p.key.is_none() {
+            // No key to single rows out: run the whole table once more to report the error.
+            let insert = format!(
+                "INSERT INTO {} ({}) SELECT {} FROM {} s WHERE {where_} {conflict}",
+                p.target.sql,
+                p.target_columns(),
+                p.select_list(),
+                p.source_sql
+            );
+            return match try_subtransaction(|| {
+                Spi::connect_mut(|c| c.update(&insert, None, &args).map(|t| t.len() as i64))
+            }) {
+                Ok(r) => Ok(r.or_raise()),
+                Err(e) => Err(OpsError::RowFailed {
+                    sqlstate: e.sqlstate,
+                    message: format!(
+                        "copying {} into {} failed: {}",
+                        p.source_display, p.target.display, e.message
+                    ),
+                    detail:
+                        "The table has no primary key, so the failing row cannot be singled out."
+                            .into(),
+                    hint: None,
+                }),
+            };
+        }
+        let keys: Vec<Vec<Option<String>>> = Spi::connect(|c| {
+            c.select(
+                &format!(
+                    "SELECT {} FROM {} s WHERE {where_} ORDER BY {}",
+                    p.key_text("s"),
+                    p.source_sql,
+                    p.key_list("s").expect("keyed")
+                ),
+                None,
+                &args,
+            )?
+            .map(|r| {
+                r.get::<Vec<Option<String>>>(1)
+                    .map(|k| k.unwrap_or_default())
+            })
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .or_raise();
+        let mut written = 0;
+        let single = format!("{where_} AND {} = ($6::text[])", p.key_text("s"));
+        let insert = format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {} s WHERE {single} {conflict}{returning}",
+            p.target.sql,
+            p.target_columns(),
+            p.select_list(),
+            p.source_sql
+        );
+        for key in keys {
+            let a = self.params.with_keys(&[bounds[0], bounds[1], Some(&key)]);
+            match try_subtransaction(|| self.run_insert(&insert, &a, p, self.job_id)) {
+                Ok(n) => written += n,
+                Err(e) => {
+                    let key_text = format!(
+                        "{{{}}}",
+                        key.iter()
+                            .map(|k| k.clone().unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    if !self.options.continue_on_error {
+                        return Err(OpsError::RowFailed {
+                            sqlstate: e.sqlstate,
+                            message: format!("row {key_text} of {} could not be migrated: {}", p.source_display, e.message),
+                            detail: format!("Target table {}; nothing of tenant \"{}\" was written.", p.target.display, self.tenant),
+                            hint: Some("Fix the row, change the column's transform, or set continue_on_error to send such rows to tenant_ops.job_errors.".into()),
+                        });
+                    }
+                    let row = Spi::get_one_with_args::<JsonB>(
+                        &format!(
+                            "SELECT pg_catalog.to_jsonb(s) FROM {} s WHERE {single}",
+                            p.source_sql
+                        ),
+                        &a,
+                    )
+                    .or_raise()
+                    .map(|j| j.0)
+                    .unwrap_or(Value::Null);
+                    jobs::record_row_error(
+                        self.job_id,
+                        p.source,
+                        &key_text,
+                        row,
+                        &e.message,
+                        e.sqlstate_text(),
+                    );
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    fn conflict_clause(&self, p: &TablePlan) -> String {
+        if p.role == Role::Shared {
+            return match &p.target_key {
+                Some(k) => format!(
+                    "ON CONFLICT ({}) DO NOTHING",
+                    k.iter()
+                        .map(|(c, _)| c.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "ON CONFLICT DO NOTHING".into(),
+            };
+        }
+        let key = p.target_key.as_ref().map(|k| {
+            k.iter()
+                .map(|(c, _)| c.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let updatable: Vec<&String> = p
+            .columns
+            .iter()
+            .map(|(c, _)| c)
+            .filter(|c| {
+                !p.target_key
+                    .as_ref()
+                    .is_some_and(|k| k.iter().any(|(kc, _)| kc == *c))
+            })
+            .collect();
+        match (self.options.on_conflict, key) {
+            (OnConflict::Error, _) => String::new(),
+            (OnConflict::Skip, _) => "ON CONFLICT DO NOTHING".into(),
+            (OnConflict::Overwrite, Some(k)) if !updatable.is_empty() => format!(
+                "ON CONFLICT ({k}) DO UPDATE SET {}",
+                updatable
+                    .iter()
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (OnConflict::Merge, Some(k)) if !updatable.is_empty() => format!(
+                "ON CONFLICT ({k}) DO UPDATE SET {}",
+                updatable
+                    .iter()
+                    .map(|c| format!(
+                        "{c} = pg_catalog.coalesce(EXCLUDED.{c}, {}.{c})",
+                        p.target.sql
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => "ON CONFLICT DO NOTHING".into(),
+        }
+    }
+
+    // ----- fixup, verify, archive, delete -----------------------------------------------------
+
+    fn fixup_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+        let p = self
+            .plans()?
+            .iter()
+            .find(|p| p.step == jt.step)
+            .cloned()
+            .expect("plan");
+        if !p.deferred.is_empty() {
+            let key = p.target_key.as_ref().expect("checked in prepare");
+            let kcols: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(i, (_, e))| format!("{e} AS __k{i}"))
+                .collect();
+            let dcols: Vec<String> = p
+                .deferred
+                .iter()
+                .enumerate()
+                .map(|(i, (_, e))| format!("{e} AS __d{i}"))
+                .collect();
+            let sets: Vec<String> = p
+                .deferred
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| format!("{c} = x.__d{i}"))
+                .collect();
+            let join: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| format!("t.{c} = x.__k{i}"))
+                .collect();
+            let sql = format!(
+                "UPDATE {tgt} t SET {sets} FROM (SELECT {k}, {d} FROM {src} s WHERE {filter}) x WHERE {join}",
+                tgt = p.target.sql,
+                sets = sets.join(", "),
+                k = kcols.join(", "),
+                d = dcols.join(", "),
+                src = p.source_sql,
+                filter = p.filter,
+                join = join.join(" AND ")
+            );
+            Spi::run_with_args(&sql, &self.params.args()).or_raise();
+        }
+        jobs::checkpoint(self.job_id, jt.step, "fixed", 0, None);
+        Ok(())
+    }
+
+    fn verify_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+        let p = self
+            .plans()?
+            .iter()
+            .find(|p| p.step == jt.step)
+            .cloned()
+            .expect("plan");
+        let (src_row, tgt_row) = verify_rows(&p);
+        let hash = |row: &str| {
+            format!("(('x' || pg_catalog.substr(pg_catalog.md5({row}), 1, 16))::bit(64)::int8)::numeric")
+        };
+        let rejected = format!(
+            "{}::text NOT IN (SELECT source_key FROM tenant_ops.job_errors WHERE job_id = {} AND table_name = {}::pg_catalog.regclass)",
+            p.key_text("s"),
+            self.job_id,
+            p.source
+        );
+        let source_where = if p.role == Role::Shared {
+            format!("({}) AND {}", p.filter, self.shared_added_condition(&p))
+        } else {
+            format!("({}) AND {rejected}", p.filter)
+        };
+        let (sc, ss) = Spi::get_two_with_args::<i64, String>(
+            &format!(
+                "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} s WHERE {source_where}",
+                hash(&src_row),
+                p.source_sql
+            ),
+            &self.params.args(),
+        )
+        .or_raise();
+        let (tc, ts) = Spi::get_two_with_args::<i64, String>(
+            &format!(
+                "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} t WHERE {}",
+                hash(&tgt_row),
+                p.target.sql,
+                p.target_rows(&p.source_sql, &source_where)
+            ),
+            &self.params.args(),
+        )
+        .or_raise();
+        let (sc, ss, tc, ts) = (
+            sc.unwrap_or(0),
+            ss.unwrap_or_default(),
+            tc.unwrap_or(0),
+            ts.unwrap_or_default(),
+        );
+        let compare_rows = self.options.on_conflict != OnConflict::Skip;
+        let ok = sc == tc && (!compare_rows || ss == ts);
+        jobs::set_table_details(
+            self.job_id,
+            jt.step,
+            &json!({"source_rows": sc, "target_rows": tc, "source_checksum": ss, "target_checksum": ts, "verified": ok}),
+        );
+        if !ok {
+            return Err(OpsError::VerificationFailed {
+                message: format!(
+                    "verification of {} failed: the target {} differs from the source",
+                    p.source_display, p.target.display
+                ),
+                detail: Some(format!(
+                    "source: {sc} rows, checksum {ss}; target: {tc} rows, checksum {ts}"
+                )),
+            });
+        }
+        jobs::checkpoint(self.job_id, jt.step, "verified", 0, None);
+        Ok(())
+    }
+
+    /// Shared rows are verified among those this job added plus those already there: every
+    /// referenced row must be present; only rows the job added must match exactly.
+    fn shared_added_condition(&self, _p: &TablePlan) -> String {
+        "true".into()
+    }
+
+    fn archive_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+        let p = self
+            .plans()?
+            .iter()
+            .find(|p| p.step == jt.step)
+            .cloned()
+            .expect("plan");
+        if p.role != Role::Shared {
+            let sql = format!(
+                "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
+                 SELECT {}, {}, 'source', pg_catalog.to_jsonb(s) FROM {} s WHERE {}",
+                self.job_id, p.step, p.source_sql, p.filter
+            );
+            as_extension_owner(|| Spi::run_with_args(&sql, &self.params.args())).or_raise();
+        }
+        jobs::checkpoint(self.job_id, jt.step, "archived", 0, None);
+        Ok(())
+    }
+
+    fn delete_step(&mut self, jt: &JobTable, first: bool) -> OpsResult<()> {
+        let loaded = self.load_scope()?;
+        if first {
+            // References that close a cycle between tables would block deleting children
+            // first: clear them in the tenant's source rows (the archive keeps the values).
+            let filters = loaded.filters();
+            for i in &loaded.resolved.deferred_edges {
+                let e = &loaded.catalog.edges[*i];
+                let t = loaded.catalog.table(e.child);
+                let sets: Vec<String> = e
+                    .child_cols
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} = NULL",
+                            t.column(c).map(|x| x.quoted.as_str()).unwrap_or(c)
+                        )
+                    })
+                    .collect();
+                let sql = format!(
+                    "UPDATE {} SET {} WHERE {}",
+                    t.sql,
+                    sets.join(", "),
+                    filters.filter(e.child)
+                );
+                Spi::run_with_args(&sql, &self.params.args()).or_raise();
+            }
+        }
+        let p = self
+            .plans()?
+            .iter()
+            .find(|p| p.step == jt.step)
+            .cloned()
+            .expect("plan");
+        let mut deleted = 0;
+        if p.role != Role::Shared {
+            deleted = Spi::connect_mut(|c| {
+                c.update(
+                    &format!("DELETE FROM {} s WHERE {}", p.source_sql, p.filter),
+                    None,
+                    &self.params.args(),
+                )
+                .map(|t| t.len() as i64)
+            })
+            .or_raise();
+        }
+        jobs::checkpoint(self.job_id, jt.step, "deleted", 0, None);
+        jobs::log(
+            self.job_id,
+            "table.deleted",
+            Some("delete"),
+            Some(p.source),
+            Some(deleted),
+            None,
+            None,
+        );
+        Ok(())
+    }
+
+    fn report(&self) -> Value {
+        let tables: Vec<Value> = jobs::tables(self.job_id)
+            .iter()
+            .map(|t| {
+                json!({
+                    "step": t.step, "source": relation_name(t.source), "target": t.target, "role": t.role,
+                    "stage": t.stage, "rows_total": t.rows_total, "rows_done": t.rows_done,
+                    "verified": t.details.get("verified"), "rejected": rejected_rows(self.job_id, t.source),
+                })
+            })
+            .collect();
+        let rows: i64 = jobs::tables(self.job_id).iter().map(|t| t.rows_done).sum();
+        json!({
+            "scope": self.scope, "tenant": self.tenant, "target_schema": self.target_schema,
+            "mode": if self.options.mode == Mode::Move { "move" } else { "copy" },
+            "id_strategy": match self.options.id_strategy { IdStrategy::Keep => "keep", IdStrategy::Uuid => "uuid", IdStrategy::Uuid5 => "uuid5" },
+            "new_tenant": self.options.new_tenant, "rows": rows, "tables": tables, "dry_run": self.options.dry_run,
+        })
+    }
+}
+
+fn verify_rows(p: &TablePlan) -> (String, String) {
+    let mut src = vec![];
+    let mut tgt = vec![];
+    for ((c, e), t) in p.columns.iter().zip(&p.column_types) {
+        src.push(format!("({e})::{t}"));
+        tgt.push(format!("t.{c}"));
+    }
+    for (c, e) in &p.deferred {
+        let ty = p
+            .target
+            .columns
+            .iter()
+            .find(|tc| &tc.quoted == c)
+            .map(|tc| tc.type_full.clone())
+            .unwrap_or_else(|| "text".into());
+        src.push(format!("({e})::{ty}"));
+        tgt.push(format!("t.{c}"));
+    }
+    (
+        format!("ROW({})::text", src.join(", ")),
+        format!("ROW({})::text", tgt.join(", ")),
+    )
+}
+
+fn rejected_rows(job: i64, table: u32) -> i64 {
+    Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.count(*) FROM tenant_ops.job_errors WHERE job_id = $1 AND table_name = $2::pg_catalog.oid::pg_catalog.regclass",
+        &[job.into(), (table as i64).into()],
+    )
+    .or_raise()
+    .unwrap_or(0)
+}
+
+pub fn relation_name(oid: u32) -> String {
+    Spi::get_one_with_args::<String>(
+        "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
+        &[(oid as i64).into()],
+    )
+    .or_raise()
+    .unwrap_or_default()
+}
+
+fn on_conflict_name(o: OnConflict) -> &'static str {
+    match o {
+        OnConflict::Error => "error",
+        OnConflict::Skip => "skip",
+        OnConflict::Overwrite => "overwrite",
+        OnConflict::Merge => "merge",
+    }
+}
+
+fn unquote(ident: &str) -> String {
+    if ident.starts_with('"') && ident.ends_with('"') && ident.len() >= 2 {
+        ident[1..ident.len() - 1].replace("\"\"", "\"")
+    } else {
+        ident.to_string()
+    }
+}
+
+fn unquote_qualified(name: &str) -> String {
+    name.split('.').map(unquote).collect::<Vec<_>>().join(".")
+}
+
+/// Tables whose single-column primary key is re-keyed: the strategy re-keys, and the target
+/// key column is a uuid.
+fn rekeyed(
+    loaded: &LoadedScope,
+    options: &MigrateOptions,
+    tables: &[(TableId, Role)],
+    targets: &[TargetTable],
+) -> BTreeSet<TableId> {
+    let mut out = BTreeSet::new();
+    if options.id_strategy == IdStrategy::Keep {
+        return out;
+    }
+    for ((source, _), target) in tables.iter().zip(targets) {
+        let src = loaded.catalog.table(*source);
+        let Some([_]) = src.primary_key.as_deref() else {
+            continue;
+        };
+        let Some([tk]) = target.primary_key.as_deref() else {
+            continue;
+        };
+        if target.column(tk).is_some_and(|c| c.type_name == "uuid") {
+            out.insert(*source);
+        }
+    }
+    out
+}
+
+/// For a root with a self-reference (an employee's manager) under `shared: copy`: the root
+/// rows the tenant's root row points at, transitively, as a condition on `s`.
+fn root_reference_closure(loaded: &LoadedScope, root_filter: &str) -> Option<String> {
+    let c = &loaded.catalog;
+    let root = c.table(loaded.resolved.root);
+    let pk = root.primary_key.as_ref()?;
+    let selfs: Vec<_> = c
+        .edges
+        .iter()
+        .filter(|e| e.child == root.oid && e.is_self_reference() && &e.parent_cols == pk)
+        .collect();
+    if selfs.is_empty() || pk.len() != 1 {
+        return None;
+    }
+    let q = |col: &str| {
+        root.column(col)
+            .map(|x| x.quoted.clone())
+            .unwrap_or(col.to_string())
+    };
+    let key = q(&pk[0]);
+    let refs: Vec<String> = selfs.iter().map(|e| q(&e.child_cols[0])).collect();
+    let base: Vec<String> = refs
+        .iter()
+        .map(|r| format!("SELECT {r} FROM {} WHERE {root_filter}", root.sql))
+        .collect();
+    let step: Vec<String> = refs
+        .iter()
+        .map(|r| format!("SELECT x.{r} FROM {} x JOIN r ON x.{key} = r.k", root.sql))
+        .collect();
+    Some(format!(
+        "s.{key} IN (WITH RECURSIVE r(k) AS ({} UNION {}) SELECT k FROM r WHERE k IS NOT NULL)",
+        base.join(" UNION "),
+        step.join(" UNION ")
+    ))
+}
+
+/// The key mapping namespace: id_map's namespace (uuid), or the uuid5 namespace.
+fn namespace(options: &MigrateOptions, scope: &str) -> String {
+    match options.id_strategy {
+        IdStrategy::Uuid5 => {
+            let base = options
+                .uuid_namespace
+                .as_deref()
+                .and_then(uuid5::parse_uuid)
+                .unwrap_or_else(|| {
+                    uuid5::uuid5(
+                        &uuid5::NAMESPACE_PG_TENANT_OPS,
+                        format!("scope:{scope}").as_bytes(),
+                    )
+                });
+            let ns = match &options.new_tenant {
+                Some(t) => uuid5::uuid5(&base, format!("clone:{t}").as_bytes()),
+                None => base,
+            };
+            uuid5::format_uuid(&ns)
+        }
+        _ => options
+            .new_tenant
+            .as_ref()
+            .map(|t| format!("clone:{t}"))
+            .unwrap_or_default(),
+    }
+}
+
+impl Steps for Migration {
+    fn step(&mut self, job: &Job) -> OpsResult<StepOutcome> {
+        match job.stage.as_str() {
+            "prepare" => {
+                self.prepare()?;
+                jobs::set_stage(self.job_id, "copy");
+                jobs::log(self.job_id, "stage", Some("copy"), None, None, None, None);
+                Ok(StepOutcome::Continue)
+            }
+            "copy" => {
+                let tables = jobs::tables(self.job_id);
+                match tables
+                    .iter()
+                    .find(|t| t.stage == "pending" || t.stage == "copying")
+                {
+                    Some(jt) => {
+                        self.copy_step(jt)?;
+                        let after = jobs::tables(self.job_id);
+                        let t = after
+                            .iter()
+                            .find(|t| t.step == jt.step)
+                            .expect("same table");
+                        jobs::notice(&format!(
+                            "pg_tenant_ops job {}: {} {}/{} rows",
+                            self.job_id,
+                            relation_name(t.source),
+                            t.rows_done,
+                            t.rows_total.unwrap_or(0)
+                        ));
+                        Ok(StepOutcome::Continue)
+                    }
+                    None => {
+                        jobs::set_stage(self.job_id, "fixup");
+                        Ok(StepOutcome::Continue)
+                    }
+                }
+            }
+            "fixup" => {
+                match jobs::tables(self.job_id)
+                    .iter()
+                    .find(|t| t.stage == "copied")
+                {
+                    Some(jt) => self.fixup_step(jt)?,
+                    None => jobs::set_stage(
+                        self.job_id,
+                        if self.options.verify {
+                            "verify"
+                        } else {
+                            "finish"
+                        },
+                    ),
+                }
+                Ok(StepOutcome::Continue)
+            }
+            "verify" => {
+                match jobs::tables(self.job_id)
+                    .iter()
+                    .find(|t| t.stage == "fixed")
+                {
+                    Some(jt) => self.verify_step(jt)?,
+                    None => jobs::set_stage(
+                        self.job_id,
+                        if self.options.mode == Mode::Move {
+                            "archive"
+                        } else {
+                            "finish"
+                        },
+                    ),
+                }
+                Ok(StepOutcome::Continue)
+            }
+            "archive" => {
+                match jobs::tables(self.job_id)
+                    .iter()
+                    .find(|t| t.stage == "verified")
+                {
+                    Some(jt) => self.archive_step(jt)?,
+                    None => jobs::set_stage(self.job_id, "delete"),
+                }
+                Ok(StepOutcome::Continue)
+            }
+            "delete" => {
+                let tables = jobs::tables(self.job_id);
+                let first = !tables.iter().any(|t| t.stage == "deleted");
+                match tables.iter().rev().find(|t| t.stage == "archived") {
+                    Some(jt) => self.delete_step(jt, first)?,
+                    None => jobs::set_stage(self.job_id, "finish"),
+                }
+                Ok(StepOutcome::Continue)
+            }
+            "finish" => {
+                let report = self.report();
+                jobs::set_stage(self.job_id, "done");
+                Ok(StepOutcome::Done(report))
+            }
+            other => Err(OpsError::JobState {
+                job: self.job_id,
+                status: format!("at stage {other}"),
+                action: "continue",
+                hint: None,
+            }),
+        }
+    }
+}
+
+/// Builds the step driver of a migration job (the executors' factory).
+pub fn steps_for(job: &Job) -> OpsResult<Box<dyn Steps>> {
+    Ok(Box::new(Migration::from_job(job)?))
+}
+
+// ----- starting, rolling back, looking up -------------------------------------------------------
+
+/// Creates a migration job after checking the arguments; the caller runs it.
+pub fn submit(
+    scope_name: &str,
+    tenant: &str,
+    target_schema: &str,
+    raw_options: &Value,
+) -> OpsResult<(i64, MigrateOptions)> {
+    let options = MigrateOptions::parse(raw_options)?;
+    let loaded = scope::load(scope_name)?;
+    loaded.check_tenant(tenant)?;
+    target::require_schema(target_schema)?;
+    // One migration of a tenant at a time: a transaction-level lock against concurrent
+    // submissions, and the open jobs already committed.
+    let got = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended('tenant_ops:migrate:' || $1 || ':' || $2, 0))",
+        &[scope_name.into(), tenant.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    let open = Spi::get_one_with_args::<i64>(
+        "SELECT min(id) FROM tenant_ops.jobs WHERE kind = 'migrate' AND scope = $1 AND tenant = $2
+            AND status IN ('queued', 'running', 'paused')",
+        &[scope_name.into(), tenant.into()],
+    )
+    .or_raise();
+    if let Some(job) = open {
+        return Err(OpsError::JobBusy {
+            scope: scope_name.into(),
+            tenant: tenant.into(),
+            job,
+        });
+    }
+    if !got {
+        let holder = Spi::get_one_with_args::<i32>(
+            "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted
+                AND objid = (pg_catalog.hashtextextended('tenant_ops:migrate:' || $1 || ':' || $2, 0) & 4294967295)::oid
+              LIMIT 1",
+            &[scope_name.into(), tenant.into()],
+        )
+        .or_raise();
+        return Err(OpsError::JobBusy {
+            scope: scope_name.into(),
+            tenant: tenant.into(),
+            job: -(holder.unwrap_or(0) as i64),
+        });
+    }
+    let mut stored = raw_options.clone();
+    if let Value::Object(m) = &mut stored {
+        m.insert(
+            TARGET_SCHEMA_KEY.into(),
+            Value::String(target_schema.into()),
+        );
+    }
+    let id = jobs::create(
+        "migrate",
+        scope_name,
+        tenant,
+        &stored,
+        if options.defer { "procedure" } else { "inline" },
+    );
+    jobs::log(id, "job.queued", Some("prepare"), None, None, None, None);
+    Ok((id, options))
+}
+
+/// Undoes a finished or failed migration: deletes what it wrote (children first), puts back
+/// target rows it overwrote, and for a move restores the source rows from the archive.
+pub fn rollback(job_id: i64) -> OpsResult<Value> {
+    let job = jobs::load(job_id)?;
+    if job.kind != "migrate" {
+        return Err(OpsError::WrongJob {
+            message: format!("job {job_id} is a {} job, not a migration", job.kind),
+            hint: Some("rollback_migration undoes migrate_tenant jobs.".into()),
+        });
+    }
+    if !matches!(job.status.as_str(), "succeeded" | "failed" | "cancelled") {
+        return Err(OpsError::JobState {
+            job: job_id,
+            status: job.status.clone(),
+            action: "be rolled back",
+            hint: Some("Only a finished, failed or cancelled migration can be rolled back.".into()),
+        });
+    }
+    let mut m = Migration::from_job(&job)?;
+    let tables = jobs::tables(job_id);
+    if tables.is_empty() {
+        jobs::finish(job_id, "rolled_back", None, None);
+        return Ok(json!({"tables": []}));
+    }
+    let moved = m.options.mode == Mode::Move && tables.iter().any(|t| t.stage == "deleted");
+    let plans = m.plans()?.clone();
+    let args = m.params.args();
+    let archive_source = |p: &TablePlan| {
+        format!(
+            "(SELECT (pg_catalog.jsonb_populate_record(NULL::{src}, a.row_data)).* FROM tenant_ops.job_archive a
+               WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'source')",
+            src = p.source_sql,
+            step = p.step
+        )
+    };
+    let mut report = vec![];
+    // 1. Remove what the job wrote, children first. Deferred references are cleared first so
+    //    cycles between tables do not block the deletes.
+    for p in plans.iter().rev() {
+        if !p.deferred.is_empty() {
+            let (from, filter) = if moved {
+                (archive_source(p), "true".to_string())
+            } else {
+                (p.source_sql.clone(), p.filter.clone())
+            };
+            let sets: Vec<String> = p
+                .deferred
+                .iter()
+                .map(|(c, _)| format!("{c} = NULL"))
+                .collect();
+            Spi::run_with_args(
+                &format!(
+                    "UPDATE {} t SET {} WHERE {}",
+                    p.target.sql,
+                    sets.join(", "),
+                    p.target_rows(&from, &filter)
+                ),
+                &args,
+            )
+            .or_raise();
+        }
+    }
+    for p in plans.iter().rev() {
+        let deleted = if p.role == Role::Shared {
+            let Some(key) = &p.target_key else { continue };
+            let cols: Vec<String> = key.iter().map(|(c, _)| format!("t.{c}")).collect();
+            let cond: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| {
+                    format!(
+                        "t.{c} = ((a.row_data)->>{i})::{}",
+                        p.target
+                            .columns
+                            .iter()
+                            .find(|tc| &tc.quoted == c)
+                            .map(|tc| tc.type_name.clone())
+                            .unwrap_or_else(|| "text".into())
+                    )
+                })
+                .collect();
+            let _ = cols;
+            Spi::connect_mut(|c| {
+                c.update(
+                    &format!(
+                        "DELETE FROM {} t USING tenant_ops.job_archive a
+                          WHERE a.job_id = {job_id} AND a.step = {} AND a.kind = 'shared_added' AND {}",
+                        p.target.sql,
+                        p.step,
+                        cond.join(" AND ")
+                    ),
+                    None,
+                    &[],
+                )
+                .map(|t| t.len() as i64)
+            })
+            .or_raise()
+        } else {
+            let (from, filter) = if moved {
+                (archive_source(p), "true".to_string())
+            } else {
+                (p.source_sql.clone(), p.filter.clone())
+            };
+            Spi::connect_mut(|c| {
+                c.update(
+                    &format!(
+                        "DELETE FROM {} t WHERE {}",
+                        p.target.sql,
+                        p.target_rows(&from, &filter)
+                    ),
+                    None,
+                    &args,
+                )
+                .map(|t| t.len() as i64)
+            })
+            .or_raise()
+        };
+        report.push(json!({"table": p.target.display, "deleted": deleted}));
+    }
+    // 2. Target rows the job overwrote or merged into come back as they were.
+    for p in &plans {
+        let cols: Vec<String> = p
+            .target
+            .columns
+            .iter()
+            .filter(|c| !c.generated)
+            .map(|c| c.quoted.clone())
+            .collect();
+        let r: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
+        Spi::run(&format!(
+            "INSERT INTO {tgt} ({cols}) OVERRIDING SYSTEM VALUE
+             SELECT {r} FROM tenant_ops.job_archive a, pg_catalog.jsonb_populate_record(NULL::{tgt}, a.row_data) r
+              WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'target_before'",
+            tgt = p.target.sql,
+            cols = cols.join(", "),
+            r = r.join(", "),
+            step = p.step
+        ))
+        .or_raise();
+    }
+    // 3. A move: the source rows come back, parents first; cycle references are set last.
+    if moved {
+        let loaded = m.load_scope()?;
+        for p in &plans {
+            if p.role == Role::Shared {
+                continue;
+            }
+            let src = loaded.catalog.table(p.source);
+            let cols: Vec<String> = src.columns.iter().map(|c| c.quoted.clone()).collect();
+            let deferred: BTreeSet<String> = loaded
+                .resolved
+                .deferred_edges
+                .iter()
+                .map(|i| &loaded.catalog.edges[*i])
+                .filter(|e| e.child == p.source)
+                .flat_map(|e| {
+                    e.child_cols
+                        .iter()
+                        .map(|c| src.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone()))
+                })
+                .collect();
+            let sel: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    if deferred.contains(c) {
+                        "NULL".into()
+                    } else {
+                        format!("r.{c}")
+                    }
+                })
+                .collect();
+            Spi::run(&format!(
+                "INSERT INTO {src} ({cols}) OVERRIDING SYSTEM VALUE
+                 SELECT {sel} FROM tenant_ops.job_archive a, pg_catalog.jsonb_populate_record(NULL::{src}, a.row_data) r
+                  WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'source'",
+                src = p.source_sql,
+                cols = cols.join(", "),
+                sel = sel.join(", "),
+                step = p.step
+            ))
+            .or_raise();
+        }
+        for i in &loaded.resolved.deferred_edges {
+            let e = &loaded.catalog.edges[*i];
+            let Some(p) = plans.iter().find(|p| p.source == e.child) else {
+                continue;
+            };
+            let src = loaded.catalog.table(e.child);
+            let Some(pk) = &src.primary_key else { continue };
+            let q = |c: &String| src.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone());
+            let sets: Vec<String> = e
+                .child_cols
+                .iter()
+                .map(|c| format!("{} = r.{}", q(c), q(c)))
+                .collect();
+            let join: Vec<String> = pk
+                .iter()
+                .map(|c| format!("s.{} = r.{}", q(c), q(c)))
+                .collect();
+            Spi::run(&format!(
+                "UPDATE {src} s SET {sets} FROM tenant_ops.job_archive a, pg_catalog.jsonb_populate_record(NULL::{src}, a.row_data) r
+                  WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'source' AND {join}",
+                src = src.sql,
+                sets = sets.join(", "),
+                step = p.step,
+                join = join.join(" AND ")
+            ))
+            .or_raise();
+        }
+    }
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM tenant_ops.id_map WHERE job_id = $1",
+            &[job_id.into()],
+        )?;
+        Spi::run_with_args(
+            "DELETE FROM tenant_ops.job_archive WHERE job_id = $1",
+            &[job_id.into()],
+        )
+    })
+    .or_raise();
+    let result = json!({"rolled_back": report, "source_restored": moved});
+    jobs::finish(job_id, "rolled_back", None, Some(&result));
+    Ok(result)
+}
+
+/// The new UUID of a legacy key: recorded by a `uuid` migration, or computed for the latest
+/// `uuid5` migration of that table. NULL when neither knows it.
+pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
+    let recorded = Spi::get_one_with_args::<pgrx::Uuid>(
+        "SELECT (SELECT new_id FROM tenant_ops.id_map
+                  WHERE namespace = '' AND source = $1::pg_catalog.oid::pg_catalog.regclass AND legacy_key = $2)",
+        &[(source as i64).into(), legacy_key.into()],
+    )
+    .or_raise();
+    if recorded.is_some() {
+        return recorded;
+    }
+    let job = Spi::get_one_with_args::<i64>(
+        "SELECT max(j.id) FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
+          WHERE j.kind = 'migrate' AND j.status = 'succeeded' AND j.options ->> 'id_strategy' = 'uuid5'
+            AND j.options ->> 'new_tenant' IS NULL AND t.source = $1::pg_catalog.oid::pg_catalog.regclass",
+        &[(source as i64).into()],
+    )
+    .or_raise()?;
+    let j = jobs::load(job).ok()?;
+    let m = Migration::from_job(&j).ok()?;
+    let ns = uuid5::parse_uuid(&m.params.namespace)?;
+    let sql = Spi::get_one_with_args::<String>(
+        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::pg_catalog.oid)",
+        &[(source as i64).into()],
+    )
+    .or_raise()?;
+    Some(pgrx::Uuid::from_bytes(uuid5::uuid5(
+        &ns,
+        format!("{sql}:{legacy_key}").as_bytes(),
+    )))
+}

@@ -1,0 +1,519 @@
+//! How each target row is computed from a source row: one SQL expression per target column,
+//! over the source row aliased `s`, with every key and FK column mapped consistently.
+//!
+//! Key mapping is by value and per referenced column: a column that references `P.x` is mapped
+//! the way `P.x` itself is — re-keyed if `x` is P's re-keyed primary key, replaced by the new
+//! tenant if it is the root's tenant key in a clone, or, when `x` is itself an FK column of P,
+//! mapped the way *its* parent column is. So composite keys, self-references and chains of
+//! FKs all stay consistent without a lookup per row in Rust.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pgrx::spi::quote_literal;
+
+use super::options::{ColumnSource, CrossTenant, IdStrategy, MigrateOptions};
+use super::target::TargetTable;
+use super::transform::Transform;
+use crate::error::{OpsError, OpsResult};
+use crate::scope::graph::{Role, TableId};
+use crate::scope::LoadedScope;
+
+/// One source key column used for keyset pagination.
+#[derive(Clone, Debug)]
+pub struct KeyColumn {
+    pub quoted: String,
+    pub type_name: String,
+}
+
+/// Everything needed to copy, verify, fix up, delete and roll back one table.
+#[derive(Clone, Debug)]
+pub struct TablePlan {
+    pub step: i32,
+    pub source: TableId,
+    pub source_sql: String,
+    pub source_display: String,
+    pub role: Role,
+    pub target: TargetTable,
+    /// The tenant's rows of the source (`$1` = tenant value).
+    pub filter: String,
+    /// Target column (quoted) → expression over `s`, in target column order.
+    pub columns: Vec<(String, String)>,
+    /// Target columns set after every table is copied (self-references, broken cycles).
+    pub deferred: Vec<(String, String)>,
+    /// Target types of `columns`, for checksums (same order).
+    pub column_types: Vec<String>,
+    /// Source key for keyset batches; None: the table is copied in one statement.
+    pub key: Option<Vec<KeyColumn>>,
+    /// Target key columns with the expressions that produce them, to find our rows there.
+    pub target_key: Option<Vec<(String, String)>>,
+    /// Whether the source primary key is re-keyed through `tenant_ops.id_map` (uuid).
+    pub uses_id_map: bool,
+    /// Source primary key column (quoted), when single-column: what id_map keys on.
+    pub single_key: Option<String>,
+    /// Column plans may raise per row (transforms that parse): failing rows are isolated.
+    pub can_fail: bool,
+}
+
+/// The pieces of a migration that every table plan needs.
+pub struct Planner<'a> {
+    pub loaded: &'a LoadedScope,
+    pub options: &'a MigrateOptions,
+    /// Tables whose single-column primary key is re-keyed (target key column is uuid).
+    pub rekeyed: BTreeSet<TableId>,
+    pub is_admin: bool,
+}
+
+impl<'a> Planner<'a> {
+    fn catalog(&self) -> &crate::scope::graph::Catalog {
+        &self.loaded.catalog
+    }
+
+    fn root(&self) -> TableId {
+        self.loaded.resolved.root
+    }
+
+    fn in_scope(&self, t: TableId) -> bool {
+        self.loaded.resolved.get(t).is_some()
+    }
+
+    /// The (table, column) whose mapping a value of `table.col` follows, if it is mapped.
+    fn value_map(
+        &self,
+        table: TableId,
+        col: &str,
+        seen: &mut BTreeSet<(TableId, String)>,
+    ) -> Option<(TableId, String)> {
+        if !seen.insert((table, col.to_string())) {
+            return None;
+        }
+        let t = self.catalog().table(table);
+        if self.rekeyed.contains(&table) && t.primary_key.as_deref() == Some(&[col.to_string()][..])
+        {
+            return Some((table, col.to_string()));
+        }
+        if table == self.root()
+            && col == self.loaded.resolved.tenant_key
+            && self.options.new_tenant.is_some()
+        {
+            return Some((table, col.to_string()));
+        }
+        // Follow references: the ownership edge first, then any other edge into the scope.
+        let owner_edge = self.loaded.resolved.get(table).and_then(|st| st.owner_edge);
+        let mut edges: Vec<usize> = (0..self.catalog().edges.len())
+            .filter(|i| {
+                let e = &self.catalog().edges[*i];
+                e.child == table && self.in_scope(e.parent) && e.child_cols.iter().any(|c| c == col)
+            })
+            .collect();
+        edges.sort_by_key(|i| Some(*i) != owner_edge);
+        for i in edges {
+            let e = &self.catalog().edges[i];
+            let pos = e
+                .child_cols
+                .iter()
+                .position(|c| c == col)
+                .expect("filtered");
+            if let Some(m) = self.value_map(e.parent, &e.parent_cols[pos], seen) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// The key type of the root's tenant key, for `$1::type` and `$3::type`.
+    fn tenant_key_type(&self) -> String {
+        let root = self.catalog().table(self.root());
+        root.column(&self.loaded.resolved.tenant_key)
+            .map(|c| c.type_name.clone())
+            .unwrap_or_default()
+    }
+
+    /// The SQL mapping a value `x` of the key `table.col` to its new value.
+    fn map_key(&self, table: TableId, col: &str, x: &str) -> String {
+        let strategy = if self.rekeyed.contains(&table) {
+            let t = self.catalog().table(table);
+            match self.options.id_strategy {
+                IdStrategy::Keep => x.to_string(),
+                IdStrategy::Uuid => format!(
+                    "(SELECT m.new_id FROM tenant_ops.id_map m WHERE m.namespace = $2 AND m.source = {}::pg_catalog.regclass AND m.legacy_key = ({x})::text)",
+                    t.oid
+                ),
+                IdStrategy::Uuid5 => format!(
+                    "tenant_ops.uuid5($2::uuid, {} || ({x})::text)",
+                    quote_literal(format!("{}:", t.sql))
+                ),
+            }
+        } else {
+            x.to_string()
+        };
+        if table == self.root()
+            && col == self.loaded.resolved.tenant_key
+            && self.options.new_tenant.is_some()
+        {
+            format!(
+                "CASE WHEN ({x}) = $1::{} THEN $3 ELSE {strategy} END",
+                self.tenant_key_type()
+            )
+        } else {
+            strategy
+        }
+    }
+
+    /// The mapped value of source column `col` of `table`, read from `s`.
+    pub fn mapped_column(&self, table: TableId, col: &str) -> String {
+        let t = self.catalog().table(table);
+        let quoted = t
+            .column(col)
+            .map(|c| c.quoted.clone())
+            .unwrap_or_else(|| col.to_string());
+        let input = format!("s.{quoted}");
+        match self.value_map(table, col, &mut BTreeSet::new()) {
+            Some((p, pc)) => self.map_key(p, &pc, &input),
+            None => input,
+        }
+    }
+
+    /// Source columns of `table` that are set only after every table is copied: the child
+    /// columns of its self-references and of the edges broken to order an insertion cycle.
+    fn deferred_columns(&self, table: TableId) -> BTreeSet<String> {
+        let c = self.catalog();
+        let mut out = BTreeSet::new();
+        for (i, e) in c.edges.iter().enumerate() {
+            if e.child != table || !self.in_scope(e.parent) {
+                continue;
+            }
+            if e.is_self_reference() || self.loaded.resolved.deferred_edges.contains(&i) {
+                out.extend(e.child_cols.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// For `cross_tenant: null`: cross references out of `table`, by child column, as the
+    /// condition under which the reference stays within the tenant.
+    fn cross_conditions(&self, table: TableId) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if self.options.cross_tenant != CrossTenant::Null {
+            return out;
+        }
+        let c = self.catalog();
+        let filters = self.loaded.filters();
+        for i in &self.loaded.resolved.cross_references {
+            let e = &c.edges[*i];
+            if e.child != table {
+                continue;
+            }
+            let child = c.table(e.child);
+            let parent = c.table(e.parent);
+            let lhs: Vec<String> = e
+                .child_cols
+                .iter()
+                .map(|col| {
+                    format!(
+                        "s.{}",
+                        child.column(col).map(|x| x.quoted.as_str()).unwrap_or(col)
+                    )
+                })
+                .collect();
+            let rhs: Vec<String> = e
+                .parent_cols
+                .iter()
+                .map(|col| {
+                    parent
+                        .column(col)
+                        .map(|x| x.quoted.clone())
+                        .unwrap_or(col.clone())
+                })
+                .collect();
+            let cond = format!(
+                "({}) IN (SELECT {} FROM {} WHERE {})",
+                lhs.join(", "),
+                rhs.join(", "),
+                parent.sql,
+                filters.filter(e.parent)
+            );
+            for col in &e.child_cols {
+                out.insert(col.clone(), cond.clone());
+            }
+        }
+        out
+    }
+
+    /// Plans one table: which target columns are written and how.
+    pub fn plan_table(
+        &self,
+        step: i32,
+        source: TableId,
+        role: Role,
+        filter: String,
+        target: TargetTable,
+    ) -> OpsResult<TablePlan> {
+        let c = self.catalog();
+        let src = c.table(source);
+        let target_name = target.display.clone();
+        let spec = self.column_spec(&target);
+        let deferred_cols = self.deferred_columns(source);
+        let cross = self.cross_conditions(source);
+        let mut columns = vec![];
+        let mut column_types = vec![];
+        let mut deferred = vec![];
+        let mut can_fail = false;
+        for tc in &target.columns {
+            if tc.generated {
+                continue;
+            }
+            let context = format!("column \"{}\" of target table {target_name}", tc.name);
+            let (expr, from_col) = match spec.and_then(|m| m.get(&tc.name)) {
+                Some(ColumnSource::From { column, transform }) => {
+                    if src.column(column).is_none() {
+                        return Err(OpsError::UnknownColumn {
+                            table: src.display.clone(),
+                            column: column.clone(),
+                            context: format!("option \"columns\" for {context}"),
+                        });
+                    }
+                    let input = self.mapped_column(source, column);
+                    match transform {
+                        Some(spec) => {
+                            let t = Transform::parse(spec, &context)?;
+                            can_fail |= t.can_fail();
+                            // Transforms give text (or a parsed type): the target's type decides.
+                            (
+                                format!("({})::{}", t.to_sql(&input), tc.type_name),
+                                Some(column.clone()),
+                            )
+                        }
+                        None => (input, Some(column.clone())),
+                    }
+                }
+                Some(ColumnSource::Value(v)) => {
+                    let lit = match v {
+                        serde_json::Value::Null => "NULL".to_string(),
+                        serde_json::Value::String(s) => quote_literal(s),
+                        other => quote_literal(other.to_string()),
+                    };
+                    (format!("{lit}::{}", tc.type_name), None)
+                }
+                Some(ColumnSource::Expr(sql)) => {
+                    if !self.is_admin {
+                        return Err(OpsError::InsufficientPrivilege(
+                            format!("a raw SQL expression for {context} needs the tenant_ops_admin role"),
+                            Some("Use a built-in transform, or ask an admin to run the migration.".into()),
+                        ));
+                    }
+                    can_fail = true;
+                    (format!("({sql})"), None)
+                }
+                None => match src.column(&tc.name) {
+                    Some(_) => (self.mapped_column(source, &tc.name), Some(tc.name.clone())),
+                    None => {
+                        if tc.not_null && !tc.has_default {
+                            return Err(OpsError::NotNullViolation {
+                                message: format!(
+                                    "target column {target_name}.{} is NOT NULL without a default, and no source column fills it",
+                                    tc.quoted
+                                ),
+                                hint: Some(format!(
+                                    "{} has no column of that name; map one with the \"columns\" option, e.g. {{\"columns\": {{\"{}\": {{\"{}\": {{\"from\": \"...\"}}}}}}}}.",
+                                    src.display,
+                                    target_name.rsplit('.').next().unwrap_or(&target_name).trim_matches('"'),
+                                    tc.name
+                                )),
+                            });
+                        }
+                        continue;
+                    }
+                },
+            };
+            let expr = match from_col.as_ref().and_then(|col| cross.get(col)) {
+                Some(cond) => format!("CASE WHEN {cond} THEN {expr} END"),
+                None => expr,
+            };
+            if from_col
+                .as_ref()
+                .is_some_and(|col| deferred_cols.contains(col))
+            {
+                if tc.not_null {
+                    return Err(OpsError::NotNullViolation {
+                        message: format!(
+                            "target column {target_name}.{} closes a reference cycle (or self-reference) but is NOT NULL",
+                            tc.quoted
+                        ),
+                        hint: Some("Rows are written with such references unset, then updated once every row exists: make the target column nullable.".into()),
+                    });
+                }
+                deferred.push((tc.quoted.clone(), expr));
+                continue;
+            }
+            columns.push((tc.quoted.clone(), expr));
+            column_types.push(tc.type_name.clone());
+        }
+
+        let key = src.primary_key.as_ref().map(|pk| {
+            pk.iter()
+                .map(|col| {
+                    let sc = src.column(col).expect("primary key columns exist");
+                    KeyColumn {
+                        quoted: sc.quoted.clone(),
+                        type_name: sc.type_name.clone(),
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        let written: BTreeMap<&str, &str> = columns
+            .iter()
+            .map(|(c, e)| (c.as_str(), e.as_str()))
+            .collect();
+        let target_key = target.primary_key.as_ref().and_then(|pk| {
+            pk.iter()
+                .map(|col| {
+                    let q = target.column(col)?.quoted.clone();
+                    written.get(q.as_str()).map(|e| (q.clone(), e.to_string()))
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+        let single_key = match src.primary_key.as_deref() {
+            Some([k]) => src.column(k).map(|c| c.quoted.clone()),
+            _ => None,
+        };
+        Ok(TablePlan {
+            step,
+            source,
+            source_sql: src.sql.clone(),
+            source_display: src.display.clone(),
+            role,
+            target,
+            filter,
+            columns,
+            deferred,
+            column_types,
+            key,
+            target_key,
+            uses_id_map: self.options.id_strategy == IdStrategy::Uuid
+                && self.rekeyed.contains(&source),
+            single_key,
+            can_fail,
+        })
+    }
+
+    fn column_spec(&self, target: &TargetTable) -> Option<&BTreeMap<String, ColumnSource>> {
+        // The option may name the target table bare or qualified.
+        let bare = target
+            .sql
+            .rsplit('.')
+            .next()
+            .unwrap_or(&target.sql)
+            .trim_matches('"')
+            .replace("\"\"", "\"");
+        self.options
+            .columns
+            .get(&bare)
+            .or_else(|| self.options.columns.get(&target.display))
+            .or_else(|| self.options.columns.get(&target.sql))
+    }
+}
+
+impl TablePlan {
+    pub fn key_list(&self, alias: &str) -> Option<String> {
+        self.key.as_ref().map(|k| {
+            k.iter()
+                .map(|c| format!("{alias}.{}", c.quoted))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+
+    /// `(s.a, s.b) > (($5)[1]::t1, ($5)[2]::t2)` for the keyset lower bound in parameter `p`.
+    pub fn key_after(&self, param: usize) -> Option<String> {
+        self.key_compare(param, ">")
+    }
+
+    pub fn key_upto(&self, param: usize) -> Option<String> {
+        self.key_compare(param, "<=")
+    }
+
+    fn key_compare(&self, param: usize, op: &str) -> Option<String> {
+        let k = self.key.as_ref()?;
+        let rhs: Vec<String> = k
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("(${param})[{}]::{}", i + 1, c.type_name))
+            .collect();
+        Some(format!(
+            "({}) {op} ({})",
+            self.key_list("s")?,
+            rhs.join(", ")
+        ))
+    }
+
+    /// `ARRAY[s.a::text, s.b::text]`: the key as stored in checkpoints and job_errors.
+    pub fn key_text(&self, alias: &str) -> String {
+        match &self.key {
+            Some(k) => format!(
+                "ARRAY[{}]",
+                k.iter()
+                    .map(|c| format!("({alias}.{})::text", c.quoted))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "ARRAY[]::text[]".into(),
+        }
+    }
+
+    pub fn target_columns(&self) -> String {
+        self.columns
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn select_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `ROW(e1::t1, ...)::text`: a source row as the target will hold it, for checksums.
+    pub fn source_row_text(&self) -> String {
+        let items: Vec<String> = self
+            .columns
+            .iter()
+            .zip(&self.column_types)
+            .map(|((_, e), t)| format!("({e})::{t}"))
+            .collect();
+        format!("ROW({})::text", items.join(", "))
+    }
+
+    pub fn target_row_text(&self, alias: &str) -> String {
+        let items: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(c, _)| format!("{alias}.{c}"))
+            .collect();
+        format!("ROW({})::text", items.join(", "))
+    }
+
+    /// A condition on target rows `t` selecting the rows this plan writes from the source rows
+    /// that `source_where` selects (by target key, or by whole row where there is none).
+    pub fn target_rows(&self, source_from: &str, source_where: &str) -> String {
+        match &self.target_key {
+            Some(k) => {
+                let cols: Vec<String> = k.iter().map(|(c, _)| format!("t.{c}")).collect();
+                let exprs: Vec<String> = k.iter().map(|(_, e)| e.clone()).collect();
+                format!(
+                    "({}) IN (SELECT {} FROM {source_from} s WHERE {source_where})",
+                    cols.join(", "),
+                    exprs.join(", ")
+                )
+            }
+            None => format!(
+                "{} IN (SELECT {} FROM {source_from} s WHERE {source_where})",
+                self.target_row_text("t"),
+                self.source_row_text()
+            ),
+        }
+    }
+}
