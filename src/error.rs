@@ -116,6 +116,13 @@ pub enum OpsError {
     #[error("schema \"{0}\" does not exist")]
     UnknownSchema(String),
 
+    #[error("target table {target} for {from} does not exist")]
+    MissingTarget {
+        target: String,
+        from: String,
+        hint: String,
+    },
+
     #[error("{message}")]
     ForeignKeyViolation {
         message: String,
@@ -199,6 +206,7 @@ impl OpsError {
             OpsError::WrongJob { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             OpsError::JobBusy { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
             OpsError::UnknownSchema(_) => ERRCODE_INVALID_SCHEMA_NAME,
+            OpsError::MissingTarget { .. } => ERRCODE_UNDEFINED_TABLE,
             OpsError::ForeignKeyViolation { .. } => ERRCODE_FOREIGN_KEY_VIOLATION,
             OpsError::UniqueViolation { .. } => ERRCODE_UNIQUE_VIOLATION,
             OpsError::NotNullViolation { .. } => ERRCODE_NOT_NULL_VIOLATION,
@@ -222,6 +230,10 @@ impl OpsError {
             OpsError::UnknownTenant { table, column, .. } => Some(format!(
                 "No row of {table} has {column} equal to that value."
             )),
+            OpsError::ForeignKeyViolation { detail, .. }
+            | OpsError::UniqueViolation { detail, .. }
+            | OpsError::VerificationFailed { detail, .. } => detail.clone(),
+            OpsError::RowFailed { detail, .. } => Some(detail.clone()),
             _ => None,
         }
     }
@@ -244,6 +256,7 @@ impl OpsError {
             OpsError::DatatypeMismatch { hint, .. } => hint.clone(),
             OpsError::InvalidDefinition { hint, .. } => hint.clone(),
             OpsError::AmbiguousOwnership { hint, .. } => Some(hint.clone()),
+            OpsError::MissingTarget { hint, .. } => Some(hint.clone()),
             OpsError::UnknownJob(_) => Some("SELECT id, kind, status FROM tenant_ops.jobs lists the jobs.".into()),
             OpsError::JobState { hint, .. } | OpsError::WrongJob { hint, .. } => hint.clone(),
             OpsError::JobBusy { job, .. } if *job >= 0 => Some(format!(

@@ -76,7 +76,7 @@ pub unsafe extern "C-unwind" fn tenant_ops_run_job(
 ) -> pg_sys::Datum {
     let job_id = unsafe { pgrx::fcinfo::pg_getarg::<i64>(fcinfo, 0) };
     let job_id = required(job_id, "job_id");
-    if !executor::nonatomic(fcinfo) {
+    if !unsafe { executor::nonatomic(fcinfo) } {
         OpsError::FeatureNotSupported(
             "tenant_ops.run_job must be called with CALL outside an explicit transaction block".into(),
             Some("It commits after every step; run it as a top-level CALL (psql autocommit), not inside BEGIN ... COMMIT.".into()),

@@ -105,7 +105,10 @@ fn commit() {
 }
 
 /// Whether the current call may commit (a procedure called by a top-level CALL).
-pub fn nonatomic(fcinfo: pg_sys::FunctionCallInfo) -> bool {
+///
+/// # Safety
+/// `fcinfo` must be the call info PostgreSQL passed to the running function.
+pub unsafe fn nonatomic(fcinfo: pg_sys::FunctionCallInfo) -> bool {
     unsafe {
         let context = (*fcinfo).context;
         if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_CallContext {

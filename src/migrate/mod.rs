@@ -167,12 +167,10 @@ impl Migration {
             match target::read(&self.target_schema, &name) {
                 Some(t) => targets.push(t),
                 None => {
-                    return Err(OpsError::UnknownTable {
-                        name: target::qualified(&self.target_schema, &name),
-                        context: format!(
-                            "the migration of {} (its target)",
-                            loaded.catalog.table(*source).display
-                        ),
+                    return Err(OpsError::MissingTarget {
+                        target: target::qualified(&self.target_schema, &name),
+                        from: loaded.catalog.table(*source).display.clone(),
+                        hint: "Create it, map the source table to another name with the \"tables\" option, or set \"create_target\": true.".into(),
                     })
                 }
             }
@@ -242,6 +240,10 @@ impl Migration {
             }
         }
         self.check_cross_tenant(&loaded, &plans)?;
+        self.check_orphans(&loaded, &plans)?;
+        if self.options.mode == Mode::Move {
+            self.check_inbound(&loaded, &plans)?;
+        }
         self.check_shared(&loaded)?;
         if self.options.on_conflict == OnConflict::Error {
             for p in &plans {
@@ -372,6 +374,106 @@ impl Migration {
         Ok(())
     }
 
+    /// Rows that reference nothing (orphans, possible under a `NOT VALID` FK or a link) would
+    /// become dangling keys in the target: refused up front, unless `continue_on_error` sends
+    /// them to job_errors as they fail.
+    fn check_orphans(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+        if self.options.continue_on_error {
+            return Ok(());
+        }
+        let c = &loaded.catalog;
+        for p in plans {
+            for e in c
+                .edges
+                .iter()
+                .filter(|e| e.child == p.source && loaded.resolved.get(e.parent).is_some())
+            {
+                let (child, parent) = (c.table(e.child), c.table(e.parent));
+                let lhs = qualified_cols(child, &e.child_cols, "s");
+                let rhs = qualified_cols(parent, &e.parent_cols, "p");
+                let not_null: Vec<String> =
+                    lhs.iter().map(|x| format!("{x} IS NOT NULL")).collect();
+                let (n, sample) = Spi::get_two_with_args::<i64, Vec<String>>(
+                    &format!(
+                        "SELECT pg_catalog.count(*), (pg_catalog.array_agg(ROW({lhs})::text))[1:5] FROM {src} s
+                          WHERE ({filter}) AND {nn} AND NOT EXISTS (SELECT FROM {par} p WHERE ({rhs}) = ({lhs}))",
+                        lhs = lhs.join(", "),
+                        src = child.sql,
+                        filter = p.filter,
+                        nn = not_null.join(" AND "),
+                        par = parent.sql,
+                        rhs = rhs.join(", ")
+                    ),
+                    &self.params.args(),
+                )
+                .or_raise();
+                let n = n.unwrap_or(0);
+                if n > 0 {
+                    return Err(OpsError::ForeignKeyViolation {
+                        message: format!(
+                            "{n} row(s) of {} reference rows of {} that do not exist (through {})",
+                            child.display, parent.display, e.name
+                        ),
+                        detail: Some(format!(
+                            "Missing {} keys include: {}.",
+                            parent.display,
+                            sample.unwrap_or_default().join(", ")
+                        )),
+                        hint: Some(
+                            "Repair the orphans first, or set continue_on_error to send those rows to tenant_ops.job_errors."
+                                .into(),
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A move deletes the tenant's rows: rows outside the tenant that still reference them
+    /// would block the delete, so they are named before anything runs.
+    fn check_inbound(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+        let c = &loaded.catalog;
+        let filters = loaded.filters();
+        for p in plans.iter().filter(|p| p.role != Role::Shared) {
+            for e in c.edges.iter().filter(|e| e.parent == p.source) {
+                let (child, parent) = (c.table(e.child), c.table(e.parent));
+                let lhs = qualified_cols(child, &e.child_cols, "x");
+                let rhs = qualified_cols(parent, &e.parent_cols, "p");
+                // The child's own filter is written for unqualified columns: evaluate it in a
+                // subquery over the child table itself.
+                let outside = match loaded.resolved.get(e.child) {
+                    Some(t) if t.role != Role::Shared => format!(
+                        "AND (x.tableoid, x.ctid) NOT IN (SELECT tableoid, ctid FROM {} WHERE {})",
+                        child.sql,
+                        filters.filter(e.child)
+                    ),
+                    _ => String::new(),
+                };
+                let n = self.count(&format!(
+                    "SELECT pg_catalog.count(*) FROM {csql} x
+                      WHERE ({lhs}) IN (SELECT {rhs} FROM {psql} p WHERE {pf}) {outside}",
+                    csql = child.sql,
+                    lhs = lhs.join(", "),
+                    rhs = rhs.join(", "),
+                    psql = parent.sql,
+                    pf = p.filter,
+                ))?;
+                if n > 0 {
+                    return Err(OpsError::ForeignKeyViolation {
+                        message: format!(
+                            "cannot move tenant \"{}\": {n} row(s) of {} outside the tenant reference its rows of {} through {}",
+                            self.tenant, child.display, parent.display, e.name
+                        ),
+                        detail: None,
+                        hint: Some("Copy instead of moving, or repair those cross-tenant references first.".into()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// With `shared: expect`, every shared row the tenant references must already be in the
     /// target (under its mapped key).
     fn check_shared(&self, loaded: &LoadedScope) -> OpsResult<()> {
@@ -392,12 +494,10 @@ impl Migration {
         for (source, _) in &shared {
             let name = self.target_name(loaded, *source);
             let Some(t) = target::read(&self.target_schema, &name) else {
-                return Err(OpsError::UnknownTable {
-                    name: target::qualified(&self.target_schema, &name),
-                    context: format!(
-                        "the migration of {} (shared rows are expected in the target; set \"shared\": \"copy\" to bring them along)",
-                        loaded.catalog.table(*source).display
-                    ),
+                return Err(OpsError::MissingTarget {
+                    target: target::qualified(&self.target_schema, &name),
+                    from: loaded.catalog.table(*source).display.clone(),
+                    hint: "Shared rows are expected in the target: load them there first, or set \"shared\": \"copy\" to bring them along.".into(),
                 });
             };
             targets.push(t);
@@ -654,7 +754,7 @@ impl Migration {
                     jobs::checkpoint(job_id, jt.step, "copied", 0, None);
                     return Ok(());
                 }
-                let mut range = format!("{}", p.key_upto(5).expect("keyed"));
+                let mut range = p.key_upto(5).expect("keyed").to_string();
                 if jt.last_key.is_some() {
                     range = format!("{} AND {range}", p.key_after(4).expect("keyed"));
                 }
@@ -693,15 +793,9 @@ impl Migration {
             );
             as_extension_owner(|| Spi::run_with_args(&sql, &args)).or_raise();
         }
-        let returning = if p.role == Role::Shared && p.target_key.is_some() {
+        let returning = if let (Role::Shared, Some(target_key)) = (p.role, &p.target_key) {
             // Shared rows this job adds are recorded so a rollback removes only those.
-            let keys: Vec<String> = p
-                .target_key
-                .as_ref()
-                .expect("checked")
-                .iter()
-                .map(|(c, _)| c.clone())
-                .collect();
+            let keys: Vec<String> = target_key.iter().map(|(c, _)| c.clone()).collect();
             format!(
                 " RETURNING pg_catalog.jsonb_build_array({})",
                 keys.join(", ")
@@ -732,6 +826,15 @@ impl Migration {
             if done { "copied" } else { "copying" },
             inserted,
             upper.as_deref(),
+        );
+        jobs::log(
+            job_id,
+            "step",
+            Some("copy"),
+            Some(p.source),
+            Some(inserted),
+            None,
+            None,
         );
         if let Some(rate) = self.options.max_rows_per_second {
             let wanted = inserted as f64 / rate;
@@ -934,10 +1037,7 @@ impl Migration {
                 "ON CONFLICT ({k}) DO UPDATE SET {}",
                 updatable
                     .iter()
-                    .map(|c| format!(
-                        "{c} = pg_catalog.coalesce(EXCLUDED.{c}, {}.{c})",
-                        p.target.sql
-                    ))
+                    .map(|c| format!("{c} = COALESCE(EXCLUDED.{c}, {}.{c})", p.target.sql))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -1060,6 +1160,15 @@ impl Migration {
             });
         }
         jobs::checkpoint(self.job_id, jt.step, "verified", 0, None);
+        jobs::log(
+            self.job_id,
+            "table.verified",
+            Some("verify"),
+            Some(p.source),
+            Some(tc),
+            None,
+            None,
+        );
         Ok(())
     }
 
@@ -1166,6 +1275,18 @@ impl Migration {
             "new_tenant": self.options.new_tenant, "rows": rows, "tables": tables, "dry_run": self.options.dry_run,
         })
     }
+}
+
+/// `alias."col"` for each column of an edge side.
+fn qualified_cols(t: &crate::scope::graph::Table, cols: &[String], alias: &str) -> Vec<String> {
+    cols.iter()
+        .map(|c| {
+            format!(
+                "{alias}.{}",
+                t.column(c).map(|x| x.quoted.as_str()).unwrap_or(c)
+            )
+        })
+        .collect()
 }
 
 fn verify_rows(p: &TablePlan) -> (String, String) {
@@ -1344,6 +1465,9 @@ impl Steps for Migration {
                             .iter()
                             .find(|t| t.step == jt.step)
                             .expect("same table");
+                        if t.rows_done == jt.rows_done {
+                            return Ok(StepOutcome::Continue);
+                        }
                         jobs::notice(&format!(
                             "pg_tenant_ops job {}: {} {}/{} rows",
                             self.job_id,

@@ -202,9 +202,11 @@ impl MigrateOptions {
                     Value::String(d) if !d.is_empty() => {
                         o.tables.insert(src.clone(), d.clone());
                     }
-                    other => return Err(bad(format!(
+                    other => {
+                        return Err(bad(format!(
                         "option \"tables\": target for \"{src}\" must be a table name, not {other}"
-                    ))),
+                    )))
+                    }
                 }
             }
         }
