@@ -179,8 +179,7 @@ impl Migration {
             loaded,
             options: &self.options,
             rekeyed: rekeyed(loaded, &self.options, &copied, &targets),
-            is_admin: Self::is_admin(),
-        };
+            is_admin: Self::is_admin(), lookups: Default::default() };
         let filters = loaded.filters();
         let mut plans = vec![];
         for (i, ((source, role), target)) in copied.iter().zip(targets).enumerate() {
@@ -281,11 +280,12 @@ impl Migration {
     /// anything is written, with the tables named.
     fn check_types(&self, p: &TablePlan) -> OpsResult<()> {
         let sql = format!(
-            "INSERT INTO {} ({}) SELECT {} FROM {} s WHERE false",
+            "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE false",
             p.target.sql,
             p.target_columns(),
             p.select_list(),
-            p.source_sql
+            p.source_sql,
+            p.joins
         );
         let prepared = try_subtransaction(|| {
             Spi::connect(|c| {
@@ -522,8 +522,7 @@ impl Migration {
                 &all[..all_targets.len().min(all.len())],
                 &all_targets,
             ),
-            is_admin: true,
-        };
+            is_admin: true, lookups: Default::default() };
         let filters = loaded.filters();
         for ((source, role), target) in shared.iter().zip(targets) {
             let p = planner.plan_table(
@@ -537,10 +536,11 @@ impl Migration {
             let cond: Vec<String> = key.iter().map(|(c, e)| format!("t.{c} = {e}")).collect();
             let missing = Spi::get_two_with_args::<i64, Vec<String>>(
                 &format!(
-                    "SELECT pg_catalog.count(*), (pg_catalog.array_agg({}::text))[1:5] FROM {} s
+                    "SELECT pg_catalog.count(*), (pg_catalog.array_agg({}::text))[1:5] FROM {} s{}
                       WHERE ({}) AND NOT EXISTS (SELECT FROM {} t WHERE {})",
                     p.key_text("s"),
                     p.source_sql,
+                    p.joins,
                     p.filter,
                     p.target.sql,
                     cond.join(" AND ")
@@ -573,10 +573,11 @@ impl Migration {
         let sample = Spi::get_one_with_args::<Vec<String>>(
             &format!(
                 "SELECT (pg_catalog.array_agg(k))[1:3] FROM (
-                   SELECT ROW({exprs})::text AS k FROM {src} s
+                   SELECT ROW({exprs})::text AS k FROM {src} s{joins}
                     WHERE ({filter}) AND ({exprs}) IN (SELECT {cols} FROM {tgt} t)) x",
                 exprs = exprs.join(", "),
                 src = p.source_sql,
+                joins = p.joins,
                 filter = p.filter,
                 cols = cols.join(", "),
                 tgt = p.target.sql
@@ -633,8 +634,7 @@ impl Migration {
             loaded,
             options: &self.options,
             rekeyed: rekeyed_set,
-            is_admin: true,
-        };
+            is_admin: true, lookups: Default::default() };
         for (source, name) in &created {
             let t = loaded.catalog.table(*source);
             let mut defs = vec![];
@@ -731,30 +731,22 @@ impl Migration {
                     String::new()
                 };
                 let order = p.key_list("s").expect("keyed");
-                let desc: Vec<String> = p
-                    .key
-                    .as_ref()
-                    .expect("keyed")
-                    .iter()
-                    .map(|k| format!("b.{} DESC", k.quoted))
-                    .collect();
+                // The batch's last key is the n-th row after the checkpoint; none means this is
+                // the table's final (partial) batch, bounded below only.
                 let bounds = format!(
-                    "WITH b AS MATERIALIZED (SELECT {kt} AS k, {order} FROM {src} s WHERE ({filter}){after} ORDER BY {order} LIMIT {batch})
-                     SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT k FROM b ORDER BY {desc} LIMIT 1)",
+                    "SELECT (SELECT {kt} FROM {src} s WHERE ({filter}){after} ORDER BY {order} OFFSET {skip} LIMIT 1)",
                     kt = p.key_text("s"),
                     src = p.source_sql,
                     filter = p.filter,
-                    desc = desc.join(", ")
+                    skip = batch - 1
                 );
                 let mut args = self.params.args();
                 args.push(jt.last_key.clone().unwrap_or_default().into());
-                let (n, upper) =
-                    Spi::get_two_with_args::<i64, Vec<Option<String>>>(&bounds, &args).or_raise();
-                if n.unwrap_or(0) == 0 {
-                    jobs::checkpoint(job_id, jt.step, "copied", 0, None);
-                    return Ok(());
-                }
-                let mut range = p.key_upto(5).expect("keyed").to_string();
+                let upper = Spi::get_one_with_args::<Vec<Option<String>>>(&bounds, &args).or_raise();
+                let mut range = match upper {
+                    Some(_) => p.key_upto(5).expect("keyed").to_string(),
+                    None => "true".to_string(),
+                };
                 if jt.last_key.is_some() {
                     range = format!("{} AND {range}", p.key_after(4).expect("keyed"));
                 }
@@ -804,7 +796,8 @@ impl Migration {
             String::new()
         };
         let insert = format!(
-            "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s WHERE {where_} {conflict}{returning}",
+            "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s{joins} WHERE {where_} {conflict}{returning}",
+            joins = p.joins,
             tgt = p.target.sql,
             cols = p.target_columns(),
             sel = p.select_list(),
@@ -899,11 +892,12 @@ impl Migration {
         if p.key.is_none() {
             // No key to single rows out: run the whole table once more to report the error.
             let insert = format!(
-                "INSERT INTO {} ({}) SELECT {} FROM {} s WHERE {where_} {conflict}",
+                "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE {where_} {conflict}",
                 p.target.sql,
                 p.target_columns(),
                 p.select_list(),
-                p.source_sql
+                p.source_sql,
+                p.joins
             );
             return match try_subtransaction(|| {
                 Spi::connect_mut(|c| c.update(&insert, None, &args).map(|t| t.len() as i64))
@@ -943,11 +937,12 @@ impl Migration {
         let mut written = 0;
         let single = format!("{where_} AND {} = ($6::text[])", p.key_text("s"));
         let insert = format!(
-            "INSERT INTO {} ({}) SELECT {} FROM {} s WHERE {single} {conflict}{returning}",
+            "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE {single} {conflict}{returning}",
             p.target.sql,
             p.target_columns(),
             p.select_list(),
-            p.source_sql
+            p.source_sql,
+            p.joins
         );
         for key in keys {
             let a = self.params.with_keys(&[bounds[0], bounds[1], Some(&key)]);
@@ -1079,7 +1074,8 @@ impl Migration {
                 .map(|(i, (c, _))| format!("t.{c} = x.__k{i}"))
                 .collect();
             let sql = format!(
-                "UPDATE {tgt} t SET {sets} FROM (SELECT {k}, {d} FROM {src} s WHERE {filter}) x WHERE {join}",
+                "UPDATE {tgt} t SET {sets} FROM (SELECT {k}, {d} FROM {src} s{joins} WHERE {filter}) x WHERE {join}",
+                joins = p.joins,
                 tgt = p.target.sql,
                 sets = sets.join(", "),
                 k = kcols.join(", "),
@@ -1102,9 +1098,7 @@ impl Migration {
             .cloned()
             .expect("plan");
         let (src_row, tgt_row) = verify_rows(&p);
-        let hash = |row: &str| {
-            format!("(('x' || pg_catalog.substr(pg_catalog.md5({row}), 1, 16))::bit(64)::int8)::numeric")
-        };
+        let hash = |row: &str| format!("pg_catalog.hashtextextended({row}, 0)::numeric");
         let rejected = format!(
             "{}::text NOT IN (SELECT source_key FROM tenant_ops.job_errors WHERE job_id = {} AND table_name = {}::pg_catalog.regclass)",
             p.key_text("s"),
@@ -1118,9 +1112,10 @@ impl Migration {
         };
         let (sc, ss) = Spi::get_two_with_args::<i64, String>(
             &format!(
-                "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} s WHERE {source_where}",
+                "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} s{} WHERE {source_where}",
                 hash(&src_row),
-                p.source_sql
+                p.source_sql,
+                p.joins
             ),
             &self.params.args(),
         )
@@ -1141,7 +1136,9 @@ impl Migration {
             tc.unwrap_or(0),
             ts.unwrap_or_default(),
         );
-        let compare_rows = self.options.on_conflict != OnConflict::Skip;
+        // skip and merge leave target values that legitimately differ from the source: there
+        // every source row must be present, and only overwrite and error compare whole rows.
+        let compare_rows = matches!(self.options.on_conflict, OnConflict::Error | OnConflict::Overwrite);
         let ok = sc == tc && (!compare_rows || ss == ts);
         jobs::set_table_details(
             self.job_id,

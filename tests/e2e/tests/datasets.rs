@@ -56,7 +56,7 @@ pub fn sanity_cluster(cluster: &Cluster) {
 /// Chinook's tenant column is `customer.support_rep_id`: employee is the root, customer,
 /// invoice and invoice_line are owned, the catalogue (track, album, artist, genre, media_type)
 /// is shared. `employee.reports_to` is a self-reference on the root.
-const CHINOOK_ORACLE: &[(&str, &str)] = &[
+pub const CHINOOK_ORACLE: &[(&str, &str)] = &[
     (
         "employee",
         "SELECT count(*) FROM employee WHERE employee_id = $1::text::int",

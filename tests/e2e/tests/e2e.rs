@@ -12,6 +12,7 @@ use pg_tenant_ops_e2e::Cluster;
 
 mod common;
 mod datasets;
+mod migration;
 mod surface;
 
 type TestFn = fn(&Cluster);
@@ -25,6 +26,23 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("privileges_and_audit", surface::privileges_and_audit),
         ("hostile_identifiers", surface::hostile_identifiers),
         ("bad_input", surface::bad_input),
+        (
+            "migration_resumes_after_kill9",
+            migration::migration_resumes_after_kill9,
+        ),
+        (
+            "migration_resumes_after_immediate_shutdown",
+            migration::migration_resumes_after_immediate_shutdown,
+        ),
+        (
+            "progress_visible_from_another_session",
+            migration::progress_visible_from_another_session,
+        ),
+        (
+            "chinook_migration_with_manager_chain",
+            migration::chinook_migration_with_manager_chain,
+        ),
+        ("privileges_migration", migration::privileges_migration),
     ]
 }
 

@@ -1,0 +1,69 @@
+-- bench/checks.sql: the row counts bench/migrate.sh asserts after every run, computed with
+-- plain SQL on both sides (never through pg_tenant_ops).
+--
+--   bench.source_counts(office)  what one office owns in legacy.dispatch_*, per target table
+--                                name, plus the shared products its order items reference
+--   bench.target_counts(schema)  the rows of one target schema (bench/target.sql), per table
+
+\set ON_ERROR_STOP 1
+
+DROP SCHEMA IF EXISTS bench CASCADE;
+CREATE SCHEMA bench;
+
+CREATE FUNCTION bench.source_counts(office int)
+RETURNS TABLE(table_name text, shared boolean, n bigint)
+LANGUAGE sql STABLE
+AS $$
+    WITH d AS (SELECT id FROM legacy.dispatch_doctors WHERE office_id = office),
+         p AS (SELECT x.id FROM legacy.dispatch_patients x JOIN d ON d.id = x.doctor_id),
+         o AS (SELECT x.id FROM legacy.dispatch_orders x JOIN p ON p.id = x.patient_id),
+         i AS (SELECT x.product_id FROM legacy.dispatch_order_items x JOIN o ON o.id = x.order_id)
+    SELECT 'products', true,
+           (SELECT count(*) FROM legacy.dispatch_products pr WHERE pr.id IN (SELECT product_id FROM i))
+    UNION ALL SELECT 'offices', false, (SELECT count(*) FROM legacy.dispatch_offices WHERE id = office)
+    UNION ALL SELECT 'doctors', false, (SELECT count(*) FROM d)
+    UNION ALL SELECT 'patients', false, (SELECT count(*) FROM p)
+    UNION ALL SELECT 'orders', false, (SELECT count(*) FROM o)
+    UNION ALL SELECT 'order_items', false, (SELECT count(*) FROM i)
+$$;
+
+CREATE FUNCTION bench.target_counts(target name)
+RETURNS TABLE(table_name text, n bigint)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['products', 'offices', 'doctors', 'patients', 'orders', 'order_items'] LOOP
+        table_name := t;
+        EXECUTE format('SELECT count(*) FROM %I.%I', target, t) INTO n;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Every table whose count differs, as "table: source N, target M"; no rows when all match.
+-- Also checks the re-keyed references join up: every doctor's supervisor, every item's order
+-- and product resolve inside the target (the foreign keys guarantee it; this says it in numbers).
+CREATE FUNCTION bench.mismatches(office int, target name)
+RETURNS SETOF text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    supervised_src bigint;
+    supervised_tgt bigint;
+BEGIN
+    RETURN QUERY
+    SELECT format('%s: source %s, target %s', s.table_name, s.n, t.n)
+      FROM bench.source_counts(office) s
+      FULL JOIN bench.target_counts(target) t USING (table_name)
+     WHERE s.n IS DISTINCT FROM t.n;
+    SELECT count(*) INTO supervised_src
+      FROM legacy.dispatch_doctors WHERE office_id = office AND supervisor_id IS NOT NULL;
+    EXECUTE format('SELECT count(*) FROM %1$I.doctors d JOIN %1$I.doctors s ON s.id = d.supervisor_id', target)
+       INTO supervised_tgt;
+    IF supervised_src IS DISTINCT FROM supervised_tgt THEN
+        RETURN NEXT format('doctors with a supervisor: source %s, target %s', supervised_src, supervised_tgt);
+    END IF;
+END
+$$;
