@@ -179,7 +179,9 @@ impl Migration {
             loaded,
             options: &self.options,
             rekeyed: rekeyed(loaded, &self.options, &copied, &targets),
-            is_admin: Self::is_admin(), lookups: Default::default() };
+            is_admin: Self::is_admin(),
+            lookups: Default::default(),
+        };
         let filters = loaded.filters();
         let mut plans = vec![];
         for (i, ((source, role), target)) in copied.iter().zip(targets).enumerate() {
@@ -212,6 +214,29 @@ impl Migration {
             self.create_targets(&loaded)?;
         }
         let plans = self.build_plans(&loaded)?;
+        for p in &plans {
+            let source_privileges = if self.options.mode == Mode::Move && p.role != Role::Shared {
+                "SELECT, DELETE"
+            } else {
+                "SELECT"
+            };
+            require_privileges(
+                &p.source_sql,
+                &p.source_display,
+                source_privileges,
+                "migrate_tenant",
+            )?;
+            let target_privileges = match self.options.on_conflict {
+                OnConflict::Overwrite | OnConflict::Merge => "SELECT, INSERT, UPDATE",
+                _ => "SELECT, INSERT",
+            };
+            require_privileges(
+                &p.target.sql,
+                &p.target.display,
+                target_privileges,
+                "migrate_tenant",
+            )?;
+        }
         for p in &plans {
             self.check_types(p)?;
             if !p.deferred.is_empty() && p.target_key.is_none() {
@@ -522,7 +547,9 @@ impl Migration {
                 &all[..all_targets.len().min(all.len())],
                 &all_targets,
             ),
-            is_admin: true, lookups: Default::default() };
+            is_admin: true,
+            lookups: Default::default(),
+        };
         let filters = loaded.filters();
         for ((source, role), target) in shared.iter().zip(targets) {
             let p = planner.plan_table(
@@ -634,7 +661,9 @@ impl Migration {
             loaded,
             options: &self.options,
             rekeyed: rekeyed_set,
-            is_admin: true, lookups: Default::default() };
+            is_admin: true,
+            lookups: Default::default(),
+        };
         for (source, name) in &created {
             let t = loaded.catalog.table(*source);
             let mut defs = vec![];
@@ -742,7 +771,8 @@ impl Migration {
                 );
                 let mut args = self.params.args();
                 args.push(jt.last_key.clone().unwrap_or_default().into());
-                let upper = Spi::get_one_with_args::<Vec<Option<String>>>(&bounds, &args).or_raise();
+                let upper =
+                    Spi::get_one_with_args::<Vec<Option<String>>>(&bounds, &args).or_raise();
                 let mut range = match upper {
                     Some(_) => p.key_upto(5).expect("keyed").to_string(),
                     None => "true".to_string(),
@@ -1138,7 +1168,10 @@ impl Migration {
         );
         // skip and merge leave target values that legitimately differ from the source: there
         // every source row must be present, and only overwrite and error compare whole rows.
-        let compare_rows = matches!(self.options.on_conflict, OnConflict::Error | OnConflict::Overwrite);
+        let compare_rows = matches!(
+            self.options.on_conflict,
+            OnConflict::Error | OnConflict::Overwrite
+        );
         let ok = sc == tc && (!compare_rows || ss == ts);
         jobs::set_table_details(
             self.job_id,
@@ -1271,6 +1304,31 @@ impl Migration {
             "id_strategy": match self.options.id_strategy { IdStrategy::Keep => "keep", IdStrategy::Uuid => "uuid", IdStrategy::Uuid5 => "uuid5" },
             "new_tenant": self.options.new_tenant, "rows": rows, "tables": tables, "dry_run": self.options.dry_run,
         })
+    }
+}
+
+/// Checks the caller's privileges on a table explicitly. Statements that must read the
+/// extension's own tables (id_map, job_archive) run as its owner; these checks keep them to
+/// what the caller could do on the tenant tables themselves.
+fn require_privileges(
+    table_sql: &str,
+    display: &str,
+    privileges: &str,
+    why: &str,
+) -> OpsResult<()> {
+    let ok = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.has_table_privilege(current_user, $1::pg_catalog.regclass, $2)",
+        &[table_sql.into(), privileges.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(OpsError::InsufficientPrivilege(
+            format!("permission denied for table {display}: {why} needs {privileges}"),
+            Some("Grant those privileges to the role that runs the job (jobs run with the caller's privileges).".into()),
+        ))
     }
 }
 
@@ -1645,6 +1703,82 @@ pub fn rollback(job_id: i64) -> OpsResult<Value> {
     }
     let moved = m.options.mode == Mode::Move && tables.iter().any(|t| t.stage == "deleted");
     let plans = m.plans()?.clone();
+    // The undo reads the job's archive, which only the extension owner may read: check the
+    // caller's own rights on every table it touches, then run it as the owner.
+    for p in &plans {
+        require_privileges(
+            &p.target.sql,
+            &p.target.display,
+            "SELECT, INSERT, UPDATE, DELETE",
+            "rollback_migration",
+        )?;
+        if moved && p.role != Role::Shared {
+            require_privileges(
+                &p.source_sql,
+                &p.source_display,
+                "SELECT, INSERT, UPDATE",
+                "rollback_migration",
+            )?;
+        }
+    }
+    let report = as_extension_owner(|| undo(&mut m, &plans, moved, job_id))?;
+    as_extension_owner(|| {
+        // Mappings are shared by every migration of the same rows (a second migration of a
+        // tenant reuses them): keep those another live migration of the table relies on.
+        Spi::run_with_args(
+            "DELETE FROM tenant_ops.id_map m WHERE m.job_id = $1
+               AND NOT EXISTS (SELECT FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
+                                WHERE j.id <> $1 AND j.kind = 'migrate' AND j.status NOT IN ('rolled_back', 'cancelled')
+                                  AND t.source = m.source)",
+            &[job_id.into()],
+        )?;
+        Spi::run_with_args(
+            "DELETE FROM tenant_ops.job_archive WHERE job_id = $1",
+            &[job_id.into()],
+        )
+    })
+    .or_raise();
+    let result = json!({"rolled_back": report, "source_restored": moved});
+    jobs::finish(job_id, "rolled_back", None, Some(&result));
+    Ok(result)
+}
+
+/// The new UUID of a legacy key: recorded by a `uuid` migration, or computed for the latest
+/// `uuid5` migration of that table. NULL when neither knows it.
+pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
+    let recorded = Spi::get_one_with_args::<pgrx::Uuid>(
+        "SELECT (SELECT new_id FROM tenant_ops.id_map
+                  WHERE namespace = '' AND source = $1::pg_catalog.oid::pg_catalog.regclass AND legacy_key = $2)",
+        &[(source as i64).into(), legacy_key.into()],
+    )
+    .or_raise();
+    if recorded.is_some() {
+        return recorded;
+    }
+    let job = Spi::get_one_with_args::<i64>(
+        "SELECT max(j.id) FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
+          WHERE j.kind = 'migrate' AND j.status = 'succeeded' AND j.options ->> 'id_strategy' = 'uuid5'
+            AND j.options ->> 'new_tenant' IS NULL AND t.source = $1::pg_catalog.oid::pg_catalog.regclass",
+        &[(source as i64).into()],
+    )
+    .or_raise()?;
+    let j = jobs::load(job).ok()?;
+    let m = Migration::from_job(&j).ok()?;
+    let ns = uuid5::parse_uuid(&m.params.namespace)?;
+    let sql = Spi::get_one_with_args::<String>(
+        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::pg_catalog.oid)",
+        &[(source as i64).into()],
+    )
+    .or_raise()?;
+    Some(pgrx::Uuid::from_bytes(uuid5::uuid5(
+        &ns,
+        format!("{sql}:{legacy_key}").as_bytes(),
+    )))
+}
+
+/// The undo of [`rollback`]: what the job wrote goes, what it overwrote or deleted comes back.
+fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> OpsResult<Vec<Value>> {
     let args = m.params.args();
     let archive_source = |p: &TablePlan| {
         format!(
@@ -1739,7 +1873,7 @@ pub fn rollback(job_id: i64) -> OpsResult<Value> {
         report.push(json!({"table": p.target.display, "deleted": deleted}));
     }
     // 2. Target rows the job overwrote or merged into come back as they were.
-    for p in &plans {
+    for p in plans {
         let cols: Vec<String> = p
             .target
             .columns
@@ -1762,7 +1896,7 @@ pub fn rollback(job_id: i64) -> OpsResult<Value> {
     // 3. A move: the source rows come back, parents first; cycle references are set last.
     if moved {
         let loaded = m.load_scope()?;
-        for p in &plans {
+        for p in plans {
             if p.role == Role::Shared {
                 continue;
             }
@@ -1829,52 +1963,5 @@ pub fn rollback(job_id: i64) -> OpsResult<Value> {
             .or_raise();
         }
     }
-    as_extension_owner(|| {
-        Spi::run_with_args(
-            "DELETE FROM tenant_ops.id_map WHERE job_id = $1",
-            &[job_id.into()],
-        )?;
-        Spi::run_with_args(
-            "DELETE FROM tenant_ops.job_archive WHERE job_id = $1",
-            &[job_id.into()],
-        )
-    })
-    .or_raise();
-    let result = json!({"rolled_back": report, "source_restored": moved});
-    jobs::finish(job_id, "rolled_back", None, Some(&result));
-    Ok(result)
-}
-
-/// The new UUID of a legacy key: recorded by a `uuid` migration, or computed for the latest
-/// `uuid5` migration of that table. NULL when neither knows it.
-pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
-    let recorded = Spi::get_one_with_args::<pgrx::Uuid>(
-        "SELECT (SELECT new_id FROM tenant_ops.id_map
-                  WHERE namespace = '' AND source = $1::pg_catalog.oid::pg_catalog.regclass AND legacy_key = $2)",
-        &[(source as i64).into(), legacy_key.into()],
-    )
-    .or_raise();
-    if recorded.is_some() {
-        return recorded;
-    }
-    let job = Spi::get_one_with_args::<i64>(
-        "SELECT max(j.id) FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
-          WHERE j.kind = 'migrate' AND j.status = 'succeeded' AND j.options ->> 'id_strategy' = 'uuid5'
-            AND j.options ->> 'new_tenant' IS NULL AND t.source = $1::pg_catalog.oid::pg_catalog.regclass",
-        &[(source as i64).into()],
-    )
-    .or_raise()?;
-    let j = jobs::load(job).ok()?;
-    let m = Migration::from_job(&j).ok()?;
-    let ns = uuid5::parse_uuid(&m.params.namespace)?;
-    let sql = Spi::get_one_with_args::<String>(
-        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::pg_catalog.oid)",
-        &[(source as i64).into()],
-    )
-    .or_raise()?;
-    Some(pgrx::Uuid::from_bytes(uuid5::uuid5(
-        &ns,
-        format!("{sql}:{legacy_key}").as_bytes(),
-    )))
+    Ok(report)
 }

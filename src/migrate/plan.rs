@@ -143,7 +143,10 @@ impl<'a> Planner<'a> {
                     // A join rather than a subquery per row: PostgreSQL hashes the mapping once
                     // per statement (four times faster on a 750k-row batch).
                     let mut lookups = self.lookups.borrow_mut();
-                    let n = match lookups.iter().position(|(tbl, input)| *tbl == t.oid && input == x) {
+                    let n = match lookups
+                        .iter()
+                        .position(|(tbl, input)| *tbl == t.oid && input == x)
+                    {
                         Some(n) => n,
                         None => {
                             lookups.push((t.oid, x.to_string()));

@@ -44,8 +44,24 @@ SELECT (SELECT pg_catalog.jsonb_build_object(
     'display', c.oid::pg_catalog.regclass::pg_catalog.text,
     'columns', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'name', a.attname, 'quoted', pg_catalog.quote_ident(a.attname),
-                    'type_full', pg_catalog.format_type(a.atttypid, a.atttypmod),
-                    'type_name', pg_catalog.format_type(a.atttypid, NULL),
+                    'type_full', (SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
+                              THEN pg_catalog.format_type(ty.oid, a.atttypmod)
+                              WHEN ty.typcategory = 'A' AND ty.typelem <> 0
+                              THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
+                                      FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
+                                     WHERE et.oid = ty.typelem)
+                              ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
+                                      FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
+                      FROM pg_catalog.pg_type ty WHERE ty.oid = a.atttypid),
+                    'type_name', (SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
+                              THEN pg_catalog.format_type(ty.oid, NULL)
+                              WHEN ty.typcategory = 'A' AND ty.typelem <> 0
+                              THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
+                                      FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
+                                     WHERE et.oid = ty.typelem)
+                              ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
+                                      FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
+                      FROM pg_catalog.pg_type ty WHERE ty.oid = a.atttypid),
                     'not_null', a.attnotnull, 'has_default', a.atthasdef OR a.attidentity = 'd',
                     'generated', a.attidentity = 'a' OR a.attgenerated <> '') ORDER BY a.attnum), '[]')
                 FROM pg_catalog.pg_attribute a

@@ -16,7 +16,9 @@ use crate::error::{internal_error, OpsError, OpsResult, OrRaise};
 use crate::sys::try_subtransaction;
 
 /// Every ordinary and partitioned table outside the system schemas and our own, partitions
-/// excluded (they are reached through their parent), with columns and primary key.
+/// excluded (they are reached through their parent), with columns and primary key. Type names
+/// are always schema-qualified (outside pg_catalog), so SQL built from them means the same
+/// under any search_path, including the fixed one used when running as the extension owner.
 const TABLES_SQL: &str = r#"
 SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
     'oid', c.oid::pg_catalog.int8,
@@ -26,8 +28,24 @@ SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
     'columns', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'name', a.attname, 'quoted', pg_catalog.quote_ident(a.attname),
                     'type_oid', a.atttypid::pg_catalog.int8,
-                    'type_name', pg_catalog.format_type(a.atttypid, NULL),
-                    'type_full', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                    'type_name', (SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
+                              THEN pg_catalog.format_type(ty.oid, NULL)
+                              WHEN ty.typcategory = 'A' AND ty.typelem <> 0
+                              THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
+                                      FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
+                                     WHERE et.oid = ty.typelem)
+                              ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
+                                      FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
+                      FROM pg_catalog.pg_type ty WHERE ty.oid = a.atttypid),
+                    'type_full', (SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
+                              THEN pg_catalog.format_type(ty.oid, a.atttypmod)
+                              WHEN ty.typcategory = 'A' AND ty.typelem <> 0
+                              THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
+                                      FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
+                                     WHERE et.oid = ty.typelem)
+                              ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
+                                      FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
+                      FROM pg_catalog.pg_type ty WHERE ty.oid = a.atttypid),
                     'not_null', a.attnotnull) ORDER BY a.attnum), '[]')
                 FROM pg_catalog.pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Migration benchmark: migrate_tenant against the SQL a DBA would write by hand for the same
+# re-keying, on the demo generator (demo/dispatch.sql), in one run on one private cluster.
+#
+# Usage:
+#   bench/migrate.sh [--scale N]     default scale 100: office 1 has 1,155,001 rows over 5
+#                                    FK-linked tables, the other offices ~1.17M together;
+#                                    --scale 5 is a quick smoke run
+#
+# What it does:
+#   1. builds and installs the extension (release), starts a fresh cluster
+#      (same settings for every contender), generates the data, VACUUM ANALYZE, creates the scope;
+#   2. copies office 1 into three identical uuid-keyed targets (bench/target.sql):
+#        hand-written   bench/migrate_handwritten.sql: one transaction, mapping tables
+#                       old id -> gen_random_uuid(), INSERT ... SELECT per table
+#        migrate uuid   tenant_ops.migrate_tenant(..., {"id_strategy": "uuid"}), default options
+#                       (verification on); its job_log splits the time into copy and verify
+#        migrate uuid5  the same with {"id_strategy": "uuid5"}
+#      each timed from the client (clock_timestamp() before and after, commit included), each
+#      checked afterwards: per-table row counts equal the office's counts in legacy.* (plain SQL);
+#   3. migrates office 4 (~115k rows at scale 100) too, and prints the peak memory (VmHWM of
+#      /proc/<backend>/status) of the backends that migrated office 4 and office 1;
+#   4. prints rows/s and the ratio to the hand-written throughput (with verification, and
+#      copy only), and stops the cluster.
+#
+# Environment:
+#   BENCH_PORT=P          port of the benchmark cluster on 127.0.0.1 (default 28818)
+#   BENCH_SKIP_INSTALL=1  do not build/install the extension (use what is installed)
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+LOG_TAG=bench
+BENCH_DIR="$PROJECT_ROOT/bench"
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+scale=100
+port="${BENCH_PORT:-28818}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --scale)   [ $# -ge 2 ] || die "--scale needs a value"; scale="$2"; shift 2 ;;
+        --scale=*) scale="${1#--scale=}"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *)         usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+[[ "$scale" =~ ^[1-9][0-9]*$ ]] || die "scale must be a positive integer, got '$scale'"
+[[ "$port" =~ ^[1-9][0-9]*$ ]] || die "BENCH_PORT must be a port number, got '$port'"
+
+BIG=1     # the 1M-row tenant at scale 100
+SMALL=4   # the ~100k-row tenant at scale 100
+bench_started=$(date +%s)
+
+# --- 1. toolchain, extension, cluster -------------------------------------------------------------
+"$PROJECT_ROOT/scripts/setup.sh"
+if [ "${BENCH_SKIP_INSTALL:-0}" = 1 ]; then
+    log "BENCH_SKIP_INSTALL=1: using the installed extension"
+else
+    log "building and installing pg_tenant_ops (release)"
+    install_extension --release
+fi
+
+dir="$(cluster_dir bench)"
+log "fresh cluster in $dir on 127.0.0.1:$port"
+# For a 2-core / 24 GB machine; the same for every contender. No checkpoint or WAL recycling
+# inside a run (max_wal_size, checkpoint_timeout; a CHECKPOINT precedes every run).
+cluster_create "$dir" "$port" \
+    "shared_buffers = 1GB" \
+    "work_mem = 64MB" \
+    "maintenance_work_mem = 512MB" \
+    "effective_cache_size = 16GB" \
+    "max_wal_size = 8GB" \
+    "checkpoint_timeout = 30min" \
+    "wal_level = minimal" \
+    "max_wal_senders = 0" \
+    "synchronous_commit = off" \
+    "jit = off"
+trap 'cluster_stop "$dir" || true' EXIT
+cluster_start "$dir"
+
+# psql on database $db (bench unless a caller says otherwise with `local db=...`).
+db=bench
+psql_bench() { psql_at "$port" "$db" -P pager=off "$@"; }
+
+# --- 2. data and scope -----------------------------------------------------------------------------
+psql_at "$port" postgres -c "CREATE DATABASE bench"
+psql_bench -c "CREATE EXTENSION pg_tenant_ops"
+PGOPTIONS="-c client_min_messages=warning" psql_bench -f "$PROJECT_ROOT/demo/dispatch.sql"
+log "generating the dispatch data at scale $scale"
+started=$(date +%s)
+psql_bench -c "SELECT * FROM legacy.generate_dispatch($scale)"
+psql_bench -c "VACUUM (ANALYZE) legacy.dispatch_offices, legacy.dispatch_products, legacy.dispatch_doctors,
+                   legacy.dispatch_patients, legacy.dispatch_orders, legacy.dispatch_order_items"
+log "generated and vacuumed in $(( $(date +%s) - started ))s"
+PGOPTIONS="-c client_min_messages=warning" psql_bench -f "$BENCH_DIR/checks.sql"
+psql_bench -At -c "SELECT tenant_ops.create_scope('dispatch', 'legacy.dispatch_offices', 'id')" >/dev/null
+
+# Owned rows of an office (the numerator of rows/s) and the shared products it references.
+owned_rows() {
+    psql_bench -At -v office="$1" <<'SQL'
+SELECT sum(n) FILTER (WHERE NOT shared) || ' ' || sum(n) FILTER (WHERE shared) FROM bench.source_counts(:office);
+SQL
+}
+read -r big_rows big_products <<<"$(owned_rows "$BIG")"
+read -r small_rows _ <<<"$(owned_rows "$SMALL")"
+log "office $BIG owns $big_rows rows (+ $big_products shared products); office $SMALL owns $small_rows rows"
+psql_bench -At -c "SELECT format('other offices: %s rows', sum(n)) FROM legacy.dispatch_offices f,
+                          bench.source_counts(f.id) c WHERE f.id <> $BIG AND NOT c.shared"
+
+# The office-$SMALL run gets a copy of the database as it is now, so that each migrate_tenant
+# run starts from the state a first migration meets (an empty tenant_ops.id_map), whatever ran
+# before it in the other database.
+psql_at "$port" postgres -c "CREATE DATABASE bench_small TEMPLATE bench STRATEGY FILE_COPY"
+
+# --- 3. the contenders ------------------------------------------------------------------------------
+create_target() { psql_bench -v target="$1" -f "$BENCH_DIR/target.sql"; }
+
+# One contender in one session: CHECKPOINT, then BODY (psql text using :office and :target)
+# timed with clock_timestamp() around it; prints "job|seconds|VmHWM kB|RssAnon kB|RssShmem kB"
+# where the memory figures are the session backend's at the end of the run.
+timed_session() {
+    local office="$1" target="$2" body="$3" opts="${4:-}"
+    {
+        cat <<'SQL'
+SET client_min_messages = warning;
+\set job NULL
+CHECKPOINT;
+SELECT clock_timestamp() AS t0 \gset
+SQL
+        printf '%s\n' "$body"
+        cat <<'SQL'
+SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
+WITH st AS (SELECT pg_read_file('/proc/' || pg_backend_pid() || '/status') AS s)
+SELECT concat_ws('|', coalesce(:job::text, '-'), :'secs',
+                 (regexp_match(s, 'VmHWM:\s+(\d+) kB'))[1],
+                 (regexp_match(s, 'RssAnon:\s+(\d+) kB'))[1],
+                 (regexp_match(s, 'RssShmem:\s+(\d+) kB'))[1])
+  FROM st;
+SQL
+    } | psql_bench -At -v office="$office" -v target="$target" -v opts="$opts" -f -
+}
+
+check_target() {
+    local office="$1" target="$2" label="$3" bad
+    bad="$(psql_bench -At -v office="$office" -v target="$target" <<'SQL'
+SELECT string_agg(m, '; ') FROM bench.mismatches(:office, :'target') m;
+SQL
+)"
+    [ -z "$bad" ] || die "$label wrote a wrong target $target for office $office: $bad"
+    log "$label: $target holds exactly office $office's rows"
+}
+
+migrate_body="SELECT tenant_ops.migrate_tenant('dispatch', :'office', :'target', :'opts') AS job \\gset"
+migrate_opts() {
+    printf '{"id_strategy": "%s", "shared": "copy", "strip_prefix": "dispatch_"}' "$1"
+}
+
+# Seconds of a job's phases from tenant_ops.job_log: prepare (queued -> stage copy), copy
+# (-> last copy step), verify (-> last table.verified; includes the self-reference fixup
+# between the two), and the job status.
+job_phases() {
+    psql_bench -At -F ' ' -v job="$1" <<'SQL'
+SELECT round(extract(epoch FROM stage_at - queued_at)::numeric, 3),
+       round(extract(epoch FROM last_step - stage_at)::numeric, 3),
+       round(extract(epoch FROM coalesce(last_verified, last_step) - last_step)::numeric, 3),
+       (SELECT status FROM tenant_ops.jobs WHERE id = :job),
+       (SELECT count(*) FILTER (WHERE NOT coalesce((details ->> 'verified')::boolean, false))
+          FROM tenant_ops.job_tables WHERE job_id = :job)
+  FROM (SELECT min(at) FILTER (WHERE event = 'job.queued') AS queued_at,
+               min(at) FILTER (WHERE event = 'stage') AS stage_at,
+               max(at) FILTER (WHERE event = 'step') AS last_step,
+               max(at) FILTER (WHERE event = 'table.verified') AS last_verified
+          FROM tenant_ops.job_log WHERE job_id = :job) l;
+SQL
+}
+
+declare -A secs job hwm anon shmem verify_s copy_s prepare_s
+
+run_hand() {
+    local label=hand out
+    create_target t_hand
+    log "hand-written: office $BIG -> t_hand"
+    out="$(timed_session "$BIG" t_hand "\\i '$BENCH_DIR/migrate_handwritten.sql'")" \
+        || die "the hand-written SQL failed: see the error above"
+    IFS='|' read -r "job[$label]" "secs[$label]" "hwm[$label]" "anon[$label]" "shmem[$label]" <<<"$out"
+    log "hand-written: ${secs[$label]}s"
+    check_target "$BIG" t_hand "the hand-written SQL"
+}
+
+# run_ours LABEL OFFICE TARGET STRATEGY DATABASE
+run_ours() {
+    local label="$1" office="$2" target="$3" strategy="$4" db="$5" out phases status unverified
+    create_target "$target"
+    log "migrate_tenant $strategy: office $office -> $db.$target"
+    out="$(timed_session "$office" "$target" "$migrate_body" "$(migrate_opts "$strategy")")" \
+        || die "migrate_tenant ($strategy, office $office -> $target) failed: see the error above"
+    IFS='|' read -r "job[$label]" "secs[$label]" "hwm[$label]" "anon[$label]" "shmem[$label]" <<<"$out"
+    phases="$(job_phases "${job[$label]}")"
+    read -r "prepare_s[$label]" "copy_s[$label]" "verify_s[$label]" status unverified <<<"$phases"
+    [ "$status" = succeeded ] || die "migrate_tenant job ${job[$label]} ended '$status'"
+    [ "$unverified" = 0 ] || die "migrate_tenant job ${job[$label]}: $unverified tables not verified"
+    log "migrate_tenant $strategy: job ${job[$label]}, ${secs[$label]}s (prepare ${prepare_s[$label]}s, copy ${copy_s[$label]}s, verify ${verify_s[$label]}s)"
+    check_target "$office" "$target" "migrate_tenant $strategy (job ${job[$label]})"
+}
+
+run_hand
+run_ours uuid "$BIG" t_uuid uuid bench
+run_ours uuid5 "$BIG" t_uuid5 uuid5 bench
+run_ours small "$SMALL" t_uuid uuid bench_small
+
+# --- 4. summary ---------------------------------------------------------------------------------------
+mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+with_commas() { sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta' <<<"$1"; }
+
+summary() {
+    local hand="${secs[hand]}"
+    printf '\nmigration benchmark, scale %s: office %s, %s rows over 5 tables (+ %s shared products copied by every contender)\n' \
+        "$scale" "$BIG" "$(with_commas "$big_rows")" "$big_products"
+    printf '%-16s %10s %9s %10s   %s\n' contender rows seconds rows/s "ratio vs hand-written"
+    awk -v r="$big_rows" -v s="$hand" \
+        'BEGIN { printf "%-16s %10d %9.2f %10.0f   %s\n", "hand-written", r, s, r / s, "1.00" }'
+    local l
+    for l in uuid uuid5; do
+        awk -v name="migrate $l" -v r="$big_rows" -v s="${secs[$l]}" -v h="$hand" -v v="${verify_s[$l]}" \
+            'BEGIN { printf "%-16s %10d %9.2f %10.0f   %.2f (copy only %.2f: verify %.2fs of %.2fs)\n",
+                     name, r, s, r / s, h / s, h / (s - v), v, s }'
+    done
+    printf 'peak memory (VmHWM): office %s (%s rows) %s MB; office %s (%s rows) %s MB' \
+        "$SMALL" "$(with_commas "$small_rows")" "$(mb "${hwm[small]}")" \
+        "$BIG" "$(with_commas "$big_rows")" "$(mb "${hwm[uuid]}")"
+    printf '  [hand-written office %s: %s MB]\n' "$BIG" "$(mb "${hwm[hand]}")"
+    printf '  of which at the end private (RssAnon) / shared buffers touched (RssShmem): office %s %s / %s MB; office %s %s / %s MB\n' \
+        "$SMALL" "$(mb "${anon[small]}")" "$(mb "${shmem[small]}")" \
+        "$BIG" "$(mb "${anon[uuid]}")" "$(mb "${shmem[uuid]}")"
+    printf 'total benchmark time %ss\n' "$(( $(date +%s) - bench_started ))"
+}
+summary
