@@ -76,7 +76,8 @@ cluster_create "$dir" "$port" \
     "max_wal_senders = 0" \
     "synchronous_commit = off" \
     "jit = off"
-trap 'cluster_stop "$dir" || true' EXIT
+work="$(mktemp -d)"
+trap 'cluster_stop "$dir" || true; rm -rf "$work"' EXIT
 cluster_start "$dir"
 
 # psql on database $db (bench unless a caller says otherwise with `local db=...`).
@@ -117,14 +118,20 @@ psql_at "$port" postgres -c "CREATE DATABASE bench_small TEMPLATE bench STRATEGY
 create_target() { psql_bench -v target="$1" -f "$BENCH_DIR/target.sql"; }
 
 # One contender in one session: CHECKPOINT, then BODY (psql text using :office and :target)
-# timed with clock_timestamp() around it; prints "job|seconds|VmHWM kB|RssAnon kB|RssShmem kB"
-# where the memory figures are the session backend's at the end of the run.
+# timed with clock_timestamp() around it; prints "job|seconds|VmHWM kB|RssShmem kB|peak RssAnon kB".
+# VmHWM and RssShmem are the session backend's at the end of the run
+# (/proc/<pid>/status); VmHWM counts the shared buffers it touched too, so a sampler started
+# from the session (\!) also records the backend's private memory (RssAnon) every 0.1 s.
 timed_session() {
-    local office="$1" target="$2" body="$3" opts="${4:-}"
+    local office="$1" target="$2" body="$3" opts="${4:-}" samples out peak
+    samples="$work/samples.$RANDOM"
     {
         cat <<'SQL'
 SET client_min_messages = warning;
 \set job NULL
+SELECT pg_backend_pid() AS pid \gset
+\setenv BENCH_PID :pid
+\! while [ -r "/proc/$BENCH_PID/status" ]; do grep '^RssAnon:' "/proc/$BENCH_PID/status"; sleep 0.1; done >"$BENCH_SAMPLES" 2>/dev/null & echo $! >"$BENCH_SAMPLES.pid"
 CHECKPOINT;
 SELECT clock_timestamp() AS t0 \gset
 SQL
@@ -134,11 +141,19 @@ SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
 WITH st AS (SELECT pg_read_file('/proc/' || pg_backend_pid() || '/status') AS s)
 SELECT concat_ws('|', coalesce(:job::text, '-'), :'secs',
                  (regexp_match(s, 'VmHWM:\s+(\d+) kB'))[1],
-                 (regexp_match(s, 'RssAnon:\s+(\d+) kB'))[1],
                  (regexp_match(s, 'RssShmem:\s+(\d+) kB'))[1])
   FROM st;
 SQL
-    } | psql_bench -At -v office="$office" -v target="$target" -v opts="$opts" -f -
+    } | BENCH_SAMPLES="$samples" psql_bench -At -v office="$office" -v target="$target" -v opts="$opts" -f - \
+        >"$work/out" || return 1
+    out="$(cat "$work/out")"
+    # The sampler stops when the backend has gone, just after the session.
+    for _ in $(seq 50); do
+        kill -0 "$(cat "$samples.pid")" 2>/dev/null || break
+        sleep 0.1
+    done
+    peak="$(awk '$2 > m { m = $2 } END { print m + 0 }' "$samples")"
+    printf '%s|%s\n' "$out" "$peak"
 }
 
 check_target() {
@@ -175,7 +190,23 @@ SELECT round(extract(epoch FROM stage_at - queued_at)::numeric, 3),
 SQL
 }
 
-declare -A secs job hwm anon shmem verify_s copy_s prepare_s
+# Seconds per table: copy (its batches) and verify (its table.verified event; the first one,
+# products, also carries the self-reference fixup of every table).
+job_tables_report() {
+    psql_bench -v job="$1" <<'SQL'
+SELECT l.table_name AS "table", max(t.rows_done) AS rows,
+       round(sum(l.dt) FILTER (WHERE l.event = 'step'), 2) AS copy_s,
+       count(*) FILTER (WHERE l.event = 'step') AS batches,
+       round(sum(l.dt) FILTER (WHERE l.event = 'table.verified'), 2) AS verify_s
+  FROM (SELECT event, table_name, extract(epoch FROM at - lag(at) OVER (ORDER BY id))::numeric AS dt
+          FROM tenant_ops.job_log WHERE job_id = :job) l
+  JOIN tenant_ops.job_tables t ON t.job_id = :job AND t.source = l.table_name
+ WHERE l.event IN ('step', 'table.verified')
+ GROUP BY l.table_name, t.step ORDER BY t.step;
+SQL
+}
+
+declare -A secs job hwm shmem peak_anon verify_s copy_s prepare_s
 
 run_hand() {
     local label=hand out
@@ -183,7 +214,7 @@ run_hand() {
     log "hand-written: office $BIG -> t_hand"
     out="$(timed_session "$BIG" t_hand "\\i '$BENCH_DIR/migrate_handwritten.sql'")" \
         || die "the hand-written SQL failed: see the error above"
-    IFS='|' read -r "job[$label]" "secs[$label]" "hwm[$label]" "anon[$label]" "shmem[$label]" <<<"$out"
+    IFS='|' read -r "job[$label]" "secs[$label]" "hwm[$label]" "shmem[$label]" "peak_anon[$label]" <<<"$out"
     log "hand-written: ${secs[$label]}s"
     check_target "$BIG" t_hand "the hand-written SQL"
 }
@@ -195,12 +226,13 @@ run_ours() {
     log "migrate_tenant $strategy: office $office -> $db.$target"
     out="$(timed_session "$office" "$target" "$migrate_body" "$(migrate_opts "$strategy")")" \
         || die "migrate_tenant ($strategy, office $office -> $target) failed: see the error above"
-    IFS='|' read -r "job[$label]" "secs[$label]" "hwm[$label]" "anon[$label]" "shmem[$label]" <<<"$out"
+    IFS='|' read -r "job[$label]" "secs[$label]" "hwm[$label]" "shmem[$label]" "peak_anon[$label]" <<<"$out"
     phases="$(job_phases "${job[$label]}")"
     read -r "prepare_s[$label]" "copy_s[$label]" "verify_s[$label]" status unverified <<<"$phases"
     [ "$status" = succeeded ] || die "migrate_tenant job ${job[$label]} ended '$status'"
     [ "$unverified" = 0 ] || die "migrate_tenant job ${job[$label]}: $unverified tables not verified"
     log "migrate_tenant $strategy: job ${job[$label]}, ${secs[$label]}s (prepare ${prepare_s[$label]}s, copy ${copy_s[$label]}s, verify ${verify_s[$label]}s)"
+    job_tables_report "${job[$label]}"
     check_target "$office" "$target" "migrate_tenant $strategy (job ${job[$label]})"
 }
 
@@ -226,13 +258,14 @@ summary() {
             'BEGIN { printf "%-16s %10d %9.2f %10.0f   %.2f (copy only %.2f: verify %.2fs of %.2fs)\n",
                      name, r, s, r / s, h / s, h / (s - v), v, s }'
     done
-    printf 'peak memory (VmHWM): office %s (%s rows) %s MB; office %s (%s rows) %s MB' \
+    printf 'peak memory (VmHWM): office %s (%s rows) %s MB; office %s (%s rows) %s MB  [hand-written, office %s: %s MB]\n' \
         "$SMALL" "$(with_commas "$small_rows")" "$(mb "${hwm[small]}")" \
-        "$BIG" "$(with_commas "$big_rows")" "$(mb "${hwm[uuid]}")"
-    printf '  [hand-written office %s: %s MB]\n' "$BIG" "$(mb "${hwm[hand]}")"
-    printf '  of which at the end private (RssAnon) / shared buffers touched (RssShmem): office %s %s / %s MB; office %s %s / %s MB\n' \
-        "$SMALL" "$(mb "${anon[small]}")" "$(mb "${shmem[small]}")" \
-        "$BIG" "$(mb "${anon[uuid]}")" "$(mb "${shmem[uuid]}")"
+        "$BIG" "$(with_commas "$big_rows")" "$(mb "${hwm[uuid]}")" "$BIG" "$(mb "${hwm[hand]}")"
+    printf '  VmHWM includes the shared buffers the backend touched (RssShmem at the end: %s MB; %s MB  [%s MB]);\n' \
+        "$(mb "${shmem[small]}")" "$(mb "${shmem[uuid]}")" "$(mb "${shmem[hand]}")"
+    printf '  private memory (RssAnon, peak sampled every 0.1 s): office %s %s MB; office %s %s MB  [%s MB]; uuid5 office %s %s MB\n' \
+        "$SMALL" "$(mb "${peak_anon[small]}")" "$BIG" "$(mb "${peak_anon[uuid]}")" "$(mb "${peak_anon[hand]}")" \
+        "$BIG" "$(mb "${peak_anon[uuid5]}")"
     printf 'total benchmark time %ss\n' "$(( $(date +%s) - bench_started ))"
 }
 summary

@@ -1136,30 +1136,77 @@ impl Migration {
             p.source
         );
         let source_where = if p.role == Role::Shared {
-            format!("({}) AND {}", p.filter, self.shared_added_condition(&p))
+            p.filter.clone()
         } else {
             format!("({}) AND {rejected}", p.filter)
         };
-        let (sc, ss) = Spi::get_two_with_args::<i64, String>(
-            &format!(
-                "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} s{} WHERE {source_where}",
-                hash(&src_row),
-                p.source_sql,
-                p.joins
-            ),
-            &self.params.args(),
-        )
-        .or_raise();
-        let (tc, ts) = Spi::get_two_with_args::<i64, String>(
-            &format!(
-                "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} t WHERE {}",
-                hash(&tgt_row),
-                p.target.sql,
-                p.target_rows(&p.source_sql, &source_where)
-            ),
-            &self.params.args(),
-        )
-        .or_raise();
+        let args = self.params.args();
+        let (sc, ss, tc, ts) = match &p.target_key {
+            // One pass: each source row joined to the target row its mapped key names. The
+            // source side is a derived table so the tenant filter's unqualified columns can
+            // only mean the source's.
+            Some(key) => {
+                let keys: Vec<String> = key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, e))| format!("{e} AS __tenant_ops_k{i}"))
+                    .collect();
+                let on: Vec<String> = key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (c, _))| format!("t.{c} = x.__tenant_ops_k{i}"))
+                    .collect();
+                let matched = format!("t.{} IS NOT NULL", key[0].0);
+                let sql = format!(
+                    "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(x.__tenant_ops_h), 0)::text,
+                            pg_catalog.count(*) FILTER (WHERE {matched}),
+                            coalesce(pg_catalog.sum({th}) FILTER (WHERE {matched}), 0)::text
+                       FROM (SELECT {sh} AS __tenant_ops_h, {keys} FROM {src} s{joins} WHERE {source_where}) x
+                       LEFT JOIN {tgt} t ON {on}",
+                    sh = hash(&src_row),
+                    th = hash(&tgt_row),
+                    keys = keys.join(", "),
+                    src = p.source_sql,
+                    joins = p.joins,
+                    tgt = p.target.sql,
+                    on = on.join(" AND ")
+                );
+                Spi::connect(|c| {
+                    let row = c.select(&sql, Some(1), &args)?.first();
+                    Ok::<_, pgrx::spi::Error>((
+                        row.get::<i64>(1)?,
+                        row.get::<String>(2)?,
+                        row.get::<i64>(3)?,
+                        row.get::<String>(4)?,
+                    ))
+                })
+                .or_raise()
+            }
+            // Without a target key, the target rows are those equal to a source row.
+            None => {
+                let (sc, ss) = Spi::get_two_with_args::<i64, String>(
+                    &format!(
+                        "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} s{} WHERE {source_where}",
+                        hash(&src_row),
+                        p.source_sql,
+                        p.joins
+                    ),
+                    &args,
+                )
+                .or_raise();
+                let (tc, ts) = Spi::get_two_with_args::<i64, String>(
+                    &format!(
+                        "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} t WHERE {}",
+                        hash(&tgt_row),
+                        p.target.sql,
+                        p.target_rows(&p.source_sql, &source_where)
+                    ),
+                    &args,
+                )
+                .or_raise();
+                (sc, ss, tc, ts)
+            }
+        };
         let (sc, ss, tc, ts) = (
             sc.unwrap_or(0),
             ss.unwrap_or_default(),
@@ -1200,12 +1247,6 @@ impl Migration {
             None,
         );
         Ok(())
-    }
-
-    /// Shared rows are verified among those this job added plus those already there: every
-    /// referenced row must be present; only rows the job added must match exactly.
-    fn shared_added_condition(&self, _p: &TablePlan) -> String {
-        "true".into()
     }
 
     fn archive_step(&mut self, jt: &JobTable) -> OpsResult<()> {
