@@ -107,7 +107,14 @@ else
     done <<<"$offices"
 fi
 
-# --- 6. how to go on -----------------------------------------------------------------------------
+# --- 6. a real migration into the new UUID-keyed schema ------------------------------------------
+if [ "$no_extension" != 1 ]; then
+    section "Migrating office 2 (Harbour) into the new schema 'app' (demo/app_schema.sql)"
+    PGOPTIONS="-c client_min_messages=warning" psql_demo -q -f "$PROJECT_ROOT/demo/app_schema.sql"
+    psql_demo -v office=2 -f "$PROJECT_ROOT/demo/migrate_office.sql"
+fi
+
+# --- 7. how to go on -----------------------------------------------------------------------------
 section "The demo cluster is running"
 echo "Connect:  psql -h 127.0.0.1 -p ${port} -U postgres demo"
 echo "Stop:     scripts/demo.sh --stop"
