@@ -169,6 +169,11 @@ pub enum OpsError {
 
     #[error("{0}")]
     FeatureNotSupported(String, Option<String>),
+
+    /// Several problems found at once (a dry run reports them all): raised as the first,
+    /// with the others in DETAIL.
+    #[error("{}{}", .0[0], if .0.len() > 1 { format!(" (and {} more problem(s))", .0.len() - 1) } else { String::new() })]
+    Many(Vec<OpsError>),
 }
 
 /// A busy tenant's holder: a committed job (positive id) or another session's uncommitted
@@ -215,6 +220,7 @@ impl OpsError {
             OpsError::RowFailed { sqlstate, .. } => *sqlstate,
             OpsError::InsufficientPrivilege(..) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             OpsError::FeatureNotSupported(..) => ERRCODE_FEATURE_NOT_SUPPORTED,
+            OpsError::Many(all) => all[0].sqlstate(),
         }
     }
 
@@ -234,6 +240,14 @@ impl OpsError {
             | OpsError::UniqueViolation { detail, .. }
             | OpsError::VerificationFailed { detail, .. } => detail.clone(),
             OpsError::RowFailed { detail, .. } => Some(detail.clone()),
+            OpsError::Many(all) if all.len() > 1 => Some(
+                all[1..]
+                    .iter()
+                    .map(|e| format!("Also: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            OpsError::Many(all) => all[0].detail(),
             _ => None,
         }
     }
@@ -269,6 +283,7 @@ impl OpsError {
             | OpsError::RowFailed { hint, .. }
             | OpsError::InsufficientPrivilege(_, hint)
             | OpsError::FeatureNotSupported(_, hint) => hint.clone(),
+            OpsError::Many(all) => all[0].hint(),
             _ => None,
         }
     }

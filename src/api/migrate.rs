@@ -69,18 +69,25 @@ fn migrate_tenant(
 /// would meet.
 fn run_dry(job_id: i64) {
     let outcome = rolled_back_subtransaction(|| executor::run_inline(job_id, migrate::steps_for));
-    let failure = match outcome {
+    let problems: Vec<(String, String)> = match outcome {
         Ok(Ok(mut result)) => {
             result["dry_run"] = json!(true);
             jobs::finish(job_id, "succeeded", None, Some(&result));
             return;
         }
-        Ok(Err(e)) => (sqlstate_text(e.sqlstate()), e.to_string()),
-        Err(caught) => (caught.sqlstate_text(), caught.message),
+        Ok(Err(OpsError::Many(all))) => all
+            .iter()
+            .map(|e| (sqlstate_text(e.sqlstate()).to_string(), e.to_string()))
+            .collect(),
+        Ok(Err(e)) => vec![(sqlstate_text(e.sqlstate()).to_string(), e.to_string())],
+        Err(caught) => vec![(caught.sqlstate_text().to_string(), caught.message)],
     };
-    let result =
-        json!({"dry_run": true, "errors": [{"sqlstate": failure.0, "message": failure.1}]});
-    jobs::finish(job_id, "failed", Some(&failure.1), Some(&result));
+    let errors: Vec<_> = problems
+        .iter()
+        .map(|(code, msg)| json!({"sqlstate": code, "message": msg}))
+        .collect();
+    let result = json!({"dry_run": true, "errors": errors});
+    jobs::finish(job_id, "failed", Some(&problems[0].1), Some(&result));
 }
 
 /// Undoes a migration job: deletes what it wrote (children first), restores target rows it

@@ -214,67 +214,82 @@ impl Migration {
             self.create_targets(&loaded)?;
         }
         let plans = self.build_plans(&loaded)?;
+        // Every check runs; a real run stops at the first problem, a dry run reports them all.
+        let mut problems: Vec<OpsError> = vec![];
+        let dry = self.options.dry_run;
+        let mut note = |r: OpsResult<()>| -> OpsResult<()> {
+            match r {
+                Err(e) if dry => {
+                    problems.push(e);
+                    Ok(())
+                }
+                other => other,
+            }
+        };
         for p in &plans {
             let source_privileges = if self.options.mode == Mode::Move && p.role != Role::Shared {
                 "SELECT, DELETE"
             } else {
                 "SELECT"
             };
-            require_privileges(
+            note(require_privileges(
                 &p.source_sql,
                 &p.source_display,
                 source_privileges,
                 "migrate_tenant",
-            )?;
+            ))?;
             let target_privileges = match self.options.on_conflict {
                 OnConflict::Overwrite | OnConflict::Merge => "SELECT, INSERT, UPDATE",
                 _ => "SELECT, INSERT",
             };
-            require_privileges(
+            note(require_privileges(
                 &p.target.sql,
                 &p.target.display,
                 target_privileges,
                 "migrate_tenant",
-            )?;
+            ))?;
         }
         for p in &plans {
-            self.check_types(p)?;
+            note(self.check_types(p))?;
             if !p.deferred.is_empty() && p.target_key.is_none() {
-                return Err(OpsError::InvalidDefinition {
+                note(Err(OpsError::InvalidDefinition {
                     message: format!(
                         "target table {} needs a primary key written by the migration: its self-references or cycle references are set once every row exists",
                         p.target.display
                     ),
                     hint: None,
-                });
+                }))?;
             }
             if matches!(
                 self.options.on_conflict,
                 OnConflict::Overwrite | OnConflict::Merge
             ) && p.target_key.is_none()
             {
-                return Err(OpsError::InvalidOption(
+                note(Err(OpsError::InvalidOption(
                     format!(
                         "on_conflict \"{}\" needs a primary key on target table {}",
                         on_conflict_name(self.options.on_conflict),
                         p.target.display
                     ),
                     None,
-                ));
+                )))?;
             }
         }
-        self.check_cross_tenant(&loaded, &plans)?;
-        self.check_orphans(&loaded, &plans)?;
+        note(self.check_cross_tenant(&loaded, &plans))?;
+        note(self.check_orphans(&loaded, &plans))?;
         if self.options.mode == Mode::Move {
-            self.check_inbound(&loaded, &plans)?;
+            note(self.check_inbound(&loaded, &plans))?;
         }
-        self.check_shared(&loaded)?;
+        note(self.check_shared(&loaded))?;
         if self.options.on_conflict == OnConflict::Error {
             for p in &plans {
                 if p.role != Role::Shared {
-                    self.check_conflicts(p)?;
+                    note(self.check_conflicts(p))?;
                 }
             }
+        }
+        if !problems.is_empty() {
+            return Err(OpsError::Many(problems));
         }
         for p in &plans {
             let total = self.count(&format!(

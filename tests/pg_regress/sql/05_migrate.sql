@@ -199,4 +199,13 @@ SELECT tenant_ops.rollback_migration(123456);
 \echo :SQLSTATE
 SELECT (SELECT count(*) FROM tenant_ops.jobs) - :jobs_before AS jobs_added_by_bad_input_and_run,
        (SELECT count(*) FROM empty_target.company) AS nothing_in_empty_target;
+-- 9. a dry run reports every problem the real run would meet, not just the first.
+INSERT INTO mirror.company VALUES (4, 'already there', 'free');
+SELECT tenant_ops.migrate_tenant('crm', '4', 'mirror', '{"dry_run": true}') AS job_dry2 \gset
+SELECT status, jsonb_array_length(result -> 'errors') AS problems FROM tenant_ops.jobs WHERE id = :job_dry2;
+SELECT e ->> 'sqlstate' AS sqlstate, e ->> 'message' AS message
+  FROM tenant_ops.jobs, jsonb_array_elements(result -> 'errors') e WHERE id = :job_dry2;
+-- the real run stops at the first, with the same SQLSTATE
+SELECT tenant_ops.migrate_tenant('crm', '4', 'mirror');
+\echo :SQLSTATE
 RESET client_min_messages;
