@@ -160,6 +160,15 @@ CREATE INDEX job_archive_job_idx ON tenant_ops.job_archive (job_id, step, kind);
 COMMENT ON TABLE tenant_ops.job_archive IS
     'What a rollback needs: source rows a move deleted, target rows a migration overwrote, keys of shared rows it added.';
 
+CREATE TABLE tenant_ops.job_extra (
+    job_id  bigint NOT NULL REFERENCES tenant_ops.jobs ON DELETE CASCADE,
+    source  regclass NOT NULL,
+    key     text[] NOT NULL,
+    PRIMARY KEY (job_id, source, key)
+);
+COMMENT ON TABLE tenant_ops.job_extra IS
+    'Rows of other tenants a migration brings along (cross_tenant copy): their primary keys, per job and table.';
+
 CREATE VIEW tenant_ops.progress AS
 SELECT j.id AS job_id,
        j.kind,

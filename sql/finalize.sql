@@ -8,7 +8,8 @@ REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA tenant_ops FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenant_ops TO tenant_ops_viewer;
 
 GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenant_ops.jobs, tenant_ops.job_tables,
-                tenant_ops.job_log, tenant_ops.job_errors, tenant_ops.progress, tenant_ops.id_map TO tenant_ops_viewer;
+                tenant_ops.job_log, tenant_ops.job_errors, tenant_ops.progress, tenant_ops.id_map,
+                tenant_ops.job_extra TO tenant_ops_viewer;
 
 -- viewer
 GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;

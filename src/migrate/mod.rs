@@ -158,6 +158,98 @@ impl Migration {
         .unwrap_or(false)
     }
 
+    /// The filters of this migration: with `cross_tenant: copy`, every root and owned table
+    /// also takes the rows of other tenants listed in `tenant_ops.job_extra`.
+    fn filters<'a>(&self, loaded: &'a LoadedScope) -> crate::scope::graph::Filters<'a> {
+        if self.options.cross_tenant != options::CrossTenant::Copy {
+            return loaded.filters();
+        }
+        let mut ext = std::collections::BTreeMap::new();
+        for t in loaded
+            .resolved
+            .tables
+            .iter()
+            .filter(|t| t.role != Role::Shared)
+        {
+            if let Some(key) = key_array(&loaded.catalog, t.oid, None) {
+                ext.insert(
+                    t.oid,
+                    format!(
+                        "{key} IN (SELECT key FROM tenant_ops.job_extra WHERE job_id = {} AND source = {}::pg_catalog.regclass)",
+                        self.job_id, t.oid
+                    ),
+                );
+            }
+        }
+        crate::scope::graph::Filters::with_extensions(&loaded.catalog, &loaded.resolved, ext)
+    }
+
+    /// For `cross_tenant: copy`: the rows of other tenants that the tenant's rows reference,
+    /// and transitively what those reference within the scope, recorded in
+    /// `tenant_ops.job_extra` by a set-based fixpoint (one INSERT per reference per round).
+    fn collect_extra(&self, loaded: &LoadedScope) -> OpsResult<i64> {
+        let c = &loaded.catalog;
+        let base = loaded.filters();
+        let members: BTreeSet<TableId> = loaded
+            .resolved
+            .tables
+            .iter()
+            .filter(|t| t.role != Role::Shared)
+            .map(|t| t.oid)
+            .collect();
+        let mut statements = vec![];
+        for e in &c.edges {
+            if !members.contains(&e.child) || !members.contains(&e.parent) {
+                continue;
+            }
+            let Some(parent_key) = key_array(c, e.parent, Some("p")) else {
+                continue;
+            };
+            let (child, parent) = (c.table(e.child), c.table(e.parent));
+            let child_cond = match key_array(c, e.child, Some("c")) {
+                Some(k) => format!(
+                    "({}) OR {k} IN (SELECT key FROM tenant_ops.job_extra WHERE job_id = {} AND source = {}::pg_catalog.regclass)",
+                    base.base_filter(e.child),
+                    self.job_id,
+                    e.child
+                ),
+                None => base.base_filter(e.child).to_string(),
+            };
+            statements.push(format!(
+                "INSERT INTO tenant_ops.job_extra (job_id, source, key)
+                 SELECT {job}, {poid}::pg_catalog.regclass, {parent_key} FROM {psql} p
+                  WHERE ({pcols}) IN (SELECT {ccols} FROM {csql} c WHERE {child_cond})
+                    AND NOT coalesce(({pfilter}), false)
+                 ON CONFLICT DO NOTHING",
+                job = self.job_id,
+                poid = e.parent,
+                psql = parent.sql,
+                pcols = qualified_cols(parent, &e.parent_cols, "p").join(", "),
+                ccols = qualified_cols(child, &e.child_cols, "c").join(", "),
+                csql = child.sql,
+                pfilter = base.base_filter(e.parent),
+            ));
+        }
+        let mut total = 0;
+        for _round in 0..1000 {
+            let mut added = 0;
+            for sql in &statements {
+                added += as_extension_owner(|| {
+                    Spi::connect_mut(|cl| {
+                        cl.update(sql, None, &self.params.args())
+                            .map(|t| t.len() as i64)
+                    })
+                })
+                .or_raise();
+            }
+            total += added;
+            if added == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
     /// Plans every copied table against the targets as they exist now.
     fn build_plans(&self, loaded: &LoadedScope) -> OpsResult<Vec<TablePlan>> {
         let copied = self.copied(loaded);
@@ -182,7 +274,7 @@ impl Migration {
             is_admin: Self::is_admin(),
             lookups: Default::default(),
         };
-        let filters = loaded.filters();
+        let filters = self.filters(loaded);
         let mut plans = vec![];
         for (i, ((source, role), target)) in copied.iter().zip(targets).enumerate() {
             let mut filter = filters.filter(*source).to_string();
@@ -248,6 +340,18 @@ impl Migration {
                 target_privileges,
                 "migrate_tenant",
             ))?;
+        }
+        if self.options.cross_tenant == options::CrossTenant::Copy {
+            let extra = self.collect_extra(&loaded)?;
+            jobs::log(
+                self.job_id,
+                "cross_tenant.copy",
+                Some("prepare"),
+                None,
+                Some(extra),
+                Some("rows of other tenants brought along"),
+                None,
+            );
         }
         for p in &plans {
             note(self.check_types(p))?;
@@ -565,7 +669,7 @@ impl Migration {
             is_admin: true,
             lookups: Default::default(),
         };
-        let filters = loaded.filters();
+        let filters = self.filters(loaded);
         for ((source, role), target) in shared.iter().zip(targets) {
             let p = planner.plan_table(
                 0,
@@ -1388,6 +1492,27 @@ fn require_privileges(
     }
 }
 
+/// `ARRAY[(alias.k1)::text, ...]` over a table's primary key (unqualified without an alias).
+fn key_array(
+    c: &crate::scope::graph::Catalog,
+    table: TableId,
+    alias: Option<&str>,
+) -> Option<String> {
+    let t = c.table(table);
+    let pk = t.primary_key.as_ref()?;
+    let cols: Vec<String> = pk
+        .iter()
+        .map(|k| {
+            let q = t.column(k).map(|x| x.quoted.as_str()).unwrap_or(k);
+            match alias {
+                Some(a) => format!("({a}.{q})::text"),
+                None => format!("({q})::text"),
+            }
+        })
+        .collect();
+    Some(format!("ARRAY[{}]", cols.join(", ")))
+}
+
 /// `alias."col"` for each column of an edge side.
 fn qualified_cols(t: &crate::scope::graph::Table, cols: &[String], alias: &str) -> Vec<String> {
     cols.iter()
@@ -1786,6 +1911,10 @@ pub fn rollback(job_id: i64) -> OpsResult<Value> {
                AND NOT EXISTS (SELECT FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
                                 WHERE j.id <> $1 AND j.kind = 'migrate' AND j.status NOT IN ('rolled_back', 'cancelled')
                                   AND t.source = m.source)",
+            &[job_id.into()],
+        )?;
+        Spi::run_with_args(
+            "DELETE FROM tenant_ops.job_extra WHERE job_id = $1",
             &[job_id.into()],
         )?;
         Spi::run_with_args(

@@ -295,6 +295,12 @@ impl MigrateOptions {
                 Some("A move deletes the source rows only after the copy is verified.".into()),
             ));
         }
+        if o.mode == Mode::Move && o.cross_tenant == CrossTenant::Copy {
+            return Err(OpsError::InvalidOption(
+                "option \"cross_tenant\": \"copy\" cannot be combined with mode \"move\"".into(),
+                Some("A move deletes what it copies, and the rows brought along belong to other tenants.".into()),
+            ));
+        }
         if o.mode == Mode::Move && o.new_tenant.is_some() {
             return Err(bad(
                 "option \"new_tenant\" (a clone) cannot be combined with mode \"move\"".into(),

@@ -664,11 +664,27 @@ pub struct Filters<'a> {
     catalog: &'a Catalog,
     scope: &'a ResolvedScope,
     key_type: String,
-    cache: BTreeMap<TableId, String>,
+    /// The tenant's own rows: what ownership chains are built from.
+    base: BTreeMap<TableId, String>,
+    /// What is taken of each table: the base, or the base OR an extension (rows of other
+    /// tenants brought along). Shared tables follow these.
+    finals: BTreeMap<TableId, String>,
+    extensions: BTreeMap<TableId, String>,
 }
 
 impl<'a> Filters<'a> {
     pub fn new(catalog: &'a Catalog, scope: &'a ResolvedScope) -> Self {
+        Self::with_extensions(catalog, scope, BTreeMap::new())
+    }
+
+    /// Filters where some root or owned tables also take the rows an extension condition
+    /// selects (over the table's unqualified columns). Extensions widen what is taken of a
+    /// table, and so the shared rows it references, but never its children's ownership.
+    pub fn with_extensions(
+        catalog: &'a Catalog,
+        scope: &'a ResolvedScope,
+        extensions: BTreeMap<TableId, String>,
+    ) -> Self {
         let root = catalog.table(scope.root);
         let key_type = root
             .column(&scope.tenant_key)
@@ -678,7 +694,9 @@ impl<'a> Filters<'a> {
             catalog,
             scope,
             key_type,
-            cache: BTreeMap::new(),
+            base: BTreeMap::new(),
+            finals: BTreeMap::new(),
+            extensions,
         };
         // An owned table's filter uses its owner's, so the root and owned tables are built
         // parents first; a shared table's filter uses those of the tables referencing it, so
@@ -697,17 +715,27 @@ impl<'a> Filters<'a> {
         order.extend(shared);
         for t in order {
             let sql = f.build(t);
-            f.cache.insert(t.oid, sql);
+            let last = match f.extensions.get(&t.oid) {
+                Some(ext) if t.role != Role::Shared => format!("({sql}) OR {ext}"),
+                _ => sql.clone(),
+            };
+            f.base.insert(t.oid, sql);
+            f.finals.insert(t.oid, last);
         }
         f
     }
 
     /// The WHERE clause (without `WHERE`) selecting the tenant's rows of `table`.
     pub fn filter(&self, table: TableId) -> &str {
-        self.cache
+        self.finals
             .get(&table)
             .map(String::as_str)
             .unwrap_or("false")
+    }
+
+    /// The tenant's own rows of `table`, without extensions.
+    pub fn base_filter(&self, table: TableId) -> &str {
+        self.base.get(&table).map(String::as_str).unwrap_or("false")
     }
 
     fn param(&self) -> String {
@@ -740,7 +768,7 @@ impl<'a> Filters<'a> {
                     c.col_tuple(e.child, &e.child_cols),
                     c.col_list(e.parent, &e.parent_cols),
                     parent.sql,
-                    self.filter(e.parent)
+                    self.base_filter(e.parent)
                 )
             }
             Role::Shared => {
@@ -752,7 +780,7 @@ impl<'a> Filters<'a> {
                     let e = &c.edges[*i];
                     // References from tables placed later (a cycle among shared tables) have
                     // no filter yet; they add nothing the earlier references did not.
-                    let Some(child_filter) = self.cache.get(&e.child) else {
+                    let Some(child_filter) = self.finals.get(&e.child) else {
                         continue;
                     };
                     by_key

@@ -124,6 +124,17 @@ SELECT tenant_ops.migrate_tenant('crm', '4', 'cross_t', '{"create_target": true,
 \echo :SQLSTATE
 SELECT tenant_ops.migrate_tenant('crm', '4', 'cross_t', '{"create_target": true, "shared": "copy", "cross_tenant": "null"}') IS NOT NULL AS copied;
 SELECT id, company_id, manager_id FROM cross_t.contact;
+-- "copy" brings the referenced row of the other tenant along, and what it needs in turn (its
+-- company), never that row's own children.
+CREATE SCHEMA cross_c;
+SELECT tenant_ops.migrate_tenant('crm', '4', 'cross_c', '{"create_target": true, "shared": "copy", "cross_tenant": "copy", "id_strategy": "uuid"}') AS job_cc \gset
+SELECT c.name AS company, count(p.*) AS contacts FROM cross_c.company c LEFT JOIN cross_c.contact p ON p.company_id = c.id GROUP BY 1 ORDER BY 1;
+SELECT m.email IS NOT DISTINCT FROM (SELECT email FROM crm.contact WHERE id = 1) AS manager_is_contact_1
+  FROM cross_c.contact p JOIN cross_c.contact m ON m.id = p.manager_id;
+SELECT count(*) AS deals_of_acme_not_copied FROM cross_c.deal;
+SELECT step, rows_total, rows_done, verified FROM tenant_ops.job_report(:job_cc) ORDER BY step;
+SELECT tenant_ops.migrate_tenant('crm', '4', 'cross_c', '{"cross_tenant": "copy", "mode": "move"}');
+\echo :SQLSTATE
 
 -- 5. move, then rollback: the source is back exactly as it was.
 SELECT md5(string_agg(c::text, '|' ORDER BY id)) AS contacts_before FROM crm.contact c \gset
