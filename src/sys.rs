@@ -144,20 +144,35 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
 /// Runs `f` with `search_path = pg_catalog, pg_temp`, restored afterwards (an ERROR restores it
 /// through transaction abort, as for a function's SET clause).
 pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
-    let name = CString::new("search_path").expect("static");
-    let value = CString::new("pg_catalog, pg_temp").expect("static");
+    with_settings(&[("search_path", "pg_catalog, pg_temp")], f)
+}
+
+/// Runs `f` with the given settings, restored afterwards, the way a function's SET clause
+/// scopes them (an ERROR restores them through transaction or subtransaction abort).
+pub fn with_settings<R>(settings: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
+    let pairs: Vec<(CString, CString)> = settings
+        .iter()
+        .map(|(n, v)| {
+            (
+                CString::new(*n).expect("setting name"),
+                CString::new(*v).expect("setting value"),
+            )
+        })
+        .collect();
     unsafe {
         let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        for (name, value) in &pairs {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         let r = f();
         pg_sys::AtEOXact_GUC(true, nest);
         r

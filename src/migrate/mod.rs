@@ -29,7 +29,7 @@ use crate::jobs::executor::Steps;
 use crate::jobs::{self, Job, JobTable, StepOutcome};
 use crate::scope::graph::{Role, TableId};
 use crate::scope::{self, LoadedScope};
-use crate::sys::{as_extension_owner, try_subtransaction};
+use crate::sys::{as_extension_owner, try_subtransaction, with_settings};
 use options::{IdStrategy, MigrateOptions, Mode, OnConflict, SharedMode};
 use plan::{Planner, TablePlan};
 use target::TargetTable;
@@ -76,6 +76,10 @@ pub struct Migration {
     /// Plans, once the targets exist (rebuilt on the first step of each executor run).
     plans: Option<Vec<TablePlan>>,
 }
+
+/// Settings for the statements of one step: hashing a batch's parent keys and mappings in
+/// memory rather than spilling them (bounded per hash; the step's memory stays flat).
+const STEP_SETTINGS: &[(&str, &str)] = &[("work_mem", "64MB")];
 
 /// The target schema is kept in the job's options under this key.
 const TARGET_SCHEMA_KEY: &str = "target_schema";
@@ -870,61 +874,130 @@ impl Migration {
             .expect("a plan per job table");
         let started = std::time::Instant::now();
         let conflict = self.conflict_clause(&p);
-        let (range, upper): (String, Option<Vec<Option<String>>>) = match &p.key {
-            None => ("true".into(), None),
+        let isolate = p.can_fail || self.options.continue_on_error;
+        let archive_before = matches!(
+            self.options.on_conflict,
+            OnConflict::Overwrite | OnConflict::Merge
+        ) && p.role != Role::Shared;
+        let after = if jt.last_key.is_some() {
+            format!(" AND {}", p.key_after(4).unwrap_or_default())
+        } else {
+            String::new()
+        };
+
+        // The common case, in one statement: the batch is taken once (materialized) and
+        // inserted from there, so the tenant filter is evaluated once per batch.
+        if p.key.is_some()
+            && !p.uses_id_map
+            && !isolate
+            && !archive_before
+            && p.role != Role::Shared
+        {
+            let order = p.key_list("s").expect("keyed");
+            let desc: Vec<String> = p
+                .key
+                .as_ref()
+                .expect("keyed")
+                .iter()
+                .map(|k| format!("s.{} DESC", k.quoted))
+                .collect();
+            let sql = format!(
+                "WITH b AS MATERIALIZED (SELECT s.* FROM {src} s WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}),
+                      ins AS (INSERT INTO {tgt} ({cols}) SELECT {sel} FROM b s{joins} {conflict} RETURNING 1)
+                 SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT {kt} FROM b s ORDER BY {desc} LIMIT 1),
+                        (SELECT pg_catalog.count(*) FROM ins)",
+                src = p.source_sql,
+                filter = p.filter,
+                tgt = p.target.sql,
+                cols = p.target_columns(),
+                sel = p.select_list(),
+                joins = p.joins,
+                kt = p.key_text("s"),
+                desc = desc.join(", ")
+            );
+            let args = self.params.with_keys(&[jt.last_key.as_ref()]);
+            let (taken, upper, inserted) = Spi::connect_mut(|c| {
+                let row = c.update(&sql, Some(1), &args)?.first();
+                Ok::<_, pgrx::spi::Error>((
+                    row.get::<i64>(1)?.unwrap_or(0),
+                    row.get::<Vec<Option<String>>>(2)?,
+                    row.get::<i64>(3)?.unwrap_or(0),
+                ))
+            })
+            .or_raise();
+            self.finish_batch(jt, &p, inserted, upper.as_deref(), taken < batch, started);
+            return Ok(());
+        }
+
+        let (range, upper, done): (String, Option<Vec<Option<String>>>, bool) = match &p.key {
+            None => ("true".into(), None, true),
             Some(_) => {
-                let after = if jt.last_key.is_some() {
-                    format!(" AND {}", p.key_after(4).expect("keyed"))
-                } else {
-                    String::new()
-                };
                 let order = p.key_list("s").expect("keyed");
-                // The batch's last key is the n-th row after the checkpoint; none means this is
-                // the table's final (partial) batch, bounded below only.
-                let bounds = format!(
-                    "SELECT (SELECT {kt} FROM {src} s WHERE ({filter}){after} ORDER BY {order} OFFSET {skip} LIMIT 1)",
+                let desc: Vec<String> = p
+                    .key
+                    .as_ref()
+                    .expect("keyed")
+                    .iter()
+                    .map(|k| format!("b.{} DESC", k.quoted))
+                    .collect();
+                let keycols: Vec<String> = p
+                    .key
+                    .as_ref()
+                    .expect("keyed")
+                    .iter()
+                    .map(|k| format!("s.{}", k.quoted))
+                    .collect();
+                // The batch's keys, taken once; a uuid migration records their new ids in the
+                // same pass (as the owner: id_map is the extension's).
+                let record = match (&p.uses_id_map, &p.single_key) {
+                    (true, Some(key)) => format!(
+                        ", m AS (INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
+                                 SELECT $2, {oid}::pg_catalog.regclass, (b.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
+                                   FROM b ON CONFLICT DO NOTHING)",
+                        oid = p.source
+                    ),
+                    _ => String::new(),
+                };
+                let sql = format!(
+                    "WITH b AS MATERIALIZED (SELECT {kt} AS __tenant_ops_k, {keycols} FROM {src} s
+                                              WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}){record}
+                     SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT __tenant_ops_k FROM b ORDER BY {desc} LIMIT 1)",
                     kt = p.key_text("s"),
+                    keycols = keycols.join(", "),
                     src = p.source_sql,
                     filter = p.filter,
-                    skip = batch - 1
+                    desc = desc.join(", ")
                 );
-                let mut args = self.params.args();
-                args.push(jt.last_key.clone().unwrap_or_default().into());
-                let upper =
-                    Spi::get_one_with_args::<Vec<Option<String>>>(&bounds, &args).or_raise();
-                let mut range = match upper {
-                    Some(_) => p.key_upto(5).expect("keyed").to_string(),
-                    None => "true".to_string(),
-                };
+                let args = self.params.with_keys(&[jt.last_key.as_ref()]);
+                let run = || Spi::get_two_with_args::<i64, Vec<Option<String>>>(&sql, &args);
+                let (taken, upper) = if p.uses_id_map {
+                    as_extension_owner(run)
+                } else {
+                    run()
+                }
+                .or_raise();
+                let taken = taken.unwrap_or(0);
+                if taken == 0 {
+                    self.finish_batch(jt, &p, 0, None, true, started);
+                    return Ok(());
+                }
+                if p.uses_id_map && jt.last_key.is_none() {
+                    // Fresh statistics once a table starts mapping: without them the planner
+                    // takes a table's mappings for one row and sizes its hashes wrongly.
+                    as_extension_owner(|| Spi::run("ANALYZE tenant_ops.id_map")).or_raise();
+                }
+                let mut range = p.key_upto(5).expect("keyed").to_string();
                 if jt.last_key.is_some() {
                     range = format!("{} AND {range}", p.key_after(4).expect("keyed"));
                 }
-                (range, upper)
+                (range, upper, taken < batch)
             }
         };
         let bounds = [jt.last_key.as_ref(), upper.as_ref()];
         let args = self.params.with_keys(&bounds);
         let where_ = format!("({}) AND {range}", p.filter);
 
-        if p.uses_id_map {
-            let key = p
-                .single_key
-                .as_ref()
-                .expect("id_map needs a single-column key");
-            let sql = format!(
-                "INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
-                 SELECT $2, {oid}::pg_catalog.regclass, (s.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
-                   FROM {src} s WHERE {where_} ON CONFLICT DO NOTHING",
-                oid = p.source,
-                src = p.source_sql
-            );
-            as_extension_owner(|| Spi::run_with_args(&sql, &args)).or_raise();
-        }
-        if matches!(
-            self.options.on_conflict,
-            OnConflict::Overwrite | OnConflict::Merge
-        ) && p.role != Role::Shared
-        {
+        if archive_before {
             let sql = format!(
                 "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
                  SELECT {job_id}, {step}, 'target_before', pg_catalog.to_jsonb(t) FROM {tgt} t WHERE {rows}",
@@ -952,7 +1025,6 @@ impl Migration {
             sel = p.select_list(),
             src = p.source_sql
         );
-        let isolate = p.can_fail || self.options.continue_on_error;
         let inserted = if isolate {
             match try_subtransaction(|| self.run_insert(&insert, &args, &p, job_id)) {
                 Ok(n) => n,
@@ -961,16 +1033,30 @@ impl Migration {
         } else {
             self.run_insert(&insert, &args, &p, job_id)
         };
-        let done = p.key.is_none() || upper.is_none();
+        self.finish_batch(jt, &p, inserted, upper.as_deref(), done, started);
+        Ok(())
+    }
+
+    /// Records a batch: the checkpoint (in the batch's transaction), a log line, and the
+    /// pause that `max_rows_per_second` asks for.
+    fn finish_batch(
+        &self,
+        jt: &JobTable,
+        p: &TablePlan,
+        inserted: i64,
+        upper: Option<&[Option<String>]>,
+        done: bool,
+        started: std::time::Instant,
+    ) {
         jobs::checkpoint(
-            job_id,
+            self.job_id,
             jt.step,
             if done { "copied" } else { "copying" },
             inserted,
-            upper.as_deref(),
+            upper,
         );
         jobs::log(
-            job_id,
+            self.job_id,
             "step",
             Some("copy"),
             Some(p.source),
@@ -986,7 +1072,6 @@ impl Migration {
                     .or_raise();
             }
         }
-        Ok(())
     }
 
     /// Runs the copy statement; returns the rows written. Shared rows added are recorded.
@@ -1695,7 +1780,7 @@ impl Steps for Migration {
                     .find(|t| t.stage == "pending" || t.stage == "copying")
                 {
                     Some(jt) => {
-                        self.copy_step(jt)?;
+                        with_settings(STEP_SETTINGS, || self.copy_step(jt))?;
                         let after = jobs::tables(self.job_id);
                         let t = after
                             .iter()
@@ -1741,7 +1826,7 @@ impl Steps for Migration {
                     .iter()
                     .find(|t| t.stage == "fixed")
                 {
-                    Some(jt) => self.verify_step(jt)?,
+                    Some(jt) => with_settings(STEP_SETTINGS, || self.verify_step(jt))?,
                     None => jobs::set_stage(
                         self.job_id,
                         if self.options.mode == Mode::Move {
