@@ -887,20 +887,10 @@ impl Migration {
 
         // The common case, in one statement: the batch is taken once (materialized) and
         // inserted from there, so the tenant filter is evaluated once per batch.
-        if p.key.is_some()
-            && !p.uses_id_map
-            && !isolate
-            && !archive_before
-            && p.role != Role::Shared
-        {
+        let fused = !p.uses_id_map && !isolate && !archive_before && p.role != Role::Shared;
+        if let (true, Some(key)) = (fused, &p.key) {
             let order = p.key_list("s").expect("keyed");
-            let desc: Vec<String> = p
-                .key
-                .as_ref()
-                .expect("keyed")
-                .iter()
-                .map(|k| format!("s.{} DESC", k.quoted))
-                .collect();
+            let desc: Vec<String> = key.iter().map(|k| format!("s.{} DESC", k.quoted)).collect();
             let sql = format!(
                 "WITH b AS MATERIALIZED (SELECT s.* FROM {src} s WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}),
                       ins AS (INSERT INTO {tgt} ({cols}) SELECT {sel} FROM b s{joins} {conflict} RETURNING 1)
