@@ -260,10 +260,10 @@ summary() {
             'BEGIN { printf "%-16s %10d %9.2f %10.0f   %.2f (copy only %.2f: verify %.2fs of %.2fs)\n",
                      name, r, s, r / s, h / s, h / (s - v), v, s }'
     done
-    awk -v o="$SMALL" -v r="$small_rows" -v s="${secs[small]}" -v p="${prepare_s[small]}" \
-        -v c="${copy_s[small]}" -v v="${verify_s[small]}" \
-        'BEGIN { printf "(office %s, %d rows, migrate uuid: %.2fs, %.0f rows/s; prepare %.2fs, copy %.2fs, verify %.2fs)\n",
-                 o, r, s, r / s, p, c, v }'
+    awk -v o="$SMALL" -v rc="$(with_commas "$small_rows")" -v r="$small_rows" -v s="${secs[small]}" \
+        -v p="${prepare_s[small]}" -v c="${copy_s[small]}" -v v="${verify_s[small]}" \
+        'BEGIN { printf "office %s (%s rows), migrate uuid: %.2fs, %.0f rows/s (prepare %.2fs, copy %.2fs, verify %.2fs)\n",
+                 o, rc, s, r / s, p, c, v }'
     printf 'peak memory (VmHWM): office %s (%s rows) %s MB; office %s (%s rows) %s MB  [hand-written, office %s: %s MB]\n' \
         "$SMALL" "$(with_commas "$small_rows")" "$(mb "${hwm[small]}")" \
         "$BIG" "$(with_commas "$big_rows")" "$(mb "${hwm[uuid]}")" "$BIG" "$(mb "${hwm[hand]}")"

@@ -85,8 +85,14 @@ CREATE TABLE tenant_ops.jobs (
     result        jsonb,
     stage         text NOT NULL DEFAULT 'prepare',
     executor      text NOT NULL DEFAULT 'inline' CHECK (executor IN ('inline', 'procedure', 'background')),
-    updated_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+    updated_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    next_run_at   timestamptz,
+    worker_pid    int,
+    cancel_requested boolean NOT NULL DEFAULT false
 );
+CREATE INDEX jobs_queue_idx ON tenant_ops.jobs (id) WHERE status = 'queued' AND executor = 'background';
+COMMENT ON COLUMN tenant_ops.jobs.next_run_at IS 'A queued background job is not started before this (retry back-off).';
+COMMENT ON COLUMN tenant_ops.jobs.worker_pid IS 'The background worker running the job, while it runs.';
 CREATE INDEX jobs_open_idx ON tenant_ops.jobs (kind, scope, tenant) WHERE status IN ('queued', 'running', 'paused');
 COMMENT ON TABLE tenant_ops.jobs IS
     'One row per operation: what, for whom, its status and outcome. stage and tenant_ops.job_tables hold the checkpoint a step resumes from.';
@@ -168,6 +174,15 @@ CREATE TABLE tenant_ops.job_extra (
 );
 COMMENT ON TABLE tenant_ops.job_extra IS
     'Rows of other tenants a migration brings along (cross_tenant copy): their primary keys, per job and table.';
+
+CREATE TABLE tenant_ops.scheduler_state (
+    id          int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    pid         int,
+    started_at  timestamptz,
+    heartbeat   timestamptz
+);
+COMMENT ON TABLE tenant_ops.scheduler_state IS
+    'The background scheduler of this database: its pid and last heartbeat (see scheduler_health()).';
 
 CREATE VIEW tenant_ops.progress AS
 SELECT j.id AS job_id,

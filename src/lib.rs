@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod migrate;
 pub mod scope;
 pub mod sys;
+pub mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -23,11 +24,15 @@ extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 // Privileges on everything, once every function exists.
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
-/// Registers the settings. Works with or without `shared_preload_libraries`; the background
-/// workers of later milestones will need the preload and say so.
+/// Registers the settings, and the background launcher when loaded by
+/// `shared_preload_libraries` (without the preload everything but background jobs works, and
+/// those say so).
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    if worker::preloading() {
+        worker::register_launcher();
+    }
 }
 
 // `#[pg_schema]` needs an inline module; the tests themselves live in tests.rs.

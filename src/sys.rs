@@ -131,14 +131,20 @@ pub fn extension_owner() -> pg_sys::Oid {
 /// catalog honest while every function still runs with the caller's privileges on user data.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
+    as_role(owner, || with_safe_search_path(f))
+}
+
+/// Runs `f` as `role` (the way SET ROLE would, restored afterwards, also on error). Background
+/// workers connect as a superuser and run each job step as the role that submitted the job.
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let mut uid = pg_sys::Oid::INVALID;
     let mut ctx = 0i32;
     unsafe { pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx) };
     let _guard = UserGuard { uid, ctx };
     unsafe {
-        pg_sys::SetUserIdAndSecContext(owner, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        pg_sys::SetUserIdAndSecContext(role, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
     }
-    with_safe_search_path(f)
+    f()
 }
 
 /// Runs `f` with `search_path = pg_catalog, pg_temp`, restored afterwards (an ERROR restores it

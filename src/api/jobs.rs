@@ -144,3 +144,292 @@ COMMENT ON PROCEDURE tenant_ops.run_job(bigint) IS
     name = "run_job_procedure",
     requires = ["bootstrap"]
 );
+
+/// The job, checked to be in one of `allowed` statuses for `action`.
+fn job_in(job_id: i64, allowed: &[&str], action: &'static str, hint: &str) -> jobs::Job {
+    let job = jobs::load(job_id).or_raise();
+    if !allowed.contains(&job.status.as_str()) {
+        OpsError::JobState {
+            job: job_id,
+            status: job.status,
+            action,
+            hint: Some(hint.into()),
+        }
+        .raise();
+    }
+    job
+}
+
+/// Pauses a queued or running job after its current step; `resume_job` continues it.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.pause_job(job_id bigint) RETURNS text
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.pause_job(bigint) IS 'Pauses a queued or running job after its current step.';
+"#)]
+fn pause_job(job_id: Option<i64>) -> String {
+    let job_id = required(job_id, "job_id");
+    job_in(
+        job_id,
+        &["queued", "running"],
+        "be paused",
+        "Only a queued or running job can be paused.",
+    );
+    jobs::set_state(job_id, "status = 'paused'");
+    jobs::log(job_id, "job.paused", None, None, None, None, None);
+    jobs::notify(job_id, "job.paused", None);
+    audit::record(
+        "pause_job",
+        &format!("job {job_id}"),
+        json!({"job_id": job_id}),
+        "paused",
+    );
+    "paused".into()
+}
+
+/// Puts a paused job back in the background queue; it resumes from its checkpoint.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.resume_job(job_id bigint) RETURNS text
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.resume_job(bigint) IS 'Resumes a paused job (in the background) from its checkpoint.';
+"#)]
+fn resume_job(job_id: Option<i64>) -> String {
+    let job_id = required(job_id, "job_id");
+    job_in(
+        job_id,
+        &["paused"],
+        "be resumed",
+        "Only a paused job can be resumed.",
+    );
+    crate::worker::require_workers().or_raise();
+    jobs::set_state(
+        job_id,
+        "status = 'queued', executor = 'background', next_run_at = NULL, worker_pid = NULL",
+    );
+    jobs::log(job_id, "job.resumed", None, None, None, None, None);
+    jobs::notify(job_id, "job.resumed", None);
+    crate::worker::wake_scheduler_after_commit();
+    audit::record(
+        "resume_job",
+        &format!("job {job_id}"),
+        json!({"job_id": job_id}),
+        "queued",
+    );
+    "queued".into()
+}
+
+/// Cancels a job. A queued or paused job is undone at once; a running one is stopped and
+/// undone by its worker after the current step. Either way the target ends as it was before.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.cancel_job(job_id bigint) RETURNS text
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.cancel_job(bigint) IS 'Cancels a job; what it wrote is undone.';
+"#)]
+fn cancel_job(job_id: Option<i64>) -> String {
+    let job_id = required(job_id, "job_id");
+    let job = job_in(
+        job_id,
+        &["queued", "running", "paused", "failed"],
+        "be cancelled",
+        "The job has already ended.",
+    );
+    let outcome = if job.status == "running" {
+        jobs::set_state(job_id, "cancel_requested = true");
+        jobs::log(job_id, "job.cancel_requested", None, None, None, None, None);
+        "cancelling"
+    } else {
+        crate::migrate::revert(job_id, "cancelled").or_raise();
+        "cancelled"
+    };
+    audit::record(
+        "cancel_job",
+        &format!("job {job_id}"),
+        json!({"job_id": job_id}),
+        outcome,
+    );
+    outcome.into()
+}
+
+/// Queues a failed or cancelled job again (in the background), with its attempts reset.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.retry_job(job_id bigint) RETURNS text
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.retry_job(bigint) IS 'Queues a failed job again; it resumes from its checkpoint.';
+"#)]
+fn retry_job(job_id: Option<i64>) -> String {
+    let job_id = required(job_id, "job_id");
+    job_in(
+        job_id,
+        &["failed"],
+        "be retried",
+        "Only a failed job can be retried.",
+    );
+    crate::worker::require_workers().or_raise();
+    jobs::set_state(
+        job_id,
+        "status = 'queued', executor = 'background', attempts = 0, error = NULL, next_run_at = NULL, worker_pid = NULL",
+    );
+    jobs::log(job_id, "job.retried", None, None, None, None, None);
+    jobs::notify(job_id, "job.queued", None);
+    crate::worker::wake_scheduler_after_commit();
+    audit::record(
+        "retry_job",
+        &format!("job {job_id}"),
+        json!({"job_id": job_id}),
+        "queued",
+    );
+    "queued".into()
+}
+
+/// Blocks until the job ends (succeeded, failed, cancelled, rolled back) or `timeout` passes,
+/// and returns its status. A job queued by this very transaction is an error: no worker can
+/// see it before it commits.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.wait_for_job(job_id bigint, timeout interval DEFAULT NULL) RETURNS text
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.wait_for_job(bigint, interval) IS 'Waits for a job to end and returns its status.';
+"#)]
+fn wait_for_job(
+    job_id: Option<i64>,
+    timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
+) -> String {
+    let job_id = required(job_id, "job_id");
+    jobs::load(job_id).or_raise();
+    let mine = Spi::get_one_with_args::<bool>(
+        "SELECT (SELECT xmin::text::bigint FROM tenant_ops.jobs WHERE id = $1)
+                = pg_catalog.txid_current_if_assigned() % 4294967296",
+        &[job_id.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    if mine {
+        OpsError::JobState {
+            job: job_id,
+            status: "not committed yet".into(),
+            action: "be waited for in the transaction that created it",
+            hint: Some("COMMIT first: no worker can see the job before that.".into()),
+        }
+        .raise();
+    }
+    let limit = timeout.map(|t| {
+        let micros = t.as_micros();
+        std::time::Duration::from_micros(micros.max(0) as u64)
+    });
+    let started = std::time::Instant::now();
+    loop {
+        let status = Spi::get_one_with_args::<String>(
+            "SELECT (SELECT status FROM tenant_ops.jobs WHERE id = $1)",
+            &[job_id.into()],
+        )
+        .or_raise()
+        .unwrap_or_default();
+        if matches!(
+            status.as_str(),
+            "succeeded" | "failed" | "cancelled" | "rolled_back"
+        ) {
+            return status;
+        }
+        if limit.is_some_and(|l| started.elapsed() >= l) {
+            return status;
+        }
+        Spi::run("SELECT pg_catalog.pg_sleep(0.05)").or_raise();
+    }
+}
+
+/// The background machinery of this database at a glance.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.scheduler_health()
+RETURNS TABLE(launcher_pid int, scheduler_pid int, scheduler_started_at timestamptz, last_heartbeat timestamptz,
+              queued bigint, running bigint, failed bigint, workers_running bigint, max_workers int)
+STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.scheduler_health() IS
+'Launcher and scheduler processes, last heartbeat, and the queue: queued, running, failed jobs, workers running.';
+"#)]
+#[allow(clippy::type_complexity)]
+fn scheduler_health() -> TableIterator<
+    'static,
+    (
+        name!(launcher_pid, Option<i32>),
+        name!(scheduler_pid, Option<i32>),
+        name!(
+            scheduler_started_at,
+            Option<pgrx::datum::TimestampWithTimeZone>
+        ),
+        name!(last_heartbeat, Option<pgrx::datum::TimestampWithTimeZone>),
+        name!(queued, i64),
+        name!(running, i64),
+        name!(failed, i64),
+        name!(workers_running, i64),
+        name!(max_workers, i32),
+    ),
+> {
+    let row = Spi::connect(|c| {
+        let r = c
+            .select(
+                "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 LIMIT 1),
+                        (SELECT s.pid FROM tenant_ops.scheduler_state s
+                          WHERE s.pid IN (SELECT pid FROM pg_catalog.pg_stat_activity)),
+                        (SELECT started_at FROM tenant_ops.scheduler_state),
+                        (SELECT heartbeat FROM tenant_ops.scheduler_state),
+                        (SELECT pg_catalog.count(*) FROM tenant_ops.jobs WHERE status = 'queued'),
+                        (SELECT pg_catalog.count(*) FROM tenant_ops.jobs WHERE status = 'running'),
+                        (SELECT pg_catalog.count(*) FROM tenant_ops.jobs WHERE status = 'failed'),
+                        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type LIKE $2 || '%')",
+                Some(1),
+                &[crate::worker::LAUNCHER_TYPE.into(), crate::worker::JOB_TYPE_PREFIX.into()],
+            )?
+            .first();
+        Ok::<_, pgrx::spi::Error>((
+            r.get::<i32>(1)?,
+            r.get::<i32>(2)?,
+            r.get::<pgrx::datum::TimestampWithTimeZone>(3)?,
+            r.get::<pgrx::datum::TimestampWithTimeZone>(4)?,
+            r.get::<i64>(5)?.unwrap_or(0),
+            r.get::<i64>(6)?.unwrap_or(0),
+            r.get::<i64>(7)?.unwrap_or(0),
+            r.get::<i64>(8)?.unwrap_or(0),
+        ))
+    })
+    .or_raise();
+    TableIterator::once((
+        row.0,
+        row.1,
+        row.2,
+        row.3,
+        row.4,
+        row.5,
+        row.6,
+        row.7,
+        crate::gucs::max_workers(),
+    ))
+}
+
+/// Deletes finished jobs (with their logs, errors, checkpoints and archives) older than
+/// `tenant_ops.history_retention`. Returns how many jobs went.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.purge_history() RETURNS bigint
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.purge_history() IS 'Deletes finished jobs older than tenant_ops.history_retention.';
+"#)]
+fn purge_history() -> i64 {
+    let minutes = crate::gucs::history_retention_minutes();
+    let n = crate::sys::as_extension_owner(|| {
+        Spi::connect_mut(|c| {
+            c.update(
+                "DELETE FROM tenant_ops.jobs
+                  WHERE status IN ('succeeded', 'failed', 'cancelled', 'rolled_back')
+                    AND finished_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1)",
+                None,
+                &[minutes.into()],
+            )
+            .map(|t| t.len() as i64)
+        })
+    })
+    .or_raise();
+    audit::record(
+        "purge_history",
+        "jobs",
+        json!({"retention_minutes": minutes}),
+        &format!("{n} jobs"),
+    );
+    n
+}

@@ -37,14 +37,11 @@ fn migrate_tenant(
         .to_string_lossy()
         .into_owned();
     let options = options.map(|j| j.0).unwrap_or_else(|| json!({}));
-    if background.unwrap_or(false) {
-        OpsError::FeatureNotSupported(
-            "background => true needs the background workers, which are not part of this version".into(),
-            Some("Create the job with options {\"defer\": true} and run it with CALL tenant_ops.run_job(job_id), which commits after every step.".into()),
-        )
-        .raise();
+    let background = background.unwrap_or(false);
+    if background {
+        crate::worker::require_workers().or_raise();
     }
-    let (job_id, parsed) = migrate::submit(scope, tenant, &target_schema, &options)
+    let (job_id, parsed) = migrate::submit(scope, tenant, &target_schema, &options, background)
         .inspect_err(|e| audit::log_failure("migrate_tenant", scope, e))
         .or_raise();
     audit::record(
@@ -53,6 +50,10 @@ fn migrate_tenant(
         json!({"target_schema": target_schema, "options": options}),
         &format!("job {job_id}"),
     );
+    if background {
+        crate::worker::wake_scheduler_after_commit();
+        return job_id;
+    }
     if parsed.defer {
         return job_id;
     }

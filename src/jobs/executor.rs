@@ -70,6 +70,11 @@ pub fn run_committing(job_id: i64, factory: StepsFactory) -> OpsResult<Value> {
         if job.status == "paused" || job.status == "cancelled" {
             return Ok(Value::Null);
         }
+        if super::cancel_requested(job_id) {
+            let undone = crate::migrate::revert(job_id, "cancelled");
+            commit();
+            return undone;
+        }
         let outcome = try_subtransaction(|| steps.step(&job));
         match outcome {
             Ok(Ok(StepOutcome::Continue)) => commit(),

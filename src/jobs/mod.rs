@@ -60,7 +60,7 @@ fn owner_run(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
 
 /// Creates a job row and returns its id.
 pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: &str) -> i64 {
-    as_extension_owner(|| {
+    let id = as_extension_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO tenant_ops.jobs (kind, scope, tenant, options, executor, submitted_by)
              VALUES ($1, $2, $3, $4, $5, $6::name) RETURNING id",
@@ -75,7 +75,96 @@ pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: 
         )
     })
     .or_raise()
-    .expect("INSERT ... RETURNING gives a row")
+    .expect("INSERT ... RETURNING gives a row");
+    notify(id, "job.queued", None);
+    id
+}
+
+/// Sends `NOTIFY tenant_ops_events` with a JSON payload describing the job (delivered when the
+/// transaction commits, like every NOTIFY).
+pub fn notify(id: i64, event: &str, extra: Option<Value>) {
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_notify('tenant_ops_events',
+                (pg_catalog.jsonb_build_object('event', $2, 'job_id', id, 'kind', kind, 'scope', scope,
+                                               'tenant', tenant, 'status', status, 'stage', stage) || coalesce($3, '{}'))::text)
+           FROM tenant_ops.jobs WHERE id = $1",
+        &[id.into(), event.into(), extra.map(JsonB).into()],
+    )
+    .or_raise();
+}
+
+/// `job.progress`, at most once a second per process (listeners want a pulse, not a flood).
+pub fn notify_progress(id: i64, figures: Value) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    if now.saturating_sub(LAST_MS.load(Ordering::Relaxed)) >= 1000 {
+        LAST_MS.store(now, Ordering::Relaxed);
+        notify(id, "job.progress", Some(figures));
+    }
+}
+
+/// Whether someone asked to cancel the job while it ran.
+pub fn cancel_requested(id: i64) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT (SELECT cancel_requested FROM tenant_ops.jobs WHERE id = $1)",
+        &[id.into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
+}
+
+pub fn attempts(id: i64) -> i32 {
+    Spi::get_one_with_args::<i32>(
+        "SELECT (SELECT attempts FROM tenant_ops.jobs WHERE id = $1)",
+        &[id.into()],
+    )
+    .or_raise()
+    .unwrap_or(0)
+}
+
+/// Puts a failed background job back in the queue, to start again after `delay_s` seconds.
+pub fn requeue(id: i64, error: &str, delay_s: f64) {
+    owner_run(
+        "UPDATE tenant_ops.jobs SET status = 'queued', worker_pid = NULL, error = $2,
+                next_run_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $3),
+                updated_at = pg_catalog.clock_timestamp()
+          WHERE id = $1",
+        &[id.into(), error.into(), delay_s.into()],
+    );
+    log(
+        id,
+        "job.retry",
+        None,
+        None,
+        None,
+        Some(error),
+        Some(serde_json::json!({"delay_seconds": delay_s})),
+    );
+    notify(
+        id,
+        "job.retry",
+        Some(serde_json::json!({"delay_seconds": delay_s, "error": error})),
+    );
+}
+
+/// The worker leaves a job it no longer runs (paused or cancelled by someone else).
+pub fn release_worker(id: i64) {
+    owner_run(
+        "UPDATE tenant_ops.jobs SET worker_pid = NULL WHERE id = $1",
+        &[id.into()],
+    );
+}
+
+/// Moves a job between queue states (pause, resume, retry, cancel request) as asked by a user.
+pub fn set_state(id: i64, sql_set: &str) {
+    owner_run(
+        &format!("UPDATE tenant_ops.jobs SET {sql_set}, updated_at = pg_catalog.clock_timestamp() WHERE id = $1"),
+        &[id.into()],
+    );
 }
 
 /// The role the caller acts as (the job's submitter).
@@ -132,13 +221,14 @@ pub fn mark_running(id: i64, executor: &str) {
         Some(&format!("executor {executor}")),
         None,
     );
+    notify(id, "job.started", None);
 }
 
 /// Moves a job to a final (or paused) status.
 pub fn finish(id: i64, status: &str, error: Option<&str>, result: Option<&Value>) {
     owner_run(
         "UPDATE tenant_ops.jobs
-            SET status = $2, error = $3, result = coalesce($4, result),
+            SET status = $2, error = $3, result = coalesce($4, result), worker_pid = NULL, cancel_requested = false,
                 finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled', 'rolled_back')
                                    THEN pg_catalog.clock_timestamp() END,
                 updated_at = pg_catalog.clock_timestamp()
@@ -151,6 +241,11 @@ pub fn finish(id: i64, status: &str, error: Option<&str>, result: Option<&Value>
         ],
     );
     log(id, &format!("job.{status}"), None, None, None, error, None);
+    notify(
+        id,
+        &format!("job.{status}"),
+        error.map(|e| serde_json::json!({"error": e})),
+    );
 }
 
 pub fn set_stage(id: i64, stage: &str) {

@@ -1779,6 +1779,10 @@ impl Steps for Migration {
                         if t.rows_done == jt.rows_done {
                             return Ok(StepOutcome::Continue);
                         }
+                        jobs::notify_progress(
+                            self.job_id,
+                            json!({"table": relation_name(t.source), "rows_done": t.rows_done, "rows_total": t.rows_total}),
+                        );
                         jobs::notice(&format!(
                             "pg_tenant_ops job {}: {} {}/{} rows",
                             self.job_id,
@@ -1875,6 +1879,7 @@ pub fn submit(
     tenant: &str,
     target_schema: &str,
     raw_options: &Value,
+    background: bool,
 ) -> OpsResult<(i64, MigrateOptions)> {
     let options = MigrateOptions::parse(raw_options)?;
     let loaded = scope::load(scope_name)?;
@@ -1927,7 +1932,13 @@ pub fn submit(
         scope_name,
         tenant,
         &stored,
-        if options.defer { "procedure" } else { "inline" },
+        if background {
+            "background"
+        } else if options.defer {
+            "procedure"
+        } else {
+            "inline"
+        },
     );
     jobs::log(id, "job.queued", Some("prepare"), None, None, None, None);
     Ok((id, options))
@@ -1951,10 +1962,17 @@ pub fn rollback(job_id: i64) -> OpsResult<Value> {
             hint: Some("Only a finished, failed or cancelled migration can be rolled back.".into()),
         });
     }
+    revert(job_id, "rolled_back")
+}
+
+/// Undoes whatever a migration job wrote so far and gives it `final_status` (`rolled_back`
+/// for a rollback, `cancelled` for a cancel): the target is left as it was before the job.
+pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
+    let job = jobs::load(job_id)?;
     let mut m = Migration::from_job(&job)?;
     let tables = jobs::tables(job_id);
     if tables.is_empty() {
-        jobs::finish(job_id, "rolled_back", None, None);
+        jobs::finish(job_id, final_status, None, None);
         return Ok(json!({"tables": []}));
     }
     let moved = m.options.mode == Mode::Move && tables.iter().any(|t| t.stage == "deleted");
@@ -1999,7 +2017,7 @@ pub fn rollback(job_id: i64) -> OpsResult<Value> {
     })
     .or_raise();
     let result = json!({"rolled_back": report, "source_restored": moved});
-    jobs::finish(job_id, "rolled_back", None, Some(&result));
+    jobs::finish(job_id, final_status, None, Some(&result));
     Ok(result)
 }
 

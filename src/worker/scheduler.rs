@@ -1,0 +1,185 @@
+//! The scheduler of one database: claims queued background jobs (`FOR UPDATE SKIP LOCKED`)
+//! within the caps, starts one dynamic worker per job, puts back in the queue the jobs whose
+//! worker died (a crash, a kill), and keeps a heartbeat. Woken by a latch when a job is
+//! queued (see `wake_scheduler_after_commit`), otherwise every second.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+
+use super::{Signals, JOB_TYPE_PREFIX, LIBRARY};
+use crate::gucs;
+
+const POLL: Duration = Duration::from_secs(1);
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn tenant_ops_scheduler_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    if !BackgroundWorker::transaction(extension_installed) {
+        return; // The launcher tries again later.
+    }
+    BackgroundWorker::transaction(|| {
+        Spi::run(
+            "INSERT INTO tenant_ops.scheduler_state (id, pid, started_at, heartbeat)
+             VALUES (1, pg_catalog.pg_backend_pid(), pg_catalog.now(), pg_catalog.now())
+             ON CONFLICT (id) DO UPDATE SET pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
+                                            heartbeat = EXCLUDED.heartbeat",
+        )
+        .ok();
+    });
+    pgrx::log!("pg_tenant_ops scheduler started in database \"{db}\"");
+    let mut last_beat = Instant::now();
+    let mut warned: BTreeSet<i64> = BTreeSet::new();
+    loop {
+        let keep_going = BackgroundWorker::transaction(|| {
+            if !extension_installed() {
+                return false;
+            }
+            requeue_orphans();
+            if last_beat.elapsed() >= HEARTBEAT {
+                Spi::run("UPDATE tenant_ops.scheduler_state SET heartbeat = pg_catalog.now() WHERE id = 1").ok();
+            }
+            true
+        });
+        if last_beat.elapsed() >= HEARTBEAT {
+            last_beat = Instant::now();
+        }
+        if !keep_going {
+            break;
+        }
+        BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
+            claim_and_start(&db, &mut warned)
+        }));
+        if !Signals::wait(POLL) {
+            break;
+        }
+    }
+    BackgroundWorker::transaction(|| {
+        Spi::run("UPDATE tenant_ops.scheduler_state SET pid = NULL WHERE id = 1 AND pid = pg_catalog.pg_backend_pid()").ok();
+    });
+}
+
+fn extension_installed() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_tenant_ops')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Jobs marked running whose worker is gone (a crash, kill -9, immediate shutdown) go back to
+/// the queue; their checkpoint makes the next worker resume where they stopped.
+fn requeue_orphans() {
+    Spi::run_with_args(
+        "WITH gone AS (
+           UPDATE tenant_ops.jobs
+              SET status = CASE WHEN attempts >= $1 THEN 'failed' ELSE 'queued' END,
+                  error = CASE WHEN attempts >= $1 THEN 'its worker died in each of ' || attempts || ' attempts' ELSE error END,
+                  finished_at = CASE WHEN attempts >= $1 THEN pg_catalog.clock_timestamp() END,
+                  worker_pid = NULL, updated_at = pg_catalog.clock_timestamp()
+            WHERE status = 'running' AND executor = 'background'
+              AND (worker_pid IS NULL AND updated_at < pg_catalog.clock_timestamp() - interval '30 seconds'
+                   OR worker_pid IS NOT NULL
+                      AND worker_pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity WHERE pid IS NOT NULL))
+           RETURNING id)
+         INSERT INTO tenant_ops.job_log (job_id, event, message)
+         SELECT id, 'job.requeued', 'its worker is gone; the job resumes from its last checkpoint' FROM gone",
+        &[gucs::max_attempts().into()],
+    )
+    .ok();
+}
+
+/// Claims as many queued jobs as the caps allow and starts a worker for each.
+fn claim_and_start(db: &str, warned: &mut BTreeSet<i64>) {
+    let running_workers = Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type LIKE $1 || '%'",
+        &[JOB_TYPE_PREFIX.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(0);
+    let free = gucs::max_workers() as i64 - running_workers;
+    if free <= 0 {
+        return;
+    }
+    // Per kind: what is running here (claimed, possibly not started yet) against its cap.
+    let claimed = Spi::connect(|c| {
+        c.select(
+            "WITH running AS (SELECT kind, pg_catalog.count(*) AS n FROM tenant_ops.jobs
+                               WHERE status = 'running' AND executor = 'background' GROUP BY kind),
+                  queued AS (SELECT id, kind, pg_catalog.row_number() OVER (PARTITION BY kind ORDER BY id) AS rank
+                               FROM tenant_ops.jobs
+                              WHERE status = 'queued' AND executor = 'background'
+                                AND (next_run_at IS NULL OR next_run_at <= pg_catalog.now()))
+             SELECT q.id, q.kind FROM queued q LEFT JOIN running r USING (kind)
+              WHERE q.rank + coalesce(r.n, 0) <= CASE q.kind WHEN 'migrate' THEN $1 WHEN 'backup' THEN $2
+                                                            WHEN 'restore' THEN $2 WHEN 'validate' THEN $3 ELSE $1 END
+              ORDER BY q.id LIMIT $4",
+            None,
+            &[
+                gucs::max_concurrent_migrations().into(),
+                gucs::max_concurrent_backups().into(),
+                gucs::max_concurrent_validations().into(),
+                free.into(),
+            ],
+        )
+        .map(|rows| {
+            rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<String>(2).ok()??))).collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+    });
+    for (id, kind) in claimed {
+        // SKIP LOCKED: a job another scheduler pass is claiming is left alone.
+        let locked = Spi::get_one_with_args::<i64>(
+            "SELECT id FROM tenant_ops.jobs WHERE id = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED",
+            &[id.into()],
+        )
+        .ok()
+        .flatten();
+        if locked.is_none() {
+            continue;
+        }
+        let started = BackgroundWorkerBuilder::new(&format!("{JOB_TYPE_PREFIX} {kind} {id}"))
+            .set_type(&format!("{JOB_TYPE_PREFIX} {kind}"))
+            .set_library(LIBRARY)
+            .set_function("tenant_ops_job_main")
+            .set_argument(id.into_datum())
+            .set_extra(db)
+            .enable_spi_access()
+            .load_dynamic();
+        match started {
+            Ok(_) => {
+                warned.remove(&id);
+                Spi::run_with_args(
+                    "UPDATE tenant_ops.jobs SET status = 'running', worker_pid = NULL,
+                            updated_at = pg_catalog.clock_timestamp() WHERE id = $1",
+                    &[id.into()],
+                )
+                .ok();
+            }
+            Err(_) => {
+                // No slot: the job stays queued and is tried again; say so once.
+                if warned.insert(id) {
+                    pgrx::warning!(
+                        "pg_tenant_ops: no background worker slot free for job {id}; it stays queued (raise max_worker_processes to run more jobs at once)"
+                    );
+                    Spi::run_with_args(
+                        "INSERT INTO tenant_ops.job_log (job_id, event, message, details)
+                         VALUES ($1, 'job.waiting', 'no background worker slot is free; the job stays queued',
+                                 '{\"hint\": \"raise max_worker_processes\"}')",
+                        &[id.into()],
+                    )
+                    .ok();
+                }
+                break;
+            }
+        }
+    }
+}
