@@ -18,8 +18,8 @@
 #        migrate uuid5  the same with {"id_strategy": "uuid5"}
 #      each timed from the client (clock_timestamp() before and after, commit included), each
 #      checked afterwards: per-table row counts equal the office's counts in legacy.* (plain SQL);
-#   3. migrates office 4 (~115k rows at scale 100) with uuid too, in a copy of the database
-#      taken before any run (so it meets an empty tenant_ops.id_map, as office 1's run does);
+#   3. migrates office 4 (~115k rows at scale 100) with uuid too, in a second database with the
+#      same data (so it meets an empty tenant_ops.id_map, as office 1's run does);
 #   4. prints rows/s and the ratio to the hand-written throughput (with verification, and copy
 #      only: total minus the verify phase), the peak memory (VmHWM of /proc/<backend>/status) of
 #      the backends that migrated office 4 and office 1, how much of it is shared buffers
@@ -87,17 +87,30 @@ db=bench
 psql_bench() { psql_at "$port" "$db" -P pager=off "$@"; }
 
 # --- 2. data and scope -----------------------------------------------------------------------------
-psql_at "$port" postgres -c "CREATE DATABASE bench"
-psql_bench -c "CREATE EXTENSION pg_tenant_ops"
-PGOPTIONS="-c client_min_messages=warning" psql_bench -f "$PROJECT_ROOT/demo/dispatch.sql"
-log "generating the dispatch data at scale $scale"
-started=$(date +%s)
-psql_bench -c "SELECT * FROM legacy.generate_dispatch($scale)"
-psql_bench -c "VACUUM (ANALYZE) legacy.dispatch_offices, legacy.dispatch_products, legacy.dispatch_doctors,
-                   legacy.dispatch_patients, legacy.dispatch_orders, legacy.dispatch_order_items"
-log "generated and vacuumed in $(( $(date +%s) - started ))s"
-PGOPTIONS="-c client_min_messages=warning" psql_bench -f "$BENCH_DIR/checks.sql"
-psql_bench -At -c "SELECT tenant_ops.create_scope('dispatch', 'legacy.dispatch_offices', 'id')" >/dev/null
+# Two identical databases: bench for office $BIG, bench_small for office $SMALL, so that every
+# migrate_tenant run meets the state a first migration meets (an empty tenant_ops.id_map),
+# whatever ran before it. The generator is deterministic: both hold the same rows.
+# setup_db DB [quiet]
+setup_db() {
+    local db="$1" quiet="${2:-}" started
+    psql_at "$port" postgres -c "CREATE DATABASE $db"
+    psql_bench -c "CREATE EXTENSION pg_tenant_ops"
+    PGOPTIONS="-c client_min_messages=warning" psql_bench -f "$PROJECT_ROOT/demo/dispatch.sql"
+    log "$db: generating the dispatch data at scale $scale"
+    started=$(date +%s)
+    if [ -n "$quiet" ]; then
+        psql_bench -c "SELECT * FROM legacy.generate_dispatch($scale)" >/dev/null
+    else
+        psql_bench -c "SELECT * FROM legacy.generate_dispatch($scale)"
+    fi
+    psql_bench -c "VACUUM (ANALYZE) legacy.dispatch_offices, legacy.dispatch_products, legacy.dispatch_doctors,
+                       legacy.dispatch_patients, legacy.dispatch_orders, legacy.dispatch_order_items"
+    log "$db: generated and vacuumed in $(( $(date +%s) - started ))s"
+    PGOPTIONS="-c client_min_messages=warning" psql_bench -f "$BENCH_DIR/checks.sql"
+    psql_bench -At -c "SELECT tenant_ops.create_scope('dispatch', 'legacy.dispatch_offices', 'id')" >/dev/null
+}
+setup_db bench
+setup_db bench_small quiet
 
 # Owned rows of an office (the numerator of rows/s) and the shared products it references.
 owned_rows() {
@@ -110,11 +123,6 @@ read -r small_rows _ <<<"$(owned_rows "$SMALL")"
 log "office $BIG owns $big_rows rows (+ $big_products shared products); office $SMALL owns $small_rows rows"
 psql_bench -At -c "SELECT format('other offices: %s rows', sum(n)) FROM legacy.dispatch_offices f,
                           bench.source_counts(f.id) c WHERE f.id <> $BIG AND NOT c.shared"
-
-# The office-$SMALL run gets a copy of the database as it is now, so that each migrate_tenant
-# run starts from the state a first migration meets (an empty tenant_ops.id_map), whatever ran
-# before it in the other database.
-psql_at "$port" postgres -c "CREATE DATABASE bench_small TEMPLATE bench STRATEGY FILE_COPY"
 
 # --- 3. the contenders ------------------------------------------------------------------------------
 create_target() { psql_bench -v target="$1" -f "$BENCH_DIR/target.sql"; }

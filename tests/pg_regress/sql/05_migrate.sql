@@ -195,8 +195,19 @@ SELECT tenant_ops.migrate_tenant('crm', '3', 'mirror', '{"modee": "copy"}');
 \echo :SQLSTATE
 SELECT tenant_ops.migrate_tenant('crm', '3', 'mirror', '{"mode": "move", "verify": false}');
 \echo :SQLSTATE
-SELECT tenant_ops.migrate_tenant('crm', '3', 'mirror', '{}', background => true);
+-- background => true queues the job for the background workers; wait_for_job waits for it
+-- (in the transaction that queued it, it cannot: no worker sees it before COMMIT).
+CREATE SCHEMA bg;
+BEGIN;
+SELECT tenant_ops.migrate_tenant('companies', '3', 'bg', '{"create_target": true}', background => true) AS job_bg \gset
+SELECT tenant_ops.wait_for_job(:job_bg);
 \echo :SQLSTATE
+ROLLBACK;
+SELECT tenant_ops.migrate_tenant('companies', '3', 'bg', '{"create_target": true}', background => true) AS job_bg \gset
+SELECT executor, status IN ('queued', 'running', 'succeeded') AS picked_up_or_waiting FROM tenant_ops.jobs WHERE id = :job_bg;
+SELECT tenant_ops.wait_for_job(:job_bg, '60 seconds') AS final_status;
+SELECT rows_done, verified FROM tenant_ops.job_report(:job_bg);
+SELECT count(*) AS copied FROM bg.company;
 SELECT tenant_ops.migrate_tenant('crm', '1', 'mirror', '{"shared": "expect", "on_conflict": "skip"}') IS NOT NULL AS shared_expect_satisfied;
 CREATE SCHEMA no_products;
 SELECT tenant_ops.migrate_tenant('crm', '1', 'no_products', '{"create_target": true}');
