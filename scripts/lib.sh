@@ -79,10 +79,22 @@ psql_at() {
     "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"
 }
 
-# Builds the extension and installs it into the system PostgreSQL 15 (`--release` optional).
+# Builds the extension and installs it into the system PostgreSQL 15 (`--release` optional;
+# debug by default). Files are staged with `cargo pgrx package` and renamed into place, never
+# overwritten: a running server that has the old library mapped keeps it intact.
 install_extension() {
-    local sudo_flag=()
-    is_root || sudo_flag=(--sudo)
-    ( cd "$PROJECT_ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}" "$@" ) \
-        || die "cargo pgrx install failed"
+    local mode=(--debug) profile=debug
+    if [ "${1:-}" = "--release" ]; then mode=(); profile=release; fi
+    local stage="$PROJECT_ROOT/target/$profile/stage-pg${PG_MAJOR}"
+    rm -rf "$stage"
+    ( cd "$PROJECT_ROOT" && cargo pgrx package --pg-config "$PG_CONFIG" "${mode[@]}" --out-dir "$stage" ) \
+        || die "cargo pgrx package failed"
+    local sudo=""
+    is_root || sudo=sudo
+    local f dest
+    while IFS= read -r -d '' f; do
+        dest="/${f#"$stage"/}"
+        $sudo mkdir -p "$(dirname "$dest")"
+        $sudo cp "$f" "$dest.tmp.$$" && $sudo mv -f "$dest.tmp.$$" "$dest"
+    done < <(find "$stage" -type f -print0)
 }

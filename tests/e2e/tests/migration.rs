@@ -69,7 +69,7 @@ fn try_rollback(c: &mut Client, job: i64) -> Result<String, Error> {
 }
 
 #[track_caller]
-fn job_status(c: &mut Client, job: i64) -> String {
+pub(crate) fn job_status(c: &mut Client, job: i64) -> String {
     match c.query_one("SELECT status FROM tenant_ops.jobs WHERE id = $1", &[&job]) {
         Ok(r) => r.get(0),
         Err(e) => panic!("reading job {job}: {}", describe_error(&e)),
@@ -78,7 +78,7 @@ fn job_status(c: &mut Client, job: i64) -> String {
 
 /// A text value from a query without parameters.
 #[track_caller]
-fn text(c: &mut Client, sql: &str) -> String {
+pub(crate) fn text(c: &mut Client, sql: &str) -> String {
     match c.query_one(sql, &[]) {
         Ok(row) => row.get(0),
         Err(e) => panic!("query failed: {}\n--- SQL ---\n{sql}", describe_error(&e)),
@@ -87,7 +87,7 @@ fn text(c: &mut Client, sql: &str) -> String {
 
 /// One row of `tenant_ops.job_report(job)`.
 #[derive(Debug)]
-struct ReportRow {
+pub(crate) struct ReportRow {
     table: String,
     target: String,
     rows_total: Option<i64>,
@@ -99,7 +99,7 @@ struct ReportRow {
 }
 
 #[track_caller]
-fn job_report(c: &mut Client, job: i64) -> Vec<ReportRow> {
+pub(crate) fn job_report(c: &mut Client, job: i64) -> Vec<ReportRow> {
     let rows = c
         .query(
             "SELECT table_name::text, target::text, rows_total::int8, rows_done::int8,
@@ -124,7 +124,7 @@ fn job_report(c: &mut Client, job: i64) -> Vec<ReportRow> {
 
 /// Every table of the report verified, nothing rejected, and total = done = source = target.
 #[track_caller]
-fn assert_report_verified(report: &[ReportRow], job: i64) {
+pub(crate) fn assert_report_verified(report: &[ReportRow], job: i64) {
     assert!(!report.is_empty(), "job_report({job}) is empty");
     for r in report {
         let n = Some(r.rows_done);
@@ -142,11 +142,11 @@ fn assert_report_verified(report: &[ReportRow], job: i64) {
 }
 
 /// Per source table (as printed): (rows_done, rows_total) of a job.
-type Progress = BTreeMap<String, (i64, Option<i64>)>;
+pub(crate) type Progress = BTreeMap<String, (i64, Option<i64>)>;
 
 /// A job's `tenant_ops.progress`, by source table.
 #[track_caller]
-fn progress(c: &mut Client, job: i64) -> Progress {
+pub(crate) fn progress(c: &mut Client, job: i64) -> Progress {
     let rows = c
         .query(
             "SELECT table_name::text, rows_done::int8, rows_total::int8
@@ -160,7 +160,7 @@ fn progress(c: &mut Client, job: i64) -> Progress {
 }
 
 /// `(sum(rows_done), sum(rows_total), status)` of a job; status NULL before its tables exist.
-fn progress_sums(c: &mut Client, job: i64) -> Result<(i64, i64, Option<String>), Error> {
+pub(crate) fn progress_sums(c: &mut Client, job: i64) -> Result<(i64, i64, Option<String>), Error> {
     c.query_one(
         "SELECT coalesce(sum(p.rows_done), 0)::int8, coalesce(sum(p.rows_total), 0)::int8,
                 (SELECT j.status FROM tenant_ops.jobs j WHERE j.id = $1)
@@ -185,7 +185,7 @@ fn step_events(c: &mut Client, job: i64) -> i64 {
 
 /// Creates `db` with the extension, the demo's legacy dispatch schema at `scale`, and the scope
 /// `dispatch` (tenants: the rows of legacy.dispatch_offices).
-fn dispatch_db(cluster: &Cluster, db: &str, scale: i32) -> Client {
+pub(crate) fn dispatch_db(cluster: &Cluster, db: &str, scale: i32) -> Client {
     let mut c = fresh_db(cluster, db);
     create_extension(&mut c);
     let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo/dispatch.sql");
@@ -201,7 +201,7 @@ fn dispatch_db(cluster: &Cluster, db: &str, scale: i32) -> Client {
 /// The tables a dispatch migration copies, in dependency order: source table, target table
 /// name (`strip_prefix: "dispatch_"`), and the hand-written count of one office's rows (`$1`).
 /// Products are shared: the office copies those its order items reference.
-const DISPATCH_TABLES: &[(&str, &str, &str)] = &[
+pub(crate) const DISPATCH_TABLES: &[(&str, &str, &str)] = &[
     (
         "legacy.dispatch_products",
         "products",
@@ -250,7 +250,7 @@ const DISPATCH_TABLES: &[(&str, &str, &str)] = &[
 /// Office 1's rows per table (DISPATCH_TABLES order), by the hand-written SQL; checked against
 /// the sizes the generator documents for `scale`.
 #[track_caller]
-fn office1_counts(c: &mut Client, scale: i64) -> Vec<i64> {
+pub(crate) fn office1_counts(c: &mut Client, scale: i64) -> Vec<i64> {
     let got: Vec<i64> = DISPATCH_TABLES
         .iter()
         .map(|(_, _, sql)| count(c, sql, "1"))
@@ -327,7 +327,7 @@ const DISPATCH_CONTENT: &[(&str, &str)] = &[
 
 /// Per table: (rows reached through the joins, md5 of those rows' descriptions in order).
 #[track_caller]
-fn dispatch_content(c: &mut Client, prefix: &str, office: &str) -> Vec<(String, i64, String)> {
+pub(crate) fn dispatch_content(c: &mut Client, prefix: &str, office: &str) -> Vec<(String, i64, String)> {
     DISPATCH_CONTENT
         .iter()
         .map(|(table, rows)| {
@@ -345,7 +345,7 @@ fn dispatch_content(c: &mut Client, prefix: &str, office: &str) -> Vec<(String, 
 
 /// `SELECT count(*)` of every target table of a dispatch migration into `schema`.
 #[track_caller]
-fn target_counts(c: &mut Client, schema: &str) -> Vec<i64> {
+pub(crate) fn target_counts(c: &mut Client, schema: &str) -> Vec<i64> {
     DISPATCH_TABLES
         .iter()
         .map(|(_, t, _)| scalar(c, &format!("SELECT count(*) FROM {schema}.{t}")))
@@ -355,7 +355,7 @@ fn target_counts(c: &mut Client, schema: &str) -> Vec<i64> {
 /// Asserts that a finished dispatch migration of office 1 into `schema` holds exactly the
 /// source's rows: counts, and content through the joins (no dangling reference either).
 #[track_caller]
-fn assert_target_matches_source(c: &mut Client, schema: &str, source_counts: &[i64]) {
+pub(crate) fn assert_target_matches_source(c: &mut Client, schema: &str, source_counts: &[i64]) {
     assert_eq!(
         target_counts(c, schema),
         source_counts,
