@@ -32,6 +32,8 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     if worker::preloading() {
         worker::register_launcher();
+        #[cfg(not(feature = "pg13"))]
+        worker::drop_database::install();
     }
 }
 

@@ -10,6 +10,8 @@
 //! the configuration explicitly, a failing step is caught in a subtransaction so the worker
 //! records it instead of dying, and running out of worker slots leaves jobs queued.
 
+#[cfg(not(feature = "pg13"))]
+pub mod drop_database;
 pub mod job;
 pub mod launcher;
 pub mod scheduler;

@@ -88,14 +88,14 @@ pub(crate) fn text(c: &mut Client, sql: &str) -> String {
 /// One row of `tenant_ops.job_report(job)`.
 #[derive(Debug)]
 pub(crate) struct ReportRow {
-    table: String,
-    target: String,
-    rows_total: Option<i64>,
-    rows_done: i64,
-    source_rows: Option<i64>,
-    target_rows: Option<i64>,
-    verified: Option<bool>,
-    rejected: Option<i64>,
+    pub(crate) table: String,
+    pub(crate) target: String,
+    pub(crate) rows_total: Option<i64>,
+    pub(crate) rows_done: i64,
+    pub(crate) source_rows: Option<i64>,
+    pub(crate) target_rows: Option<i64>,
+    pub(crate) verified: Option<bool>,
+    pub(crate) rejected: Option<i64>,
 }
 
 #[track_caller]
@@ -356,12 +356,23 @@ pub(crate) fn target_counts(c: &mut Client, schema: &str) -> Vec<i64> {
 /// source's rows: counts, and content through the joins (no dangling reference either).
 #[track_caller]
 pub(crate) fn assert_target_matches_source(c: &mut Client, schema: &str, source_counts: &[i64]) {
+    assert_target_matches_office(c, schema, 1, source_counts);
+}
+
+/// As [`assert_target_matches_source`], for a migration of office `office`.
+#[track_caller]
+pub(crate) fn assert_target_matches_office(
+    c: &mut Client,
+    schema: &str,
+    office: i32,
+    source_counts: &[i64],
+) {
     assert_eq!(
         target_counts(c, schema),
         source_counts,
         "{schema}: rows per table (products, offices, doctors, patients, orders, items) must equal the source's"
     );
-    let source = dispatch_content(c, "legacy.dispatch_", "f.id = 1");
+    let source = dispatch_content(c, "legacy.dispatch_", &format!("f.id = {office}"));
     let target = dispatch_content(c, &format!("{schema}."), "true");
     for (s, t) in source.iter().zip(&target) {
         assert_eq!(
