@@ -160,6 +160,25 @@ fn job_in(job_id: i64, allowed: &[&str], action: &'static str, hint: &str) -> jo
     job
 }
 
+/// Puts a job (back) in the background queue, to resume from its checkpoint, and wakes the
+/// scheduler when this transaction commits.
+fn queue_in_background(job_id: i64, also_set: &str, event: &str, action: &str) {
+    crate::worker::require_workers().or_raise();
+    jobs::set_state(
+        job_id,
+        &format!("status = 'queued', executor = 'background', next_run_at = NULL, worker_pid = NULL{also_set}"),
+    );
+    jobs::log(job_id, event, None, None, None, None, None);
+    jobs::notify(job_id, event, None);
+    crate::worker::wake_scheduler_after_commit();
+    audit::record(
+        action,
+        &format!("job {job_id}"),
+        json!({"job_id": job_id}),
+        "queued",
+    );
+}
+
 /// Pauses a queued or running job after its current step; `resume_job` continues it.
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.pause_job(job_id bigint) RETURNS text
@@ -200,20 +219,7 @@ fn resume_job(job_id: Option<i64>) -> String {
         "be resumed",
         "Only a paused job can be resumed.",
     );
-    crate::worker::require_workers().or_raise();
-    jobs::set_state(
-        job_id,
-        "status = 'queued', executor = 'background', next_run_at = NULL, worker_pid = NULL",
-    );
-    jobs::log(job_id, "job.resumed", None, None, None, None, None);
-    jobs::notify(job_id, "job.resumed", None);
-    crate::worker::wake_scheduler_after_commit();
-    audit::record(
-        "resume_job",
-        &format!("job {job_id}"),
-        json!({"job_id": job_id}),
-        "queued",
-    );
+    queue_in_background(job_id, "", "job.resumed", "resume_job");
     "queued".into()
 }
 
@@ -263,19 +269,11 @@ fn retry_job(job_id: Option<i64>) -> String {
         "be retried",
         "Only a failed job can be retried.",
     );
-    crate::worker::require_workers().or_raise();
-    jobs::set_state(
+    queue_in_background(
         job_id,
-        "status = 'queued', executor = 'background', attempts = 0, error = NULL, next_run_at = NULL, worker_pid = NULL",
-    );
-    jobs::log(job_id, "job.retried", None, None, None, None, None);
-    jobs::notify(job_id, "job.queued", None);
-    crate::worker::wake_scheduler_after_commit();
-    audit::record(
+        ", attempts = 0, error = NULL",
+        "job.retried",
         "retry_job",
-        &format!("job {job_id}"),
-        json!({"job_id": job_id}),
-        "queued",
     );
     "queued".into()
 }

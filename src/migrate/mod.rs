@@ -1799,49 +1799,24 @@ impl Steps for Migration {
                 }
             }
             "fixup" => {
-                match jobs::tables(self.job_id)
-                    .iter()
-                    .find(|t| t.stage == "copied")
-                {
-                    Some(jt) => self.fixup_step(jt)?,
-                    None => jobs::set_stage(
-                        self.job_id,
-                        if self.options.verify {
-                            "verify"
-                        } else {
-                            "finish"
-                        },
-                    ),
-                }
-                Ok(StepOutcome::Continue)
+                let next = if self.options.verify {
+                    "verify"
+                } else {
+                    "finish"
+                };
+                self.next_table("copied", next, |m, jt| m.fixup_step(jt))
             }
             "verify" => {
-                match jobs::tables(self.job_id)
-                    .iter()
-                    .find(|t| t.stage == "fixed")
-                {
-                    Some(jt) => with_settings(STEP_SETTINGS, || self.verify_step(jt))?,
-                    None => jobs::set_stage(
-                        self.job_id,
-                        if self.options.mode == Mode::Move {
-                            "archive"
-                        } else {
-                            "finish"
-                        },
-                    ),
-                }
-                Ok(StepOutcome::Continue)
+                let next = if self.options.mode == Mode::Move {
+                    "archive"
+                } else {
+                    "finish"
+                };
+                self.next_table("fixed", next, |m, jt| {
+                    with_settings(STEP_SETTINGS, || m.verify_step(jt))
+                })
             }
-            "archive" => {
-                match jobs::tables(self.job_id)
-                    .iter()
-                    .find(|t| t.stage == "verified")
-                {
-                    Some(jt) => self.archive_step(jt)?,
-                    None => jobs::set_stage(self.job_id, "delete"),
-                }
-                Ok(StepOutcome::Continue)
-            }
+            "archive" => self.next_table("verified", "delete", |m, jt| m.archive_step(jt)),
             "delete" => {
                 let tables = jobs::tables(self.job_id);
                 let first = !tables.iter().any(|t| t.stage == "deleted");
@@ -1863,6 +1838,23 @@ impl Steps for Migration {
                 hint: None,
             }),
         }
+    }
+}
+
+impl Migration {
+    /// One step of a per-table stage: the first table whose checkpoint is at `from` gets
+    /// `run`; when none is left the job moves on to `next`.
+    fn next_table(
+        &mut self,
+        from: &str,
+        next: &str,
+        run: impl FnOnce(&mut Self, &JobTable) -> OpsResult<()>,
+    ) -> OpsResult<StepOutcome> {
+        match jobs::tables(self.job_id).iter().find(|t| t.stage == from) {
+            Some(jt) => run(self, jt)?,
+            None => jobs::set_stage(self.job_id, next),
+        }
+        Ok(StepOutcome::Continue)
     }
 }
 

@@ -37,31 +37,15 @@ impl TargetTable {
 }
 
 // A scalar subquery, so that a missing table gives one NULL row rather than none.
-const TARGET_SQL: &str = r#"
+const TARGET_TEMPLATE: &str = r#"
 SELECT (SELECT pg_catalog.jsonb_build_object(
     'oid', c.oid::pg_catalog.int8,
     'sql', pg_catalog.format('%I.%I', n.nspname, c.relname),
     'display', c.oid::pg_catalog.regclass::pg_catalog.text,
     'columns', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'name', a.attname, 'quoted', pg_catalog.quote_ident(a.attname),
-                    'type_full', (SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
-                              THEN pg_catalog.format_type(ty.oid, a.atttypmod)
-                              WHEN ty.typcategory = 'A' AND ty.typelem <> 0
-                              THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
-                                      FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
-                                     WHERE et.oid = ty.typelem)
-                              ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
-                                      FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
-                      FROM pg_catalog.pg_type ty WHERE ty.oid = a.atttypid),
-                    'type_name', (SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
-                              THEN pg_catalog.format_type(ty.oid, NULL)
-                              WHEN ty.typcategory = 'A' AND ty.typelem <> 0
-                              THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
-                                      FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
-                                     WHERE et.oid = ty.typelem)
-                              ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
-                                      FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
-                      FROM pg_catalog.pg_type ty WHERE ty.oid = a.atttypid),
+                    'type_full', @TYPE_FULL@,
+                    'type_name', @TYPE_NAME@,
                     'not_null', a.attnotnull, 'has_default', a.atthasdef OR a.attidentity = 'd',
                     'generated', a.attidentity = 'a' OR a.attgenerated <> '') ORDER BY a.attnum), '[]')
                 FROM pg_catalog.pg_attribute a
@@ -75,10 +59,13 @@ FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamesp
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))
 "#;
 
+static TARGET_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::scope::catalog::with_qualified_types(TARGET_TEMPLATE));
+
 /// Reads a target table by schema and name, if it exists.
 pub fn read(schema: &str, name: &str) -> Option<TargetTable> {
     let v =
-        Spi::get_one_with_args::<JsonB>(TARGET_SQL, &[schema.into(), name.into()]).or_raise()?;
+        Spi::get_one_with_args::<JsonB>(&TARGET_SQL, &[schema.into(), name.into()]).or_raise()?;
     Some(serde_json::from_value(v.0).unwrap_or_else(|e| {
         internal_error(format!(
             "pg_tenant_ops: unexpected target catalog shape: {e}"

@@ -18,6 +18,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{OpsError, OpsResult};
+use crate::scope::options::describe_json;
 
 /// The built-in names, for hints and docs.
 pub const BUILTINS: &[&str] = &[
@@ -327,17 +328,6 @@ fn for_context(context: &str) -> String {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn builtins_hint() -> String {
     format!("Built-in transforms: {}.", BUILTINS.join(", "))
 }
@@ -389,7 +379,7 @@ fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
                     format!(
                         "the \"name\" of a transform{} must be a string, not {}",
                         at.describe(),
-                        kind(other)
+                        describe_json(other)
                     ),
                     Some(builtins_hint()),
                 ))
@@ -408,7 +398,7 @@ fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
                 "a transform must be a name, an object with a \"name\", or an array of those"
             };
             return Err(OpsError::InvalidOption(
-                format!("{what}{}, not {}", at.describe(), kind(other)),
+                format!("{what}{}, not {}", at.describe(), describe_json(other)),
                 Some(shape_hint()),
             ));
         }
@@ -501,7 +491,7 @@ fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
                 Some(other) => {
                     return Err(p.bad(format!(
                         "parameter \"values\" must be an object, not {}",
-                        kind(other)
+                        describe_json(other)
                     )))
                 }
             };
@@ -521,7 +511,7 @@ fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
                         return Err(p.bad(format!(
                             "parameter \"values\" must map {} to a string or null, not {}",
                             Value::String(from.clone()),
-                            kind(other)
+                            describe_json(other)
                         )))
                     }
                 };
@@ -540,7 +530,7 @@ fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
                 Some(other) => {
                     return Err(p.bad(format!(
                         "parameter \"default\" must be \"keep\", \"null\" or a string, not {}",
-                        kind(other)
+                        describe_json(other)
                     )))
                 }
             };
@@ -600,7 +590,7 @@ impl<'a> Params<'a> {
             }
             Some(other) => Err(self.bad(format!(
                 "parameter \"{key}\" must be a string, not {}",
-                kind(other)
+                describe_json(other)
             ))),
         }
     }

@@ -19,7 +19,7 @@ use crate::sys::try_subtransaction;
 /// excluded (they are reached through their parent), with columns and primary key. Type names
 /// are always schema-qualified (outside pg_catalog), so SQL built from them means the same
 /// under any search_path, including the fixed one used when running as the extension owner.
-const TABLES_SQL: &str = r#"
+const TABLES_TEMPLATE: &str = r#"
 SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
     'oid', c.oid::pg_catalog.int8,
     'display', c.oid::pg_catalog.regclass::pg_catalog.text,
@@ -28,24 +28,8 @@ SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
     'columns', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'name', a.attname, 'quoted', pg_catalog.quote_ident(a.attname),
                     'type_oid', a.atttypid::pg_catalog.int8,
-                    'type_name', (SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
-                              THEN pg_catalog.format_type(ty.oid, NULL)
-                              WHEN ty.typcategory = 'A' AND ty.typelem <> 0
-                              THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
-                                      FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
-                                     WHERE et.oid = ty.typelem)
-                              ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
-                                      FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
-                      FROM pg_catalog.pg_type ty WHERE ty.oid = a.atttypid),
-                    'type_full', (SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
-                              THEN pg_catalog.format_type(ty.oid, a.atttypmod)
-                              WHEN ty.typcategory = 'A' AND ty.typelem <> 0
-                              THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
-                                      FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
-                                     WHERE et.oid = ty.typelem)
-                              ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
-                                      FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
-                      FROM pg_catalog.pg_type ty WHERE ty.oid = a.atttypid),
+                    'type_name', @TYPE_NAME@,
+                    'type_full', @TYPE_FULL@,
                     'not_null', a.attnotnull) ORDER BY a.attnum), '[]')
                 FROM pg_catalog.pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -60,6 +44,36 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant_ops')
   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
 "#;
+
+static TABLES_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| with_qualified_types(TABLES_TEMPLATE));
+
+/// Fills the `@TYPE_NAME@` / `@TYPE_FULL@` markers of a catalog query over `pg_attribute a`
+/// with the column's type, schema-qualified unless in pg_catalog (without / with modifiers).
+pub(crate) fn with_qualified_types(template: &str) -> String {
+    template
+        .replace("@TYPE_NAME@", &qualified_type_sql("a.atttypid", "NULL"))
+        .replace(
+            "@TYPE_FULL@",
+            &qualified_type_sql("a.atttypid", "a.atttypmod"),
+        )
+}
+
+/// SQL naming the type `oid` (with modifier `typmod`) so that it resolves under any
+/// search_path: pg_catalog types as format_type() writes them, others schema-qualified.
+fn qualified_type_sql(oid: &str, typmod: &str) -> String {
+    format!(
+        "(SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
+                      THEN pg_catalog.format_type(ty.oid, {typmod})
+                      WHEN ty.typcategory = 'A' AND ty.typelem <> 0
+                      THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
+                              FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
+                             WHERE et.oid = ty.typelem)
+                      ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
+                              FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
+            FROM pg_catalog.pg_type ty WHERE ty.oid = {oid})"
+    )
+}
 
 /// Every declared foreign key, mapped onto partition roots: a constraint declared on a
 /// partition counts for the whole partitioned table; the per-partition clones of a constraint
@@ -103,7 +117,7 @@ fn query_json<T: for<'de> Deserialize<'de>>(sql: &str) -> T {
 
 /// Reads the whole catalog: every table and every FK between them.
 pub fn load_catalog() -> Catalog {
-    let tables: Vec<Table> = query_json(TABLES_SQL);
+    let tables: Vec<Table> = query_json(&TABLES_SQL);
     let mut catalog = Catalog {
         tables: tables.into_iter().map(|t| (t.oid, t)).collect(),
         edges: vec![],

@@ -40,7 +40,7 @@ fn string_array(v: &Value, what: &str) -> OpsResult<Vec<String>> {
     let Value::Array(items) = v else {
         return Err(bad(format!(
             "{what} must be an array of names, not {}",
-            kind(v)
+            describe_json(v)
         )));
     };
     items
@@ -54,7 +54,8 @@ fn string_array(v: &Value, what: &str) -> OpsResult<Vec<String>> {
         .collect()
 }
 
-fn kind(v: &Value) -> &'static str {
+/// "a string", "an array", ...: how option errors name the JSON value they got.
+pub(crate) fn describe_json(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -102,7 +103,7 @@ impl ScopeOptions {
         let Value::Object(map) = v else {
             return Err(bad(format!(
                 "options must be a JSON object, not {}",
-                kind(v)
+                describe_json(v)
             )));
         };
         for key in map.keys() {
@@ -126,7 +127,7 @@ impl ScopeOptions {
         if let Some(v) = map.get("owner") {
             let Value::Object(owner) = v else {
                 return Err(OpsError::InvalidOption(
-                    format!("option \"owner\" must be an object, not {}", kind(v)),
+                    format!("option \"owner\" must be an object, not {}", describe_json(v)),
                     Some("Write it as {\"owner\": {\"owned_table\": \"fk_or_link_or_parent_table\"}}.".into()),
                 ));
             };
@@ -138,7 +139,7 @@ impl ScopeOptions {
                     other => {
                         return Err(bad(format!(
                             "option \"owner\" for table \"{table}\" must be a constraint, link or table name, not {}",
-                            kind(other)
+                            describe_json(other)
                         )))
                     }
                 }
@@ -148,7 +149,7 @@ impl ScopeOptions {
             let Value::Array(items) = v else {
                 return Err(bad(format!(
                     "option \"links\" must be an array of objects, not {}",
-                    kind(v)
+                    describe_json(v)
                 )));
             };
             for (i, item) in items.iter().enumerate() {
@@ -170,7 +171,10 @@ impl ScopeOptions {
 fn parse_link(i: usize, item: &Value) -> OpsResult<LinkOption> {
     let at = format!("option \"links\" item {}", i + 1);
     let Value::Object(map) = item else {
-        return Err(bad(format!("{at} must be an object, not {}", kind(item))));
+        return Err(bad(format!(
+            "{at} must be an object, not {}",
+            describe_json(item)
+        )));
     };
     for key in map.keys() {
         if !LINK_KEYS.contains(&key.as_str()) {
@@ -185,7 +189,7 @@ fn parse_link(i: usize, item: &Value) -> OpsResult<LinkOption> {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
             Some(other) => Err(bad(format!(
                 "\"{key}\" of {at} must be a name, not {}",
-                kind(other)
+                describe_json(other)
             ))),
             None => Err(bad(format!("{at} has no \"{key}\""))),
         }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use pg_tenant_ops_e2e::Cluster;
 
+mod background;
 mod common;
 mod datasets;
 mod migration;
@@ -43,6 +44,35 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             migration::chinook_migration_with_manager_chain,
         ),
         ("privileges_migration", migration::privileges_migration),
+        (
+            "background_job_runs_and_notifies",
+            background::background_job_runs_and_notifies,
+        ),
+        (
+            "background_pause_resume_cancel",
+            background::background_pause_resume_cancel,
+        ),
+        (
+            "background_resumes_after_worker_kill9",
+            background::background_resumes_after_worker_kill9,
+        ),
+        (
+            "background_resumes_after_immediate_shutdown",
+            background::background_resumes_after_immediate_shutdown,
+        ),
+        (
+            "background_job_runs_as_submitter",
+            background::background_job_runs_as_submitter,
+        ),
+        (
+            "background_slot_exhaustion",
+            background::background_slot_exhaustion,
+        ),
+        ("zz_probe_race", background::zz_probe_race),
+        (
+            "background_extension_created_later",
+            background::background_extension_created_later,
+        ),
     ]
 }
 

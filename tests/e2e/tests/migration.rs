@@ -327,7 +327,11 @@ const DISPATCH_CONTENT: &[(&str, &str)] = &[
 
 /// Per table: (rows reached through the joins, md5 of those rows' descriptions in order).
 #[track_caller]
-pub(crate) fn dispatch_content(c: &mut Client, prefix: &str, office: &str) -> Vec<(String, i64, String)> {
+pub(crate) fn dispatch_content(
+    c: &mut Client,
+    prefix: &str,
+    office: &str,
+) -> Vec<(String, i64, String)> {
     DISPATCH_CONTENT
         .iter()
         .map(|(table, rows)| {
