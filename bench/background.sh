@@ -4,7 +4,7 @@
 #
 # Usage:
 #   bench/background.sh            200 jobs (20 tenants x 10 target schemas) queued in one
-#                                  transaction; throughput on office 1 at scale 10 (~115k rows)
+#                                  transaction; throughput on office 1 at scale 20 (~230k rows)
 #   bench/background.sh --quick    40 jobs (20 tenants x 2 schemas); throughput at scale 2
 #
 # What it does:
@@ -34,6 +34,8 @@
 # Environment:
 #   BENCH_BG_PORT=P       port of the benchmark cluster on 127.0.0.1 (default 28819)
 #   BENCH_SKIP_INSTALL=1  do not build/install the extension (use what is installed)
+#   BENCH_KEEP_CLUSTER=1  leave the cluster running at the end, to look into it
+#   BENCH_BG_CONF="a = b; c = d"  extra postgresql.conf lines (e.g. "log_min_messages = log")
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
@@ -60,7 +62,7 @@ TP_OFFICE=1          # the tenant of the throughput runs
 if [ "$quick" = 1 ]; then
     n_schemas=2; tp_scale=2; tp_runs=1
 else
-    n_schemas=10; tp_scale=10; tp_runs=3
+    n_schemas=10; tp_scale=20; tp_runs=3
 fi
 n_jobs=$((TENANTS * n_schemas))
 bench_started=$(date +%s)
@@ -79,10 +81,16 @@ cleanup() {
     if [ -n "$sampler_pid" ] && kill -0 "$sampler_pid" 2>/dev/null; then
         kill "$sampler_pid" 2>/dev/null || true
     fi
-    cluster_stop "$dir" 2>/dev/null || true
+    if [ "${BENCH_KEEP_CLUSTER:-0}" = 1 ]; then
+        log "BENCH_KEEP_CLUSTER=1: the cluster keeps running ($dir, port $port)"
+    else
+        cluster_stop "$dir" 2>/dev/null || true
+    fi
 }
 trap cleanup EXIT
-cluster_create "$dir" "$port" "synchronous_commit = off" "shared_buffers = 256MB"
+extra_conf=()
+IFS=';' read -r -a extra_conf <<<"${BENCH_BG_CONF:-}"
+cluster_create "$dir" "$port" "synchronous_commit = off" "shared_buffers = 256MB" ${extra_conf[@]+"${extra_conf[@]}"}
 cluster_start "$dir"
 log "cluster $dir on port $port"
 
@@ -93,8 +101,8 @@ value() { psql_db "$1" -At -c "$2"; }
 # Waits until the scheduler of database $1 is up (the launcher notices CREATE EXTENSION within
 # seconds).
 wait_for_scheduler() {
-    local db="$1" i
-    for i in $(seq 1 300); do
+    local db="$1"
+    for _ in $(seq 1 300); do
         [ -n "$(value "$db" "SELECT scheduler_pid FROM tenant_ops.scheduler_health()")" ] && return 0
         sleep 0.1
     done
@@ -239,7 +247,7 @@ psql_db bench_tp -q -c "CREATE TABLE bench_runs (mode text, run int, job_id bigi
 wait_for_scheduler bench_tp
 tp_options='{"id_strategy": "uuid5", "create_target": true, "shared": "copy"}'
 for r in $(seq 1 "$tp_runs"); do
-    psql_db bench_tp -o /dev/null <<SQL
+    PGOPTIONS="-c client_min_messages=warning" psql_db bench_tp -o /dev/null <<SQL
 CREATE SCHEMA inline_$r;
 SELECT clock_timestamp() AS t0 \gset
 SELECT tenant_ops.migrate_tenant('dispatch', '$TP_OFFICE', 'inline_$r', '$tp_options') AS job \gset
@@ -277,7 +285,7 @@ FROM med i, med b WHERE i.mode = 'inline' AND b.mode = 'background'")"
 # --- 8. summary ------------------------------------------------------------------------------------------
 elapsed=$(( $(date +%s) - bench_started ))
 echo
-echo "== background jobs benchmark$([ "$quick" = 1 ] && echo " (--quick)"), $(nproc) CPU(s), ${elapsed}s =="
+echo "== background jobs benchmark$([ "$quick" = 1 ] && echo " (--quick)"), $(nproc) CPU(s), ${elapsed}s, load average at the end $(cut -d' ' -f1-3 /proc/loadavg) =="
 echo "jobs: $n_jobs queued in one transaction, $n_succeeded succeeded, max concurrent workers seen $max_workers (cap $cap; $n_samples samples, max jobs 'running' $max_running)"
 echo "  the queue drained in ${queue_secs}s; one job ran median ${run_med} ms, p95 ${run_p95} ms; a freed slot stayed idle median ${idle_med} ms, p95 ${idle_p95} ms; jobs that logged job.waiting: ${n_waiting}"
 echo "start latency, slot free ($SINGLE_JOBS jobs one at a time): median ${free_med} ms, p95 ${free_p95} ms, max ${free_max} ms (target median < 100 ms)"

@@ -2,7 +2,8 @@
 -- psql variables: :batch (bench.jobs.batch), :n_jobs (how many jobs the batch must have).
 -- Prints one line per problem found, nothing when all is well:
 --   - the batch has :n_jobs jobs, every one 'succeeded' after exactly one attempt, with exactly
---     one 'job.started' event and no 'job.retry' or 'job.requeued' event;
+--     one 'job.started' event and no 'job.retry' or 'job.requeued' event (nothing crashed and
+--     no error is expected, so a requeue means a worker vanished: a job lost for a while);
 --   - per job, rows rejected into tenant_ops.job_errors: exactly the one orphan order item of
 --     the dirty office 5, none anywhere else;
 --   - per target schema and tenant, the rows in the target (counted with plain joins) equal the
@@ -12,8 +13,10 @@
 WITH j AS (
     SELECT b.job_id, b.tenant, b.target, t.status, t.attempts, t.error,
            (SELECT count(*) FROM tenant_ops.job_log l WHERE l.job_id = b.job_id AND l.event = 'job.started') AS started,
-           (SELECT count(*) FROM tenant_ops.job_log l WHERE l.job_id = b.job_id
-                                                        AND l.event IN ('job.retry', 'job.requeued')) AS retried
+           (SELECT count(*) FROM tenant_ops.job_log l WHERE l.job_id = b.job_id AND l.event = 'job.retry') AS retried,
+           (SELECT count(*) FROM tenant_ops.job_log l WHERE l.job_id = b.job_id AND l.event = 'job.requeued') AS requeued,
+           (SELECT string_agg(DISTINCT l.message, '; ') FROM tenant_ops.job_log l
+             WHERE l.job_id = b.job_id AND l.event IN ('job.retry', 'job.requeued')) AS why
     FROM bench.jobs b LEFT JOIN tenant_ops.jobs t ON t.id = b.job_id
     WHERE b.batch = :'batch'
 ), rejected AS (
@@ -38,9 +41,9 @@ SELECT format('job %s (tenant %s into %s): status %s, error: %s', job_id, tenant
               coalesce(status, 'missing'), coalesce(error, '-'))
   FROM j WHERE status IS DISTINCT FROM 'succeeded'
 UNION ALL
-SELECT format('job %s (tenant %s into %s): %s attempts, %s job.started events, %s retries/requeues',
-              job_id, tenant, target, attempts, started, retried)
-  FROM j WHERE attempts IS DISTINCT FROM 1 OR started <> 1 OR retried <> 0
+SELECT format('job %s (tenant %s into %s): %s attempt(s), %s job.started event(s), %s job.retry, %s job.requeued (%s)',
+              job_id, tenant, target, attempts, started, retried, requeued, coalesce(why, '-'))
+  FROM j WHERE attempts IS DISTINCT FROM 1 OR started <> 1 OR retried <> 0 OR requeued <> 0
 UNION ALL
 SELECT format('job %s (tenant %s into %s): %s rejected row(s) of %s', j.job_id, j.tenant, j.target, r.n, r.source)
   FROM j JOIN rejected r USING (job_id)

@@ -65,10 +65,12 @@ fi
 
 dir="$(cluster_dir bench)"
 log "fresh cluster in $dir on 127.0.0.1:$port"
-# For a 2-core / 24 GB machine; the same for every contender. No checkpoint or WAL recycling
+# For a 2-core / 24 GB machine; the same for every contender. shared_buffers stays at
+# PostgreSQL's default so that VmHWM (which counts the shared pages a backend touched) measures
+# a bounded footprint rather than a large cache. No checkpoint or WAL recycling
 # inside a run (max_wal_size, checkpoint_timeout; a CHECKPOINT precedes every run).
 cluster_create "$dir" "$port" \
-    "shared_buffers = 1GB" \
+    "shared_buffers = 128MB" \
     "work_mem = 64MB" \
     "maintenance_work_mem = 512MB" \
     "effective_cache_size = 16GB" \

@@ -137,6 +137,8 @@ impl Cluster {
         }
 
         let preload = std::env::var("E2E_PRELOAD").unwrap_or_else(|_| "pg_tenant_ops".into());
+        // Every test database with the extension keeps a scheduler (a background worker slot)
+        // for the rest of the run, and each background job takes one more: room for many.
         let mut conf = format!(
             "\n# added by pg_tenant_ops_e2e\n\
              port = {port}\n\
@@ -144,7 +146,7 @@ impl Cluster {
              unix_socket_directories = ''\n\
              shared_preload_libraries = '{preload}'\n\
              fsync = off\n\
-             max_worker_processes = 16\n\
+             max_worker_processes = 64\n\
              log_line_prefix = '%m [%p] %q%u@%d '\n"
         );
         for line in extra_conf {

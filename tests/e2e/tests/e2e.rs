@@ -68,7 +68,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "background_slot_exhaustion",
             background::background_slot_exhaustion,
         ),
-        ("zz_probe_race", background::zz_probe_race),
+        (
+            "background_job_starts_despite_slow_claim",
+            background::background_job_starts_despite_slow_claim,
+        ),
         (
             "background_extension_created_later",
             background::background_extension_created_later,
