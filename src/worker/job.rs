@@ -36,9 +36,21 @@ pub extern "C-unwind" fn tenant_ops_job_main(arg: pg_sys::Datum) {
         if !locked {
             return None;
         }
+        // The scheduler marks the job running in the transaction that started us; lock the
+        // row first, so that we wait for that commit and then read the row as it is (a plain
+        // UPDATE ... WHERE status = 'running' would see the old 'queued' row and skip it).
+        let status = Spi::get_one_with_args::<String>(
+            "SELECT (SELECT status FROM tenant_ops.jobs WHERE id = $1 FOR UPDATE)",
+            &[job_id.into()],
+        )
+        .ok()
+        .flatten();
+        if status.as_deref() != Some("running") {
+            return None;
+        }
         let role = Spi::get_one_with_args::<pg_sys::Oid>(
             "UPDATE tenant_ops.jobs SET worker_pid = pg_catalog.pg_backend_pid()
-              WHERE id = $1 AND status = 'running'
+              WHERE id = $1
              RETURNING (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = submitted_by)",
             &[job_id.into()],
         )
@@ -64,6 +76,15 @@ pub extern "C-unwind" fn tenant_ops_job_main(arg: pg_sys::Datum) {
         if let Flow::Stop = flow {
             break;
         }
+    }
+    // A slot is free now: let the scheduler start the next job without waiting for its poll.
+    let scheduler = BackgroundWorker::transaction(|| {
+        Spi::get_one::<i32>("SELECT (SELECT pid FROM tenant_ops.scheduler_state WHERE id = 1)")
+            .ok()
+            .flatten()
+    });
+    if let Some(pid) = scheduler {
+        super::set_latch_of(pid);
     }
 }
 

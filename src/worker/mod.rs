@@ -81,12 +81,17 @@ pub fn wake_scheduler_after_commit() {
     .ok()
     .flatten();
     if let Some(pid) = pid {
-        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || unsafe {
-            let proc_ = pg_sys::BackendPidGetProc(pid);
-            if !proc_.is_null() {
-                pg_sys::SetLatch(&mut (*proc_).procLatch);
-            }
-        });
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || set_latch_of(pid));
+    }
+}
+
+/// Sets the latch of the backend with this pid, if it is still there.
+pub fn set_latch_of(pid: i32) {
+    unsafe {
+        let proc_ = pg_sys::BackendPidGetProc(pid);
+        if !proc_.is_null() {
+            pg_sys::SetLatch(&mut (*proc_).procLatch);
+        }
     }
 }
 

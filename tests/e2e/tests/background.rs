@@ -913,19 +913,27 @@ pub fn background_slot_exhaustion(_shared: &Cluster) {
         );
         thread::sleep(Duration::from_millis(10));
     }
+    let lifecycles: Vec<(i64, Vec<String>)> =
+        jobs.iter().map(|&j| (j, lifecycle(&mut c, j))).collect();
     for &job in &jobs {
         let (status, _, attempts, error, ..) = job_row(&mut c, job);
         assert_eq!(
             (status.as_str(), attempts, error),
             ("succeeded", 1, None),
-            "job {job}: (status, attempts, error)"
+            "job {job}: (status, attempts, error); lifecycles: {lifecycles:?}"
         );
     }
     assert_eq!(
         (most_workers, most_running),
         (1, 1),
-        "at most one job worker and one running job at a time (the only free slot), over {samples} samples"
+        "at most one job worker and one running job at a time (the only free slot), over {samples} samples; lifecycles: {lifecycles:?}"
     );
+    for (job, events) in &lifecycles {
+        assert!(
+            !events.iter().any(|e| e == "job.requeued"),
+            "job {job} was requeued (it was marked running without a worker): {lifecycles:?}"
+        );
+    }
     assert_eq!(
         scalar(
             &mut c,
