@@ -160,14 +160,29 @@ fn job_in(job_id: i64, allowed: &[&str], action: &'static str, hint: &str) -> jo
     job
 }
 
+/// The job changed status between our check and our update (its worker finished it).
+fn state_changed(job_id: i64, action: &'static str) -> ! {
+    let status = jobs::load(job_id).map(|j| j.status).unwrap_or_default();
+    OpsError::JobState {
+        job: job_id,
+        status,
+        action,
+        hint: Some("Its status changed meanwhile.".into()),
+    }
+    .raise()
+}
+
 /// Puts a job (back) in the background queue, to resume from its checkpoint, and wakes the
 /// scheduler when this transaction commits.
-fn queue_in_background(job_id: i64, also_set: &str, event: &str, action: &str) {
+fn queue_in_background(job_id: i64, from: &[&str], also_set: &str, event: &str, action: &str) {
     crate::worker::require_workers().or_raise();
-    jobs::set_state(
+    if !jobs::set_state(
         job_id,
         &format!("status = 'queued', executor = 'background', next_run_at = NULL, worker_pid = NULL{also_set}"),
-    );
+        from,
+    ) {
+        state_changed(job_id, "be queued");
+    }
     jobs::log(job_id, event, None, None, None, None, None);
     jobs::notify(job_id, event, None);
     crate::worker::wake_scheduler_after_commit();
@@ -193,7 +208,9 @@ fn pause_job(job_id: Option<i64>) -> String {
         "be paused",
         "Only a queued or running job can be paused.",
     );
-    jobs::set_state(job_id, "status = 'paused'");
+    if !jobs::set_state(job_id, "status = 'paused'", &["queued", "running"]) {
+        state_changed(job_id, "be paused");
+    }
     jobs::log(job_id, "job.paused", None, None, None, None, None);
     jobs::notify(job_id, "job.paused", None);
     audit::record(
@@ -219,7 +236,14 @@ fn resume_job(job_id: Option<i64>) -> String {
         "be resumed",
         "Only a paused job can be resumed.",
     );
-    queue_in_background(job_id, "", "job.resumed", "resume_job");
+    // A pause is not a failed attempt: the start that follows does not count.
+    queue_in_background(
+        job_id,
+        &["paused"],
+        ", attempts = greatest(attempts - 1, 0)",
+        "job.resumed",
+        "resume_job",
+    );
     "queued".into()
 }
 
@@ -239,7 +263,9 @@ fn cancel_job(job_id: Option<i64>) -> String {
         "The job has already ended.",
     );
     let outcome = if job.status == "running" {
-        jobs::set_state(job_id, "cancel_requested = true");
+        if !jobs::set_state(job_id, "cancel_requested = true", &["running"]) {
+            state_changed(job_id, "be cancelled");
+        }
         jobs::log(job_id, "job.cancel_requested", None, None, None, None, None);
         "cancelling"
     } else {
@@ -271,8 +297,9 @@ fn retry_job(job_id: Option<i64>) -> String {
     );
     queue_in_background(
         job_id,
+        &["failed"],
         ", attempts = 0, error = NULL",
-        "job.retried",
+        "job.queued",
         "retry_job",
     );
     "queued".into()
@@ -360,7 +387,8 @@ fn scheduler_health() -> TableIterator<
         name!(max_workers, i32),
     ),
 > {
-    let row = Spi::connect(|c| {
+    // As the owner: pg_stat_activity hides other roles' backend_type from ordinary roles.
+    let row = crate::sys::as_extension_owner(|| Spi::connect(|c| {
         let r = c
             .select(
                 "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 LIMIT 1),
@@ -386,7 +414,7 @@ fn scheduler_health() -> TableIterator<
             r.get::<i64>(7)?.unwrap_or(0),
             r.get::<i64>(8)?.unwrap_or(0),
         ))
-    })
+    }))
     .or_raise();
     TableIterator::once((
         row.0,

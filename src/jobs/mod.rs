@@ -60,6 +60,9 @@ fn owner_run(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
 
 /// Creates a job row and returns its id.
 pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: &str) -> i64 {
+    // The submitter is who calls, read before switching to the owner: background workers run
+    // the job as this role, so it must never be the owner's name.
+    let submitter = current_user();
     let id = as_extension_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO tenant_ops.jobs (kind, scope, tenant, options, executor, submitted_by)
@@ -70,7 +73,7 @@ pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: 
                 tenant.into(),
                 JsonB(options.clone()).into(),
                 executor.into(),
-                current_user().into(),
+                submitter.into(),
             ],
         )
     })
@@ -159,12 +162,25 @@ pub fn release_worker(id: i64) {
     );
 }
 
-/// Moves a job between queue states (pause, resume, retry, cancel request) as asked by a user.
-pub fn set_state(id: i64, sql_set: &str) {
-    owner_run(
-        &format!("UPDATE tenant_ops.jobs SET {sql_set}, updated_at = pg_catalog.clock_timestamp() WHERE id = $1"),
-        &[id.into()],
-    );
+/// Moves a job between queue states (pause, resume, retry, cancel request) as asked by a user,
+/// only from the statuses given: a worker that finished the job meanwhile wins, and the
+/// caller is told. Returns whether the job was in one of them.
+pub fn set_state(id: i64, sql_set: &str, from: &[&str]) -> bool {
+    let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+    as_extension_owner(|| {
+        Spi::connect_mut(|c| {
+            c.update(
+                &format!(
+                    "UPDATE tenant_ops.jobs SET {sql_set}, updated_at = pg_catalog.clock_timestamp()
+                      WHERE id = $1 AND status = ANY ($2)"
+                ),
+                None,
+                &[id.into(), from.into()],
+            )
+            .map(|t| t.len() == 1)
+        })
+    })
+    .or_raise()
 }
 
 /// The role the caller acts as (the job's submitter).
