@@ -230,4 +230,15 @@ SELECT e ->> 'sqlstate' AS sqlstate, e ->> 'message' AS message
 -- the real run stops at the first, with the same SQLSTATE
 SELECT tenant_ops.migrate_tenant('crm', '4', 'mirror');
 \echo :SQLSTATE
+-- 10. history retention: purge_history deletes finished jobs older than
+--     tenant_ops.history_retention, with their logs, and nothing else.
+SELECT count(*) AS finished_jobs FROM tenant_ops.jobs WHERE status IN ('succeeded', 'failed', 'cancelled', 'rolled_back') \gset
+UPDATE tenant_ops.jobs SET finished_at = now() - interval '31 days' WHERE id = :job_keep;
+SELECT tenant_ops.purge_history() AS purged_at_default_retention;
+SELECT count(*) AS logs_left_of_purged_job FROM tenant_ops.job_log WHERE job_id = :job_keep;
+SET tenant_ops.history_retention = '1d';
+UPDATE tenant_ops.jobs SET finished_at = now() - interval '2 days' WHERE id = :job_skip;
+SELECT tenant_ops.purge_history() AS purged_at_one_day;
+RESET tenant_ops.history_retention;
+SELECT (SELECT count(*) FROM tenant_ops.jobs WHERE status IN ('succeeded', 'failed', 'cancelled', 'rolled_back')) = :finished_jobs - 2 AS only_those_two_went;
 RESET client_min_messages;
