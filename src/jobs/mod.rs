@@ -29,6 +29,8 @@ pub struct Job {
     pub status: String,
     pub stage: String,
     pub submitted_by: String,
+    /// `inline`, `procedure` or `background`: who drives the steps.
+    pub executor: String,
 }
 
 /// What one step achieved.
@@ -194,7 +196,7 @@ pub fn current_user() -> String {
 pub fn load(id: i64) -> OpsResult<Job> {
     let row = Spi::connect(|c| {
         let mut t = c.select(
-            "SELECT kind, scope, tenant, options, status, stage, submitted_by::text
+            "SELECT kind, scope, tenant, options, status, stage, submitted_by::text, executor
                FROM tenant_ops.jobs WHERE id = $1",
             Some(1),
             &[id.into()],
@@ -212,6 +214,7 @@ pub fn load(id: i64) -> OpsResult<Job> {
             status: r.get::<String>(5)?.unwrap_or_default(),
             stage: r.get::<String>(6)?.unwrap_or_default(),
             submitted_by: r.get::<String>(7)?.unwrap_or_default(),
+            executor: r.get::<String>(8)?.unwrap_or_default(),
         }))
     })
     .or_raise();

@@ -79,7 +79,10 @@ pub struct Migration {
 
 /// Settings for the statements of one step: hashing a batch's parent keys and mappings in
 /// memory rather than spilling them (bounded per hash; the step's memory stays flat).
-const STEP_SETTINGS: &[(&str, &str)] = &[("work_mem", "64MB")];
+const STEP_SETTINGS: &[(&str, &str)] = &[("work_mem", "32MB")];
+
+/// A batch size larger than any table: one step per table.
+const WHOLE_TABLE: i64 = i64::MAX / 2;
 
 /// The target schema is kept in the job's options under this key.
 const TARGET_SCHEMA_KEY: &str = "target_schema";
@@ -96,9 +99,14 @@ impl Migration {
         let scope = job.scope.clone().unwrap_or_default();
         let tenant = job.tenant.clone().unwrap_or_default();
         let namespace = namespace(&options, &scope);
-        let batch_size = options
-            .batch_size
-            .unwrap_or(crate::gucs::batch_size() as i64);
+        // Steps exist so that a committing run can resume where it stopped. An inline run is
+        // one transaction whatever its steps, so unless the caller sized them it takes each
+        // table in one statement, the way hand-written SQL would.
+        let batch_size = match (options.batch_size, job.executor.as_str()) {
+            (Some(n), _) => n,
+            (None, "inline") => WHOLE_TABLE,
+            (None, _) => crate::gucs::batch_size() as i64,
+        };
         Ok(Migration {
             job_id: job.id,
             params: Params {
@@ -1072,18 +1080,24 @@ impl Migration {
         p: &TablePlan,
         job_id: i64,
     ) -> i64 {
-        let keys: Vec<JsonB> = Spi::connect_mut(|c| {
+        let records_keys = p.role == Role::Shared && p.target_key.is_some();
+        let (written, keys): (i64, Vec<Value>) = Spi::connect_mut(|c| {
             let t = c.update(sql, None, args)?;
-            if p.role == Role::Shared && p.target_key.is_some() {
-                t.map(|r| r.get::<JsonB>(1).map(|v| v.unwrap_or(JsonB(Value::Null))))
-                    .collect::<Result<Vec<_>, _>>()
+            let written = t.len() as i64;
+            // Only shared rows return their keys (to be recorded); other inserts just count.
+            let keys = if records_keys {
+                t.map(|r| {
+                    r.get::<JsonB>(1)
+                        .map(|v| v.map(|j| j.0).unwrap_or(Value::Null))
+                })
+                .collect::<Result<Vec<_>, _>>()?
             } else {
-                Ok((0..t.len()).map(|_| JsonB(Value::Null)).collect())
-            }
+                vec![]
+            };
+            Ok::<_, pgrx::spi::Error>((written, keys))
         })
         .or_raise();
-        if p.role == Role::Shared && !keys.is_empty() {
-            let rows: Vec<Value> = keys.into_iter().map(|j| j.0).collect();
+        if !keys.is_empty() {
             as_extension_owner(|| {
                 Spi::run_with_args(
                     "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
@@ -1091,14 +1105,13 @@ impl Migration {
                     &[
                         job_id.into(),
                         p.step.into(),
-                        JsonB(Value::Array(rows.clone())).into(),
+                        JsonB(Value::Array(keys)).into(),
                     ],
                 )
             })
             .or_raise();
-            return rows.len() as i64;
         }
-        keys.len() as i64
+        written
     }
 
     /// A batch failed: copy it row by row, each in its own subtransaction, to find the rows at
