@@ -184,6 +184,21 @@ CREATE TABLE tenant_ops.scheduler_state (
 COMMENT ON TABLE tenant_ops.scheduler_state IS
     'The background scheduler of this database: its pid and last heartbeat (see scheduler_health()).';
 
+CREATE TABLE tenant_ops.integrity_issues (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id           bigint NOT NULL REFERENCES tenant_ops.jobs ON DELETE CASCADE,
+    check_name       text NOT NULL,
+    table_name       regclass NOT NULL,
+    constraint_name  text,
+    tenant           text,
+    other_tenant     text,
+    count            bigint NOT NULL,
+    sample           jsonb
+);
+CREATE INDEX integrity_issues_job_idx ON tenant_ops.integrity_issues (job_id);
+COMMENT ON TABLE tenant_ops.integrity_issues IS
+    'Findings of validate_integrity: the check, table, constraint or link, tenant (and for isolation the other tenant), how many rows, and a sample of their keys.';
+
 CREATE VIEW tenant_ops.progress AS
 SELECT j.id AS job_id,
        j.kind,
@@ -212,3 +227,18 @@ SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_log', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.id_map', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.integrity_issues', '');
+
+CREATE VIEW tenant_ops.integrity_history AS
+SELECT j.scope,
+       NULLIF(j.tenant, '') AS tenant,
+       j.id AS job_id,
+       j.finished_at,
+       (j.result ->> 'score')::numeric AS score,
+       (j.result ->> 'issues')::int AS issues,
+       (j.result ->> 'bad_rows')::bigint AS bad_rows,
+       (j.result ->> 'rows_checked')::bigint AS rows_checked,
+       j.result -> 'by_check' AS by_check
+  FROM tenant_ops.jobs j
+ WHERE j.kind = 'validate' AND j.status = 'succeeded';
+COMMENT ON VIEW tenant_ops.integrity_history IS 'The integrity score of each scope and tenant over time, one row per validation.';

@@ -9,7 +9,8 @@ GRANT USAGE ON SCHEMA tenant_ops TO tenant_ops_viewer;
 
 GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenant_ops.jobs, tenant_ops.job_tables,
                 tenant_ops.job_log, tenant_ops.job_errors, tenant_ops.progress, tenant_ops.id_map,
-                tenant_ops.job_extra, tenant_ops.scheduler_state TO tenant_ops_viewer;
+                tenant_ops.job_extra, tenant_ops.scheduler_state, tenant_ops.integrity_issues,
+                tenant_ops.integrity_history TO tenant_ops_viewer;
 
 -- viewer
 GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;
@@ -18,6 +19,7 @@ GRANT EXECUTE ON FUNCTION tenant_ops.job_report(bigint), tenant_ops.map_id(regcl
 GRANT EXECUTE ON FUNCTION tenant_ops.wait_for_job(bigint, interval), tenant_ops.scheduler_health() TO tenant_ops_viewer;
 -- operator
 GRANT EXECUTE ON FUNCTION tenant_ops.migrate_tenant(text, text, name, jsonb, boolean),
+                          tenant_ops.validate_integrity(text, text, text[], boolean),
                           tenant_ops.pause_job(bigint), tenant_ops.resume_job(bigint),
                           tenant_ops.cancel_job(bigint), tenant_ops.retry_job(bigint) TO tenant_ops_operator;
 GRANT EXECUTE ON PROCEDURE tenant_ops.run_job(bigint) TO tenant_ops_operator;

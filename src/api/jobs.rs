@@ -8,7 +8,6 @@ use super::required;
 use crate::audit;
 use crate::error::{OpsError, OrRaise};
 use crate::jobs::{self, executor};
-use crate::migrate;
 
 /// The outcome of a job, per table: rows planned and done, verification, rejected rows.
 #[pg_extern(sql = r#"
@@ -83,17 +82,7 @@ pub unsafe extern "C-unwind" fn tenant_ops_run_job(
         )
         .raise();
     }
-    let job = jobs::load(job_id).or_raise();
-    if job.kind != "migrate" {
-        OpsError::WrongJob {
-            message: format!(
-                "job {job_id} is a {} job, which run_job cannot drive yet",
-                job.kind
-            ),
-            hint: None,
-        }
-        .raise();
-    }
+    jobs::load(job_id).or_raise();
     // Only one session drives a job at a time.
     let locked = Spi::get_one_with_args::<bool>(
         "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('tenant_ops:job', $1))",
@@ -117,7 +106,7 @@ pub unsafe extern "C-unwind" fn tenant_ops_run_job(
         json!({"job_id": job_id}),
         "started",
     );
-    let result = executor::run_committing(job_id, migrate::steps_for);
+    let result = executor::run_committing(job_id, crate::kinds::steps_for);
     unsafe { pg_sys::SPI_finish() };
     Spi::run_with_args(
         "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('tenant_ops:job', $1))",
@@ -269,7 +258,7 @@ fn cancel_job(job_id: Option<i64>) -> String {
         jobs::log(job_id, "job.cancel_requested", None, None, None, None, None);
         "cancelling"
     } else {
-        crate::migrate::revert(job_id, "cancelled").or_raise();
+        crate::kinds::revert(&job, "cancelled").or_raise();
         "cancelled"
     };
     audit::record(

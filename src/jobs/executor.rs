@@ -71,7 +71,7 @@ pub fn run_committing(job_id: i64, factory: StepsFactory) -> OpsResult<Value> {
             return Ok(Value::Null);
         }
         if super::cancel_requested(job_id) {
-            let undone = crate::migrate::revert(job_id, "cancelled");
+            let undone = crate::kinds::revert(&job, "cancelled");
             commit();
             return undone;
         }

@@ -99,7 +99,7 @@ fn run_one_step(job_id: i64, submitter: pg_sys::Oid, steps: &mut Option<Box<dyn 
     }
     if jobs::cancel_requested(job_id) {
         let outcome = as_role(submitter, || {
-            try_subtransaction(|| crate::migrate::revert(job_id, "cancelled"))
+            try_subtransaction(|| crate::kinds::revert(&job, "cancelled"))
         });
         match outcome {
             Ok(Ok(_)) => {}
@@ -116,7 +116,7 @@ fn run_one_step(job_id: i64, submitter: pg_sys::Oid, steps: &mut Option<Box<dyn 
         return Flow::Stop;
     }
     if steps.is_none() {
-        match crate::migrate::steps_for(&job) {
+        match crate::kinds::steps_for(&job) {
             Ok(s) => *steps = Some(s),
             Err(e) => {
                 jobs::finish(job_id, "failed", Some(&e.to_string()), None);

@@ -1,0 +1,420 @@
+//! `validate_integrity`: orphans, duplicate keys and cross-tenant references of a scope, for
+//! one tenant or all of them, each found by one set-based query per relationship.
+//!
+//! A row's tenant is found by joining up its ownership path (`tenant_chain`); with no tenant
+//! given, findings are grouped by tenant in the same query rather than one query per tenant.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::jobs::executor::Steps;
+use crate::jobs::{self, Job, StepOutcome};
+use crate::scope::graph::{Catalog, ResolvedScope, Role, TableId};
+use crate::scope::{self, LoadedScope};
+use crate::sys::as_extension_owner;
+
+pub const CHECKS: &[&str] = &["foreign_keys", "primary_keys", "isolation"];
+
+/// Parses the `checks` argument: known names only, at least one.
+pub fn parse_checks(checks: &[String]) -> OpsResult<Vec<String>> {
+    if checks.is_empty() {
+        return Err(OpsError::InvalidParameter(
+            "checks must name at least one check".into(),
+            Some(format!("The checks are: {}.", CHECKS.join(", "))),
+        ));
+    }
+    for c in checks {
+        if !CHECKS.contains(&c.as_str()) {
+            return Err(OpsError::InvalidParameter(
+                format!("unknown check \"{c}\""),
+                Some(format!("The checks are: {}.", CHECKS.join(", "))),
+            ));
+        }
+    }
+    Ok(checks.to_vec())
+}
+
+fn quoted(c: &Catalog, table: TableId, cols: &[String], alias: &str) -> Vec<String> {
+    let t = c.table(table);
+    cols.iter()
+        .map(|x| {
+            format!(
+                "{alias}.{}",
+                t.column(x).map(|col| col.quoted.as_str()).unwrap_or(x)
+            )
+        })
+        .collect()
+}
+
+/// Joins from `alias` (a row of `table`) up its ownership path to the tenant key, and the SQL
+/// of that key. `outer` makes them LEFT JOINs (a broken chain gives a NULL tenant). None for
+/// tables that are not owned.
+fn tenant_chain(
+    c: &Catalog,
+    r: &ResolvedScope,
+    table: TableId,
+    alias: &str,
+    outer: bool,
+) -> Option<(String, String)> {
+    let st = r.get(table)?;
+    let key = |t: TableId, a: &str| quoted(c, t, std::slice::from_ref(&r.tenant_key), a).remove(0);
+    match st.role {
+        Role::Shared => None,
+        Role::Root => Some((String::new(), key(table, alias))),
+        Role::Owned => {
+            let join = if outer { "LEFT JOIN" } else { "JOIN" };
+            let (mut joins, mut cur, mut cur_alias, mut n) =
+                (String::new(), st, alias.to_string(), 0);
+            loop {
+                let e = &c.edges[cur.owner_edge?];
+                if e.parent == r.root && e.parent_cols == [r.tenant_key.clone()] {
+                    return Some((
+                        joins,
+                        quoted(c, e.child, &e.child_cols, &cur_alias).remove(0),
+                    ));
+                }
+                n += 1;
+                let next = format!("{alias}_{n}");
+                joins.push_str(&format!(
+                    " {join} {} {next} ON ({}) = ({})",
+                    c.table(e.parent).sql,
+                    quoted(c, e.parent, &e.parent_cols, &next).join(", "),
+                    quoted(c, e.child, &e.child_cols, &cur_alias).join(", ")
+                ));
+                if e.parent == r.root {
+                    return Some((joins, key(r.root, &next)));
+                }
+                cur = r.get(e.parent)?;
+                cur_alias = next;
+            }
+        }
+    }
+}
+
+/// One finding.
+struct Issue {
+    check: &'static str,
+    table: TableId,
+    constraint: String,
+    tenant: Option<String>,
+    other_tenant: Option<String>,
+    count: i64,
+    sample: Value,
+}
+
+pub struct Validation {
+    job_id: i64,
+    scope: String,
+    tenant: Option<String>,
+    checks: Vec<String>,
+}
+
+impl Validation {
+    pub fn from_job(job: &Job) -> OpsResult<Validation> {
+        let checks: Vec<String> = job
+            .options
+            .get("checks")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_else(|| CHECKS.iter().map(|s| s.to_string()).collect());
+        Ok(Validation {
+            job_id: job.id,
+            scope: job.scope.clone().unwrap_or_default(),
+            tenant: job.tenant.clone().filter(|t| !t.is_empty()),
+            checks: parse_checks(&checks)?,
+        })
+    }
+
+    /// The rows of `table` the validation covers, as a derived table aliased `alias`.
+    fn rows(&self, l: &LoadedScope, table: TableId, alias: &str) -> String {
+        let t = l.catalog.table(table);
+        match &self.tenant {
+            Some(_) => format!(
+                "(SELECT * FROM {} WHERE {}) {alias}",
+                t.sql,
+                l.filters().filter(table)
+            ),
+            None => format!("{} {alias}", t.sql),
+        }
+    }
+
+    fn args(&self) -> Vec<pgrx::datum::DatumWithOid<'static>> {
+        vec![self.tenant.clone().unwrap_or_default().into()]
+    }
+
+    fn grouped(&self, sql: &str) -> Vec<(Option<String>, Option<String>, i64, Value)> {
+        Spi::connect(|c| {
+            c.select(sql, None, &self.args())?
+                .map(|r| {
+                    Ok((
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<i64>(3)?.unwrap_or(0),
+                        r.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .or_raise()
+    }
+
+    /// Orphans: rows whose FK (or link) columns are set but name no row, `NOT VALID` ones too.
+    fn foreign_keys(&self, l: &LoadedScope, out: &mut Vec<Issue>) {
+        let (c, r) = (&l.catalog, &l.resolved);
+        for e in &c.edges {
+            if r.get(e.child).is_none() {
+                continue;
+            }
+            let lhs = quoted(c, e.child, &e.child_cols, "c");
+            let rhs = quoted(c, e.parent, &e.parent_cols, "p");
+            let not_null: Vec<String> = lhs.iter().map(|x| format!("{x} IS NOT NULL")).collect();
+            let (joins, tenant) = tenant_chain(c, r, e.child, "c", true).unwrap_or_default();
+            let tenant = if tenant.is_empty() {
+                "NULL".to_string()
+            } else {
+                format!("({tenant})::text")
+            };
+            let sql = format!(
+                "SELECT {tenant}, NULL::text, pg_catalog.count(*)::int8,
+                        pg_catalog.to_jsonb((pg_catalog.array_agg(ROW({lhs})::text))[1:10])
+                   FROM {rows}{joins}
+                  WHERE {nn} AND NOT EXISTS (SELECT FROM {parent} p WHERE ({rhs}) = ({lhs}))
+                  GROUP BY 1",
+                lhs = lhs.join(", "),
+                rows = self.rows(l, e.child, "c"),
+                nn = not_null.join(" AND "),
+                parent = c.table(e.parent).sql,
+                rhs = rhs.join(", "),
+            );
+            for (tenant, _, count, sample) in self.grouped(&sql) {
+                out.push(Issue {
+                    check: "foreign_keys",
+                    table: e.child,
+                    constraint: e.name.clone(),
+                    tenant,
+                    other_tenant: None,
+                    count,
+                    sample,
+                });
+            }
+        }
+    }
+
+    /// Owned rows referencing rows another tenant owns, per relationship and tenant pair.
+    /// References into shared tables and a root's self-reference are never violations.
+    fn isolation(&self, l: &LoadedScope, out: &mut Vec<Issue>) {
+        let (c, r) = (&l.catalog, &l.resolved);
+        for i in &r.cross_references {
+            let e = &c.edges[*i];
+            let (Some((cj, ct)), Some((pj, pt))) = (
+                tenant_chain(c, r, e.child, "c", false),
+                tenant_chain(c, r, e.parent, "p", false),
+            ) else {
+                continue;
+            };
+            let lhs = quoted(c, e.child, &e.child_cols, "c");
+            let rhs = quoted(c, e.parent, &e.parent_cols, "p");
+            let sql = format!(
+                "SELECT ({ct})::text, ({pt})::text, pg_catalog.count(*)::int8,
+                        pg_catalog.to_jsonb((pg_catalog.array_agg(ROW({lhs})::text))[1:10])
+                   FROM {rows}{cj} JOIN {parent} p ON ({rhs}) = ({lhs}){pj}
+                  WHERE ({ct}) IS DISTINCT FROM ({pt})
+                  GROUP BY 1, 2",
+                lhs = lhs.join(", "),
+                rows = self.rows(l, e.child, "c"),
+                parent = c.table(e.parent).sql,
+                rhs = rhs.join(", "),
+            );
+            for (tenant, other, count, sample) in self.grouped(&sql) {
+                out.push(Issue {
+                    check: "isolation",
+                    table: e.child,
+                    constraint: e.name.clone(),
+                    tenant,
+                    other_tenant: other,
+                    count,
+                    sample,
+                });
+            }
+        }
+    }
+
+    /// Duplicate keys where no constraint prevents them: whole rows of tables without a
+    /// primary key, and the key columns of links whose parent has no unique index on them.
+    fn primary_keys(&self, l: &LoadedScope, out: &mut Vec<Issue>) {
+        let (c, r) = (&l.catalog, &l.resolved);
+        let mut keys: Vec<(TableId, Option<Vec<String>>, String)> = vec![];
+        for t in &r.tables {
+            if c.table(t.oid).primary_key.is_none() {
+                keys.push((t.oid, None, "(no primary key: whole rows)".into()));
+            }
+        }
+        for e in c
+            .edges
+            .iter()
+            .filter(|e| matches!(e.kind, crate::scope::graph::EdgeKind::Link))
+        {
+            if r.get(e.parent).is_none()
+                || c.table(e.parent).primary_key.as_ref() == Some(&e.parent_cols)
+            {
+                continue;
+            }
+            let unique = Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = $1::pg_catalog.oid AND i.indisunique
+                          AND (SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a
+                                WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = $2)",
+                &[(e.parent as i64).into(), {
+                    let mut cols = e.parent_cols.clone();
+                    cols.sort();
+                    cols
+                }
+                .into()],
+            )
+            .or_raise()
+            .unwrap_or(false);
+            if !unique {
+                keys.push((
+                    e.parent,
+                    Some(e.parent_cols.clone()),
+                    format!("link {}", e.name),
+                ));
+            }
+        }
+        for (table, cols, what) in keys {
+            let key = match &cols {
+                Some(cols) => format!("ROW({})::text", quoted(c, table, cols, "d").join(", ")),
+                None => "d::text".into(),
+            };
+            let (joins, tenant) = tenant_chain(c, r, table, "d", true).unwrap_or_default();
+            let tenant = if tenant.is_empty() {
+                "NULL".to_string()
+            } else {
+                format!("({tenant})::text")
+            };
+            let sql = format!(
+                "SELECT t, NULL::text, pg_catalog.sum(n - 1)::int8, pg_catalog.to_jsonb((pg_catalog.array_agg(k))[1:10])
+                   FROM (SELECT {tenant} AS t, {key} AS k, pg_catalog.count(*) AS n FROM {rows}{joins}
+                          GROUP BY 1, 2 HAVING pg_catalog.count(*) > 1) x
+                  GROUP BY 1",
+                rows = self.rows(l, table, "d"),
+            );
+            for (tenant, _, count, sample) in self.grouped(&sql) {
+                out.push(Issue {
+                    check: "primary_keys",
+                    table,
+                    constraint: what.clone(),
+                    tenant,
+                    other_tenant: None,
+                    count,
+                    sample,
+                });
+            }
+        }
+    }
+
+    fn rows_checked(&self, l: &LoadedScope) -> i64 {
+        l.resolved
+            .tables
+            .iter()
+            .filter(|t| t.role != Role::Shared)
+            .map(|t| {
+                let sql = format!(
+                    "SELECT pg_catalog.count(*)::int8 FROM {}",
+                    self.rows(l, t.oid, "x")
+                );
+                Spi::get_one_with_args::<i64>(&sql, &self.args())
+                    .or_raise()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    fn run(&mut self) -> OpsResult<Value> {
+        let loaded = scope::load(&self.scope)?;
+        if let Some(t) = &self.tenant {
+            loaded.check_tenant(t)?;
+        }
+        let mut issues = vec![];
+        for check in &self.checks {
+            match check.as_str() {
+                "foreign_keys" => self.foreign_keys(&loaded, &mut issues),
+                "isolation" => self.isolation(&loaded, &mut issues),
+                _ => self.primary_keys(&loaded, &mut issues),
+            }
+        }
+        for i in &issues {
+            as_extension_owner(|| {
+                Spi::run_with_args(
+                    "INSERT INTO tenant_ops.integrity_issues
+                        (job_id, check_name, table_name, constraint_name, tenant, other_tenant, count, sample)
+                     VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6, $7, $8)",
+                    &[
+                        self.job_id.into(),
+                        i.check.into(),
+                        (i.table as i64).into(),
+                        i.constraint.clone().into(),
+                        i.tenant.clone().into(),
+                        i.other_tenant.clone().into(),
+                        i.count.into(),
+                        JsonB(i.sample.clone()).into(),
+                    ],
+                )
+            })
+            .or_raise();
+        }
+        let bad: i64 = issues.iter().map(|i| i.count).sum();
+        let checked = self.rows_checked(&loaded);
+        let score = if checked == 0 {
+            100.0
+        } else {
+            ((1.0 - bad as f64 / checked as f64).max(0.0) * 10000.0).round() / 100.0
+        };
+        let mut by_check = serde_json::Map::new();
+        for c in &self.checks {
+            let n: i64 = issues
+                .iter()
+                .filter(|i| i.check == c.as_str())
+                .map(|i| i.count)
+                .sum();
+            by_check.insert(c.clone(), json!(n));
+        }
+        Ok(json!({
+            "scope": self.scope, "tenant": self.tenant, "checks": self.checks,
+            "issues": issues.len(), "bad_rows": bad, "rows_checked": checked, "score": score, "by_check": by_check,
+        }))
+    }
+}
+
+impl Steps for Validation {
+    fn step(&mut self, _job: &Job) -> OpsResult<StepOutcome> {
+        let result = self.run()?;
+        jobs::log(
+            self.job_id,
+            "checked",
+            Some("check"),
+            None,
+            result["bad_rows"].as_i64(),
+            None,
+            Some(result.clone()),
+        );
+        Ok(StepOutcome::Done(result))
+    }
+}
+
+pub fn steps_for(job: &Job) -> OpsResult<Box<dyn Steps>> {
+    Ok(Box::new(Validation::from_job(job)?))
+}
+
+/// Undoes a validation (a cancel): its findings go.
+pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM tenant_ops.integrity_issues WHERE job_id = $1",
+            &[job_id.into()],
+        )
+    })
+    .or_raise();
+    jobs::finish(job_id, final_status, None, None);
+    Ok(json!({}))
+}

@@ -1,0 +1,64 @@
+-- validate_integrity: orphans (NOT VALID FKs and FKs declared on one partition included),
+-- duplicate keys where nothing prevents them, and cross-tenant references; a root's
+-- self-reference and references into shared data are never violations.
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+CREATE SCHEMA vi;
+CREATE TABLE vi.firm (id int PRIMARY KEY, name text, boss_firm int REFERENCES vi.firm);
+CREATE TABLE vi.country (code text PRIMARY KEY);
+CREATE TABLE vi.team (id int PRIMARY KEY, firm_id int NOT NULL REFERENCES vi.firm, country text REFERENCES vi.country);
+CREATE TABLE vi.member (id int PRIMARY KEY, team_id int NOT NULL REFERENCES vi.team, buddy int REFERENCES vi.member);
+CREATE TABLE vi.note (member_id int, body text);   -- no primary key
+CREATE TABLE vi.visit (id int NOT NULL, member_id int NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE vi.visit_a PARTITION OF vi.visit FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE vi.visit_b PARTITION OF vi.visit FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO vi.country VALUES ('NO'), ('SE');
+INSERT INTO vi.firm VALUES (1, 'one', NULL), (2, 'two', 1), (3, 'three', 1);  -- firm 2's boss is firm 1: fine
+INSERT INTO vi.team VALUES (10, 1, 'NO'), (20, 2, 'SE'), (30, 3, 'NO');
+INSERT INTO vi.member SELECT g, CASE WHEN g <= 4 THEN 10 WHEN g <= 8 THEN 20 ELSE 30 END, NULL FROM generate_series(1, 12) g;
+UPDATE vi.member SET buddy = 2 WHERE id = 1;   -- same tenant: fine
+UPDATE vi.member SET buddy = 1 WHERE id = 6;   -- tenant 2 → tenant 1: isolation
+UPDATE vi.member SET buddy = 2 WHERE id = 7;   -- tenant 2 → tenant 1 again
+INSERT INTO vi.note VALUES (1, 'a'), (1, 'a'), (1, 'a'), (5, 'b'), (5, 'c');   -- two duplicates of (1, 'a')
+INSERT INTO vi.visit VALUES (1, 1, '2025-03-01'), (2, 5, '2025-04-01'), (3, 9, '2026-02-01'), (4, 99, '2025-05-01'), (5, 98, '2026-03-01');
+-- The orphan member 99 under an FK declared on one partition only, added NOT VALID.
+ALTER TABLE vi.visit_a ADD CONSTRAINT visit_a_member_fk FOREIGN KEY (member_id) REFERENCES vi.member NOT VALID;
+-- A team pointing at a country that does not exist, under a NOT VALID FK of the shared side.
+ALTER TABLE vi.team DROP CONSTRAINT team_country_fkey;
+INSERT INTO vi.team VALUES (40, 3, 'XX');
+ALTER TABLE vi.team ADD CONSTRAINT team_country_fkey FOREIGN KEY (country) REFERENCES vi.country NOT VALID;
+SELECT tenant_ops.create_scope('vi', 'vi.firm', 'id',
+  '{"links": [{"name": "note_member", "child": "vi.note", "columns": ["member_id"], "parent": "vi.member"}]}');
+
+-- All tenants in one pass: exactly the planted problems, attributed to their tenants.
+SELECT tenant_ops.validate_integrity('vi') AS job_all \gset
+SELECT check_name, table_name, constraint_name, tenant, other_tenant, count, sample
+  FROM tenant_ops.integrity_issues WHERE job_id = :job_all ORDER BY check_name, table_name::text, tenant;
+SELECT result -> 'by_check' AS by_check, result -> 'bad_rows' AS bad_rows, result -> 'score' AS score
+  FROM tenant_ops.jobs WHERE id = :job_all;
+-- Per tenant: the orphan visits belong to nobody (their member does not exist), so no tenant
+-- sees them; tenant 1 has the duplicate notes, tenant 2 the references into tenant 1, tenant 3
+-- the team in a country that does not exist.
+SELECT tenant_ops.validate_integrity('vi', '1') AS j1 \gset
+SELECT tenant_ops.validate_integrity('vi', '2') AS j2 \gset
+SELECT tenant_ops.validate_integrity('vi', '3') AS j3 \gset
+SELECT j.tenant, string_agg(i.check_name || ':' || i.count, ', ' ORDER BY i.check_name) AS findings
+  FROM tenant_ops.jobs j LEFT JOIN tenant_ops.integrity_issues i ON i.job_id = j.id
+ WHERE j.id IN (:j1, :j2, :j3) GROUP BY j.tenant ORDER BY j.tenant;
+-- Only some checks.
+SELECT tenant_ops.validate_integrity('vi', '2', '{isolation}') AS job_iso \gset
+SELECT check_name, tenant, other_tenant, count FROM tenant_ops.integrity_issues WHERE job_id = :job_iso;
+SELECT scope, tenant, score, issues, bad_rows, rows_checked FROM tenant_ops.integrity_history ORDER BY job_id;
+
+-- Bad input.
+SELECT tenant_ops.validate_integrity('vi', NULL, '{foreign_keys,spelling}');
+\echo :SQLSTATE
+SELECT tenant_ops.validate_integrity('vi', NULL, '{}');
+\echo :SQLSTATE
+SELECT tenant_ops.validate_integrity('nope');
+\echo :SQLSTATE
+SELECT tenant_ops.validate_integrity('vi', '42');
+\echo :SQLSTATE
+SELECT tenant_ops.validate_integrity('vi', 'x');
+\echo :SQLSTATE
+RESET client_min_messages;
