@@ -133,3 +133,48 @@ fn uuid5(namespace: Uuid, name: &str) -> Uuid {
     let ns: [u8; 16] = *namespace.as_bytes();
     Uuid::from_bytes(migrate::uuid5::uuid5(&ns, name.as_bytes()))
 }
+
+/// Completeness of a finished migration, per table: the tenant's source rows against the
+/// target rows their mapped keys name (counts and checksums), and a sample of the keys that
+/// are missing or different. After a rollback it reports the target empty of the tenant.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.verify_migration(job_id bigint)
+RETURNS TABLE(table_name regclass, target text, source_rows bigint, target_rows bigint, missing bigint,
+              different bigint, complete boolean, sample jsonb)
+STABLE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.verify_migration(bigint) IS
+'Completeness of a finished migration per table, through the key mapping, with the keys that differ.';
+"#)]
+#[allow(clippy::type_complexity)]
+fn verify_migration(
+    job_id: Option<i64>,
+) -> TableIterator<
+    'static,
+    (
+        name!(table_name, pgrx::pg_sys::Oid),
+        name!(target, String),
+        name!(source_rows, i64),
+        name!(target_rows, i64),
+        name!(missing, i64),
+        name!(different, i64),
+        name!(complete, bool),
+        name!(sample, JsonB),
+    ),
+> {
+    let job_id = required(job_id, "job_id");
+    let rows = migrate::verify_report(job_id).or_raise();
+    TableIterator::new(rows.into_iter().map(|r| {
+        let c = r.comparison;
+        let complete = c.missing == 0 && c.different == 0 && c.source_rows == c.target_rows;
+        (
+            pgrx::pg_sys::Oid::from(r.source),
+            r.target,
+            c.source_rows,
+            c.target_rows,
+            c.missing,
+            c.different,
+            complete,
+            JsonB(c.sample),
+        )
+    }))
+}

@@ -1336,58 +1336,17 @@ impl Migration {
             .expect("plan");
         let (src_row, tgt_row) = verify_rows(&p);
         let hash = |row: &str| format!("pg_catalog.hashtextextended({row}, 0)::numeric");
-        let rejected = format!(
-            "{}::text NOT IN (SELECT source_key FROM tenant_ops.job_errors WHERE job_id = {} AND table_name = {}::pg_catalog.regclass)",
-            p.key_text("s"),
-            self.job_id,
-            p.source
-        );
-        let source_where = if p.role == Role::Shared {
-            p.filter.clone()
-        } else {
-            format!("({}) AND {rejected}", p.filter)
-        };
+        let source_where = verified_source(&p, self.job_id, &p.filter);
         let args = self.params.args();
         let (sc, ss, tc, ts) = match &p.target_key {
-            // One pass: each source row joined to the target row its mapped key names. The
-            // source side is a derived table so the tenant filter's unqualified columns can
-            // only mean the source's.
-            Some(key) => {
-                let keys: Vec<String> = key
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, e))| format!("{e} AS __tenant_ops_k{i}"))
-                    .collect();
-                let on: Vec<String> = key
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (c, _))| format!("t.{c} = x.__tenant_ops_k{i}"))
-                    .collect();
-                let matched = format!("t.{} IS NOT NULL", key[0].0);
-                let sql = format!(
-                    "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(x.__tenant_ops_h), 0)::text,
-                            pg_catalog.count(*) FILTER (WHERE {matched}),
-                            coalesce(pg_catalog.sum({th}) FILTER (WHERE {matched}), 0)::text
-                       FROM (SELECT {sh} AS __tenant_ops_h, {keys} FROM {src} s{joins} WHERE {source_where}) x
-                       LEFT JOIN {tgt} t ON {on}",
-                    sh = hash(&src_row),
-                    th = hash(&tgt_row),
-                    keys = keys.join(", "),
-                    src = p.source_sql,
-                    joins = p.joins,
-                    tgt = p.target.sql,
-                    on = on.join(" AND ")
-                );
-                Spi::connect(|c| {
-                    let row = c.select(&sql, Some(1), &args)?.first();
-                    Ok::<_, pgrx::spi::Error>((
-                        row.get::<i64>(1)?,
-                        row.get::<String>(2)?,
-                        row.get::<i64>(3)?,
-                        row.get::<String>(4)?,
-                    ))
-                })
-                .or_raise()
+            Some(_) => {
+                let c = compare(&p, &p.source_sql, &source_where, &args);
+                (
+                    Some(c.source_rows),
+                    Some(c.source_sum),
+                    Some(c.target_rows),
+                    Some(c.target_sum),
+                )
             }
             // Without a target key, the target rows are those equal to a source row.
             None => {
@@ -1611,6 +1570,165 @@ fn qualified_cols(t: &crate::scope::graph::Table, cols: &[String], alias: &str) 
             )
         })
         .collect()
+}
+
+/// Source rows (from `source_from s`, with `source_where`) against the target rows their
+/// mapped keys name, in one pass: counts, checksums, and the keys missing or different.
+pub struct Comparison {
+    pub source_rows: i64,
+    pub source_sum: String,
+    pub target_rows: i64,
+    pub target_sum: String,
+    pub missing: i64,
+    pub different: i64,
+    pub sample: Value,
+}
+
+fn compare(
+    p: &TablePlan,
+    source_from: &str,
+    source_where: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Comparison {
+    let key = p.target_key.as_ref().expect("compare needs a target key");
+    let (src_row, tgt_row) = verify_rows(p);
+    let hash = |row: &str| format!("pg_catalog.hashtextextended({row}, 0)::numeric");
+    let keys: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| format!("{e} AS __tenant_ops_k{i}"))
+        .collect();
+    let on: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("t.{c} = x.__tenant_ops_k{i}"))
+        .collect();
+    let matched = format!("t.{} IS NOT NULL", key[0].0);
+    // The source side is a derived table so the tenant filter's unqualified columns can only
+    // mean the source's.
+    let sql = format!(
+        "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(x.__tenant_ops_h), 0)::text,
+                pg_catalog.count(*) FILTER (WHERE {matched}),
+                coalesce(pg_catalog.sum({th}) FILTER (WHERE {matched}), 0)::text,
+                pg_catalog.count(*) FILTER (WHERE NOT {matched}),
+                pg_catalog.count(*) FILTER (WHERE {matched} AND x.__tenant_ops_h <> {th}),
+                pg_catalog.to_jsonb((pg_catalog.array_agg(x.__tenant_ops_key)
+                                     FILTER (WHERE NOT {matched} OR x.__tenant_ops_h <> {th}))[1:10])
+           FROM (SELECT {sh} AS __tenant_ops_h, {kt}::text AS __tenant_ops_key, {keys}
+                   FROM {source_from} s{joins} WHERE {source_where}) x
+           LEFT JOIN {tgt} t ON {on}",
+        sh = hash(&src_row),
+        th = hash(&tgt_row),
+        kt = p.key_text("s"),
+        keys = keys.join(", "),
+        joins = p.joins,
+        tgt = p.target.sql,
+        on = on.join(" AND ")
+    );
+    Spi::connect(|c| {
+        let r = c.select(&sql, Some(1), args)?.first();
+        Ok::<_, pgrx::spi::Error>(Comparison {
+            source_rows: r.get::<i64>(1)?.unwrap_or(0),
+            source_sum: r.get::<String>(2)?.unwrap_or_default(),
+            target_rows: r.get::<i64>(3)?.unwrap_or(0),
+            target_sum: r.get::<String>(4)?.unwrap_or_default(),
+            missing: r.get::<i64>(5)?.unwrap_or(0),
+            different: r.get::<i64>(6)?.unwrap_or(0),
+            sample: r.get::<JsonB>(7)?.map(|j| j.0).unwrap_or(Value::Null),
+        })
+    })
+    .or_raise()
+}
+
+/// The source rows a verification compares: those of `filter`, less the rows the job rejected
+/// into job_errors (with continue_on_error), which are not in the target by design.
+fn verified_source(p: &TablePlan, job_id: i64, filter: &str) -> String {
+    if p.role == Role::Shared {
+        return filter.to_string();
+    }
+    format!(
+        "({filter}) AND {}::text NOT IN (SELECT source_key FROM tenant_ops.job_errors
+                                         WHERE job_id = {job_id} AND table_name = {}::pg_catalog.regclass)",
+        p.key_text("s"),
+        p.source
+    )
+}
+
+/// One table of [`verify_report`].
+pub struct VerifyRow {
+    pub source: u32,
+    pub target: String,
+    pub comparison: Comparison,
+}
+
+/// Completeness of a finished migration, per table, through the key mapping: the tenant's
+/// source rows (from the archive after a move) against the target rows their keys name.
+/// After a rollback it reports the target empty of the tenant.
+pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
+    let job = jobs::load(job_id)?;
+    if job.kind != "migrate" {
+        return Err(OpsError::WrongJob {
+            message: format!("job {job_id} is a {} job, not a migration", job.kind),
+            hint: Some("verify_migration checks migrate_tenant jobs.".into()),
+        });
+    }
+    if !matches!(
+        job.status.as_str(),
+        "succeeded" | "failed" | "cancelled" | "rolled_back"
+    ) {
+        return Err(OpsError::JobState {
+            job: job_id,
+            status: job.status,
+            action: "be verified",
+            hint: Some("Verify a migration once it has ended.".into()),
+        });
+    }
+    let mut m = Migration::from_job(&job)?;
+    let tables = jobs::tables(job_id);
+    let plans = m.plans()?.clone();
+    let args = m.params.args();
+    let mut out = vec![];
+    for p in &plans {
+        require_privileges(
+            &p.source_sql,
+            &p.source_display,
+            "SELECT",
+            "verify_migration",
+        )?;
+        require_privileges(
+            &p.target.sql,
+            &p.target.display,
+            "SELECT",
+            "verify_migration",
+        )?;
+    }
+    for p in plans.iter().filter(|p| p.target_key.is_some()) {
+        let moved = job.status != "rolled_back"
+            && tables
+                .iter()
+                .any(|t| t.step == p.step && (t.stage == "deleted" || t.stage == "archived"));
+        let (from, filter) = if moved && p.role != Role::Shared {
+            (
+                format!(
+                    "(SELECT (pg_catalog.jsonb_populate_record(NULL::{src}, a.row_data)).* FROM tenant_ops.job_archive a
+                       WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'source')",
+                    src = p.source_sql,
+                    step = p.step
+                ),
+                "true".to_string(),
+            )
+        } else {
+            (p.source_sql.clone(), p.filter.clone())
+        };
+        let source_where = verified_source(p, job_id, &filter);
+        let comparison = as_extension_owner(|| compare(p, &from, &source_where, &args));
+        out.push(VerifyRow {
+            source: p.source,
+            target: p.target.display.clone(),
+            comparison,
+        });
+    }
+    Ok(out)
 }
 
 fn verify_rows(p: &TablePlan) -> (String, String) {

@@ -230,6 +230,23 @@ SELECT e ->> 'sqlstate' AS sqlstate, e ->> 'message' AS message
 -- the real run stops at the first, with the same SQLSTATE
 SELECT tenant_ops.migrate_tenant('crm', '4', 'mirror');
 \echo :SQLSTATE
+-- 11. verify_migration: completeness through the key mapping, with the keys that differ.
+SELECT table_name, target, source_rows, target_rows, missing, different, complete FROM tenant_ops.verify_migration(:job_uuid) ORDER BY 1::text;
+-- Tamper with the target: one row gone, one row changed; both are named.
+DELETE FROM app.deal_lines WHERE line = 3 AND deal_no = 4;
+UPDATE app.people SET email = 'tampered' WHERE phone = '+4740000002';
+SELECT table_name, source_rows, target_rows, missing, different, complete, sample
+  FROM tenant_ops.verify_migration(:job_uuid) WHERE NOT complete ORDER BY 1::text;
+-- uuid5, and a rolled-back move (the target is reported empty of the tenant).
+SELECT bool_and(complete) AS uuid5_complete FROM tenant_ops.verify_migration(:job_five);
+SELECT table_name, source_rows, target_rows, missing, complete FROM tenant_ops.verify_migration(:job_move) ORDER BY 1::text;
+SELECT * FROM tenant_ops.verify_migration(:job_dates);
+SELECT tenant_ops.validate_integrity('crm', '1', '{isolation}') AS vjob \gset
+SELECT tenant_ops.verify_migration(:vjob);
+\echo :SQLSTATE
+SELECT tenant_ops.verify_migration(987654);
+\echo :SQLSTATE
+
 -- 10. history retention: purge_history deletes finished jobs older than
 --     tenant_ops.history_retention, with their logs, and nothing else.
 SELECT count(*) AS finished_jobs FROM tenant_ops.jobs WHERE status IN ('succeeded', 'failed', 'cancelled', 'rolled_back') \gset
