@@ -199,6 +199,21 @@ CREATE INDEX integrity_issues_job_idx ON tenant_ops.integrity_issues (job_id);
 COMMENT ON TABLE tenant_ops.integrity_issues IS
     'Findings of validate_integrity: the check, table, constraint or link, tenant (and for isolation the other tenant), how many rows, and a sample of their keys.';
 
+CREATE SEQUENCE tenant_ops.quarantine_repair_seq;
+CREATE TABLE tenant_ops.quarantine (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    repair_id       bigint NOT NULL,
+    validation_job  bigint,
+    table_name      regclass NOT NULL,
+    reason          text NOT NULL,
+    row_data        jsonb NOT NULL,
+    quarantined_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    restored_at     timestamptz
+);
+CREATE INDEX quarantine_repair_idx ON tenant_ops.quarantine (repair_id);
+COMMENT ON TABLE tenant_ops.quarantine IS
+    'Rows repair_integrity removed with the strategy quarantine, as jsonb, with the reason; restore_quarantined(repair_id) puts them back.';
+
 CREATE VIEW tenant_ops.progress AS
 SELECT j.id AS job_id,
        j.kind,
@@ -228,6 +243,7 @@ SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_log', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.id_map', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.integrity_issues', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.quarantine', '');
 
 CREATE VIEW tenant_ops.integrity_history AS
 SELECT j.scope,

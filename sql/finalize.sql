@@ -10,7 +10,7 @@ GRANT USAGE ON SCHEMA tenant_ops TO tenant_ops_viewer;
 GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenant_ops.jobs, tenant_ops.job_tables,
                 tenant_ops.job_log, tenant_ops.job_errors, tenant_ops.progress, tenant_ops.id_map,
                 tenant_ops.job_extra, tenant_ops.scheduler_state, tenant_ops.integrity_issues,
-                tenant_ops.integrity_history TO tenant_ops_viewer;
+                tenant_ops.integrity_history, tenant_ops.quarantine TO tenant_ops_viewer;
 
 -- viewer
 GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;
@@ -25,6 +25,8 @@ GRANT EXECUTE ON FUNCTION tenant_ops.migrate_tenant(text, text, name, jsonb, boo
                           tenant_ops.cancel_job(bigint), tenant_ops.retry_job(bigint) TO tenant_ops_operator;
 GRANT EXECUTE ON PROCEDURE tenant_ops.run_job(bigint) TO tenant_ops_operator;
 -- admin
-GRANT EXECUTE ON FUNCTION tenant_ops.rollback_migration(bigint), tenant_ops.purge_history() TO tenant_ops_admin;
+GRANT EXECUTE ON FUNCTION tenant_ops.rollback_migration(bigint), tenant_ops.purge_history(),
+                          tenant_ops.repair_integrity(bigint, text, boolean),
+                          tenant_ops.restore_quarantined(bigint) TO tenant_ops_admin;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_scope(text, regclass, name, jsonb),
                           tenant_ops.drop_scope(text) TO tenant_ops_admin;

@@ -116,6 +116,12 @@ pub enum OpsError {
     #[error("schema \"{0}\" does not exist")]
     UnknownSchema(String),
 
+    #[error("validation job {0} found nothing to repair")]
+    NothingToRepair(i64),
+
+    #[error("repair {0} has no quarantined rows left to restore")]
+    NothingToRestore(i64),
+
     #[error("target table {target} for {from} does not exist")]
     MissingTarget {
         target: String,
@@ -211,6 +217,7 @@ impl OpsError {
             OpsError::WrongJob { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             OpsError::JobBusy { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
             OpsError::UnknownSchema(_) => ERRCODE_INVALID_SCHEMA_NAME,
+            OpsError::NothingToRepair(_) | OpsError::NothingToRestore(_) => ERRCODE_NO_DATA_FOUND,
             OpsError::MissingTarget { .. } => ERRCODE_UNDEFINED_TABLE,
             OpsError::ForeignKeyViolation { .. } => ERRCODE_FOREIGN_KEY_VIOLATION,
             OpsError::UniqueViolation { .. } => ERRCODE_UNIQUE_VIOLATION,

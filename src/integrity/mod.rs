@@ -4,6 +4,8 @@
 //! A row's tenant is found by joining up its ownership path (`tenant_chain`); with no tenant
 //! given, findings are grouped by tenant in the same query rather than one query per tenant.
 
+pub mod repair;
+
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -16,6 +18,11 @@ use crate::scope::{self, LoadedScope};
 use crate::sys::as_extension_owner;
 
 pub const CHECKS: &[&str] = &["foreign_keys", "primary_keys", "isolation"];
+
+/// How a table prints for the caller.
+pub(crate) fn relation(oid: TableId) -> String {
+    crate::migrate::relation_name(oid)
+}
 
 /// Parses the `checks` argument: known names only, at least one.
 pub fn parse_checks(checks: &[String]) -> OpsResult<Vec<String>> {

@@ -1517,7 +1517,7 @@ impl Migration {
 /// Checks the caller's privileges on a table explicitly. Statements that must read the
 /// extension's own tables (id_map, job_archive) run as its owner; these checks keep them to
 /// what the caller could do on the tenant tables themselves.
-fn require_privileges(
+pub(crate) fn require_privileges(
     table_sql: &str,
     display: &str,
     privileges: &str,

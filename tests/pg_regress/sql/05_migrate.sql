@@ -231,15 +231,15 @@ SELECT e ->> 'sqlstate' AS sqlstate, e ->> 'message' AS message
 SELECT tenant_ops.migrate_tenant('crm', '4', 'mirror');
 \echo :SQLSTATE
 -- 11. verify_migration: completeness through the key mapping, with the keys that differ.
-SELECT table_name, target, source_rows, target_rows, missing, different, complete FROM tenant_ops.verify_migration(:job_uuid) ORDER BY 1::text;
+SELECT table_name, target, source_rows, target_rows, missing, different, complete FROM tenant_ops.verify_migration(:job_uuid) ORDER BY table_name::text;
 -- Tamper with the target: one row gone, one row changed; both are named.
 DELETE FROM app.deal_lines WHERE line = 3 AND deal_no = 4;
 UPDATE app.people SET email = 'tampered' WHERE phone = '+4740000002';
 SELECT table_name, source_rows, target_rows, missing, different, complete, sample
-  FROM tenant_ops.verify_migration(:job_uuid) WHERE NOT complete ORDER BY 1::text;
+  FROM tenant_ops.verify_migration(:job_uuid) WHERE NOT complete ORDER BY table_name::text;
 -- uuid5, and a rolled-back move (the target is reported empty of the tenant).
 SELECT bool_and(complete) AS uuid5_complete FROM tenant_ops.verify_migration(:job_five);
-SELECT table_name, source_rows, target_rows, missing, complete FROM tenant_ops.verify_migration(:job_move) ORDER BY 1::text;
+SELECT table_name, source_rows, target_rows, missing, complete FROM tenant_ops.verify_migration(:job_move) ORDER BY table_name::text;
 SELECT * FROM tenant_ops.verify_migration(:job_dates);
 SELECT tenant_ops.validate_integrity('crm', '1', '{isolation}') AS vjob \gset
 SELECT tenant_ops.verify_migration(:vjob);

@@ -1,0 +1,464 @@
+//! `repair_integrity` and `restore_quarantined`: act on what a validation found, losing
+//! nothing. The offending rows are selected again from each finding, by `(tableoid, ctid)`
+//! within the repair's transaction, and then quarantined (saved as jsonb, then removed),
+//! deleted, or have their references set to NULL. Removing a row also handles the rows that
+//! reference it: a quarantine takes them along, a delete refuses rather than leave orphans.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use super::{quoted, tenant_chain};
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::jobs;
+use crate::scope::graph::{Edge, EdgeKind, TableId};
+use crate::scope::{self, LoadedScope};
+use crate::sys::{as_extension_owner, rolled_back_subtransaction, with_settings};
+
+pub const STRATEGIES: &[&str] = &["quarantine", "delete", "set_null"];
+
+struct Finding {
+    check: String,
+    table: TableId,
+    constraint: String,
+}
+
+fn findings(validation: i64) -> Vec<Finding> {
+    Spi::connect(|c| {
+        c.select(
+            "SELECT check_name, table_name::pg_catalog.oid::pg_catalog.int8, coalesce(constraint_name, '')
+               FROM tenant_ops.integrity_issues WHERE job_id = $1 ORDER BY id",
+            None,
+            &[validation.into()],
+        )?
+        .map(|r| {
+            Ok(Finding {
+                check: r.get::<String>(1)?.unwrap_or_default(),
+                table: r.get::<i64>(2)?.unwrap_or_default() as TableId,
+                constraint: r.get::<String>(3)?.unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .or_raise()
+}
+
+/// A SQL set of `(tableoid, ctid)` of the rows a finding is about.
+fn offending(
+    l: &LoadedScope,
+    tenant: &Option<String>,
+    f: &Finding,
+) -> Option<(String, Option<usize>)> {
+    let (c, r) = (&l.catalog, &l.resolved);
+    let t = c.table(f.table);
+    let scope_rows = match tenant {
+        Some(_) => format!(
+            " AND (c.tableoid, c.ctid) IN (SELECT tableoid, ctid FROM {} WHERE {})",
+            t.sql,
+            l.filters().filter(f.table)
+        ),
+        None => String::new(),
+    };
+    let edge = c
+        .edges
+        .iter()
+        .position(|e| e.child == f.table && e.answers_to(&f.constraint));
+    match f.check.as_str() {
+        "foreign_keys" => {
+            let e = &c.edges[edge?];
+            let lhs = quoted(c, e.child, &e.child_cols, "c");
+            let rhs = quoted(c, e.parent, &e.parent_cols, "p");
+            let nn: Vec<String> = lhs.iter().map(|x| format!("{x} IS NOT NULL")).collect();
+            Some((
+                format!(
+                    "SELECT c.tableoid AS r_oid, c.ctid AS r_tid FROM {} c WHERE {} AND NOT EXISTS (SELECT FROM {} p WHERE ({}) = ({})){scope_rows}",
+                    t.sql,
+                    nn.join(" AND "),
+                    c.table(e.parent).sql,
+                    rhs.join(", "),
+                    lhs.join(", ")
+                ),
+                edge,
+            ))
+        }
+        "isolation" => {
+            let e = &c.edges[edge?];
+            let (cj, ct) = tenant_chain(c, r, e.child, "c", false)?;
+            let (pj, pt) = tenant_chain(c, r, e.parent, "p", false)?;
+            Some((
+                format!(
+                    "SELECT c.tableoid AS r_oid, c.ctid AS r_tid FROM {} c{cj} JOIN {} p ON ({}) = ({}){pj}
+                      WHERE ({ct}) IS DISTINCT FROM ({pt}){scope_rows}",
+                    t.sql,
+                    c.table(e.parent).sql,
+                    quoted(c, e.parent, &e.parent_cols, "p").join(", "),
+                    quoted(c, e.child, &e.child_cols, "c").join(", ")
+                ),
+                edge,
+            ))
+        }
+        _ => {
+            // Duplicates: every copy after the first of each key.
+            let link = c.edges.iter().find(|e| {
+                matches!(e.kind, EdgeKind::Link) && f.constraint == format!("link {}", e.name)
+            });
+            let key = match link {
+                Some(e) => format!(
+                    "ROW({})::text",
+                    quoted(c, e.parent, &e.parent_cols, "c").join(", ")
+                ),
+                None => "c::text".into(),
+            };
+            Some((
+                format!(
+                    "SELECT r_oid, r_tid FROM (SELECT c.tableoid AS r_oid, c.ctid AS r_tid,
+                            pg_catalog.row_number() OVER (PARTITION BY {key} ORDER BY c.tableoid, c.ctid) AS n
+                       FROM {} c WHERE true{scope_rows}) x WHERE n > 1",
+                    t.sql
+                ),
+                None,
+            ))
+        }
+    }
+}
+
+struct Repair<'a> {
+    loaded: &'a LoadedScope,
+    repair_id: i64,
+    validation: i64,
+    strategy: String,
+    actions: Vec<Value>,
+    depth: usize,
+}
+
+impl Repair<'_> {
+    /// Removes the rows `set` selects from `table`: first, recursively, the rows that
+    /// reference them (quarantine) or a refusal (delete); then the rows themselves.
+    fn remove(&mut self, table: TableId, set: &str, reason: &str) -> OpsResult<()> {
+        let c = &self.loaded.catalog;
+        let t = c.table(table).clone();
+        self.depth += 1;
+        if self.depth > 32 {
+            return Err(OpsError::InvalidDefinition {
+                message: "references between removed rows are nested too deep".into(),
+                hint: None,
+            });
+        }
+        let children: Vec<Edge> = c
+            .edges
+            .iter()
+            .filter(|e| e.parent == table)
+            .cloned()
+            .collect();
+        for e in children {
+            let child = c.table(e.child).clone();
+            let child_set = format!(
+                "SELECT c.tableoid AS r_oid, c.ctid AS r_tid FROM {} c WHERE ({}) IN (SELECT {} FROM {} p WHERE (p.tableoid, p.ctid) IN ({set}))
+                   AND (c.tableoid, c.ctid) NOT IN ({set})",
+                child.sql,
+                quoted(c, e.child, &e.child_cols, "c").join(", "),
+                quoted(c, e.parent, &e.parent_cols, "p").join(", "),
+                t.sql
+            );
+            let n =
+                Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM ({child_set}) x"))
+                    .or_raise()
+                    .unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            if self.strategy == "delete" {
+                return Err(OpsError::ForeignKeyViolation {
+                    message: format!(
+                        "deleting the rows of {} would leave {n} row(s) of {} referencing nothing (through {})",
+                        t.display, child.display, e.name
+                    ),
+                    detail: None,
+                    hint: Some("Use the strategy \"quarantine\", which takes those rows along (and can restore them).".into()),
+                });
+            }
+            let materialized = self.materialize(&child_set);
+            self.remove(
+                e.child,
+                &materialized,
+                &format!("references a row removed from {} ({})", t.display, e.name),
+            )?;
+        }
+        let set = self.materialize(set);
+        if self.strategy == "quarantine" {
+            as_extension_owner(|| {
+                Spi::run_with_args(
+                    &format!(
+                        "INSERT INTO tenant_ops.quarantine (repair_id, validation_job, table_name, reason, row_data)
+                         SELECT $1, $2, {table}::pg_catalog.regclass, $3, pg_catalog.to_jsonb(c) FROM {sql} c
+                          WHERE (c.tableoid, c.ctid) IN ({set})",
+                        sql = t.sql
+                    ),
+                    &[self.repair_id.into(), self.validation.into(), reason.into()],
+                )
+            })
+            .or_raise();
+        }
+        let n = Spi::connect_mut(|cl| {
+            cl.update(
+                &format!(
+                    "DELETE FROM {} c WHERE (c.tableoid, c.ctid) IN ({set})",
+                    t.sql
+                ),
+                None,
+                &[],
+            )
+            .map(|r| r.len() as i64)
+        })
+        .or_raise();
+        self.actions.push(
+            json!({"table": t.display, "action": self.strategy, "rows": n, "reason": reason}),
+        );
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// Freezes a row set (ctids change as rows are removed) into a temporary list.
+    fn materialize(&self, set: &str) -> String {
+        let rows: Vec<String> = Spi::connect(|c| {
+            c.select(
+                &format!("SELECT ROW(r_oid, r_tid)::text FROM ({set}) x"),
+                None,
+                &[],
+            )?
+            .map(|r| r.get::<String>(1).map(|v| v.unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .or_raise();
+        if rows.is_empty() {
+            return "SELECT NULL::oid AS r_oid, NULL::tid AS r_tid WHERE false".into();
+        }
+        let values: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let inner = r.trim_start_matches('(').trim_end_matches(')');
+                let (oid, tid) = inner.split_once(',').unwrap_or(("0", "(0,0)"));
+                format!("({oid}::oid, '{}'::tid)", tid.trim_matches('"'))
+            })
+            .collect();
+        format!(
+            "SELECT * FROM (VALUES {}) v(r_oid, r_tid)",
+            values.join(", ")
+        )
+    }
+
+    /// Sets the finding's reference columns to NULL (refused where a column is NOT NULL).
+    fn set_null(&mut self, edge: usize, set: &str) -> OpsResult<()> {
+        let c = &self.loaded.catalog;
+        let e = &c.edges[edge];
+        let t = c.table(e.child);
+        for col in &e.child_cols {
+            if t.column(col).is_some_and(|x| x.not_null) {
+                return Err(OpsError::NotNullViolation {
+                    message: format!(
+                        "column {}.{col} is NOT NULL: the strategy \"set_null\" cannot clear it",
+                        t.display
+                    ),
+                    hint: Some("Use \"quarantine\" or \"delete\" for this finding.".into()),
+                });
+            }
+        }
+        let sets: Vec<String> = quoted(c, e.child, &e.child_cols, "")
+            .iter()
+            .map(|x| format!("{} = NULL", &x[1..]))
+            .collect();
+        let set = self.materialize(set);
+        let n = Spi::connect_mut(|cl| {
+            cl.update(
+                &format!(
+                    "UPDATE {} c SET {} WHERE (c.tableoid, c.ctid) IN ({set})",
+                    t.sql,
+                    sets.join(", ")
+                ),
+                None,
+                &[],
+            )
+            .map(|r| r.len() as i64)
+        })
+        .or_raise();
+        self.actions.push(
+            json!({"table": t.display, "action": "set_null", "columns": e.child_cols, "rows": n}),
+        );
+        Ok(())
+    }
+}
+
+/// Repairs what validation job `validation` found. Returns the report; with `dry_run` it
+/// reports what would change and changes nothing.
+pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> OpsResult<Value> {
+    if !STRATEGIES.contains(&strategy) {
+        return Err(OpsError::InvalidParameter(
+            format!("unknown repair strategy \"{strategy}\""),
+            Some(format!("Strategies: {}.", STRATEGIES.join(", "))),
+        ));
+    }
+    let job = jobs::load(validation)?;
+    if job.kind != "validate" {
+        return Err(OpsError::WrongJob {
+            message: format!("job {validation} is a {} job, not a validation", job.kind),
+            hint: Some("repair_integrity repairs what a validate_integrity job found.".into()),
+        });
+    }
+    if job.status != "succeeded" {
+        return Err(OpsError::JobState {
+            job: validation,
+            status: job.status,
+            action: "be repaired",
+            hint: None,
+        });
+    }
+    let found = findings(validation);
+    if found.is_empty() {
+        return Err(OpsError::NothingToRepair(validation));
+    }
+    if strategy == "set_null" {
+        if let Some(f) = found.iter().find(|f| f.check == "primary_keys") {
+            return Err(OpsError::InvalidParameter(
+                format!(
+                    "the strategy \"set_null\" does not apply to duplicate keys (found in {})",
+                    super::relation(f.table)
+                ),
+                Some("Use \"quarantine\" or \"delete\" for primary_keys findings.".into()),
+            ));
+        }
+    }
+    let loaded = scope::load(job.scope.as_deref().unwrap_or_default())?;
+    let tenant = job.tenant.clone().filter(|t| !t.is_empty());
+    let repair_id =
+        Spi::get_one::<i64>("SELECT pg_catalog.nextval('tenant_ops.quarantine_repair_seq')")
+            .or_raise()
+            .unwrap_or(0);
+    let run = || -> OpsResult<Vec<Value>> {
+        let mut rep = Repair {
+            loaded: &loaded,
+            repair_id,
+            validation,
+            strategy: strategy.into(),
+            actions: vec![],
+            depth: 0,
+        };
+        for f in &found {
+            let Some((set, edge)) = offending(&loaded, &tenant, f) else {
+                continue;
+            };
+            let set = set.replace(
+                "$1",
+                &pgrx::spi::quote_literal(tenant.clone().unwrap_or_default()),
+            );
+            match (strategy, edge) {
+                ("set_null", Some(edge)) => rep.set_null(edge, &set)?,
+                _ => rep.remove(f.table, &set, &format!("{} {}", f.check, f.constraint))?,
+            }
+        }
+        Ok(rep.actions)
+    };
+    let actions = if dry_run {
+        match rolled_back_subtransaction(run) {
+            Ok(r) => r?,
+            Err(e) => {
+                return Err(OpsError::InvalidDefinition {
+                    message: e.message,
+                    hint: None,
+                })
+            }
+        }
+    } else {
+        run()?
+    };
+    Ok(json!({
+        "validation_job": validation, "strategy": strategy, "dry_run": dry_run,
+        "repair_id": if dry_run || strategy != "quarantine" { Value::Null } else { json!(repair_id) },
+        "actions": actions,
+    }))
+}
+
+/// Puts back the rows a quarantine removed (parents before the rows that reference them).
+pub fn restore(repair_id: i64) -> OpsResult<Value> {
+    let tables: Vec<(i64, i64)> = Spi::connect(|c| {
+        c.select(
+            "SELECT table_name::pg_catalog.oid::pg_catalog.int8, pg_catalog.max(id) FROM tenant_ops.quarantine
+              WHERE repair_id = $1 AND restored_at IS NULL GROUP BY 1 ORDER BY 2 DESC",
+            None,
+            &[repair_id.into()],
+        )?
+        .map(|r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<i64>(2)?.unwrap_or(0))))
+        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .or_raise();
+    if tables.is_empty() {
+        return Err(OpsError::NothingToRestore(repair_id));
+    }
+    let mut restored = vec![];
+    for (table, _) in tables {
+        let name = Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::pg_catalog.oid",
+            &[table.into()],
+        )
+        .or_raise()
+        .unwrap_or_default();
+        let cols: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute
+                  WHERE attrelid = $1::pg_catalog.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+                  ORDER BY attnum",
+                None,
+                &[table.into()],
+            )?
+            .map(|r| r.get::<String>(1).map(|v| v.unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .or_raise();
+        let r: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
+        let rows: Vec<JsonB> = as_extension_owner(|| {
+            Spi::connect_mut(|c| {
+                c.update(
+                    "UPDATE tenant_ops.quarantine SET restored_at = pg_catalog.clock_timestamp()
+                      WHERE repair_id = $1 AND table_name = $2::pg_catalog.oid::pg_catalog.regclass AND restored_at IS NULL
+                     RETURNING row_data",
+                    None,
+                    &[repair_id.into(), table.into()],
+                )?
+                .map(|r| r.get::<JsonB>(1).map(|v| v.unwrap_or(JsonB(Value::Null))))
+                .collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .or_raise();
+        let data = Value::Array(rows.into_iter().map(|j| j.0).collect());
+        // The rows come back exactly as they were, including the broken references that got
+        // them quarantined (an orphan under a NOT VALID foreign key would be refused as a new
+        // row): with the caller's right to insert checked, they are inserted as the owner
+        // with foreign key triggers off for this statement only.
+        crate::migrate::require_privileges(
+            &name,
+            &super::relation(table as TableId),
+            "INSERT",
+            "restore_quarantined",
+        )?;
+        let n = as_extension_owner(|| {
+            with_settings(&[("session_replication_role", "replica")], || {
+                Spi::connect_mut(|c| {
+            c.update(
+                &format!(
+                    "INSERT INTO {name} ({cols}) OVERRIDING SYSTEM VALUE
+                     SELECT {r} FROM pg_catalog.jsonb_array_elements($1) AS e(v), pg_catalog.jsonb_populate_record(NULL::{name}, e.v) r",
+                    cols = cols.join(", "),
+                    r = r.join(", ")
+                ),
+                None,
+                &[JsonB(data).into()],
+            )
+            .map(|t| t.len() as i64)
+                })
+            })
+        })
+        .or_raise();
+        restored.push(json!({"table": super::relation(table as TableId), "rows": n}));
+    }
+    Ok(json!({"repair_id": repair_id, "restored": restored}))
+}
