@@ -13,6 +13,7 @@ use pg_tenant_ops_e2e::Cluster;
 mod background;
 mod common;
 mod datasets;
+mod integrity;
 mod migration;
 mod surface;
 
@@ -22,6 +23,14 @@ fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
         ("sanity_cluster", datasets::sanity_cluster),
         ("chinook_plan", datasets::chinook_plan),
+        (
+            "chinook_isolation_clean",
+            integrity::chinook_isolation_clean,
+        ),
+        (
+            "demo_dirty_tenant_repair",
+            integrity::demo_dirty_tenant_repair,
+        ),
         ("pagila_plan", datasets::pagila_plan),
         ("northwind_plan", datasets::northwind_plan),
         ("privileges_and_audit", surface::privileges_and_audit),
