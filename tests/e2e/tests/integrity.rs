@@ -6,11 +6,11 @@ use pg_tenant_ops_e2e::Cluster;
 use crate::common::{create_extension, create_scope, exec, scalar};
 use crate::migration::{dispatch_db, text};
 
-/// Issues of a validation job as (check, table, tenant, other tenant, count), sorted.
-fn issues(
-    c: &mut postgres::Client,
-    job: i64,
-) -> Vec<(String, String, Option<String>, Option<String>, i64)> {
+/// One finding: (check, table, tenant, other tenant, count).
+type Issue = (String, String, Option<String>, Option<String>, i64);
+
+/// Issues of a validation job, sorted.
+fn issues(c: &mut postgres::Client, job: i64) -> Vec<Issue> {
     c.query(
         "SELECT check_name, table_name::text, tenant, other_tenant, count FROM tenant_ops.integrity_issues
           WHERE job_id = $1 ORDER BY 1, 2, 3",
