@@ -372,10 +372,12 @@ impl Validation {
         }
         let bad: i64 = issues.iter().map(|i| i.count).sum();
         let checked = self.rows_checked(&loaded);
+        // Rounded down, so a single bad row among millions still shows as
+        // 99.99 rather than a perfect 100.
         let score = if checked == 0 {
             100.0
         } else {
-            ((1.0 - bad as f64 / checked as f64).max(0.0) * 10000.0).round() / 100.0
+            ((1.0 - bad as f64 / checked as f64).max(0.0) * 10000.0).floor() / 100.0
         };
         let mut by_check = serde_json::Map::new();
         for c in &self.checks {
