@@ -112,9 +112,14 @@ if [ "$no_extension" != 1 ]; then
     section "Migrating office 2 (Harbour) into the new schema 'app' (demo/app_schema.sql)"
     PGOPTIONS="-c client_min_messages=warning" psql_demo -q -f "$PROJECT_ROOT/demo/app_schema.sql"
     psql_demo -v office=2 -f "$PROJECT_ROOT/demo/migrate_office.sql"
+
+    # --- 7. integrity: every office checked, the migration verified ----------------------------
+    section "Checking every office (demo/check.sql): the dirty office's planted defects, nothing else"
+    migration="$(psql_demo -At -c "SELECT max(id) FROM tenant_ops.jobs WHERE kind = 'migrate' AND tenant = '2'")"
+    psql_demo -v migration="$migration" -f "$PROJECT_ROOT/demo/check.sql"
 fi
 
-# --- 7. how to go on -----------------------------------------------------------------------------
+# --- 8. how to go on -----------------------------------------------------------------------------
 section "The demo cluster is running"
 echo "Connect:  psql -h 127.0.0.1 -p ${port} -U postgres demo"
 echo "Stop:     scripts/demo.sh --stop"
