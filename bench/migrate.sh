@@ -30,63 +30,16 @@
 #   BENCH_SKIP_INSTALL=1  do not build/install the extension (use what is installed)
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
-LOG_TAG=bench
-BENCH_DIR="$PROJECT_ROOT/bench"
+# shellcheck source-path=SCRIPTDIR source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-
-scale=100
-port="${BENCH_PORT:-28818}"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --scale)   [ $# -ge 2 ] || die "--scale needs a value"; scale="$2"; shift 2 ;;
-        --scale=*) scale="${1#--scale=}"; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *)         usage >&2; die "unknown argument: $1" ;;
-    esac
-done
-[[ "$scale" =~ ^[1-9][0-9]*$ ]] || die "scale must be a positive integer, got '$scale'"
-[[ "$port" =~ ^[1-9][0-9]*$ ]] || die "BENCH_PORT must be a port number, got '$port'"
-
+bench_args BENCH_PORT 28818 "$@"
 BIG=1     # the 1M-row tenant at scale 100
 SMALL=4   # the ~100k-row tenant at scale 100
 bench_started=$(date +%s)
 
 # --- 1. toolchain, extension, cluster -------------------------------------------------------------
-"$PROJECT_ROOT/scripts/setup.sh"
-if [ "${BENCH_SKIP_INSTALL:-0}" = 1 ]; then
-    log "BENCH_SKIP_INSTALL=1: using the installed extension"
-else
-    log "building and installing pg_tenant_ops (release)"
-    install_extension --release
-fi
-
-dir="$(cluster_dir bench)"
-log "fresh cluster in $dir on 127.0.0.1:$port"
-# For a 2-core / 24 GB machine; the same for every contender. shared_buffers stays at
-# PostgreSQL's default so that VmHWM (which counts the shared pages a backend touched) measures
-# a bounded footprint rather than a large cache. No checkpoint or WAL recycling
-# inside a run (max_wal_size, checkpoint_timeout; a CHECKPOINT precedes every run).
-cluster_create "$dir" "$port" \
-    "shared_buffers = 128MB" \
-    "work_mem = 64MB" \
-    "maintenance_work_mem = 512MB" \
-    "effective_cache_size = 16GB" \
-    "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" \
-    "wal_level = minimal" \
-    "max_wal_senders = 0" \
-    "synchronous_commit = off" \
-    "jit = off"
-work="$(mktemp -d)"
-trap 'cluster_stop "$dir" || true; rm -rf "$work"' EXIT
-cluster_start "$dir"
-
-# psql on database $db (bench unless a caller says otherwise with `local db=...`).
-db=bench
-psql_bench() { psql_at "$port" "$db" -P pager=off "$@"; }
+bench_cluster bench
 
 # --- 2. data and scope -----------------------------------------------------------------------------
 # Two identical databases: bench for office $BIG, bench_small for office $SMALL, so that every
@@ -128,45 +81,6 @@ psql_bench -At -c "SELECT format('other offices: %s rows', sum(n)) FROM legacy.d
 
 # --- 3. the contenders ------------------------------------------------------------------------------
 create_target() { psql_bench -v target="$1" -f "$BENCH_DIR/target.sql"; }
-
-# One contender in one session: CHECKPOINT, then BODY (psql text using :office and :target)
-# timed with clock_timestamp() around it; prints "job|seconds|VmHWM kB|RssShmem kB|peak RssAnon kB".
-# VmHWM and RssShmem are the session backend's at the end of the run
-# (/proc/<pid>/status); VmHWM counts the shared buffers it touched too, so a sampler started
-# from the session (\!) also records the backend's private memory (RssAnon) every 0.1 s.
-timed_session() {
-    local office="$1" target="$2" body="$3" opts="${4:-}" samples out peak
-    samples="$work/samples.$RANDOM"
-    {
-        cat <<'SQL'
-SET client_min_messages = warning;
-\set job NULL
-SELECT pg_backend_pid() AS pid \gset
-\setenv BENCH_PID :pid
-\! while [ -r "/proc/$BENCH_PID/status" ]; do grep '^RssAnon:' "/proc/$BENCH_PID/status"; sleep 0.1; done >"$BENCH_SAMPLES" 2>/dev/null & echo $! >"$BENCH_SAMPLES.pid"
-CHECKPOINT;
-SELECT clock_timestamp() AS t0 \gset
-SQL
-        printf '%s\n' "$body"
-        cat <<'SQL'
-SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
-WITH st AS (SELECT pg_read_file('/proc/' || pg_backend_pid() || '/status') AS s)
-SELECT concat_ws('|', coalesce(:job::text, '-'), :'secs',
-                 (regexp_match(s, 'VmHWM:\s+(\d+) kB'))[1],
-                 (regexp_match(s, 'RssShmem:\s+(\d+) kB'))[1])
-  FROM st;
-SQL
-    } | BENCH_SAMPLES="$samples" psql_bench -At -v office="$office" -v target="$target" -v opts="$opts" -f - \
-        >"$work/out" || return 1
-    out="$(cat "$work/out")"
-    # The sampler stops when the backend has gone, just after the session.
-    for _ in $(seq 50); do
-        kill -0 "$(cat "$samples.pid")" 2>/dev/null || break
-        sleep 0.1
-    done
-    peak="$(awk '$2 > m { m = $2 } END { print m + 0 }' "$samples")"
-    printf '%s|%s\n' "$out" "$peak"
-}
 
 check_target() {
     local office="$1" target="$2" label="$3" bad
@@ -224,7 +138,7 @@ run_hand() {
     local label=hand out
     create_target t_hand
     log "hand-written: office $BIG -> t_hand"
-    out="$(timed_session "$BIG" t_hand "\\i '$BENCH_DIR/migrate_handwritten.sql'")" \
+    out="$(timed_session "\\i '$BENCH_DIR/migrate_handwritten.sql'" -v office="$BIG" -v target=t_hand)" \
         || die "the hand-written SQL failed: see the error above"
     IFS='|' read -r "job[$label]" "secs[$label]" "hwm[$label]" "shmem[$label]" "peak_anon[$label]" <<<"$out"
     log "hand-written: ${secs[$label]}s"
@@ -236,7 +150,8 @@ run_ours() {
     local label="$1" office="$2" target="$3" strategy="$4" db="$5" out phases status unverified
     create_target "$target"
     log "migrate_tenant $strategy: office $office -> $db.$target"
-    out="$(timed_session "$office" "$target" "$migrate_body" "$(migrate_opts "$strategy")")" \
+    out="$(timed_session "$migrate_body" -v office="$office" -v target="$target" \
+                            -v opts="$(migrate_opts "$strategy")")" \
         || die "migrate_tenant ($strategy, office $office -> $target) failed: see the error above"
     IFS='|' read -r "job[$label]" "secs[$label]" "hwm[$label]" "shmem[$label]" "peak_anon[$label]" <<<"$out"
     phases="$(job_phases "${job[$label]}")"
@@ -254,9 +169,6 @@ run_ours uuid5 "$BIG" t_uuid5 uuid5 bench
 run_ours small "$SMALL" t_uuid uuid bench_small
 
 # --- 4. summary ---------------------------------------------------------------------------------------
-mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
-with_commas() { sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta' <<<"$1"; }
-
 summary() {
     local hand="${secs[hand]}"
     printf '\nmigration benchmark, scale %s: office %s, %s rows over 5 tables (+ %s shared products copied by every contender)\n' \

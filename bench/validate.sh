@@ -8,8 +8,8 @@
 #                                    ~115k; --scale 5 is a quick smoke run
 #
 # What it does:
-#   1. builds and installs the extension (release), starts a fresh cluster (the settings of
-#      bench/migrate.sh), generates the data, VACUUM ANALYZE, creates the scope dispatch;
+#   1. builds and installs the extension (release), starts a fresh cluster (the benchmark
+#      settings of bench/lib.sh), generates the data, VACUUM ANALYZE, creates the scope dispatch;
 #   2. times, each in its own session (CHECKPOINT first, clock_timestamp() around the call), in
 #      two alternating rounds, keeping each contender's best time:
 #        validate_integrity   tenant_ops.validate_integrity('dispatch') (all tenants, all
@@ -29,61 +29,17 @@
 #   BENCH_SKIP_INSTALL=1  do not build/install the extension (use what is installed)
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
-LOG_TAG=bench
-BENCH_DIR="$PROJECT_ROOT/bench"
+# shellcheck source-path=SCRIPTDIR source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-
-scale=100
-port="${BENCH_VAL_PORT:-28821}"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --scale)   [ $# -ge 2 ] || die "--scale needs a value"; scale="$2"; shift 2 ;;
-        --scale=*) scale="${1#--scale=}"; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *)         usage >&2; die "unknown argument: $1" ;;
-    esac
-done
-[[ "$scale" =~ ^[1-9][0-9]*$ ]] || die "scale must be a positive integer, got '$scale'"
-[[ "$port" =~ ^[1-9][0-9]*$ ]] || die "BENCH_VAL_PORT must be a port number, got '$port'"
-
+bench_args BENCH_VAL_PORT 28821 "$@"
 BIG=1     # the 1M-row tenant at scale 100
 SMALL=4   # the ~100k-row tenant at scale 100
 ROUNDS=2
 bench_started=$(date +%s)
 
 # --- 1. toolchain, extension, cluster -------------------------------------------------------------
-"$PROJECT_ROOT/scripts/setup.sh"
-if [ "${BENCH_SKIP_INSTALL:-0}" = 1 ]; then
-    log "BENCH_SKIP_INSTALL=1: using the installed extension"
-else
-    log "building and installing pg_tenant_ops (release)"
-    install_extension --release
-fi
-
-dir="$(cluster_dir bench_val)"
-log "fresh cluster in $dir on 127.0.0.1:$port"
-# The settings of bench/migrate.sh: shared_buffers stays at PostgreSQL's default so that VmHWM
-# (which counts the shared pages a backend touched) measures a bounded footprint.
-cluster_create "$dir" "$port" \
-    "shared_buffers = 128MB" \
-    "work_mem = 64MB" \
-    "maintenance_work_mem = 512MB" \
-    "effective_cache_size = 16GB" \
-    "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" \
-    "wal_level = minimal" \
-    "max_wal_senders = 0" \
-    "synchronous_commit = off" \
-    "jit = off"
-work="$(mktemp -d)"
-trap 'cluster_stop "$dir" || true; rm -rf "$work"' EXIT
-cluster_start "$dir"
-
-db=bench
-psql_bench() { psql_at "$port" "$db" -P pager=off "$@"; }
+bench_cluster bench_val
 
 # --- 2. data and scope -----------------------------------------------------------------------------
 psql_at "$port" postgres -c "CREATE DATABASE $db"
@@ -110,44 +66,6 @@ small_rows="$(office_rows "$SMALL")"
 all_rows="$(psql_bench -At -c "SELECT sum(total_rows) FROM bench_val.counts")"
 log "office $BIG: $big_rows rows; office $SMALL: $small_rows rows; all offices: $all_rows rows (+ 200 products)"
 
-# --- 3. the contenders ------------------------------------------------------------------------------
-# One contender in one session: CHECKPOINT, then BODY (psql text using :office and :run) timed
-# with clock_timestamp() around it; prints "job|seconds|VmHWM kB|RssShmem kB|peak RssAnon kB"
-# (as bench/migrate.sh: VmHWM and RssShmem of the session backend at the end of the run; a
-# sampler started from the session records its private memory, RssAnon, every 0.1 s).
-timed_session() {
-    local office="$1" run="$2" body="$3" samples out peak
-    samples="$work/samples.$RANDOM"
-    {
-        cat <<'SQL'
-SET client_min_messages = warning;
-\set job NULL
-SELECT pg_backend_pid() AS pid \gset
-\setenv BENCH_PID :pid
-\! while [ -r "/proc/$BENCH_PID/status" ]; do grep '^RssAnon:' "/proc/$BENCH_PID/status"; sleep 0.1; done >"$BENCH_SAMPLES" 2>/dev/null & echo $! >"$BENCH_SAMPLES.pid"
-CHECKPOINT;
-SELECT clock_timestamp() AS t0 \gset
-SQL
-        printf '%s\n' "$body"
-        cat <<'SQL'
-SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
-WITH st AS (SELECT pg_read_file('/proc/' || pg_backend_pid() || '/status') AS s)
-SELECT concat_ws('|', coalesce(:job::text, '-'), :'secs',
-                 (regexp_match(s, 'VmHWM:\s+(\d+) kB'))[1],
-                 (regexp_match(s, 'RssShmem:\s+(\d+) kB'))[1])
-  FROM st;
-SQL
-    } | BENCH_SAMPLES="$samples" psql_bench -At -v office="$office" -v run="$run" -f - \
-        >"$work/out" || return 1
-    out="$(cat "$work/out")"
-    for _ in $(seq 50); do
-        kill -0 "$(cat "$samples.pid")" 2>/dev/null || break
-        sleep 0.1
-    done
-    peak="$(awk '$2 > m { m = $2 } END { print m + 0 }' "$samples")"
-    printf '%s|%s\n' "$out" "$peak"
-}
-
 declare -A secs job hwm shmem peak_anon
 
 # record LABEL OUT: keeps the best time of LABEL and the measurements of that run.
@@ -168,7 +86,7 @@ run_ours() {
     else
         body="SELECT tenant_ops.validate_integrity('dispatch', :'office') AS job \\gset"
     fi
-    out="$(timed_session "${office:-0}" - "$body")" \
+    out="$(timed_session "$body" -v office="${office:-0}" -v run=-)" \
         || die "validate_integrity (office ${office:-all}) failed: see the error above"
     record "$label" "$out"
     status="$(psql_bench -At -c "SELECT status FROM tenant_ops.jobs WHERE id = ${out%%|*}")"
@@ -180,7 +98,7 @@ run_hand() {
     local label="$1" office="$2" file out
     if [ -z "$office" ]; then file=validate_handwritten_all.sql; else file=validate_handwritten_office.sql; fi
     psql_bench -c "DELETE FROM bench_val.hand_issues WHERE run = '$label'"
-    out="$(timed_session "${office:-0}" "$label" "\\i '$BENCH_DIR/$file'")" \
+    out="$(timed_session "\\i '$BENCH_DIR/$file'" -v office="${office:-0}" -v run="$label")" \
         || die "the hand-written SQL ($file) failed: see the error above"
     record "$label" "$out"
 }
@@ -234,9 +152,6 @@ psql_bench -c "SELECT id, tenant, result -> 'by_check' AS by_check, result -> 'b
                  FROM tenant_ops.jobs WHERE id IN (${job[ours_all]}, ${job[ours_big]}, ${job[ours_small]}) ORDER BY id"
 
 # --- 5. summary ---------------------------------------------------------------------------------------
-mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
-with_commas() { sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta' <<<"$1"; }
-
 summary() {
     printf '\nvalidation benchmark, scale %s (all offices %s rows; office %s %s rows; best of %s rounds)\n' \
         "$scale" "$(with_commas "$all_rows")" "$BIG" "$(with_commas "$big_rows")" "$ROUNDS"
