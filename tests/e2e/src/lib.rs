@@ -43,6 +43,15 @@ pub enum StopMode {
     Immediate,
 }
 
+/// How a crash test interrupts a running job (`Cluster::interrupt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interruption {
+    /// `kill -9` of the process running the job: the postmaster resets every backend.
+    Kill9,
+    /// `pg_ctl stop -m immediate` of the whole server, then start.
+    ImmediateShutdown,
+}
+
 impl StopMode {
     fn as_arg(self) -> &'static str {
         match self {
@@ -254,6 +263,15 @@ impl Cluster {
     pub fn restart(&self, mode: StopMode) {
         self.stop(mode);
         self.start();
+    }
+
+    /// Interrupts the server process `pid` runs a job in, as `how` says, and waits until the
+    /// server accepts connections again.
+    pub fn interrupt(&self, how: Interruption, pid: i32) {
+        match how {
+            Interruption::Kill9 => self.crash_process(pid),
+            Interruption::ImmediateShutdown => self.restart(StopMode::Immediate),
+        }
     }
 
     /// Whether `pg_ctl status` sees a running server.

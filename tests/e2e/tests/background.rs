@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pg_tenant_ops_e2e::postgres::fallible_iterator::FallibleIterator;
 use pg_tenant_ops_e2e::postgres::{Client, Error};
-use pg_tenant_ops_e2e::{assert_sqlstate_hint, describe_error, Cluster, StopMode};
+use pg_tenant_ops_e2e::{assert_sqlstate_hint, describe_error, Cluster, Interruption};
 
 use crate::common::*;
 use crate::migration::{
@@ -603,14 +603,6 @@ pub fn background_pause_resume_cancel(cluster: &Cluster) {
     );
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Interruption {
-    /// `kill -9` of the job's worker (the postmaster resets every backend).
-    Kill9,
-    /// `pg_ctl stop -m immediate`, then start.
-    ImmediateShutdown,
-}
-
 /// Office 1 (scale 3, batches of 200) in the background, interrupted mid-run: after the
 /// restart the scheduler requeues the job, a new worker resumes it from its checkpoint, and it
 /// ends exactly like an uninterrupted run: no batch twice, no row missing.
@@ -626,13 +618,7 @@ fn background_resumes_after(cluster: &Cluster, db: &str, how: Interruption) {
         "jobs.worker_pid {worker} is a '{JOB_WORKER}' process in {db}"
     );
     drop(c);
-    match how {
-        Interruption::Kill9 => cluster.crash_process(worker),
-        Interruption::ImmediateShutdown => {
-            cluster.stop(StopMode::Immediate);
-            cluster.start();
-        }
-    }
+    cluster.interrupt(how, worker);
 
     let mut c = cluster.connect(db);
     assert_eq!(

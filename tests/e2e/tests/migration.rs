@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pg_tenant_ops_e2e::postgres::{Client, Error};
-use pg_tenant_ops_e2e::{assert_sqlstate, describe_error, Cluster, StopMode};
+use pg_tenant_ops_e2e::{assert_sqlstate, describe_error, Cluster, Interruption};
 
 use crate::common::*;
 use crate::datasets::CHINOOK_ORACLE;
@@ -394,14 +394,6 @@ pub(crate) fn assert_target_matches_office(
 
 const DISPATCH_UUID_OPTIONS: &str = r#"{"id_strategy": "uuid", "create_target": true, "shared": "copy", "strip_prefix": "dispatch_", "defer": true, "batch_size": 500}"#;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Interruption {
-    /// `kill -9` of the backend running `CALL run_job`.
-    Kill9,
-    /// `pg_ctl stop -m immediate` of the whole server.
-    ImmediateShutdown,
-}
-
 /// A deferred uuid migration of office 1 (scale 3, batches of 500) is interrupted while
 /// `CALL run_job` is copying, then resumed with a second `CALL run_job`: the checkpoint
 /// survives, the target ends up exactly as the source (and as an uninterrupted run), and no
@@ -470,13 +462,7 @@ fn migration_resumes_after(cluster: &Cluster, db: &str, how: Interruption) {
         thread::sleep(Duration::from_millis(5));
     };
 
-    match how {
-        Interruption::Kill9 => cluster.crash_process(pid),
-        Interruption::ImmediateShutdown => {
-            cluster.stop(StopMode::Immediate);
-            cluster.start();
-        }
-    }
+    cluster.interrupt(how, pid);
     let outcome = run.join().expect("the run_job thread panicked");
     assert!(
         outcome.is_err(),
