@@ -20,8 +20,8 @@ use pg_tenant_ops_e2e::{assert_sqlstate_hint, describe_error, Cluster, Interrupt
 use crate::common::*;
 use crate::migration::{
     assert_report_verified, assert_target_matches_office, assert_target_matches_source,
-    dispatch_db, job_report, job_status, office1_counts, progress, progress_sums, target_counts,
-    DISPATCH_TABLES,
+    dispatch_db, job_report, job_status, mapped, office1_counts, progress, progress_sums,
+    target_counts, DISPATCH_TABLES,
 };
 
 const LAUNCHER: &str = "pg_tenant_ops launcher";
@@ -185,20 +185,20 @@ fn step_rows(c: &mut Client, job: i64) -> Vec<i64> {
         .collect()
 }
 
-/// Per re-keyed dispatch table (products .. orders): the job's rows in tenant_ops.id_map.
+/// A finished job of office 1 into `app`: verified, rows_done and the target's rows per table
+/// equal to the source's, and every batch committed exactly once (`when` says across what).
 #[track_caller]
-fn mapped(c: &mut Client, job: i64) -> Vec<i64> {
-    DISPATCH_TABLES[..5]
-        .iter()
-        .map(|(source, _, _)| {
-            c.query_one(
-                "SELECT count(*) FROM tenant_ops.id_map WHERE job_id = $1 AND source = $2::text::regclass",
-                &[&job, source],
-            )
-            .map(|r| r.get(0))
-            .unwrap_or_else(|e| panic!("reading tenant_ops.id_map: {}", describe_error(&e)))
-        })
-        .collect()
+fn assert_copied_once(c: &mut Client, job: i64, source_counts: &[i64], when: &str) {
+    let report = job_report(c, job);
+    assert_report_verified(&report, job);
+    let done: Vec<i64> = report.iter().map(|r| r.rows_done).collect();
+    assert_eq!(done, source_counts, "job_report rows_done per table");
+    assert_target_matches_source(c, "app", source_counts);
+    assert_eq!(
+        step_rows(c, job),
+        source_counts,
+        "every batch committed once{when}"
+    );
 }
 
 /// An office's rows per dispatch table, by the hand-written SQL.
@@ -311,16 +311,7 @@ pub fn background_job_runs_and_notifies(cluster: &Cluster) {
         ("succeeded", None, 1, None, "background", "postgres"),
         "job {job}: (status, worker_pid, attempts, error, executor, submitted_by)"
     );
-    let report = job_report(&mut c, job);
-    assert_report_verified(&report, job);
-    let done: Vec<i64> = report.iter().map(|r| r.rows_done).collect();
-    assert_eq!(done, source_counts, "job_report rows_done per table");
-    assert_target_matches_source(&mut c, "app", &source_counts);
-    assert_eq!(
-        step_rows(&mut c, job),
-        source_counts,
-        "every batch committed once"
-    );
+    assert_copied_once(&mut c, job, &source_counts, "");
 
     // The events, in order, for this job.
     let mut events: Vec<Event> = Vec::new();
@@ -504,16 +495,7 @@ pub fn background_pause_resume_cancel(cluster: &Cluster) {
         "succeeded",
         "job {job} after resume_job"
     );
-    let report = job_report(&mut c, job);
-    assert_report_verified(&report, job);
-    let done: Vec<i64> = report.iter().map(|r| r.rows_done).collect();
-    assert_eq!(done, source_counts, "job_report rows_done per table");
-    assert_target_matches_source(&mut c, "app", &source_counts);
-    assert_eq!(
-        step_rows(&mut c, job),
-        source_counts,
-        "every batch committed once across pause and resume"
-    );
+    assert_copied_once(&mut c, job, &source_counts, " across pause and resume");
     assert_eq!(
         mapped(&mut c, job),
         source_counts[..5].to_vec(),
@@ -643,15 +625,11 @@ fn background_resumes_after(cluster: &Cluster, db: &str, how: Interruption) {
         ],
         "job {job}'s lifecycle in job_log"
     );
-    let report = job_report(&mut c, job);
-    assert_report_verified(&report, job);
-    let done: Vec<i64> = report.iter().map(|r| r.rows_done).collect();
-    assert_eq!(done, source_counts, "job_report rows_done per table");
-    assert_target_matches_source(&mut c, "app", &source_counts);
-    assert_eq!(
-        step_rows(&mut c, job),
-        source_counts,
-        "every batch committed once (none redone after the {how:?})"
+    assert_copied_once(
+        &mut c,
+        job,
+        &source_counts,
+        &format!(" (none redone after the {how:?})"),
     );
     assert_eq!(
         mapped(&mut c, job),

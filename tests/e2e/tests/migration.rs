@@ -356,6 +356,22 @@ pub(crate) fn target_counts(c: &mut Client, schema: &str) -> Vec<i64> {
         .collect()
 }
 
+/// Per re-keyed dispatch table (products .. orders): the job's rows in tenant_ops.id_map.
+#[track_caller]
+pub(crate) fn mapped(c: &mut Client, job: i64) -> Vec<i64> {
+    DISPATCH_TABLES[..5]
+        .iter()
+        .map(|(source, _, _)| {
+            c.query_one(
+                "SELECT count(*) FROM tenant_ops.id_map WHERE job_id = $1 AND source = $2::text::regclass",
+                &[&job, source],
+            )
+            .map(|r| r.get(0))
+            .unwrap_or_else(|e| panic!("reading tenant_ops.id_map: {}", describe_error(&e)))
+        })
+        .collect()
+}
+
 /// Asserts that a finished dispatch migration of office 1 into `schema` holds exactly the
 /// source's rows: counts, and content through the joins (no dangling reference either).
 #[track_caller]
@@ -510,19 +526,8 @@ fn migration_resumes_after(cluster: &Cluster, db: &str, how: Interruption) {
     );
     assert_target_matches_source(&mut c, "app", &source_counts);
     // One mapping per re-keyed source row (order_items keep their composite key).
-    let mapped: Vec<i64> = DISPATCH_TABLES[..5]
-        .iter()
-        .map(|(source, _, _)| {
-            c.query_one(
-                "SELECT count(*) FROM tenant_ops.id_map WHERE job_id = $1 AND source = $2::text::regclass",
-                &[&job, source],
-            )
-            .map(|r| r.get::<_, i64>(0))
-            .unwrap_or_else(|e| panic!("reading tenant_ops.id_map: {}", describe_error(&e)))
-        })
-        .collect();
     assert_eq!(
-        mapped,
+        mapped(&mut c, job),
         source_counts[..5].to_vec(),
         "tenant_ops.id_map: one new id per source row of products, offices, doctors, patients, orders"
     );
