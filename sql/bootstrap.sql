@@ -143,10 +143,12 @@ CREATE INDEX job_errors_job_idx ON tenant_ops.job_errors (job_id);
 COMMENT ON TABLE tenant_ops.job_errors IS
     'Rows a job rejected (with continue_on_error): the row as jsonb, where it came from and why.';
 
+-- The keys are compared byte-wise (COLLATE "C"): they are identifiers, not words, and every
+-- re-keyed row adds an index entry here, which a locale-aware comparison makes slower.
 CREATE TABLE tenant_ops.id_map (
-    namespace   text NOT NULL DEFAULT '',
+    namespace   text COLLATE "C" NOT NULL DEFAULT '',
     source      regclass NOT NULL,
-    legacy_key  text NOT NULL,
+    legacy_key  text COLLATE "C" NOT NULL,
     new_id      uuid NOT NULL,
     job_id      bigint NOT NULL,
     PRIMARY KEY (namespace, source, legacy_key)

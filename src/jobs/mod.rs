@@ -400,6 +400,14 @@ pub fn checkpoint(
     );
 }
 
+/// Records a table's row total once it is known (when it was not counted up front).
+pub fn set_rows_total(id: i64, step: i32, rows_total: i64) {
+    owner_run(
+        "UPDATE tenant_ops.job_tables SET rows_total = $3 WHERE job_id = $1 AND step = $2",
+        &[id.into(), step.into(), rows_total.into()],
+    );
+}
+
 /// Resets one table's keyset position for a new pass (e.g. verification after copying).
 pub fn restart_table(id: i64, step: i32, stage: &str) {
     owner_run(

@@ -18,7 +18,7 @@ pub mod target;
 pub mod transform;
 pub mod uuid5;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs::executor::Steps;
 use crate::jobs::{self, Job, JobTable, StepOutcome};
-use crate::scope::graph::{Role, TableId};
+use crate::scope::graph::{EdgeKind, Role, TableId};
 use crate::scope::{self, LoadedScope};
 use crate::sys::{as_extension_owner, try_subtransaction, with_settings};
 use options::{IdStrategy, MigrateOptions, Mode, OnConflict, SharedMode};
@@ -262,8 +262,62 @@ impl Migration {
         Ok(total)
     }
 
-    /// Plans every copied table against the targets as they exist now.
-    fn build_plans(&self, loaded: &LoadedScope) -> OpsResult<Vec<TablePlan>> {
+    /// With `shared: copy`, the keys of the shared rows the tenant references are computed
+    /// once, in `prepare`, and kept in `tenant_ops.job_extra`: the filter that finds them walks
+    /// every referencing row of the tenant, which each statement on a shared table (counting,
+    /// mapping, copying, verifying) would otherwise repeat.
+    fn stages_shared_keys(&self, p: &TablePlan) -> bool {
+        self.options.shared == SharedMode::Copy && p.role == Role::Shared && p.key.is_some()
+    }
+
+    /// The filter of a shared table whose keys are staged (see [`Self::stages_shared_keys`]).
+    fn staged_filter(&self, p: &TablePlan) -> String {
+        let key: Vec<String> = p
+            .key
+            .as_ref()
+            .expect("staged tables are keyed")
+            .iter()
+            .map(|k| format!("({})::text", k.quoted))
+            .collect();
+        format!(
+            "ARRAY[{}] IN (SELECT x.key FROM tenant_ops.job_extra x WHERE x.job_id = {} AND x.source = {}::pg_catalog.regclass)",
+            key.join(", "),
+            self.job_id,
+            p.source
+        )
+    }
+
+    /// Stages the keys of the shared rows to copy (as the owner: job_extra is the
+    /// extension's) and points their plans at them; returns the rows staged per step.
+    fn stage_shared_keys(&self, plans: &mut [TablePlan]) -> BTreeMap<i32, i64> {
+        let mut staged = BTreeMap::new();
+        for p in plans.iter_mut().filter(|p| self.stages_shared_keys(p)) {
+            let sql = format!(
+                "INSERT INTO tenant_ops.job_extra (job_id, source, key)
+                 SELECT {job}, {oid}::pg_catalog.regclass, {key} FROM {src} s WHERE {filter}
+                 ON CONFLICT DO NOTHING",
+                job = self.job_id,
+                oid = p.source,
+                key = p.key_text("s"),
+                src = p.source_sql,
+                filter = p.filter,
+            );
+            let n = as_extension_owner(|| {
+                Spi::connect_mut(|c| {
+                    c.update(&sql, None, &self.params.args())
+                        .map(|t| t.len() as i64)
+                })
+            })
+            .or_raise();
+            staged.insert(p.step, n);
+            p.filter = self.staged_filter(p);
+        }
+        staged
+    }
+
+    /// Plans every copied table against the targets as they exist now. `staged`: the shared
+    /// keys were staged by `prepare` (every step after it).
+    fn build_plans(&self, loaded: &LoadedScope, staged: bool) -> OpsResult<Vec<TablePlan>> {
         let copied = self.copied(loaded);
         let mut targets = vec![];
         for (source, _) in &copied {
@@ -295,7 +349,11 @@ impl Migration {
                     filter = format!("({filter}) OR {closure}");
                 }
             }
-            plans.push(planner.plan_table(i as i32 + 1, *source, *role, filter, target)?);
+            let mut plan = planner.plan_table(i as i32 + 1, *source, *role, filter, target)?;
+            if staged && self.stages_shared_keys(&plan) {
+                plan.filter = self.staged_filter(&plan);
+            }
+            plans.push(plan);
         }
         Ok(plans)
     }
@@ -303,7 +361,7 @@ impl Migration {
     fn plans(&mut self) -> OpsResult<&Vec<TablePlan>> {
         if self.plans.is_none() {
             let loaded = self.load_scope()?;
-            self.plans = Some(self.build_plans(&loaded)?);
+            self.plans = Some(self.build_plans(&loaded, true)?);
         }
         Ok(self.plans.as_ref().expect("just built"))
     }
@@ -317,7 +375,7 @@ impl Migration {
         if self.options.create_target {
             self.create_targets(&loaded)?;
         }
-        let plans = self.build_plans(&loaded)?;
+        let mut plans = self.build_plans(&loaded, false)?;
         // Every check runs; a real run stops at the first problem, a dry run reports them all.
         let mut problems: Vec<OpsError> = vec![];
         let dry = self.options.dry_run;
@@ -391,6 +449,7 @@ impl Migration {
                 )))?;
             }
         }
+        let staged = self.stage_shared_keys(&mut plans);
         note(self.check_cross_tenant(&loaded, &plans))?;
         note(self.check_orphans(&loaded, &plans))?;
         if self.options.mode == Mode::Move {
@@ -408,22 +467,37 @@ impl Migration {
             return Err(OpsError::Many(problems));
         }
         for p in &plans {
-            let total = self.count(&format!(
-                "SELECT pg_catalog.count(*) FROM {} s WHERE {}",
-                p.source_sql, p.filter
-            ))?;
+            let total = match staged.get(&p.step) {
+                Some(n) => Some(*n),
+                None if self.copy_counts_rows() => None,
+                None => Some(self.count(&format!(
+                    "SELECT pg_catalog.count(*) FROM {} s WHERE {}",
+                    p.source_sql, p.filter
+                ))?),
+            };
             jobs::add_table(
                 self.job_id,
                 p.step,
                 p.source,
                 Some(&p.target.display),
                 p.role.as_str(),
-                Some(total),
+                total,
                 json!({"deferred_columns": p.deferred.len(), "id_map": p.uses_id_map}),
             );
         }
         self.plans = Some(plans);
         Ok(())
+    }
+
+    /// Whether each table's row count is known from its copy alone, so `prepare` need not
+    /// count it first: a real inline run copies each table in one statement, and with
+    /// `on_conflict: error` (and no rejected rows) that statement writes every row or fails.
+    /// Only committing runs need the totals up front, for progress and ETA.
+    fn copy_counts_rows(&self) -> bool {
+        self.batch_size >= WHOLE_TABLE
+            && !self.options.dry_run
+            && self.options.on_conflict == OnConflict::Error
+            && !self.options.continue_on_error
     }
 
     fn count(&self, sql: &str) -> OpsResult<i64> {
@@ -532,18 +606,28 @@ impl Migration {
 
     /// Rows that reference nothing (orphans, possible under a `NOT VALID` FK or a link) would
     /// become dangling keys in the target: refused up front, unless `continue_on_error` sends
-    /// them to job_errors as they fail.
+    /// them to job_errors as they fail. A validated FK rules them out, so only `NOT VALID`
+    /// FKs and links are checked.
     fn check_orphans(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
         if self.options.continue_on_error {
             return Ok(());
         }
         let c = &loaded.catalog;
+        let may_have_orphans = |e: &crate::scope::graph::Edge| {
+            !matches!(
+                e.kind,
+                EdgeKind::ForeignKey {
+                    not_valid: false,
+                    ..
+                }
+            )
+        };
         for p in plans {
-            for e in c
-                .edges
-                .iter()
-                .filter(|e| e.child == p.source && loaded.resolved.get(e.parent).is_some())
-            {
+            for e in c.edges.iter().filter(|e| {
+                e.child == p.source
+                    && loaded.resolved.get(e.parent).is_some()
+                    && may_have_orphans(e)
+            }) {
                 let (child, parent) = (c.table(e.child), c.table(e.parent));
                 let lhs = qualified_cols(child, &e.child_cols, "s");
                 let rhs = qualified_cols(parent, &e.parent_cols, "p");
@@ -893,9 +977,31 @@ impl Migration {
             String::new()
         };
 
+        // An inline run takes each table in one statement (see `from_job`): no keyset order,
+        // no batch bound and no checkpoint key to compute, just the INSERT ... SELECT that
+        // hand-written SQL would run.
+        let whole = batch >= WHOLE_TABLE && jt.last_key.is_none();
         // The common case, in one statement: the batch is taken once (materialized) and
         // inserted from there, so the tenant filter is evaluated once per batch.
         let fused = !p.uses_id_map && !isolate && !archive_before && p.role != Role::Shared;
+        if fused && whole {
+            let sql = format!(
+                "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s{joins} WHERE ({filter}) {conflict}",
+                tgt = p.target.sql,
+                cols = p.target_columns(),
+                sel = p.select_list(),
+                src = p.source_sql,
+                joins = p.joins,
+                filter = p.filter,
+            );
+            let args = self.params.args();
+            let inserted = Spi::connect_mut(|c| {
+                Ok::<_, pgrx::spi::Error>(c.update(&sql, None, &args)?.len() as i64)
+            })
+            .or_raise();
+            self.finish_batch(jt, &p, inserted, None, true, started);
+            return Ok(());
+        }
         if let (true, Some(key)) = (fused, &p.key) {
             let order = p.key_list("s").expect("keyed");
             let desc: Vec<String> = key.iter().map(|k| format!("s.{} DESC", k.quoted)).collect();
@@ -929,6 +1035,26 @@ impl Migration {
 
         let (range, upper, done): (String, Option<Vec<Option<String>>>, bool) = match &p.key {
             None => ("true".into(), None, true),
+            Some(_) if whole => {
+                if let (true, Some(key)) = (p.uses_id_map, &p.single_key) {
+                    // The whole table's new ids at once (as the owner: id_map is the extension's).
+                    let sql = format!(
+                        "INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
+                         SELECT $2, {oid}::pg_catalog.regclass, (s.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
+                           FROM {src} s WHERE ({filter}) ON CONFLICT DO NOTHING",
+                        oid = p.source,
+                        src = p.source_sql,
+                        filter = p.filter,
+                    );
+                    as_extension_owner(|| {
+                        Spi::run_with_args(&sql, &self.params.args())?;
+                        // Fresh statistics for the join back (see below).
+                        Spi::run("ANALYZE tenant_ops.id_map")
+                    })
+                    .or_raise();
+                }
+                ("true".into(), None, true)
+            }
             Some(_) => {
                 let order = p.key_list("s").expect("keyed");
                 let desc: Vec<String> = p
@@ -1053,6 +1179,10 @@ impl Migration {
             inserted,
             upper,
         );
+        if done && jt.rows_total.is_none() {
+            // Not counted up front (see `copy_counts_rows`): the copy wrote every row.
+            jobs::set_rows_total(self.job_id, jt.step, jt.rows_done + inserted);
+        }
         jobs::log(
             self.job_id,
             "step",
@@ -1334,8 +1464,7 @@ impl Migration {
             .find(|p| p.step == jt.step)
             .cloned()
             .expect("plan");
-        let (src_row, tgt_row) = verify_rows(&p);
-        let hash = |row: &str| format!("pg_catalog.hashtextextended({row}, 0)::numeric");
+        let (src_hash, tgt_hash) = verify_hashes(&p);
         let source_where = verified_source(&p, self.job_id, &p.filter);
         let args = self.params.args();
         let (sc, ss, tc, ts) = match &p.target_key {
@@ -1353,7 +1482,7 @@ impl Migration {
                 let (sc, ss) = Spi::get_two_with_args::<i64, String>(
                     &format!(
                         "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} s{} WHERE {source_where}",
-                        hash(&src_row),
+                        src_hash,
                         p.source_sql,
                         p.joins
                     ),
@@ -1363,7 +1492,7 @@ impl Migration {
                 let (tc, ts) = Spi::get_two_with_args::<i64, String>(
                     &format!(
                         "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} t WHERE {}",
-                        hash(&tgt_row),
+                        tgt_hash,
                         p.target.sql,
                         p.target_rows(&p.source_sql, &source_where)
                     ),
@@ -1591,8 +1720,7 @@ fn compare(
     args: &[pgrx::datum::DatumWithOid],
 ) -> Comparison {
     let key = p.target_key.as_ref().expect("compare needs a target key");
-    let (src_row, tgt_row) = verify_rows(p);
-    let hash = |row: &str| format!("pg_catalog.hashtextextended({row}, 0)::numeric");
+    let (src_hash, tgt_hash) = verify_hashes(p);
     let keys: Vec<String> = key
         .iter()
         .enumerate()
@@ -1603,30 +1731,52 @@ fn compare(
         .enumerate()
         .map(|(i, (c, _))| format!("t.{c} = x.__tenant_ops_k{i}"))
         .collect();
-    let matched = format!("t.{} IS NOT NULL", key[0].0);
-    // The source side is a derived table so the tenant filter's unqualified columns can only
-    // mean the source's.
+    // The source key, raw: it is formatted as text only for the sample of bad rows.
+    let source_key: Vec<(String, String)> = match &p.key {
+        Some(k) => k
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    format!("s.{} AS __tenant_ops_s{i}", c.quoted),
+                    format!("(y.__tenant_ops_s{i})::text"),
+                )
+            })
+            .collect(),
+        None => vec![],
+    };
+    let (source_key_cols, sample_key): (Vec<String>, Vec<String>) = source_key.into_iter().unzip();
+    let carried: String = (0..source_key_cols.len())
+        .map(|i| format!(", x.__tenant_ops_s{i}"))
+        .collect();
+    let source_key_cols: String = source_key_cols.iter().map(|c| format!(", {c}")).collect();
+    let sample_key = format!("ARRAY[{}]::text[]", sample_key.join(", "));
+    // Each row's two hashes are computed once, below the aggregate (OFFSET 0 keeps the
+    // planner from copying the expressions into every aggregate that reads them); the target
+    // side is hashed only where a source row found it. The source side is a derived table so
+    // the tenant filter's unqualified columns can only mean the source's.
+    let bad = "y.__tenant_ops_th IS NULL OR y.__tenant_ops_sh <> y.__tenant_ops_th";
     let sql = format!(
-        "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(x.__tenant_ops_h), 0)::text,
-                pg_catalog.count(*) FILTER (WHERE {matched}),
-                coalesce(pg_catalog.sum({th}) FILTER (WHERE {matched}), 0)::text,
-                pg_catalog.count(*) FILTER (WHERE NOT {matched}),
-                pg_catalog.count(*) FILTER (WHERE {matched} AND x.__tenant_ops_h <> {th}),
-                pg_catalog.to_jsonb((pg_catalog.array_agg(x.__tenant_ops_key)
-                                     FILTER (WHERE NOT {matched} OR x.__tenant_ops_h <> {th}))[1:10])
-           FROM (SELECT {sh} AS __tenant_ops_h, {kt}::text AS __tenant_ops_key, {keys}
-                   FROM {source_from} s{joins} WHERE {source_where}) x
-           LEFT JOIN {tgt} t ON {on}",
-        sh = hash(&src_row),
-        th = hash(&tgt_row),
-        kt = p.key_text("s"),
+        "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(y.__tenant_ops_sh), 0)::text,
+                pg_catalog.count(y.__tenant_ops_th), coalesce(pg_catalog.sum(y.__tenant_ops_th), 0)::text,
+                pg_catalog.count(*) FILTER (WHERE y.__tenant_ops_th IS NULL),
+                pg_catalog.count(*) FILTER (WHERE y.__tenant_ops_sh <> y.__tenant_ops_th),
+                pg_catalog.to_jsonb((pg_catalog.array_agg({sample_key}::text) FILTER (WHERE {bad}))[1:10])
+           FROM (SELECT x.__tenant_ops_sh, CASE WHEN t.{first} IS NOT NULL THEN {tgt_hash} END AS __tenant_ops_th{carried}
+                   FROM (SELECT {src_hash} AS __tenant_ops_sh, {keys}{source_key_cols}
+                           FROM {source_from} s{joins} WHERE {source_where}) x
+                   LEFT JOIN {tgt} t ON {on}
+                 OFFSET 0) y",
+        first = key[0].0,
         keys = keys.join(", "),
         joins = p.joins,
         tgt = p.target.sql,
         on = on.join(" AND ")
     );
     Spi::connect(|c| {
-        let r = c.select(&sql, Some(1), args)?.first();
+        // No row limit: a limited SPI statement never runs in parallel, and this read-only
+        // one is the whole cost of verification.
+        let r = c.select(&sql, None, args)?.first();
         Ok::<_, pgrx::spi::Error>(Comparison {
             source_rows: r.get::<i64>(1)?.unwrap_or(0),
             source_sum: r.get::<String>(2)?.unwrap_or_default(),
@@ -1643,7 +1793,7 @@ fn compare(
 /// The source rows a verification compares: those of `filter`, less the rows the job rejected
 /// into job_errors (with continue_on_error), which are not in the target by design.
 fn verified_source(p: &TablePlan, job_id: i64, filter: &str) -> String {
-    if p.role == Role::Shared {
+    if p.role == Role::Shared || rejected_rows(job_id, p.source) == 0 {
         return filter.to_string();
     }
     format!(
@@ -1731,14 +1881,11 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
     Ok(out)
 }
 
-fn verify_rows(p: &TablePlan) -> (String, String) {
-    let mut src = vec![];
-    let mut tgt = vec![];
-    for ((c, e), t) in p.columns.iter().zip(&p.column_types) {
-        src.push(format!("({e})::{t}"));
-        tgt.push(format!("t.{c}"));
-    }
-    for (c, e) in &p.deferred {
+/// Row hashes for checksums: (source row as the target will hold it, target row `t`), each
+/// a bigint. Columns are hashed by their type's own extended hash function (no text output on
+/// the way), or as text where the type has none (tsvector, money, point, ...).
+fn verify_hashes(p: &TablePlan) -> (String, String) {
+    let deferred = p.deferred.iter().map(|(c, e)| {
         let ty = p
             .target
             .columns
@@ -1746,13 +1893,43 @@ fn verify_rows(p: &TablePlan) -> (String, String) {
             .find(|tc| &tc.quoted == c)
             .map(|tc| tc.type_full.clone())
             .unwrap_or_else(|| "text".into());
-        src.push(format!("({e})::{ty}"));
-        tgt.push(format!("t.{c}"));
+        (c, e, ty)
+    });
+    let columns = p
+        .columns
+        .iter()
+        .zip(&p.column_types)
+        .map(|((c, e), t)| (c, e, t.clone()))
+        .chain(deferred);
+    let mut hashable: BTreeMap<String, bool> = BTreeMap::new();
+    let mut src = vec![];
+    let mut tgt = vec![];
+    for (c, e, ty) in columns {
+        let native = *hashable
+            .entry(ty.clone())
+            .or_insert_with(|| has_extended_hash(&ty));
+        let cast = if native { "" } else { "::text" };
+        src.push(format!("(({e})::{ty}){cast}"));
+        tgt.push(format!("(t.{c}){cast}"));
     }
-    (
-        format!("ROW({})::text", src.join(", ")),
-        format!("ROW({})::text", tgt.join(", ")),
-    )
+    let hash = |items: Vec<String>| {
+        format!(
+            "pg_catalog.hash_record_extended(ROW({}), 0)",
+            items.join(", ")
+        )
+    };
+    (hash(src), hash(tgt))
+}
+
+/// Whether values of `type_sql` can be hashed by `hash_record_extended` (asked of the server:
+/// arrays, domains and composites follow their element and base types).
+fn has_extended_hash(type_sql: &str) -> bool {
+    try_subtransaction(|| {
+        Spi::get_one::<i64>(&format!(
+            "SELECT pg_catalog.hash_record_extended(ROW(NULL::{type_sql}), 0)"
+        ))
+    })
+    .is_ok_and(|r| r.is_ok())
 }
 
 fn rejected_rows(job: i64, table: u32) -> i64 {
@@ -2122,15 +2299,13 @@ pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
     as_extension_owner(|| {
         // Mappings are shared by every migration of the same rows (a second migration of a
         // tenant reuses them): keep those another live migration of the table relies on.
+        // job_extra stays with the job (deleted with it): it says which rows of other tenants
+        // and which shared rows the job covered, as verify_migration still reports them.
         Spi::run_with_args(
             "DELETE FROM tenant_ops.id_map m WHERE m.job_id = $1
                AND NOT EXISTS (SELECT FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
                                 WHERE j.id <> $1 AND j.kind = 'migrate' AND j.status NOT IN ('rolled_back', 'cancelled')
                                   AND t.source = m.source)",
-            &[job_id.into()],
-        )?;
-        Spi::run_with_args(
-            "DELETE FROM tenant_ops.job_extra WHERE job_id = $1",
             &[job_id.into()],
         )?;
         Spi::run_with_args(

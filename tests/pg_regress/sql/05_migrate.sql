@@ -258,4 +258,25 @@ UPDATE tenant_ops.jobs SET finished_at = now() - interval '2 days' WHERE id = :j
 SELECT tenant_ops.purge_history() AS purged_at_one_day;
 RESET tenant_ops.history_retention;
 SELECT (SELECT count(*) FROM tenant_ops.jobs WHERE status IN ('succeeded', 'failed', 'cancelled', 'rolled_back')) = :finished_jobs - 2 AS only_those_two_went;
+-- 12. orphans: a tenant row that a NOT VALID foreign key lets point at nothing is refused
+--     before anything is written (a validated FK rules orphans out and is not re-checked);
+--     with continue_on_error the row goes to job_errors and the rest is copied and verified.
+CREATE SCHEMA orph;
+CREATE TABLE orph.club (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE orph.plan (id int PRIMARY KEY, label text NOT NULL);
+CREATE TABLE orph.member (id int PRIMARY KEY, club_id int NOT NULL REFERENCES orph.club, plan_id int);
+INSERT INTO orph.club VALUES (1, 'one'), (2, 'two');
+INSERT INTO orph.plan VALUES (7, 'gold'), (8, 'silver');
+INSERT INTO orph.member VALUES (10, 1, 7), (11, 1, 99), (12, 1, NULL), (13, 2, 8);
+ALTER TABLE orph.member ADD CONSTRAINT member_plan_fk FOREIGN KEY (plan_id) REFERENCES orph.plan NOT VALID;
+SELECT tenant_ops.create_scope('orph', 'orph.club', 'id');
+CREATE SCHEMA orph_t;
+SELECT tenant_ops.migrate_tenant('orph', '1', 'orph_t', '{"create_target": true, "shared": "copy"}');
+\echo :SQLSTATE
+SELECT count(*) AS tables_created FROM pg_catalog.pg_tables WHERE schemaname = 'orph_t';
+SELECT tenant_ops.migrate_tenant('orph', '1', 'orph_t', '{"create_target": true, "shared": "copy", "continue_on_error": true}') AS job_orph \gset
+SELECT table_name, source_key, sqlstate FROM tenant_ops.job_errors WHERE job_id = :job_orph;
+SELECT step, table_name, rows_total, rows_done, verified, rejected FROM tenant_ops.job_report(:job_orph) ORDER BY step;
+SELECT (SELECT count(*) FROM orph_t.club) AS clubs, (SELECT count(*) FROM orph_t.plan) AS plans,
+       (SELECT string_agg(id::text, ',' ORDER BY id) FROM orph_t.member) AS members;
 RESET client_min_messages;
