@@ -489,6 +489,20 @@ impl Migration {
         Ok(())
     }
 
+    /// Whether id_map holds mappings of `source` in this migration's namespace.
+    fn mapped_before(&self, source: TableId) -> bool {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM tenant_ops.id_map
+                             WHERE namespace = $1 AND source = $2::pg_catalog.oid::pg_catalog.regclass)",
+            &[
+                self.params.namespace.clone().into(),
+                (source as i64).into(),
+            ],
+        )
+        .or_raise()
+        .unwrap_or(true)
+    }
+
     /// Whether each table's row count is known from its copy alone, so `prepare` need not
     /// count it first: a real inline run copies each table in one statement, and with
     /// `on_conflict: error` (and no rejected rows) that statement writes every row or fails.
@@ -1038,13 +1052,22 @@ impl Migration {
             Some(_) if whole => {
                 if let (true, Some(key)) = (p.uses_id_map, &p.single_key) {
                     // The whole table's new ids at once (as the owner: id_map is the extension's).
+                    // Rows mapped before (by an earlier migration in this namespace) keep their
+                    // ids. When there are none and nobody else can map these rows (owned rows
+                    // of this tenant only, whose migrations exclude each other), plain inserts
+                    // do: a third cheaper than ON CONFLICT's speculative ones, and a surprise
+                    // would still fail on the primary key rather than pass unnoticed.
+                    let exclusive = p.role == Role::Owned
+                        && self.options.cross_tenant != options::CrossTenant::Copy
+                        && !self.mapped_before(p.source);
                     let sql = format!(
                         "INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
                          SELECT $2, {oid}::pg_catalog.regclass, (s.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
-                           FROM {src} s WHERE ({filter}) ON CONFLICT DO NOTHING",
+                           FROM {src} s WHERE ({filter}){conflict}",
                         oid = p.source,
                         src = p.source_sql,
                         filter = p.filter,
+                        conflict = if exclusive { "" } else { " ON CONFLICT DO NOTHING" },
                     );
                     as_extension_owner(|| {
                         Spi::run_with_args(&sql, &self.params.args())?;
