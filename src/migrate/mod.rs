@@ -77,9 +77,17 @@ pub struct Migration {
     plans: Option<Vec<TablePlan>>,
 }
 
-/// Settings for the statements of one step: hashing a batch's parent keys and mappings in
-/// memory rather than spilling them (bounded per hash; the step's memory stays flat).
-const STEP_SETTINGS: &[(&str, &str)] = &[("work_mem", "32MB")];
+/// Settings for the statements of every step. Each hash, sort or materialized batch of a
+/// statement takes at most `work_mem` (hash_mem_multiplier 1: hashes get no more) and spills
+/// beyond it, so a step's memory is bounded by a few times 16 MB whatever the tenant's size,
+/// while the mappings of a few hundred thousand keys still hash in memory. No parallel plans:
+/// statements run from inside a function get no workers launched, and a parallel hash would
+/// still build its table in a dynamic shared memory segment of its own.
+const STEP_SETTINGS: &[(&str, &str)] = &[
+    ("work_mem", "16MB"),
+    ("hash_mem_multiplier", "1"),
+    ("max_parallel_workers_per_gather", "0"),
+];
 
 /// A batch size larger than any table: one step per table.
 const WHOLE_TABLE: i64 = i64::MAX / 2;
@@ -2087,6 +2095,13 @@ fn namespace(options: &MigrateOptions, scope: &str) -> String {
 
 impl Steps for Migration {
     fn step(&mut self, job: &Job) -> OpsResult<StepOutcome> {
+        with_settings(STEP_SETTINGS, || self.run_stage(job))
+    }
+}
+
+impl Migration {
+    /// One step of the job's current stage (see the module documentation).
+    fn run_stage(&mut self, job: &Job) -> OpsResult<StepOutcome> {
         match job.stage.as_str() {
             "prepare" => {
                 self.prepare()?;
@@ -2101,7 +2116,7 @@ impl Steps for Migration {
                     .find(|t| t.stage == "pending" || t.stage == "copying")
                 {
                     Some(jt) => {
-                        with_settings(STEP_SETTINGS, || self.copy_step(jt))?;
+                        self.copy_step(jt)?;
                         let after = jobs::tables(self.job_id);
                         let t = after
                             .iter()
@@ -2143,9 +2158,7 @@ impl Steps for Migration {
                 } else {
                     "finish"
                 };
-                self.next_table("fixed", next, |m, jt| {
-                    with_settings(STEP_SETTINGS, || m.verify_step(jt))
-                })
+                self.next_table("fixed", next, |m, jt| m.verify_step(jt))
             }
             "archive" => self.next_table("verified", "delete", |m, jt| m.archive_step(jt)),
             "delete" => {
@@ -2170,9 +2183,7 @@ impl Steps for Migration {
             }),
         }
     }
-}
 
-impl Migration {
     /// One step of a per-table stage: the first table whose checkpoint is at `from` gets
     /// `run`; when none is left the job moves on to `next`.
     fn next_table(
