@@ -143,17 +143,19 @@ CREATE INDEX job_errors_job_idx ON tenant_ops.job_errors (job_id);
 COMMENT ON TABLE tenant_ops.job_errors IS
     'Rows a job rejected (with continue_on_error): the row as jsonb, where it came from and why.';
 
--- The keys are compared byte-wise (COLLATE "C"): they are identifiers, not words, and every
--- re-keyed row adds an index entry here, which a locale-aware comparison makes slower.
+-- Every re-keyed row adds an entry here, so the indexes are chosen for cheap inserts: keys
+-- compared byte-wise (COLLATE "C": they are identifiers, not words), the primary key led by
+-- the columns that tell entries apart (the namespace is nearly always the same), and a BRIN
+-- index for job_id, whose rows are written together (a rollback deletes a job's mappings).
 CREATE TABLE tenant_ops.id_map (
     namespace   text COLLATE "C" NOT NULL DEFAULT '',
     source      regclass NOT NULL,
     legacy_key  text COLLATE "C" NOT NULL,
     new_id      uuid NOT NULL,
     job_id      bigint NOT NULL,
-    PRIMARY KEY (namespace, source, legacy_key)
+    PRIMARY KEY (source, legacy_key, namespace)
 );
-CREATE INDEX id_map_job_idx ON tenant_ops.id_map (job_id);
+CREATE INDEX id_map_job_idx ON tenant_ops.id_map USING brin (job_id);
 COMMENT ON TABLE tenant_ops.id_map IS
     'Legacy key → new UUID of every row re-keyed with id_strategy uuid. namespace is empty for a plain migration and names the new tenant for a clone.';
 
