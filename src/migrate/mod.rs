@@ -1805,8 +1805,8 @@ fn compare(
         on = on.join(" AND ")
     );
     Spi::connect(|c| {
-        // No row limit: a limited SPI statement never runs in parallel, and this read-only
-        // one is the whole cost of verification.
+        // No row limit: a limited SPI statement never runs in parallel, and verify_migration
+        // runs this read-only one outside a job step's settings, where it may.
         let r = c.select(&sql, None, args)?.first();
         Ok::<_, pgrx::spi::Error>(Comparison {
             source_rows: r.get::<i64>(1)?.unwrap_or(0),
