@@ -35,7 +35,7 @@
 #                         fastest run and its highest memory figures
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR source=bench/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_args BENCH_PORT 28818 "$@"

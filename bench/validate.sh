@@ -29,7 +29,7 @@
 #   BENCH_SKIP_INSTALL=1  do not build/install the extension (use what is installed)
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR source=bench/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_args BENCH_VAL_PORT 28821 "$@"

@@ -17,7 +17,7 @@
 #                         scope/plan steps (implies DEMO_SKIP_INSTALL=1)
 set -euo pipefail
 
-# shellcheck source=scripts/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG=demo
 

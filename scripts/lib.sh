@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell functions for the demo, the test runner and the benchmarks: a private PostgreSQL 15
 # cluster per purpose, run as the `postgres` OS user when we are root (initdb refuses root).
 # Source it; do not execute it.

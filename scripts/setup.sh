@@ -14,7 +14,7 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 
 # --- Debian packages -------------------------------------------------------------------------
-packages=(postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-${PG_MAJOR}-cron
+packages=("postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" "postgresql-${PG_MAJOR}-cron"
           libclang-dev clang sudo pkg-config libssl-dev)
 missing=()
 for p in "${packages[@]}"; do

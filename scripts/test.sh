@@ -6,8 +6,9 @@
 # Usage: scripts/test.sh [unit|regress|e2e ...]   (default: all three)
 # Exits non-zero when any test fails; the last line counts tests over all tiers.
 set -euo pipefail
-LOG_TAG=test
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
+LOG_TAG="test"
 cd "$PROJECT_ROOT"
 
 tiers=("$@")
@@ -16,7 +17,7 @@ want() { local t; for t in "${tiers[@]}"; do [ "$t" = "$1" ] && return 0; done; 
 
 "$PROJECT_ROOT/scripts/setup.sh"
 # Our clusters run as the postgres OS user, who must be able to read what cargo builds.
-is_root && chmod o+rx "$PROJECT_ROOT" 2>/dev/null || true
+if is_root; then chmod o+rx "$PROJECT_ROOT" 2>/dev/null || true; fi
 
 passed=0; failed=0; failed_tiers=()
 count() { passed=$((passed + $1)); failed=$((failed + $2)); [ "$2" -eq 0 ] || failed_tiers+=("$3"); }
@@ -46,7 +47,7 @@ fi
 # --- 2. regress ----------------------------------------------------------------------------------
 if want regress || want e2e; then
     log "installing the extension into PostgreSQL ${PG_MAJOR}"
-    install_extension >"$outdir/install.log" 2>&1 || { tail -n 40 "$outdir/install.log"; die "install failed"; }
+    install_extension --debug >"$outdir/install.log" 2>&1 || { tail -n 40 "$outdir/install.log"; die "install failed"; }
 fi
 if want regress; then
     log "tier 2: pg_regress"
@@ -56,7 +57,7 @@ if want regress; then
     cluster_start "$dir"
     trap 'cluster_stop "$dir" || true' EXIT
     pg_regress="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress"
-    tests=$(cd tests/pg_regress/sql && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+    tests=$(for f in tests/pg_regress/sql/*.sql; do basename "$f" .sql; done | sort)
     rm -rf tests/pg_regress/results tests/pg_regress/regression.*
     set +e
     # shellcheck disable=SC2086
