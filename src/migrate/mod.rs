@@ -254,13 +254,7 @@ impl Migration {
         for _round in 0..1000 {
             let mut added = 0;
             for sql in &statements {
-                added += as_extension_owner(|| {
-                    Spi::connect_mut(|cl| {
-                        cl.update(sql, None, &self.params.args())
-                            .map(|t| t.len() as i64)
-                    })
-                })
-                .or_raise();
+                added += as_extension_owner(|| rows_written(sql, &self.params.args()));
             }
             total += added;
             if added == 0 {
@@ -310,13 +304,7 @@ impl Migration {
                 src = p.source_sql,
                 filter = p.filter,
             );
-            let n = as_extension_owner(|| {
-                Spi::connect_mut(|c| {
-                    c.update(&sql, None, &self.params.args())
-                        .map(|t| t.len() as i64)
-                })
-            })
-            .or_raise();
+            let n = as_extension_owner(|| rows_written(&sql, &self.params.args()));
             staged.insert(p.step, n);
             p.filter = self.staged_filter(p);
         }
@@ -1016,11 +1004,7 @@ impl Migration {
                 joins = p.joins,
                 filter = p.filter,
             );
-            let args = self.params.args();
-            let inserted = Spi::connect_mut(|c| {
-                Ok::<_, pgrx::spi::Error>(c.update(&sql, None, &args)?.len() as i64)
-            })
-            .or_raise();
+            let inserted = self.run_insert(&sql, &self.params.args(), &p, job_id);
             self.finish_batch(jt, &p, inserted, None, true, started);
             return Ok(());
         }
@@ -1068,14 +1052,13 @@ impl Migration {
                     let exclusive = p.role == Role::Owned
                         && self.options.cross_tenant != options::CrossTenant::Copy
                         && !self.mapped_before(p.source);
-                    let sql = format!(
-                        "INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
-                         SELECT $2, {oid}::pg_catalog.regclass, (s.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
-                           FROM {src} s WHERE ({filter}){conflict}",
-                        oid = p.source,
-                        src = p.source_sql,
-                        filter = p.filter,
-                        conflict = if exclusive { "" } else { " ON CONFLICT DO NOTHING" },
+                    let sql = record_new_ids(
+                        &p,
+                        key,
+                        job_id,
+                        &format!("{} s WHERE ({})", p.source_sql, p.filter),
+                        "s",
+                        !exclusive,
                     );
                     as_extension_owner(|| {
                         Spi::run_with_args(&sql, &self.params.args())?;
@@ -1105,12 +1088,12 @@ impl Migration {
                 // The batch's keys, taken once; a uuid migration records their new ids in the
                 // same pass (as the owner: id_map is the extension's).
                 let record = match (&p.uses_id_map, &p.single_key) {
-                    (true, Some(key)) => format!(
-                        ", m AS (INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
-                                 SELECT $2, {oid}::pg_catalog.regclass, (b.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
-                                   FROM b ON CONFLICT DO NOTHING)",
-                        oid = p.source
-                    ),
+                    (true, Some(key)) => {
+                        format!(
+                            ", m AS ({})",
+                            record_new_ids(&p, key, job_id, "b", "b", true)
+                        )
+                    }
                     _ => String::new(),
                 };
                 let sql = format!(
@@ -1449,28 +1432,10 @@ impl Migration {
             .expect("plan");
         if !p.deferred.is_empty() {
             let key = p.target_key.as_ref().expect("checked in prepare");
-            let kcols: Vec<String> = key
-                .iter()
-                .enumerate()
-                .map(|(i, (_, e))| format!("{e} AS __k{i}"))
-                .collect();
-            let dcols: Vec<String> = p
-                .deferred
-                .iter()
-                .enumerate()
-                .map(|(i, (_, e))| format!("{e} AS __d{i}"))
-                .collect();
-            let sets: Vec<String> = p
-                .deferred
-                .iter()
-                .enumerate()
-                .map(|(i, (c, _))| format!("{c} = x.__d{i}"))
-                .collect();
-            let join: Vec<String> = key
-                .iter()
-                .enumerate()
-                .map(|(i, (c, _))| format!("t.{c} = x.__k{i}"))
-                .collect();
+            let kcols = numbered(key, |i, (_, e)| format!("{e} AS __k{i}"));
+            let dcols = numbered(&p.deferred, |i, (_, e)| format!("{e} AS __d{i}"));
+            let sets = numbered(&p.deferred, |i, (c, _)| format!("{c} = x.__d{i}"));
+            let join = numbered(key, |i, (c, _)| format!("t.{c} = x.__k{i}"));
             let sql = format!(
                 "UPDATE {tgt} t SET {sets} FROM (SELECT {k}, {d} FROM {src} s{joins} WHERE {filter}) x WHERE {join}",
                 joins = p.joins,
@@ -1495,7 +1460,6 @@ impl Migration {
             .find(|p| p.step == jt.step)
             .cloned()
             .expect("plan");
-        let (src_hash, tgt_hash) = verify_hashes(&p);
         let source_where = verified_source(&p, self.job_id, &p.filter);
         let args = self.params.args();
         let (sc, ss, tc, ts) = match &p.target_key {
@@ -1510,6 +1474,7 @@ impl Migration {
             }
             // Without a target key, the target rows are those equal to a source row.
             None => {
+                let (src_hash, tgt_hash) = verify_hashes(&p);
                 let (sc, ss) = Spi::get_two_with_args::<i64, String>(
                     &format!(
                         "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({}), 0)::text FROM {} s{} WHERE {source_where}",
@@ -1674,6 +1639,35 @@ impl Migration {
     }
 }
 
+/// `INSERT INTO tenant_ops.id_map` of a fresh uuid for the single-column key `key` of every
+/// row of `from` (aliased `alias`); `keep_existing`: keys mapped before keep their ids.
+fn record_new_ids(
+    p: &TablePlan,
+    key: &str,
+    job_id: i64,
+    from: &str,
+    alias: &str,
+    keep_existing: bool,
+) -> String {
+    format!(
+        "INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
+         SELECT $2, {oid}::pg_catalog.regclass, ({alias}.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
+           FROM {from}{conflict}",
+        oid = p.source,
+        conflict = if keep_existing { " ON CONFLICT DO NOTHING" } else { "" },
+    )
+}
+
+/// `f(i, item)` for each item with its position: the numbered aliases of generated SQL.
+fn numbered<T>(items: &[T], f: impl Fn(usize, &T) -> String) -> Vec<String> {
+    items.iter().enumerate().map(|(i, x)| f(i, x)).collect()
+}
+
+/// Runs a data-modifying statement; returns the rows it wrote.
+fn rows_written(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> i64 {
+    Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64)).or_raise()
+}
+
 /// Checks the caller's privileges on a table explicitly. Statements that must read the
 /// extension's own tables (id_map, job_archive) run as its owner; these checks keep them to
 /// what the caller could do on the tenant tables themselves.
@@ -1752,16 +1746,8 @@ fn compare(
 ) -> Comparison {
     let key = p.target_key.as_ref().expect("compare needs a target key");
     let (src_hash, tgt_hash) = verify_hashes(p);
-    let keys: Vec<String> = key
-        .iter()
-        .enumerate()
-        .map(|(i, (_, e))| format!("{e} AS __tenant_ops_k{i}"))
-        .collect();
-    let on: Vec<String> = key
-        .iter()
-        .enumerate()
-        .map(|(i, (c, _))| format!("t.{c} = x.__tenant_ops_k{i}"))
-        .collect();
+    let keys = numbered(key, |i, (_, e)| format!("{e} AS __tenant_ops_k{i}"));
+    let on = numbered(key, |i, (c, _)| format!("t.{c} = x.__tenant_ops_k{i}"));
     // The source key, raw: it is formatted as text only for the sample of bad rows.
     let source_key: Vec<(String, String)> = match &p.key {
         Some(k) => k
