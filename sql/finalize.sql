@@ -30,3 +30,36 @@ GRANT EXECUTE ON FUNCTION tenant_ops.rollback_migration(bigint), tenant_ops.purg
                           tenant_ops.restore_quarantined(bigint) TO tenant_ops_admin;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_scope(text, regclass, name, jsonb),
                           tenant_ops.drop_scope(text) TO tenant_ops_admin;
+
+-- Rows computed from user data (key mappings, staged keys, archived and quarantined rows) are
+-- written by statements that run as the caller, so that no user code (a trigger, a cast, an
+-- output function) ever runs as the extension owner. Row-level security lets such a row in
+-- only while pg_tenant_ops has opened a window for its job in the writing backend
+-- (tenant_ops.job_window_open, see src/sys.rs); at any other time an ordinary role can write
+-- nothing there. The owner (which writes everything else) is not subject to these policies.
+GRANT EXECUTE ON FUNCTION tenant_ops.job_window_open(bigint) TO PUBLIC;
+
+ALTER TABLE tenant_ops.id_map ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON tenant_ops.id_map FOR SELECT USING (true);
+CREATE POLICY job_writes ON tenant_ops.id_map FOR INSERT WITH CHECK (tenant_ops.job_window_open(job_id));
+GRANT INSERT ON tenant_ops.id_map TO tenant_ops_operator;
+
+ALTER TABLE tenant_ops.job_extra ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON tenant_ops.job_extra FOR SELECT USING (true);
+CREATE POLICY job_writes ON tenant_ops.job_extra FOR INSERT WITH CHECK (tenant_ops.job_window_open(job_id));
+GRANT INSERT ON tenant_ops.job_extra TO tenant_ops_operator;
+
+-- The archive holds whole rows of every tenant: readable only inside a window of its job (a
+-- rollback, a verification), by whoever runs that job's undo or check with their own rights.
+ALTER TABLE tenant_ops.job_archive ENABLE ROW LEVEL SECURITY;
+CREATE POLICY job_reads ON tenant_ops.job_archive FOR SELECT USING (tenant_ops.job_window_open(job_id));
+CREATE POLICY job_writes ON tenant_ops.job_archive FOR INSERT WITH CHECK (tenant_ops.job_window_open(job_id));
+GRANT SELECT ON tenant_ops.job_archive TO tenant_ops_viewer;
+GRANT INSERT ON tenant_ops.job_archive TO tenant_ops_operator;
+
+-- Quarantined rows are written by the repairing admin inside the window of the validation job
+-- the repair acts on.
+ALTER TABLE tenant_ops.quarantine ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON tenant_ops.quarantine FOR SELECT USING (true);
+CREATE POLICY job_writes ON tenant_ops.quarantine FOR INSERT WITH CHECK (tenant_ops.job_window_open(validation_job));
+GRANT INSERT ON tenant_ops.quarantine TO tenant_ops_admin;

@@ -31,6 +31,12 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 /// those say so).
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // Users never see Rust backtraces in an ERROR's DETAIL, whatever the server's
+    // environment: std captures them for `RUST_LIB_BACKTRACE` (or else `RUST_BACKTRACE`), and
+    // pgrx appends what it captured. Loading runs before any other thread of ours exists.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     gucs::init();
     if worker::preloading() {
         worker::register_launcher();

@@ -1,5 +1,29 @@
 //! Thin, safe wrappers around the PostgreSQL machinery pgrx does not wrap: subtransactions that
-//! catch an ERROR, and running a closure as the extension's owner.
+//! catch an ERROR, role switching, and the two ways the extension writes its own tables.
+//!
+//! # Who runs what (the rule every module follows)
+//!
+//! Every function runs with the caller's privileges on tenant data (a background worker first
+//! switches to the role that submitted the job, see [`as_role`]). The extension's own tables
+//! (`tenant_ops.*`) are readable by its roles but writable by nobody but the extension owner,
+//! which keeps the audit log, the job catalog and the key mappings honest. Two ways in:
+//!
+//! 1. [`owner`]: statements run **as the extension owner**. They take only a `&'static str`
+//!    (a literal: no identifier or value can be spliced in) and values as `$n` arguments, and
+//!    may touch nothing but `tenant_ops.*` and the catalogs. The owner is a superuser, so a
+//!    statement here must never evaluate anything a user defined: no user table (its triggers,
+//!    rules, policies), no user type (its output, cast or operator functions), no function
+//!    found through a user's `search_path`. Only already-computed values go in.
+//! 2. [`with_job_window`]: statements that read user rows and write what they computed into
+//!    `tenant_ops.*` (key mappings, archives of rows, quarantined rows) run **as the caller**.
+//!    Row-level security on those tables lets a row in only while the extension has opened a
+//!    window for that row's job in this backend (`tenant_ops.job_window_open(job_id)`, see
+//!    `sql/finalize.sql`); outside a window an ordinary role can write nothing there, and
+//!    user code that runs inside one (a trigger, a cast) runs as the caller and can at most
+//!    add rows to the caller's own job.
+//!
+//! Anything else that touches user tables, user types or user functions simply runs as the
+//! caller, outside both.
 
 use std::ffi::CString;
 use std::panic::AssertUnwindSafe;
@@ -17,23 +41,25 @@ pub struct CaughtPgError {
 
 impl CaughtPgError {
     /// The five-character SQLSTATE.
-    pub fn sqlstate_text(&self) -> &'static str {
+    pub fn sqlstate_text(&self) -> String {
         sqlstate_text(self.sqlstate)
+    }
+
+    /// Raises the caught error again, as it was.
+    pub fn raise(self) -> ! {
+        pgrx::pg_sys::panic::ErrorReport::new(self.sqlstate, self.message, "pg_tenant_ops")
+            .report(PgLogLevel::ERROR);
+        unreachable!("an ERROR report does not return")
     }
 }
 
 /// The five-character SQLSTATE of an error code.
-pub fn sqlstate_text(code: PgSqlErrorCode) -> &'static str {
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
     let v = code as i32;
     // PostgreSQL packs the five characters six bits each, low bits first (MAKE_SQLSTATE).
-    let chars: Vec<u8> = (0..5)
-        .map(|i| (((v >> (6 * i)) & 0x3F) as u8) + b'0')
-        .collect();
-    Box::leak(
-        String::from_utf8_lossy(&chars)
-            .into_owned()
-            .into_boxed_str(),
-    )
+    (0..5)
+        .map(|i| char::from((((v >> (6 * i)) & 0x3F) as u8) + b'0'))
+        .collect()
 }
 
 /// Runs `f` in an internal subtransaction. An ERROR raised inside rolls the subtransaction
@@ -126,12 +152,91 @@ pub fn extension_owner() -> pg_sys::Oid {
 }
 
 /// Runs `f` as the extension owner with a fixed `search_path` (pg_catalog, pg_temp), the way a
-/// SECURITY DEFINER function would. Used only for writes to the extension's own tables, which
-/// ordinary roles may read but never write directly; that is what keeps the audit log and the
-/// catalog honest while every function still runs with the caller's privileges on user data.
-pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
+/// SECURITY DEFINER function would. Private: the rest of the extension goes through [`owner`],
+/// whose statements are literals over the extension's own tables (see the module comment).
+fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
     as_role(owner, || with_safe_search_path(f))
+}
+
+/// Statements run as the extension owner: literal SQL over `tenant_ops.*` and the catalogs,
+/// values as `$n` arguments (see the module comment for why nothing else may run here).
+pub mod owner {
+    use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
+    use pgrx::prelude::*;
+    use pgrx::spi::{SpiHeapTupleData, SpiResult};
+
+    /// Runs a statement; returns the rows it processed.
+    pub fn execute(sql: &'static str, args: &[DatumWithOid]) -> SpiResult<i64> {
+        super::as_extension_owner(|| {
+            Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64))
+        })
+    }
+
+    /// The first column of the first row (None without a row or for NULL).
+    pub fn get_one<T: FromDatum + IntoDatum>(
+        sql: &'static str,
+        args: &[DatumWithOid],
+    ) -> SpiResult<Option<T>> {
+        super::as_extension_owner(|| {
+            Spi::connect_mut(|c| {
+                let t = c.update(sql, Some(1), args)?;
+                if t.is_empty() {
+                    Ok(None)
+                } else {
+                    t.first().get::<T>(1)
+                }
+            })
+        })
+    }
+
+    /// Every row, each mapped by `f` (which sees only the finished values).
+    pub fn rows<R>(
+        sql: &'static str,
+        args: &[DatumWithOid],
+        f: impl Fn(SpiHeapTupleData) -> SpiResult<R>,
+    ) -> SpiResult<Vec<R>> {
+        super::as_extension_owner(|| {
+            Spi::connect_mut(|c| c.update(sql, None, args)?.map(&f).collect())
+        })
+    }
+}
+
+thread_local! {
+    /// The jobs whose window is open in this backend, innermost last.
+    static OPEN_WINDOWS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Closes a job window when dropped, also while unwinding from an ERROR.
+struct WindowGuard;
+
+impl Drop for WindowGuard {
+    fn drop(&mut self) {
+        OPEN_WINDOWS.with(|w| {
+            w.borrow_mut().pop();
+        });
+    }
+}
+
+/// Runs `f` (as the caller) with job `job_id`'s window open: the statements in `f` may write
+/// that job's rows into the extension's tables guarded by row-level security (key mappings,
+/// archives, quarantine) and read its archive. See the module comment.
+pub fn with_job_window<R>(job_id: i64, f: impl FnOnce() -> R) -> R {
+    OPEN_WINDOWS.with(|w| w.borrow_mut().push(job_id));
+    let _guard = WindowGuard;
+    f()
+}
+
+/// Whether this backend is inside [`with_job_window`] for `job_id`: the check of the
+/// row-level security policies on the extension's tables (see `sql/finalize.sql`).
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.job_window_open(job_id bigint) RETURNS boolean
+STRICT STABLE PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.job_window_open(bigint) IS
+    'Internal: true while pg_tenant_ops itself writes rows of this job (row-level security of its tables).';
+"#)]
+fn job_window_open(job_id: i64) -> bool {
+    OPEN_WINDOWS.with(|w| w.borrow().contains(&job_id))
 }
 
 /// Runs `f` as `role` (the way SET ROLE would, restored afterwards, also on error). Background

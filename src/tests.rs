@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 
-use crate::sys::{as_extension_owner, try_subtransaction};
+use crate::sys::{owner, try_subtransaction, with_job_window};
 
 fn fixture() {
     Spi::run(
@@ -36,9 +36,14 @@ fn subtransaction_catches_an_error_and_the_transaction_goes_on() {
 #[pg_test]
 fn extension_owner_switch_is_undone() {
     Spi::run("CREATE ROLE pgtest_someone; SET ROLE pgtest_someone").unwrap();
-    let inside = as_extension_owner(|| {
-        Spi::get_two::<String, String>("SELECT current_user::text, current_setting('search_path')").unwrap()
-    });
+    let inside = owner::rows(
+        "SELECT current_user::text, pg_catalog.current_setting('search_path')",
+        &[],
+        |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?)),
+    )
+    .unwrap()
+    .pop()
+    .unwrap();
     let owner = Spi::get_one::<String>(
         "SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'pg_tenant_ops'",
     )
@@ -46,6 +51,41 @@ fn extension_owner_switch_is_undone() {
     assert_eq!(inside.0, owner);
     assert_eq!(inside.1.as_deref(), Some("pg_catalog, pg_temp"));
     assert_eq!(Spi::get_one::<String>("SELECT current_user::text").unwrap().as_deref(), Some("pgtest_someone"));
+    Spi::run("RESET ROLE").unwrap();
+}
+
+#[pg_test]
+fn job_window_admits_only_its_job() {
+    Spi::run(
+        "CREATE ROLE pgtest_op IN ROLE tenant_ops_operator;
+         INSERT INTO tenant_ops.jobs (id, kind) OVERRIDING SYSTEM VALUE VALUES (900001, 'migrate'), (900002, 'migrate');
+         SET ROLE pgtest_op",
+    )
+    .unwrap();
+    let insert = |job: i64| {
+        try_subtransaction(|| {
+            Spi::run_with_args(
+                "INSERT INTO tenant_ops.id_map (source, legacy_key, new_id, job_id)
+                 VALUES ('tenant_ops.jobs'::regclass, $1::text, gen_random_uuid(), $1)",
+                &[job.into()],
+            )
+        })
+    };
+    // Outside any window an ordinary role writes nothing into the extension's tables.
+    let refused = insert(900001).unwrap_err();
+    assert_eq!(refused.sqlstate, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE);
+    assert!(refused.message.contains("row-level security"), "{}", refused.message);
+    // Inside job 900001's window: that job's rows only, and the window closes afterwards.
+    with_job_window(900001, || {
+        insert(900001).unwrap().unwrap();
+        assert!(insert(900002).is_err());
+        assert_eq!(Spi::get_one::<bool>("SELECT tenant_ops.job_window_open(900001)").unwrap(), Some(true));
+    });
+    assert_eq!(Spi::get_one::<bool>("SELECT tenant_ops.job_window_open(900001)").unwrap(), Some(false));
+    assert!(insert(900001).is_err());
+    // An ERROR inside the window closes it too.
+    let _ = try_subtransaction(|| with_job_window(900002, || Spi::run("SELECT 1 / 0")).unwrap());
+    assert_eq!(Spi::get_one::<bool>("SELECT tenant_ops.job_window_open(900002)").unwrap(), Some(false));
     Spi::run("RESET ROLE").unwrap();
 }
 

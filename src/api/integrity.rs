@@ -25,13 +25,26 @@ fn validate_integrity(
     scope: Option<&str>,
     tenant: default!(Option<&str>, "NULL"),
     checks: default!(
-        Option<Vec<String>>,
+        Option<Vec<Option<String>>>,
         "'{foreign_keys,primary_keys,isolation}'"
     ),
     background: default!(Option<bool>, false),
 ) -> i64 {
     let scope_name = required(scope, "scope");
-    let checks = integrity::parse_checks(&checks.unwrap_or_default()).or_raise();
+    let checks: Vec<String> = checks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            c.unwrap_or_else(|| {
+                crate::error::OpsError::InvalidParameter(
+                    "checks must not contain NULL".into(),
+                    Some(format!("The checks are: {}.", integrity::CHECKS.join(", "))),
+                )
+                .raise()
+            })
+        })
+        .collect();
+    let checks = integrity::parse_checks(&checks).or_raise();
     let loaded = scope::load(scope_name).or_raise();
     if let Some(t) = tenant {
         loaded.check_tenant(t).or_raise();

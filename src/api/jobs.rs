@@ -163,13 +163,15 @@ fn state_changed(job_id: i64, action: &'static str) -> ! {
 
 /// Puts a job (back) in the background queue, to resume from its checkpoint, and wakes the
 /// scheduler when this transaction commits.
-fn queue_in_background(job_id: i64, from: &[&str], also_set: &str, event: &str, action: &str) {
+fn queue_in_background(
+    job_id: i64,
+    from: &[&str],
+    transition: jobs::Transition,
+    event: &str,
+    action: &str,
+) {
     crate::worker::require_workers().or_raise();
-    if !jobs::set_state(
-        job_id,
-        &format!("status = 'queued', executor = 'background', next_run_at = NULL, worker_pid = NULL{also_set}"),
-        from,
-    ) {
+    if !jobs::set_state(job_id, transition, from) {
         state_changed(job_id, "be queued");
     }
     jobs::log(job_id, event, None, None, None, None, None);
@@ -197,7 +199,7 @@ fn pause_job(job_id: Option<i64>) -> String {
         "be paused",
         "Only a queued or running job can be paused.",
     );
-    if !jobs::set_state(job_id, "status = 'paused'", &["queued", "running"]) {
+    if !jobs::set_state(job_id, jobs::Transition::Pause, &["queued", "running"]) {
         state_changed(job_id, "be paused");
     }
     jobs::log(job_id, "job.paused", None, None, None, None, None);
@@ -225,11 +227,10 @@ fn resume_job(job_id: Option<i64>) -> String {
         "be resumed",
         "Only a paused job can be resumed.",
     );
-    // A pause is not a failed attempt: the start that follows does not count.
     queue_in_background(
         job_id,
         &["paused"],
-        ", attempts = greatest(attempts - 1, 0)",
+        jobs::Transition::Resume,
         "job.resumed",
         "resume_job",
     );
@@ -252,7 +253,7 @@ fn cancel_job(job_id: Option<i64>) -> String {
         "The job has already ended.",
     );
     let outcome = if job.status == "running" {
-        if !jobs::set_state(job_id, "cancel_requested = true", &["running"]) {
+        if !jobs::set_state(job_id, jobs::Transition::RequestCancel, &["running"]) {
             state_changed(job_id, "be cancelled");
         }
         jobs::log(job_id, "job.cancel_requested", None, None, None, None, None);
@@ -287,7 +288,7 @@ fn retry_job(job_id: Option<i64>) -> String {
     queue_in_background(
         job_id,
         &["failed"],
-        ", attempts = 0, error = NULL",
+        jobs::Transition::Retry,
         "job.queued",
         "retry_job",
     );
@@ -377,9 +378,7 @@ fn scheduler_health() -> TableIterator<
     ),
 > {
     // As the owner: pg_stat_activity hides other roles' backend_type from ordinary roles.
-    let row = crate::sys::as_extension_owner(|| Spi::connect(|c| {
-        let r = c
-            .select(
+    let row = crate::sys::owner::rows(
                 "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 LIMIT 1),
                         (SELECT s.pid FROM tenant_ops.scheduler_state s
                           WHERE s.pid IN (SELECT pid FROM pg_catalog.pg_stat_activity)),
@@ -389,22 +388,23 @@ fn scheduler_health() -> TableIterator<
                         (SELECT pg_catalog.count(*) FROM tenant_ops.jobs WHERE status = 'running'),
                         (SELECT pg_catalog.count(*) FROM tenant_ops.jobs WHERE status = 'failed'),
                         (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type LIKE $2 || '%')",
-                Some(1),
-                &[crate::worker::LAUNCHER_TYPE.into(), crate::worker::JOB_TYPE_PREFIX.into()],
-            )?
-            .first();
-        Ok::<_, pgrx::spi::Error>((
-            r.get::<i32>(1)?,
-            r.get::<i32>(2)?,
-            r.get::<pgrx::datum::TimestampWithTimeZone>(3)?,
-            r.get::<pgrx::datum::TimestampWithTimeZone>(4)?,
-            r.get::<i64>(5)?.unwrap_or(0),
-            r.get::<i64>(6)?.unwrap_or(0),
-            r.get::<i64>(7)?.unwrap_or(0),
-            r.get::<i64>(8)?.unwrap_or(0),
-        ))
-    }))
-    .or_raise();
+        &[crate::worker::LAUNCHER_TYPE.into(), crate::worker::JOB_TYPE_PREFIX.into()],
+        |r| {
+            Ok((
+                r.get::<i32>(1)?,
+                r.get::<i32>(2)?,
+                r.get::<pgrx::datum::TimestampWithTimeZone>(3)?,
+                r.get::<pgrx::datum::TimestampWithTimeZone>(4)?,
+                r.get::<i64>(5)?.unwrap_or(0),
+                r.get::<i64>(6)?.unwrap_or(0),
+                r.get::<i64>(7)?.unwrap_or(0),
+                r.get::<i64>(8)?.unwrap_or(0),
+            ))
+        },
+    )
+    .or_raise()
+    .pop()
+    .expect("one row");
     TableIterator::once((
         row.0,
         row.1,
@@ -427,18 +427,12 @@ COMMENT ON FUNCTION tenant_ops.purge_history() IS 'Deletes finished jobs older t
 "#)]
 fn purge_history() -> i64 {
     let minutes = crate::gucs::history_retention_minutes();
-    let n = crate::sys::as_extension_owner(|| {
-        Spi::connect_mut(|c| {
-            c.update(
-                "DELETE FROM tenant_ops.jobs
-                  WHERE status IN ('succeeded', 'failed', 'cancelled', 'rolled_back')
-                    AND finished_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1)",
-                None,
-                &[minutes.into()],
-            )
-            .map(|t| t.len() as i64)
-        })
-    })
+    let n = crate::sys::owner::execute(
+        "DELETE FROM tenant_ops.jobs
+          WHERE status IN ('succeeded', 'failed', 'cancelled', 'rolled_back')
+            AND finished_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1)",
+        &[minutes.into()],
+    )
     .or_raise();
     audit::record(
         "purge_history",

@@ -28,7 +28,7 @@ fn migrate_tenant(
     scope: Option<&str>,
     tenant: Option<&str>,
     target_schema: Option<&std::ffi::CStr>,
-    options: default!(Option<JsonB>, "'{}'"),
+    options: default!(Option<super::JsonArg>, "'{}'"),
     background: default!(Option<bool>, false),
 ) -> i64 {
     let scope = required(scope, "scope");
@@ -36,7 +36,9 @@ fn migrate_tenant(
     let target_schema = required(target_schema, "target_schema")
         .to_string_lossy()
         .into_owned();
-    let options = options.map(|j| j.0).unwrap_or_else(|| json!({}));
+    let options = options
+        .map(super::JsonArg::value)
+        .unwrap_or_else(|| json!({}));
     let background = background.unwrap_or(false);
     if background {
         crate::worker::require_workers().or_raise();

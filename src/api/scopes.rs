@@ -3,7 +3,6 @@
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde_json::json;
 
 use super::required;
@@ -24,14 +23,16 @@ fn create_scope(
     name: Option<&str>,
     root: Option<pg_sys::Oid>,
     tenant_key: Option<&CStr>,
-    options: default!(Option<JsonB>, "'{}'"),
+    options: default!(Option<super::JsonArg>, "'{}'"),
 ) -> String {
     let name = required(name, "name");
     let root = required(root, "root");
     let tenant_key = required(tenant_key, "tenant_key")
         .to_string_lossy()
         .into_owned();
-    let options = options.map(|j| j.0).unwrap_or_else(|| json!({}));
+    let options = options
+        .map(super::JsonArg::value)
+        .unwrap_or_else(|| json!({}));
     let summary = scope::create(name, root.to_u32(), &tenant_key, &options)
         .inspect_err(|e| crate::audit::log_failure("create_scope", name, e))
         .or_raise();

@@ -15,7 +15,7 @@ use crate::jobs::executor::Steps;
 use crate::jobs::{self, Job, StepOutcome};
 use crate::scope::graph::{Catalog, ResolvedScope, Role, TableId};
 use crate::scope::{self, LoadedScope};
-use crate::sys::as_extension_owner;
+use crate::sys::owner;
 
 pub const CHECKS: &[&str] = &["foreign_keys", "primary_keys", "isolation"];
 
@@ -24,7 +24,7 @@ pub(crate) fn relation(oid: TableId) -> String {
     crate::migrate::relation_name(oid)
 }
 
-/// Parses the `checks` argument: known names only, at least one.
+/// Parses the `checks` argument: known names only, at least one, each once (in the order given).
 pub fn parse_checks(checks: &[String]) -> OpsResult<Vec<String>> {
     if checks.is_empty() {
         return Err(OpsError::InvalidParameter(
@@ -40,7 +40,13 @@ pub fn parse_checks(checks: &[String]) -> OpsResult<Vec<String>> {
             ));
         }
     }
-    Ok(checks.to_vec())
+    let mut unique: Vec<String> = vec![];
+    for c in checks {
+        if !unique.contains(c) {
+            unique.push(c.clone());
+        }
+    }
+    Ok(unique)
 }
 
 fn quoted(c: &Catalog, table: TableId, cols: &[String], alias: &str) -> Vec<String> {
@@ -351,8 +357,7 @@ impl Validation {
             }
         }
         for i in &issues {
-            as_extension_owner(|| {
-                Spi::run_with_args(
+            owner::execute(
                     "INSERT INTO tenant_ops.integrity_issues
                         (job_id, check_name, table_name, constraint_name, tenant, other_tenant, count, sample)
                      VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6, $7, $8)",
@@ -367,7 +372,6 @@ impl Validation {
                         JsonB(i.sample.clone()).into(),
                     ],
                 )
-            })
             .or_raise();
         }
         let bad: i64 = issues.iter().map(|i| i.count).sum();
@@ -417,12 +421,10 @@ pub fn steps_for(job: &Job) -> OpsResult<Box<dyn Steps>> {
 
 /// Undoes a validation (a cancel): its findings go.
 pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
-    as_extension_owner(|| {
-        Spi::run_with_args(
-            "DELETE FROM tenant_ops.integrity_issues WHERE job_id = $1",
-            &[job_id.into()],
-        )
-    })
+    owner::execute(
+        "DELETE FROM tenant_ops.integrity_issues WHERE job_id = $1",
+        &[job_id.into()],
+    )
     .or_raise();
     jobs::finish(job_id, final_status, None, None);
     Ok(json!({}))

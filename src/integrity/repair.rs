@@ -13,7 +13,9 @@ use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs;
 use crate::scope::graph::{Edge, EdgeKind, TableId};
 use crate::scope::{self, LoadedScope};
-use crate::sys::{as_extension_owner, rolled_back_subtransaction, with_settings};
+use crate::sys::{
+    owner, rolled_back_subtransaction, try_subtransaction, with_job_window, with_settings,
+};
 
 pub const STRATEGIES: &[&str] = &["quarantine", "delete", "set_null"];
 
@@ -131,10 +133,67 @@ struct Repair<'a> {
     depth: usize,
 }
 
+/// A frozen set of rows as `(tableoid, ctid)` pairs (ctids change as rows are removed), handed
+/// to every statement that uses it as two array parameters, `$1` and `$2`: never spliced into
+/// SQL text. Statements put [`ROWS`] where they need the set.
+struct RowSet {
+    oids: Vec<i64>,
+    tids: Vec<String>,
+}
+
+/// The rows of a [`RowSet`] as a subquery of `(r_oid, r_tid)`.
+const ROWS: &str = "SELECT v.r_oid::pg_catalog.oid AS r_oid, v.r_tid::pg_catalog.tid AS r_tid
+                      FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[])) v(r_oid, r_tid)";
+
+impl RowSet {
+    /// Runs `query` (which selects `r_oid, r_tid`) with `args` and keeps its rows.
+    fn freeze(query: &str, args: &[pgrx::datum::DatumWithOid]) -> RowSet {
+        let rows: Vec<(i64, String)> = Spi::connect(|c| {
+            c.select(
+                &format!(
+                    "SELECT x.r_oid::pg_catalog.int8, x.r_tid::pg_catalog.text FROM ({query}) x"
+                ),
+                None,
+                args,
+            )?
+            .map(|r| {
+                Ok((
+                    r.get::<i64>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .or_raise();
+        let (oids, tids) = rows.into_iter().unzip();
+        RowSet { oids, tids }
+    }
+
+    /// Runs `query`, which uses the set as `$1`/`$2` (through [`ROWS`]), and keeps its rows.
+    fn derive(&self, query: &str) -> RowSet {
+        RowSet::freeze(query, &self.args(vec![]))
+    }
+
+    fn len(&self) -> usize {
+        self.oids.len()
+    }
+
+    /// `$1` and `$2`, followed by `extra` as `$3`...
+    fn args(
+        &self,
+        extra: Vec<pgrx::datum::DatumWithOid<'static>>,
+    ) -> Vec<pgrx::datum::DatumWithOid<'static>> {
+        let mut a: Vec<pgrx::datum::DatumWithOid<'static>> =
+            vec![self.oids.clone().into(), self.tids.clone().into()];
+        a.extend(extra);
+        a
+    }
+}
+
 impl Repair<'_> {
-    /// Removes the rows `set` selects from `table`: first, recursively, the rows that
-    /// reference them (quarantine) or a refusal (delete); then the rows themselves.
-    fn remove(&mut self, table: TableId, set: &str, reason: &str) -> OpsResult<()> {
+    /// Removes the rows of `set` from `table`: first, recursively, the rows that reference
+    /// them (quarantine) or a refusal (delete); then the rows themselves.
+    fn remove(&mut self, table: TableId, set: &RowSet, reason: &str) -> OpsResult<()> {
         let c = &self.loaded.catalog;
         let t = c.table(table).clone();
         self.depth += 1;
@@ -152,18 +211,15 @@ impl Repair<'_> {
             .collect();
         for e in children {
             let child = c.table(e.child).clone();
-            let child_set = format!(
-                "SELECT c.tableoid AS r_oid, c.ctid AS r_tid FROM {} c WHERE ({}) IN (SELECT {} FROM {} p WHERE (p.tableoid, p.ctid) IN ({set}))
-                   AND (c.tableoid, c.ctid) NOT IN ({set})",
+            let child_set = set.derive(&format!(
+                "SELECT c.tableoid AS r_oid, c.ctid AS r_tid FROM {} c WHERE ({}) IN (SELECT {} FROM {} p WHERE (p.tableoid, p.ctid) IN ({ROWS}))
+                   AND (c.tableoid, c.ctid) NOT IN ({ROWS})",
                 child.sql,
                 quoted(c, e.child, &e.child_cols, "c").join(", "),
                 quoted(c, e.parent, &e.parent_cols, "p").join(", "),
                 t.sql
-            );
-            let n =
-                Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM ({child_set}) x"))
-                    .or_raise()
-                    .unwrap_or(0);
+            ));
+            let n = child_set.len();
             if n == 0 {
                 continue;
             }
@@ -177,24 +233,28 @@ impl Repair<'_> {
                     hint: Some("Use the strategy \"quarantine\", which takes those rows along (and can restore them).".into()),
                 });
             }
-            let materialized = self.materialize(&child_set);
             self.remove(
                 e.child,
-                &materialized,
+                &child_set,
                 &format!("references a row removed from {} ({})", t.display, e.name),
             )?;
         }
-        let set = self.materialize(set);
         if self.strategy == "quarantine" {
-            as_extension_owner(|| {
+            // As the caller (the rows' output and cast functions are the user's), inside the
+            // window of the validation job that the quarantine policy admits.
+            with_job_window(self.validation, || {
                 Spi::run_with_args(
                     &format!(
                         "INSERT INTO tenant_ops.quarantine (repair_id, validation_job, table_name, reason, row_data)
-                         SELECT $1, $2, {table}::pg_catalog.regclass, $3, pg_catalog.to_jsonb(c) FROM {sql} c
-                          WHERE (c.tableoid, c.ctid) IN ({set})",
+                         SELECT $3, $4, {table}::pg_catalog.oid::pg_catalog.regclass, $5, pg_catalog.to_jsonb(c) FROM {sql} c
+                          WHERE (c.tableoid, c.ctid) IN ({ROWS})",
                         sql = t.sql
                     ),
-                    &[self.repair_id.into(), self.validation.into(), reason.into()],
+                    &set.args(vec![
+                        self.repair_id.into(),
+                        self.validation.into(),
+                        reason.into(),
+                    ]),
                 )
             })
             .or_raise();
@@ -202,11 +262,11 @@ impl Repair<'_> {
         let n = Spi::connect_mut(|cl| {
             cl.update(
                 &format!(
-                    "DELETE FROM {} c WHERE (c.tableoid, c.ctid) IN ({set})",
+                    "DELETE FROM {} c WHERE (c.tableoid, c.ctid) IN ({ROWS})",
                     t.sql
                 ),
                 None,
-                &[],
+                &set.args(vec![]),
             )
             .map(|r| r.len() as i64)
         })
@@ -218,37 +278,8 @@ impl Repair<'_> {
         Ok(())
     }
 
-    /// Freezes a row set (ctids change as rows are removed) into a temporary list.
-    fn materialize(&self, set: &str) -> String {
-        let rows: Vec<String> = Spi::connect(|c| {
-            c.select(
-                &format!("SELECT ROW(r_oid, r_tid)::text FROM ({set}) x"),
-                None,
-                &[],
-            )?
-            .map(|r| r.get::<String>(1).map(|v| v.unwrap_or_default()))
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .or_raise();
-        if rows.is_empty() {
-            return "SELECT NULL::oid AS r_oid, NULL::tid AS r_tid WHERE false".into();
-        }
-        let values: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                let inner = r.trim_start_matches('(').trim_end_matches(')');
-                let (oid, tid) = inner.split_once(',').unwrap_or(("0", "(0,0)"));
-                format!("({oid}::oid, '{}'::tid)", tid.trim_matches('"'))
-            })
-            .collect();
-        format!(
-            "SELECT * FROM (VALUES {}) v(r_oid, r_tid)",
-            values.join(", ")
-        )
-    }
-
     /// Sets the finding's reference columns to NULL (refused where a column is NOT NULL).
-    fn set_null(&mut self, edge: usize, set: &str) -> OpsResult<()> {
+    fn set_null(&mut self, edge: usize, set: &RowSet) -> OpsResult<()> {
         let c = &self.loaded.catalog;
         let e = &c.edges[edge];
         let t = c.table(e.child);
@@ -267,16 +298,15 @@ impl Repair<'_> {
             .iter()
             .map(|x| format!("{} = NULL", &x[1..]))
             .collect();
-        let set = self.materialize(set);
         let n = Spi::connect_mut(|cl| {
             cl.update(
                 &format!(
-                    "UPDATE {} c SET {} WHERE (c.tableoid, c.ctid) IN ({set})",
+                    "UPDATE {} c SET {} WHERE (c.tableoid, c.ctid) IN ({ROWS})",
                     t.sql,
                     sets.join(", ")
                 ),
                 None,
-                &[],
+                &set.args(vec![]),
             )
             .map(|r| r.len() as i64)
         })
@@ -329,10 +359,13 @@ pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> OpsResult<Value
     }
     let loaded = scope::load(job.scope.as_deref().unwrap_or_default())?;
     let tenant = job.tenant.clone().filter(|t| !t.is_empty());
-    let repair_id =
-        Spi::get_one::<i64>("SELECT pg_catalog.nextval('tenant_ops.quarantine_repair_seq')")
-            .or_raise()
-            .unwrap_or(0);
+    // The sequence is the extension's: its next value is taken as the owner.
+    let repair_id = owner::get_one::<i64>(
+        "SELECT pg_catalog.nextval('tenant_ops.quarantine_repair_seq'::pg_catalog.regclass)",
+        &[],
+    )
+    .or_raise()
+    .unwrap_or(0);
     let run = || -> OpsResult<Vec<Value>> {
         let mut rep = Repair {
             loaded: &loaded,
@@ -346,10 +379,11 @@ pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> OpsResult<Value
             let Some((set, edge)) = offending(&loaded, &tenant, f) else {
                 continue;
             };
-            let set = set.replace(
-                "$1",
-                &pgrx::spi::quote_literal(tenant.clone().unwrap_or_default()),
-            );
+            // The tenant is the filter's `$1`, bound like every value.
+            let set = match &tenant {
+                Some(t) => RowSet::freeze(&set, &[t.clone().into()]),
+                None => RowSet::freeze(&set, &[]),
+            };
             match (strategy, edge) {
                 ("set_null", Some(edge)) => rep.set_null(edge, &set)?,
                 _ => rep.remove(f.table, &set, &format!("{} {}", f.check, f.constraint))?,
@@ -415,49 +449,59 @@ pub fn restore(repair_id: i64) -> OpsResult<Value> {
         })
         .or_raise();
         let r: Vec<String> = cols.iter().map(|c| format!("r.{c}")).collect();
-        let rows: Vec<JsonB> = as_extension_owner(|| {
-            Spi::connect_mut(|c| {
-                c.update(
-                    "UPDATE tenant_ops.quarantine SET restored_at = pg_catalog.clock_timestamp()
-                      WHERE repair_id = $1 AND table_name = $2::pg_catalog.oid::pg_catalog.regclass AND restored_at IS NULL
-                     RETURNING row_data",
-                    None,
-                    &[repair_id.into(), table.into()],
-                )?
-                .map(|r| r.get::<JsonB>(1).map(|v| v.unwrap_or(JsonB(Value::Null))))
-                .collect::<Result<Vec<_>, _>>()
-            })
-        })
+        // The extension's bookkeeping, as the owner: which rows come back.
+        let rows: Vec<Value> = owner::rows(
+            "UPDATE tenant_ops.quarantine SET restored_at = pg_catalog.clock_timestamp()
+              WHERE repair_id = $1 AND table_name = $2::pg_catalog.oid::pg_catalog.regclass AND restored_at IS NULL
+             RETURNING row_data",
+            &[repair_id.into(), table.into()],
+            |r| Ok(r.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null)),
+        )
         .or_raise();
-        let data = Value::Array(rows.into_iter().map(|j| j.0).collect());
-        // The rows come back exactly as they were, including the broken references that got
-        // them quarantined (an orphan under a NOT VALID foreign key would be refused as a new
-        // row): with the caller's right to insert checked, they are inserted as the owner
-        // with foreign key triggers off for this statement only.
+        let data = Value::Array(rows);
         crate::migrate::require_privileges(
             &name,
             &super::relation(table as TableId),
             "INSERT",
             "restore_quarantined",
         )?;
-        let n = as_extension_owner(|| {
-            with_settings(&[("session_replication_role", "replica")], || {
-                Spi::connect_mut(|c| {
-            c.update(
-                &format!(
-                    "INSERT INTO {name} ({cols}) OVERRIDING SYSTEM VALUE
-                     SELECT {r} FROM pg_catalog.jsonb_array_elements($1) AS e(v), pg_catalog.jsonb_populate_record(NULL::{name}, e.v) r",
-                    cols = cols.join(", "),
-                    r = r.join(", ")
-                ),
-                None,
-                &[JsonB(data).into()],
-            )
-            .map(|t| t.len() as i64)
-                })
+        // The rows go back as the caller (their triggers and input functions run with the
+        // caller's rights), exactly as they were. Rows whose references are still broken (an
+        // orphan under a NOT VALID foreign key) would be refused as new rows; a superuser's
+        // restore switches the foreign key triggers off for this statement, which nobody else
+        // may do (session_replication_role is a superuser setting).
+        let insert_sql = format!(
+            "INSERT INTO {name} ({cols}) OVERRIDING SYSTEM VALUE
+             SELECT {r} FROM pg_catalog.jsonb_array_elements($1) AS e(v), pg_catalog.jsonb_populate_record(NULL::{name}, e.v) r",
+            cols = cols.join(", "),
+            r = r.join(", ")
+        );
+        let insert = || {
+            Spi::connect_mut(|c| {
+                c.update(&insert_sql, None, &[JsonB(data.clone()).into()])
+                    .map(|t| t.len() as i64)
             })
-        })
-        .or_raise();
+            .or_raise()
+        };
+        let n = if unsafe { pgrx::pg_sys::superuser() } {
+            with_settings(&[("session_replication_role", "replica")], insert)
+        } else {
+            match try_subtransaction(insert) {
+                Ok(n) => n,
+                Err(e) if e.sqlstate == PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION => {
+                    return Err(OpsError::ForeignKeyViolation {
+                        message: format!(
+                            "cannot restore the quarantined rows of {}: {}",
+                            super::relation(table as TableId),
+                            e.message
+                        ),
+                        detail: None,
+                        hint: Some("A quarantined row references a row that does not exist (it was an orphan). Restore or recreate what it references first, or have a superuser run the restore, which brings such rows back as they were.".into()),
+                    })
+                }
+                Err(e) => e.raise(),
+            }
+        };
         restored.push(json!({"table": super::relation(table as TableId), "rows": n}));
     }
     Ok(json!({"repair_id": repair_id, "restored": restored}))

@@ -6,7 +6,7 @@
 //! executor: [`run_inline`] (the caller's transaction) or [`run_committing`] (a commit after
 //! each step, for `CALL tenant_ops.run_job`); the background workers drive the same steps.
 //!
-//! Job metadata is written as the extension owner (see [`crate::sys::as_extension_owner`]); the
+//! Job metadata is written as the extension owner (see [`crate::sys::owner`]); the
 //! steps themselves run with the caller's privileges.
 
 pub mod executor;
@@ -16,7 +16,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::error::{OpsError, OpsResult, OrRaise};
-use crate::sys::as_extension_owner;
+use crate::sys::owner;
 
 /// A job as stored.
 #[derive(Clone, Debug)]
@@ -56,8 +56,8 @@ pub struct JobTable {
     pub details: Value,
 }
 
-fn owner_run(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
-    as_extension_owner(|| Spi::run_with_args(sql, args)).or_raise();
+fn owner_run(sql: &'static str, args: &[pgrx::datum::DatumWithOid]) {
+    owner::execute(sql, args).or_raise();
 }
 
 /// Creates a job row and returns its id.
@@ -65,20 +65,18 @@ pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: 
     // The submitter is who calls, read before switching to the owner: background workers run
     // the job as this role, so it must never be the owner's name.
     let submitter = current_user();
-    let id = as_extension_owner(|| {
-        Spi::get_one_with_args::<i64>(
-            "INSERT INTO tenant_ops.jobs (kind, scope, tenant, options, executor, submitted_by)
+    let id = owner::get_one::<i64>(
+        "INSERT INTO tenant_ops.jobs (kind, scope, tenant, options, executor, submitted_by)
              VALUES ($1, $2, $3, $4, $5, $6::name) RETURNING id",
-            &[
-                kind.into(),
-                scope.into(),
-                tenant.into(),
-                JsonB(options.clone()).into(),
-                executor.into(),
-                submitter.into(),
-            ],
-        )
-    })
+        &[
+            kind.into(),
+            scope.into(),
+            tenant.into(),
+            JsonB(options.clone()).into(),
+            executor.into(),
+            submitter.into(),
+        ],
+    )
     .or_raise()
     .expect("INSERT ... RETURNING gives a row");
     notify(id, "job.queued", None);
@@ -164,25 +162,51 @@ pub fn release_worker(id: i64) {
     );
 }
 
+/// A change of queue state asked for by a user (see [`set_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// Stop after the current step.
+    Pause,
+    /// Back into the background queue (a pause is not a failed attempt: the start that
+    /// follows does not count).
+    Resume,
+    /// Back into the background queue with attempts and error reset.
+    Retry,
+    /// Ask the running worker to stop and undo.
+    RequestCancel,
+}
+
+impl Transition {
+    fn sql(self) -> &'static str {
+        match self {
+            Transition::Pause => {
+                "UPDATE tenant_ops.jobs SET status = 'paused', updated_at = pg_catalog.clock_timestamp()
+                  WHERE id = $1 AND status = ANY ($2)"
+            }
+            Transition::Resume => {
+                "UPDATE tenant_ops.jobs SET status = 'queued', executor = 'background', next_run_at = NULL,
+                        worker_pid = NULL, attempts = greatest(attempts - 1, 0), updated_at = pg_catalog.clock_timestamp()
+                  WHERE id = $1 AND status = ANY ($2)"
+            }
+            Transition::Retry => {
+                "UPDATE tenant_ops.jobs SET status = 'queued', executor = 'background', next_run_at = NULL,
+                        worker_pid = NULL, attempts = 0, error = NULL, updated_at = pg_catalog.clock_timestamp()
+                  WHERE id = $1 AND status = ANY ($2)"
+            }
+            Transition::RequestCancel => {
+                "UPDATE tenant_ops.jobs SET cancel_requested = true, updated_at = pg_catalog.clock_timestamp()
+                  WHERE id = $1 AND status = ANY ($2)"
+            }
+        }
+    }
+}
+
 /// Moves a job between queue states (pause, resume, retry, cancel request) as asked by a user,
 /// only from the statuses given: a worker that finished the job meanwhile wins, and the
 /// caller is told. Returns whether the job was in one of them.
-pub fn set_state(id: i64, sql_set: &str, from: &[&str]) -> bool {
+pub fn set_state(id: i64, transition: Transition, from: &[&str]) -> bool {
     let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
-    as_extension_owner(|| {
-        Spi::connect_mut(|c| {
-            c.update(
-                &format!(
-                    "UPDATE tenant_ops.jobs SET {sql_set}, updated_at = pg_catalog.clock_timestamp()
-                      WHERE id = $1 AND status = ANY ($2)"
-                ),
-                None,
-                &[id.into(), from.into()],
-            )
-            .map(|t| t.len() == 1)
-        })
-    })
-    .or_raise()
+    owner::execute(transition.sql(), &[id.into(), from.into()]).or_raise() == 1
 }
 
 /// The role the caller acts as (the job's submitter).

@@ -29,7 +29,7 @@ use crate::jobs::executor::Steps;
 use crate::jobs::{self, Job, JobTable, StepOutcome};
 use crate::scope::graph::{EdgeKind, Role, TableId};
 use crate::scope::{self, LoadedScope};
-use crate::sys::{as_extension_owner, try_subtransaction, with_settings};
+use crate::sys::{owner, try_subtransaction, with_job_window, with_settings};
 use options::{IdStrategy, MigrateOptions, Mode, OnConflict, SharedMode};
 use plan::{Planner, TablePlan};
 use target::TargetTable;
@@ -254,7 +254,7 @@ impl Migration {
         for _round in 0..1000 {
             let mut added = 0;
             for sql in &statements {
-                added += as_extension_owner(|| rows_written(sql, &self.params.args()));
+                added += with_job_window(self.job_id, || rows_written(sql, &self.params.args()));
             }
             total += added;
             if added == 0 {
@@ -289,8 +289,9 @@ impl Migration {
         )
     }
 
-    /// Stages the keys of the shared rows to copy (as the owner: job_extra is the
-    /// extension's) and points their plans at them; returns the rows staged per step.
+    /// Stages the keys of the shared rows to copy (as the caller, in the job's window:
+    /// job_extra is the extension's) and points their plans at them; returns the rows staged
+    /// per step.
     fn stage_shared_keys(&self, plans: &mut [TablePlan]) -> BTreeMap<i32, i64> {
         let mut staged = BTreeMap::new();
         for p in plans.iter_mut().filter(|p| self.stages_shared_keys(p)) {
@@ -304,7 +305,7 @@ impl Migration {
                 src = p.source_sql,
                 filter = p.filter,
             );
-            let n = as_extension_owner(|| rows_written(&sql, &self.params.args()));
+            let n = with_job_window(self.job_id, || rows_written(&sql, &self.params.args()));
             staged.insert(p.step, n);
             p.filter = self.staged_filter(p);
         }
@@ -1043,7 +1044,8 @@ impl Migration {
             None => ("true".into(), None, true),
             Some(_) if whole => {
                 if let (true, Some(key)) = (p.uses_id_map, &p.single_key) {
-                    // The whole table's new ids at once (as the owner: id_map is the extension's).
+                    // The whole table's new ids at once (as the caller, in the job's window:
+                    // id_map is the extension's).
                     // Rows mapped before (by an earlier migration in this namespace) keep their
                     // ids. When there are none and nobody else can map these rows (owned rows
                     // of this tenant only, whose migrations exclude each other), plain inserts
@@ -1060,12 +1062,10 @@ impl Migration {
                         "s",
                         !exclusive,
                     );
-                    as_extension_owner(|| {
-                        Spi::run_with_args(&sql, &self.params.args())?;
-                        // Fresh statistics for the join back (see below).
-                        Spi::run("ANALYZE tenant_ops.id_map")
-                    })
-                    .or_raise();
+                    with_job_window(job_id, || Spi::run_with_args(&sql, &self.params.args()))
+                        .or_raise();
+                    // Fresh statistics for the join back (see below).
+                    analyze_id_map();
                 }
                 ("true".into(), None, true)
             }
@@ -1086,7 +1086,7 @@ impl Migration {
                     .map(|k| format!("s.{}", k.quoted))
                     .collect();
                 // The batch's keys, taken once; a uuid migration records their new ids in the
-                // same pass (as the owner: id_map is the extension's).
+                // same pass (in the job's window: id_map is the extension's).
                 let record = match (&p.uses_id_map, &p.single_key) {
                     (true, Some(key)) => {
                         format!(
@@ -1109,7 +1109,7 @@ impl Migration {
                 let args = self.params.with_keys(&[jt.last_key.as_ref()]);
                 let run = || Spi::get_two_with_args::<i64, Vec<Option<String>>>(&sql, &args);
                 let (taken, upper) = if p.uses_id_map {
-                    as_extension_owner(run)
+                    with_job_window(job_id, run)
                 } else {
                     run()
                 }
@@ -1122,7 +1122,7 @@ impl Migration {
                 if p.uses_id_map && jt.last_key.is_none() {
                     // Fresh statistics once a table starts mapping: without them the planner
                     // takes a table's mappings for one row and sizes its hashes wrongly.
-                    as_extension_owner(|| Spi::run("ANALYZE tenant_ops.id_map")).or_raise();
+                    analyze_id_map();
                 }
                 let mut range = p.key_upto(5).expect("keyed").to_string();
                 if jt.last_key.is_some() {
@@ -1143,7 +1143,7 @@ impl Migration {
                 tgt = p.target.sql,
                 rows = p.target_rows(&p.source_sql, &where_)
             );
-            as_extension_owner(|| Spi::run_with_args(&sql, &args)).or_raise();
+            with_job_window(job_id, || Spi::run_with_args(&sql, &args)).or_raise();
         }
         let returning = if let (Role::Shared, Some(target_key)) = (p.role, &p.target_key) {
             // Shared rows this job adds are recorded so a rollback removes only those.
@@ -1242,17 +1242,15 @@ impl Migration {
         })
         .or_raise();
         if !keys.is_empty() {
-            as_extension_owner(|| {
-                Spi::run_with_args(
-                    "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
-                     SELECT $1, $2, 'shared_added', k FROM pg_catalog.jsonb_array_elements($3) k",
-                    &[
-                        job_id.into(),
-                        p.step.into(),
-                        JsonB(Value::Array(keys)).into(),
-                    ],
-                )
-            })
+            owner::execute(
+                "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
+                 SELECT $1, $2, 'shared_added', k FROM pg_catalog.jsonb_array_elements($3) k",
+                &[
+                    job_id.into(),
+                    p.step.into(),
+                    JsonB(Value::Array(keys)).into(),
+                ],
+            )
             .or_raise();
         }
         written
@@ -1361,7 +1359,7 @@ impl Migration {
                         &key_text,
                         row,
                         &e.message,
-                        e.sqlstate_text(),
+                        &e.sqlstate_text(),
                     );
                 }
             }
@@ -1553,7 +1551,10 @@ impl Migration {
                  SELECT {}, {}, 'source', pg_catalog.to_jsonb(s) FROM {} s WHERE {}",
                 self.job_id, p.step, p.source_sql, p.filter
             );
-            as_extension_owner(|| Spi::run_with_args(&sql, &self.params.args())).or_raise();
+            with_job_window(self.job_id, || {
+                Spi::run_with_args(&sql, &self.params.args())
+            })
+            .or_raise();
         }
         jobs::checkpoint(self.job_id, jt.step, "archived", 0, None);
         Ok(())
@@ -1658,6 +1659,12 @@ fn record_new_ids(
     )
 }
 
+/// Fresh planner statistics for `tenant_ops.id_map` (as the owner: only a table's owner may
+/// analyze it, and its columns are all built-in types).
+fn analyze_id_map() {
+    owner::execute("ANALYZE tenant_ops.id_map", &[]).or_raise();
+}
+
 /// `f(i, item)` for each item with its position: the numbered aliases of generated SQL.
 fn numbered<T>(items: &[T], f: impl Fn(usize, &T) -> String) -> Vec<String> {
     items.iter().enumerate().map(|(i, x)| f(i, x)).collect()
@@ -1668,9 +1675,9 @@ fn rows_written(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> i64 {
     Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64)).or_raise()
 }
 
-/// Checks the caller's privileges on a table explicitly. Statements that must read the
-/// extension's own tables (id_map, job_archive) run as its owner; these checks keep them to
-/// what the caller could do on the tenant tables themselves.
+/// Checks the caller's privileges on a table explicitly, so that a job that lacks one is
+/// refused with the table named before it changes anything (the statements themselves run
+/// as the caller and would fail anyway, but later and less clearly).
 pub(crate) fn require_privileges(
     table_sql: &str,
     display: &str,
@@ -1888,7 +1895,9 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
             (p.source_sql.clone(), p.filter.clone())
         };
         let source_where = verified_source(p, job_id, &filter);
-        let comparison = as_extension_owner(|| compare(p, &from, &source_where, &args));
+        // As the caller (hashing runs the types' own functions), in the job's window for
+        // the archive of a move.
+        let comparison = with_job_window(job_id, || compare(p, &from, &source_where, &args));
         out.push(VerifyRow {
             source: p.source,
             target: p.target.display.clone(),
@@ -2081,7 +2090,42 @@ fn namespace(options: &MigrateOptions, scope: &str) -> String {
 
 impl Steps for Migration {
     fn step(&mut self, job: &Job) -> OpsResult<StepOutcome> {
+        // An inline dry run is already wrapped whole in a rolled-back subtransaction by its
+        // caller; a committing or background one is done here, in its first step, the same way,
+        // so that no executor ever commits a dry run's rows.
+        if self.options.dry_run && job.executor != "inline" {
+            return self.dry_run_whole(job.id);
+        }
         with_settings(STEP_SETTINGS, || self.run_stage(job))
+    }
+}
+
+impl Migration {
+    /// Every stage of a dry run in one rolled-back subtransaction: the job keeps only the
+    /// outcome (the plan and counts, or the error the real run would meet).
+    fn dry_run_whole(&mut self, job_id: i64) -> OpsResult<StepOutcome> {
+        let outcome = crate::sys::rolled_back_subtransaction(|| -> OpsResult<Value> {
+            loop {
+                let job = jobs::load(job_id)?;
+                match with_settings(STEP_SETTINGS, || self.run_stage(&job))? {
+                    StepOutcome::Continue => continue,
+                    StepOutcome::Done(result) => return Ok(result),
+                }
+            }
+        });
+        self.plans = None;
+        match outcome {
+            Ok(Ok(mut result)) => {
+                result["dry_run"] = json!(true);
+                Ok(StepOutcome::Done(result))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(caught) => Err(OpsError::StepFailed {
+                job: job_id,
+                sqlstate: caught.sqlstate,
+                message: caught.message,
+            }),
+        }
     }
 }
 
@@ -2297,8 +2341,9 @@ pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
     }
     let moved = m.options.mode == Mode::Move && tables.iter().any(|t| t.stage == "deleted");
     let plans = m.plans()?.clone();
-    // The undo reads the job's archive, which only the extension owner may read: check the
-    // caller's own rights on every table it touches, then run it as the owner.
+    // The undo runs as the caller (every trigger on the tables fires with the caller's rights),
+    // reading the job's archive through its window; its rights on every table it touches are
+    // checked first, so that a missing one is named before anything changes.
     for p in &plans {
         require_privileges(
             &p.target.sql,
@@ -2315,24 +2360,23 @@ pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
             )?;
         }
     }
-    let report = as_extension_owner(|| undo(&mut m, &plans, moved, job_id))?;
-    as_extension_owner(|| {
-        // Mappings are shared by every migration of the same rows (a second migration of a
-        // tenant reuses them): keep those another live migration of the table relies on.
-        // job_extra stays with the job (deleted with it): it says which rows of other tenants
-        // and which shared rows the job covered, as verify_migration still reports them.
-        Spi::run_with_args(
-            "DELETE FROM tenant_ops.id_map m WHERE m.job_id = $1
-               AND NOT EXISTS (SELECT FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
-                                WHERE j.id <> $1 AND j.kind = 'migrate' AND j.status NOT IN ('rolled_back', 'cancelled')
-                                  AND t.source = m.source)",
-            &[job_id.into()],
-        )?;
-        Spi::run_with_args(
-            "DELETE FROM tenant_ops.job_archive WHERE job_id = $1",
-            &[job_id.into()],
-        )
-    })
+    let report = with_job_window(job_id, || undo(&mut m, &plans, moved, job_id))?;
+    // Mappings are shared by every migration of the same rows (a second migration of a
+    // tenant reuses them): keep those another live migration of the table relies on.
+    // job_extra stays with the job (deleted with it): it says which rows of other tenants
+    // and which shared rows the job covered, as verify_migration still reports them.
+    owner::execute(
+        "DELETE FROM tenant_ops.id_map m WHERE m.job_id = $1
+           AND NOT EXISTS (SELECT FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
+                            WHERE j.id <> $1 AND j.kind = 'migrate' AND j.status NOT IN ('rolled_back', 'cancelled')
+                              AND t.source = m.source)",
+        &[job_id.into()],
+    )
+    .or_raise();
+    owner::execute(
+        "DELETE FROM tenant_ops.job_archive WHERE job_id = $1",
+        &[job_id.into()],
+    )
     .or_raise();
     let result = json!({"rolled_back": report, "source_restored": moved});
     jobs::finish(job_id, final_status, None, Some(&result));

@@ -14,7 +14,7 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use crate::error::{OpsError, OpsResult, OrRaise};
-use crate::sys::{as_extension_owner, try_subtransaction};
+use crate::sys::{owner, try_subtransaction};
 use graph::{Catalog, Filters, ResolvedScope, Role, TableId};
 use options::ScopeOptions;
 
@@ -89,25 +89,18 @@ pub fn create(
     let summary = summarize(&catalog, &resolved);
     let stored_options = normalized.to_json();
 
-    let inserted = as_extension_owner(|| {
-        Spi::connect_mut(|client| {
-            client
-                .update(
-                    "INSERT INTO tenant_ops.scope (name, root, tenant_key, options, summary)
+    let inserted = owner::execute(
+        "INSERT INTO tenant_ops.scope (name, root, tenant_key, options, summary)
                      VALUES ($1, $2::pg_catalog.oid::pg_catalog.regclass, $3, $4, $5)
                      ON CONFLICT (name) DO NOTHING",
-                    None,
-                    &[
-                        name.into(),
-                        (root as i64).into(),
-                        tenant_key.into(),
-                        JsonB(stored_options.clone()).into(),
-                        JsonB(summary.json.clone()).into(),
-                    ],
-                )
-                .map(|t| t.len())
-        })
-    })
+        &[
+            name.into(),
+            (root as i64).into(),
+            tenant_key.into(),
+            JsonB(stored_options.clone()).into(),
+            JsonB(summary.json.clone()).into(),
+        ],
+    )
     .or_raise();
     if inserted == 0 {
         return Err(OpsError::ScopeExists(name.into()));
@@ -117,17 +110,10 @@ pub fn create(
 
 /// Removes a scope definition.
 pub fn drop(name: &str) -> OpsResult<()> {
-    let deleted = as_extension_owner(|| {
-        Spi::connect_mut(|client| {
-            client
-                .update(
-                    "DELETE FROM tenant_ops.scope WHERE name = $1",
-                    None,
-                    &[name.into()],
-                )
-                .map(|t| t.len())
-        })
-    })
+    let deleted = owner::execute(
+        "DELETE FROM tenant_ops.scope WHERE name = $1",
+        &[name.into()],
+    )
     .or_raise();
     if deleted == 0 {
         return Err(OpsError::UnknownScope(name.into()));

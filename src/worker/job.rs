@@ -116,7 +116,7 @@ fn run_one_step(job_id: i64, submitter: pg_sys::Oid, steps: &mut Option<Box<dyn 
         return Flow::Stop;
     }
     if steps.is_none() {
-        match crate::kinds::steps_for(&job) {
+        match as_role(submitter, || crate::kinds::steps_for(&job)) {
             Ok(s) => *steps = Some(s),
             Err(e) => {
                 jobs::finish(job_id, "failed", Some(&e.to_string()), None);

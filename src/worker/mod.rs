@@ -98,12 +98,10 @@ pub fn set_latch_of(pid: i32) {
 /// Background jobs need the launcher, which only runs when the library is preloaded.
 pub fn require_workers() -> crate::error::OpsResult<()> {
     // As the owner: pg_stat_activity hides other roles' backend_type from ordinary roles.
-    let running = crate::sys::as_extension_owner(|| {
-        pgrx::Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE backend_type = $1)",
-            &[LAUNCHER_TYPE.into()],
-        )
-    })
+    let running = crate::sys::owner::get_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE backend_type = $1)",
+        &[LAUNCHER_TYPE.into()],
+    )
     .ok()
     .flatten()
     .unwrap_or(false);
