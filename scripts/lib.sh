@@ -99,3 +99,27 @@ install_extension() {
         $sudo cp "$f" "$dest.tmp.$$" && $sudo mv -f "$dest.tmp.$$" "$dest"
     done < <(find "$stage" -type f -print0)
 }
+
+# A private copy of the system PostgreSQL installation, for `cargo pgrx test`: pgrx installs the
+# extension there by writing over the library in place, which would crash every running
+# server that has the system copy mapped (a demo, a developer's own cluster). PostgreSQL finds
+# its share and library directories relative to its binaries, so a copied tree is a complete
+# installation of its own. Rebuilt when the system PostgreSQL changes. Prints its pg_config.
+private_pg_install() {
+    local root="$PROJECT_ROOT/target/pg${PG_MAJOR}-private"
+    local marker="$root/.copied-from" version
+    version="$("$PG_CONFIG" --version) $(stat -c %Y "$PG_BIN/postgres")"
+    if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$version" ]; then
+        rm -rf "$root"
+        mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql" "$root/usr/include"
+        cp -a "/usr/lib/postgresql/${PG_MAJOR}" "$root/usr/lib/postgresql/"
+        rm -rf "$root/usr/lib/postgresql/${PG_MAJOR}/lib/bitcode"
+        cp -a "/usr/share/postgresql/${PG_MAJOR}" "$root/usr/share/postgresql/"
+        # Headers are only read (by bindgen): shared, not copied.
+        ln -s /usr/include/postgresql "$root/usr/include/postgresql"
+        # Our own files are installed into the copy by whoever runs as root or the owner.
+        chmod -R u+w "$root"
+        echo "$version" >"$marker"
+    fi
+    printf '%s' "$root/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
+}

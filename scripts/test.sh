@@ -24,6 +24,25 @@ count() { passed=$((passed + $1)); failed=$((failed + $2)); [ "$2" -eq 0 ] || fa
 outdir="$(mktemp -d /tmp/pg_tenant_ops_test.XXXXXX)"
 chmod 755 "$outdir"
 
+# The extension is installed (by rename, see lib.sh) before any tier, and a sentinel cluster of
+# ours with it preloaded runs across all of them: a tier that disturbed a running server (by
+# writing into the library it has mapped, say) fails the run.
+log "installing the extension into PostgreSQL ${PG_MAJOR}"
+install_extension --debug >"$outdir/install.log" 2>&1 || { tail -n 40 "$outdir/install.log"; die "install failed"; }
+sentinel="$(cluster_dir sentinel)"
+sentinel_port="${SENTINEL_PORT:-28819}"
+cluster_create "$sentinel" "$sentinel_port"
+cluster_start "$sentinel"
+trap 'cluster_stop "$sentinel" || true' EXIT
+psql_at "$sentinel_port" postgres -c "CREATE EXTENSION pg_tenant_ops" >/dev/null
+sentinel_pid() { head -n 1 "$sentinel/postmaster.pid" 2>/dev/null; }
+# The scheduler has the library mapped once it has written its heartbeat.
+for _ in $(seq 1 50); do
+    psql_at "$sentinel_port" postgres -Atc "SELECT pid FROM tenant_ops.scheduler_state WHERE pid IS NOT NULL" | grep -q . && break
+    sleep 0.2
+done
+sentinel_before="$(sentinel_pid) $(psql_at "$sentinel_port" postgres -Atc "SELECT pid FROM tenant_ops.scheduler_state")"
+
 # --- 1. unit -----------------------------------------------------------------------------------
 if want unit; then
     log "tier 1: cargo pgrx test"
@@ -34,8 +53,16 @@ if want unit; then
         mkdir -p "$pgdata" && chown postgres "$pgdata"
         runas=(--runas postgres --pgdata "$pgdata")
     fi
+    # `cargo pgrx test` installs into the PostgreSQL its config names, writing over the library
+    # in place: point it at a private copy (its own PGRX_HOME and target directory, since the
+    # bindings are generated against that copy's pg_config), never at the system one.
+    private_pg_config="$(private_pg_install)"
+    pgrx_home="$PROJECT_ROOT/target/pgrx-home"
+    mkdir -p "$pgrx_home"
+    printf '[configs]\npg%s = "%s"\n' "$PG_MAJOR" "$private_pg_config" >"$pgrx_home/config.toml"
     set +e
-    env -u RUST_BACKTRACE cargo pgrx test pg15 "${runas[@]}" 2>&1 | tee "$outdir/unit.log"
+    env -u RUST_BACKTRACE PGRX_HOME="$pgrx_home" CARGO_TARGET_DIR="$PROJECT_ROOT/target/unit" \
+        cargo pgrx test pg15 "${runas[@]}" 2>&1 | tee "$outdir/unit.log"
     rc=${PIPESTATUS[0]}
     set -e
     p=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$outdir/unit.log" | awk '{s+=$4} END {print s+0}')
@@ -45,17 +72,13 @@ if want unit; then
 fi
 
 # --- 2. regress ----------------------------------------------------------------------------------
-if want regress || want e2e; then
-    log "installing the extension into PostgreSQL ${PG_MAJOR}"
-    install_extension --debug >"$outdir/install.log" 2>&1 || { tail -n 40 "$outdir/install.log"; die "install failed"; }
-fi
 if want regress; then
     log "tier 2: pg_regress"
     port="${REGRESS_PORT:-28817}"
     dir="$(cluster_dir regress)"
     cluster_create "$dir" "$port"
     cluster_start "$dir"
-    trap 'cluster_stop "$dir" || true' EXIT
+    trap 'cluster_stop "$dir" || true; cluster_stop "$sentinel" || true' EXIT
     pg_regress="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress"
     tests=$(for f in tests/pg_regress/sql/*.sql; do basename "$f" .sql; done | sort)
     rm -rf tests/pg_regress/results tests/pg_regress/regression.*
@@ -71,7 +94,7 @@ if want regress; then
     count $((total - f)) "$f" regress
     if [ "$f" -gt 0 ] && [ -f tests/pg_regress/regression.diffs ]; then head -n 200 tests/pg_regress/regression.diffs; fi
     cluster_stop "$dir"
-    trap - EXIT
+    trap 'cluster_stop "$sentinel" || true' EXIT
 fi
 
 # --- 3. e2e --------------------------------------------------------------------------------------
@@ -86,6 +109,20 @@ if want e2e; then
     [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=1
     count "$p" "$f" e2e
 fi
+
+# --- the sentinel ----------------------------------------------------------------------------
+# Same postmaster, same scheduler process (a crash of any backend restarts them all), and it
+# still answers.
+sentinel_after="$(sentinel_pid) $(psql_at "$sentinel_port" postgres -Atc "SELECT pid FROM tenant_ops.scheduler_state" 2>/dev/null || echo gone)"
+if cluster_running "$sentinel" && [ "$sentinel_after" = "$sentinel_before" ]; then
+    count 1 0 sentinel
+else
+    log "the sentinel cluster was disturbed: postmaster and scheduler pids ${sentinel_before} before, ${sentinel_after} after"
+    tail -n 20 "$sentinel/server.log" || true
+    count 0 1 sentinel
+fi
+cluster_stop "$sentinel"
+trap - EXIT
 
 rm -rf "$outdir"
 if [ "${#failed_tiers[@]}" -gt 0 ]; then

@@ -258,31 +258,52 @@ pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
     with_settings(&[("search_path", "pg_catalog, pg_temp")], f)
 }
 
+/// Runs `f` (as the caller) with `session_replication_role = replica`, which only a superuser
+/// may set: it is set as the extension owner, then `f` runs with the caller's rights. What
+/// needs it: putting rows back exactly as they were, broken references included, which the
+/// foreign key triggers would refuse (restore_quarantined). Only ordinary triggers are off;
+/// `ENABLE ALWAYS` triggers still fire, as the caller.
+pub fn with_replica_role<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        // As the owner, but not through `as_extension_owner`: its own nest level would
+        // undo the setting on the way out.
+        as_role(extension_owner(), || {
+            set_option("session_replication_role", "replica")
+        });
+        let r = f();
+        pg_sys::AtEOXact_GUC(true, nest);
+        r
+    }
+}
+
+/// Sets one option for the current GUC nest level (checked against the current user).
+unsafe fn set_option(name: &str, value: &str) {
+    let (name, value) = (
+        CString::new(name).expect("setting name"),
+        CString::new(value).expect("setting value"),
+    );
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// Runs `f` with the given settings, restored afterwards, the way a function's SET clause
 /// scopes them (an ERROR restores them through transaction or subtransaction abort).
 pub fn with_settings<R>(settings: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
-    let pairs: Vec<(CString, CString)> = settings
-        .iter()
-        .map(|(n, v)| {
-            (
-                CString::new(*n).expect("setting name"),
-                CString::new(*v).expect("setting value"),
-            )
-        })
-        .collect();
     unsafe {
         let nest = pg_sys::NewGUCNestLevel();
-        for (name, value) in &pairs {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
+        for (name, value) in settings {
+            set_option(name, value);
         }
         let r = f();
         pg_sys::AtEOXact_GUC(true, nest);

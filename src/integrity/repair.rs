@@ -13,9 +13,7 @@ use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs;
 use crate::scope::graph::{Edge, EdgeKind, TableId};
 use crate::scope::{self, LoadedScope};
-use crate::sys::{
-    owner, rolled_back_subtransaction, try_subtransaction, with_job_window, with_settings,
-};
+use crate::sys::{owner, rolled_back_subtransaction, with_job_window, with_replica_role};
 
 pub const STRATEGIES: &[&str] = &["quarantine", "delete", "set_null"];
 
@@ -466,42 +464,25 @@ pub fn restore(repair_id: i64) -> OpsResult<Value> {
             "restore_quarantined",
         )?;
         // The rows go back as the caller (their triggers and input functions run with the
-        // caller's rights), exactly as they were. Rows whose references are still broken (an
-        // orphan under a NOT VALID foreign key) would be refused as new rows; a superuser's
-        // restore switches the foreign key triggers off for this statement, which nobody else
-        // may do (session_replication_role is a superuser setting).
-        let insert_sql = format!(
-            "INSERT INTO {name} ({cols}) OVERRIDING SYSTEM VALUE
-             SELECT {r} FROM pg_catalog.jsonb_array_elements($1) AS e(v), pg_catalog.jsonb_populate_record(NULL::{name}, e.v) r",
-            cols = cols.join(", "),
-            r = r.join(", ")
-        );
-        let insert = || {
+        // caller's rights), exactly as they were: with the foreign key triggers off for this
+        // statement, since a row quarantined for a broken reference (an orphan under a NOT
+        // VALID foreign key) would be refused as a new row.
+        let n = with_replica_role(|| {
             Spi::connect_mut(|c| {
-                c.update(&insert_sql, None, &[JsonB(data.clone()).into()])
-                    .map(|t| t.len() as i64)
+                c.update(
+                    &format!(
+                        "INSERT INTO {name} ({cols}) OVERRIDING SYSTEM VALUE
+                         SELECT {r} FROM pg_catalog.jsonb_array_elements($1) AS e(v), pg_catalog.jsonb_populate_record(NULL::{name}, e.v) r",
+                        cols = cols.join(", "),
+                        r = r.join(", ")
+                    ),
+                    None,
+                    &[JsonB(data).into()],
+                )
+                .map(|t| t.len() as i64)
             })
-            .or_raise()
-        };
-        let n = if unsafe { pgrx::pg_sys::superuser() } {
-            with_settings(&[("session_replication_role", "replica")], insert)
-        } else {
-            match try_subtransaction(insert) {
-                Ok(n) => n,
-                Err(e) if e.sqlstate == PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION => {
-                    return Err(OpsError::ForeignKeyViolation {
-                        message: format!(
-                            "cannot restore the quarantined rows of {}: {}",
-                            super::relation(table as TableId),
-                            e.message
-                        ),
-                        detail: None,
-                        hint: Some("A quarantined row references a row that does not exist (it was an orphan). Restore or recreate what it references first, or have a superuser run the restore, which brings such rows back as they were.".into()),
-                    })
-                }
-                Err(e) => e.raise(),
-            }
-        };
+        })
+        .or_raise();
         restored.push(json!({"table": super::relation(table as TableId), "rows": n}));
     }
     Ok(json!({"repair_id": repair_id, "restored": restored}))

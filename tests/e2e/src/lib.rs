@@ -203,8 +203,9 @@ impl Cluster {
         } else {
             Command::new(self.bin(program))
         };
-        // A server started with RUST_BACKTRACE would append Rust backtraces to every ERROR.
-        c.env_remove("RUST_BACKTRACE")
+        // The extension must keep Rust backtraces out of every ERROR whatever the server's
+        // environment: run it with what a developer's shell often has.
+        c.env("RUST_BACKTRACE", "1")
             .env_remove("RUST_LIB_BACKTRACE");
         c
     }

@@ -15,6 +15,7 @@ mod common;
 mod datasets;
 mod integrity;
 mod migration;
+mod security;
 mod surface;
 
 type TestFn = fn(&Cluster);
@@ -84,6 +85,63 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "background_extension_created_later",
             background::background_extension_created_later,
+        ),
+        (
+            "security_spy_catches_superuser_runs",
+            security::security_spy_catches_superuser_runs,
+        ),
+        (
+            "security_planted_migrate_inline",
+            security::security_planted_migrate_inline,
+        ),
+        (
+            "security_planted_migrate_deferred",
+            security::security_planted_migrate_deferred,
+        ),
+        (
+            "security_planted_migrate_background",
+            security::security_planted_migrate_background,
+        ),
+        ("security_planted_move", security::security_planted_move),
+        (
+            "security_planted_cancel_failed_and_retry",
+            security::security_planted_cancel_failed_and_retry,
+        ),
+        (
+            "security_planted_cancel_running_paused_queued",
+            security::security_planted_cancel_running_paused_queued,
+        ),
+        (
+            "security_planted_validate",
+            security::security_planted_validate,
+        ),
+        (
+            "security_planted_admin_rollback",
+            security::security_planted_admin_rollback,
+        ),
+        (
+            "security_planted_admin_repair_restore",
+            security::security_planted_admin_repair_restore,
+        ),
+        (
+            "security_hostile_tenant_values",
+            security::security_hostile_tenant_values,
+        ),
+        (
+            "security_admin_repair_without_superuser",
+            security::security_admin_repair_without_superuser,
+        ),
+        (
+            "security_dry_run_never_writes",
+            security::security_dry_run_never_writes,
+        ),
+        (
+            "security_bad_input_is_not_internal",
+            security::security_bad_input_is_not_internal,
+        ),
+        (
+            "security_errors_carry_no_backtrace",
+            security::security_errors_carry_no_backtrace,
         ),
     ]
 }
