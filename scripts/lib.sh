@@ -5,8 +5,17 @@
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR=15
-PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+SYSTEM_PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+# The installation the functions below use: the system's, unless `use_pg_install` points them
+# at another (the tests use private copies, see `private_pg_install`).
+PG_BIN="$SYSTEM_PG_BIN"
 PG_CONFIG="${PG_BIN}/pg_config"
+
+# Points the cluster and install functions at the installation of pg_config $1.
+use_pg_install() {
+    PG_CONFIG="$1"
+    PG_BIN="$(dirname "$1")"
+}
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1;34m[%s]\033[0m %s\n' "${LOG_TAG:-pg_tenant_ops}" "$*"; }
@@ -90,9 +99,9 @@ install_extension() {
     rm -rf "$stage"
     ( cd "$PROJECT_ROOT" && cargo pgrx package --pg-config "$PG_CONFIG" "${mode[@]}" --out-dir "$stage" ) \
         || die "cargo pgrx package failed"
-    local sudo=""
-    is_root || sudo=sudo
-    local f dest
+    local sudo="" f dest
+    # The system installation needs root; a private copy of ours does not.
+    if ! is_root && [ ! -w "$("$PG_CONFIG" --pkglibdir)" ]; then sudo=sudo; fi
     while IFS= read -r -d '' f; do
         dest="/${f#"$stage"/}"
         $sudo mkdir -p "$(dirname "$dest")"
@@ -100,15 +109,18 @@ install_extension() {
     done < <(find "$stage" -type f -print0)
 }
 
-# A private copy of the system PostgreSQL installation, for `cargo pgrx test`: pgrx installs the
-# extension there by writing over the library in place, which would crash every running
-# server that has the system copy mapped (a demo, a developer's own cluster). PostgreSQL finds
-# its share and library directories relative to its binaries, so a copied tree is a complete
-# installation of its own. Rebuilt when the system PostgreSQL changes. Prints its pg_config.
+# A private copy NAME of the system PostgreSQL installation, under target/: the tests install
+# the extension there and run their clusters from it, so they never touch the system
+# installation (and the servers others run from it). `cargo pgrx test` needs one of its own:
+# it installs by writing over the library in place, which crashes any server that has the
+# file mapped. PostgreSQL finds its share and library directories relative to its binaries, so
+# a copied tree is a complete installation. Rebuilt when the system PostgreSQL changes.
+# Prints its pg_config.
 private_pg_install() {
-    local root="$PROJECT_ROOT/target/pg${PG_MAJOR}-private"
+    local name="$1"
+    local root="$PROJECT_ROOT/target/pg${PG_MAJOR}-${name}"
     local marker="$root/.copied-from" version
-    version="$("$PG_CONFIG" --version) $(stat -c %Y "$PG_BIN/postgres")"
+    version="$("$SYSTEM_PG_BIN/pg_config" --version) $(stat -c %Y "$SYSTEM_PG_BIN/postgres")"
     if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$version" ]; then
         rm -rf "$root"
         mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql" "$root/usr/include"
@@ -117,7 +129,6 @@ private_pg_install() {
         cp -a "/usr/share/postgresql/${PG_MAJOR}" "$root/usr/share/postgresql/"
         # Headers are only read (by bindgen): shared, not copied.
         ln -s /usr/include/postgresql "$root/usr/include/postgresql"
-        # Our own files are installed into the copy by whoever runs as root or the owner.
         chmod -R u+w "$root"
         echo "$version" >"$marker"
     fi

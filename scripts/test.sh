@@ -24,10 +24,14 @@ count() { passed=$((passed + $1)); failed=$((failed + $2)); [ "$2" -eq 0 ] || fa
 outdir="$(mktemp -d /tmp/pg_tenant_ops_test.XXXXXX)"
 chmod 755 "$outdir"
 
-# The extension is installed (by rename, see lib.sh) before any tier, and a sentinel cluster of
-# ours with it preloaded runs across all of them: a tier that disturbed a running server (by
-# writing into the library it has mapped, say) fails the run.
-log "installing the extension into PostgreSQL ${PG_MAJOR}"
+# Every tier runs against private copies of the PostgreSQL installation (lib.sh,
+# `private_pg_install`), never the system one that other servers run from: "tests" for the
+# regress and e2e clusters, "unit" for `cargo pgrx test`. The extension is installed into
+# "tests" (by rename) before any tier, and a sentinel cluster with it preloaded runs across all
+# of them: a tier that disturbed a running server (by writing into the library it has mapped,
+# say) fails the run.
+use_pg_install "$(private_pg_install tests)"
+log "installing the extension into a private copy of PostgreSQL ${PG_MAJOR} ($(dirname "$PG_BIN"))"
 install_extension --debug >"$outdir/install.log" 2>&1 || { tail -n 40 "$outdir/install.log"; die "install failed"; }
 sentinel="$(cluster_dir sentinel)"
 sentinel_port="${SENTINEL_PORT:-28819}"
@@ -54,9 +58,9 @@ if want unit; then
         runas=(--runas postgres --pgdata "$pgdata")
     fi
     # `cargo pgrx test` installs into the PostgreSQL its config names, writing over the library
-    # in place: point it at a private copy (its own PGRX_HOME and target directory, since the
-    # bindings are generated against that copy's pg_config), never at the system one.
-    private_pg_config="$(private_pg_install)"
+    # in place: point it at a copy of its own (its own PGRX_HOME and target directory, since the
+    # bindings are generated against that copy's pg_config).
+    private_pg_config="$(private_pg_install unit)"
     pgrx_home="$PROJECT_ROOT/target/pgrx-home"
     mkdir -p "$pgrx_home"
     printf '[configs]\npg%s = "%s"\n' "$PG_MAJOR" "$private_pg_config" >"$pgrx_home/config.toml"
@@ -101,7 +105,7 @@ fi
 if want e2e; then
     log "tier 3: end-to-end"
     set +e
-    env -u RUST_BACKTRACE cargo test --manifest-path tests/e2e/Cargo.toml --test e2e 2>&1 | tee "$outdir/e2e.log"
+    env -u RUST_BACKTRACE E2E_PG_BIN="$PG_BIN" cargo test --manifest-path tests/e2e/Cargo.toml --test e2e 2>&1 | tee "$outdir/e2e.log"
     rc=${PIPESTATUS[0]}
     set -e
     line=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$outdir/e2e.log" | tail -n 1 || true)
