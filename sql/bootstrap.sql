@@ -70,7 +70,7 @@ COMMENT ON VIEW tenant_ops.scopes IS
 -- Jobs: every operation (migration, validation, backup, ...) is a resumable state machine.
 CREATE TABLE tenant_ops.jobs (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind          text NOT NULL CHECK (kind IN ('migrate', 'validate', 'backup', 'restore', 'import')),
+    kind          text NOT NULL,  -- CHECK (tenant_ops.is_job_kind(kind)): see finalize.sql
     scope         text,
     tenant        text,
     options       jsonb NOT NULL DEFAULT '{}',

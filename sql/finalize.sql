@@ -63,3 +63,7 @@ ALTER TABLE tenant_ops.quarantine ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON tenant_ops.quarantine FOR SELECT USING (true);
 CREATE POLICY job_writes ON tenant_ops.quarantine FOR INSERT WITH CHECK (tenant_ops.job_window_open(validation_job));
 GRANT INSERT ON tenant_ops.quarantine TO tenant_ops_admin;
+
+-- The job kinds are listed once, in the library (src/kinds.rs); the catalog asks it.
+ALTER TABLE tenant_ops.jobs ADD CONSTRAINT jobs_kind_check CHECK (tenant_ops.is_job_kind(kind));
+GRANT EXECUTE ON FUNCTION tenant_ops.is_job_kind(text) TO PUBLIC;

@@ -1,33 +1,53 @@
-//! Job kinds: which module drives the steps of each kind, and undoes it on cancel. The
-//! executors (inline, `run_job`, background workers) are the same for every kind.
+//! The registry of job kinds: the one list of every kind the extension runs. The job
+//! machinery (`crate::jobs`, `crate::worker`) and the catalog (the CHECK on
+//! `tenant_ops.jobs.kind`, the workers' concurrency caps) read it from here. A new kind is its
+//! domain module's `JobKind` implementation plus one line below.
 
-use serde_json::Value;
+use pgrx::prelude::*;
 
 use crate::error::{OpsError, OpsResult};
-use crate::jobs::executor::Steps;
-use crate::jobs::Job;
+use crate::jobs::kind::JobKind;
 
-/// The step driver of a job, by its kind.
-pub fn steps_for(job: &Job) -> OpsResult<Box<dyn Steps>> {
-    match job.kind.as_str() {
-        "migrate" => crate::migrate::steps_for(job),
-        "validate" => crate::integrity::steps_for(job),
-        other => Err(unsupported(job.id, other)),
-    }
+/// Every job kind.
+pub static KINDS: &[&dyn JobKind] = &[
+    &crate::migrate::kind::Migrate,
+    &crate::integrity::kind::Validate,
+];
+
+/// The kind of that name.
+pub fn lookup(name: &str) -> OpsResult<&'static dyn JobKind> {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| OpsError::WrongJob {
+            message: format!("\"{name}\" is a job kind this version cannot run"),
+            hint: Some(format!(
+                "The kinds are: {}.",
+                KINDS
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        })
 }
 
-/// Undoes what a job wrote so far and gives it `final_status` (cancel, rollback).
-pub fn revert(job: &Job, final_status: &str) -> OpsResult<Value> {
-    match job.kind.as_str() {
-        "migrate" => crate::migrate::revert(job.id, final_status),
-        "validate" => crate::integrity::revert(job.id, final_status),
-        other => Err(unsupported(job.id, other)),
-    }
+/// The kinds' names, and their background concurrency caps in the same order.
+pub fn caps() -> (Vec<String>, Vec<i32>) {
+    KINDS
+        .iter()
+        .map(|k| (k.name().to_string(), k.max_concurrent()))
+        .unzip()
 }
 
-fn unsupported(id: i64, kind: &str) -> OpsError {
-    OpsError::WrongJob {
-        message: format!("job {id} is a {kind} job, which this version cannot run"),
-        hint: None,
-    }
+/// Whether `kind` names a job kind: the CHECK constraint on `tenant_ops.jobs.kind` (see
+/// `sql/finalize.sql`). Immutable for a given library version; versions only add kinds.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.is_job_kind(kind text) RETURNS boolean
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.is_job_kind(text) IS 'Whether kind names a pg_tenant_ops job kind (the CHECK of tenant_ops.jobs.kind).';
+"#)]
+fn is_job_kind(kind: &str) -> bool {
+    KINDS.iter().any(|k| k.name() == kind)
 }

@@ -106,6 +106,16 @@ fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R,
     .catch_others(move |e| {
         unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
         restore();
+        // A query cancel, a statement timeout or a termination (class 57, operator
+        // intervention) is not the step's or the row's fault: it goes on up, never becomes a
+        // rejected row, a recorded failure or a retry.
+        let code = match &e {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.sql_error_code(),
+            CaughtError::RustPanic { ereport, .. } => ereport.sql_error_code(),
+        };
+        if sqlstate_text(code).starts_with("57") {
+            e.rethrow();
+        }
         Err(match e {
             CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => CaughtPgError {
                 sqlstate: r.sql_error_code(),

@@ -144,3 +144,13 @@ fn a_failed_create_scope_writes_nothing() {
     assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tenant_ops.scopes").unwrap(), Some(0));
     assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tenant_ops.audit_log").unwrap(), before);
 }
+
+/// A query cancel inside a caught subtransaction is not swallowed as the step's error: it
+/// goes on up (issue 10).
+#[pg_test(error = "canceling statement due to user request")]
+fn subtransaction_lets_a_cancel_through() {
+    let _ = try_subtransaction(|| {
+        Spi::run("SELECT pg_cancel_backend(pg_backend_pid()); SELECT pg_sleep(0.5)")
+    });
+    panic!("the cancel was caught");
+}

@@ -70,7 +70,7 @@ fn validate_integrity(
     if background {
         crate::worker::wake_scheduler_after_commit();
     } else {
-        executor::run_inline(job_id, crate::kinds::steps_for).or_raise();
+        executor::run_inline(job_id, &crate::integrity::kind::Validate).or_raise();
     }
     job_id
 }

@@ -82,37 +82,15 @@ pub unsafe extern "C-unwind" fn tenant_ops_run_job(
         )
         .raise();
     }
-    jobs::load(job_id).or_raise();
-    // Only one session drives a job at a time.
-    let locked = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('tenant_ops:job', $1))",
-        &[job_id.into()],
-    )
-    .or_raise()
-    .unwrap_or(false);
-    if !locked {
-        OpsError::JobState {
-            job: job_id,
-            status: "being run by another session".into(),
-            action: "run here",
-            hint: None,
-        }
-        .raise();
-    }
-    unsafe { pg_sys::SPI_connect_ext(pg_sys::SPI_OPT_NONATOMIC as i32) };
+    let job = jobs::load(job_id).or_raise();
+    let kind = crate::kinds::lookup(&job.kind).or_raise();
     audit::record(
         "run_job",
         &format!("job {job_id}"),
         json!({"job_id": job_id}),
         "started",
     );
-    let result = executor::run_committing(job_id, crate::kinds::steps_for);
-    unsafe { pg_sys::SPI_finish() };
-    Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtextextended('tenant_ops:job', $1))",
-        &[job_id.into()],
-    )
-    .or_raise();
+    let result = unsafe { executor::run_as_procedure(job_id, kind) };
     result.or_raise();
     pg_sys::Datum::from(0)
 }
@@ -259,7 +237,9 @@ fn cancel_job(job_id: Option<i64>) -> String {
         jobs::log(job_id, "job.cancel_requested", None, None, None, None, None);
         "cancelling"
     } else {
-        crate::kinds::revert(&job, "cancelled").or_raise();
+        crate::kinds::lookup(&job.kind)
+            .and_then(|k| k.revert(&job, "cancelled"))
+            .or_raise();
         "cancelled"
     };
     audit::record(

@@ -63,7 +63,7 @@ fn migrate_tenant(
         run_dry(job_id);
         return job_id;
     }
-    executor::run_inline(job_id, migrate::steps_for).or_raise();
+    executor::run_inline(job_id, &migrate::kind::Migrate).or_raise();
     job_id
 }
 
@@ -71,7 +71,8 @@ fn migrate_tenant(
 /// back; the job keeps the outcome: the per-table plan and counts, or the error the real run
 /// would meet.
 fn run_dry(job_id: i64) {
-    let outcome = rolled_back_subtransaction(|| executor::run_inline(job_id, migrate::steps_for));
+    let outcome =
+        rolled_back_subtransaction(|| executor::run_inline(job_id, &migrate::kind::Migrate));
     let problems: Vec<(String, String)> = match outcome {
         Ok(Ok(mut result)) => {
             result["dry_run"] = json!(true);

@@ -4,6 +4,7 @@
 //! A row's tenant is found by joining up its ownership path (`tenant_chain`); with no tenant
 //! given, findings are grouped by tenant in the same query rather than one query per tenant.
 
+pub mod kind;
 pub mod repair;
 
 use pgrx::prelude::*;

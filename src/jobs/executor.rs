@@ -1,31 +1,33 @@
-//! Executors drive a job's steps. They differ only in transaction handling:
+//! Executors drive a job's steps. They differ only in who commits and as which role:
 //!
 //! - [`run_inline`]: every step in the caller's transaction (atomic: an error undoes all);
 //! - [`run_committing`]: a commit after each step, so progress is visible to other sessions
-//!   and a crash resumes from the last checkpoint. Used by `CALL tenant_ops.run_job`, and by
-//!   the background workers.
+//!   and a crash resumes from the last checkpoint (`CALL tenant_ops.run_job`);
+//! - the background workers (`crate::worker::job`): a transaction per step, as the submitter.
+//!
+//! The last two share one step loop, [`round`]: look at the job (paused or cancelled
+//! meanwhile, a cancel asked for), run one step in a subtransaction, record what came of it.
 
 use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 
+use super::kind::JobKind;
 use super::{Job, StepOutcome};
 use crate::error::{OpsError, OpsResult};
-use crate::sys::try_subtransaction;
+use crate::sys::{sqlstate_text, try_subtransaction};
 
 /// Something that can advance a job by one step. Implemented per job kind.
 pub trait Steps {
     fn step(&mut self, job: &Job) -> OpsResult<StepOutcome>;
 }
 
-/// Builds the step driver for a job of the given kind.
-pub type StepsFactory = fn(&Job) -> OpsResult<Box<dyn Steps>>;
-
 /// Runs every remaining step in the caller's transaction. An error is raised to the caller and
 /// undoes everything the job did, its own rows included.
-pub fn run_inline(job_id: i64, factory: StepsFactory) -> OpsResult<Value> {
+pub fn run_inline(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
     super::mark_running(job_id, "inline");
     let job = super::load(job_id)?;
-    let mut steps = factory(&job)?;
+    let mut steps = kind.steps(&job)?;
     loop {
         let job = super::load(job_id)?;
         match steps.step(&job)? {
@@ -38,11 +40,120 @@ pub fn run_inline(job_id: i64, factory: StepsFactory) -> OpsResult<Value> {
     }
 }
 
+/// What a failed step leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    /// The job fails (`run_job`: the caller sees the error and may retry).
+    Fail,
+    /// Errors that may pass (conflicts, shortages) put the job back in the queue with an
+    /// exponential back-off while attempts remain (background workers).
+    RetryTransient,
+}
+
+/// What one [`round`] came to.
+#[derive(Debug)]
+pub enum Round {
+    /// A step was done; more follow (after the caller's commit).
+    Continue,
+    /// The job stopped being ours to drive: it ended (its result, or the error it failed or
+    /// its cancel failed with), was paused or cancelled by someone else, or was put back in
+    /// the queue to retry.
+    Stopped(OpsResult<Value>),
+}
+
+/// One round of the step loop of the committing executors. `steps` is built on the first
+/// round and kept for the next. The caller commits after each round, whatever it came to.
+pub fn round(
+    job_id: i64,
+    kind: &dyn JobKind,
+    steps: &mut Option<Box<dyn Steps>>,
+    on_failure: OnFailure,
+) -> Round {
+    let job = match super::load(job_id) {
+        Ok(j) => j,
+        Err(e) => return Round::Stopped(Err(e)),
+    };
+    if job.status != "running" {
+        // Paused or cancelled by someone else: stop here, the checkpoint is committed.
+        super::release_worker(job_id);
+        return Round::Stopped(Ok(Value::Null));
+    }
+    if super::cancel_requested(job_id) {
+        // In a subtransaction: an undo that fails is recorded, and the session goes on.
+        let undone = match try_subtransaction(|| kind.revert(&job, "cancelled")) {
+            Ok(r) => r,
+            Err(caught) => Err(step_failed(job_id, caught)),
+        };
+        if let Err(e) = &undone {
+            super::finish(job_id, "failed", Some(&format!("cancel failed: {e}")), None);
+        }
+        return Round::Stopped(undone);
+    }
+    if steps.is_none() {
+        match kind.steps(&job) {
+            Ok(s) => *steps = Some(s),
+            Err(e) => {
+                super::finish(job_id, "failed", Some(&e.to_string()), None);
+                return Round::Stopped(Err(e));
+            }
+        }
+    }
+    let driver = steps.as_mut().expect("just built");
+    let outcome = match try_subtransaction(|| driver.step(&job)) {
+        Ok(r) => r,
+        Err(caught) => Err(step_failed(job_id, caught)),
+    };
+    match outcome {
+        Ok(StepOutcome::Continue) => Round::Continue,
+        Ok(StepOutcome::Done(result)) => {
+            super::finish(job_id, "succeeded", None, Some(&result));
+            Round::Stopped(Ok(result))
+        }
+        Err(e) => {
+            failed(job_id, &e, on_failure);
+            Round::Stopped(Err(e))
+        }
+    }
+}
+
+fn step_failed(job_id: i64, caught: crate::sys::CaughtPgError) -> OpsError {
+    OpsError::StepFailed {
+        job: job_id,
+        sqlstate: caught.sqlstate,
+        message: caught.message,
+    }
+}
+
+/// Errors worth trying again: conflicts and resource shortages that pass.
+fn transient(code: PgSqlErrorCode) -> bool {
+    let state = sqlstate_text(code);
+    ["40", "53", "55", "57", "58", "08"]
+        .iter()
+        .any(|class| state.starts_with(class))
+}
+
+/// A step failed (its own work rolled back with its subtransaction): retry after an
+/// exponential back-off when the policy allows, the error may pass and attempts remain; else
+/// fail the job.
+fn failed(job_id: i64, e: &OpsError, on_failure: OnFailure) {
+    let attempts = super::attempts(job_id);
+    if on_failure == OnFailure::RetryTransient
+        && transient(e.sqlstate())
+        && attempts < crate::gucs::max_attempts()
+    {
+        let delay = crate::gucs::retry_delay_seconds() as f64 * 2f64.powi(attempts.max(1) - 1);
+        super::requeue(job_id, &e.to_string(), delay);
+    } else {
+        super::finish(job_id, "failed", Some(&e.to_string()), None);
+    }
+}
+
 /// Runs the remaining steps, committing after each. A failing step is rolled back (its
 /// checkpoint with it), the failure is recorded on the job and committed, then raised.
 ///
-/// Must be called from a procedure invoked by a top-level `CALL` (non-atomic context).
-pub fn run_committing(job_id: i64, factory: StepsFactory) -> OpsResult<Value> {
+/// Must be called from a procedure invoked by a top-level `CALL` (non-atomic context), with
+/// the job's [`super::lock::JobLock`] held.
+pub fn run_committing(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
     let job = super::load(job_id)?;
     match job.status.as_str() {
         "succeeded" | "cancelled" | "rolled_back" => {
@@ -57,47 +168,12 @@ pub fn run_committing(job_id: i64, factory: StepsFactory) -> OpsResult<Value> {
     }
     super::mark_running(job_id, "procedure");
     commit();
-    let mut steps = match factory(&job) {
-        Ok(s) => s,
-        Err(e) => {
-            super::finish(job_id, "failed", Some(&e.to_string()), None);
-            commit();
-            return Err(e);
-        }
-    };
+    let mut steps = None;
     loop {
-        let job = super::load(job_id)?;
-        if job.status == "paused" || job.status == "cancelled" {
-            return Ok(Value::Null);
-        }
-        if super::cancel_requested(job_id) {
-            let undone = crate::kinds::revert(&job, "cancelled");
-            commit();
-            return undone;
-        }
-        let outcome = try_subtransaction(|| steps.step(&job));
-        match outcome {
-            Ok(Ok(StepOutcome::Continue)) => commit(),
-            Ok(Ok(StepOutcome::Done(result))) => {
-                super::finish(job_id, "succeeded", None, Some(&result));
-                commit();
-                return Ok(result);
-            }
-            Ok(Err(e)) => {
-                super::finish(job_id, "failed", Some(&e.to_string()), None);
-                commit();
-                return Err(e);
-            }
-            Err(caught) => {
-                let msg = caught.message.clone();
-                super::finish(job_id, "failed", Some(&msg), None);
-                commit();
-                return Err(OpsError::StepFailed {
-                    job: job_id,
-                    sqlstate: caught.sqlstate,
-                    message: msg,
-                });
-            }
+        let r = round(job_id, kind, &mut steps, OnFailure::Fail);
+        commit();
+        if let Round::Stopped(outcome) = r {
+            return outcome;
         }
     }
 }
@@ -121,4 +197,26 @@ pub unsafe fn nonatomic(fcinfo: pg_sys::FunctionCallInfo) -> bool {
         }
         !(*(context as *mut pg_sys::CallContext)).atomic
     }
+}
+
+/// `CALL tenant_ops.run_job(job_id)`: the job's remaining steps with a commit after each,
+/// driven by this session alone (its [`super::lock::JobLock`], released on every path), in a
+/// non-atomic SPI connection so that the steps may commit.
+///
+/// # Safety
+/// Must be called from a procedure invoked by a top-level `CALL` (check with [`nonatomic`]).
+pub unsafe fn run_as_procedure(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
+    super::require_role(kind.required_role(), "run this job")?;
+    let Some(_lock) = super::lock::JobLock::try_acquire(job_id) else {
+        return Err(OpsError::JobState {
+            job: job_id,
+            status: "being run by another session".into(),
+            action: "run here",
+            hint: None,
+        });
+    };
+    unsafe { pg_sys::SPI_connect_ext(pg_sys::SPI_OPT_NONATOMIC as i32) };
+    let result = run_committing(job_id, kind);
+    unsafe { pg_sys::SPI_finish() };
+    result
 }

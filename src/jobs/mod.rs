@@ -10,6 +10,8 @@
 //! steps themselves run with the caller's privileges.
 
 pub mod executor;
+pub mod kind;
+pub mod lock;
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -207,6 +209,26 @@ impl Transition {
 pub fn set_state(id: i64, transition: Transition, from: &[&str]) -> bool {
     let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
     owner::execute(transition.sql(), &[id.into(), from.into()]).or_raise() == 1
+}
+
+/// Refuses (42501) a caller who is not a member of `role` (nor a superuser): what a job kind
+/// needs to run, resume or retry its jobs, beyond EXECUTE on the function.
+pub fn require_role(role: &str, action: &str) -> OpsResult<()> {
+    let ok = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_has_role(current_user, $1, 'MEMBER')
+             OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+        &[role.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(OpsError::InsufficientPrivilege(
+            format!("permission denied to {action}: it needs the role {role}"),
+            Some(format!("GRANT {role} TO the role that runs it.")),
+        ))
+    }
 }
 
 /// The role the caller acts as (the job's submitter).

@@ -12,6 +12,7 @@
 //! 5. `archive`, `delete` — for `mode: move`, keep the source rows in `tenant_ops.job_archive`
 //!    then delete them, children first, only after verification.
 
+pub mod kind;
 pub mod options;
 pub mod plan;
 pub mod target;

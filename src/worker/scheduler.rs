@@ -109,7 +109,9 @@ fn claim_and_start(db: &str, warned: &mut BTreeSet<i64>) {
     if free <= 0 {
         return;
     }
-    // Per kind: what is running here (claimed, possibly not started yet) against its cap.
+    // Per kind: what is running here (claimed, possibly not started yet) against its cap
+    // (from the registry of kinds).
+    let (kinds, caps) = crate::kinds::caps();
     let claimed = Spi::connect(|c| {
         c.select(
             "WITH running AS (SELECT kind, pg_catalog.count(*) AS n FROM tenant_ops.jobs
@@ -119,16 +121,12 @@ fn claim_and_start(db: &str, warned: &mut BTreeSet<i64>) {
                               WHERE status = 'queued' AND executor = 'background'
                                 AND (next_run_at IS NULL OR next_run_at <= pg_catalog.now()))
              SELECT q.id, q.kind FROM queued q LEFT JOIN running r USING (kind)
-              WHERE q.rank + coalesce(r.n, 0) <= CASE q.kind WHEN 'migrate' THEN $1 WHEN 'backup' THEN $2
-                                                            WHEN 'restore' THEN $2 WHEN 'validate' THEN $3 ELSE $1 END
-              ORDER BY q.id LIMIT $4",
+               JOIN ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int4[])) AS cap(kind, n)
+                 ON cap.kind = q.kind
+              WHERE q.rank + coalesce(r.n, 0) <= cap.n
+              ORDER BY q.id LIMIT $3",
             None,
-            &[
-                gucs::max_concurrent_migrations().into(),
-                gucs::max_concurrent_backups().into(),
-                gucs::max_concurrent_validations().into(),
-                free.into(),
-            ],
+            &[kinds.into(), caps.into(), free.into()],
         )
         .map(|rows| {
             rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<String>(2).ok()??))).collect::<Vec<_>>()

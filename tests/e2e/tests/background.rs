@@ -978,3 +978,100 @@ pub fn background_extension_created_later(cluster: &Cluster) {
     assert_report_verified(&job_report(&mut c, job), job);
     assert_target_matches_office(&mut c, "app", 4, &counts);
 }
+
+/// `CALL run_job` whose job is cancelled meanwhile, and whose undo fails (a trigger on the
+/// target refuses the deletes): the job ends `failed` with "cancel failed", the CALL reports
+/// it, and the session's advisory lock on the job is released all the same (issue 10).
+pub fn run_job_cancel_that_fails_releases_the_lock(cluster: &Cluster) {
+    let db = "e2e_run_job_cancel_fails";
+    let mut su = fresh_db(cluster, db);
+    create_extension(&mut su);
+    exec(
+        &mut su,
+        "CREATE SCHEMA shop;
+         CREATE TABLE shop.account (account_id int PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE shop.orders (order_id int PRIMARY KEY, account_id int NOT NULL REFERENCES shop.account, total numeric NOT NULL);
+         INSERT INTO shop.account VALUES (1, 'one');
+         INSERT INTO shop.orders SELECT g, 1, g FROM generate_series(1, 40) g;
+         CREATE SCHEMA dst;
+         CREATE TABLE dst.account (LIKE shop.account INCLUDING ALL);
+         CREATE TABLE dst.orders (LIKE shop.orders INCLUDING ALL);
+         -- Every copied batch takes a while, so that the cancel arrives mid-run ...
+         CREATE FUNCTION dst.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$;
+         CREATE TRIGGER slow AFTER INSERT ON dst.orders FOR EACH STATEMENT EXECUTE FUNCTION dst.slow();
+         -- ... and the undo cannot delete what was copied.
+         CREATE FUNCTION dst.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'dst.orders keeps its rows'; END $$;
+         CREATE TRIGGER refuse BEFORE DELETE ON dst.orders FOR EACH ROW EXECUTE FUNCTION dst.refuse();
+         SELECT tenant_ops.create_scope('shop', 'shop.account', 'account_id');",
+    );
+    let job: i64 = su
+        .query_one(
+            "SELECT tenant_ops.migrate_tenant('shop', '1', 'dst', '{\"defer\": true, \"batch_size\": 1}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut runner = cluster.connect(db);
+    let runner_pid: i32 = runner
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let call = thread::spawn(move || {
+        let r = runner.batch_execute(&format!("CALL tenant_ops.run_job({job})"));
+        (runner, r.map_err(|e| describe_error(&e)))
+    });
+    until(
+        &format!("job {job} copies orders"),
+        Duration::from_secs(30),
+        || {
+            let done: i64 = su
+                .query_one(
+                    "SELECT coalesce(sum(rows_done), 0)::int8 FROM tenant_ops.progress
+                      WHERE job_id = $1 AND table_name = 'shop.orders'::regclass",
+                    &[&job],
+                )
+                .unwrap()
+                .get(0);
+            (done >= 3).then_some(())
+        },
+    );
+    assert_eq!(control(&mut su, "cancel_job", job), "cancelling");
+    let (mut runner, outcome) = call.join().expect("the CALL thread");
+    let err = outcome.expect_err("CALL run_job of a job whose cancel failed reports it");
+    assert!(
+        err.contains("keeps its rows"),
+        "the CALL names why the undo failed: {err}"
+    );
+    let (status, _, _, error, ..) = job_row(&mut su, job);
+    assert_eq!(status, "failed", "job {job} after its cancel failed");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.starts_with("cancel failed:") && error.contains("keeps its rows"),
+        "jobs.error: {error:?}"
+    );
+    // The same session holds no lock on the job any more, and can use it again.
+    let held: i64 = runner
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+            &[&runner_pid],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        held, 0,
+        "advisory locks left held by the session of CALL run_job"
+    );
+    let other_held: i64 = su
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(other_held, 0, "advisory locks left anywhere");
+    drop(runner);
+    drop(su);
+    cluster.drop_database(db);
+}

@@ -87,6 +87,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             background::background_extension_created_later,
         ),
         (
+            "run_job_cancel_that_fails_releases_the_lock",
+            background::run_job_cancel_that_fails_releases_the_lock,
+        ),
+        (
             "security_spy_catches_superuser_runs",
             security::security_spy_catches_superuser_runs,
         ),

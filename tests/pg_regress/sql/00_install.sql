@@ -23,3 +23,8 @@ SET tenant_ops.batchsize = 10;
 \echo :SQLSTATE
 SET tenant_ops.batch_size = 0;
 \echo :SQLSTATE
+-- The job kinds are the library's registry (src/kinds.rs); the catalog refuses any other.
+SELECT k, tenant_ops.is_job_kind(k) FROM unnest(ARRAY['migrate', 'validate', 'nope']) k;
+\set VERBOSITY terse
+INSERT INTO tenant_ops.jobs (kind) VALUES ('nope');
+\set VERBOSITY default

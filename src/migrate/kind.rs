@@ -1,0 +1,32 @@
+//! `migrate` as a job kind (see `crate::jobs::kind`).
+
+use serde_json::Value;
+
+use crate::error::OpsResult;
+use crate::jobs::executor::Steps;
+use crate::jobs::kind::JobKind;
+use crate::jobs::Job;
+
+pub struct Migrate;
+
+impl JobKind for Migrate {
+    fn name(&self) -> &'static str {
+        "migrate"
+    }
+
+    fn max_concurrent(&self) -> i32 {
+        crate::gucs::max_concurrent_migrations()
+    }
+
+    fn required_role(&self) -> &'static str {
+        "tenant_ops_operator"
+    }
+
+    fn steps(&self, job: &Job) -> OpsResult<Box<dyn Steps>> {
+        super::steps_for(job)
+    }
+
+    fn revert(&self, job: &Job, final_status: &str) -> OpsResult<Value> {
+        super::revert(job.id, final_status)
+    }
+}
