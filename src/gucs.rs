@@ -1,5 +1,8 @@
 //! Every `tenant_ops.*` setting: private statics, public accessors, one [`init`].
 //!
+//! A setting is registered with the feature that reads it (backups, schedules and their
+//! settings come with them), so that nothing is advertised as working before it does.
+//!
 //! The prefix is reserved, so a typo such as `SET tenant_ops.batchsize = 10` is an error
 //! instead of a silently ignored placeholder.
 
@@ -10,17 +13,11 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(8);
 static MAX_CONCURRENT_MIGRATIONS: GucSetting<i32> = GucSetting::<i32>::new(2);
-static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(3);
 static MAX_CONCURRENT_VALIDATIONS: GucSetting<i32> = GucSetting::<i32>::new(5);
 static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(100_000);
 static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 static RETRY_DELAY_S: GucSetting<i32> = GucSetting::<i32>::new(30);
-static BACKUP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-static BACKUP_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 60);
-static BACKUP_ENCRYPTION_KEY: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(None);
 static HISTORY_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
-static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn init() {
@@ -47,11 +44,6 @@ pub fn init() {
             c"tenant_ops.max_concurrent_migrations",
             &MAX_CONCURRENT_MIGRATIONS,
             c"Most migration jobs running at once.",
-        ),
-        (
-            c"tenant_ops.max_concurrent_backups",
-            &MAX_CONCURRENT_BACKUPS,
-            c"Most backup and restore jobs running at once.",
         ),
         (
             c"tenant_ops.max_concurrent_validations",
@@ -100,32 +92,6 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_S,
     );
-    GucRegistry::define_string_guc(
-        c"tenant_ops.backup_directory",
-        c"Directory that backup files are written to and read from (default: tenant_ops_backups in the data directory).",
-        c"",
-        &BACKUP_DIRECTORY,
-        GucContext::Suset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"tenant_ops.backup_retention",
-        c"How long a backup is kept unless it says otherwise.",
-        c"",
-        &BACKUP_RETENTION_MIN,
-        1,
-        i32::MAX,
-        GucContext::Suset,
-        GucFlags::UNIT_MIN,
-    );
-    GucRegistry::define_string_guc(
-        c"tenant_ops.backup_encryption_key",
-        c"Key that backup files are encrypted with (superuser only).",
-        c"",
-        &BACKUP_ENCRYPTION_KEY,
-        GucContext::Suset,
-        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
-    );
     GucRegistry::define_int_guc(
         c"tenant_ops.history_retention",
         c"How long finished jobs, their logs and audit entries are kept before purge_history removes them.",
@@ -135,14 +101,6 @@ pub fn init() {
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_MIN,
-    );
-    GucRegistry::define_string_guc(
-        c"tenant_ops.timezone",
-        c"Time zone that schedules' cron expressions are evaluated in.",
-        c"",
-        &TIMEZONE,
-        GucContext::Sighup,
-        GucFlags::default(),
     );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
 }
@@ -169,9 +127,6 @@ pub fn max_workers() -> i32 {
 pub fn max_concurrent_migrations() -> i32 {
     MAX_CONCURRENT_MIGRATIONS.get()
 }
-pub fn max_concurrent_backups() -> i32 {
-    MAX_CONCURRENT_BACKUPS.get()
-}
 pub fn max_concurrent_validations() -> i32 {
     MAX_CONCURRENT_VALIDATIONS.get()
 }
@@ -184,18 +139,6 @@ pub fn max_attempts() -> i32 {
 pub fn retry_delay_seconds() -> i32 {
     RETRY_DELAY_S.get()
 }
-pub fn backup_directory() -> Option<String> {
-    string(&BACKUP_DIRECTORY)
-}
-pub fn backup_retention_minutes() -> i32 {
-    BACKUP_RETENTION_MIN.get()
-}
-pub fn backup_encryption_key() -> Option<String> {
-    string(&BACKUP_ENCRYPTION_KEY)
-}
 pub fn history_retention_minutes() -> i32 {
     HISTORY_RETENTION_MIN.get()
-}
-pub fn timezone() -> String {
-    string(&TIMEZONE).unwrap_or_else(|| "UTC".into())
 }
