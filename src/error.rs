@@ -238,7 +238,7 @@ impl OpsError {
             }
             OpsError::NotATable { context, .. } => Some(format!("It is named in {context}.")),
             OpsError::AmbiguousOwnership { also, .. } if !also.is_empty() => {
-                Some(format!("Equally ambiguous: {}.", also.join("; ")))
+                Some(format!("Also ambiguous: {}.", also.join("; ")))
             }
             OpsError::UnknownTenant { table, column, .. } => Some(format!(
                 "No row of {table} has {column} equal to that value."

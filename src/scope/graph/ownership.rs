@@ -117,6 +117,7 @@ fn resolve_ownership(
 
     let mut owned: BTreeMap<TableId, (usize, Option<usize>)> = BTreeMap::new();
     owned.insert(spec.root, (0, None));
+    let mut ambiguities: Vec<(TableId, Vec<usize>)> = vec![];
     let mut depth = 0;
     loop {
         let frontier: BTreeSet<TableId> = owned
@@ -143,24 +144,19 @@ fn resolve_ownership(
             }
             candidates.entry(e.child).or_default().push(i);
         }
-        // Every ambiguity of this layer is reported at once, so one `owner` option fixes all.
-        let mut ambiguities = candidates.iter().filter(|(_, edges)| edges.len() > 1);
-        if let Some((table, edges)) = ambiguities.next() {
-            let also: Vec<String> = ambiguities
-                .map(|(t, es)| {
-                    let list: Vec<String> = es
-                        .iter()
-                        .map(|i| catalog.describe_edge(&catalog.edges[*i]))
-                        .collect();
-                    format!("{} ({})", catalog.table(*t).display, list.join("; "))
-                })
-                .collect();
-            return Err(ambiguous(catalog, *table, edges, also));
-        }
+        // An ambiguous table takes its first candidate for now, so that resolution goes on
+        // and finds the ambiguities of deeper layers too: they are all reported at once, with
+        // one `owner` option that settles every one of them.
         for (table, edges) in candidates {
+            if edges.len() > 1 {
+                ambiguities.push((table, edges.clone()));
+            }
             owned.insert(table, (depth + 1, Some(edges[0])));
         }
         depth += 1;
+    }
+    if !ambiguities.is_empty() {
+        return Err(ambiguous(catalog, &ambiguities));
     }
     Ok(owned)
 }
@@ -232,24 +228,55 @@ fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> O
     }
 }
 
-fn ambiguous(catalog: &Catalog, table: TableId, edges: &[usize], also: Vec<String>) -> OpsError {
-    let t = catalog.table(table);
-    let candidates: Vec<String> = edges
+/// Every ambiguous table (nearest the root first) with its candidates; the HINT is a complete
+/// `owner` option, the first candidate of each, ready to paste.
+fn ambiguous(catalog: &Catalog, found: &[(TableId, Vec<usize>)]) -> OpsError {
+    let describe = |edges: &[usize]| -> Vec<String> {
+        edges
+            .iter()
+            .map(|i| catalog.describe_edge(&catalog.edges[*i]))
+            .collect()
+    };
+    let (table, edges) = &found[0];
+    let t = catalog.table(*table);
+    let also: Vec<String> = found[1..]
         .iter()
-        .map(|i| catalog.describe_edge(&catalog.edges[*i]))
+        .map(|(t, es)| {
+            format!(
+                "{} ({})",
+                catalog.table(*t).display,
+                describe(es).join("; ")
+            )
+        })
         .collect();
-    let first = &catalog.edges[edges[0]];
+    let owner: Vec<String> = found
+        .iter()
+        .map(|(t, es)| {
+            format!(
+                "\"{}\": \"{}\"",
+                json_escape(&catalog.table(*t).display),
+                json_escape(&catalog.edges[es[0]].name)
+            )
+        })
+        .collect();
     OpsError::AmbiguousOwnership {
         table: t.display.clone(),
         count: edges.len(),
-        candidates: candidates.join("; "),
+        candidates: describe(edges).join("; "),
         also,
-        hint: format!(
-            "Say which one owns {} with the scope option \"owner\", e.g. '{{\"owner\": {{\"{}\": \"{}\"}}}}' (a constraint or link name, or the parent table's name).",
-            t.display,
-            json_escape(&t.display),
-            json_escape(&first.name)
-        ),
+        hint: if found.len() == 1 {
+            format!(
+                "Say which reference owns {} with the scope option \"owner\" (a constraint or link name, or the parent table's name), e.g. '{{\"owner\": {{{}}}}}'.",
+                t.display,
+                owner.join(", ")
+            )
+        } else {
+            format!(
+                "Say which reference owns each of these {} tables with the scope option \"owner\" (a constraint or link name, or the parent table's name), e.g. with the first candidate of each: '{{\"owner\": {{{}}}}}'.",
+                found.len(),
+                owner.join(", ")
+            )
+        },
     }
 }
 

@@ -397,3 +397,57 @@ fn owner_for_a_table_outside_the_scope_is_refused() {
         "{err}"
     );
 }
+
+/// Ambiguities on several layers are reported at once (a deeper one would otherwise show only
+/// after the first was settled), with one `owner` option that settles them all.
+#[test]
+fn every_ambiguity_is_reported_with_one_owner_option() {
+    // r(1) ← a(2), r ← b(3); c(4) → a and → b; e(5) → c twice.
+    let mut c = Catalog::default();
+    for t in [
+        table(1, "r", &[("id", true)]),
+        table(2, "a", &[("id", true), ("r_id", true)]),
+        table(3, "b", &[("id", true), ("r_id", true)]),
+        table(4, "c", &[("id", true), ("a_id", true), ("b_id", true)]),
+        table(5, "e", &[("id", true), ("c1", true), ("c2", true)]),
+    ] {
+        c.tables.insert(t.oid, t);
+    }
+    c.edges = vec![
+        fk("a_r", 2, &["r_id"], 1, &["id"]),
+        fk("b_r", 3, &["r_id"], 1, &["id"]),
+        fk("c_a", 4, &["a_id"], 2, &["id"]),
+        fk("c_b", 4, &["b_id"], 3, &["id"]),
+        fk("e_c1", 5, &["c1"], 4, &["id"]),
+        fk("e_c2", 5, &["c2"], 4, &["id"]),
+    ];
+    let err = resolve(&c, &spec(1, "id")).unwrap_err();
+    match &err {
+        OpsError::AmbiguousOwnership {
+            table, also, hint, ..
+        } => {
+            assert_eq!(table, "c");
+            assert_eq!(also.len(), 1, "{also:?}");
+            assert!(also[0].starts_with("e ("), "{also:?}");
+            assert!(
+                hint.contains(r#"'{"owner": {"c": "c_a", "e": "e_c1"}}'"#),
+                "{hint}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The hint's option, pasted, resolves the scope.
+    let mut sp = spec(1, "id");
+    for (t, name) in [(4, "c_a"), (5, "e_c1")] {
+        sp.owner.insert(
+            t,
+            OwnerChoice {
+                text: name.into(),
+                as_table: None,
+            },
+        );
+    }
+    let s = resolve(&c, &sp).unwrap();
+    assert_eq!(s.get(4).unwrap().owner_edge, Some(2));
+    assert_eq!(s.get(5).unwrap().owner_edge, Some(4));
+}

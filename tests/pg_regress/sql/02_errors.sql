@@ -96,3 +96,15 @@ SELECT tenant_ops.drop_scope('linked');
 SELECT count(*) = :before_scopes AS scopes_unchanged,
        (SELECT count(*) FROM tenant_ops.audit_log) = :before_audit + 2 AS audit_only_linked
   FROM tenant_ops.scopes;
+-- every ambiguous table at once, on every layer, with one owner option that settles them all
+CREATE SCHEMA amb;
+CREATE TABLE amb.r (id int PRIMARY KEY);
+CREATE TABLE amb.a (id int PRIMARY KEY, r_id int NOT NULL REFERENCES amb.r);
+CREATE TABLE amb.b (id int PRIMARY KEY, r_id int NOT NULL REFERENCES amb.r);
+CREATE TABLE amb.c (id int PRIMARY KEY, a_id int NOT NULL CONSTRAINT c_a REFERENCES amb.a, b_id int NOT NULL CONSTRAINT c_b REFERENCES amb.b);
+CREATE TABLE amb.e (id int PRIMARY KEY, c1 int NOT NULL CONSTRAINT e_c1 REFERENCES amb.c, c2 int NOT NULL CONSTRAINT e_c2 REFERENCES amb.c);
+SELECT tenant_ops.create_scope('amb', 'amb.r', 'id');
+\echo :SQLSTATE
+SELECT tenant_ops.create_scope('amb', 'amb.r', 'id', '{"owner": {"amb.c": "c_a", "amb.e": "e_c1"}}');
+SELECT tenant_ops.drop_scope('amb');
+DROP SCHEMA amb CASCADE;
