@@ -76,21 +76,40 @@ fn extension_installed() -> bool {
 
 /// Jobs marked running whose worker is gone (a crash, kill -9, immediate shutdown) go back to
 /// the queue; their checkpoint makes the next worker resume where they stopped.
+///
+/// A restart is charged to a job (its start counted as an attempt) only when the job made no
+/// progress in that attempt: one `kill -9` restarts every backend, and the jobs that were
+/// committing steps all along are not at fault. A job that brings the server down itself
+/// never gets a step committed, so it still fails after `max_attempts` starts.
 fn requeue_orphans() {
     Spi::run_with_args(
-        "WITH gone AS (
-           UPDATE tenant_ops.jobs
-              SET status = CASE WHEN attempts >= $1 THEN 'failed' ELSE 'queued' END,
-                  error = CASE WHEN attempts >= $1 THEN 'its worker died in each of ' || attempts || ' attempts' ELSE error END,
-                  finished_at = CASE WHEN attempts >= $1 THEN pg_catalog.clock_timestamp() END,
+        "WITH orphan AS (
+           SELECT j.id, j.attempts,
+                  EXISTS (SELECT FROM tenant_ops.job_log l
+                           WHERE l.job_id = j.id AND l.event NOT LIKE 'job.%'
+                             AND l.id > (SELECT pg_catalog.max(s.id) FROM tenant_ops.job_log s
+                                          WHERE s.job_id = j.id AND s.event = 'job.started')) AS progressed
+             FROM tenant_ops.jobs j
+            WHERE j.status = 'running' AND j.executor = 'background'
+              AND (j.worker_pid IS NULL AND j.updated_at < pg_catalog.clock_timestamp() - interval '30 seconds'
+                   OR j.worker_pid IS NOT NULL
+                      AND j.worker_pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity WHERE pid IS NOT NULL))
+              ),
+         gone AS (
+           UPDATE tenant_ops.jobs j
+              SET status = CASE WHEN NOT o.progressed AND o.attempts >= $1 THEN 'failed' ELSE 'queued' END,
+                  error = CASE WHEN NOT o.progressed AND o.attempts >= $1
+                               THEN 'its worker died in each of ' || o.attempts || ' attempts, before committing a step' ELSE j.error END,
+                  finished_at = CASE WHEN NOT o.progressed AND o.attempts >= $1 THEN pg_catalog.clock_timestamp() END,
+                  attempts = CASE WHEN o.progressed THEN GREATEST(o.attempts - 1, 0) ELSE o.attempts END,
                   worker_pid = NULL, updated_at = pg_catalog.clock_timestamp()
-            WHERE status = 'running' AND executor = 'background'
-              AND (worker_pid IS NULL AND updated_at < pg_catalog.clock_timestamp() - interval '30 seconds'
-                   OR worker_pid IS NOT NULL
-                      AND worker_pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity WHERE pid IS NOT NULL))
-           RETURNING id)
+             FROM orphan o WHERE j.id = o.id
+           RETURNING j.id, o.progressed)
          INSERT INTO tenant_ops.job_log (job_id, event, message)
-         SELECT id, 'job.requeued', 'its worker is gone; the job resumes from its last checkpoint' FROM gone",
+         SELECT id, 'job.requeued',
+                CASE WHEN progressed THEN 'its worker is gone; the job resumes from its last checkpoint (not counted as an attempt: it was making progress)'
+                     ELSE 'its worker is gone; the job resumes from its last checkpoint' END
+           FROM gone",
         &[gucs::max_attempts().into()],
     )
     .ok();
