@@ -13,10 +13,89 @@ use crate::jobs::{self, JobTable};
 use crate::scope::graph::Role;
 use crate::sys::{owner, try_subtransaction, with_job_window};
 
+/// How the rows of one copy step are chosen.
+enum Rows {
+    /// Every row of the tenant, in one statement: a table without a key to page by, or an
+    /// inline run (see `from_job`), which takes each table in one step: no keyset order, no
+    /// batch bound and no checkpoint key to compute, just the INSERT ... SELECT that
+    /// hand-written SQL would run.
+    Whole,
+    /// The common case, in one statement: the keyset batch is taken once (materialized) and
+    /// inserted from there, so the tenant filter is evaluated once per batch.
+    Fused,
+    /// A keyset batch whose keys are taken first (recording their new ids in the same pass
+    /// where the strategy says so), then copied by range: `(key) > $4 AND (key) <= $5`.
+    Keyset,
+}
+
+/// The pieces in which the copy steps of different tables differ.
+struct Strategy {
+    rows: Rows,
+    /// The single-column key whose new ids this step records in id_map (`id_strategy: uuid`).
+    record_ids: Option<String>,
+    /// Target rows about to be overwritten or merged into are archived first (for a rollback).
+    archive_before: bool,
+    /// The insert runs in a subtransaction; should it fail, the batch is copied row by row
+    /// to find the rows at fault (transforms that may raise, `continue_on_error`).
+    isolate: bool,
+}
+
+impl Strategy {
+    fn new(m: &Migration, p: &TablePlan, jt: &JobTable) -> Strategy {
+        let isolate = p.can_fail || m.options.continue_on_error;
+        let archive_before = matches!(
+            m.options.on_conflict,
+            OnConflict::Overwrite | OnConflict::Merge
+        ) && p.role != Role::Shared;
+        let whole = p.key.is_none() || (m.batch_size >= WHOLE_TABLE && jt.last_key.is_none());
+        let fused = !p.uses_id_map && !isolate && !archive_before && p.role != Role::Shared;
+        let rows = match (whole, fused) {
+            (true, _) => Rows::Whole,
+            (false, true) => Rows::Fused,
+            (false, false) => Rows::Keyset,
+        };
+        let record_ids = match (p.uses_id_map, &p.key) {
+            (true, Some(_)) => p.single_key.clone(),
+            _ => None,
+        };
+        Strategy {
+            rows,
+            record_ids,
+            archive_before,
+            isolate,
+        }
+    }
+}
+
+/// What choosing a step's rows came to.
+enum Taken {
+    /// Nothing is left of the table.
+    Nothing,
+    /// Chosen and already written, in one statement ([`Rows::Fused`]).
+    Written {
+        inserted: i64,
+        upper: Option<Vec<Option<String>>>,
+        done: bool,
+    },
+    /// Chosen: the rows to copy.
+    Chosen(Batch),
+}
+
+/// The rows of one step, chosen.
+struct Batch {
+    /// A condition on the source rows `s`: the filter, and the keyset range if any.
+    where_: String,
+    args: Vec<pgrx::datum::DatumWithOid<'static>>,
+    /// The batch's last key: the next checkpoint.
+    upper: Option<Vec<Option<String>>>,
+    /// Whether the table is copied once this batch is.
+    done: bool,
+}
+
 impl Migration {
+    /// One batch of one table: its rows are chosen, the target rows they replace archived
+    /// when asked, and the rows inserted (isolated when they may fail), then checkpointed.
     pub(super) fn copy_step(&mut self, jt: &JobTable) -> OpsResult<()> {
-        let batch = self.batch_size;
-        let job_id = self.job_id;
         let p = self
             .plans()?
             .iter()
@@ -24,175 +103,192 @@ impl Migration {
             .cloned()
             .expect("a plan per job table");
         let started = std::time::Instant::now();
+        let how = Strategy::new(self, &p, jt);
         let conflict = self.conflict_clause(&p);
-        let isolate = p.can_fail || self.options.continue_on_error;
-        let archive_before = matches!(
-            self.options.on_conflict,
-            OnConflict::Overwrite | OnConflict::Merge
-        ) && p.role != Role::Shared;
-        let after = if jt.last_key.is_some() {
-            format!(" AND {}", p.key_after(4).unwrap_or_default())
+        let (inserted, upper, done) = match self.take_rows(jt, &p, &how, &conflict) {
+            Taken::Nothing => (0, None, true),
+            Taken::Written {
+                inserted,
+                upper,
+                done,
+            } => (inserted, upper, done),
+            Taken::Chosen(batch) => {
+                if how.archive_before {
+                    self.archive_target_before(&p, &batch);
+                }
+                let inserted = self.insert_batch(jt, &p, &batch, &conflict, how.isolate)?;
+                (inserted, batch.upper, batch.done)
+            }
+        };
+        self.finish_batch(jt, &p, inserted, upper.as_deref(), done, started);
+        Ok(())
+    }
+
+    /// Chooses the step's rows (see [`Rows`]); a fused batch is written in the same statement.
+    fn take_rows(&self, jt: &JobTable, p: &TablePlan, how: &Strategy, conflict: &str) -> Taken {
+        match how.rows {
+            Rows::Whole => {
+                if let Some(key) = &how.record_ids {
+                    self.record_table_ids(p, key);
+                }
+                Taken::Chosen(Batch {
+                    where_: format!("({})", p.filter),
+                    args: self.params.args(),
+                    upper: None,
+                    done: true,
+                })
+            }
+            Rows::Fused => self.copy_fused(jt, p, conflict),
+            Rows::Keyset => self.take_keyset(jt, p, how.record_ids.as_deref()),
+        }
+    }
+
+    /// The whole table's new ids at once (as the caller, in the job's window: id_map is the
+    /// extension's).
+    fn record_table_ids(&self, p: &TablePlan, key: &str) {
+        // Rows mapped before (by an earlier migration in this namespace) keep their ids. When
+        // there are none and nobody else can map these rows (owned rows of this tenant only,
+        // whose migrations exclude each other), plain inserts do: a third cheaper than ON
+        // CONFLICT's speculative ones, and a surprise would still fail on the primary key
+        // rather than pass unnoticed.
+        let exclusive = p.role == Role::Owned
+            && self.options.cross_tenant != options::CrossTenant::Copy
+            && !self.mapped_before(p.source);
+        let sql = record_new_ids(
+            p,
+            key,
+            self.job_id,
+            &format!("{} s WHERE ({})", p.source_sql, p.filter),
+            "s",
+            !exclusive,
+        );
+        with_job_window(self.job_id, || {
+            Spi::run_with_args(&sql, &self.params.args())
+        })
+        .or_raise();
+        // Fresh statistics for the join back (see `take_keyset`).
+        analyze_id_map();
+    }
+
+    /// [`Rows::Fused`]: the batch taken and inserted in one statement.
+    fn copy_fused(&self, jt: &JobTable, p: &TablePlan, conflict: &str) -> Taken {
+        let key = p.key.as_ref().expect("keyed");
+        let order = p.key_list("s").expect("keyed");
+        let desc: Vec<String> = key.iter().map(|k| format!("s.{} DESC", k.quoted)).collect();
+        let sql = format!(
+            "WITH b AS MATERIALIZED (SELECT s.* FROM {src} s WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}),
+                  ins AS (INSERT INTO {tgt} ({cols}) SELECT {sel} FROM b s{joins} {conflict} RETURNING 1)
+             SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT {kt} FROM b s ORDER BY {desc} LIMIT 1),
+                    (SELECT pg_catalog.count(*) FROM ins)",
+            src = p.source_sql,
+            filter = p.filter,
+            after = key_after(jt, p),
+            batch = self.batch_size,
+            tgt = p.target.sql,
+            cols = p.target_columns(),
+            sel = p.select_list(),
+            joins = p.joins,
+            kt = p.key_text("s"),
+            desc = desc.join(", ")
+        );
+        let args = self.params.with_keys(&[jt.last_key.as_ref()]);
+        let (taken, upper, inserted) = Spi::connect_mut(|c| {
+            let row = c.update(&sql, Some(1), &args)?.first();
+            Ok::<_, pgrx::spi::Error>((
+                row.get::<i64>(1)?.unwrap_or(0),
+                row.get::<Vec<Option<String>>>(2)?,
+                row.get::<i64>(3)?.unwrap_or(0),
+            ))
+        })
+        .or_raise();
+        Taken::Written {
+            inserted,
+            upper,
+            done: taken < self.batch_size,
+        }
+    }
+
+    /// [`Rows::Keyset`]: the batch's keys, taken once; a uuid migration records their new ids
+    /// in the same pass (in the job's window: id_map is the extension's).
+    fn take_keyset(&self, jt: &JobTable, p: &TablePlan, record_ids: Option<&str>) -> Taken {
+        let order = p.key_list("s").expect("keyed");
+        let key = p.key.as_ref().expect("keyed");
+        let desc: Vec<String> = key.iter().map(|k| format!("b.{} DESC", k.quoted)).collect();
+        let keycols: Vec<String> = key.iter().map(|k| format!("s.{}", k.quoted)).collect();
+        let record = match record_ids {
+            Some(key) => format!(
+                ", m AS ({})",
+                record_new_ids(p, key, self.job_id, "b", "b", true)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH b AS MATERIALIZED (SELECT {kt} AS __tenant_ops_k, {keycols} FROM {src} s
+                                      WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}){record}
+             SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT __tenant_ops_k FROM b ORDER BY {desc} LIMIT 1)",
+            kt = p.key_text("s"),
+            keycols = keycols.join(", "),
+            src = p.source_sql,
+            filter = p.filter,
+            after = key_after(jt, p),
+            batch = self.batch_size,
+            desc = desc.join(", ")
+        );
+        let args = self.params.with_keys(&[jt.last_key.as_ref()]);
+        let run = || Spi::get_two_with_args::<i64, Vec<Option<String>>>(&sql, &args);
+        let (taken, upper) = if p.uses_id_map {
+            with_job_window(self.job_id, run)
         } else {
-            String::new()
-        };
-
-        // An inline run takes each table in one statement (see `from_job`): no keyset order,
-        // no batch bound and no checkpoint key to compute, just the INSERT ... SELECT that
-        // hand-written SQL would run.
-        let whole = batch >= WHOLE_TABLE && jt.last_key.is_none();
-        // The common case, in one statement: the batch is taken once (materialized) and
-        // inserted from there, so the tenant filter is evaluated once per batch.
-        let fused = !p.uses_id_map && !isolate && !archive_before && p.role != Role::Shared;
-        if fused && whole {
-            let sql = format!(
-                "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s{joins} WHERE ({filter}) {conflict}",
-                tgt = p.target.sql,
-                cols = p.target_columns(),
-                sel = p.select_list(),
-                src = p.source_sql,
-                joins = p.joins,
-                filter = p.filter,
-            );
-            let inserted = self.run_insert(&sql, &self.params.args(), &p, job_id);
-            self.finish_batch(jt, &p, inserted, None, true, started);
-            return Ok(());
+            run()
         }
-        if let (true, Some(key)) = (fused, &p.key) {
-            let order = p.key_list("s").expect("keyed");
-            let desc: Vec<String> = key.iter().map(|k| format!("s.{} DESC", k.quoted)).collect();
-            let sql = format!(
-                "WITH b AS MATERIALIZED (SELECT s.* FROM {src} s WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}),
-                      ins AS (INSERT INTO {tgt} ({cols}) SELECT {sel} FROM b s{joins} {conflict} RETURNING 1)
-                 SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT {kt} FROM b s ORDER BY {desc} LIMIT 1),
-                        (SELECT pg_catalog.count(*) FROM ins)",
-                src = p.source_sql,
-                filter = p.filter,
-                tgt = p.target.sql,
-                cols = p.target_columns(),
-                sel = p.select_list(),
-                joins = p.joins,
-                kt = p.key_text("s"),
-                desc = desc.join(", ")
-            );
-            let args = self.params.with_keys(&[jt.last_key.as_ref()]);
-            let (taken, upper, inserted) = Spi::connect_mut(|c| {
-                let row = c.update(&sql, Some(1), &args)?.first();
-                Ok::<_, pgrx::spi::Error>((
-                    row.get::<i64>(1)?.unwrap_or(0),
-                    row.get::<Vec<Option<String>>>(2)?,
-                    row.get::<i64>(3)?.unwrap_or(0),
-                ))
-            })
-            .or_raise();
-            self.finish_batch(jt, &p, inserted, upper.as_deref(), taken < batch, started);
-            return Ok(());
+        .or_raise();
+        let taken = taken.unwrap_or(0);
+        if taken == 0 {
+            return Taken::Nothing;
         }
-
-        let (range, upper, done): (String, Option<Vec<Option<String>>>, bool) = match &p.key {
-            None => ("true".into(), None, true),
-            Some(_) if whole => {
-                if let (true, Some(key)) = (p.uses_id_map, &p.single_key) {
-                    // The whole table's new ids at once (as the caller, in the job's window:
-                    // id_map is the extension's).
-                    // Rows mapped before (by an earlier migration in this namespace) keep their
-                    // ids. When there are none and nobody else can map these rows (owned rows
-                    // of this tenant only, whose migrations exclude each other), plain inserts
-                    // do: a third cheaper than ON CONFLICT's speculative ones, and a surprise
-                    // would still fail on the primary key rather than pass unnoticed.
-                    let exclusive = p.role == Role::Owned
-                        && self.options.cross_tenant != options::CrossTenant::Copy
-                        && !self.mapped_before(p.source);
-                    let sql = record_new_ids(
-                        &p,
-                        key,
-                        job_id,
-                        &format!("{} s WHERE ({})", p.source_sql, p.filter),
-                        "s",
-                        !exclusive,
-                    );
-                    with_job_window(job_id, || Spi::run_with_args(&sql, &self.params.args()))
-                        .or_raise();
-                    // Fresh statistics for the join back (see below).
-                    analyze_id_map();
-                }
-                ("true".into(), None, true)
-            }
-            Some(_) => {
-                let order = p.key_list("s").expect("keyed");
-                let desc: Vec<String> = p
-                    .key
-                    .as_ref()
-                    .expect("keyed")
-                    .iter()
-                    .map(|k| format!("b.{} DESC", k.quoted))
-                    .collect();
-                let keycols: Vec<String> = p
-                    .key
-                    .as_ref()
-                    .expect("keyed")
-                    .iter()
-                    .map(|k| format!("s.{}", k.quoted))
-                    .collect();
-                // The batch's keys, taken once; a uuid migration records their new ids in the
-                // same pass (in the job's window: id_map is the extension's).
-                let record = match (&p.uses_id_map, &p.single_key) {
-                    (true, Some(key)) => {
-                        format!(
-                            ", m AS ({})",
-                            record_new_ids(&p, key, job_id, "b", "b", true)
-                        )
-                    }
-                    _ => String::new(),
-                };
-                let sql = format!(
-                    "WITH b AS MATERIALIZED (SELECT {kt} AS __tenant_ops_k, {keycols} FROM {src} s
-                                              WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}){record}
-                     SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT __tenant_ops_k FROM b ORDER BY {desc} LIMIT 1)",
-                    kt = p.key_text("s"),
-                    keycols = keycols.join(", "),
-                    src = p.source_sql,
-                    filter = p.filter,
-                    desc = desc.join(", ")
-                );
-                let args = self.params.with_keys(&[jt.last_key.as_ref()]);
-                let run = || Spi::get_two_with_args::<i64, Vec<Option<String>>>(&sql, &args);
-                let (taken, upper) = if p.uses_id_map {
-                    with_job_window(job_id, run)
-                } else {
-                    run()
-                }
-                .or_raise();
-                let taken = taken.unwrap_or(0);
-                if taken == 0 {
-                    self.finish_batch(jt, &p, 0, None, true, started);
-                    return Ok(());
-                }
-                if p.uses_id_map && jt.last_key.is_none() {
-                    // Fresh statistics once a table starts mapping: without them the planner
-                    // takes a table's mappings for one row and sizes its hashes wrongly.
-                    analyze_id_map();
-                }
-                let mut range = p.key_upto(5).expect("keyed").to_string();
-                if jt.last_key.is_some() {
-                    range = format!("{} AND {range}", p.key_after(4).expect("keyed"));
-                }
-                (range, upper, taken < batch)
-            }
-        };
-        let bounds = [jt.last_key.as_ref(), upper.as_ref()];
-        let args = self.params.with_keys(&bounds);
-        let where_ = format!("({}) AND {range}", p.filter);
-
-        if archive_before {
-            let sql = format!(
-                "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
-                 SELECT {job_id}, {step}, 'target_before', pg_catalog.to_jsonb(t) FROM {tgt} t WHERE {rows}",
-                step = p.step,
-                tgt = p.target.sql,
-                rows = p.target_rows(&p.source_sql, &where_)
-            );
-            with_job_window(job_id, || Spi::run_with_args(&sql, &args)).or_raise();
+        if p.uses_id_map && jt.last_key.is_none() {
+            // Fresh statistics once a table starts mapping: without them the planner takes a
+            // table's mappings for one row and sizes its hashes wrongly.
+            analyze_id_map();
         }
+        let mut range = p.key_upto(5).expect("keyed").to_string();
+        if jt.last_key.is_some() {
+            range = format!("{} AND {range}", p.key_after(4).expect("keyed"));
+        }
+        Taken::Chosen(Batch {
+            where_: format!("({}) AND {range}", p.filter),
+            args: self
+                .params
+                .with_keys(&[jt.last_key.as_ref(), upper.as_ref()]),
+            upper,
+            done: taken < self.batch_size,
+        })
+    }
+
+    /// Keeps the target rows the batch is about to overwrite or merge into, for a rollback
+    /// (as the caller, in the job's window: job_archive is the extension's).
+    fn archive_target_before(&self, p: &TablePlan, batch: &Batch) {
+        let sql = format!(
+            "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
+             SELECT {job_id}, {step}, 'target_before', pg_catalog.to_jsonb(t) FROM {tgt} t WHERE {rows}",
+            job_id = self.job_id,
+            step = p.step,
+            tgt = p.target.sql,
+            rows = p.target_rows(&p.source_sql, &batch.where_)
+        );
+        with_job_window(self.job_id, || Spi::run_with_args(&sql, &batch.args)).or_raise();
+    }
+
+    /// Inserts the batch; returns the rows written. Isolated, a failing batch is copied again
+    /// row by row.
+    fn insert_batch(
+        &self,
+        jt: &JobTable,
+        p: &TablePlan,
+        batch: &Batch,
+        conflict: &str,
+        isolate: bool,
+    ) -> OpsResult<i64> {
         let returning = if let (Role::Shared, Some(target_key)) = (p.role, &p.target_key) {
             // Shared rows this job adds are recorded so a rollback removes only those.
             let keys: Vec<String> = target_key.iter().map(|(c, _)| c.clone()).collect();
@@ -209,20 +305,20 @@ impl Migration {
             tgt = p.target.sql,
             cols = p.target_columns(),
             sel = p.select_list(),
-            src = p.source_sql
+            src = p.source_sql,
+            where_ = batch.where_,
         );
-        let inserted = if isolate {
-            match try_subtransaction(|| self.run_insert(&insert, &args, &p, job_id)) {
-                Ok(n) => n,
-                Err(_) => self.copy_row_by_row(&p, &where_, &bounds, &conflict, &returning)?,
+        if !isolate {
+            return Ok(self.run_insert(&insert, &batch.args, p, self.job_id));
+        }
+        match try_subtransaction(|| self.run_insert(&insert, &batch.args, p, self.job_id)) {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                let bounds = [jt.last_key.as_ref(), batch.upper.as_ref()];
+                self.copy_row_by_row(p, &batch.where_, &bounds, conflict, &returning)
             }
-        } else {
-            self.run_insert(&insert, &args, &p, job_id)
-        };
-        self.finish_batch(jt, &p, inserted, upper.as_deref(), done, started);
-        Ok(())
+        }
     }
-
     /// Records a batch: the checkpoint (in the batch's transaction), a log line, and the
     /// pause that `max_rows_per_second` asks for.
     fn finish_batch(
@@ -465,5 +561,14 @@ impl Migration {
             ),
             _ => "ON CONFLICT DO NOTHING".into(),
         }
+    }
+}
+
+/// ` AND (key) > $4` after a checkpoint; nothing for a table's first batch.
+fn key_after(jt: &JobTable, p: &TablePlan) -> String {
+    if jt.last_key.is_some() {
+        format!(" AND {}", p.key_after(4).unwrap_or_default())
+    } else {
+        String::new()
     }
 }
