@@ -3,20 +3,35 @@
 
 use pgrx::prelude::*;
 
+use super::plan::TablePlan;
+use super::sql::rows_written;
 use super::Migration;
 use crate::error::{OpsResult, OrRaise};
 use crate::jobs::{self, JobTable};
 use crate::scope::graph::Role;
 use crate::sys::with_job_window;
 
+/// Where the rows a job took from the source are: `(from, filter)` for `FROM {from} s WHERE
+/// {filter}`. After a move they are gone from the source, and read back from the archive.
+pub(super) fn source_rows(p: &TablePlan, job_id: i64, moved: bool) -> (String, String) {
+    if moved {
+        (
+            format!(
+                "(SELECT (pg_catalog.jsonb_populate_record(NULL::{src}, a.row_data)).* FROM tenant_ops.job_archive a
+                   WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'source')",
+                src = p.source_sql,
+                step = p.step
+            ),
+            "true".to_string(),
+        )
+    } else {
+        (p.source_sql.clone(), p.filter.clone())
+    }
+}
+
 impl Migration {
     pub(super) fn archive_step(&mut self, jt: &JobTable) -> OpsResult<()> {
-        let p = self
-            .plans()?
-            .iter()
-            .find(|p| p.step == jt.step)
-            .cloned()
-            .expect("plan");
+        let p = self.plan_for(jt.step)?;
         if p.role != Role::Shared {
             let sql = format!(
                 "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
@@ -60,23 +75,13 @@ impl Migration {
                 Spi::run_with_args(&sql, &self.params.args()).or_raise();
             }
         }
-        let p = self
-            .plans()?
-            .iter()
-            .find(|p| p.step == jt.step)
-            .cloned()
-            .expect("plan");
+        let p = self.plan_for(jt.step)?;
         let mut deleted = 0;
         if p.role != Role::Shared {
-            deleted = Spi::connect_mut(|c| {
-                c.update(
-                    &format!("DELETE FROM {} s WHERE {}", p.source_sql, p.filter),
-                    None,
-                    &self.params.args(),
-                )
-                .map(|t| t.len() as i64)
-            })
-            .or_raise();
+            deleted = rows_written(
+                &format!("DELETE FROM {} s WHERE {}", p.source_sql, p.filter),
+                &self.params.args(),
+            );
         }
         jobs::checkpoint(self.job_id, jt.step, "deleted", 0, None);
         jobs::log(

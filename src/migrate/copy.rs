@@ -96,12 +96,7 @@ impl Migration {
     /// One batch of one table: its rows are chosen, the target rows they replace archived
     /// when asked, and the rows inserted (isolated when they may fail), then checkpointed.
     pub(super) fn copy_step(&mut self, jt: &JobTable) -> OpsResult<()> {
-        let p = self
-            .plans()?
-            .iter()
-            .find(|p| p.step == jt.step)
-            .cloned()
-            .expect("a plan per job table");
+        let p = self.plan_for(jt.step)?;
         let started = std::time::Instant::now();
         let how = Strategy::new(self, &p, jt);
         let conflict = self.conflict_clause(&p);

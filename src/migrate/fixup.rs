@@ -10,12 +10,7 @@ use crate::jobs::{self, JobTable};
 
 impl Migration {
     pub(super) fn fixup_step(&mut self, jt: &JobTable) -> OpsResult<()> {
-        let p = self
-            .plans()?
-            .iter()
-            .find(|p| p.step == jt.step)
-            .cloned()
-            .expect("plan");
+        let p = self.plan_for(jt.step)?;
         if !p.deferred.is_empty() {
             let key = p.target_key.as_ref().expect("checked in prepare");
             let kcols = numbered(key, |i, (_, e)| format!("{e} AS __k{i}"));

@@ -136,6 +136,16 @@ impl Migration {
         Ok(self.plans.as_ref().expect("just built"))
     }
 
+    /// The plan of the job table at `step`.
+    fn plan_for(&mut self, step: i32) -> OpsResult<TablePlan> {
+        Ok(self
+            .plans()?
+            .iter()
+            .find(|p| p.step == step)
+            .cloned()
+            .expect("a plan per job table"))
+    }
+
     fn report(&self) -> Value {
         let tables: Vec<Value> = jobs::tables(self.job_id)
             .iter()

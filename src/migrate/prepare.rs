@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::options::{self, Mode, OnConflict, SharedMode};
 use super::plan::{Planner, TablePlan};
-use super::sql::{qualified_cols, require_privileges};
+use super::sql::{qualified_cols, quoted_cols, require_privileges};
 use super::tables::rekeyed;
 use super::target::{self, TargetTable};
 use super::{Migration, WHOLE_TABLE};
@@ -211,26 +211,8 @@ impl Migration {
                 continue;
             }
             let (child, parent) = (c.table(e.child), c.table(e.parent));
-            let lhs: Vec<String> = e
-                .child_cols
-                .iter()
-                .map(|x| {
-                    format!(
-                        "s.{}",
-                        child.column(x).map(|col| col.quoted.as_str()).unwrap_or(x)
-                    )
-                })
-                .collect();
-            let rhs: Vec<String> = e
-                .parent_cols
-                .iter()
-                .map(|x| {
-                    parent
-                        .column(x)
-                        .map(|col| col.quoted.clone())
-                        .unwrap_or(x.clone())
-                })
-                .collect();
+            let lhs = qualified_cols(child, &e.child_cols, "s");
+            let rhs = quoted_cols(parent, &e.parent_cols);
             let not_null: Vec<String> = lhs.iter().map(|x| format!("{x} IS NOT NULL")).collect();
             let n = self.count(&format!(
                 "SELECT pg_catalog.count(*) FROM {} s WHERE ({}) AND {} AND ({}) NOT IN (SELECT {} FROM {} WHERE {})",

@@ -4,6 +4,7 @@
 use pgrx::prelude::*;
 
 use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::scope::graph::Table;
 
 /// `f(i, item)` for each item with its position: the numbered aliases of generated SQL.
 pub(super) fn numbered<T>(items: &[T], f: impl Fn(usize, &T) -> String) -> Vec<String> {
@@ -15,19 +16,19 @@ pub(super) fn rows_written(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> i64
     Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64)).or_raise()
 }
 
-/// `alias."col"` for each column of an edge side.
-pub(super) fn qualified_cols(
-    t: &crate::scope::graph::Table,
-    cols: &[String],
-    alias: &str,
-) -> Vec<String> {
+/// `"col"` for each column of an edge side or key (as given where the table has no such
+/// column).
+pub(super) fn quoted_cols(t: &Table, cols: &[String]) -> Vec<String> {
     cols.iter()
-        .map(|c| {
-            format!(
-                "{alias}.{}",
-                t.column(c).map(|x| x.quoted.as_str()).unwrap_or(c)
-            )
-        })
+        .map(|c| t.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone()))
+        .collect()
+}
+
+/// `alias."col"` for each column of an edge side.
+pub(super) fn qualified_cols(t: &Table, cols: &[String], alias: &str) -> Vec<String> {
+    quoted_cols(t, cols)
+        .into_iter()
+        .map(|c| format!("{alias}.{c}"))
         .collect()
 }
 

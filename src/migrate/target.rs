@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use super::options::IdStrategy;
 use super::plan::Planner;
+use super::sql::quoted_cols;
 use super::Migration;
 use crate::error::{internal_error, OpsError, OpsResult, OrRaise};
 use crate::jobs;
@@ -191,11 +192,7 @@ impl Migration {
                 ));
             }
             if let Some(pk) = &t.primary_key {
-                let cols: Vec<String> = pk
-                    .iter()
-                    .map(|c| t.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone()))
-                    .collect();
-                defs.push(format!("PRIMARY KEY ({})", cols.join(", ")));
+                defs.push(format!("PRIMARY KEY ({})", quoted_cols(t, pk).join(", ")));
             }
             let sql = format!(
                 "CREATE TABLE {} ({})",
@@ -226,12 +223,7 @@ impl Migration {
                 continue;
             }
             let child = loaded.catalog.table(e.child);
-            let q = |t: &crate::scope::graph::Table, cols: &[String]| -> String {
-                cols.iter()
-                    .map(|c| t.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let q = |t, cols| quoted_cols(t, cols).join(", ");
             let sql = format!(
                 "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({})",
                 qualified(&self.target_schema, child_name),

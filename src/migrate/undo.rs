@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
+use super::archive::source_rows;
 use super::options::Mode;
 use super::plan::TablePlan;
-use super::sql::require_privileges;
+use super::sql::{require_privileges, rows_written};
 use super::Migration;
 use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs;
@@ -94,24 +95,12 @@ pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
 /// The undo of [`rollback`]: what the job wrote goes, what it overwrote or deleted comes back.
 fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> OpsResult<Vec<Value>> {
     let args = m.params.args();
-    let archive_source = |p: &TablePlan| {
-        format!(
-            "(SELECT (pg_catalog.jsonb_populate_record(NULL::{src}, a.row_data)).* FROM tenant_ops.job_archive a
-               WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'source')",
-            src = p.source_sql,
-            step = p.step
-        )
-    };
     let mut report = vec![];
     // 1. Remove what the job wrote, children first. Deferred references are cleared first so
     //    cycles between tables do not block the deletes.
     for p in plans.iter().rev() {
         if !p.deferred.is_empty() {
-            let (from, filter) = if moved {
-                (archive_source(p), "true".to_string())
-            } else {
-                (p.source_sql.clone(), p.filter.clone())
-            };
+            let (from, filter) = source_rows(p, job_id, moved);
             let sets: Vec<String> = p
                 .deferred
                 .iter()
@@ -132,7 +121,6 @@ fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> Ops
     for p in plans.iter().rev() {
         let deleted = if p.role == Role::Shared {
             let Some(key) = &p.target_key else { continue };
-            let cols: Vec<String> = key.iter().map(|(c, _)| format!("t.{c}")).collect();
             let cond: Vec<String> = key
                 .iter()
                 .enumerate()
@@ -148,41 +136,26 @@ fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> Ops
                     )
                 })
                 .collect();
-            let _ = cols;
-            Spi::connect_mut(|c| {
-                c.update(
-                    &format!(
-                        "DELETE FROM {} t USING tenant_ops.job_archive a
-                          WHERE a.job_id = {job_id} AND a.step = {} AND a.kind = 'shared_added' AND {}",
-                        p.target.sql,
-                        p.step,
-                        cond.join(" AND ")
-                    ),
-                    None,
-                    &[],
-                )
-                .map(|t| t.len() as i64)
-            })
-            .or_raise()
+            rows_written(
+                &format!(
+                    "DELETE FROM {} t USING tenant_ops.job_archive a
+                      WHERE a.job_id = {job_id} AND a.step = {} AND a.kind = 'shared_added' AND {}",
+                    p.target.sql,
+                    p.step,
+                    cond.join(" AND ")
+                ),
+                &[],
+            )
         } else {
-            let (from, filter) = if moved {
-                (archive_source(p), "true".to_string())
-            } else {
-                (p.source_sql.clone(), p.filter.clone())
-            };
-            Spi::connect_mut(|c| {
-                c.update(
-                    &format!(
-                        "DELETE FROM {} t WHERE {}",
-                        p.target.sql,
-                        p.target_rows(&from, &filter)
-                    ),
-                    None,
-                    &args,
-                )
-                .map(|t| t.len() as i64)
-            })
-            .or_raise()
+            let (from, filter) = source_rows(p, job_id, moved);
+            rows_written(
+                &format!(
+                    "DELETE FROM {} t WHERE {}",
+                    p.target.sql,
+                    p.target_rows(&from, &filter)
+                ),
+                &args,
+            )
         };
         report.push(json!({"table": p.target.display, "deleted": deleted}));
     }

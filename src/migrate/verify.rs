@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use super::archive::source_rows;
 use super::options::OnConflict;
 use super::plan::TablePlan;
 use super::sql::{numbered, require_privileges};
@@ -19,12 +20,7 @@ use crate::sys::{try_subtransaction, with_job_window};
 
 impl Migration {
     pub(super) fn verify_step(&mut self, jt: &JobTable) -> OpsResult<()> {
-        let p = self
-            .plans()?
-            .iter()
-            .find(|p| p.step == jt.step)
-            .cloned()
-            .expect("plan");
+        let p = self.plan_for(jt.step)?;
         let source_where = verified_source(&p, self.job_id, &p.filter);
         let args = self.params.args();
         let (sc, ss, tc, ts) = match &p.target_key {
@@ -254,19 +250,7 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
             && tables
                 .iter()
                 .any(|t| t.step == p.step && (t.stage == "deleted" || t.stage == "archived"));
-        let (from, filter) = if moved && p.role != Role::Shared {
-            (
-                format!(
-                    "(SELECT (pg_catalog.jsonb_populate_record(NULL::{src}, a.row_data)).* FROM tenant_ops.job_archive a
-                       WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'source')",
-                    src = p.source_sql,
-                    step = p.step
-                ),
-                "true".to_string(),
-            )
-        } else {
-            (p.source_sql.clone(), p.filter.clone())
-        };
+        let (from, filter) = source_rows(p, job_id, moved && p.role != Role::Shared);
         let source_where = verified_source(p, job_id, &filter);
         // As the caller (hashing runs the types' own functions), in the job's window for
         // the archive of a move.
