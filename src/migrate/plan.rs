@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use pgrx::spi::quote_literal;
 
 use super::options::{ColumnSource, CrossTenant, IdStrategy, MigrateOptions};
+use super::sql::{qualified_cols, quoted_cols};
 use super::target::TargetTable;
 use super::transform::Transform;
 use crate::error::{OpsError, OpsResult};
@@ -222,26 +223,8 @@ impl<'a> Planner<'a> {
             }
             let child = c.table(e.child);
             let parent = c.table(e.parent);
-            let lhs: Vec<String> = e
-                .child_cols
-                .iter()
-                .map(|col| {
-                    format!(
-                        "s.{}",
-                        child.column(col).map(|x| x.quoted.as_str()).unwrap_or(col)
-                    )
-                })
-                .collect();
-            let rhs: Vec<String> = e
-                .parent_cols
-                .iter()
-                .map(|col| {
-                    parent
-                        .column(col)
-                        .map(|x| x.quoted.clone())
-                        .unwrap_or(col.clone())
-                })
-                .collect();
+            let lhs = qualified_cols(child, &e.child_cols, "s");
+            let rhs = quoted_cols(parent, &e.parent_cols);
             let cond = format!(
                 "({}) IN (SELECT {} FROM {} WHERE {})",
                 lhs.join(", "),

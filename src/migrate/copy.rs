@@ -1,0 +1,569 @@
+//! The `copy` stage: one batch of one table per step, set-based, with its checkpoint.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use super::keys::{analyze_id_map, record_new_ids};
+use super::options::{self, OnConflict};
+use super::plan::TablePlan;
+use super::{Migration, WHOLE_TABLE};
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::jobs::{self, JobTable};
+use crate::scope::graph::Role;
+use crate::sys::{owner, try_subtransaction, with_job_window};
+
+/// How the rows of one copy step are chosen.
+enum Rows {
+    /// Every row of the tenant, in one statement: a table without a key to page by, or an
+    /// inline run (see `from_job`), which takes each table in one step: no keyset order, no
+    /// batch bound and no checkpoint key to compute, just the INSERT ... SELECT that
+    /// hand-written SQL would run.
+    Whole,
+    /// The common case, in one statement: the keyset batch is taken once (materialized) and
+    /// inserted from there, so the tenant filter is evaluated once per batch.
+    Fused,
+    /// A keyset batch whose keys are taken first (recording their new ids in the same pass
+    /// where the strategy says so), then copied by range: `(key) > $4 AND (key) <= $5`.
+    Keyset,
+}
+
+/// The pieces in which the copy steps of different tables differ.
+struct Strategy {
+    rows: Rows,
+    /// The single-column key whose new ids this step records in id_map (`id_strategy: uuid`).
+    record_ids: Option<String>,
+    /// Target rows about to be overwritten or merged into are archived first (for a rollback).
+    archive_before: bool,
+    /// The insert runs in a subtransaction; should it fail, the batch is copied row by row
+    /// to find the rows at fault (transforms that may raise, `continue_on_error`).
+    isolate: bool,
+}
+
+impl Strategy {
+    fn new(m: &Migration, p: &TablePlan, jt: &JobTable) -> Strategy {
+        let isolate = p.can_fail || m.options.continue_on_error;
+        let archive_before = matches!(
+            m.options.on_conflict,
+            OnConflict::Overwrite | OnConflict::Merge
+        ) && p.role != Role::Shared;
+        let whole = p.key.is_none() || (m.batch_size >= WHOLE_TABLE && jt.last_key.is_none());
+        let fused = !p.uses_id_map && !isolate && !archive_before && p.role != Role::Shared;
+        let rows = match (whole, fused) {
+            (true, _) => Rows::Whole,
+            (false, true) => Rows::Fused,
+            (false, false) => Rows::Keyset,
+        };
+        let record_ids = match (p.uses_id_map, &p.key) {
+            (true, Some(_)) => p.single_key.clone(),
+            _ => None,
+        };
+        Strategy {
+            rows,
+            record_ids,
+            archive_before,
+            isolate,
+        }
+    }
+}
+
+/// What choosing a step's rows came to.
+enum Taken {
+    /// Nothing is left of the table.
+    Nothing,
+    /// Chosen and already written, in one statement ([`Rows::Fused`]).
+    Written {
+        inserted: i64,
+        upper: Option<Vec<Option<String>>>,
+        done: bool,
+    },
+    /// Chosen: the rows to copy.
+    Chosen(Batch),
+}
+
+/// The rows of one step, chosen.
+struct Batch {
+    /// A condition on the source rows `s`: the filter, and the keyset range if any.
+    where_: String,
+    args: Vec<pgrx::datum::DatumWithOid<'static>>,
+    /// The batch's last key: the next checkpoint.
+    upper: Option<Vec<Option<String>>>,
+    /// Whether the table is copied once this batch is.
+    done: bool,
+}
+
+impl Migration {
+    /// One batch of one table: its rows are chosen, the target rows they replace archived
+    /// when asked, and the rows inserted (isolated when they may fail), then checkpointed.
+    pub(super) fn copy_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+        let p = self.plan_for(jt.step)?;
+        let started = std::time::Instant::now();
+        let how = Strategy::new(self, &p, jt);
+        let conflict = self.conflict_clause(&p);
+        let (inserted, upper, done) = match self.take_rows(jt, &p, &how, &conflict) {
+            Taken::Nothing => (0, None, true),
+            Taken::Written {
+                inserted,
+                upper,
+                done,
+            } => (inserted, upper, done),
+            Taken::Chosen(batch) => {
+                if how.archive_before {
+                    self.archive_target_before(&p, &batch);
+                }
+                let inserted = self.insert_batch(jt, &p, &batch, &conflict, how.isolate)?;
+                (inserted, batch.upper, batch.done)
+            }
+        };
+        self.finish_batch(jt, &p, inserted, upper.as_deref(), done, started);
+        Ok(())
+    }
+
+    /// Chooses the step's rows (see [`Rows`]); a fused batch is written in the same statement.
+    fn take_rows(&self, jt: &JobTable, p: &TablePlan, how: &Strategy, conflict: &str) -> Taken {
+        match how.rows {
+            Rows::Whole => {
+                if let Some(key) = &how.record_ids {
+                    self.record_table_ids(p, key);
+                }
+                Taken::Chosen(Batch {
+                    where_: format!("({})", p.filter),
+                    args: self.params.args(),
+                    upper: None,
+                    done: true,
+                })
+            }
+            Rows::Fused => self.copy_fused(jt, p, conflict),
+            Rows::Keyset => self.take_keyset(jt, p, how.record_ids.as_deref()),
+        }
+    }
+
+    /// The whole table's new ids at once (as the caller, in the job's window: id_map is the
+    /// extension's).
+    fn record_table_ids(&self, p: &TablePlan, key: &str) {
+        // Rows mapped before (by an earlier migration in this namespace) keep their ids. When
+        // there are none and nobody else can map these rows (owned rows of this tenant only,
+        // whose migrations exclude each other), plain inserts do: a third cheaper than ON
+        // CONFLICT's speculative ones, and a surprise would still fail on the primary key
+        // rather than pass unnoticed.
+        let exclusive = p.role == Role::Owned
+            && self.options.cross_tenant != options::CrossTenant::Copy
+            && !self.mapped_before(p.source);
+        let sql = record_new_ids(
+            p,
+            key,
+            self.job_id,
+            &format!("{} s WHERE ({})", p.source_sql, p.filter),
+            "s",
+            !exclusive,
+        );
+        with_job_window(self.job_id, || {
+            Spi::run_with_args(&sql, &self.params.args())
+        })
+        .or_raise();
+        // Fresh statistics for the join back (see `take_keyset`).
+        analyze_id_map();
+    }
+
+    /// [`Rows::Fused`]: the batch taken and inserted in one statement.
+    fn copy_fused(&self, jt: &JobTable, p: &TablePlan, conflict: &str) -> Taken {
+        let key = p.key.as_ref().expect("keyed");
+        let order = p.key_list("s").expect("keyed");
+        let desc: Vec<String> = key.iter().map(|k| format!("s.{} DESC", k.quoted)).collect();
+        let sql = format!(
+            "WITH b AS MATERIALIZED (SELECT s.* FROM {src} s WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}),
+                  ins AS (INSERT INTO {tgt} ({cols}) SELECT {sel} FROM b s{joins} {conflict} RETURNING 1)
+             SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT {kt} FROM b s ORDER BY {desc} LIMIT 1),
+                    (SELECT pg_catalog.count(*) FROM ins)",
+            src = p.source_sql,
+            filter = p.filter,
+            after = key_after(jt, p),
+            batch = self.batch_size,
+            tgt = p.target.sql,
+            cols = p.target_columns(),
+            sel = p.select_list(),
+            joins = p.joins,
+            kt = p.key_text("s"),
+            desc = desc.join(", ")
+        );
+        let args = self.params.with_keys(&[jt.last_key.as_ref()]);
+        let (taken, upper, inserted) = Spi::connect_mut(|c| {
+            let row = c.update(&sql, Some(1), &args)?.first();
+            Ok::<_, pgrx::spi::Error>((
+                row.get::<i64>(1)?.unwrap_or(0),
+                row.get::<Vec<Option<String>>>(2)?,
+                row.get::<i64>(3)?.unwrap_or(0),
+            ))
+        })
+        .or_raise();
+        Taken::Written {
+            inserted,
+            upper,
+            done: taken < self.batch_size,
+        }
+    }
+
+    /// [`Rows::Keyset`]: the batch's keys, taken once; a uuid migration records their new ids
+    /// in the same pass (in the job's window: id_map is the extension's).
+    fn take_keyset(&self, jt: &JobTable, p: &TablePlan, record_ids: Option<&str>) -> Taken {
+        let order = p.key_list("s").expect("keyed");
+        let key = p.key.as_ref().expect("keyed");
+        let desc: Vec<String> = key.iter().map(|k| format!("b.{} DESC", k.quoted)).collect();
+        let keycols: Vec<String> = key.iter().map(|k| format!("s.{}", k.quoted)).collect();
+        let record = match record_ids {
+            Some(key) => format!(
+                ", m AS ({})",
+                record_new_ids(p, key, self.job_id, "b", "b", true)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH b AS MATERIALIZED (SELECT {kt} AS __tenant_ops_k, {keycols} FROM {src} s
+                                      WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}){record}
+             SELECT (SELECT pg_catalog.count(*) FROM b), (SELECT __tenant_ops_k FROM b ORDER BY {desc} LIMIT 1)",
+            kt = p.key_text("s"),
+            keycols = keycols.join(", "),
+            src = p.source_sql,
+            filter = p.filter,
+            after = key_after(jt, p),
+            batch = self.batch_size,
+            desc = desc.join(", ")
+        );
+        let args = self.params.with_keys(&[jt.last_key.as_ref()]);
+        let run = || Spi::get_two_with_args::<i64, Vec<Option<String>>>(&sql, &args);
+        let (taken, upper) = if p.uses_id_map {
+            with_job_window(self.job_id, run)
+        } else {
+            run()
+        }
+        .or_raise();
+        let taken = taken.unwrap_or(0);
+        if taken == 0 {
+            return Taken::Nothing;
+        }
+        if p.uses_id_map && jt.last_key.is_none() {
+            // Fresh statistics once a table starts mapping: without them the planner takes a
+            // table's mappings for one row and sizes its hashes wrongly.
+            analyze_id_map();
+        }
+        let mut range = p.key_upto(5).expect("keyed").to_string();
+        if jt.last_key.is_some() {
+            range = format!("{} AND {range}", p.key_after(4).expect("keyed"));
+        }
+        Taken::Chosen(Batch {
+            where_: format!("({}) AND {range}", p.filter),
+            args: self
+                .params
+                .with_keys(&[jt.last_key.as_ref(), upper.as_ref()]),
+            upper,
+            done: taken < self.batch_size,
+        })
+    }
+
+    /// Keeps the target rows the batch is about to overwrite or merge into, for a rollback
+    /// (as the caller, in the job's window: job_archive is the extension's).
+    fn archive_target_before(&self, p: &TablePlan, batch: &Batch) {
+        let sql = format!(
+            "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
+             SELECT {job_id}, {step}, 'target_before', pg_catalog.to_jsonb(t) FROM {tgt} t WHERE {rows}",
+            job_id = self.job_id,
+            step = p.step,
+            tgt = p.target.sql,
+            rows = p.target_rows(&p.source_sql, &batch.where_)
+        );
+        with_job_window(self.job_id, || Spi::run_with_args(&sql, &batch.args)).or_raise();
+    }
+
+    /// Inserts the batch; returns the rows written. Isolated, a failing batch is copied again
+    /// row by row.
+    fn insert_batch(
+        &self,
+        jt: &JobTable,
+        p: &TablePlan,
+        batch: &Batch,
+        conflict: &str,
+        isolate: bool,
+    ) -> OpsResult<i64> {
+        let returning = if let (Role::Shared, Some(target_key)) = (p.role, &p.target_key) {
+            // Shared rows this job adds are recorded so a rollback removes only those.
+            let keys: Vec<String> = target_key.iter().map(|(c, _)| c.clone()).collect();
+            format!(
+                " RETURNING pg_catalog.jsonb_build_array({})",
+                keys.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        let insert = format!(
+            "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s{joins} WHERE {where_} {conflict}{returning}",
+            joins = p.joins,
+            tgt = p.target.sql,
+            cols = p.target_columns(),
+            sel = p.select_list(),
+            src = p.source_sql,
+            where_ = batch.where_,
+        );
+        if !isolate {
+            return Ok(self.run_insert(&insert, &batch.args, p, self.job_id));
+        }
+        match try_subtransaction(|| self.run_insert(&insert, &batch.args, p, self.job_id)) {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                let bounds = [jt.last_key.as_ref(), batch.upper.as_ref()];
+                self.copy_row_by_row(p, &batch.where_, &bounds, conflict, &returning)
+            }
+        }
+    }
+    /// Records a batch: the checkpoint (in the batch's transaction), a log line, and the
+    /// pause that `max_rows_per_second` asks for.
+    fn finish_batch(
+        &self,
+        jt: &JobTable,
+        p: &TablePlan,
+        inserted: i64,
+        upper: Option<&[Option<String>]>,
+        done: bool,
+        started: std::time::Instant,
+    ) {
+        jobs::checkpoint(
+            self.job_id,
+            jt.step,
+            if done { "copied" } else { "copying" },
+            inserted,
+            upper,
+        );
+        if done && jt.rows_total.is_none() {
+            // Not counted up front (see `copy_counts_rows`): the copy wrote every row.
+            jobs::set_rows_total(self.job_id, jt.step, jt.rows_done + inserted);
+        }
+        jobs::log(
+            self.job_id,
+            "step",
+            Some("copy"),
+            Some(p.source),
+            Some(inserted),
+            None,
+            None,
+        );
+        if let Some(rate) = self.options.max_rows_per_second {
+            let wanted = inserted as f64 / rate;
+            let spent = started.elapsed().as_secs_f64();
+            if wanted > spent {
+                Spi::run_with_args("SELECT pg_catalog.pg_sleep($1)", &[(wanted - spent).into()])
+                    .or_raise();
+            }
+        }
+    }
+
+    /// Runs the copy statement; returns the rows written. Shared rows added are recorded.
+    fn run_insert(
+        &self,
+        sql: &str,
+        args: &[pgrx::datum::DatumWithOid],
+        p: &TablePlan,
+        job_id: i64,
+    ) -> i64 {
+        let records_keys = p.role == Role::Shared && p.target_key.is_some();
+        let (written, keys): (i64, Vec<Value>) = Spi::connect_mut(|c| {
+            let t = c.update(sql, None, args)?;
+            let written = t.len() as i64;
+            // Only shared rows return their keys (to be recorded); other inserts just count.
+            let keys = if records_keys {
+                t.map(|r| {
+                    r.get::<JsonB>(1)
+                        .map(|v| v.map(|j| j.0).unwrap_or(Value::Null))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+            } else {
+                vec![]
+            };
+            Ok::<_, pgrx::spi::Error>((written, keys))
+        })
+        .or_raise();
+        if !keys.is_empty() {
+            owner::execute(
+                "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
+                 SELECT $1, $2, 'shared_added', k FROM pg_catalog.jsonb_array_elements($3) k",
+                &[
+                    job_id.into(),
+                    p.step.into(),
+                    JsonB(Value::Array(keys)).into(),
+                ],
+            )
+            .or_raise();
+        }
+        written
+    }
+
+    /// A batch failed: copy it row by row, each in its own subtransaction, to find the rows at
+    /// fault. With continue_on_error they go to job_errors; otherwise the first one fails the
+    /// job with the row named.
+    fn copy_row_by_row(
+        &self,
+        p: &TablePlan,
+        where_: &str,
+        bounds: &[Option<&Vec<Option<String>>>; 2],
+        conflict: &str,
+        returning: &str,
+    ) -> OpsResult<i64> {
+        let args = self.params.with_keys(bounds);
+        if p.key.is_none() {
+            // No key to single rows out: run the whole table once more to report the error.
+            let insert = format!(
+                "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE {where_} {conflict}",
+                p.target.sql,
+                p.target_columns(),
+                p.select_list(),
+                p.source_sql,
+                p.joins
+            );
+            return match try_subtransaction(|| {
+                Spi::connect_mut(|c| c.update(&insert, None, &args).map(|t| t.len() as i64))
+            }) {
+                Ok(r) => Ok(r.or_raise()),
+                Err(e) => Err(OpsError::RowFailed {
+                    sqlstate: e.sqlstate,
+                    message: format!(
+                        "copying {} into {} failed: {}",
+                        p.source_display, p.target.display, e.message
+                    ),
+                    detail:
+                        "The table has no primary key, so the failing row cannot be singled out."
+                            .into(),
+                    hint: None,
+                }),
+            };
+        }
+        let keys: Vec<Vec<Option<String>>> = Spi::connect(|c| {
+            c.select(
+                &format!(
+                    "SELECT {} FROM {} s WHERE {where_} ORDER BY {}",
+                    p.key_text("s"),
+                    p.source_sql,
+                    p.key_list("s").expect("keyed")
+                ),
+                None,
+                &args,
+            )?
+            .map(|r| {
+                r.get::<Vec<Option<String>>>(1)
+                    .map(|k| k.unwrap_or_default())
+            })
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .or_raise();
+        let mut written = 0;
+        let single = format!("{where_} AND {} = ($6::text[])", p.key_text("s"));
+        let insert = format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE {single} {conflict}{returning}",
+            p.target.sql,
+            p.target_columns(),
+            p.select_list(),
+            p.source_sql,
+            p.joins
+        );
+        for key in keys {
+            let a = self.params.with_keys(&[bounds[0], bounds[1], Some(&key)]);
+            match try_subtransaction(|| self.run_insert(&insert, &a, p, self.job_id)) {
+                Ok(n) => written += n,
+                Err(e) => {
+                    let key_text = format!(
+                        "{{{}}}",
+                        key.iter()
+                            .map(|k| k.clone().unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    if !self.options.continue_on_error {
+                        return Err(OpsError::RowFailed {
+                            sqlstate: e.sqlstate,
+                            message: format!("row {key_text} of {} could not be migrated: {}", p.source_display, e.message),
+                            detail: format!("Target table {}; nothing of tenant \"{}\" was written.", p.target.display, self.tenant),
+                            hint: Some("Fix the row, change the column's transform, or set continue_on_error to send such rows to tenant_ops.job_errors.".into()),
+                        });
+                    }
+                    let row = Spi::get_one_with_args::<JsonB>(
+                        &format!(
+                            "SELECT pg_catalog.to_jsonb(s) FROM {} s WHERE {single}",
+                            p.source_sql
+                        ),
+                        &a,
+                    )
+                    .or_raise()
+                    .map(|j| j.0)
+                    .unwrap_or(Value::Null);
+                    jobs::record_row_error(
+                        self.job_id,
+                        p.source,
+                        &key_text,
+                        row,
+                        &e.message,
+                        &e.sqlstate_text(),
+                    );
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    fn conflict_clause(&self, p: &TablePlan) -> String {
+        if p.role == Role::Shared {
+            return match &p.target_key {
+                Some(k) => format!(
+                    "ON CONFLICT ({}) DO NOTHING",
+                    k.iter()
+                        .map(|(c, _)| c.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "ON CONFLICT DO NOTHING".into(),
+            };
+        }
+        let key = p.target_key.as_ref().map(|k| {
+            k.iter()
+                .map(|(c, _)| c.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let updatable: Vec<&String> = p
+            .columns
+            .iter()
+            .map(|(c, _)| c)
+            .filter(|c| {
+                !p.target_key
+                    .as_ref()
+                    .is_some_and(|k| k.iter().any(|(kc, _)| kc == *c))
+            })
+            .collect();
+        match (self.options.on_conflict, key) {
+            (OnConflict::Error, _) => String::new(),
+            (OnConflict::Skip, _) => "ON CONFLICT DO NOTHING".into(),
+            (OnConflict::Overwrite, Some(k)) if !updatable.is_empty() => format!(
+                "ON CONFLICT ({k}) DO UPDATE SET {}",
+                updatable
+                    .iter()
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (OnConflict::Merge, Some(k)) if !updatable.is_empty() => format!(
+                "ON CONFLICT ({k}) DO UPDATE SET {}",
+                updatable
+                    .iter()
+                    .map(|c| format!("{c} = COALESCE(EXCLUDED.{c}, {}.{c})", p.target.sql))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => "ON CONFLICT DO NOTHING".into(),
+        }
+    }
+}
+
+/// ` AND (key) > $4` after a checkpoint; nothing for a table's first batch.
+fn key_after(jt: &JobTable, p: &TablePlan) -> String {
+    if jt.last_key.is_some() {
+        format!(" AND {}", p.key_after(4).unwrap_or_default())
+    } else {
+        String::new()
+    }
+}

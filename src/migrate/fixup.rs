@@ -1,0 +1,36 @@
+//! The `fixup` stage: the columns deferred to break self-references and cycles between tables
+//! are set once every row of the tenant exists in the target.
+
+use pgrx::prelude::*;
+
+use super::sql::numbered;
+use super::Migration;
+use crate::error::{OpsResult, OrRaise};
+use crate::jobs::{self, JobTable};
+
+impl Migration {
+    pub(super) fn fixup_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+        let p = self.plan_for(jt.step)?;
+        if !p.deferred.is_empty() {
+            let key = p.target_key.as_ref().expect("checked in prepare");
+            let kcols = numbered(key, |i, (_, e)| format!("{e} AS __k{i}"));
+            let dcols = numbered(&p.deferred, |i, (_, e)| format!("{e} AS __d{i}"));
+            let sets = numbered(&p.deferred, |i, (c, _)| format!("{c} = x.__d{i}"));
+            let join = numbered(key, |i, (c, _)| format!("t.{c} = x.__k{i}"));
+            let sql = format!(
+                "UPDATE {tgt} t SET {sets} FROM (SELECT {k}, {d} FROM {src} s{joins} WHERE {filter}) x WHERE {join}",
+                joins = p.joins,
+                tgt = p.target.sql,
+                sets = sets.join(", "),
+                k = kcols.join(", "),
+                d = dcols.join(", "),
+                src = p.source_sql,
+                filter = p.filter,
+                join = join.join(" AND ")
+            );
+            Spi::run_with_args(&sql, &self.params.args()).or_raise();
+        }
+        jobs::checkpoint(self.job_id, jt.step, "fixed", 0, None);
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! The key mapping of re-keyed tables: new uuids recorded in `tenant_ops.id_map` (`uuid`),
+//! deterministic ones from a namespace (`uuid5`), and [`map_id`], which finds either.
+
+use pgrx::prelude::*;
+
+use super::options::{IdStrategy, MigrateOptions};
+use super::plan::TablePlan;
+use super::{uuid5, Migration};
+use crate::error::OrRaise;
+use crate::jobs;
+use crate::scope::graph::TableId;
+use crate::sys::owner;
+
+impl Migration {
+    /// Whether id_map holds mappings of `source` in this migration's namespace.
+    pub(super) fn mapped_before(&self, source: TableId) -> bool {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM tenant_ops.id_map
+                             WHERE namespace = $1 AND source = $2::pg_catalog.oid::pg_catalog.regclass)",
+            &[
+                self.params.namespace.clone().into(),
+                (source as i64).into(),
+            ],
+        )
+        .or_raise()
+        .unwrap_or(true)
+    }
+}
+
+/// `INSERT INTO tenant_ops.id_map` of a fresh uuid for the single-column key `key` of every
+/// row of `from` (aliased `alias`); `keep_existing`: keys mapped before keep their ids.
+pub(super) fn record_new_ids(
+    p: &TablePlan,
+    key: &str,
+    job_id: i64,
+    from: &str,
+    alias: &str,
+    keep_existing: bool,
+) -> String {
+    format!(
+        "INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
+         SELECT $2, {oid}::pg_catalog.regclass, ({alias}.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
+           FROM {from}{conflict}",
+        oid = p.source,
+        conflict = if keep_existing { " ON CONFLICT DO NOTHING" } else { "" },
+    )
+}
+
+/// Fresh planner statistics for `tenant_ops.id_map` (as the owner: only a table's owner may
+/// analyze it, and its columns are all built-in types).
+pub(super) fn analyze_id_map() {
+    owner::execute("ANALYZE tenant_ops.id_map", &[]).or_raise();
+}
+
+/// The key mapping namespace: id_map's namespace (uuid), or the uuid5 namespace.
+pub(super) fn namespace(options: &MigrateOptions, scope: &str) -> String {
+    match options.id_strategy {
+        IdStrategy::Uuid5 => {
+            let base = options
+                .uuid_namespace
+                .as_deref()
+                .and_then(uuid5::parse_uuid)
+                .unwrap_or_else(|| {
+                    uuid5::uuid5(
+                        &uuid5::NAMESPACE_PG_TENANT_OPS,
+                        format!("scope:{scope}").as_bytes(),
+                    )
+                });
+            let ns = match &options.new_tenant {
+                Some(t) => uuid5::uuid5(&base, format!("clone:{t}").as_bytes()),
+                None => base,
+            };
+            uuid5::format_uuid(&ns)
+        }
+        _ => options
+            .new_tenant
+            .as_ref()
+            .map(|t| format!("clone:{t}"))
+            .unwrap_or_default(),
+    }
+}
+
+/// The new UUID of a legacy key: recorded by a `uuid` migration, or computed for the latest
+/// `uuid5` migration of that table. NULL when neither knows it.
+pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
+    let recorded = Spi::get_one_with_args::<pgrx::Uuid>(
+        "SELECT (SELECT new_id FROM tenant_ops.id_map
+                  WHERE namespace = '' AND source = $1::pg_catalog.oid::pg_catalog.regclass AND legacy_key = $2)",
+        &[(source as i64).into(), legacy_key.into()],
+    )
+    .or_raise();
+    if recorded.is_some() {
+        return recorded;
+    }
+    let job = Spi::get_one_with_args::<i64>(
+        "SELECT max(j.id) FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
+          WHERE j.kind = 'migrate' AND j.status = 'succeeded' AND j.options ->> 'id_strategy' = 'uuid5'
+            AND j.options ->> 'new_tenant' IS NULL AND t.source = $1::pg_catalog.oid::pg_catalog.regclass",
+        &[(source as i64).into()],
+    )
+    .or_raise()?;
+    let j = jobs::load(job).ok()?;
+    let m = Migration::from_job(&j).ok()?;
+    let ns = uuid5::parse_uuid(&m.params.namespace)?;
+    let sql = Spi::get_one_with_args::<String>(
+        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::pg_catalog.oid)",
+        &[(source as i64).into()],
+    )
+    .or_raise()?;
+    Some(pgrx::Uuid::from_bytes(uuid5::uuid5(
+        &ns,
+        format!("{sql}:{legacy_key}").as_bytes(),
+    )))
+}

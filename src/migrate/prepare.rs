@@ -1,0 +1,482 @@
+//! The `prepare` stage: every check the real run would meet, before anything is written
+//! (target tables and columns, types, privileges, orphans, cross-tenant references, inbound
+//! references of a move, shared rows, conflicts), then the per-table checkpoints.
+
+use std::collections::BTreeSet;
+
+use pgrx::prelude::*;
+use serde_json::json;
+
+use super::options::{self, Mode, OnConflict, SharedMode};
+use super::plan::{Planner, TablePlan};
+use super::sql::{qualified_cols, quoted_cols, require_privileges};
+use super::tables::rekeyed;
+use super::target::{self, TargetTable};
+use super::{Migration, WHOLE_TABLE};
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::jobs;
+use crate::scope::graph::{EdgeKind, Role, TableId};
+use crate::scope::LoadedScope;
+use crate::sys::try_subtransaction;
+
+impl Migration {
+    pub(super) fn prepare(&mut self) -> OpsResult<()> {
+        let loaded = self.load_scope()?;
+        loaded.check_tenant(&self.tenant)?;
+        target::require_schema(&self.target_schema)?;
+        if self.options.create_target {
+            self.create_targets(&loaded)?;
+        }
+        let mut plans = self.build_plans(&loaded, false)?;
+        // Every check runs; a real run stops at the first problem, a dry run reports them all.
+        let mut problems: Vec<OpsError> = vec![];
+        let dry = self.options.dry_run;
+        let mut note = |r: OpsResult<()>| -> OpsResult<()> {
+            match r {
+                Err(e) if dry => {
+                    problems.push(e);
+                    Ok(())
+                }
+                other => other,
+            }
+        };
+        for p in &plans {
+            let source_privileges = if self.options.mode == Mode::Move && p.role != Role::Shared {
+                "SELECT, DELETE"
+            } else {
+                "SELECT"
+            };
+            note(require_privileges(
+                &p.source_sql,
+                &p.source_display,
+                source_privileges,
+                "migrate_tenant",
+            ))?;
+            let target_privileges = match self.options.on_conflict {
+                OnConflict::Overwrite | OnConflict::Merge => "SELECT, INSERT, UPDATE",
+                _ => "SELECT, INSERT",
+            };
+            note(require_privileges(
+                &p.target.sql,
+                &p.target.display,
+                target_privileges,
+                "migrate_tenant",
+            ))?;
+        }
+        if self.options.cross_tenant == options::CrossTenant::Copy {
+            let extra = self.collect_extra(&loaded)?;
+            jobs::log(
+                self.job_id,
+                "cross_tenant.copy",
+                Some("prepare"),
+                None,
+                Some(extra),
+                Some("rows of other tenants brought along"),
+                None,
+            );
+        }
+        for p in &plans {
+            note(self.check_types(p))?;
+            if !p.deferred.is_empty() && p.target_key.is_none() {
+                note(Err(OpsError::InvalidDefinition {
+                    message: format!(
+                        "target table {} needs a primary key written by the migration: its self-references or cycle references are set once every row exists",
+                        p.target.display
+                    ),
+                    hint: None,
+                }))?;
+            }
+            if matches!(
+                self.options.on_conflict,
+                OnConflict::Overwrite | OnConflict::Merge
+            ) && p.target_key.is_none()
+            {
+                note(Err(OpsError::InvalidOption(
+                    format!(
+                        "on_conflict \"{}\" needs a primary key on target table {}",
+                        on_conflict_name(self.options.on_conflict),
+                        p.target.display
+                    ),
+                    None,
+                )))?;
+            }
+        }
+        let staged = self.stage_shared_keys(&mut plans);
+        note(self.check_cross_tenant(&loaded, &plans))?;
+        note(self.check_orphans(&loaded, &plans))?;
+        if self.options.mode == Mode::Move {
+            note(self.check_inbound(&loaded, &plans))?;
+        }
+        note(self.check_shared(&loaded))?;
+        if self.options.on_conflict == OnConflict::Error {
+            for p in &plans {
+                if p.role != Role::Shared {
+                    note(self.check_conflicts(p))?;
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(OpsError::Many(problems));
+        }
+        for p in &plans {
+            let total = match staged.get(&p.step) {
+                Some(n) => Some(*n),
+                None if self.copy_counts_rows() => None,
+                None => Some(self.count(&format!(
+                    "SELECT pg_catalog.count(*) FROM {} s WHERE {}",
+                    p.source_sql, p.filter
+                ))?),
+            };
+            jobs::add_table(
+                self.job_id,
+                p.step,
+                p.source,
+                Some(&p.target.display),
+                p.role.as_str(),
+                total,
+                json!({"deferred_columns": p.deferred.len(), "id_map": p.uses_id_map}),
+            );
+        }
+        self.plans = Some(plans);
+        Ok(())
+    }
+
+    /// Whether each table's row count is known from its copy alone, so `prepare` need not
+    /// count it first: a real inline run copies each table in one statement, and with
+    /// `on_conflict: error` (and no rejected rows) that statement writes every row or fails.
+    /// Only committing runs need the totals up front, for progress and ETA.
+    fn copy_counts_rows(&self) -> bool {
+        self.batch_size >= WHOLE_TABLE
+            && !self.options.dry_run
+            && self.options.on_conflict == OnConflict::Error
+            && !self.options.continue_on_error
+    }
+
+    fn count(&self, sql: &str) -> OpsResult<i64> {
+        Ok(Spi::get_one_with_args::<i64>(sql, &self.params.args())
+            .or_raise()
+            .unwrap_or(0))
+    }
+
+    /// Prepares the copy statement, so a type the target cannot take is reported before
+    /// anything is written, with the tables named.
+    fn check_types(&self, p: &TablePlan) -> OpsResult<()> {
+        let sql = format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE false",
+            p.target.sql,
+            p.target_columns(),
+            p.select_list(),
+            p.source_sql,
+            p.joins
+        );
+        let prepared = try_subtransaction(|| {
+            Spi::connect(|c| {
+                c.prepare(
+                    &sql,
+                    &[
+                        pgrx::PgOid::from(pgrx::pg_sys::TEXTOID),
+                        pgrx::PgOid::from(pgrx::pg_sys::TEXTOID),
+                        pgrx::PgOid::from(pgrx::pg_sys::TEXTOID),
+                    ],
+                )
+                .map(|_| ())
+            })
+        });
+        match prepared {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(OpsError::DatatypeMismatch {
+                message: format!("cannot migrate {} into {}: {e}", p.source_display, p.target.display),
+                hint: None,
+            }),
+            Err(caught) => Err(OpsError::DatatypeMismatch {
+                message: format!("cannot migrate {} into {}: {}", p.source_display, p.target.display, caught.message),
+                hint: Some(
+                    "Map the column with the \"columns\" option (a transform or another source column), or change the target column's type."
+                        .into(),
+                ),
+            }),
+        }
+    }
+
+    fn check_cross_tenant(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+        if self.options.cross_tenant != options::CrossTenant::Error {
+            return Ok(());
+        }
+        let copied: BTreeSet<TableId> = plans.iter().map(|p| p.source).collect();
+        let c = &loaded.catalog;
+        let filters = loaded.filters();
+        for i in &loaded.resolved.cross_references {
+            let e = &c.edges[*i];
+            if !copied.contains(&e.child) {
+                continue;
+            }
+            let (child, parent) = (c.table(e.child), c.table(e.parent));
+            let lhs = qualified_cols(child, &e.child_cols, "s");
+            let rhs = quoted_cols(parent, &e.parent_cols);
+            let not_null: Vec<String> = lhs.iter().map(|x| format!("{x} IS NOT NULL")).collect();
+            let n = self.count(&format!(
+                "SELECT pg_catalog.count(*) FROM {} s WHERE ({}) AND {} AND ({}) NOT IN (SELECT {} FROM {} WHERE {})",
+                child.sql,
+                filters.filter(e.child),
+                not_null.join(" AND "),
+                lhs.join(", "),
+                rhs.join(", "),
+                parent.sql,
+                filters.filter(e.parent)
+            ))?;
+            if n > 0 {
+                return Err(OpsError::ForeignKeyViolation {
+                    message: format!(
+                        "{n} row(s) of {} reference rows of {} owned by another tenant through {}",
+                        child.display, parent.display, e.name
+                    ),
+                    detail: Some(format!("Tenant \"{}\" of scope \"{}\".", self.tenant, self.scope)),
+                    hint: Some("Set the option \"cross_tenant\" to \"null\" to clear such references in the copy, or repair them first.".into()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows that reference nothing (orphans, possible under a `NOT VALID` FK or a link) would
+    /// become dangling keys in the target: refused up front, unless `continue_on_error` sends
+    /// them to job_errors as they fail. A validated FK rules them out, so only `NOT VALID`
+    /// FKs and links are checked.
+    fn check_orphans(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+        if self.options.continue_on_error {
+            return Ok(());
+        }
+        let c = &loaded.catalog;
+        let may_have_orphans = |e: &crate::scope::graph::Edge| {
+            !matches!(
+                e.kind,
+                EdgeKind::ForeignKey {
+                    not_valid: false,
+                    ..
+                }
+            )
+        };
+        for p in plans {
+            for e in c.edges.iter().filter(|e| {
+                e.child == p.source
+                    && loaded.resolved.get(e.parent).is_some()
+                    && may_have_orphans(e)
+            }) {
+                let (child, parent) = (c.table(e.child), c.table(e.parent));
+                let lhs = qualified_cols(child, &e.child_cols, "s");
+                let rhs = qualified_cols(parent, &e.parent_cols, "p");
+                let not_null: Vec<String> =
+                    lhs.iter().map(|x| format!("{x} IS NOT NULL")).collect();
+                let (n, sample) = Spi::get_two_with_args::<i64, Vec<String>>(
+                    &format!(
+                        "SELECT pg_catalog.count(*), (pg_catalog.array_agg(ROW({lhs})::text))[1:5] FROM {src} s
+                          WHERE ({filter}) AND {nn} AND NOT EXISTS (SELECT FROM {par} p WHERE ({rhs}) = ({lhs}))",
+                        lhs = lhs.join(", "),
+                        src = child.sql,
+                        filter = p.filter,
+                        nn = not_null.join(" AND "),
+                        par = parent.sql,
+                        rhs = rhs.join(", ")
+                    ),
+                    &self.params.args(),
+                )
+                .or_raise();
+                let n = n.unwrap_or(0);
+                if n > 0 {
+                    return Err(OpsError::ForeignKeyViolation {
+                        message: format!(
+                            "{n} row(s) of {} reference rows of {} that do not exist (through {})",
+                            child.display, parent.display, e.name
+                        ),
+                        detail: Some(format!(
+                            "Missing {} keys include: {}.",
+                            parent.display,
+                            sample.unwrap_or_default().join(", ")
+                        )),
+                        hint: Some(
+                            "Repair the orphans first, or set continue_on_error to send those rows to tenant_ops.job_errors."
+                                .into(),
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A move deletes the tenant's rows: rows outside the tenant that still reference them
+    /// would block the delete, so they are named before anything runs.
+    fn check_inbound(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+        let c = &loaded.catalog;
+        let filters = loaded.filters();
+        for p in plans.iter().filter(|p| p.role != Role::Shared) {
+            for e in c.edges.iter().filter(|e| e.parent == p.source) {
+                let (child, parent) = (c.table(e.child), c.table(e.parent));
+                let lhs = qualified_cols(child, &e.child_cols, "x");
+                let rhs = qualified_cols(parent, &e.parent_cols, "p");
+                // The child's own filter is written for unqualified columns: evaluate it in a
+                // subquery over the child table itself.
+                let outside = match loaded.resolved.get(e.child) {
+                    Some(t) if t.role != Role::Shared => format!(
+                        "AND (x.tableoid, x.ctid) NOT IN (SELECT tableoid, ctid FROM {} WHERE {})",
+                        child.sql,
+                        filters.filter(e.child)
+                    ),
+                    _ => String::new(),
+                };
+                let n = self.count(&format!(
+                    "SELECT pg_catalog.count(*) FROM {csql} x
+                      WHERE ({lhs}) IN (SELECT {rhs} FROM {psql} p WHERE {pf}) {outside}",
+                    csql = child.sql,
+                    lhs = lhs.join(", "),
+                    rhs = rhs.join(", "),
+                    psql = parent.sql,
+                    pf = p.filter,
+                ))?;
+                if n > 0 {
+                    return Err(OpsError::ForeignKeyViolation {
+                        message: format!(
+                            "cannot move tenant \"{}\": {n} row(s) of {} outside the tenant reference its rows of {} through {}",
+                            self.tenant, child.display, parent.display, e.name
+                        ),
+                        detail: None,
+                        hint: Some("Copy instead of moving, or repair those cross-tenant references first.".into()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With `shared: expect`, every shared row the tenant references must already be in the
+    /// target (under its mapped key).
+    fn check_shared(&self, loaded: &LoadedScope) -> OpsResult<()> {
+        if self.options.shared != SharedMode::Expect {
+            return Ok(());
+        }
+        let shared: Vec<(TableId, Role)> = loaded
+            .resolved
+            .tables
+            .iter()
+            .filter(|t| t.role == Role::Shared)
+            .map(|t| (t.oid, t.role))
+            .collect();
+        if shared.is_empty() {
+            return Ok(());
+        }
+        let mut targets = vec![];
+        for (source, _) in &shared {
+            let name = self.target_name(loaded, *source);
+            let Some(t) = target::read(&self.target_schema, &name) else {
+                return Err(OpsError::MissingTarget {
+                    target: target::qualified(&self.target_schema, &name),
+                    from: loaded.catalog.table(*source).display.clone(),
+                    hint: "Shared rows are expected in the target: load them there first, or set \"shared\": \"copy\" to bring them along.".into(),
+                });
+            };
+            targets.push(t);
+        }
+        let all: Vec<(TableId, Role)> = self
+            .copied(loaded)
+            .into_iter()
+            .chain(shared.iter().copied())
+            .collect();
+        let mut all_targets: Vec<TargetTable> = vec![];
+        for (source, _) in &all {
+            if let Some(t) = target::read(&self.target_schema, &self.target_name(loaded, *source)) {
+                all_targets.push(t);
+            }
+        }
+        let planner = Planner {
+            loaded,
+            options: &self.options,
+            rekeyed: rekeyed(
+                loaded,
+                &self.options,
+                &all[..all_targets.len().min(all.len())],
+                &all_targets,
+            ),
+            is_admin: true,
+            lookups: Default::default(),
+        };
+        let filters = self.filters(loaded);
+        for ((source, role), target) in shared.iter().zip(targets) {
+            let p = planner.plan_table(
+                0,
+                *source,
+                *role,
+                filters.filter(*source).to_string(),
+                target,
+            )?;
+            let Some(key) = &p.target_key else { continue };
+            let cond: Vec<String> = key.iter().map(|(c, e)| format!("t.{c} = {e}")).collect();
+            let missing = Spi::get_two_with_args::<i64, Vec<String>>(
+                &format!(
+                    "SELECT pg_catalog.count(*), (pg_catalog.array_agg({}::text))[1:5] FROM {} s{}
+                      WHERE ({}) AND NOT EXISTS (SELECT FROM {} t WHERE {})",
+                    p.key_text("s"),
+                    p.source_sql,
+                    p.joins,
+                    p.filter,
+                    p.target.sql,
+                    cond.join(" AND ")
+                ),
+                &self.params.args(),
+            )
+            .or_raise();
+            if let (Some(n), sample) = missing {
+                if n > 0 {
+                    return Err(OpsError::ForeignKeyViolation {
+                        message: format!(
+                            "{n} row(s) of shared table {} referenced by tenant \"{}\" are missing from {}",
+                            p.source_display, self.tenant, p.target.display
+                        ),
+                        detail: Some(format!("Missing keys include: {}.", sample.unwrap_or_default().join(", "))),
+                        hint: Some("Load them into the target first, or set the option \"shared\" to \"copy\".".into()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_conflicts(&self, p: &TablePlan) -> OpsResult<()> {
+        let Some(key) = &p.target_key else {
+            return Ok(());
+        };
+        let cols: Vec<String> = key.iter().map(|(c, _)| format!("t.{c}")).collect();
+        let exprs: Vec<String> = key.iter().map(|(_, e)| e.clone()).collect();
+        let sample = Spi::get_one_with_args::<Vec<String>>(
+            &format!(
+                "SELECT (pg_catalog.array_agg(k))[1:3] FROM (
+                   SELECT ROW({exprs})::text AS k FROM {src} s{joins}
+                    WHERE ({filter}) AND ({exprs}) IN (SELECT {cols} FROM {tgt} t)) x",
+                exprs = exprs.join(", "),
+                src = p.source_sql,
+                joins = p.joins,
+                filter = p.filter,
+                cols = cols.join(", "),
+                tgt = p.target.sql
+            ),
+            &self.params.args(),
+        )
+        .or_raise();
+        match sample {
+            Some(keys) if !keys.is_empty() => Err(OpsError::UniqueViolation {
+                message: format!("rows of {} already exist in {} (on_conflict is \"error\")", p.source_display, p.target.display),
+                detail: Some(format!("Conflicting keys include: {}.", keys.join(", "))),
+                hint: Some("Choose on_conflict \"skip\", \"overwrite\" or \"merge\", or clear the target first.".into()),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn on_conflict_name(o: OnConflict) -> &'static str {
+    match o {
+        OnConflict::Error => "error",
+        OnConflict::Skip => "skip",
+        OnConflict::Overwrite => "overwrite",
+        OnConflict::Merge => "merge",
+    }
+}

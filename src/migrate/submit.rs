@@ -1,0 +1,123 @@
+//! Starting a migration: [`submit`] checks the arguments and creates the job (one migration of
+//! a tenant at a time); [`Migration::from_job`] reads a job's options back into a step driver.
+
+use pgrx::prelude::*;
+use serde_json::Value;
+
+use super::keys::namespace;
+use super::options::MigrateOptions;
+use super::{target, Migration, Params, WHOLE_TABLE};
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::jobs::{self, Job};
+use crate::scope;
+
+impl Migration {
+    pub fn from_job(job: &Job) -> OpsResult<Migration> {
+        let mut raw = job.options.clone();
+        let target_schema = raw
+            .as_object_mut()
+            .and_then(|m| m.remove(TARGET_SCHEMA_KEY))
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let options = MigrateOptions::parse(&raw)?;
+        let scope = job.scope.clone().unwrap_or_default();
+        let tenant = job.tenant.clone().unwrap_or_default();
+        let namespace = namespace(&options, &scope);
+        // Steps exist so that a committing run can resume where it stopped. An inline run is
+        // one transaction whatever its steps, so unless the caller sized them it takes each
+        // table in one statement, the way hand-written SQL would.
+        let batch_size = match (options.batch_size, job.executor.as_str()) {
+            (Some(n), _) => n,
+            (None, "inline") => WHOLE_TABLE,
+            (None, _) => crate::gucs::batch_size() as i64,
+        };
+        Ok(Migration {
+            job_id: job.id,
+            params: Params {
+                tenant: tenant.clone(),
+                namespace,
+                new_tenant: options.new_tenant.clone(),
+            },
+            scope,
+            tenant,
+            target_schema,
+            options,
+            batch_size,
+            plans: None,
+        })
+    }
+}
+
+/// The target schema is kept in the job's options under this key.
+const TARGET_SCHEMA_KEY: &str = "target_schema";
+
+/// Creates a migration job after checking the arguments; the caller runs it.
+pub fn submit(
+    scope_name: &str,
+    tenant: &str,
+    target_schema: &str,
+    raw_options: &Value,
+    background: bool,
+) -> OpsResult<(i64, MigrateOptions)> {
+    let options = MigrateOptions::parse(raw_options)?;
+    let loaded = scope::load(scope_name)?;
+    loaded.check_tenant(tenant)?;
+    target::require_schema(target_schema)?;
+    // One migration of a tenant at a time: a transaction-level lock against concurrent
+    // submissions, and the open jobs already committed.
+    let got = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended('tenant_ops:migrate:' || $1 || ':' || $2, 0))",
+        &[scope_name.into(), tenant.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    let open = Spi::get_one_with_args::<i64>(
+        "SELECT min(id) FROM tenant_ops.jobs WHERE kind = 'migrate' AND scope = $1 AND tenant = $2
+            AND status IN ('queued', 'running', 'paused')",
+        &[scope_name.into(), tenant.into()],
+    )
+    .or_raise();
+    if let Some(job) = open {
+        return Err(OpsError::JobBusy {
+            scope: scope_name.into(),
+            tenant: tenant.into(),
+            job,
+        });
+    }
+    if !got {
+        let holder = Spi::get_one_with_args::<i32>(
+            "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted
+                AND objid = (pg_catalog.hashtextextended('tenant_ops:migrate:' || $1 || ':' || $2, 0) & 4294967295)::oid
+              LIMIT 1",
+            &[scope_name.into(), tenant.into()],
+        )
+        .or_raise();
+        return Err(OpsError::JobBusy {
+            scope: scope_name.into(),
+            tenant: tenant.into(),
+            job: -(holder.unwrap_or(0) as i64),
+        });
+    }
+    let mut stored = raw_options.clone();
+    if let Value::Object(m) = &mut stored {
+        m.insert(
+            TARGET_SCHEMA_KEY.into(),
+            Value::String(target_schema.into()),
+        );
+    }
+    let id = jobs::create(
+        "migrate",
+        scope_name,
+        tenant,
+        &stored,
+        if background {
+            "background"
+        } else if options.defer {
+            "procedure"
+        } else {
+            "inline"
+        },
+    );
+    jobs::log(id, "job.queued", Some("prepare"), None, None, None, None);
+    Ok((id, options))
+}

@@ -1,0 +1,147 @@
+//! Which tables a migration copies, with the targets they go to, and the plans every stage
+//! works from ([`Migration::build_plans`]; how a plan computes each target row: `plan.rs`).
+
+use std::collections::BTreeSet;
+
+use pgrx::prelude::*;
+
+use super::options::{IdStrategy, MigrateOptions, SharedMode};
+use super::plan::{Planner, TablePlan};
+use super::target::{self, TargetTable};
+use super::Migration;
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::scope::graph::{Role, TableId};
+use crate::scope::LoadedScope;
+
+impl Migration {
+    /// Source tables this migration copies, in dependency order: root and owned tables, and
+    /// shared tables when `shared: copy`.
+    pub(super) fn copied(&self, loaded: &LoadedScope) -> Vec<(TableId, Role)> {
+        loaded
+            .resolved
+            .tables
+            .iter()
+            .filter(|t| t.role != Role::Shared || self.options.shared == SharedMode::Copy)
+            .map(|t| (t.oid, t.role))
+            .collect()
+    }
+
+    fn is_admin() -> bool {
+        Spi::get_one::<bool>(
+            "SELECT pg_catalog.pg_has_role(current_user, 'tenant_ops_admin', 'MEMBER')
+                 OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+        )
+        .or_raise()
+        .unwrap_or(false)
+    }
+
+    /// Plans every copied table against the targets as they exist now. `staged`: the shared
+    /// keys were staged by `prepare` (every step after it).
+    pub(super) fn build_plans(
+        &self,
+        loaded: &LoadedScope,
+        staged: bool,
+    ) -> OpsResult<Vec<TablePlan>> {
+        let copied = self.copied(loaded);
+        let mut targets = vec![];
+        for (source, _) in &copied {
+            let name = self.target_name(loaded, *source);
+            match target::read(&self.target_schema, &name) {
+                Some(t) => targets.push(t),
+                None => {
+                    return Err(OpsError::MissingTarget {
+                        target: target::qualified(&self.target_schema, &name),
+                        from: loaded.catalog.table(*source).display.clone(),
+                        hint: "Create it, map the source table to another name with the \"tables\" option, or set \"create_target\": true.".into(),
+                    })
+                }
+            }
+        }
+        let planner = Planner {
+            loaded,
+            options: &self.options,
+            rekeyed: rekeyed(loaded, &self.options, &copied, &targets),
+            is_admin: Self::is_admin(),
+            lookups: Default::default(),
+        };
+        let filters = self.filters(loaded);
+        let mut plans = vec![];
+        for (i, ((source, role), target)) in copied.iter().zip(targets).enumerate() {
+            let mut filter = filters.filter(*source).to_string();
+            if *role == Role::Root && self.options.shared == SharedMode::Copy {
+                if let Some(closure) = root_reference_closure(loaded, &filter) {
+                    filter = format!("({filter}) OR {closure}");
+                }
+            }
+            let mut plan = planner.plan_table(i as i32 + 1, *source, *role, filter, target)?;
+            if staged && self.stages_shared_keys(&plan) {
+                plan.filter = self.staged_filter(&plan);
+            }
+            plans.push(plan);
+        }
+        Ok(plans)
+    }
+}
+
+/// Tables whose single-column primary key is re-keyed: the strategy re-keys, and the target
+/// key column is a uuid.
+pub(super) fn rekeyed(
+    loaded: &LoadedScope,
+    options: &MigrateOptions,
+    tables: &[(TableId, Role)],
+    targets: &[TargetTable],
+) -> BTreeSet<TableId> {
+    let mut out = BTreeSet::new();
+    if options.id_strategy == IdStrategy::Keep {
+        return out;
+    }
+    for ((source, _), target) in tables.iter().zip(targets) {
+        let src = loaded.catalog.table(*source);
+        let Some([_]) = src.primary_key.as_deref() else {
+            continue;
+        };
+        let Some([tk]) = target.primary_key.as_deref() else {
+            continue;
+        };
+        if target.column(tk).is_some_and(|c| c.type_name == "uuid") {
+            out.insert(*source);
+        }
+    }
+    out
+}
+
+/// For a root with a self-reference (an employee's manager) under `shared: copy`: the root
+/// rows the tenant's root row points at, transitively, as a condition on `s`.
+fn root_reference_closure(loaded: &LoadedScope, root_filter: &str) -> Option<String> {
+    let c = &loaded.catalog;
+    let root = c.table(loaded.resolved.root);
+    let pk = root.primary_key.as_ref()?;
+    let selfs: Vec<_> = c
+        .edges
+        .iter()
+        .filter(|e| e.child == root.oid && e.is_self_reference() && &e.parent_cols == pk)
+        .collect();
+    if selfs.is_empty() || pk.len() != 1 {
+        return None;
+    }
+    let q = |col: &str| {
+        root.column(col)
+            .map(|x| x.quoted.clone())
+            .unwrap_or(col.to_string())
+    };
+    let key = q(&pk[0]);
+    let refs: Vec<String> = selfs.iter().map(|e| q(&e.child_cols[0])).collect();
+    let base: Vec<String> = refs
+        .iter()
+        .map(|r| format!("SELECT {r} FROM {} WHERE {root_filter}", root.sql))
+        .collect();
+    let step: Vec<String> = refs
+        .iter()
+        .map(|r| format!("SELECT x.{r} FROM {} x JOIN r ON x.{key} = r.k", root.sql))
+        .collect();
+    Some(format!(
+        "s.{key} IN (WITH RECURSIVE r(k) AS ({} UNION {}) SELECT k FROM r WHERE k IS NOT NULL)",
+        base.join(" UNION "),
+        step.join(" UNION ")
+    ))
+}
