@@ -81,7 +81,8 @@ pub struct MigrateOptions {
     pub tables: BTreeMap<String, String>,
     pub strip_prefix: Option<String>,
     pub id_strategy: IdStrategy,
-    pub uuid_namespace: Option<String>,
+    /// The `uuid5` namespace; `None`: the scope's own (see [`super::uuid5::migration_namespace`]).
+    pub uuid_namespace: Option<uuid::Uuid>,
     /// Target table → target column → how to fill it.
     pub columns: BTreeMap<String, BTreeMap<String, ColumnSource>>,
     pub new_tenant: Option<String>,
@@ -221,11 +222,19 @@ impl MigrateOptions {
             ],
             IdStrategy::Keep,
         )?;
-        o.uuid_namespace = text(map, "uuid_namespace")?;
-        if o.uuid_namespace.is_some() && o.id_strategy != IdStrategy::Uuid5 {
-            return Err(bad(
-                "option \"uuid_namespace\" only applies to id_strategy \"uuid5\"".into(),
-            ));
+        if let Some(ns) = text(map, "uuid_namespace")? {
+            if o.id_strategy != IdStrategy::Uuid5 {
+                return Err(bad(
+                    "option \"uuid_namespace\" only applies to id_strategy \"uuid5\"".into(),
+                ));
+            }
+            // Refused rather than replaced: a typo here would silently give other keys.
+            o.uuid_namespace = Some(super::uuid5::parse_uuid(&ns).ok_or_else(|| {
+                OpsError::InvalidOption(
+                    format!("option \"uuid_namespace\" must be a UUID, not {}", Value::String(ns)),
+                    Some("Write it as \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\" (32 hex digits, hyphens optional).".into()),
+                )
+            })?);
         }
         if let Some(v) = map.get("columns") {
             o.columns = parse_columns(v)?;
@@ -417,6 +426,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(o.id_strategy, IdStrategy::Uuid5);
+        assert_eq!(o.uuid_namespace, Some(uuid::Uuid::NAMESPACE_DNS));
         assert_eq!(o.batch_size, Some(500));
         assert_eq!(
             o.columns["doctors"]["name"],
@@ -461,6 +471,14 @@ mod tests {
             (
                 json!({"uuid_namespace": "x"}),
                 "option \"uuid_namespace\" only applies to id_strategy \"uuid5\"",
+            ),
+            (
+                json!({"id_strategy": "uuid5", "uuid_namespace": "6ba7b810-9dad-11d1-80b4"}),
+                "option \"uuid_namespace\" must be a UUID, not \"6ba7b810-9dad-11d1-80b4\"",
+            ),
+            (
+                json!({"id_strategy": "uuid5", "uuid_namespace": "urn:uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8"}),
+                "option \"uuid_namespace\" must be a UUID, not \"urn:uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
             ),
             (
                 json!({"columns": {"t": {"c": {"from": "a", "value": 1}}}}),
