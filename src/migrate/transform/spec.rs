@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{MapDefault, Step, Transform, BUILTINS, MASK_MAX_KEEP_LAST};
 use crate::error::{OpsError, OpsResult};
-use crate::scope::options::describe_json;
+use crate::options::describe_json;
 
 impl Transform {
     /// Parses a spec: a string naming a built-in ("trim"), an object {"name": "...", ...params},
