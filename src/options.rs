@@ -63,8 +63,8 @@ pub enum Problem {
 /// How one kind of document names its places and what it hints.
 pub trait Wording {
     /// The place at `path` as messages name it ("option \"tables\""); `input` is the whole
-    /// document, for places named after what they hold (a link's name). Never called with an
-    /// empty path: the document itself is "options".
+    /// document, for places named after what they hold (a link's name). The empty path is the
+    /// document itself (for options documents: "options").
     fn place(&self, path: &[Seg], input: &Value) -> String;
 
     /// A HINT for `problem` at `path`, if one helps ([`default_hint`] unless overridden).
@@ -144,11 +144,7 @@ pub fn deserialize<T: DeserializeOwned>(input: &Value) -> Result<T, (Vec<Seg>, P
 
 /// The error for `problem` at `path` of `input`, in `wording`'s words.
 pub fn error(input: &Value, path: &[Seg], problem: &Problem, wording: &dyn Wording) -> OpsError {
-    let place = if path.is_empty() {
-        "options".to_string()
-    } else {
-        wording.place(path, input)
-    };
+    let place = wording.place(path, input);
     let mut message = wording.message(path, &place, problem);
     if let Problem::WrongValue { .. } = problem {
         if let Some(v) = value_at(input, path) {
@@ -319,6 +315,9 @@ mod tests {
     struct Plain;
     impl Wording for Plain {
         fn place(&self, path: &[Seg], _: &Value) -> String {
+            if path.is_empty() {
+                return "options".into();
+            }
             let parts: Vec<String> = path
                 .iter()
                 .map(|s| match s {

@@ -18,6 +18,8 @@
 //! This file holds the model: a pipeline of built-in steps and what each step is. `spec` reads
 //! a pipeline from its JSON spec, `sql` writes it as an SQL expression.
 
+use serde::Deserialize;
+
 mod spec;
 mod sql;
 #[cfg(test)]
@@ -48,35 +50,57 @@ pub struct Transform {
     steps: Vec<Step>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// One built-in with its parameters. This is also the object form of a spec: serde reads it
+/// by its `"name"`, refusing parameters a built-in does not take (hence `Trim {}` rather than
+/// `Trim`: serde ignores extra keys next to a unit variant); `spec` checks each parameter.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
 enum Step {
-    Trim,
-    Lower,
-    Upper,
-    Initcap,
-    NormalizeEmail,
+    Trim {},
+    Lower {},
+    Upper {},
+    Initcap {},
+    NormalizeEmail {},
     /// `default_country_code`: digits only, without the '+'.
     NormalizePhone {
+        #[serde(default, deserialize_with = "spec::country_code")]
         default_country_code: Option<String>,
     },
     ToDate {
+        #[serde(deserialize_with = "spec::format")]
         format: String,
     },
     ToTimestamp {
+        #[serde(deserialize_with = "spec::format")]
         format: String,
     },
-    ToUuid,
+    ToUuid {},
     Mask {
+        #[serde(
+            default = "spec::default_keep_last",
+            deserialize_with = "spec::keep_last"
+        )]
         keep_last: u32,
+        #[serde(
+            rename = "char",
+            default = "spec::default_mask_char",
+            deserialize_with = "spec::mask_char"
+        )]
         ch: char,
     },
     /// `values` sorted by key (keys are unique), so the SQL does not depend on JSON key order.
     Map {
+        #[serde(deserialize_with = "spec::map_values")]
         values: Vec<(String, Option<String>)>,
+        #[serde(
+            default = "spec::default_map_default",
+            deserialize_with = "spec::map_default"
+        )]
         default: MapDefault,
     },
 }
 
+/// What `map` does with a value its `values` do not name.
 #[derive(Clone, Debug, PartialEq)]
 enum MapDefault {
     /// Unmapped values pass through unchanged.
@@ -90,15 +114,15 @@ enum MapDefault {
 impl Step {
     fn name(&self) -> &'static str {
         match self {
-            Step::Trim => "trim",
-            Step::Lower => "lower",
-            Step::Upper => "upper",
-            Step::Initcap => "initcap",
-            Step::NormalizeEmail => "normalize_email",
+            Step::Trim {} => "trim",
+            Step::Lower {} => "lower",
+            Step::Upper {} => "upper",
+            Step::Initcap {} => "initcap",
+            Step::NormalizeEmail {} => "normalize_email",
             Step::NormalizePhone { .. } => "normalize_phone",
             Step::ToDate { .. } => "to_date",
             Step::ToTimestamp { .. } => "to_timestamp",
-            Step::ToUuid => "to_uuid",
+            Step::ToUuid {} => "to_uuid",
             Step::Mask { .. } => "mask",
             Step::Map { .. } => "map",
         }
@@ -109,7 +133,7 @@ impl Step {
         match self {
             Step::ToDate { .. } => "date",
             Step::ToTimestamp { .. } => "timestamp with time zone",
-            Step::ToUuid => "uuid",
+            Step::ToUuid {} => "uuid",
             _ => "text",
         }
     }
@@ -117,7 +141,7 @@ impl Step {
     fn can_fail(&self) -> bool {
         matches!(
             self,
-            Step::ToDate { .. } | Step::ToTimestamp { .. } | Step::ToUuid
+            Step::ToDate { .. } | Step::ToTimestamp { .. } | Step::ToUuid {}
         )
     }
 }

@@ -1,11 +1,12 @@
 //! Reading a transform spec from JSON: the shapes a spec takes, every built-in's parameters,
 //! and error messages that name the transform, the pipeline step and the column at fault.
 
-use serde_json::{Map, Value};
+use serde::Deserializer;
+use serde_json::{json, Value};
 
 use super::{MapDefault, Step, Transform, BUILTINS, MASK_MAX_KEEP_LAST};
 use crate::error::{OpsError, OpsResult};
-use crate::options::describe_json;
+use crate::options::{self, describe_json, invalid, Object, Problem, Seg, Wording};
 
 impl Transform {
     /// Parses a spec: a string naming a built-in ("trim"), an object {"name": "...", ...params},
@@ -139,28 +140,31 @@ fn usage(name: &str) -> String {
 }
 
 fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
-    let no_params = Map::new();
-    let (name, params) = match spec {
-        Value::String(name) => (name.as_str(), &no_params),
-        Value::Object(obj) => match obj.get("name") {
-            Some(Value::String(name)) => (name.as_str(), obj),
-            Some(other) => {
-                return Err(OpsError::InvalidOption(
-                    format!(
-                        "the \"name\" of a transform{} must be a string, not {}",
-                        at.describe(),
-                        describe_json(other)
-                    ),
-                    Some(builtins_hint()),
-                ))
+    let object = match spec {
+        // "trim" is {"name": "trim"}: the same parameters are required and checked.
+        Value::String(name) => json!({ "name": name }),
+        Value::Object(obj) => {
+            match obj.get("name") {
+                Some(Value::String(_)) => {}
+                Some(other) => {
+                    return Err(OpsError::InvalidOption(
+                        format!(
+                            "the \"name\" of a transform{} must be a string, not {}",
+                            at.describe(),
+                            describe_json(other)
+                        ),
+                        Some(builtins_hint()),
+                    ))
+                }
+                None => {
+                    return Err(OpsError::InvalidOption(
+                        format!("a transform object{} has no \"name\"", at.describe()),
+                        Some(shape_hint()),
+                    ))
+                }
             }
-            None => {
-                return Err(OpsError::InvalidOption(
-                    format!("a transform object{} has no \"name\"", at.describe()),
-                    Some(shape_hint()),
-                ))
-            }
-        },
+            spec.clone()
+        }
         other => {
             let what = if at.step.is_some() {
                 "a step of a transform pipeline must be a name or an object with a \"name\""
@@ -173,209 +177,170 @@ fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
             ));
         }
     };
-    let Some(&name) = BUILTINS.iter().find(|b| **b == name) else {
-        return Err(OpsError::InvalidOption(
-            format!("unknown transform \"{name}\"{}", at.describe()),
-            Some(builtins_hint()),
-        ));
-    };
-    let p = Params { name, params, at };
-    let step = match name {
-        "trim" => Step::Trim,
-        "lower" => Step::Lower,
-        "upper" => Step::Upper,
-        "initcap" => Step::Initcap,
-        "normalize_email" => Step::NormalizeEmail,
-        "to_uuid" => Step::ToUuid,
-        "normalize_phone" => {
-            p.allow(&["default_country_code"])?;
-            let default_country_code = match p.optional_string("default_country_code")? {
-                None => None,
-                Some(code) => {
-                    let digits = code.strip_prefix('+').unwrap_or(code);
-                    if digits.is_empty()
-                        || digits.len() > 4
-                        || !digits.bytes().all(|b| b.is_ascii_digit())
-                    {
-                        return Err(p.bad(format!(
-                            "parameter \"default_country_code\" must be 1 to 4 digits, not {}",
-                            Value::String(code.to_string())
-                        )));
-                    }
-                    Some(digits.to_string())
-                }
-            };
-            Step::NormalizePhone {
-                default_country_code,
-            }
-        }
-        "to_date" | "to_timestamp" => {
-            p.allow(&["format"])?;
-            let format = p.required_string("format")?;
-            if format.trim().is_empty() {
-                return Err(p.bad("parameter \"format\" must not be empty".into()));
-            }
-            let format = format.to_string();
-            if name == "to_date" {
-                Step::ToDate { format }
-            } else {
-                Step::ToTimestamp { format }
-            }
-        }
-        "mask" => {
-            p.allow(&["keep_last", "char"])?;
-            let keep_last = match params.get("keep_last") {
-                None => 4,
-                Some(v) => match v.as_u64() {
-                    Some(n) if n <= MASK_MAX_KEEP_LAST => n as u32,
-                    _ => {
-                        return Err(p.bad(format!(
-                            "parameter \"keep_last\" must be an integer from 0 to \
-                             {MASK_MAX_KEEP_LAST}, not {v}"
-                        )))
-                    }
-                },
-            };
-            let ch = match p.optional_string("char")? {
-                None => '*',
-                Some(s) => {
-                    let mut chars = s.chars();
-                    match (chars.next(), chars.next()) {
-                        (Some(c), None) => c,
-                        _ => {
-                            return Err(p.bad(format!(
-                                "parameter \"char\" must be exactly one character, not {}",
-                                Value::String(s.to_string())
-                            )))
-                        }
-                    }
-                }
-            };
-            Step::Mask { keep_last, ch }
-        }
-        "map" => {
-            p.allow(&["values", "default"])?;
-            let values = match params.get("values") {
-                None => return Err(p.bad("parameter \"values\" is required".into())),
-                Some(Value::Object(values)) => values,
-                Some(other) => {
-                    return Err(p.bad(format!(
-                        "parameter \"values\" must be an object, not {}",
-                        describe_json(other)
-                    )))
-                }
-            };
-            if values.is_empty() {
-                return Err(p.bad("parameter \"values\" must map at least one value".into()));
-            }
-            let mut pairs = Vec::with_capacity(values.len());
-            for (from, to) in values {
-                p.no_nul(from, "a key of parameter \"values\"")?;
-                let to = match to {
-                    Value::String(s) => {
-                        p.no_nul(s, "parameter \"values\"")?;
-                        Some(s.clone())
-                    }
-                    Value::Null => None,
-                    other => {
-                        return Err(p.bad(format!(
-                            "parameter \"values\" must map {} to a string or null, not {}",
-                            Value::String(from.clone()),
-                            describe_json(other)
-                        )))
-                    }
-                };
-                pairs.push((from.clone(), to));
-            }
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
-            let default = match params.get("default") {
-                None => MapDefault::Keep,
-                Some(Value::Null) => MapDefault::Null,
-                Some(Value::String(s)) if s == "keep" => MapDefault::Keep,
-                Some(Value::String(s)) if s == "null" => MapDefault::Null,
-                Some(Value::String(s)) => {
-                    p.no_nul(s, "parameter \"default\"")?;
-                    MapDefault::Value(s.clone())
-                }
-                Some(other) => {
-                    return Err(p.bad(format!(
-                        "parameter \"default\" must be \"keep\", \"null\" or a string, not {}",
-                        describe_json(other)
-                    )))
-                }
-            };
-            Step::Map {
-                values: pairs,
-                default,
-            }
-        }
-        _ => unreachable!("every name in BUILTINS is handled"),
-    };
-    if !matches!(
-        name,
-        "normalize_phone" | "to_date" | "to_timestamp" | "mask" | "map"
-    ) {
-        p.allow(&[])?;
-    }
-    Ok(step)
+    let name = object["name"].as_str().unwrap_or_default();
+    options::deserialize::<Object<Step>>(&object)
+        .map(|o| o.0)
+        .map_err(|(path, problem)| {
+            options::error(&object, &path, &problem, &StepWording { name, at })
+        })
 }
 
-/// The parameters of one transform object (its keys other than "name").
-struct Params<'a> {
-    name: &'static str,
-    params: &'a Map<String, Value>,
+/// How errors in one step's object read: after the transform's name and where it sits, with
+/// the HINT of what that transform takes.
+struct StepWording<'a> {
+    name: &'a str,
     at: &'a Where<'a>,
 }
 
-impl<'a> Params<'a> {
-    fn bad(&self, problem: String) -> OpsError {
-        OpsError::InvalidOption(
-            format!(
-                "transform \"{}\"{}: {problem}",
-                self.name,
-                self.at.describe()
-            ),
-            Some(usage(self.name)),
-        )
+impl Wording for StepWording<'_> {
+    fn place(&self, _path: &[Seg], _input: &Value) -> String {
+        format!("transform \"{}\"{}", self.name, self.at.describe())
     }
 
-    /// Refuses any key but "name" and `known`.
-    fn allow(&self, known: &[&str]) -> OpsResult<()> {
-        match self
-            .params
-            .keys()
-            .find(|k| k.as_str() != "name" && !known.contains(&k.as_str()))
-        {
-            Some(key) => Err(self.bad(format!("unknown parameter {}", Value::String(key.clone())))),
-            None => Ok(()),
-        }
-    }
-
-    fn optional_string(&self, key: &str) -> OpsResult<Option<&'a str>> {
-        match self.params.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => {
-                self.no_nul(s, &format!("parameter \"{key}\""))?;
-                Ok(Some(s.as_str()))
+    fn message(&self, _path: &[Seg], place: &str, problem: &Problem) -> String {
+        match problem {
+            Problem::UnknownVariant { variant, .. } => {
+                format!("unknown transform \"{variant}\"{}", self.at.describe())
             }
-            Some(other) => Err(self.bad(format!(
-                "parameter \"{key}\" must be a string, not {}",
-                describe_json(other)
-            ))),
+            Problem::UnknownField { field, .. } => {
+                format!(
+                    "{place}: unknown parameter {}",
+                    Value::String(field.clone())
+                )
+            }
+            Problem::MissingField(field) => format!("{place}: parameter \"{field}\" is required"),
+            Problem::WrongValue { expected } => format!("{place}: must be {expected}"),
+            Problem::Invalid(text) => format!("{place}: {text}"),
         }
     }
 
-    fn required_string(&self, key: &str) -> OpsResult<&'a str> {
-        self.optional_string(key)?
-            .ok_or_else(|| self.bad(format!("parameter \"{key}\" is required")))
-    }
-
-    /// PostgreSQL text cannot hold NUL characters.
-    fn no_nul(&self, s: &str, what: &str) -> OpsResult<()> {
-        if s.contains('\0') {
-            Err(self.bad(format!("{what} must not contain a NUL character")))
-        } else {
-            Ok(())
+    fn hint(&self, _path: &[Seg], problem: &Problem) -> Option<String> {
+        match problem {
+            Problem::UnknownVariant { .. } => Some(builtins_hint()),
+            _ => Some(usage(self.name)),
         }
+    }
+}
+
+// Each parameter's own rules, for the `deserialize_with` of [`Step`]'s fields. Their texts
+// follow "transform \"mask\" for column …: ".
+
+/// A string parameter: PostgreSQL text cannot hold NUL characters.
+fn string_param<E: serde::de::Error>(v: Value, key: &str) -> Result<String, E> {
+    match v {
+        Value::String(s) if s.contains('\0') => Err(invalid(format!(
+            "parameter \"{key}\" must not contain a NUL character"
+        ))),
+        Value::String(s) => Ok(s),
+        other => Err(invalid(format!(
+            "parameter \"{key}\" must be a string, not {}",
+            describe_json(&other)
+        ))),
+    }
+}
+
+pub(super) fn country_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let code = string_param(options::json(d)?, "default_country_code")?;
+    let digits = code.strip_prefix('+').unwrap_or(&code);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!(
+            "parameter \"default_country_code\" must be 1 to 4 digits, not {}",
+            Value::String(code.clone())
+        )));
+    }
+    Ok(Some(digits.to_string()))
+}
+
+pub(super) fn format<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let format = string_param(options::json(d)?, "format")?;
+    if format.trim().is_empty() {
+        return Err(invalid("parameter \"format\" must not be empty"));
+    }
+    Ok(format)
+}
+
+pub(super) fn default_keep_last() -> u32 {
+    4
+}
+
+pub(super) fn keep_last<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = options::json(d)?;
+    match v.as_u64() {
+        Some(n) if n <= MASK_MAX_KEEP_LAST => Ok(n as u32),
+        _ => Err(invalid(format!(
+            "parameter \"keep_last\" must be an integer from 0 to {MASK_MAX_KEEP_LAST}, not {v}"
+        ))),
+    }
+}
+
+pub(super) fn default_mask_char() -> char {
+    '*'
+}
+
+pub(super) fn mask_char<'de, D: Deserializer<'de>>(d: D) -> Result<char, D::Error> {
+    let s = string_param(options::json(d)?, "char")?;
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Ok(c),
+        _ => Err(invalid(format!(
+            "parameter \"char\" must be exactly one character, not {}",
+            Value::String(s.clone())
+        ))),
+    }
+}
+
+pub(super) fn map_values<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, Option<String>)>, D::Error> {
+    let values = match options::json(d)? {
+        Value::Object(values) => values,
+        other => {
+            return Err(invalid(format!(
+                "parameter \"values\" must be an object, not {}",
+                describe_json(&other)
+            )))
+        }
+    };
+    if values.is_empty() {
+        return Err(invalid("parameter \"values\" must map at least one value"));
+    }
+    let mut pairs = Vec::with_capacity(values.len());
+    for (from, to) in values {
+        if from.contains('\0') {
+            return Err(invalid(
+                "a key of parameter \"values\" must not contain a NUL character",
+            ));
+        }
+        let to = match to {
+            Value::Null => None,
+            s @ Value::String(_) => Some(string_param(s, "values")?),
+            other => {
+                return Err(invalid(format!(
+                    "parameter \"values\" must map {} to a string or null, not {}",
+                    Value::String(from.clone()),
+                    describe_json(&other)
+                )))
+            }
+        };
+        pairs.push((from, to));
+    }
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(pairs)
+}
+
+pub(super) fn default_map_default() -> MapDefault {
+    MapDefault::Keep
+}
+
+pub(super) fn map_default<'de, D: Deserializer<'de>>(d: D) -> Result<MapDefault, D::Error> {
+    match options::json(d)? {
+        Value::Null => Ok(MapDefault::Null),
+        Value::String(s) if s == "keep" => Ok(MapDefault::Keep),
+        Value::String(s) if s == "null" => Ok(MapDefault::Null),
+        s @ Value::String(_) => Ok(MapDefault::Value(string_param(s, "default")?)),
+        other => Err(invalid(format!(
+            "parameter \"default\" must be \"keep\", \"null\" or a string, not {}",
+            describe_json(&other)
+        ))),
     }
 }

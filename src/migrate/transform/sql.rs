@@ -7,11 +7,11 @@ impl Step {
     /// `::type` or to pass as a function argument.
     fn to_sql(&self, t: &str) -> String {
         match self {
-            Step::Trim => format!("pg_catalog.btrim({t})"),
-            Step::Lower => format!("pg_catalog.lower({t})"),
-            Step::Upper => format!("pg_catalog.upper({t})"),
-            Step::Initcap => format!("pg_catalog.initcap({t})"),
-            Step::NormalizeEmail => {
+            Step::Trim {} => format!("pg_catalog.btrim({t})"),
+            Step::Lower {} => format!("pg_catalog.lower({t})"),
+            Step::Upper {} => format!("pg_catalog.upper({t})"),
+            Step::Initcap {} => format!("pg_catalog.initcap({t})"),
+            Step::NormalizeEmail {} => {
                 format!("NULLIF(pg_catalog.lower(pg_catalog.btrim({t}, E' \\t\\n\\r')), '')")
             }
             Step::NormalizePhone {
@@ -38,7 +38,7 @@ impl Step {
             Step::ToTimestamp { format } => {
                 format!("pg_catalog.to_timestamp({t}, {})", quote_literal(format))
             }
-            Step::ToUuid => format!("{t}::pg_catalog.uuid"),
+            Step::ToUuid {} => format!("{t}::pg_catalog.uuid"),
             Step::Mask { keep_last, ch } => {
                 // The last `keep_last` characters, padded on the left with `ch` back to the
                 // original length (a string no longer than `keep_last` comes back unchanged).

@@ -834,3 +834,15 @@ fn every_builtin_parses_and_is_listed() {
         );
     }
 }
+
+#[test]
+fn builtins_are_the_names_serde_reads() {
+    use crate::options::{self, Object, Problem};
+    let (_, problem) = options::deserialize::<Object<super::Step>>(&json!({"name": "nope"}))
+        .err()
+        .expect("an unknown name is refused");
+    match problem {
+        Problem::UnknownVariant { known, .. } => assert_eq!(known, BUILTINS),
+        other => panic!("expected an unknown variant, got {other:?}"),
+    }
+}
