@@ -2,7 +2,8 @@
 //!
 //! Layout: `api/` is the SQL surface (thin); `scope/` the tenant model (which rows belong to a
 //! tenant); `jobs/` the resumable job state machine and its executors; `migrate/` the
-//! migration steps; `audit`, `gucs`, `error` and `sys` are the shared plumbing. SQL objects the
+//! migration steps; `options` parses every options document strictly (serde) and words its
+//! errors; `audit`, `gucs`, `error` and `sys` are the shared plumbing. SQL objects the
 //! extension owns (tables, views, roles, grants) live in `sql/`.
 
 use pgrx::prelude::*;
@@ -15,6 +16,7 @@ pub mod integrity;
 pub mod jobs;
 pub mod kinds;
 pub mod migrate;
+pub mod options;
 pub mod scope;
 pub mod sys;
 pub mod worker;

@@ -133,8 +133,8 @@ RETURNS uuid IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@F
 COMMENT ON FUNCTION tenant_ops.uuid5(uuid, text) IS 'RFC 4122 version-5 (SHA-1) UUID of name in namespace.';
 "#)]
 fn uuid5(namespace: Uuid, name: &str) -> Uuid {
-    let ns: [u8; 16] = *namespace.as_bytes();
-    Uuid::from_bytes(migrate::uuid5::uuid5(&ns, name.as_bytes()))
+    let ns = uuid::Uuid::from_bytes(*namespace.as_bytes());
+    Uuid::from_bytes(migrate::uuid5::uuid5(&ns, name.as_bytes()).into_bytes())
 }
 
 /// Completeness of a finished migration, per table: the tenant's source rows against the

@@ -55,23 +55,12 @@ pub(super) fn analyze_id_map() {
 /// The key mapping namespace: id_map's namespace (uuid), or the uuid5 namespace.
 pub(super) fn namespace(options: &MigrateOptions, scope: &str) -> String {
     match options.id_strategy {
-        IdStrategy::Uuid5 => {
-            let base = options
-                .uuid_namespace
-                .as_deref()
-                .and_then(uuid5::parse_uuid)
-                .unwrap_or_else(|| {
-                    uuid5::uuid5(
-                        &uuid5::NAMESPACE_PG_TENANT_OPS,
-                        format!("scope:{scope}").as_bytes(),
-                    )
-                });
-            let ns = match &options.new_tenant {
-                Some(t) => uuid5::uuid5(&base, format!("clone:{t}").as_bytes()),
-                None => base,
-            };
-            uuid5::format_uuid(&ns)
-        }
+        IdStrategy::Uuid5 => uuid5::migration_namespace(
+            options.uuid_namespace.as_ref(),
+            scope,
+            options.new_tenant.as_deref(),
+        )
+        .to_string(),
         _ => options
             .new_tenant
             .as_ref()
@@ -108,8 +97,7 @@ pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
         &[(source as i64).into()],
     )
     .or_raise()?;
-    Some(pgrx::Uuid::from_bytes(uuid5::uuid5(
-        &ns,
-        format!("{sql}:{legacy_key}").as_bytes(),
-    )))
+    Some(pgrx::Uuid::from_bytes(
+        uuid5::uuid5(&ns, format!("{sql}:{legacy_key}").as_bytes()).into_bytes(),
+    ))
 }

@@ -1,40 +1,28 @@
 //! The `options` jsonb of `migrate_tenant`, parsed strictly: unknown keys and values of the
-//! wrong shape are errors that name them.
+//! wrong shape are errors that name them (serde derive with `deny_unknown_fields`, worded by
+//! [`crate::options`]), then the combinations that make no sense are refused.
 
 use std::collections::BTreeMap;
 
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::error::{OpsError, OpsResult};
+use crate::options::{self, invalid, present, Problem, Seg, Wording};
 
-const KNOWN: &[&str] = &[
-    "tables",
-    "strip_prefix",
-    "id_strategy",
-    "uuid_namespace",
-    "columns",
-    "new_tenant",
-    "on_conflict",
-    "mode",
-    "dry_run",
-    "batch_size",
-    "max_rows_per_second",
-    "verify",
-    "shared",
-    "cross_tenant",
-    "continue_on_error",
-    "create_target",
-    "defer",
-];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+/// How keys are re-keyed (`id_strategy`).
 pub enum IdStrategy {
     Keep,
     Uuid,
     Uuid5,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+/// What happens to a row whose key the target already holds (`on_conflict`).
 pub enum OnConflict {
     Error,
     Skip,
@@ -42,19 +30,25 @@ pub enum OnConflict {
     Merge,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+/// Copy, or move (archive and delete the source rows once verified).
 pub enum Mode {
     Copy,
     Move,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+/// Shared rows: expected in the target, or copied there (`shared`).
 pub enum SharedMode {
     Expect,
     Copy,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+/// Rows referencing another tenant's rows (`cross_tenant`).
 pub enum CrossTenant {
     Error,
     Copy,
@@ -75,13 +69,15 @@ pub enum ColumnSource {
     Expr(String),
 }
 
+/// The options of one migration, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MigrateOptions {
     /// Source table name (as written) → target table name (within the target schema).
     pub tables: BTreeMap<String, String>,
     pub strip_prefix: Option<String>,
     pub id_strategy: IdStrategy,
-    pub uuid_namespace: Option<String>,
+    /// The `uuid5` namespace; `None`: the scope's own (see [`super::uuid5::migration_namespace`]).
+    pub uuid_namespace: Option<uuid::Uuid>,
     /// Target table → target column → how to fill it.
     pub columns: BTreeMap<String, BTreeMap<String, ColumnSource>>,
     pub new_tenant: Option<String>,
@@ -122,173 +118,260 @@ impl Default for MigrateOptions {
     }
 }
 
+/// The document as written, one field per option in the order the HINT lists them; `parse`
+/// checks the combinations and builds [`MigrateOptions`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default, deserialize_with = "table_map")]
+    tables: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "some_text")]
+    strip_prefix: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    id_strategy: Option<IdStrategy>,
+    #[serde(default, deserialize_with = "some_text")]
+    uuid_namespace: Option<String>,
+    #[serde(default)]
+    columns: BTreeMap<String, BTreeMap<String, ColumnSource>>,
+    #[serde(default, deserialize_with = "some_text")]
+    new_tenant: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    on_conflict: Option<OnConflict>,
+    #[serde(default, deserialize_with = "present")]
+    mode: Option<Mode>,
+    #[serde(default, deserialize_with = "present")]
+    dry_run: Option<bool>,
+    #[serde(default, deserialize_with = "batch_size")]
+    batch_size: Option<i64>,
+    #[serde(default, deserialize_with = "rate")]
+    max_rows_per_second: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
+    verify: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    shared: Option<SharedMode>,
+    #[serde(default, deserialize_with = "present")]
+    cross_tenant: Option<CrossTenant>,
+    #[serde(default, deserialize_with = "present")]
+    continue_on_error: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    create_target: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    defer: Option<bool>,
+}
+
+/// A non-empty string; `null` is no value.
+fn some_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match options::json(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) if !s.is_empty() => Ok(Some(s)),
+        other => Err(invalid(format!("must be a non-empty string, not {other}"))),
+    }
+}
+
+/// Source table → target table name, both non-empty.
+fn table_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Target(#[serde(deserialize_with = "target")] String);
+    fn target<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        match options::json(d)? {
+            Value::String(s) if !s.is_empty() => Ok(s),
+            other => Err(invalid(format!("must be a table name, not {other}"))),
+        }
+    }
+    let map = BTreeMap::<String, Target>::deserialize(d)?;
+    Ok(map.into_iter().map(|(s, t)| (s, t.0)).collect())
+}
+
+fn batch_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match options::json(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) if n.as_i64().is_some_and(|b| (1..=10_000_000).contains(&b)) => {
+            Ok(n.as_i64())
+        }
+        other => Err(invalid(format!(
+            "must be a whole number from 1 to 10000000, not {other}"
+        ))),
+    }
+}
+
+fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match options::json(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) if n.as_f64().is_some_and(|r| r > 0.0) => Ok(n.as_f64()),
+        other => Err(invalid(format!("must be a positive number, not {other}"))),
+    }
+}
+
+/// A column's source as written: `"source_col"` or an object with one of `from`, `value`,
+/// `expr` (a `null` value is a value: the constant NULL).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnObject {
+    #[serde(default, deserialize_with = "present")]
+    from: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    value: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    transform: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    expr: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for ColumnSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Spec;
+        impl<'de> Visitor<'de> for Spec {
+            type Value = ColumnSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a column name or an object")
+            }
+            // Shorthand: "target": "source_column"
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ColumnSource, E> {
+                Ok(ColumnSource::From {
+                    column: s.to_string(),
+                    transform: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ColumnSource, A::Error> {
+                let o = ColumnObject::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                column_source(o).map_err(invalid)
+            }
+        }
+        d.deserialize_any(Spec)
+    }
+}
+
+/// The one source a column object names, or what is wrong with it (following its place).
+fn column_source(o: ColumnObject) -> Result<ColumnSource, String> {
+    let given = [&o.from, &o.value, &o.expr]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    if given != 1 {
+        return Err("needs exactly one of \"from\", \"value\" or \"expr\"".into());
+    }
+    if let Some(v) = o.value {
+        if o.transform.is_some() {
+            return Err(": a \"value\" takes no \"transform\"".into());
+        }
+        return Ok(ColumnSource::Value(v));
+    }
+    if let Some(e) = o.expr {
+        return match e {
+            Value::String(s) if !s.trim().is_empty() => Ok(ColumnSource::Expr(s)),
+            other => Err(format!(": \"expr\" must be SQL text, not {other}")),
+        };
+    }
+    match o.from {
+        Some(Value::String(s)) if !s.is_empty() => Ok(ColumnSource::From {
+            column: s,
+            transform: o.transform,
+        }),
+        other => Err(format!(
+            ": \"from\" must be a column name, not {}",
+            other.unwrap_or(Value::Null)
+        )),
+    }
+}
+
+/// Where a migrate option sits, as messages name it.
+struct MigrateWording;
+
+impl Wording for MigrateWording {
+    fn place(&self, path: &[Seg], _input: &Value) -> String {
+        match path {
+            [Seg::Key(t), Seg::Key(src)] if t == "tables" => {
+                format!("option \"tables\": target for \"{src}\"")
+            }
+            [Seg::Key(c), Seg::Key(table)] if c == "columns" => {
+                format!("option \"columns\": \"{table}\"")
+            }
+            [Seg::Key(c), Seg::Key(table), Seg::Key(col), ..] if c == "columns" => {
+                format!("option \"columns\" for {table}.{col}")
+            }
+            [Seg::Key(key), ..] => format!("option \"{key}\""),
+            _ => "options".into(),
+        }
+    }
+
+    fn message(&self, path: &[Seg], place: &str, problem: &Problem) -> String {
+        match problem {
+            // A column object's own checks read "…for t.c: \"expr\" must be…".
+            Problem::Invalid(text) if text.starts_with(':') => format!("{place}{text}"),
+            Problem::WrongValue { .. } if matches!(path, [Seg::Key(t)] if t == "tables") => {
+                format!("{place} must map source table names to target table names")
+            }
+            Problem::WrongValue { .. } if matches!(path, [Seg::Key(c), Seg::Key(_)] if c == "columns") =>
+            {
+                format!("{place} must map target columns to their source")
+            }
+            _ => options::default_message(path, place, problem),
+        }
+    }
+
+    fn hint(&self, path: &[Seg], problem: &Problem) -> Option<String> {
+        match (path, problem) {
+            ([], Problem::UnknownField { known, .. }) => {
+                Some(format!("migrate_tenant options are: {}.", known.join(", ")))
+            }
+            ([Seg::Key(c), ..], Problem::UnknownField { .. }) if c == "columns" => Some(
+                "A column is filled by \"from\" (with an optional \"transform\"), \"value\" or \
+                 \"expr\"."
+                    .into(),
+            ),
+            ([Seg::Key(c)], Problem::WrongValue { .. }) if c == "columns" => Some(
+                "Write it as {\"columns\": {\"target_table\": {\"target_column\": {\"from\": \
+                 \"source_column\", \"transform\": \"trim\"}}}}."
+                    .into(),
+            ),
+            _ => options::default_hint(path, problem),
+        }
+    }
+}
+
 fn bad(msg: String) -> OpsError {
     OpsError::InvalidOption(msg, None)
 }
 
-fn choice<T: Copy>(
-    map: &serde_json::Map<String, Value>,
-    key: &str,
-    choices: &[(&str, T)],
-    default: T,
-) -> OpsResult<T> {
-    match map.get(key) {
-        None => Ok(default),
-        Some(Value::String(s)) => choices
-            .iter()
-            .find(|(n, _)| n == s)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                OpsError::InvalidOption(
-                    format!("option \"{key}\" cannot be \"{s}\""),
-                    Some(format!(
-                        "\"{key}\" is one of: {}.",
-                        choices
-                            .iter()
-                            .map(|(n, _)| *n)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                )
-            }),
-        Some(other) => Err(bad(format!(
-            "option \"{key}\" must be a string, not {other}"
-        ))),
-    }
-}
-
-fn boolean(map: &serde_json::Map<String, Value>, key: &str, default: bool) -> OpsResult<bool> {
-    match map.get(key) {
-        None => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(bad(format!(
-            "option \"{key}\" must be true or false, not {other}"
-        ))),
-    }
-}
-
-fn text(map: &serde_json::Map<String, Value>, key: &str) -> OpsResult<Option<String>> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-        Some(other) => Err(bad(format!(
-            "option \"{key}\" must be a non-empty string, not {other}"
-        ))),
-    }
-}
-
 impl MigrateOptions {
+    /// Parses `migrate_tenant`'s options: unknown keys, values of the wrong type and
+    /// combinations that make no sense are errors naming the option (22023).
     pub fn parse(v: &Value) -> OpsResult<Self> {
-        let Value::Object(map) = v else {
-            return Err(bad(format!("options must be a JSON object, not {v}")));
+        let doc: Document = options::parse(v, &MigrateWording)?;
+        let d = MigrateOptions::default();
+        let mut o = MigrateOptions {
+            tables: doc.tables,
+            strip_prefix: doc.strip_prefix,
+            id_strategy: doc.id_strategy.unwrap_or(d.id_strategy),
+            uuid_namespace: None,
+            columns: doc.columns,
+            new_tenant: doc.new_tenant,
+            on_conflict: doc.on_conflict.unwrap_or(d.on_conflict),
+            mode: doc.mode.unwrap_or(d.mode),
+            dry_run: doc.dry_run.unwrap_or(d.dry_run),
+            batch_size: doc.batch_size,
+            max_rows_per_second: doc.max_rows_per_second,
+            verify: doc.verify.unwrap_or(d.verify),
+            shared: doc.shared.unwrap_or(d.shared),
+            cross_tenant: doc.cross_tenant.unwrap_or(d.cross_tenant),
+            continue_on_error: doc.continue_on_error.unwrap_or(d.continue_on_error),
+            create_target: doc.create_target.unwrap_or(d.create_target),
+            defer: doc.defer.unwrap_or(d.defer),
         };
-        for key in map.keys() {
-            if !KNOWN.contains(&key.as_str()) {
-                return Err(OpsError::InvalidOption(
-                    format!("unknown option \"{key}\""),
-                    Some(format!("migrate_tenant options are: {}.", KNOWN.join(", "))),
-                ));
-            }
-        }
-        let mut o = MigrateOptions::default();
-        if let Some(v) = map.get("tables") {
-            let Value::Object(t) = v else {
+        if let Some(ns) = doc.uuid_namespace {
+            if o.id_strategy != IdStrategy::Uuid5 {
                 return Err(bad(
-                    "option \"tables\" must map source table names to target table names".into(),
+                    "option \"uuid_namespace\" only applies to id_strategy \"uuid5\"".into(),
                 ));
-            };
-            for (src, dst) in t {
-                match dst {
-                    Value::String(d) if !d.is_empty() => {
-                        o.tables.insert(src.clone(), d.clone());
-                    }
-                    other => {
-                        return Err(bad(format!(
-                        "option \"tables\": target for \"{src}\" must be a table name, not {other}"
-                    )))
-                    }
-                }
             }
+            // Refused rather than replaced: a typo here would silently give other keys.
+            o.uuid_namespace = Some(super::uuid5::parse_uuid(&ns).ok_or_else(|| {
+                OpsError::InvalidOption(
+                    format!("option \"uuid_namespace\" must be a UUID, not {}", Value::String(ns)),
+                    Some("Write it as \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\" (32 hex digits, hyphens optional).".into()),
+                )
+            })?);
         }
-        o.strip_prefix = text(map, "strip_prefix")?;
-        o.id_strategy = choice(
-            map,
-            "id_strategy",
-            &[
-                ("keep", IdStrategy::Keep),
-                ("uuid", IdStrategy::Uuid),
-                ("uuid5", IdStrategy::Uuid5),
-            ],
-            IdStrategy::Keep,
-        )?;
-        o.uuid_namespace = text(map, "uuid_namespace")?;
-        if o.uuid_namespace.is_some() && o.id_strategy != IdStrategy::Uuid5 {
-            return Err(bad(
-                "option \"uuid_namespace\" only applies to id_strategy \"uuid5\"".into(),
-            ));
-        }
-        if let Some(v) = map.get("columns") {
-            o.columns = parse_columns(v)?;
-        }
-        o.new_tenant = text(map, "new_tenant")?;
-        o.on_conflict = choice(
-            map,
-            "on_conflict",
-            &[
-                ("error", OnConflict::Error),
-                ("skip", OnConflict::Skip),
-                ("overwrite", OnConflict::Overwrite),
-                ("merge", OnConflict::Merge),
-            ],
-            OnConflict::Error,
-        )?;
-        o.mode = choice(
-            map,
-            "mode",
-            &[("copy", Mode::Copy), ("move", Mode::Move)],
-            Mode::Copy,
-        )?;
-        o.dry_run = boolean(map, "dry_run", false)?;
-        o.batch_size = match map.get("batch_size") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.as_i64().is_some_and(|b| (1..=10_000_000).contains(&b)) => {
-                n.as_i64()
-            }
-            Some(other) => {
-                return Err(bad(format!(
-                    "option \"batch_size\" must be a whole number from 1 to 10000000, not {other}"
-                )))
-            }
-        };
-        o.max_rows_per_second = match map.get("max_rows_per_second") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.as_f64().is_some_and(|r| r > 0.0) => n.as_f64(),
-            Some(other) => {
-                return Err(bad(format!(
-                    "option \"max_rows_per_second\" must be a positive number, not {other}"
-                )))
-            }
-        };
-        o.verify = boolean(map, "verify", true)?;
-        o.shared = choice(
-            map,
-            "shared",
-            &[("expect", SharedMode::Expect), ("copy", SharedMode::Copy)],
-            SharedMode::Expect,
-        )?;
-        o.cross_tenant = choice(
-            map,
-            "cross_tenant",
-            &[
-                ("error", CrossTenant::Error),
-                ("copy", CrossTenant::Copy),
-                ("null", CrossTenant::Null),
-            ],
-            CrossTenant::Error,
-        )?;
-        o.continue_on_error = boolean(map, "continue_on_error", false)?;
-        o.create_target = boolean(map, "create_target", false)?;
-        o.defer = boolean(map, "defer", false)?;
         if o.mode == Mode::Move && !o.verify {
             return Err(OpsError::InvalidOption(
                 "option \"verify\" cannot be false with mode \"move\"".into(),
@@ -308,92 +391,6 @@ impl MigrateOptions {
         }
         Ok(o)
     }
-}
-
-fn parse_columns(v: &Value) -> OpsResult<BTreeMap<String, BTreeMap<String, ColumnSource>>> {
-    let Value::Object(tables) = v else {
-        return Err(OpsError::InvalidOption(
-            "option \"columns\" must be an object".into(),
-            Some("Write it as {\"columns\": {\"target_table\": {\"target_column\": {\"from\": \"source_column\", \"transform\": \"trim\"}}}}.".into()),
-        ));
-    };
-    let mut out = BTreeMap::new();
-    for (table, cols) in tables {
-        let Value::Object(cols) = cols else {
-            return Err(bad(format!(
-                "option \"columns\": \"{table}\" must map target columns to their source"
-            )));
-        };
-        let mut m = BTreeMap::new();
-        for (col, spec) in cols {
-            let at = format!("option \"columns\" for {table}.{col}");
-            let source = match spec {
-                // Shorthand: "target": "source_column"
-                Value::String(s) => ColumnSource::From {
-                    column: s.clone(),
-                    transform: None,
-                },
-                Value::Object(o) => {
-                    for k in o.keys() {
-                        if !["from", "value", "transform", "expr"].contains(&k.as_str()) {
-                            return Err(OpsError::InvalidOption(
-                                format!("unknown key \"{k}\" in {at}"),
-                                Some("A column is filled by \"from\" (with an optional \"transform\"), \"value\" or \"expr\".".into()),
-                            ));
-                        }
-                    }
-                    let given = ["from", "value", "expr"]
-                        .iter()
-                        .filter(|k| o.contains_key(**k))
-                        .count();
-                    if given != 1 {
-                        return Err(bad(format!(
-                            "{at} needs exactly one of \"from\", \"value\" or \"expr\""
-                        )));
-                    }
-                    if let Some(v) = o.get("value") {
-                        if o.contains_key("transform") {
-                            return Err(bad(format!("{at}: a \"value\" takes no \"transform\"")));
-                        }
-                        ColumnSource::Value(v.clone())
-                    } else if let Some(e) = o.get("expr") {
-                        match e {
-                            Value::String(s) if !s.trim().is_empty() => {
-                                ColumnSource::Expr(s.clone())
-                            }
-                            other => {
-                                return Err(bad(format!(
-                                    "{at}: \"expr\" must be SQL text, not {other}"
-                                )))
-                            }
-                        }
-                    } else {
-                        let column = match o.get("from") {
-                            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-                            other => {
-                                return Err(bad(format!(
-                                    "{at}: \"from\" must be a column name, not {}",
-                                    other.cloned().unwrap_or(Value::Null)
-                                )))
-                            }
-                        };
-                        ColumnSource::From {
-                            column,
-                            transform: o.get("transform").cloned(),
-                        }
-                    }
-                }
-                other => {
-                    return Err(bad(format!(
-                        "{at} must be a column name or an object, not {other}"
-                    )))
-                }
-            };
-            m.insert(col.clone(), source);
-        }
-        out.insert(table.clone(), m);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -417,6 +414,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(o.id_strategy, IdStrategy::Uuid5);
+        assert_eq!(o.uuid_namespace, Some(uuid::Uuid::NAMESPACE_DNS));
         assert_eq!(o.batch_size, Some(500));
         assert_eq!(
             o.columns["doctors"]["name"],
@@ -436,6 +434,69 @@ mod tests {
             o.columns["doctors"]["src"],
             ColumnSource::Value(json!("legacy"))
         );
+    }
+
+    #[test]
+    fn null_is_a_value_where_it_always_was() {
+        let o = MigrateOptions::parse(&json!({
+            "columns": {"t": {"c": {"value": null}}}, "strip_prefix": null, "batch_size": null
+        }))
+        .unwrap();
+        assert_eq!(o.columns["t"]["c"], ColumnSource::Value(Value::Null));
+        assert_eq!((o.strip_prefix, o.batch_size), (None, None));
+        for (v, msg) in [
+            (
+                json!({"verify": null}),
+                "option \"verify\" must be true or false, not null",
+            ),
+            (
+                json!({"mode": null}),
+                "option \"mode\" must be a string, not null",
+            ),
+            (
+                json!({"tables": null}),
+                "option \"tables\" must map source table names to target table names, not null",
+            ),
+        ] {
+            assert_eq!(
+                MigrateOptions::parse(&v).unwrap_err().to_string(),
+                format!("invalid options: {msg}")
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_place_and_hint_the_choices() {
+        let e = MigrateOptions::parse(&json!({"on_conflict": "replace"})).unwrap_err();
+        assert_eq!(
+            e.hint().as_deref(),
+            Some("\"on_conflict\" is one of: error, skip, overwrite, merge.")
+        );
+        for (v, msg) in [
+            (json!([]), "options must be a JSON object, not an array"),
+            (
+                json!({"tables": {"a": ""}}),
+                "option \"tables\": target for \"a\" must be a table name, not \"\"",
+            ),
+            (
+                json!({"columns": {"t": {"c": {"expr": 1}}}}),
+                "option \"columns\" for t.c: \"expr\" must be SQL text, not 1",
+            ),
+            (
+                json!({"columns": {"t": {"c": 5}}}),
+                "option \"columns\" for t.c must be a column name or an object, not 5",
+            ),
+            (
+                json!({"columns": {"t": []}}),
+                "option \"columns\": \"t\" must map target columns to their source, not an array",
+            ),
+        ] {
+            assert_eq!(
+                MigrateOptions::parse(&v).unwrap_err().to_string(),
+                format!("invalid options: {msg}"),
+                "for {v}"
+            );
+        }
     }
 
     #[test]
@@ -461,6 +522,14 @@ mod tests {
             (
                 json!({"uuid_namespace": "x"}),
                 "option \"uuid_namespace\" only applies to id_strategy \"uuid5\"",
+            ),
+            (
+                json!({"id_strategy": "uuid5", "uuid_namespace": "6ba7b810-9dad-11d1-80b4"}),
+                "option \"uuid_namespace\" must be a UUID, not \"6ba7b810-9dad-11d1-80b4\"",
+            ),
+            (
+                json!({"id_strategy": "uuid5", "uuid_namespace": "urn:uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8"}),
+                "option \"uuid_namespace\" must be a UUID, not \"urn:uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
             ),
             (
                 json!({"columns": {"t": {"c": {"from": "a", "value": 1}}}}),

@@ -1,232 +1,202 @@
 //! The `options` jsonb of `create_scope`, parsed strictly: an unknown key or a value of the
-//! wrong shape is an error that names it, never silently ignored.
+//! wrong shape is an error that names it, never silently ignored (serde derive with
+//! `deny_unknown_fields`, worded by [`crate::options`]).
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use crate::error::{OpsError, OpsResult};
-
-const KNOWN: &[&str] = &["tables", "exclude", "shared", "owner", "links"];
-const LINK_KEYS: &[&str] = &["name", "child", "columns", "parent", "parent_columns"];
+use crate::options::{self, describe_json, invalid, Problem, Seg, Wording};
 
 /// A relationship the database does not declare with an FK constraint.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LinkOption {
+    #[serde(deserialize_with = "a_name")]
     pub name: String,
+    #[serde(deserialize_with = "a_name")]
     pub child: String,
+    #[serde(deserialize_with = "names")]
     pub columns: Vec<String>,
+    #[serde(deserialize_with = "a_name")]
     pub parent: String,
     /// Defaults to the parent's primary key.
+    #[serde(
+        default,
+        deserialize_with = "some_names",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parent_columns: Option<Vec<String>>,
 }
 
 /// The scope options, with table names still as the user wrote them.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScopeOptions {
+    #[serde(
+        default,
+        deserialize_with = "some_names",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tables: Option<Vec<String>>,
+    #[serde(
+        default,
+        deserialize_with = "names",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub exclude: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "names",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub shared: Vec<String>,
     /// Owned table name → constraint, link or parent table name, in the order given.
+    #[serde(
+        default,
+        deserialize_with = "owners",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub owner: BTreeMap<String, String>,
+    #[serde(
+        default,
+        deserialize_with = "options::objects",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub links: Vec<LinkOption>,
+}
+
+/// An array of non-empty names.
+fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match options::json(d)? {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) if !s.trim().is_empty() => Ok(s),
+                other => Err(invalid(format!("must hold non-empty names, found {other}"))),
+            })
+            .collect(),
+        other => Err(invalid(format!(
+            "must be an array of names, not {}",
+            describe_json(&other)
+        ))),
+    }
+}
+
+/// [`names`] where `null` is refused like any other non-array (it is not "no option").
+fn some_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    names(d).map(Some)
+}
+
+fn a_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    options::name(d, "a name")
+}
+
+/// Owned table → the constraint, link or table that is its ownership path.
+fn owners<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    struct OwnerPath(#[serde(deserialize_with = "owner_path")] String);
+    fn owner_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        options::name(d, "a constraint, link or table name")
+    }
+    let map = BTreeMap::<String, OwnerPath>::deserialize(d)?;
+    Ok(map.into_iter().map(|(t, p)| (t, p.0)).collect())
+}
+
+/// Where a scope option sits, as messages name it.
+struct ScopeWording;
+
+impl Wording for ScopeWording {
+    fn place(&self, path: &[Seg], input: &Value) -> String {
+        match path {
+            [Seg::Key(owner), Seg::Key(table)] if owner == "owner" => {
+                format!("option \"owner\" for table \"{table}\"")
+            }
+            [Seg::Key(links), Seg::Index(i)] if links == "links" => {
+                format!("option \"links\" item {}", i + 1)
+            }
+            [Seg::Key(links), Seg::Index(i), Seg::Key(key), ..] if links == "links" => {
+                // Column lists are named after their link, once it has a name.
+                let name = options::value_at(input, &path[..2])
+                    .and_then(|l| l.get("name"))
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.trim().is_empty());
+                match name {
+                    Some(name) if key.ends_with("columns") => {
+                        format!("\"{key}\" of link \"{name}\"")
+                    }
+                    _ => format!("\"{key}\" of option \"links\" item {}", i + 1),
+                }
+            }
+            [Seg::Key(key), ..] => format!("option \"{key}\""),
+            _ => "options".into(),
+        }
+    }
+
+    fn hint(&self, path: &[Seg], problem: &Problem) -> Option<String> {
+        match (path, problem) {
+            ([], Problem::UnknownField { known, .. }) => {
+                Some(format!("Scope options are: {}.", known.join(", ")))
+            }
+            ([_, Seg::Index(_)], Problem::UnknownField { known, .. }) => {
+                Some(format!("A link has the keys: {}.", known.join(", ")))
+            }
+            ([Seg::Key(k)], Problem::WrongValue { .. }) if k == "owner" => Some(
+                "Write it as {\"owner\": {\"owned_table\": \"fk_or_link_or_parent_table\"}}."
+                    .into(),
+            ),
+            ([Seg::Key(k)], Problem::WrongValue { .. }) if k == "links" => Some(
+                "Write it as {\"links\": [{\"name\": \"...\", \"child\": \"...\", \"columns\": \
+                 [\"...\"], \"parent\": \"...\"}]}."
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 fn bad(msg: String) -> OpsError {
     OpsError::InvalidOption(msg, None)
 }
 
-fn string_array(v: &Value, what: &str) -> OpsResult<Vec<String>> {
-    let Value::Array(items) = v else {
-        return Err(bad(format!(
-            "{what} must be an array of names, not {}",
-            describe_json(v)
-        )));
-    };
-    items
-        .iter()
-        .map(|item| match item {
-            Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
-            other => Err(bad(format!(
-                "{what} must hold non-empty names, found {other}"
-            ))),
-        })
-        .collect()
-}
-
-/// "a string", "an array", ...: how option errors name the JSON value they got.
-pub(crate) fn describe_json(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl ScopeOptions {
     /// The options as JSON, in the shape `parse` reads.
     pub fn to_json(&self) -> Value {
-        let mut map = serde_json::Map::new();
-        if let Some(tables) = &self.tables {
-            map.insert("tables".into(), json!(tables));
-        }
-        if !self.exclude.is_empty() {
-            map.insert("exclude".into(), json!(self.exclude));
-        }
-        if !self.shared.is_empty() {
-            map.insert("shared".into(), json!(self.shared));
-        }
-        if !self.owner.is_empty() {
-            map.insert("owner".into(), json!(self.owner));
-        }
-        if !self.links.is_empty() {
-            let links: Vec<Value> = self
-                .links
-                .iter()
-                .map(|l| {
-                    let mut o = json!({"name": l.name, "child": l.child, "columns": l.columns, "parent": l.parent});
-                    if let Some(pc) = &l.parent_columns {
-                        o["parent_columns"] = json!(pc);
-                    }
-                    o
-                })
-                .collect();
-            map.insert("links".into(), Value::Array(links));
-        }
-        Value::Object(map)
+        // Plain strings, vectors and string-keyed maps: serializing them cannot fail.
+        serde_json::to_value(self).unwrap_or_default()
     }
 
+    /// Parses `create_scope`'s options: unknown keys, values of the wrong type and links that
+    /// do not add up are errors naming the option (22023), with a HINT where one helps.
     pub fn parse(v: &Value) -> OpsResult<Self> {
-        let Value::Object(map) = v else {
-            return Err(bad(format!(
-                "options must be a JSON object, not {}",
-                describe_json(v)
-            )));
-        };
-        for key in map.keys() {
-            if !KNOWN.contains(&key.as_str()) {
-                return Err(OpsError::InvalidOption(
-                    format!("unknown option \"{key}\""),
-                    Some(format!("Scope options are: {}.", KNOWN.join(", "))),
-                ));
+        let opts: ScopeOptions = options::parse(v, &ScopeWording)?;
+        for link in &opts.links {
+            let name = &link.name;
+            if link.columns.is_empty() {
+                return Err(bad(format!("link \"{name}\" has an empty \"columns\"")));
             }
-        }
-        let mut opts = ScopeOptions::default();
-        if let Some(v) = map.get("tables") {
-            opts.tables = Some(string_array(v, "option \"tables\"")?);
-        }
-        if let Some(v) = map.get("exclude") {
-            opts.exclude = string_array(v, "option \"exclude\"")?;
-        }
-        if let Some(v) = map.get("shared") {
-            opts.shared = string_array(v, "option \"shared\"")?;
-        }
-        if let Some(v) = map.get("owner") {
-            let Value::Object(owner) = v else {
-                return Err(OpsError::InvalidOption(
-                    format!("option \"owner\" must be an object, not {}", describe_json(v)),
-                    Some("Write it as {\"owner\": {\"owned_table\": \"fk_or_link_or_parent_table\"}}.".into()),
-                ));
-            };
-            for (table, path) in owner {
-                match path {
-                    Value::String(s) if !s.trim().is_empty() => {
-                        opts.owner.insert(table.clone(), s.clone());
-                    }
-                    other => {
-                        return Err(bad(format!(
-                            "option \"owner\" for table \"{table}\" must be a constraint, link or table name, not {}",
-                            describe_json(other)
-                        )))
-                    }
+            if let Some(pc) = &link.parent_columns {
+                if pc.len() != link.columns.len() {
+                    return Err(bad(format!(
+                        "link \"{name}\" has {} columns but {} parent_columns",
+                        link.columns.len(),
+                        pc.len()
+                    )));
                 }
             }
         }
-        if let Some(v) = map.get("links") {
-            let Value::Array(items) = v else {
-                return Err(bad(format!(
-                    "option \"links\" must be an array of objects, not {}",
-                    describe_json(v)
-                )));
-            };
-            for (i, item) in items.iter().enumerate() {
-                opts.links.push(parse_link(i, item)?);
-            }
-            let mut names: Vec<&str> = opts.links.iter().map(|l| l.name.as_str()).collect();
-            names.sort_unstable();
-            if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-                return Err(bad(format!(
-                    "option \"links\" names link \"{}\" twice",
-                    w[0]
-                )));
-            }
+        let mut names: Vec<&str> = opts.links.iter().map(|l| l.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(format!(
+                "option \"links\" names link \"{}\" twice",
+                w[0]
+            )));
         }
         Ok(opts)
     }
-}
-
-fn parse_link(i: usize, item: &Value) -> OpsResult<LinkOption> {
-    let at = format!("option \"links\" item {}", i + 1);
-    let Value::Object(map) = item else {
-        return Err(bad(format!(
-            "{at} must be an object, not {}",
-            describe_json(item)
-        )));
-    };
-    for key in map.keys() {
-        if !LINK_KEYS.contains(&key.as_str()) {
-            return Err(OpsError::InvalidOption(
-                format!("unknown key \"{key}\" in {at}"),
-                Some(format!("A link has the keys: {}.", LINK_KEYS.join(", "))),
-            ));
-        }
-    }
-    let text = |key: &str| -> OpsResult<String> {
-        match map.get(key) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-            Some(other) => Err(bad(format!(
-                "\"{key}\" of {at} must be a name, not {}",
-                describe_json(other)
-            ))),
-            None => Err(bad(format!("{at} has no \"{key}\""))),
-        }
-    };
-    let name = text("name")?;
-    let child = text("child")?;
-    let parent = text("parent")?;
-    let columns = match map.get("columns") {
-        Some(v) => string_array(v, &format!("\"columns\" of link \"{name}\""))?,
-        None => return Err(bad(format!("link \"{name}\" has no \"columns\""))),
-    };
-    let parent_columns = match map.get("parent_columns") {
-        Some(v) => Some(string_array(
-            v,
-            &format!("\"parent_columns\" of link \"{name}\""),
-        )?),
-        None => None,
-    };
-    if columns.is_empty() {
-        return Err(bad(format!("link \"{name}\" has an empty \"columns\"")));
-    }
-    if let Some(pc) = &parent_columns {
-        if pc.len() != columns.len() {
-            return Err(bad(format!(
-                "link \"{name}\" has {} columns but {} parent_columns",
-                columns.len(),
-                pc.len()
-            )));
-        }
-    }
-    Ok(LinkOption {
-        name,
-        child,
-        columns,
-        parent,
-        parent_columns,
-    })
 }
 
 #[cfg(test)]

@@ -195,6 +195,13 @@ SELECT tenant_ops.migrate_tenant('crm', '3', 'mirror', '{"modee": "copy"}');
 \echo :SQLSTATE
 SELECT tenant_ops.migrate_tenant('crm', '3', 'mirror', '{"mode": "move", "verify": false}');
 \echo :SQLSTATE
+-- A malformed uuid5 namespace is refused (it used to fall back to the scope's namespace).
+SELECT tenant_ops.migrate_tenant('crm', '3', 'mirror', '{"id_strategy": "uuid5", "uuid_namespace": "6ba7b810-9dad-11d1-80b4"}');
+\echo :SQLSTATE
+SELECT tenant_ops.migrate_tenant('crm', '3', 'mirror', '{"id_strategy": "uuid5", "uuid_namespace": 42}');
+\echo :SQLSTATE
+-- tenant_ops.uuid5 is RFC 4122 (Python's uuid.uuid5(NAMESPACE_DNS, 'python.org')).
+SELECT tenant_ops.uuid5('6ba7b810-9dad-11d1-80b4-00c04fd430c8', 'python.org');
 -- background => true queues the job for the background workers; wait_for_job waits for it
 -- (in the transaction that queued it, it cannot: no worker sees it before COMMIT).
 CREATE SCHEMA bg;
