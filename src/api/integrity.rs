@@ -7,8 +7,7 @@ use super::required;
 use crate::audit;
 use crate::error::OrRaise;
 use crate::integrity;
-use crate::jobs::{self, executor};
-use crate::scope;
+use crate::jobs::executor;
 
 /// Checks a scope's data — orphans (`foreign_keys`), duplicate keys (`primary_keys`) and rows
 /// referencing another tenant's rows (`isolation`) — for one tenant, or all of them (NULL),
@@ -44,23 +43,13 @@ fn validate_integrity(
             })
         })
         .collect();
-    let checks = integrity::parse_checks(&checks).or_raise();
-    let loaded = scope::load(scope_name).or_raise();
-    if let Some(t) = tenant {
-        loaded.check_tenant(t).or_raise();
-    }
     let background = background.unwrap_or(false);
     if background {
         crate::worker::require_workers().or_raise();
     }
-    let options = json!({"checks": checks});
-    let job_id = jobs::create(
-        "validate",
-        scope_name,
-        tenant.unwrap_or(""),
-        &options,
-        if background { "background" } else { "inline" },
-    );
+    let (job_id, options) = integrity::submit(scope_name, tenant, &checks, background)
+        .inspect_err(|e| audit::log_failure("validate_integrity", scope_name, e))
+        .or_raise();
     audit::record(
         "validate_integrity",
         &format!("{scope_name}/{}", tenant.unwrap_or("*")),

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::required;
 use crate::audit;
 use crate::error::{OpsError, OrRaise};
-use crate::jobs::{self, executor};
+use crate::jobs::{self, executor, Status as S};
 
 /// The outcome of a job, per table: rows planned and done, verification, rejected rows.
 #[pg_extern(sql = r#"
@@ -113,12 +113,12 @@ COMMENT ON PROCEDURE tenant_ops.run_job(bigint) IS
 );
 
 /// The job, checked to be in one of `allowed` statuses for `action`.
-fn job_in(job_id: i64, allowed: &[&str], action: &'static str, hint: &str) -> jobs::Job {
+fn job_in(job_id: i64, allowed: &[S], action: &'static str, hint: &str) -> jobs::Job {
     let job = jobs::load(job_id).or_raise();
-    if !allowed.contains(&job.status.as_str()) {
+    if !allowed.contains(&job.status) {
         OpsError::JobState {
             job: job_id,
-            status: job.status,
+            status: job.status.to_string(),
             action,
             hint: Some(hint.into()),
         }
@@ -129,7 +129,9 @@ fn job_in(job_id: i64, allowed: &[&str], action: &'static str, hint: &str) -> jo
 
 /// The job changed status between our check and our update (its worker finished it).
 fn state_changed(job_id: i64, action: &'static str) -> ! {
-    let status = jobs::load(job_id).map(|j| j.status).unwrap_or_default();
+    let status = jobs::load(job_id)
+        .map(|j| j.status.to_string())
+        .unwrap_or_default();
     OpsError::JobState {
         job: job_id,
         status,
@@ -143,7 +145,7 @@ fn state_changed(job_id: i64, action: &'static str) -> ! {
 /// scheduler when this transaction commits.
 fn queue_in_background(
     job_id: i64,
-    from: &[&str],
+    from: &[S],
     transition: jobs::Transition,
     event: &str,
     action: &str,
@@ -173,11 +175,11 @@ fn pause_job(job_id: Option<i64>) -> String {
     let job_id = required(job_id, "job_id");
     job_in(
         job_id,
-        &["queued", "running"],
+        &[S::Queued, S::Running],
         "be paused",
         "Only a queued or running job can be paused.",
     );
-    if !jobs::set_state(job_id, jobs::Transition::Pause, &["queued", "running"]) {
+    if !jobs::set_state(job_id, jobs::Transition::Pause, &[S::Queued, S::Running]) {
         state_changed(job_id, "be paused");
     }
     jobs::log(job_id, "job.paused", None, None, None, None, None);
@@ -201,13 +203,13 @@ fn resume_job(job_id: Option<i64>) -> String {
     let job_id = required(job_id, "job_id");
     job_in(
         job_id,
-        &["paused"],
+        &[S::Paused],
         "be resumed",
         "Only a paused job can be resumed.",
     );
     queue_in_background(
         job_id,
-        &["paused"],
+        &[S::Paused],
         jobs::Transition::Resume,
         "job.resumed",
         "resume_job",
@@ -226,19 +228,19 @@ fn cancel_job(job_id: Option<i64>) -> String {
     let job_id = required(job_id, "job_id");
     let job = job_in(
         job_id,
-        &["queued", "running", "paused", "failed"],
+        &[S::Queued, S::Running, S::Paused, S::Failed],
         "be cancelled",
         "The job has already ended.",
     );
-    let outcome = if job.status == "running" {
-        if !jobs::set_state(job_id, jobs::Transition::RequestCancel, &["running"]) {
+    let outcome = if job.status == S::Running {
+        if !jobs::set_state(job_id, jobs::Transition::RequestCancel, &[S::Running]) {
             state_changed(job_id, "be cancelled");
         }
         jobs::log(job_id, "job.cancel_requested", None, None, None, None, None);
         "cancelling"
     } else {
         crate::kinds::lookup(&job.kind)
-            .and_then(|k| k.revert(&job, "cancelled"))
+            .and_then(|k| k.revert(&job, S::Cancelled))
             .or_raise();
         "cancelled"
     };
@@ -261,13 +263,13 @@ fn retry_job(job_id: Option<i64>) -> String {
     let job_id = required(job_id, "job_id");
     job_in(
         job_id,
-        &["failed"],
+        &[S::Failed],
         "be retried",
         "Only a failed job can be retried.",
     );
     queue_in_background(
         job_id,
-        &["failed"],
+        &[S::Failed],
         jobs::Transition::Retry,
         "job.queued",
         "retry_job",
@@ -317,10 +319,7 @@ fn wait_for_job(
         )
         .or_raise()
         .unwrap_or_default();
-        if matches!(
-            status.as_str(),
-            "succeeded" | "failed" | "cancelled" | "rolled_back"
-        ) {
+        if S::parse(&status).is_some_and(S::is_final) {
             return status;
         }
         if limit.is_some_and(|l| started.elapsed() >= l) {

@@ -76,7 +76,7 @@ fn run_dry(job_id: i64) {
     let problems: Vec<(String, String)> = match outcome {
         Ok(Ok(mut result)) => {
             result["dry_run"] = json!(true);
-            jobs::finish(job_id, "succeeded", None, Some(&result));
+            jobs::finish(job_id, jobs::Status::Succeeded, None, Some(&result));
             return;
         }
         Ok(Err(OpsError::Many(all))) => all
@@ -91,7 +91,12 @@ fn run_dry(job_id: i64) {
         .map(|(code, msg)| json!({"sqlstate": code, "message": msg}))
         .collect();
     let result = json!({"dry_run": true, "errors": errors});
-    jobs::finish(job_id, "failed", Some(&problems[0].1), Some(&result));
+    jobs::finish(
+        job_id,
+        jobs::Status::Failed,
+        Some(&problems[0].1),
+        Some(&result),
+    );
 }
 
 /// Undoes a migration job: deletes what it wrote (children first), restores target rows it

@@ -25,6 +25,34 @@ pub(crate) fn relation(oid: TableId) -> String {
     crate::migrate::relation_name(oid)
 }
 
+/// Creates a validation job of `scope` (one tenant, or all with `None`) after checking every
+/// argument; returns its id and its stored options. Nothing is written when an argument is bad.
+pub fn submit(
+    scope_name: &str,
+    tenant: Option<&str>,
+    checks: &[String],
+    background: bool,
+) -> OpsResult<(i64, Value)> {
+    let checks = parse_checks(checks)?;
+    let loaded = scope::load(scope_name)?;
+    if let Some(t) = tenant {
+        loaded.check_tenant(t)?;
+    }
+    let options = json!({"checks": checks});
+    let id = jobs::create(
+        "validate",
+        scope_name,
+        tenant.unwrap_or(""),
+        &options,
+        if background {
+            jobs::Executor::Background
+        } else {
+            jobs::Executor::Inline
+        },
+    );
+    Ok((id, options))
+}
+
 /// Parses the `checks` argument: known names only, at least one, each once (in the order given).
 pub fn parse_checks(checks: &[String]) -> OpsResult<Vec<String>> {
     if checks.is_empty() {
@@ -421,7 +449,7 @@ pub fn steps_for(job: &Job) -> OpsResult<Box<dyn Steps>> {
 }
 
 /// Undoes a validation (a cancel): its findings go.
-pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
+pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
     owner::execute(
         "DELETE FROM tenant_ops.integrity_issues WHERE job_id = $1",
         &[job_id.into()],

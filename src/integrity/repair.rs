@@ -332,10 +332,10 @@ pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> OpsResult<Value
             hint: Some("repair_integrity repairs what a validate_integrity job found.".into()),
         });
     }
-    if job.status != "succeeded" {
+    if job.status != jobs::Status::Succeeded {
         return Err(OpsError::JobState {
             job: validation,
-            status: job.status,
+            status: job.status.to_string(),
             action: "be repaired",
             hint: None,
         });

@@ -13,7 +13,7 @@ use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 
 use super::kind::JobKind;
-use super::{Job, StepOutcome};
+use super::{Executor, Job, Status, StepOutcome};
 use crate::error::{OpsError, OpsResult};
 use crate::sys::{sqlstate_text, try_subtransaction};
 
@@ -25,7 +25,7 @@ pub trait Steps {
 /// Runs every remaining step in the caller's transaction. An error is raised to the caller and
 /// undoes everything the job did, its own rows included.
 pub fn run_inline(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
-    super::mark_running(job_id, "inline");
+    super::mark_running(job_id, Executor::Inline);
     let job = super::load(job_id)?;
     let mut steps = kind.steps(&job)?;
     loop {
@@ -33,7 +33,7 @@ pub fn run_inline(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
         match steps.step(&job)? {
             StepOutcome::Continue => continue,
             StepOutcome::Done(result) => {
-                super::finish(job_id, "succeeded", None, Some(&result));
+                super::finish(job_id, Status::Succeeded, None, Some(&result));
                 return Ok(result);
             }
         }
@@ -73,19 +73,24 @@ pub fn round(
         Ok(j) => j,
         Err(e) => return Round::Stopped(Err(e)),
     };
-    if job.status != "running" {
+    if job.status != Status::Running {
         // Paused or cancelled by someone else: stop here, the checkpoint is committed.
         super::release_worker(job_id);
         return Round::Stopped(Ok(Value::Null));
     }
     if super::cancel_requested(job_id) {
         // In a subtransaction: an undo that fails is recorded, and the session goes on.
-        let undone = match try_subtransaction(|| kind.revert(&job, "cancelled")) {
+        let undone = match try_subtransaction(|| kind.revert(&job, Status::Cancelled)) {
             Ok(r) => r,
             Err(caught) => Err(step_failed(job_id, caught)),
         };
         if let Err(e) = &undone {
-            super::finish(job_id, "failed", Some(&format!("cancel failed: {e}")), None);
+            super::finish(
+                job_id,
+                Status::Failed,
+                Some(&format!("cancel failed: {e}")),
+                None,
+            );
         }
         return Round::Stopped(undone);
     }
@@ -93,7 +98,7 @@ pub fn round(
         match kind.steps(&job) {
             Ok(s) => *steps = Some(s),
             Err(e) => {
-                super::finish(job_id, "failed", Some(&e.to_string()), None);
+                super::finish(job_id, Status::Failed, Some(&e.to_string()), None);
                 return Round::Stopped(Err(e));
             }
         }
@@ -106,7 +111,7 @@ pub fn round(
     match outcome {
         Ok(StepOutcome::Continue) => Round::Continue,
         Ok(StepOutcome::Done(result)) => {
-            super::finish(job_id, "succeeded", None, Some(&result));
+            super::finish(job_id, Status::Succeeded, None, Some(&result));
             Round::Stopped(Ok(result))
         }
         Err(e) => {
@@ -144,7 +149,7 @@ fn failed(job_id: i64, e: &OpsError, on_failure: OnFailure) {
         let delay = crate::gucs::retry_delay_seconds() as f64 * 2f64.powi(attempts.max(1) - 1);
         super::requeue(job_id, &e.to_string(), delay);
     } else {
-        super::finish(job_id, "failed", Some(&e.to_string()), None);
+        super::finish(job_id, Status::Failed, Some(&e.to_string()), None);
     }
 }
 
@@ -155,18 +160,18 @@ fn failed(job_id: i64, e: &OpsError, on_failure: OnFailure) {
 /// the job's [`super::lock::JobLock`] held.
 pub fn run_committing(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
     let job = super::load(job_id)?;
-    match job.status.as_str() {
-        "succeeded" | "cancelled" | "rolled_back" => {
+    match job.status {
+        Status::Succeeded | Status::Cancelled | Status::RolledBack => {
             return Err(OpsError::JobState {
                 job: job_id,
-                status: job.status,
+                status: job.status.to_string(),
                 action: "run",
                 hint: None,
             })
         }
         _ => {}
     }
-    super::mark_running(job_id, "procedure");
+    super::mark_running(job_id, Executor::Procedure);
     commit();
     let mut steps = None;
     loop {

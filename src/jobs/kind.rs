@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::executor::Steps;
-use super::Job;
+use super::{Job, Status};
 use crate::error::OpsResult;
 
 /// A kind of job. One implementation per domain module, listed once in `crate::kinds::KINDS`.
@@ -23,5 +23,5 @@ pub trait JobKind: Sync {
     fn steps(&self, job: &Job) -> OpsResult<Box<dyn Steps>>;
 
     /// Undoes what the job wrote so far and gives it `final_status` (a cancel, a rollback).
-    fn revert(&self, job: &Job, final_status: &str) -> OpsResult<Value>;
+    fn revert(&self, job: &Job, final_status: Status) -> OpsResult<Value>;
 }

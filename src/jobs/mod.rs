@@ -12,6 +12,7 @@
 pub mod executor;
 pub mod kind;
 pub mod lock;
+pub mod state;
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::sys::owner;
+pub use state::{Executor, Status};
 
 /// A job as stored.
 #[derive(Clone, Debug)]
@@ -28,11 +30,11 @@ pub struct Job {
     pub scope: Option<String>,
     pub tenant: Option<String>,
     pub options: Value,
-    pub status: String,
+    pub status: Status,
     pub stage: String,
     pub submitted_by: String,
-    /// `inline`, `procedure` or `background`: who drives the steps.
-    pub executor: String,
+    /// Who drives the steps.
+    pub executor: Executor,
 }
 
 /// What one step achieved.
@@ -63,7 +65,7 @@ fn owner_run(sql: &'static str, args: &[pgrx::datum::DatumWithOid]) {
 }
 
 /// Creates a job row and returns its id.
-pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: &str) -> i64 {
+pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: Executor) -> i64 {
     // The submitter is who calls, read before switching to the owner: background workers run
     // the job as this role, so it must never be the owner's name.
     let submitter = current_user();
@@ -75,7 +77,7 @@ pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: 
             scope.into(),
             tenant.into(),
             JsonB(options.clone()).into(),
-            executor.into(),
+            executor.as_str().into(),
             submitter.into(),
         ],
     )
@@ -206,8 +208,8 @@ impl Transition {
 /// Moves a job between queue states (pause, resume, retry, cancel request) as asked by a user,
 /// only from the statuses given: a worker that finished the job meanwhile wins, and the
 /// caller is told. Returns whether the job was in one of them.
-pub fn set_state(id: i64, transition: Transition, from: &[&str]) -> bool {
-    let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+pub fn set_state(id: i64, transition: Transition, from: &[Status]) -> bool {
+    let from: Vec<String> = from.iter().map(|s| s.as_str().to_string()).collect();
     owner::execute(transition.sql(), &[id.into(), from.into()]).or_raise() == 1
 }
 
@@ -257,10 +259,16 @@ pub fn load(id: i64) -> OpsResult<Job> {
             scope: r.get::<String>(2)?,
             tenant: r.get::<String>(3)?,
             options: r.get::<JsonB>(4)?.map(|j| j.0).unwrap_or(Value::Null),
-            status: r.get::<String>(5)?.unwrap_or_default(),
+            status: r
+                .get::<String>(5)?
+                .and_then(|s| Status::parse(&s))
+                .unwrap_or(Status::Failed),
             stage: r.get::<String>(6)?.unwrap_or_default(),
             submitted_by: r.get::<String>(7)?.unwrap_or_default(),
-            executor: r.get::<String>(8)?.unwrap_or_default(),
+            executor: r
+                .get::<String>(8)?
+                .and_then(|s| Executor::parse(&s))
+                .unwrap_or(Executor::Inline),
         }))
     })
     .or_raise();
@@ -268,14 +276,14 @@ pub fn load(id: i64) -> OpsResult<Job> {
 }
 
 /// Marks a job running (first start or resumption) and counts the attempt.
-pub fn mark_running(id: i64, executor: &str) {
+pub fn mark_running(id: i64, executor: Executor) {
     owner_run(
         "UPDATE tenant_ops.jobs
             SET status = 'running', executor = $2, attempts = attempts + 1,
                 started_at = coalesce(started_at, pg_catalog.clock_timestamp()),
                 updated_at = pg_catalog.clock_timestamp(), error = NULL
           WHERE id = $1",
-        &[id.into(), executor.into()],
+        &[id.into(), executor.as_str().into()],
     );
     log(
         id,
@@ -290,7 +298,7 @@ pub fn mark_running(id: i64, executor: &str) {
 }
 
 /// Moves a job to a final (or paused) status.
-pub fn finish(id: i64, status: &str, error: Option<&str>, result: Option<&Value>) {
+pub fn finish(id: i64, status: Status, error: Option<&str>, result: Option<&Value>) {
     owner_run(
         "UPDATE tenant_ops.jobs
             SET status = $2, error = $3, result = coalesce($4, result), worker_pid = NULL, cancel_requested = false,
@@ -300,7 +308,7 @@ pub fn finish(id: i64, status: &str, error: Option<&str>, result: Option<&Value>
           WHERE id = $1",
         &[
             id.into(),
-            status.into(),
+            status.as_str().into(),
             error.into(),
             result.map(|r| JsonB(r.clone())).into(),
         ],

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::error::OpsResult;
 use crate::jobs::executor::Steps;
 use crate::jobs::kind::JobKind;
-use crate::jobs::Job;
+use crate::jobs::{Job, Status};
 
 pub struct Migrate;
 
@@ -26,7 +26,7 @@ impl JobKind for Migrate {
         super::steps_for(job)
     }
 
-    fn revert(&self, job: &Job, final_status: &str) -> OpsResult<Value> {
+    fn revert(&self, job: &Job, final_status: Status) -> OpsResult<Value> {
         super::revert(job.id, final_status)
     }
 }

@@ -174,7 +174,7 @@ impl Steps for Migration {
         // An inline dry run is already wrapped whole in a rolled-back subtransaction by its
         // caller; a committing or background one is done here, in its first step, the same way,
         // so that no executor ever commits a dry run's rows.
-        if self.options.dry_run && job.executor != "inline" {
+        if self.options.dry_run && job.executor != jobs::Executor::Inline {
             return self.dry_run_whole(job.id);
         }
         with_settings(STEP_SETTINGS, || self.run_stage(job))
@@ -210,17 +210,74 @@ impl Migration {
     }
 }
 
+/// The stages of a migration job, in order (the module documentation says what each does),
+/// as stored in `tenant_ops.jobs.stage`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Prepare,
+    Copy,
+    Fixup,
+    Verify,
+    Archive,
+    Delete,
+    Finish,
+    Done,
+}
+
+impl Stage {
+    const ALL: [Stage; 8] = [
+        Stage::Prepare,
+        Stage::Copy,
+        Stage::Fixup,
+        Stage::Verify,
+        Stage::Archive,
+        Stage::Delete,
+        Stage::Finish,
+        Stage::Done,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Prepare => "prepare",
+            Stage::Copy => "copy",
+            Stage::Fixup => "fixup",
+            Stage::Verify => "verify",
+            Stage::Archive => "archive",
+            Stage::Delete => "delete",
+            Stage::Finish => "finish",
+            Stage::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// Moves the job to `stage`.
+fn enter(job_id: i64, stage: Stage) {
+    jobs::set_stage(job_id, stage.as_str());
+}
+
 impl Migration {
     /// One step of the job's current stage (see the module documentation).
     fn run_stage(&mut self, job: &Job) -> OpsResult<StepOutcome> {
-        match job.stage.as_str() {
-            "prepare" => {
+        let Some(stage) = Stage::parse(&job.stage) else {
+            return Err(OpsError::JobState {
+                job: self.job_id,
+                status: format!("at stage {}", job.stage),
+                action: "continue",
+                hint: None,
+            });
+        };
+        match stage {
+            Stage::Prepare => {
                 self.prepare()?;
-                jobs::set_stage(self.job_id, "copy");
+                enter(self.job_id, Stage::Copy);
                 jobs::log(self.job_id, "stage", Some("copy"), None, None, None, None);
                 Ok(StepOutcome::Continue)
             }
-            "copy" => {
+            Stage::Copy => {
                 let tables = jobs::tables(self.job_id);
                 match tables
                     .iter()
@@ -250,45 +307,47 @@ impl Migration {
                         Ok(StepOutcome::Continue)
                     }
                     None => {
-                        jobs::set_stage(self.job_id, "fixup");
+                        enter(self.job_id, Stage::Fixup);
                         Ok(StepOutcome::Continue)
                     }
                 }
             }
-            "fixup" => {
+            Stage::Fixup => {
                 let next = if self.options.verify {
-                    "verify"
+                    Stage::Verify
                 } else {
-                    "finish"
+                    Stage::Finish
                 };
                 self.next_table("copied", next, |m, jt| m.fixup_step(jt))
             }
-            "verify" => {
+            Stage::Verify => {
                 let next = if self.options.mode == Mode::Move {
-                    "archive"
+                    Stage::Archive
                 } else {
-                    "finish"
+                    Stage::Finish
                 };
                 self.next_table("fixed", next, |m, jt| m.verify_step(jt))
             }
-            "archive" => self.next_table("verified", "delete", |m, jt| m.archive_step(jt)),
-            "delete" => {
+            Stage::Archive => {
+                self.next_table("verified", Stage::Delete, |m, jt| m.archive_step(jt))
+            }
+            Stage::Delete => {
                 let tables = jobs::tables(self.job_id);
                 let first = !tables.iter().any(|t| t.stage == "deleted");
                 match tables.iter().rev().find(|t| t.stage == "archived") {
                     Some(jt) => self.delete_step(jt, first)?,
-                    None => jobs::set_stage(self.job_id, "finish"),
+                    None => enter(self.job_id, Stage::Finish),
                 }
                 Ok(StepOutcome::Continue)
             }
-            "finish" => {
+            Stage::Finish => {
                 let report = self.report();
-                jobs::set_stage(self.job_id, "done");
+                enter(self.job_id, Stage::Done);
                 Ok(StepOutcome::Done(report))
             }
-            other => Err(OpsError::JobState {
+            Stage::Done => Err(OpsError::JobState {
                 job: self.job_id,
-                status: format!("at stage {other}"),
+                status: "at stage done".into(),
                 action: "continue",
                 hint: None,
             }),
@@ -300,12 +359,12 @@ impl Migration {
     fn next_table(
         &mut self,
         from: &str,
-        next: &str,
+        next: Stage,
         run: impl FnOnce(&mut Self, &JobTable) -> OpsResult<()>,
     ) -> OpsResult<StepOutcome> {
         match jobs::tables(self.job_id).iter().find(|t| t.stage == from) {
             Some(jt) => run(self, jt)?,
-            None => jobs::set_stage(self.job_id, next),
+            None => enter(self.job_id, next),
         }
         Ok(StepOutcome::Continue)
     }

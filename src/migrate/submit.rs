@@ -26,9 +26,9 @@ impl Migration {
         // Steps exist so that a committing run can resume where it stopped. An inline run is
         // one transaction whatever its steps, so unless the caller sized them it takes each
         // table in one statement, the way hand-written SQL would.
-        let batch_size = match (options.batch_size, job.executor.as_str()) {
+        let batch_size = match (options.batch_size, job.executor) {
             (Some(n), _) => n,
-            (None, "inline") => WHOLE_TABLE,
+            (None, jobs::Executor::Inline) => WHOLE_TABLE,
             (None, _) => crate::gucs::batch_size() as i64,
         };
         Ok(Migration {
@@ -111,11 +111,11 @@ pub fn submit(
         tenant,
         &stored,
         if background {
-            "background"
+            jobs::Executor::Background
         } else if options.defer {
-            "procedure"
+            jobs::Executor::Procedure
         } else {
-            "inline"
+            jobs::Executor::Inline
         },
     );
     jobs::log(id, "job.queued", Some("prepare"), None, None, None, None);

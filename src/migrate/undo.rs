@@ -27,20 +27,23 @@ pub fn rollback(job_id: i64) -> OpsResult<Value> {
             hint: Some("rollback_migration undoes migrate_tenant jobs.".into()),
         });
     }
-    if !matches!(job.status.as_str(), "succeeded" | "failed" | "cancelled") {
+    if !matches!(
+        job.status,
+        jobs::Status::Succeeded | jobs::Status::Failed | jobs::Status::Cancelled
+    ) {
         return Err(OpsError::JobState {
             job: job_id,
-            status: job.status.clone(),
+            status: job.status.to_string(),
             action: "be rolled back",
             hint: Some("Only a finished, failed or cancelled migration can be rolled back.".into()),
         });
     }
-    revert(job_id, "rolled_back")
+    revert(job_id, jobs::Status::RolledBack)
 }
 
 /// Undoes whatever a migration job wrote so far and gives it `final_status` (`rolled_back`
 /// for a rollback, `cancelled` for a cancel): the target is left as it was before the job.
-pub fn revert(job_id: i64, final_status: &str) -> OpsResult<Value> {
+pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
     let job = jobs::load(job_id)?;
     let mut m = Migration::from_job(&job)?;
     let tables = jobs::tables(job_id);

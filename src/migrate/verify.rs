@@ -215,13 +215,10 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
             hint: Some("verify_migration checks migrate_tenant jobs.".into()),
         });
     }
-    if !matches!(
-        job.status.as_str(),
-        "succeeded" | "failed" | "cancelled" | "rolled_back"
-    ) {
+    if !job.status.is_final() {
         return Err(OpsError::JobState {
             job: job_id,
-            status: job.status,
+            status: job.status.to_string(),
             action: "be verified",
             hint: Some("Verify a migration once it has ended.".into()),
         });
@@ -246,7 +243,7 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
         )?;
     }
     for p in plans.iter().filter(|p| p.target_key.is_some()) {
-        let moved = job.status != "rolled_back"
+        let moved = job.status != jobs::Status::RolledBack
             && tables
                 .iter()
                 .any(|t| t.step == p.step && (t.stage == "deleted" || t.stage == "archived"));

@@ -46,7 +46,7 @@ pub extern "C-unwind" fn tenant_ops_job_main(arg: pg_sys::Datum) {
             return None;
         };
         let kind = crate::kinds::lookup(&kind).ok()?;
-        jobs::mark_running(job_id, "background");
+        jobs::mark_running(job_id, jobs::Executor::Background);
         Some((lock, role, kind))
     });
     let Some((lock, submitter, kind)) = claimed else {
