@@ -1,10 +1,14 @@
 //! pg_tenant_ops: move, check, back up and restore one tenant's data inside PostgreSQL.
 //!
-//! Layout: `api/` is the SQL surface (thin); `scope/` the tenant model (which rows belong to a
-//! tenant); `jobs/` the resumable job state machine and its executors; `migrate/` the
-//! migration steps; `options` parses every options document strictly (serde) and words its
-//! errors; `audit`, `gucs`, `error` and `sys` are the shared plumbing. SQL objects the
-//! extension owns (tables, views, roles, grants) live in `sql/`.
+//! Layout — a capability is its file in `api/` (the SQL surface, thin) plus its domain module:
+//! `scope/` the tenant model (which rows belong to a tenant; `graph/` the pgrx-free graph
+//! work); `migrate/` migrate_tenant, one file per stage; `integrity/` validation and repair.
+//! `jobs/` is the job machinery every kind plugs into (the `JobKind` trait, executors and
+//! their one step loop, the per-job lock), `kinds` the registry listing the kinds once, and
+//! `worker/` the background launcher, schedulers and job workers. Shared plumbing: `options`
+//! (strict options parsing and its error wording), `pg` (catalog readers, quoting, privilege
+//! checks), `sys` (subtransactions, role switching and who runs what), `audit`, `gucs`,
+//! `error`. SQL objects the extension owns (tables, views, roles, grants) live in `sql/`.
 
 use pgrx::prelude::*;
 
@@ -17,6 +21,7 @@ pub mod jobs;
 pub mod kinds;
 pub mod migrate;
 pub mod options;
+pub mod pg;
 pub mod scope;
 pub mod sys;
 pub mod worker;

@@ -22,7 +22,7 @@ pub const CHECKS: &[&str] = &["foreign_keys", "primary_keys", "isolation"];
 
 /// How a table prints for the caller.
 pub(crate) fn relation(oid: TableId) -> String {
-    crate::migrate::relation_name(oid)
+    crate::pg::relation_name(oid)
 }
 
 /// Creates a validation job of `scope` (one tenant, or all with `None`) after checking every

@@ -457,7 +457,7 @@ pub fn restore(repair_id: i64) -> OpsResult<Value> {
         )
         .or_raise();
         let data = Value::Array(rows);
-        crate::migrate::require_privileges(
+        crate::pg::require_privileges(
             &name,
             &super::relation(table as TableId),
             "INSERT",

@@ -60,9 +60,8 @@ use options::{IdStrategy, MigrateOptions, Mode};
 use plan::TablePlan;
 use verify::rejected_rows;
 
+use crate::pg::relation_name;
 pub use keys::map_id;
-pub use sql::relation_name;
-pub(crate) use sql::require_privileges;
 pub use submit::submit;
 pub use undo::{revert, rollback};
 pub use verify::{verify_report, Comparison, VerifyRow};

@@ -9,12 +9,13 @@ use serde_json::json;
 
 use super::options::{self, Mode, OnConflict, SharedMode};
 use super::plan::{Planner, TablePlan};
-use super::sql::{qualified_cols, quoted_cols, require_privileges};
+use super::sql::{qualified_cols, quoted_cols};
 use super::tables::rekeyed;
 use super::target::{self, TargetTable};
 use super::{Migration, WHOLE_TABLE};
 use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs;
+use crate::pg::require_privileges;
 use crate::scope::graph::{EdgeKind, Role, TableId};
 use crate::scope::LoadedScope;
 use crate::sys::try_subtransaction;

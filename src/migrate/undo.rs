@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 use super::archive::source_rows;
 use super::options::Mode;
 use super::plan::TablePlan;
-use super::sql::{require_privileges, rows_written};
+use super::sql::rows_written;
 use super::Migration;
 use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs;
+use crate::pg::require_privileges;
 use crate::scope::graph::Role;
 use crate::sys::{owner, with_job_window};
 

@@ -11,10 +11,11 @@ use serde_json::{json, Value};
 use super::archive::source_rows;
 use super::options::OnConflict;
 use super::plan::TablePlan;
-use super::sql::{numbered, require_privileges};
+use super::sql::numbered;
 use super::Migration;
 use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs::{self, JobTable};
+use crate::pg::require_privileges;
 use crate::scope::graph::Role;
 use crate::sys::{try_subtransaction, with_job_window};
 

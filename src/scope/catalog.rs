@@ -7,12 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde::Deserialize;
 
 use super::graph::{Catalog, Edge, EdgeKind, OwnerChoice, ScopeSpec, Table, TableId};
 use super::options::{LinkOption, ScopeOptions};
-use crate::error::{internal_error, OpsError, OpsResult, OrRaise};
+use crate::error::{OpsError, OpsResult};
 use crate::sys::try_subtransaction;
 
 /// Every ordinary and partitioned table outside the system schemas and our own, partitions
@@ -20,24 +19,7 @@ use crate::sys::try_subtransaction;
 /// are always schema-qualified (outside pg_catalog), so SQL built from them means the same
 /// under any search_path, including the fixed one used when running as the extension owner.
 const TABLES_TEMPLATE: &str = r#"
-SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-    'oid', c.oid::pg_catalog.int8,
-    'display', c.oid::pg_catalog.regclass::pg_catalog.text,
-    'sql', pg_catalog.format('%I.%I', n.nspname, c.relname),
-    'kind', c.relkind::pg_catalog.text,
-    'columns', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                    'name', a.attname, 'quoted', pg_catalog.quote_ident(a.attname),
-                    'type_oid', a.atttypid::pg_catalog.int8,
-                    'type_name', @TYPE_NAME@,
-                    'type_full', @TYPE_FULL@,
-                    'not_null', a.attnotnull) ORDER BY a.attnum), '[]')
-                FROM pg_catalog.pg_attribute a
-                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-    'primary_key', (SELECT pg_catalog.jsonb_agg(a.attname ORDER BY k.ord)
-                    FROM pg_catalog.pg_constraint pk
-                         CROSS JOIN LATERAL pg_catalog.unnest(pk.conkey) WITH ORDINALITY AS k(attnum, ord)
-                         JOIN pg_catalog.pg_attribute a ON a.attrelid = pk.conrelid AND a.attnum = k.attnum
-                    WHERE pk.conrelid = c.oid AND pk.contype = 'p'))), '[]')
+SELECT coalesce(pg_catalog.jsonb_agg(@RELATION@), '[]')
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
@@ -46,34 +28,7 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
 "#;
 
 static TABLES_SQL: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| with_qualified_types(TABLES_TEMPLATE));
-
-/// Fills the `@TYPE_NAME@` / `@TYPE_FULL@` markers of a catalog query over `pg_attribute a`
-/// with the column's type, schema-qualified unless in pg_catalog (without / with modifiers).
-pub(crate) fn with_qualified_types(template: &str) -> String {
-    template
-        .replace("@TYPE_NAME@", &qualified_type_sql("a.atttypid", "NULL"))
-        .replace(
-            "@TYPE_FULL@",
-            &qualified_type_sql("a.atttypid", "a.atttypmod"),
-        )
-}
-
-/// SQL naming the type `oid` (with modifier `typmod`) so that it resolves under any
-/// search_path: pg_catalog types as format_type() writes them, others schema-qualified.
-fn qualified_type_sql(oid: &str, typmod: &str) -> String {
-    format!(
-        "(SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
-                      THEN pg_catalog.format_type(ty.oid, {typmod})
-                      WHEN ty.typcategory = 'A' AND ty.typelem <> 0
-                      THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
-                              FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
-                             WHERE et.oid = ty.typelem)
-                      ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
-                              FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
-            FROM pg_catalog.pg_type ty WHERE ty.oid = {oid})"
-    )
-}
+    std::sync::LazyLock::new(|| crate::pg::relation_query(TABLES_TEMPLATE));
 
 /// Every declared foreign key, mapped onto partition roots: a constraint declared on a
 /// partition counts for the whole partitioned table; the per-partition clones of a constraint
@@ -106,25 +61,17 @@ struct RawForeignKey {
     not_valid: bool,
 }
 
-fn query_json<T: for<'de> Deserialize<'de>>(sql: &str) -> T {
-    let value = Spi::get_one::<JsonB>(sql)
-        .or_raise()
-        .map(|j| j.0)
-        .unwrap_or_default();
-    serde_json::from_value(value)
-        .unwrap_or_else(|e| internal_error(format!("pg_tenant_ops: unexpected catalog shape: {e}")))
-}
-
 /// Reads the whole catalog: every table and every FK between them.
 pub fn load_catalog() -> Catalog {
-    let tables: Vec<Table> = query_json(&TABLES_SQL);
+    // Both queries aggregate with coalesce(..., '[]'): always one non-NULL row.
+    let tables: Vec<Table> = crate::pg::query_json(&TABLES_SQL, &[]).unwrap_or_default();
     let mut catalog = Catalog {
         tables: tables.into_iter().map(|t| (t.oid, t)).collect(),
         edges: vec![],
     };
 
     // The same FK declared on several partitions becomes one edge of the partitioned table.
-    let raw: Vec<RawForeignKey> = query_json(FOREIGN_KEYS_SQL);
+    let raw: Vec<RawForeignKey> = crate::pg::query_json(FOREIGN_KEYS_SQL, &[]).unwrap_or_default();
     let mut merged: BTreeMap<(TableId, Vec<String>, TableId, Vec<String>), Edge> = BTreeMap::new();
     for fk in raw {
         if !catalog.tables.contains_key(&fk.child) || !catalog.tables.contains_key(&fk.parent) {

@@ -1,0 +1,127 @@
+//! PostgreSQL glue shared by more than one module: how a relation and its columns are read
+//! from the catalogs (one definition for the scope catalog and the migration targets), type
+//! names that mean the same under any search_path, identifier quoting, and the lookups and
+//! privilege checks every capability makes. (Subtransactions and role switching: `sys.rs`.)
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::Deserialize;
+
+use crate::error::{internal_error, OpsError, OpsResult, OrRaise};
+
+/// The jsonb object describing relation `c` (a `pg_class` row joined to its `pg_namespace n`):
+/// oid, `sql` (`"schema"."name"`), `display` (as regclass prints it), `kind`, every live column
+/// (name, quoted name, type oid, type name without and with modifiers, NOT NULL, default,
+/// generated or identity ALWAYS) in order, and the primary key's columns in key order (NULL
+/// without one). Read by `scope::catalog` for every table and by `migrate::target` for one;
+/// each takes the fields it needs.
+pub const RELATION_JSON: &str = r#"pg_catalog.jsonb_build_object(
+    'oid', c.oid::pg_catalog.int8,
+    'sql', pg_catalog.format('%I.%I', n.nspname, c.relname),
+    'display', c.oid::pg_catalog.regclass::pg_catalog.text,
+    'kind', c.relkind::pg_catalog.text,
+    'columns', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'name', a.attname, 'quoted', pg_catalog.quote_ident(a.attname),
+                    'type_oid', a.atttypid::pg_catalog.int8,
+                    'type_name', @TYPE_NAME@,
+                    'type_full', @TYPE_FULL@,
+                    'not_null', a.attnotnull,
+                    'has_default', a.atthasdef OR a.attidentity = 'd',
+                    'generated', a.attidentity = 'a' OR a.attgenerated <> '') ORDER BY a.attnum), '[]')
+                FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+    'primary_key', (SELECT pg_catalog.jsonb_agg(a.attname ORDER BY k.ord)
+                    FROM pg_catalog.pg_constraint pk
+                         CROSS JOIN LATERAL pg_catalog.unnest(pk.conkey) WITH ORDINALITY AS k(attnum, ord)
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid = pk.conrelid AND a.attnum = k.attnum
+                    WHERE pk.conrelid = c.oid AND pk.contype = 'p'))"#;
+
+/// `template` with `@RELATION@` replaced by [`RELATION_JSON`] and its type markers filled in.
+pub fn relation_query(template: &str) -> String {
+    with_qualified_types(&template.replace("@RELATION@", RELATION_JSON))
+}
+
+/// Fills the `@TYPE_NAME@` / `@TYPE_FULL@` markers of a catalog query over `pg_attribute a`
+/// with the column's type, schema-qualified unless in pg_catalog (without / with modifiers):
+/// SQL built from them means the same under any search_path.
+pub fn with_qualified_types(template: &str) -> String {
+    template
+        .replace("@TYPE_NAME@", &qualified_type_sql("a.atttypid", "NULL"))
+        .replace(
+            "@TYPE_FULL@",
+            &qualified_type_sql("a.atttypid", "a.atttypmod"),
+        )
+}
+
+/// SQL naming the type `oid` (with modifier `typmod`) so that it resolves under any
+/// search_path: pg_catalog types as format_type() writes them, others schema-qualified.
+fn qualified_type_sql(oid: &str, typmod: &str) -> String {
+    format!(
+        "(SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
+                      THEN pg_catalog.format_type(ty.oid, {typmod})
+                      WHEN ty.typcategory = 'A' AND ty.typelem <> 0
+                      THEN (SELECT pg_catalog.format('%I.%I[]', en.nspname, et.typname)
+                              FROM pg_catalog.pg_type et JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
+                             WHERE et.oid = ty.typelem)
+                      ELSE (SELECT pg_catalog.format('%I.%I', tn.nspname, ty.typname)
+                              FROM pg_catalog.pg_namespace tn WHERE tn.oid = ty.typnamespace) END
+            FROM pg_catalog.pg_type ty WHERE ty.oid = {oid})"
+    )
+}
+
+/// Runs a catalog query returning one jsonb and decodes it; NULL is `None`. A shape that does
+/// not decode is our bug, an internal error.
+pub fn query_json<T: for<'de> Deserialize<'de>>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Option<T> {
+    let value = Spi::get_one_with_args::<JsonB>(sql, args).or_raise()?;
+    Some(serde_json::from_value(value.0).unwrap_or_else(|e| {
+        internal_error(format!("pg_tenant_ops: unexpected catalog shape: {e}"))
+    }))
+}
+
+/// `"name"`, quoted as PostgreSQL would.
+pub fn quote_ident(name: &str) -> String {
+    pgrx::spi::quote_identifier(name)
+}
+
+/// `"schema"."name"`.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// A relation's name as regclass prints it (schema-qualified where not on the search_path).
+pub fn relation_name(oid: u32) -> String {
+    Spi::get_one_with_args::<String>(
+        "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
+        &[(oid as i64).into()],
+    )
+    .or_raise()
+    .unwrap_or_default()
+}
+
+/// Checks the caller's privileges on a table explicitly, so that a job that lacks one is
+/// refused with the table named before it changes anything (the statements themselves run
+/// as the caller and would fail anyway, but later and less clearly).
+pub fn require_privileges(
+    table_sql: &str,
+    display: &str,
+    privileges: &str,
+    why: &str,
+) -> OpsResult<()> {
+    let ok = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.has_table_privilege(current_user, $1::pg_catalog.regclass, $2)",
+        &[table_sql.into(), privileges.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(OpsError::InsufficientPrivilege(
+            format!("permission denied for table {display}: {why} needs {privileges}"),
+            Some("Grant those privileges to the role that runs the job (jobs run with the caller's privileges).".into()),
+        ))
+    }
+}
