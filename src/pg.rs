@@ -10,13 +10,16 @@ use serde::Deserialize;
 use crate::error::{internal_error, OpsError, OpsResult, OrRaise};
 
 /// The jsonb object describing relation `c` (a `pg_class` row joined to its `pg_namespace n`):
-/// oid, `sql` (`"schema"."name"`), `display` (as regclass prints it), `kind`, every live column
+/// oid, `schema` and `name` (unquoted, as the catalog has them: never re-parsed from SQL),
+/// `sql` (`"schema"."name"`), `display` (as regclass prints it), `kind`, every live column
 /// (name, quoted name, type oid, type name without and with modifiers, NOT NULL, default,
 /// generated or identity ALWAYS) in order, and the primary key's columns in key order (NULL
 /// without one). Read by `scope::catalog` for every table and by `migrate::target` for one;
 /// each takes the fields it needs.
 pub const RELATION_JSON: &str = r#"pg_catalog.jsonb_build_object(
     'oid', c.oid::pg_catalog.int8,
+    'schema', n.nspname,
+    'name', c.relname,
     'sql', pg_catalog.format('%I.%I', n.nspname, c.relname),
     'display', c.oid::pg_catalog.regclass::pg_catalog.text,
     'kind', c.relkind::pg_catalog.text,

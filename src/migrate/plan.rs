@@ -317,7 +317,7 @@ impl<'a> Planner<'a> {
                                 hint: Some(format!(
                                     "{} has no column of that name; map one with the \"columns\" option, e.g. {{\"columns\": {{\"{}\": {{\"{}\": {{\"from\": \"...\"}}}}}}}}.",
                                     src.display,
-                                    target_name.rsplit('.').next().unwrap_or(&target_name).trim_matches('"'),
+                                    target.name,
                                     tc.name
                                 )),
                             });
@@ -412,17 +412,13 @@ impl<'a> Planner<'a> {
     }
 
     fn column_spec(&self, target: &TargetTable) -> Option<&BTreeMap<String, ColumnSource>> {
-        // The option may name the target table bare or qualified.
-        let bare = target
-            .sql
-            .rsplit('.')
-            .next()
-            .unwrap_or(&target.sql)
-            .trim_matches('"')
-            .replace("\"\"", "\"");
+        // The option may name the target table bare or qualified (names from the catalog,
+        // never parsed out of SQL).
+        let qualified = format!("{}.{}", target.schema, target.name);
         self.options
             .columns
-            .get(&bare)
+            .get(&target.name)
+            .or_else(|| self.options.columns.get(&qualified))
             .or_else(|| self.options.columns.get(&target.display))
             .or_else(|| self.options.columns.get(&target.sql))
     }

@@ -33,6 +33,9 @@ pub struct TargetColumn {
 pub struct TargetTable {
     pub oid: u32,
     pub sql: String,
+    /// The schema and the table's own name, unquoted, as in the catalog.
+    pub schema: String,
+    pub name: String,
     pub display: String,
     pub columns: Vec<TargetColumn>,
     pub primary_key: Option<Vec<String>>,
@@ -80,13 +83,15 @@ impl Migration {
     /// The target table name for a source table: the `tables` map, else `strip_prefix`.
     pub(super) fn target_name(&self, loaded: &LoadedScope, source: TableId) -> String {
         let t = loaded.catalog.table(source);
-        let relname = t.sql.rsplit('.').next().unwrap_or(&t.sql);
-        let relname = unquote(relname);
+        // The name as the catalog has it: a table named `Ten"ant.$1 x` stays that, whatever
+        // dots and quotes it holds.
+        let relname = t.name.clone();
+        let unquoted_qualified = format!("{}.{}", t.schema, t.name);
         for (from, to) in &self.options.tables {
             if *from == relname
                 || *from == t.display
                 || *from == t.sql
-                || unquote_qualified(from) == unquote_qualified(&t.sql)
+                || *from == unquoted_qualified
             {
                 return to.clone();
             }
@@ -205,16 +210,4 @@ impl Migration {
         }
         Ok(())
     }
-}
-
-fn unquote(ident: &str) -> String {
-    if ident.starts_with('"') && ident.ends_with('"') && ident.len() >= 2 {
-        ident[1..ident.len() - 1].replace("\"\"", "\"")
-    } else {
-        ident.to_string()
-    }
-}
-
-fn unquote_qualified(name: &str) -> String {
-    name.split('.').map(unquote).collect::<Vec<_>>().join(".")
 }

@@ -44,6 +44,9 @@ pub struct Table {
     pub display: String,
     /// Always schema-qualified and quoted: safe to splice into SQL.
     pub sql: String,
+    /// The schema and the table's own name, unquoted, as in the catalog.
+    pub schema: String,
+    pub name: String,
     /// `r` ordinary table, `p` partitioned table.
     pub kind: String,
     pub columns: Vec<Column>,

@@ -19,6 +19,8 @@ fn table(oid: TableId, name: &str, cols: &[(&str, bool)]) -> Table {
         oid,
         display: name.into(),
         sql: format!("public.{name}"),
+        schema: "public".into(),
+        name: name.into(),
         kind: "r".into(),
         columns: cols.iter().map(|(n, nn)| col(n, *nn)).collect(),
         primary_key: Some(vec![cols[0].0.into()]),

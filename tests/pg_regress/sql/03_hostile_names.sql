@@ -33,3 +33,16 @@ RESET search_path;
 SELECT step, table_name, role FROM tenant_ops.plan('narrow', '2') ORDER BY step;
 -- The definition was stored with qualified names, so it means the same under any search_path.
 SELECT options FROM tenant_ops.scopes WHERE name = 'narrow';
+-- create_target keeps a hostile table name whole: the name comes from the catalog, never
+-- parsed back out of SQL (issue 11: `Ten"ant.$1 x` became `$1 x"`).
+CREATE SCHEMA "Hostile.Src";
+CREATE TABLE "Hostile.Src"."Ten""ant.$1 x" ("Id" int PRIMARY KEY, "v.1" text);
+CREATE TABLE "Hostile.Src"."kid.$1" (id int PRIMARY KEY, t int NOT NULL REFERENCES "Hostile.Src"."Ten""ant.$1 x");
+INSERT INTO "Hostile.Src"."Ten""ant.$1 x" VALUES (1, 'a'), (2, 'b');
+INSERT INTO "Hostile.Src"."kid.$1" VALUES (10, 1), (11, 1), (20, 2);
+CREATE SCHEMA "Hostile.Dst";
+SELECT tenant_ops.create_scope('hostile.$1', '"Hostile.Src"."Ten""ant.$1 x"', 'Id');
+SELECT tenant_ops.migrate_tenant('hostile.$1', '1', 'Hostile.Dst', '{"create_target": true}') > 0 AS migrated;
+SELECT c.relname FROM pg_class c WHERE c.relnamespace = '"Hostile.Dst"'::regnamespace AND c.relkind = 'r' ORDER BY 1;
+SELECT count(*) FROM "Hostile.Dst"."Ten""ant.$1 x";
+SELECT count(*) FROM "Hostile.Dst"."kid.$1";
