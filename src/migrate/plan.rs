@@ -164,13 +164,20 @@ impl<'a> Planner<'a> {
         } else {
             x.to_string()
         };
+        // A clone (`new_tenant`) writes the new tenant's key where the old one was. Where the
+        // key is re-keyed to UUIDs, the clone's own namespace already gives it fresh keys.
+        let rekeyed_to_uuid =
+            self.rekeyed.contains(&table) && self.options.id_strategy != IdStrategy::Keep;
         if table == self.root()
             && col == self.loaded.resolved.tenant_key
             && self.options.new_tenant.is_some()
+            && !rekeyed_to_uuid
         {
+            // `$3` (text) is cast to the key's type (an integer key gave 42804, "CASE types
+            // integer and text cannot be matched").
             format!(
-                "CASE WHEN ({x}) = $1::{} THEN $3 ELSE {strategy} END",
-                self.tenant_key_type()
+                "CASE WHEN ({x}) = $1::{ty} THEN $3::{ty} ELSE {strategy} END",
+                ty = self.tenant_key_type()
             )
         } else {
             strategy

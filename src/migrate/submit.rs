@@ -62,6 +62,14 @@ pub fn submit(
     let options = MigrateOptions::parse(raw_options)?;
     let loaded = scope::load(scope_name)?;
     loaded.check_tenant(tenant)?;
+    if let Some(new_tenant) = &options.new_tenant {
+        loaded.check_tenant_value(new_tenant).map_err(|e| {
+            OpsError::InvalidOption(
+                format!("option \"new_tenant\": {e}"),
+                Some("The clone's tenant key is written as the root's key: give a value of that type.".into()),
+            )
+        })?;
+    }
     target::require_schema(target_schema)?;
     // One migration of a tenant at a time: a transaction-level lock against concurrent
     // submissions, and the open jobs already committed.

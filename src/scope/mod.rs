@@ -194,19 +194,11 @@ fn summarize(catalog: &Catalog, resolved: &ResolvedScope) -> ResolvedSummary {
 impl LoadedScope {
     /// Checks that `tenant` casts to the tenant key's type and names an existing root row.
     pub fn check_tenant(&self, tenant: &str) -> OpsResult<()> {
+        self.check_tenant_value(tenant)?;
         let root = self.catalog.table(self.resolved.root);
         let key = root
             .column(&self.resolved.tenant_key)
             .expect("checked when the scope was prepared");
-        let cast = format!("SELECT $1::pg_catalog.text::{} IS NOT NULL", key.type_name);
-        if try_subtransaction(|| Spi::get_one_with_args::<bool>(&cast, &[tenant.into()])).is_err() {
-            return Err(OpsError::BadTenantValue {
-                value: tenant.into(),
-                type_name: key.type_name.clone(),
-                table: root.display.clone(),
-                column: key.quoted.clone(),
-            });
-        }
         let filters = self.filters();
         let exists = format!(
             "SELECT EXISTS (SELECT FROM {} WHERE {})",
@@ -220,6 +212,24 @@ impl LoadedScope {
             return Err(OpsError::UnknownTenant {
                 tenant: tenant.into(),
                 scope: self.definition.name.clone(),
+                table: root.display.clone(),
+                column: key.quoted.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `value` casts to the tenant key's type (22P02 naming the key when not).
+    pub fn check_tenant_value(&self, value: &str) -> OpsResult<()> {
+        let root = self.catalog.table(self.resolved.root);
+        let key = root
+            .column(&self.resolved.tenant_key)
+            .expect("checked when the scope was prepared");
+        let cast = format!("SELECT $1::pg_catalog.text::{} IS NOT NULL", key.type_name);
+        if try_subtransaction(|| Spi::get_one_with_args::<bool>(&cast, &[value.into()])).is_err() {
+            return Err(OpsError::BadTenantValue {
+                value: value.into(),
+                type_name: key.type_name.clone(),
                 table: root.display.clone(),
                 column: key.quoted.clone(),
             });

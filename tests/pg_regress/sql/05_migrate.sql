@@ -287,3 +287,29 @@ SELECT step, table_name, rows_total, rows_done, verified, rejected FROM tenant_o
 SELECT (SELECT count(*) FROM orph_t.club) AS clubs, (SELECT count(*) FROM orph_t.plan) AS plans,
        (SELECT string_agg(id::text, ',' ORDER BY id) FROM orph_t.member) AS members;
 RESET client_min_messages;
+-- new_tenant (a clone) with an integer tenant key: the copy takes the new key in the root and
+-- in every reference to it (issue 11: 42804, CASE types integer and text cannot be matched).
+CREATE SCHEMA clone_src;
+CREATE TABLE clone_src.org (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE clone_src.member (id int PRIMARY KEY, org_id int NOT NULL REFERENCES clone_src.org, name text);
+INSERT INTO clone_src.org VALUES (1, 'one'), (2, 'two');
+INSERT INTO clone_src.member VALUES (10, 1, 'a'), (11, 1, 'b'), (20, 2, 'c');
+CREATE SCHEMA clone_dst;
+SELECT tenant_ops.create_scope('clones', 'clone_src.org', 'id');
+SELECT tenant_ops.migrate_tenant('clones', '1', 'clone_dst', '{"create_target": true, "new_tenant": "9"}') AS clone_job \gset
+SELECT status, error FROM tenant_ops.jobs WHERE id = :clone_job;
+SELECT * FROM clone_dst.org ORDER BY id;
+SELECT * FROM clone_dst.member ORDER BY id;
+-- A new tenant that is not a value of the key's type is refused.
+SELECT tenant_ops.migrate_tenant('clones', '2', 'clone_dst', '{"new_tenant": "nine"}');
+\echo :SQLSTATE
+SELECT count(*) FROM clone_dst.org;
+-- ... and with UUID keys the clone's namespace gives it keys of its own.
+CREATE SCHEMA clone_uuid;
+CREATE TABLE clone_uuid.org (id uuid PRIMARY KEY, name text NOT NULL);
+CREATE TABLE clone_uuid.member (id uuid PRIMARY KEY, org_id uuid NOT NULL REFERENCES clone_uuid.org, name text);
+SELECT tenant_ops.migrate_tenant('clones', '1', 'clone_uuid', '{"id_strategy": "uuid5", "new_tenant": "9"}') AS u1 \gset
+SELECT tenant_ops.migrate_tenant('clones', '1', 'clone_uuid', '{"id_strategy": "uuid5", "new_tenant": "8"}') AS u2 \gset
+SELECT status, count(*) FROM tenant_ops.jobs WHERE id IN (:u1, :u2) GROUP BY status;
+SELECT count(*) AS orgs, count(DISTINCT name) AS names FROM clone_uuid.org;
+SELECT count(*) AS members_resolving FROM clone_uuid.member m JOIN clone_uuid.org o ON o.id = m.org_id;
