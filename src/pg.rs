@@ -104,6 +104,30 @@ pub fn relation_name(oid: u32) -> String {
     .unwrap_or_default()
 }
 
+/// Whether the caller is a member of `role` or a superuser.
+pub fn has_role(role: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_has_role(current_user, $1, 'MEMBER')
+             OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+        &[role.into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
+}
+
+/// Refuses (42501) a caller who is not a member of `role` (nor a superuser): what a job kind
+/// needs to run, resume or retry its jobs, beyond EXECUTE on the function.
+pub fn require_role(role: &str, action: &str) -> OpsResult<()> {
+    if has_role(role) {
+        Ok(())
+    } else {
+        Err(OpsError::InsufficientPrivilege(
+            format!("permission denied to {action}: it needs the role {role}"),
+            Some(format!("GRANT {role} TO the role that runs it.")),
+        ))
+    }
+}
+
 /// Checks the caller's privileges on a table explicitly, so that a job that lacks one is
 /// refused with the table named before it changes anything (the statements themselves run
 /// as the caller and would fail anyway, but later and less clearly).

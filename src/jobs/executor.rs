@@ -211,7 +211,7 @@ pub unsafe fn nonatomic(fcinfo: pg_sys::FunctionCallInfo) -> bool {
 /// # Safety
 /// Must be called from a procedure invoked by a top-level `CALL` (check with [`nonatomic`]).
 pub unsafe fn run_as_procedure(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
-    super::require_role(kind.required_role(), "run this job")?;
+    crate::pg::require_role(kind.required_role(), "run this job")?;
     let Some(_lock) = super::lock::JobLock::try_acquire(job_id) else {
         return Err(OpsError::JobState {
             job: job_id,

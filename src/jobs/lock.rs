@@ -17,18 +17,13 @@ pub struct JobLock {
 impl JobLock {
     /// The lock, or `None` when another session holds it.
     pub fn try_acquire(job_id: i64) -> Option<JobLock> {
-        let key = Spi::get_one_with_args::<i64>(
-            "SELECT pg_catalog.hashtextextended('tenant_ops:job', $1)",
+        let (key, locked) = Spi::get_two_with_args::<i64, bool>(
+            "SELECT k, pg_catalog.pg_try_advisory_lock(k)
+               FROM (SELECT pg_catalog.hashtextextended('tenant_ops:job', $1) AS k) x",
             &[job_id.into()],
         )
-        .or_raise()
-        .unwrap_or_default();
-        let locked = Spi::get_one_with_args::<bool>(
-            "SELECT pg_catalog.pg_try_advisory_lock($1)",
-            &[key.into()],
-        )
-        .or_raise()
-        .unwrap_or(false);
+        .or_raise();
+        let (key, locked) = (key.unwrap_or_default(), locked.unwrap_or(false));
         locked.then_some(JobLock { key })
     }
 }

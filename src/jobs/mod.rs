@@ -213,26 +213,6 @@ pub fn set_state(id: i64, transition: Transition, from: &[Status]) -> bool {
     owner::execute(transition.sql(), &[id.into(), from.into()]).or_raise() == 1
 }
 
-/// Refuses (42501) a caller who is not a member of `role` (nor a superuser): what a job kind
-/// needs to run, resume or retry its jobs, beyond EXECUTE on the function.
-pub fn require_role(role: &str, action: &str) -> OpsResult<()> {
-    let ok = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_has_role(current_user, $1, 'MEMBER')
-             OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
-        &[role.into()],
-    )
-    .or_raise()
-    .unwrap_or(false);
-    if ok {
-        Ok(())
-    } else {
-        Err(OpsError::InsufficientPrivilege(
-            format!("permission denied to {action}: it needs the role {role}"),
-            Some(format!("GRANT {role} TO the role that runs it.")),
-        ))
-    }
-}
-
 /// The role the caller acts as (the job's submitter).
 pub fn current_user() -> String {
     Spi::get_one::<String>("SELECT current_user::text")

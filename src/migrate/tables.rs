@@ -3,13 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use pgrx::prelude::*;
-
 use super::options::{IdStrategy, MigrateOptions, SharedMode};
 use super::plan::{Planner, TablePlan};
 use super::target::{self, TargetTable};
 use super::Migration;
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::{OpsError, OpsResult};
 use crate::scope::graph::{Role, TableId};
 use crate::scope::LoadedScope;
 
@@ -24,15 +22,6 @@ impl Migration {
             .filter(|t| t.role != Role::Shared || self.options.shared == SharedMode::Copy)
             .map(|t| (t.oid, t.role))
             .collect()
-    }
-
-    fn is_admin() -> bool {
-        Spi::get_one::<bool>(
-            "SELECT pg_catalog.pg_has_role(current_user, 'tenant_ops_admin', 'MEMBER')
-                 OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
-        )
-        .or_raise()
-        .unwrap_or(false)
     }
 
     /// Plans every copied table against the targets as they exist now. `staged`: the shared
@@ -61,7 +50,7 @@ impl Migration {
             loaded,
             options: &self.options,
             rekeyed: rekeyed(loaded, &self.options, &copied, &targets),
-            is_admin: Self::is_admin(),
+            is_admin: crate::pg::has_role("tenant_ops_admin"),
             lookups: Default::default(),
         };
         let filters = self.filters(loaded);

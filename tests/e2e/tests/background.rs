@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pg_tenant_ops_e2e::postgres::fallible_iterator::FallibleIterator;
-use pg_tenant_ops_e2e::postgres::{Client, Error};
+use pg_tenant_ops_e2e::postgres::Client;
 use pg_tenant_ops_e2e::{assert_sqlstate_hint, describe_error, Cluster, Interruption};
 
 use crate::common::*;
@@ -38,20 +38,6 @@ fn bg_options(batch: i32) -> String {
 // ----- helpers ----------------------------------------------------------------------------------
 
 /// `migrate_tenant(scope, tenant, target, options, background => true)`: the job id.
-fn try_queue(
-    c: &mut impl pg_tenant_ops_e2e::postgres::GenericClient,
-    scope: &str,
-    tenant: &str,
-    target: &str,
-    options: &str,
-) -> Result<i64, Error> {
-    c.query_one(
-        "SELECT tenant_ops.migrate_tenant($1::text, $2::text, $3::text::name, $4::text::jsonb, background => true)",
-        &[&scope, &tenant, &target, &options],
-    )
-    .map(|r| r.get(0))
-}
-
 #[track_caller]
 fn queue(
     c: &mut impl pg_tenant_ops_e2e::postgres::GenericClient,
@@ -60,31 +46,7 @@ fn queue(
     target: &str,
     options: &str,
 ) -> i64 {
-    try_queue(c, scope, tenant, target, options).unwrap_or_else(|e| {
-        panic!(
-            "migrate_tenant({scope:?}, {tenant:?}, {target:?}, {options}, background => true) failed: {}",
-            describe_error(&e)
-        )
-    })
-}
-
-/// `tenant_ops.wait_for_job(job, secs seconds)`: the final status (or the current one).
-#[track_caller]
-fn wait_for(c: &mut Client, job: i64, secs: f64) -> String {
-    c.query_one(
-        "SELECT tenant_ops.wait_for_job($1, pg_catalog.make_interval(secs => $2))",
-        &[&job, &secs],
-    )
-    .map(|r| r.get(0))
-    .unwrap_or_else(|e| panic!("wait_for_job({job}): {}", describe_error(&e)))
-}
-
-/// `tenant_ops.<function>(job)` returning text (pause_job, resume_job, cancel_job, retry_job).
-#[track_caller]
-fn control(c: &mut Client, function: &str, job: i64) -> String {
-    c.query_one(&format!("SELECT tenant_ops.{function}($1)"), &[&job])
-        .map(|r| r.get(0))
-        .unwrap_or_else(|e| panic!("tenant_ops.{function}({job}): {}", describe_error(&e)))
+    migrate_tenant(c, scope, tenant, target, options, true)
 }
 
 /// Pids of the server processes of `backend_type`, in `db` when given.
@@ -99,22 +61,6 @@ fn pids(c: &mut Client, backend_type: &str, db: Option<&str>) -> Vec<i32> {
     .iter()
     .map(|r| r.get(0))
     .collect()
-}
-
-/// Polls `probe` every 20 ms until it gives a value; panics after `timeout`.
-#[track_caller]
-fn until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The scheduler of `db` (waiting up to 15 s: the launcher looks for new extensions every few

@@ -2,8 +2,10 @@
 //! a plan against hand-written SQL.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use pg_tenant_ops_e2e::postgres::{Client, Error};
+use pg_tenant_ops_e2e::postgres::{Client, Error, GenericClient};
 use pg_tenant_ops_e2e::{describe_error, Cluster};
 
 /// Creates database `name` and returns a superuser session on it.
@@ -301,4 +303,99 @@ pub fn json_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+// ----- jobs --------------------------------------------------------------------------------------
+
+/// `tenant_ops.migrate_tenant(scope, tenant, target_schema, options, background)`: the job id.
+pub fn try_migrate_tenant(
+    c: &mut impl GenericClient,
+    scope: &str,
+    tenant: &str,
+    target: &str,
+    options: &str,
+    background: bool,
+) -> Result<i64, Error> {
+    c.query_one(
+        "SELECT tenant_ops.migrate_tenant($1::text, $2::text, $3::text::name, $4::text::jsonb, $5::bool)",
+        &[&scope, &tenant, &target, &options, &background],
+    )
+    .map(|r| r.get(0))
+}
+
+/// [`try_migrate_tenant`] that must succeed.
+#[track_caller]
+pub fn migrate_tenant(
+    c: &mut impl GenericClient,
+    scope: &str,
+    tenant: &str,
+    target: &str,
+    options: &str,
+    background: bool,
+) -> i64 {
+    try_migrate_tenant(c, scope, tenant, target, options, background).unwrap_or_else(|e| {
+        panic!(
+            "migrate_tenant({scope:?}, {tenant:?}, {target:?}, {options}, background => {background}) failed: {}",
+            describe_error(&e)
+        )
+    })
+}
+
+/// `CALL tenant_ops.run_job(id)`: a top-level CALL (simple protocol), so it commits per step.
+pub fn try_run_job(c: &mut Client, job: i64) -> Result<(), Error> {
+    c.batch_execute(&format!("CALL tenant_ops.run_job({job})"))
+}
+
+#[track_caller]
+pub fn run_job(c: &mut Client, job: i64) {
+    if let Err(e) = try_run_job(c, job) {
+        panic!(
+            "CALL tenant_ops.run_job({job}) failed: {}",
+            describe_error(&e)
+        );
+    }
+}
+
+/// `tenant_ops.wait_for_job(job, secs seconds)`: the final status (or the current one).
+#[track_caller]
+pub fn wait_for(c: &mut impl GenericClient, job: i64, secs: f64) -> String {
+    c.query_one(
+        "SELECT tenant_ops.wait_for_job($1, pg_catalog.make_interval(secs => $2))",
+        &[&job, &secs],
+    )
+    .map(|r| r.get(0))
+    .unwrap_or_else(|e| panic!("wait_for_job({job}): {}", describe_error(&e)))
+}
+
+/// `tenant_ops.<function>(job)` returning text (pause_job, resume_job, cancel_job, retry_job).
+#[track_caller]
+pub fn control(c: &mut impl GenericClient, function: &str, job: i64) -> String {
+    c.query_one(&format!("SELECT tenant_ops.{function}($1)"), &[&job])
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("tenant_ops.{function}({job}): {}", describe_error(&e)))
+}
+
+/// `tenant_ops.rollback_migration(job)` as text.
+pub fn try_rollback(c: &mut Client, job: i64) -> Result<String, Error> {
+    c.query_one(
+        "SELECT tenant_ops.rollback_migration($1::int8)::text",
+        &[&job],
+    )
+    .map(|r| r.get(0))
+}
+
+/// Polls `probe` every 20 ms until it gives a value; panics after `timeout`.
+#[track_caller]
+pub fn until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -28,44 +28,12 @@ fn try_migrate(
     target: &str,
     options: &str,
 ) -> Result<i64, Error> {
-    c.query_one(
-        "SELECT tenant_ops.migrate_tenant($1::text, $2::text, $3::text::name, $4::text::jsonb)",
-        &[&scope, &tenant, &target, &options],
-    )
-    .map(|r| r.get(0))
+    try_migrate_tenant(c, scope, tenant, target, options, false)
 }
 
 #[track_caller]
 fn migrate(c: &mut Client, scope: &str, tenant: &str, target: &str, options: &str) -> i64 {
-    try_migrate(c, scope, tenant, target, options).unwrap_or_else(|e| {
-        panic!(
-            "migrate_tenant({scope:?}, {tenant:?}, {target:?}, {options}) failed: {}",
-            describe_error(&e)
-        )
-    })
-}
-
-/// `CALL tenant_ops.run_job(id)`: a top-level CALL (simple protocol), so it commits per step.
-fn try_run_job(c: &mut Client, job: i64) -> Result<(), Error> {
-    c.batch_execute(&format!("CALL tenant_ops.run_job({job})"))
-}
-
-#[track_caller]
-fn run_job(c: &mut Client, job: i64) {
-    if let Err(e) = try_run_job(c, job) {
-        panic!(
-            "CALL tenant_ops.run_job({job}) failed: {}",
-            describe_error(&e)
-        );
-    }
-}
-
-fn try_rollback(c: &mut Client, job: i64) -> Result<String, Error> {
-    c.query_one(
-        "SELECT tenant_ops.rollback_migration($1::int8)::text",
-        &[&job],
-    )
-    .map(|r| r.get(0))
+    migrate_tenant(c, scope, tenant, target, options, false)
 }
 
 #[track_caller]

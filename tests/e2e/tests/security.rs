@@ -23,8 +23,7 @@
 //! `spy_alien`), that the planter is not a superuser, and that planted code did run (else the
 //! test would prove nothing).
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pg_tenant_ops_e2e::postgres::error::DbError;
 use pg_tenant_ops_e2e::postgres::{Client, Error, GenericClient};
@@ -460,11 +459,7 @@ fn try_migrate(
     options: &str,
     background: bool,
 ) -> Result<i64, Error> {
-    c.query_one(
-        "SELECT tenant_ops.migrate_tenant('shop', $1::text, $2::text::name, $3::text::jsonb, $4::bool)",
-        &[&tenant, &target, &options, &background],
-    )
-    .map(|r| r.get(0))
+    try_migrate_tenant(c, "shop", tenant, target, options, background)
 }
 
 #[track_caller]
@@ -475,50 +470,7 @@ fn migrate(
     options: &str,
     background: bool,
 ) -> i64 {
-    try_migrate(c, tenant, target, options, background).unwrap_or_else(|e| {
-        panic!(
-            "migrate_tenant('shop', {tenant:?}, {target:?}, {options}, background => {background}) failed: {}",
-            describe_error(&e)
-        )
-    })
-}
-
-/// `CALL tenant_ops.run_job(job)` (simple protocol: a top-level CALL).
-#[track_caller]
-fn run_job(c: &mut Client, job: i64) {
-    if let Err(e) = c.batch_execute(&format!("CALL tenant_ops.run_job({job})")) {
-        panic!(
-            "CALL tenant_ops.run_job({job}) failed: {}",
-            describe_error(&e)
-        );
-    }
-}
-
-/// `tenant_ops.wait_for_job(job, secs seconds)`: the final status (or the current one).
-#[track_caller]
-fn wait_for(c: &mut Client, job: i64, secs: f64) -> String {
-    c.query_one(
-        "SELECT tenant_ops.wait_for_job($1, pg_catalog.make_interval(secs => $2))",
-        &[&job, &secs],
-    )
-    .map(|r| r.get(0))
-    .unwrap_or_else(|e| panic!("wait_for_job({job}): {}", describe_error(&e)))
-}
-
-/// `tenant_ops.<function>(job)` returning text (pause_job, cancel_job, retry_job...).
-#[track_caller]
-fn control(c: &mut impl GenericClient, function: &str, job: i64) -> String {
-    c.query_one(&format!("SELECT tenant_ops.{function}($1)"), &[&job])
-        .map(|r| r.get(0))
-        .unwrap_or_else(|e| panic!("tenant_ops.{function}({job}): {}", describe_error(&e)))
-}
-
-fn try_rollback(c: &mut Client, job: i64) -> Result<String, Error> {
-    c.query_one(
-        "SELECT tenant_ops.rollback_migration($1::int8)::text",
-        &[&job],
-    )
-    .map(|r| r.get(0))
+    migrate_tenant(c, "shop", tenant, target, options, background)
 }
 
 #[track_caller]
@@ -547,22 +499,6 @@ fn assert_succeeded(c: &mut Client, job: i64, what: &str) {
         status, "succeeded",
         "{what}: job {job} ended {status}, error {error:?}"
     );
-}
-
-/// Polls `probe` every 20 ms until it gives a value; panics after `timeout`.
-#[track_caller]
-fn until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits until job `job` runs in a worker and has committed some rows.
