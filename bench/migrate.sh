@@ -18,6 +18,7 @@
 #        migrate uuid, no verify
 #                       the same with {"verify": false}: the work the hand-written SQL does
 #        migrate uuid5  and uuid5, no verify: the same with {"id_strategy": "uuid5"}
+#        migrate uuid7  {"id_strategy": "uuid7"}: time-ordered keys (verification on)
 #      each timed from the client (clock_timestamp() before and after, commit included), each
 #      checked afterwards: per-table row counts equal the office's counts in legacy.* (plain SQL);
 #      every uuid run starts from an empty tenant_ops.id_map;
@@ -202,6 +203,7 @@ for round in $(seq "$rounds"); do
     run_ours uuid_nv "$round" "$BIG" t_uuid_nv uuid bench false
     run_ours uuid5 "$round" "$BIG" t_uuid5 uuid5 bench true
     run_ours uuid5_nv "$round" "$BIG" t_uuid5_nv uuid5 bench false
+    run_ours uuid7 "$round" "$BIG" t_uuid7 uuid7 bench true
     run_ours small "$round" "$SMALL" t_uuid uuid bench_small true
 done
 
@@ -222,6 +224,9 @@ summary() {
             'BEGIN { printf "%-22s %10d %9.2f %10.0f   %.2f (the same work as the hand-written SQL)\n",
                      name, r, s, r / s, h / s }'
     done
+    awk -v name="migrate uuid7" -v r="$big_rows" -v s="${secs[uuid7]}" -v h="$hand" -v v="${verify_s[uuid7]}" \
+        'BEGIN { printf "%-22s %10d %9.2f %10.0f   %.2f (verification %.2fs of it)\n",
+                 name, r, s, r / s, h / s, v }'
     awk -v o="$SMALL" -v rc="$(with_commas "$small_rows")" -v r="$small_rows" -v s="${secs[small]}" \
         -v p="${prepare_s[small]}" -v c="${copy_s[small]}" -v v="${verify_s[small]}" \
         'BEGIN { printf "office %s (%s rows), migrate uuid: %.2fs, %.0f rows/s (prepare %.2fs, copy %.2fs, verify %.2fs)\n",

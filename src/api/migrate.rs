@@ -142,6 +142,17 @@ fn uuid5(namespace: Uuid, name: &str) -> Uuid {
     Uuid::from_bytes(migrate::uuid5::uuid5(&ns, name.as_bytes()).into_bytes())
 }
 
+/// A time-ordered (RFC 9562 version-7) UUID: what `id_strategy: uuid7` gives each new key.
+/// Monotonic within a backend (a counter orders the ones drawn in the same millisecond).
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.uuid7()
+RETURNS uuid VOLATILE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.uuid7() IS 'Time-ordered (version-7) UUID, as id_strategy uuid7 generates.';
+"#)]
+fn uuid7() -> Uuid {
+    Uuid::from_bytes(uuid::Uuid::now_v7().into_bytes())
+}
+
 /// Completeness of a finished migration, per table: the tenant's source rows against the
 /// target rows their mapped keys name (counts and checksums), and a sample of the keys that
 /// are missing or different. After a rollback it reports the target empty of the tenant.

@@ -152,6 +152,7 @@ impl Migration {
         let sql = record_new_ids(
             p,
             key,
+            self.options.id_strategy.new_id_sql(),
             self.job_id,
             &format!("{} s WHERE ({})", p.source_sql, p.filter),
             "s",
@@ -213,7 +214,15 @@ impl Migration {
         let record = match record_ids {
             Some(key) => format!(
                 ", m AS ({})",
-                record_new_ids(p, key, self.job_id, "b", "b", true)
+                record_new_ids(
+                    p,
+                    key,
+                    self.options.id_strategy.new_id_sql(),
+                    self.job_id,
+                    "b",
+                    "b",
+                    true
+                )
             ),
             None => String::new(),
         };

@@ -27,11 +27,13 @@ impl Migration {
     }
 }
 
-/// `INSERT INTO tenant_ops.id_map` of a fresh uuid for the single-column key `key` of every
-/// row of `from` (aliased `alias`); `keep_existing`: keys mapped before keep their ids.
+/// `INSERT INTO tenant_ops.id_map` of a fresh uuid (`new_id`: the strategy's generator) for
+/// the single-column key `key` of every row of `from` (aliased `alias`); `keep_existing`:
+/// keys mapped before keep their ids.
 pub(super) fn record_new_ids(
     p: &TablePlan,
     key: &str,
+    new_id: &str,
     job_id: i64,
     from: &str,
     alias: &str,
@@ -39,10 +41,14 @@ pub(super) fn record_new_ids(
 ) -> String {
     format!(
         "INSERT INTO tenant_ops.id_map (namespace, source, legacy_key, new_id, job_id)
-         SELECT $2, {oid}::pg_catalog.regclass, ({alias}.{key})::text, pg_catalog.gen_random_uuid(), {job_id}
+         SELECT $2, {oid}::pg_catalog.regclass, ({alias}.{key})::text, {new_id}, {job_id}
            FROM {from}{conflict}",
         oid = p.source,
-        conflict = if keep_existing { " ON CONFLICT DO NOTHING" } else { "" },
+        conflict = if keep_existing {
+            " ON CONFLICT DO NOTHING"
+        } else {
+            ""
+        },
     )
 }
 

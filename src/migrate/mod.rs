@@ -56,7 +56,7 @@ use crate::jobs::executor::Steps;
 use crate::jobs::{self, Job, JobTable, StepOutcome};
 use crate::scope::{self, LoadedScope};
 use crate::sys::with_settings;
-use options::{IdStrategy, MigrateOptions, Mode};
+use options::{MigrateOptions, Mode};
 use plan::TablePlan;
 use verify::rejected_rows;
 
@@ -162,7 +162,7 @@ impl Migration {
         json!({
             "scope": self.scope, "tenant": self.tenant, "target_schema": self.target_schema,
             "mode": if self.options.mode == Mode::Move { "move" } else { "copy" },
-            "id_strategy": match self.options.id_strategy { IdStrategy::Keep => "keep", IdStrategy::Uuid => "uuid", IdStrategy::Uuid5 => "uuid5" },
+            "id_strategy": self.options.id_strategy.name(),
             "new_tenant": self.options.new_tenant, "rows": rows, "tables": tables, "dry_run": self.options.dry_run,
         })
     }

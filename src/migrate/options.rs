@@ -16,8 +16,39 @@ use crate::options::{self, invalid, present, Problem, Seg, Wording};
 /// How keys are re-keyed (`id_strategy`).
 pub enum IdStrategy {
     Keep,
+    /// Random (version 4) UUIDs, recorded in `tenant_ops.id_map`.
     Uuid,
+    /// Name-based (version 5) UUIDs: the same legacy key always gives the same UUID.
     Uuid5,
+    /// Time-ordered (version 7) UUIDs, recorded in `tenant_ops.id_map`: new keys land at the
+    /// right edge of the target's indexes instead of all over them.
+    Uuid7,
+}
+
+impl IdStrategy {
+    /// Whether new keys are generated and recorded in `tenant_ops.id_map` (rather than kept
+    /// or computed from the legacy key).
+    pub fn uses_id_map(self) -> bool {
+        matches!(self, IdStrategy::Uuid | IdStrategy::Uuid7)
+    }
+
+    /// The name the option gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdStrategy::Keep => "keep",
+            IdStrategy::Uuid => "uuid",
+            IdStrategy::Uuid5 => "uuid5",
+            IdStrategy::Uuid7 => "uuid7",
+        }
+    }
+
+    /// The SQL expression of a fresh key (strategies that use id_map).
+    pub fn new_id_sql(self) -> &'static str {
+        match self {
+            IdStrategy::Uuid7 => "tenant_ops.uuid7()",
+            _ => "pg_catalog.gen_random_uuid()",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

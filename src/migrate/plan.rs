@@ -140,7 +140,7 @@ impl<'a> Planner<'a> {
             let t = self.catalog().table(table);
             match self.options.id_strategy {
                 IdStrategy::Keep => x.to_string(),
-                IdStrategy::Uuid => {
+                IdStrategy::Uuid | IdStrategy::Uuid7 => {
                     // A join rather than a subquery per row: PostgreSQL hashes the mapping once
                     // per statement (four times faster on a 750k-row batch).
                     let mut lookups = self.lookups.borrow_mut();
@@ -411,8 +411,7 @@ impl<'a> Planner<'a> {
             column_types,
             key,
             target_key,
-            uses_id_map: self.options.id_strategy == IdStrategy::Uuid
-                && self.rekeyed.contains(&source),
+            uses_id_map: self.options.id_strategy.uses_id_map() && self.rekeyed.contains(&source),
             single_key,
             can_fail,
         })
