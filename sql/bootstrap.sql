@@ -262,3 +262,25 @@ SELECT j.scope,
   FROM tenant_ops.jobs j
  WHERE j.kind = 'validate' AND j.status = 'succeeded';
 COMMENT ON VIEW tenant_ops.integrity_history IS 'The integrity score of each scope and tenant over time, one row per validation.';
+
+-- Backups: one row per complete backup file under tenant_ops.backup_directory. A row exists
+-- only for a file that was written, fsynced and renamed into place (see src/backup/store.rs).
+CREATE TABLE tenant_ops.backups (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope       text NOT NULL,
+    tenant      text NOT NULL,
+    label       text,
+    job_id      bigint REFERENCES tenant_ops.jobs ON DELETE SET NULL,
+    file_name   text NOT NULL UNIQUE CHECK (file_name ~ '^tenant_ops_backup_[0-9a-f-]+\.tar\.gz$'),
+    size_bytes  bigint NOT NULL,
+    sha256      text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    tables      int NOT NULL,
+    rows        bigint NOT NULL,
+    manifest    jsonb NOT NULL,
+    created_by  name NOT NULL DEFAULT current_user,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at  timestamptz
+);
+COMMENT ON TABLE tenant_ops.backups IS
+    'One row per backup file: the tenant it holds, its SHA-256, its manifest (tables, columns, row counts, checksums) and when it expires.';
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.backups', '');

@@ -10,7 +10,7 @@ GRANT USAGE ON SCHEMA tenant_ops TO tenant_ops_viewer;
 GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenant_ops.jobs, tenant_ops.job_tables,
                 tenant_ops.job_log, tenant_ops.job_errors, tenant_ops.progress, tenant_ops.id_map,
                 tenant_ops.job_extra, tenant_ops.scheduler_state, tenant_ops.integrity_issues,
-                tenant_ops.integrity_history, tenant_ops.quarantine TO tenant_ops_viewer;
+                tenant_ops.integrity_history, tenant_ops.quarantine, tenant_ops.backups TO tenant_ops_viewer;
 
 -- viewer
 GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;
@@ -24,6 +24,10 @@ GRANT EXECUTE ON FUNCTION tenant_ops.migrate_tenant(text, text, name, jsonb, boo
                           tenant_ops.pause_job(bigint), tenant_ops.resume_job(bigint),
                           tenant_ops.cancel_job(bigint), tenant_ops.retry_job(bigint) TO tenant_ops_operator;
 GRANT EXECUTE ON PROCEDURE tenant_ops.run_job(bigint) TO tenant_ops_operator;
+GRANT EXECUTE ON FUNCTION tenant_ops.create_backup(text, text, jsonb, boolean), tenant_ops.verify_backup(bigint)
+      TO tenant_ops_operator;
+GRANT EXECUTE ON FUNCTION tenant_ops.restore_backup(bigint, jsonb, boolean), tenant_ops.read_backup(bigint, bigint, integer),
+                          tenant_ops.drop_backup(bigint), tenant_ops.purge_backups() TO tenant_ops_admin;
 -- admin
 GRANT EXECUTE ON FUNCTION tenant_ops.rollback_migration(bigint), tenant_ops.purge_history(),
                           tenant_ops.repair_integrity(bigint, text, boolean),

@@ -92,6 +92,9 @@ pub enum OpsError {
     #[error("job {0} does not exist")]
     UnknownJob(i64),
 
+    #[error("backup {0} does not exist")]
+    UnknownBackup(i64),
+
     #[error("job {job} is {status}: it cannot {action}")]
     JobState {
         job: i64,
@@ -176,6 +179,17 @@ pub enum OpsError {
     #[error("{0}")]
     FeatureNotSupported(String, Option<String>),
 
+    /// A file could not be read or written (a full disk is 53100, anything else 58030).
+    #[error("{message}")]
+    Io { message: String, disk_full: bool },
+
+    /// A backup file that is not what it claims (checksum, manifest, contents).
+    #[error("{message}")]
+    CorruptBackup {
+        message: String,
+        detail: Option<String>,
+    },
+
     /// Several problems found at once (a dry run reports them all): raised as the first,
     /// with the others in DETAIL.
     #[error("{}{}", .0[0], if .0.len() > 1 { format!(" (and {} more problem(s))", .0.len() - 1) } else { String::new() })]
@@ -212,7 +226,7 @@ impl OpsError {
             OpsError::UnknownTenant { .. } => ERRCODE_NO_DATA_FOUND,
             OpsError::AmbiguousOwnership { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
             OpsError::InvalidDefinition { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
-            OpsError::UnknownJob(_) => ERRCODE_UNDEFINED_OBJECT,
+            OpsError::UnknownJob(_) | OpsError::UnknownBackup(_) => ERRCODE_UNDEFINED_OBJECT,
             OpsError::JobState { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             OpsError::WrongJob { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             OpsError::JobBusy { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
@@ -227,6 +241,11 @@ impl OpsError {
             OpsError::RowFailed { sqlstate, .. } => *sqlstate,
             OpsError::InsufficientPrivilege(..) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             OpsError::FeatureNotSupported(..) => ERRCODE_FEATURE_NOT_SUPPORTED,
+            OpsError::Io {
+                disk_full: true, ..
+            } => ERRCODE_DISK_FULL,
+            OpsError::Io { .. } => ERRCODE_IO_ERROR,
+            OpsError::CorruptBackup { .. } => ERRCODE_DATA_CORRUPTED,
             OpsError::Many(all) => all[0].sqlstate(),
         }
     }
@@ -245,7 +264,8 @@ impl OpsError {
             )),
             OpsError::ForeignKeyViolation { detail, .. }
             | OpsError::UniqueViolation { detail, .. }
-            | OpsError::VerificationFailed { detail, .. } => detail.clone(),
+            | OpsError::VerificationFailed { detail, .. }
+            | OpsError::CorruptBackup { detail, .. } => detail.clone(),
             OpsError::RowFailed { detail, .. } => Some(detail.clone()),
             OpsError::Many(all) if all.len() > 1 => Some(
                 all[1..]
@@ -279,6 +299,7 @@ impl OpsError {
             OpsError::AmbiguousOwnership { hint, .. } => Some(hint.clone()),
             OpsError::MissingTarget { hint, .. } => Some(hint.clone()),
             OpsError::UnknownJob(_) => Some("SELECT id, kind, status FROM tenant_ops.jobs lists the jobs.".into()),
+            OpsError::UnknownBackup(_) => Some("SELECT id, scope, tenant, created_at FROM tenant_ops.backups lists the backups.".into()),
             OpsError::JobState { hint, .. } | OpsError::WrongJob { hint, .. } => hint.clone(),
             OpsError::JobBusy { job, .. } if *job >= 0 => Some(format!(
                 "Let job {job} finish (CALL tenant_ops.run_job({job}) resumes it), or roll it back."

@@ -18,6 +18,9 @@ static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(100_000);
 static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 static RETRY_DELAY_S: GucSetting<i32> = GucSetting::<i32>::new(30);
 static HISTORY_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
+static BACKUP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static BACKUP_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
+static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(2);
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn init() {
@@ -49,6 +52,11 @@ pub fn init() {
             c"tenant_ops.max_concurrent_validations",
             &MAX_CONCURRENT_VALIDATIONS,
             c"Most validation jobs running at once.",
+        ),
+        (
+            c"tenant_ops.max_concurrent_backups",
+            &MAX_CONCURRENT_BACKUPS,
+            c"Most backup and restore jobs running at once.",
         ),
     ] {
         GucRegistry::define_int_guc(
@@ -102,6 +110,25 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_MIN,
     );
+    // Superuser-only: where backup files are written is a server decision, never a user's.
+    GucRegistry::define_string_guc(
+        c"tenant_ops.backup_directory",
+        c"Directory of backup files (empty: pg_tenant_ops_backups inside the data directory).",
+        c"Relative paths are taken from the data directory. Only superusers may change it.",
+        &BACKUP_DIRECTORY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_ops.backup_retention",
+        c"How long a backup is kept before purge_backups removes it, unless create_backup says otherwise.",
+        c"",
+        &BACKUP_RETENTION_MIN,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MIN,
+    );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
 }
 
@@ -141,4 +168,13 @@ pub fn retry_delay_seconds() -> i32 {
 }
 pub fn history_retention_minutes() -> i32 {
     HISTORY_RETENTION_MIN.get()
+}
+pub fn backup_directory() -> Option<String> {
+    string(&BACKUP_DIRECTORY)
+}
+pub fn backup_retention_minutes() -> i32 {
+    BACKUP_RETENTION_MIN.get()
+}
+pub fn max_concurrent_backups() -> i32 {
+    MAX_CONCURRENT_BACKUPS.get()
 }

@@ -12,6 +12,8 @@ use crate::jobs::kind::JobKind;
 pub static KINDS: &[&dyn JobKind] = &[
     &crate::migrate::kind::Migrate,
     &crate::integrity::kind::Validate,
+    &crate::backup::kind::BackupKind,
+    &crate::backup::kind::RestoreKind,
 ];
 
 /// The kind of that name.

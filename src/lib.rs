@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 
 mod api;
 pub mod audit;
+pub mod backup;
 pub mod error;
 pub mod gucs;
 pub mod integrity;

@@ -1,6 +1,7 @@
 //! The SQL surface: one file per capability. Functions here only parse arguments, call the
 //! domain modules, audit state changes and turn domain errors into PostgreSQL errors.
 
+pub mod backups;
 pub mod integrity;
 pub mod jobs;
 pub mod migrate;

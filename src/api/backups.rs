@@ -1,0 +1,157 @@
+//! Backups: `create_backup`, `verify_backup`, `restore_backup`, `read_backup`, `drop_backup`,
+//! `purge_backups`.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::json;
+
+use super::required;
+use crate::audit;
+use crate::backup;
+use crate::error::OrRaise;
+use crate::jobs::executor;
+
+/// Backs up every owned row of one tenant (and with `shared: "include"` the shared rows it
+/// references), read in one snapshot, into one gzip-compressed tar file in
+/// `tenant_ops.backup_directory`, registered in `tenant_ops.backups`. Options: `label`,
+/// `retention` (an interval), `shared`. Returns the job id; its result names the backup.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.create_backup(scope text, tenant text, options jsonb DEFAULT '{}', background boolean DEFAULT false)
+RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.create_backup(text, text, jsonb, boolean) IS
+'Backs up one tenant''s rows (one snapshot) into a checksummed open-format file; returns the job id.';
+"#)]
+fn create_backup(
+    scope: Option<&str>,
+    tenant: Option<&str>,
+    options: default!(Option<super::JsonArg>, "'{}'"),
+    background: default!(Option<bool>, false),
+) -> i64 {
+    let scope = required(scope, "scope");
+    let tenant = required(tenant, "tenant");
+    let options = options
+        .map(super::JsonArg::value)
+        .unwrap_or_else(|| json!({}));
+    let background = background.unwrap_or(false);
+    if background {
+        crate::worker::require_workers().or_raise();
+    }
+    let job_id = backup::submit(scope, tenant, &options, background)
+        .inspect_err(|e| audit::log_failure("create_backup", scope, e))
+        .or_raise();
+    audit::record(
+        "create_backup",
+        &format!("{scope}/{tenant}"),
+        options,
+        &format!("job {job_id}"),
+    );
+    if background {
+        crate::worker::wake_scheduler_after_commit();
+    } else {
+        executor::run_inline(job_id, &backup::kind::BackupKind).or_raise();
+    }
+    job_id
+}
+
+/// Re-reads a backup: the file's SHA-256, the manifest, every table's checksum and row count,
+/// and that every value decodes as its column's type. A damaged backup is an error (XX001)
+/// naming what is wrong; a sound one returns a report.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.verify_backup(backup_id bigint)
+RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.verify_backup(bigint) IS 'Re-reads a backup file and checks every checksum and value.';
+"#)]
+fn verify_backup(backup_id: Option<i64>) -> JsonB {
+    let id = required(backup_id, "backup_id");
+    let report = backup::restore::verify(id)
+        .inspect_err(|e| audit::log_failure("verify_backup", &id.to_string(), e))
+        .or_raise();
+    audit::record(
+        "verify_backup",
+        &format!("backup {id}"),
+        json!({}),
+        "verified",
+    );
+    JsonB(report)
+}
+
+/// Restores a backup's tenant. `mode: "replace"` deletes the tenant's current rows and loads
+/// the backup's, in one transaction, then checks the restored rows against the manifest;
+/// `dry_run: true` reports per table what would change. Everything is checked (the file, the
+/// tables and columns now, every value) before anything changes. Returns the job id.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.restore_backup(backup_id bigint, options jsonb DEFAULT '{}', background boolean DEFAULT false)
+RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.restore_backup(bigint, jsonb, boolean) IS
+'Restores a backup''s tenant (replace; dry_run), checked before and verified after; returns the job id.';
+"#)]
+fn restore_backup(
+    backup_id: Option<i64>,
+    options: default!(Option<super::JsonArg>, "'{}'"),
+    background: default!(Option<bool>, false),
+) -> i64 {
+    let id = required(backup_id, "backup_id");
+    let options = options
+        .map(super::JsonArg::value)
+        .unwrap_or_else(|| json!({}));
+    let background = background.unwrap_or(false);
+    if background {
+        crate::worker::require_workers().or_raise();
+    }
+    let job_id = backup::restore::submit(id, &options, background)
+        .inspect_err(|e| audit::log_failure("restore_backup", &id.to_string(), e))
+        .or_raise();
+    audit::record(
+        "restore_backup",
+        &format!("backup {id}"),
+        options,
+        &format!("job {job_id}"),
+    );
+    if background {
+        crate::worker::wake_scheduler_after_commit();
+    } else {
+        executor::run_inline(job_id, &backup::kind::RestoreKind).or_raise();
+    }
+    job_id
+}
+
+/// `length` bytes of a backup file from `offset`: download it in chunks through SQL (see the
+/// README for a psql one-liner).
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.read_backup(backup_id bigint, "offset" bigint DEFAULT 0, length integer DEFAULT 8388608)
+RETURNS bytea VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.read_backup(bigint, bigint, integer) IS 'A chunk of a backup file, to download it through SQL.';
+"#)]
+fn read_backup(
+    backup_id: Option<i64>,
+    offset: default!(Option<i64>, 0),
+    length: default!(Option<i32>, 8388608),
+) -> Vec<u8> {
+    let id = required(backup_id, "backup_id");
+    backup::read_chunk(id, offset.unwrap_or(0), length.unwrap_or(8 << 20)).or_raise()
+}
+
+/// Unregisters a backup and removes its file (when the transaction commits).
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.drop_backup(backup_id bigint)
+RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.drop_backup(bigint) IS 'Unregisters a backup and removes its file.';
+"#)]
+fn drop_backup(backup_id: Option<i64>) -> JsonB {
+    let id = required(backup_id, "backup_id");
+    let report = backup::drop_backup(id).or_raise();
+    audit::record("drop_backup", &format!("backup {id}"), json!({}), "dropped");
+    JsonB(report)
+}
+
+/// Drops the expired backups (file and row) and removes leftover files of crashed backups.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.purge_backups()
+RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.purge_backups() IS 'Drops expired backups and removes leftover files.';
+"#)]
+fn purge_backups() -> JsonB {
+    let report = backup::purge().or_raise();
+    audit::record("purge_backups", "backups", json!({}), &report.to_string());
+    JsonB(report)
+}

@@ -1,0 +1,173 @@
+//! Reading a backup back: the registered row, the whole file's checksum, the manifest, and
+//! each table's lines, checked against the manifest as they stream by.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+use flate2::read::GzDecoder;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use super::format::{self, Hasher, Manifest, TableEntry};
+use super::{not_found, store, RowsDigest};
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::sys::owner;
+
+/// A registered backup.
+pub struct Registered {
+    pub id: i64,
+    pub scope: String,
+    pub tenant: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: i64,
+    pub manifest: Manifest,
+}
+
+/// The backup `id` as registered, its file located (not yet read).
+pub fn registered(id: i64) -> OpsResult<Registered> {
+    let row = owner::get_one::<JsonB>(
+        "SELECT pg_catalog.jsonb_build_object('scope', scope, 'tenant', tenant, 'file', file_name,
+                'sha256', sha256, 'size', size_bytes, 'manifest', manifest)
+           FROM tenant_ops.backups WHERE id = $1",
+        &[id.into()],
+    )
+    .or_raise()
+    .ok_or_else(|| not_found(id))?
+    .0;
+    let text = |k: &str| row[k].as_str().unwrap_or_default().to_string();
+    let manifest: Manifest = serde_json::from_value(row["manifest"].clone()).map_err(|e| {
+        corrupt(
+            id,
+            format!("its registered manifest does not read: {e}"),
+            None,
+        )
+    })?;
+    Ok(Registered {
+        id,
+        scope: text("scope"),
+        tenant: text("tenant"),
+        path: store::path_of(&text("file"))?,
+        sha256: text("sha256"),
+        size: row["size"].as_i64().unwrap_or(-1),
+        manifest,
+    })
+}
+
+pub fn corrupt(id: i64, what: String, detail: Option<String>) -> OpsError {
+    OpsError::CorruptBackup {
+        message: format!("backup {id} is damaged: {what}"),
+        detail,
+    }
+}
+
+impl Registered {
+    /// The whole file against its registered size and SHA-256.
+    pub fn check_file(&self) -> OpsResult<()> {
+        let mut f = File::open(&self.path).map_err(|e| store::io_error("read", &self.path, &e))?;
+        let mut h = Hasher::default();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0i64;
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| store::io_error("read", &self.path, &e))?;
+            if n == 0 {
+                break;
+            }
+            size += n as i64;
+            h.update(&buf[..n]);
+        }
+        let got = h.hex();
+        if size != self.size || got != self.sha256 {
+            return Err(corrupt(
+                self.id,
+                "the file's checksum does not match the one recorded when it was written".into(),
+                Some(format!(
+                    "Recorded: {} bytes, SHA-256 {}; the file: {size} bytes, SHA-256 {got}.",
+                    self.size, self.sha256
+                )),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Streams the archive: its manifest must equal the registered one, its data files come
+    /// in manifest order, and each one's lines go to `each(table index, entry, line without
+    /// its newline)`; each file's SHA-256, row count and digest are checked at its end.
+    pub fn read(
+        &self,
+        mut each: impl FnMut(usize, &TableEntry, &[u8]) -> OpsResult<()>,
+    ) -> OpsResult<()> {
+        let f = File::open(&self.path).map_err(|e| store::io_error("read", &self.path, &e))?;
+        let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, f)));
+        let bad = |what: String| corrupt(self.id, what, None);
+        let tar_err = |e: std::io::Error| bad(format!("the archive does not read: {e}"));
+        let mut entries = archive.entries().map_err(tar_err)?;
+        let mut next_entry = |want: &str| -> OpsResult<_> {
+            let e = entries
+                .next()
+                .ok_or_else(|| bad(format!("the archive ends before {want}")))?
+                .map_err(tar_err)?;
+            let path = e.path().map_err(tar_err)?.to_string_lossy().into_owned();
+            if path != want {
+                return Err(bad(format!("found \"{path}\" where \"{want}\" belongs")));
+            }
+            Ok(e)
+        };
+        let mut text = String::new();
+        next_entry(format::MANIFEST)?
+            .read_to_string(&mut text)
+            .map_err(tar_err)?;
+        let in_file: Value = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("its manifest does not read: {e}")))?;
+        let registered = serde_json::to_value(&self.manifest).expect("a manifest serializes");
+        if in_file != registered {
+            return Err(bad(
+                "its manifest differs from the one registered when it was written".into(),
+            ));
+        }
+        std::io::copy(
+            &mut next_entry(format::RESTORE_SCRIPT)?,
+            &mut std::io::sink(),
+        )
+        .map_err(tar_err)?;
+        for (i, t) in self.manifest.tables.iter().enumerate() {
+            let entry = next_entry(&t.file)?;
+            let mut reader = BufReader::with_capacity(1 << 20, entry);
+            let mut hasher = Hasher::default();
+            let mut digest = RowsDigest::default();
+            let mut line = Vec::with_capacity(4096);
+            loop {
+                line.clear();
+                let n = reader.read_until(b'\n', &mut line).map_err(tar_err)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&line);
+                digest.add(&line);
+                if line.last() != Some(&b'\n') {
+                    return Err(bad(format!("{} ends in the middle of a row", t.file)));
+                }
+                each(i, t, &line[..line.len() - 1])?;
+            }
+            let sha = hasher.hex();
+            let table = crate::pg::qualified(&t.schema, &t.table);
+            if digest.rows != t.rows || sha != t.sha256 || digest.hex() != t.rows_digest {
+                return Err(corrupt(
+                    self.id,
+                    format!(
+                        "the data of {table} ({}) does not match its manifest",
+                        t.file
+                    ),
+                    Some(format!(
+                        "Manifest: {} rows, SHA-256 {}; the file: {} rows, SHA-256 {sha}.",
+                        t.rows, t.sha256, digest.rows
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,318 @@
+//! The backup job: one step reads the tenant's rows (`export`, one snapshot), spools each
+//! table's lines to a temporary file in the backup directory (memory stays at one fetch),
+//! then writes the archive — manifest, restore script, data files — through gzip into a
+//! temporary file, hashing it as it goes, fsyncs and renames it, and registers it in
+//! `tenant_ops.backups`. The file exists under its final name only from the step that
+//! registers it; should that transaction abort, the file is removed (see `store.rs`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+
+use super::format::{self, ColumnEntry, HashingWriter, Manifest, ScopeInfo, TableEntry};
+use super::options::{BackupOptions, Shared};
+use super::store::{self, io_error, Pending};
+use super::{export, role_name, tables, RowsDigest, TableSpec};
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::jobs::executor::Steps;
+use crate::jobs::{self, Job, StepOutcome};
+use crate::scope;
+use crate::sys::owner;
+
+/// Creates a backup job after checking every argument; nothing is written when one is bad.
+pub fn submit(scope_name: &str, tenant: &str, raw: &Value, background: bool) -> OpsResult<i64> {
+    let options = BackupOptions::parse(raw)?;
+    let loaded = scope::load(scope_name)?;
+    loaded.check_tenant(tenant)?;
+    if let Some(r) = &options.retention {
+        retention_interval(r)?;
+    }
+    for t in tables(&loaded, options.shared == Shared::Include) {
+        crate::pg::require_privileges(
+            &t.sql,
+            &crate::pg::qualified(&t.schema, &t.table),
+            "SELECT",
+            "create_backup",
+        )?;
+    }
+    store::directory()?;
+    Ok(jobs::create(
+        "backup",
+        scope_name,
+        tenant,
+        raw,
+        if background {
+            jobs::Executor::Background
+        } else {
+            jobs::Executor::Inline
+        },
+    ))
+}
+
+/// Checks an interval text; 22007 naming it when PostgreSQL cannot read it.
+fn retention_interval(text: &str) -> OpsResult<()> {
+    let ok = crate::sys::try_subtransaction(|| {
+        Spi::get_one_with_args::<bool>("SELECT $1::pg_catalog.interval > '0'", &[text.into()])
+    });
+    match ok {
+        Ok(Ok(Some(true))) => Ok(()),
+        _ => Err(OpsError::InvalidOption(
+            format!("option \"retention\" must be a positive interval, not \"{text}\""),
+            Some("For example '90 days' or '12 hours'.".into()),
+        )),
+    }
+}
+
+pub struct Backup {
+    job_id: i64,
+    scope: String,
+    tenant: String,
+    options: BackupOptions,
+}
+
+impl Backup {
+    pub fn from_job(job: &Job) -> OpsResult<Backup> {
+        Ok(Backup {
+            job_id: job.id,
+            scope: job.scope.clone().unwrap_or_default(),
+            tenant: job.tenant.clone().unwrap_or_default(),
+            options: BackupOptions::parse(&job.options)?,
+        })
+    }
+
+    fn run(&self) -> OpsResult<Value> {
+        let loaded = scope::load(&self.scope)?;
+        loaded.check_tenant(&self.tenant)?;
+        let specs = tables(&loaded, self.options.shared == Shared::Include);
+        let dir = store::directory()?;
+        let mut pending = Pending::create(&dir)?;
+        let spools = Spools::write(&dir, pending.name(), &specs, &self.tenant)?;
+        let root = loaded.catalog.table(loaded.resolved.root);
+        let manifest = Manifest {
+            format: format::FORMAT.into(),
+            format_version: format::FORMAT_VERSION,
+            extension_version: env!("CARGO_PKG_VERSION").into(),
+            server_version: Spi::get_one::<String>("SELECT pg_catalog.current_setting('server_version')")
+                .or_raise()
+                .unwrap_or_default(),
+            scope: ScopeInfo {
+                name: self.scope.clone(),
+                root_schema: root.schema.clone(),
+                root_table: root.name.clone(),
+                tenant_key: loaded.resolved.tenant_key.clone(),
+            },
+            tenant: self.tenant.clone(),
+            created_at: Spi::get_one::<String>(
+                "SELECT pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            )
+            .or_raise()
+            .unwrap_or_default(),
+            shared: self.options.shared == Shared::Include,
+            tables: specs
+                .iter()
+                .zip(&spools.tables)
+                .enumerate()
+                .map(|(i, (s, t))| TableEntry {
+                    schema: s.schema.clone(),
+                    table: s.table.clone(),
+                    role: role_name(s.role).into(),
+                    columns: s
+                        .columns
+                        .iter()
+                        .map(|c| ColumnEntry {
+                            name: c.name.clone(),
+                            type_: c.type_full.clone(),
+                        })
+                        .collect(),
+                    rows: t.digest.rows,
+                    sha256: t.sha256.clone(),
+                    rows_digest: t.digest.hex(),
+                    file: format::data_file(i),
+                })
+                .collect(),
+        };
+        let (size, sha256) = write_archive(pending.file(), &manifest, &spools)?;
+        drop(spools);
+        let name = pending.name().to_string();
+        let rows: i64 = manifest.tables.iter().map(|t| t.rows).sum();
+        let manifest_json = serde_json::to_value(&manifest).expect("a manifest serializes");
+        let retention = match &self.options.retention {
+            Some(r) => r.clone(),
+            None => format!("{} minutes", crate::gucs::backup_retention_minutes()),
+        };
+        let id = owner::get_one::<i64>(
+            "INSERT INTO tenant_ops.backups (scope, tenant, label, job_id, file_name, size_bytes, sha256,
+                                             tables, rows, manifest, created_by, expires_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, j.submitted_by, pg_catalog.now() + $11::pg_catalog.interval
+               FROM tenant_ops.jobs j WHERE j.id = $4
+             RETURNING id",
+            &[
+                self.scope.clone().into(),
+                self.tenant.clone().into(),
+                self.options.label.clone().into(),
+                self.job_id.into(),
+                name.clone().into(),
+                (size as i64).into(),
+                sha256.clone().into(),
+                (manifest.tables.len() as i32).into(),
+                rows.into(),
+                pgrx::JsonB(manifest_json).into(),
+                retention.into(),
+            ],
+        )
+        .or_raise()
+        .unwrap_or_default();
+        // Last: the file takes its final name only once its row is written.
+        pending.commit()?;
+        Ok(json!({
+            "backup_id": id, "file": name, "size_bytes": size, "sha256": sha256,
+            "tables": manifest.tables.len(), "rows": rows,
+            "per_table": manifest.tables.iter().map(|t| json!({
+                "table": crate::pg::qualified(&t.schema, &t.table), "rows": t.rows
+            })).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+impl Steps for Backup {
+    fn step(&mut self, _job: &Job) -> OpsResult<StepOutcome> {
+        let result = self.run()?;
+        jobs::log(
+            self.job_id,
+            "backed_up",
+            Some("backup"),
+            None,
+            result["rows"].as_i64(),
+            None,
+            Some(result.clone()),
+        );
+        Ok(StepOutcome::Done(result))
+    }
+}
+
+/// One table's spooled lines.
+struct Spool {
+    path: PathBuf,
+    sha256: String,
+    digest: RowsDigest,
+    bytes: u64,
+}
+
+/// The spool files of one backup, removed when dropped.
+struct Spools {
+    tables: Vec<Spool>,
+}
+
+impl Drop for Spools {
+    fn drop(&mut self) {
+        for t in &self.tables {
+            let _ = fs::remove_file(&t.path);
+        }
+    }
+}
+
+impl Spools {
+    fn write(
+        dir: &std::path::Path,
+        name: &str,
+        specs: &[TableSpec],
+        tenant: &str,
+    ) -> OpsResult<Spools> {
+        let mut spools = Spools { tables: vec![] };
+        let mut writers: Vec<(HashingWriter<BufWriter<File>>, RowsDigest)> = vec![];
+        for i in 0..specs.len() {
+            // Named like the archive's temporary file, so a crash's leftovers are swept alike.
+            let path = dir.join(format!(".{name}.t{i}.{}", std::process::id()));
+            let f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| io_error("create", &path, &e))?;
+            spools.tables.push(Spool {
+                path,
+                sha256: String::new(),
+                digest: RowsDigest::default(),
+                bytes: 0,
+            });
+            writers.push((
+                HashingWriter {
+                    inner: BufWriter::with_capacity(256 * 1024, f),
+                    hasher: Default::default(),
+                    bytes: 0,
+                },
+                RowsDigest::default(),
+            ));
+        }
+        export(specs, tenant, |t, line| {
+            let (w, d) = &mut writers[t];
+            d.add(line);
+            w.write_all(line)
+                .map_err(|e| io_error("write", &spools.tables[t].path, &e))
+        })?;
+        for (spool, (mut w, d)) in spools.tables.iter_mut().zip(writers) {
+            w.flush().map_err(|e| io_error("write", &spool.path, &e))?;
+            spool.bytes = w.bytes;
+            spool.sha256 = w.hasher.hex();
+            spool.digest = d;
+        }
+        Ok(spools)
+    }
+}
+
+/// Writes the archive into `file`; returns its size and SHA-256.
+fn write_archive(
+    file: &mut File,
+    manifest: &Manifest,
+    spools: &Spools,
+) -> OpsResult<(u64, String)> {
+    let out = HashingWriter {
+        inner: BufWriter::with_capacity(256 * 1024, file),
+        hasher: Default::default(),
+        bytes: 0,
+    };
+    let err = |e: std::io::Error| OpsError::Io {
+        message: format!("could not write the backup archive: {e}"),
+        disk_full: e.raw_os_error() == Some(libc::ENOSPC),
+    };
+    let gz = GzEncoder::new(out, Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    tar.mode(tar::HeaderMode::Deterministic);
+    let add = |tar: &mut tar::Builder<_>, path: &str, size: u64, data: &mut dyn std::io::Read| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o600);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, path, data)
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
+    add(
+        &mut tar,
+        format::MANIFEST,
+        manifest_bytes.len() as u64,
+        &mut manifest_bytes.as_slice(),
+    )
+    .map_err(err)?;
+    let script = format::restore_script(manifest);
+    add(
+        &mut tar,
+        format::RESTORE_SCRIPT,
+        script.len() as u64,
+        &mut script.as_bytes(),
+    )
+    .map_err(err)?;
+    for (t, spool) in manifest.tables.iter().zip(&spools.tables) {
+        let mut f = File::open(&spool.path).map_err(|e| io_error("read", &spool.path, &e))?;
+        add(&mut tar, &t.file, spool.bytes, &mut f).map_err(err)?;
+    }
+    let gz = tar.into_inner().map_err(err)?;
+    let mut out = gz.finish().map_err(err)?;
+    out.flush().map_err(err)?;
+    Ok((out.bytes, out.hasher.hex()))
+}

@@ -1,0 +1,54 @@
+//! `backup` and `restore` as job kinds (see `crate::jobs::kind`).
+
+use serde_json::{json, Value};
+
+use crate::error::OpsResult;
+use crate::jobs::executor::Steps;
+use crate::jobs::kind::JobKind;
+use crate::jobs::{self, Job, Status};
+
+pub struct BackupKind;
+
+impl JobKind for BackupKind {
+    fn name(&self) -> &'static str {
+        "backup"
+    }
+    fn max_concurrent(&self) -> i32 {
+        crate::gucs::max_concurrent_backups()
+    }
+    fn required_role(&self) -> &'static str {
+        "tenant_ops_operator"
+    }
+    fn steps(&self, job: &Job) -> OpsResult<Box<dyn Steps>> {
+        Ok(Box::new(super::create::Backup::from_job(job)?))
+    }
+    /// A backup writes its file and row in its one step's transaction: a cancel before that
+    /// commits leaves nothing to undo.
+    fn revert(&self, job: &Job, final_status: Status) -> OpsResult<Value> {
+        jobs::finish(job.id, final_status, None, None);
+        Ok(json!({}))
+    }
+}
+
+pub struct RestoreKind;
+
+impl JobKind for RestoreKind {
+    fn name(&self) -> &'static str {
+        "restore"
+    }
+    fn max_concurrent(&self) -> i32 {
+        crate::gucs::max_concurrent_backups()
+    }
+    fn required_role(&self) -> &'static str {
+        "tenant_ops_admin"
+    }
+    fn steps(&self, job: &Job) -> OpsResult<Box<dyn Steps>> {
+        Ok(Box::new(super::restore::Restore::from_job(job)?))
+    }
+    /// A restore changes the tenant in its one step's transaction: cancelled before it
+    /// commits, the tenant is as it was.
+    fn revert(&self, job: &Job, final_status: Status) -> OpsResult<Value> {
+        jobs::finish(job.id, final_status, None, None);
+        Ok(json!({}))
+    }
+}

@@ -1,0 +1,282 @@
+//! Per-tenant backups: `create_backup` writes every row of one tenant, read in one snapshot,
+//! into one open-format file (`format.rs`) in the backup directory (`store.rs`);
+//! `verify_backup` re-reads it; `restore_backup` loads it back (`restore.rs`). Backup and
+//! restore are job kinds (`kind.rs`) like migrate and validate.
+//!
+//! - `export` (here) — the tenant's rows of every table as COPY text lines, through one cursor
+//!   over one statement: one snapshot whatever the isolation level and executor, and memory
+//!   bounded by one fetch;
+//! - `create.rs` — the backup job: spools each table's lines to a temporary file, then writes
+//!   the archive (manifest, restore script, data files), checksummed, and registers it;
+//! - `archive.rs` — reading an archive back: its checksums, manifest and rows;
+//! - `restore.rs` — the restore job, and what is checked before anything changes.
+
+pub mod archive;
+pub mod create;
+pub mod format;
+pub mod kind;
+pub mod options;
+pub mod restore;
+pub mod store;
+
+use pgrx::prelude::*;
+
+use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::scope::graph::Role;
+use crate::scope::LoadedScope;
+use crate::sys::with_settings;
+pub use create::submit;
+
+/// Text forms that read back the same on any server: what every exported value is printed
+/// with (and what a restore reads them under). One fetch at a time: no parallel plan, so the
+/// tables come out in the order of the statement's branches.
+const EXPORT_SETTINGS: &[(&str, &str)] = &[
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("TimeZone", "UTC"),
+    ("bytea_output", "hex"),
+    ("extra_float_digits", "1"),
+    ("xmloption", "content"),
+    ("max_parallel_workers_per_gather", "0"),
+];
+
+/// Rows fetched from the export cursor at a time.
+const FETCH: i64 = 10_000;
+
+/// One table of a backup: where its rows come from and the columns written.
+#[derive(Clone, Debug)]
+pub struct TableSpec {
+    pub schema: String,
+    pub table: String,
+    pub sql: String,
+    pub role: Role,
+    /// The WHERE condition selecting the tenant's rows (`$1`: the tenant).
+    pub filter: String,
+    pub columns: Vec<ColumnSpec>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub quoted: String,
+    /// Declared type, with modifiers, qualified where not in pg_catalog.
+    pub type_full: String,
+    /// `GENERATED ALWAYS AS IDENTITY`: written back with OVERRIDING SYSTEM VALUE.
+    pub identity_always: bool,
+    pub not_null: bool,
+    pub has_default: bool,
+}
+
+const COLUMNS_SQL: &str = "SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+        'name', a.attname, 'quoted', pg_catalog.quote_ident(a.attname), 'type_full', @TYPE_FULL@,
+        'identity_always', a.attidentity = 'a', 'not_null', a.attnotnull,
+        'has_default', a.atthasdef OR a.attidentity <> '') ORDER BY a.attnum), '[]')
+   FROM pg_catalog.pg_attribute a
+  WHERE a.attrelid = $1::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''";
+
+/// The stored (not generated) columns of a table, in order.
+pub fn columns_of(oid: u32) -> Vec<ColumnSpec> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::pg::with_qualified_types(COLUMNS_SQL));
+    crate::pg::query_json(&SQL, &[(oid as i64).into()]).unwrap_or_default()
+}
+
+/// The tables a backup of the scope holds, parents first: the root and owned tables, and the
+/// shared ones when asked.
+pub fn tables(l: &LoadedScope, shared: bool) -> Vec<TableSpec> {
+    let filters = l.filters();
+    l.resolved
+        .tables
+        .iter()
+        .filter(|t| shared || t.role != Role::Shared)
+        .map(|t| {
+            let table = l.catalog.table(t.oid);
+            TableSpec {
+                schema: table.schema.clone(),
+                table: table.name.clone(),
+                sql: table.sql.clone(),
+                role: t.role,
+                filter: filters.filter(t.oid).to_string(),
+                columns: columns_of(t.oid),
+            }
+        })
+        .collect()
+}
+
+pub fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Root => "root",
+        Role::Owned => "owned",
+        Role::Shared => "shared",
+    }
+}
+
+/// Runs `each(table index, COPY text line)` over the tenant's rows of every table, in table
+/// order, read through one cursor over one statement (so in one snapshot), as the caller.
+pub fn export(
+    specs: &[TableSpec],
+    tenant: &str,
+    mut each: impl FnMut(usize, &[u8]) -> OpsResult<()>,
+) -> OpsResult<()> {
+    let width = specs.iter().map(|s| s.columns.len()).max().unwrap_or(0);
+    let branches: Vec<String> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut cols: Vec<String> = s
+                .columns
+                .iter()
+                .map(|c| format!("c.{}::pg_catalog.text", c.quoted))
+                .collect();
+            cols.resize(width, "NULL::pg_catalog.text".into());
+            let sep = if cols.is_empty() { "" } else { ", " };
+            format!(
+                "SELECT {i}::pg_catalog.int4{sep}{} FROM (SELECT * FROM {} WHERE {}) c",
+                cols.join(", "),
+                s.sql,
+                s.filter
+            )
+        })
+        .collect();
+    if branches.is_empty() {
+        return Ok(());
+    }
+    let sql = branches.join("\nUNION ALL\n");
+    with_settings(EXPORT_SETTINGS, || {
+        Spi::connect(|client| {
+            let mut cursor = client.open_cursor(sql.as_str(), &[tenant.into()]);
+            let mut line = Vec::with_capacity(4096);
+            let mut last = 0usize;
+            loop {
+                let batch = cursor.fetch(FETCH).or_raise();
+                if batch.is_empty() {
+                    break;
+                }
+                for row in batch {
+                    let t = row.get::<i32>(1).or_raise().unwrap_or(-1);
+                    let Some(spec) = usize::try_from(t).ok().and_then(|t| specs.get(t)) else {
+                        crate::error::internal_error(format!(
+                            "pg_tenant_ops: export row of table {t}"
+                        ));
+                    };
+                    let t = t as usize;
+                    if t < last {
+                        // Each table's file is written whole before the next: an Append that
+                        // came back to an earlier branch would split one.
+                        crate::error::internal_error(
+                            "pg_tenant_ops: export rows out of table order".into(),
+                        );
+                    }
+                    last = t;
+                    line.clear();
+                    let fields: Vec<Option<&str>> = (0..spec.columns.len())
+                        .map(|k| row.get::<&str>(k + 2).or_raise())
+                        .collect();
+                    format::write_line(&mut line, fields);
+                    each(t, &line)?;
+                }
+            }
+            Ok::<(), OpsError>(())
+        })
+    })
+}
+
+/// An order-independent digest of a table's lines: the sum modulo 2^64 of the first eight
+/// bytes (big-endian) of each line's SHA-256. A restore compares the restored rows' digest
+/// with the backup's, whatever order the rows come back in.
+#[derive(Default, Clone, Copy)]
+pub struct RowsDigest {
+    pub rows: i64,
+    pub sum: u64,
+}
+
+impl RowsDigest {
+    pub fn add(&mut self, line: &[u8]) {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(line);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&h[..8]);
+        self.sum = self.sum.wrapping_add(u64::from_be_bytes(first));
+        self.rows += 1;
+    }
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.sum)
+    }
+}
+
+/// The error for a backup id that names no backup.
+pub fn not_found(id: i64) -> OpsError {
+    OpsError::UnknownBackup(id)
+}
+
+/// Unregisters backup `id` and removes its file.
+pub fn drop_backup(id: i64) -> OpsResult<serde_json::Value> {
+    let name = crate::sys::owner::get_one::<String>(
+        "DELETE FROM tenant_ops.backups WHERE id = $1 RETURNING file_name",
+        &[id.into()],
+    )
+    .or_raise()
+    .ok_or_else(|| not_found(id))?;
+    remove_after_commit(&name)?;
+    Ok(serde_json::json!({"backup_id": id, "file": name, "dropped": true}))
+}
+
+/// Drops every expired backup, and removes files of ours no backup row names (a crash's
+/// leftovers, older than an hour). Returns what it removed.
+pub fn purge() -> OpsResult<serde_json::Value> {
+    let expired: Vec<(i64, String)> = crate::sys::owner::rows(
+        "DELETE FROM tenant_ops.backups WHERE expires_at <= pg_catalog.now() RETURNING id, file_name",
+        &[],
+        |r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default())),
+    )
+    .or_raise();
+    for (_, name) in &expired {
+        remove_after_commit(name)?;
+    }
+    let registered: Vec<String> =
+        crate::sys::owner::rows("SELECT file_name FROM tenant_ops.backups", &[], |r| {
+            Ok(r.get::<String>(1)?.unwrap_or_default())
+        })
+        .or_raise();
+    let strays = store::sweep(&registered)?;
+    Ok(serde_json::json!({
+        "dropped": expired.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        "stray_files_removed": strays,
+    }))
+}
+
+/// The file goes when the transaction that unregistered it commits (a rolled-back drop
+/// keeps both).
+fn remove_after_commit(name: &str) -> OpsResult<()> {
+    let path = store::path_of(name).or_else(|e| match e {
+        OpsError::UnknownObject { .. } => Ok(std::path::PathBuf::new()),
+        e => Err(e),
+    })?;
+    if !path.as_os_str().is_empty() {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
+            let _ = std::fs::remove_file(&path);
+        });
+    }
+    Ok(())
+}
+
+/// `length` bytes of backup `id`'s file from `offset` (fewer at its end): a download through
+/// SQL in chunks, whatever the file's size.
+pub fn read_chunk(id: i64, offset: i64, length: i32) -> OpsResult<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    if offset < 0 || length <= 0 || length > 64 * 1024 * 1024 {
+        return Err(OpsError::InvalidParameter(
+            format!("offset {offset} and length {length}: offset must be >= 0 and length 1 to 67108864"),
+            Some("Read a backup in chunks: tenant_ops.read_backup(id, offset, 8388608) while rows come back non-empty.".into()),
+        ));
+    }
+    let b = archive::registered(id)?;
+    let mut f = std::fs::File::open(&b.path).map_err(|e| store::io_error("read", &b.path, &e))?;
+    f.seek(SeekFrom::Start(offset as u64))
+        .map_err(|e| store::io_error("read", &b.path, &e))?;
+    let mut out = Vec::with_capacity(length as usize);
+    f.take(length as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| store::io_error("read", &b.path, &e))?;
+    Ok(out)
+}

@@ -1,0 +1,201 @@
+//! Where backup files live and how they get there: one directory (`tenant_ops.backup_directory`,
+//! superuser-only), file names the extension makes up itself (never a user's path), and the
+//! write that leaves either a complete file or none: a temporary name, fsync, rename, fsync of
+//! the directory, and removal again should the transaction that registered it abort.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use pgrx::{register_xact_callback, PgXactCallbackEvent};
+
+use crate::error::OpsError;
+
+/// The prefix of every backup file name, and of every temporary one (with a leading dot).
+const PREFIX: &str = "tenant_ops_backup_";
+const SUFFIX: &str = ".tar.gz";
+
+/// The backup directory, created (mode 0700) when missing. Relative settings are taken from
+/// the data directory, as every relative path of the server is.
+pub fn directory() -> Result<PathBuf, OpsError> {
+    let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }
+        .to_string_lossy()
+        .into_owned();
+    let dir = match crate::gucs::backup_directory() {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+        Some(d) => Path::new(&data_dir).join(d),
+        None => Path::new(&data_dir).join("pg_tenant_ops_backups"),
+    };
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(OpsError::InvalidParameter(
+                format!("backup directory \"{}\" is not a directory", dir.display()),
+                Some("Set tenant_ops.backup_directory to a directory the server can write.".into()),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(&dir)
+                .and_then(|_| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)))
+                .map_err(|e| io_error("create the backup directory", &dir, &e))?;
+        }
+        Err(e) => return Err(io_error("read the backup directory", &dir, &e)),
+    }
+    Ok(dir)
+}
+
+/// A fresh file name: time-ordered, so that a listing sorts by age.
+pub fn new_file_name() -> String {
+    format!("{PREFIX}{}{SUFFIX}", uuid::Uuid::now_v7())
+}
+
+/// Whether `name` is one of ours: the only names ever joined to the directory.
+pub fn is_backup_name(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .and_then(|r| r.strip_suffix(SUFFIX))
+        .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+}
+
+/// The path of a registered backup file, refused unless it is a plain file of ours directly
+/// in the directory (no other name, no symlink out of it).
+pub fn path_of(name: &str) -> Result<PathBuf, OpsError> {
+    if !is_backup_name(name) {
+        return Err(OpsError::InvalidParameter(
+            format!("\"{name}\" is not a backup file name"),
+            None,
+        ));
+    }
+    let path = directory()?.join(name);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_file() => Ok(path),
+        Ok(_) => Err(OpsError::InvalidParameter(
+            format!("backup file \"{}\" is not a regular file", path.display()),
+            Some("Backup files are never followed through symbolic links.".into()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(OpsError::UnknownObject {
+            what: "backup file",
+            name: path.display().to_string(),
+            context: "tenant_ops.backups".into(),
+            hint: Some(
+                "The file was removed from the backup directory; drop_backup() unregisters it."
+                    .into(),
+            ),
+        }),
+        Err(e) => Err(io_error("read", &path, &e)),
+    }
+}
+
+/// A backup file being written: a hidden temporary file, removed unless [`Pending::commit`]
+/// renames it into place.
+pub struct Pending {
+    dir: PathBuf,
+    temp: PathBuf,
+    name: String,
+    file: Option<File>,
+}
+
+impl Pending {
+    pub fn create(dir: &Path) -> Result<Pending, OpsError> {
+        let name = new_file_name();
+        let temp = dir.join(format!(".{name}.{}", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| io_error("create", &temp, &e))?;
+        Ok(Pending {
+            dir: dir.to_path_buf(),
+            temp,
+            name,
+            file: Some(file),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("open until committed")
+    }
+
+    /// fsync, rename into place, fsync the directory; and should the current transaction
+    /// abort (the `backups` row with it), the file goes too.
+    pub fn commit(mut self) -> Result<PathBuf, OpsError> {
+        let file = self.file.take().expect("open until committed");
+        file.sync_all()
+            .map_err(|e| io_error("write", &self.temp, &e))?;
+        drop(file);
+        let path = self.dir.join(&self.name);
+        fs::rename(&self.temp, &path).map_err(|e| io_error("rename", &self.temp, &e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("sync", &self.dir, &e))?;
+        remove_on_abort(path.clone());
+        Ok(path)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Removes `path` if the current transaction aborts.
+pub fn remove_on_abort(path: PathBuf) {
+    register_xact_callback(PgXactCallbackEvent::Abort, move || {
+        let _ = fs::remove_file(&path);
+    });
+}
+
+/// Files of ours in the directory that no `backups` row names (`registered`), and temporary
+/// files left by a crash: removed, and their names returned. Temporary files of a backup
+/// still being written by a live backend are kept (their name carries its pid).
+pub fn sweep(registered: &[String]) -> Result<Vec<String>, OpsError> {
+    let dir = directory()?;
+    let mut removed = vec![];
+    for entry in fs::read_dir(&dir).map_err(|e| io_error("list", &dir, &e))? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stray = if let Some(temp) = name.strip_prefix('.') {
+            temp.starts_with(PREFIX)
+                && temp
+                    .rsplit('.')
+                    .next()
+                    .and_then(|pid| pid.parse::<i32>().ok())
+                    .is_some_and(|pid| !backend_alive(pid))
+        } else {
+            // A file renamed into place by a transaction not yet committed has no visible row:
+            // only files older than an hour are taken for leftovers.
+            is_backup_name(&name)
+                && !registered.contains(&name)
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 3600)
+        };
+        if stray && fs::remove_file(entry.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+fn backend_alive(pid: i32) -> bool {
+    pid as u32 == std::process::id() || unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// A file system error, named with the file and what was being done.
+pub fn io_error(action: &str, path: &Path, e: &io::Error) -> OpsError {
+    OpsError::Io {
+        message: format!("could not {action} \"{}\": {e}", path.display()),
+        disk_full: e.raw_os_error() == Some(libc::ENOSPC),
+    }
+}
