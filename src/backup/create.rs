@@ -91,6 +91,8 @@ impl Backup {
         loaded.check_tenant(&self.tenant)?;
         let specs = tables(&loaded, self.options.shared == Shared::Include);
         let dir = store::directory()?;
+        // What an attempt killed mid-write left behind (this job's earlier attempt, say).
+        store::sweep_temporaries()?;
         let mut pending = Pending::create(&dir)?;
         let spools = Spools::write(&dir, pending.name(), &specs, &self.tenant)?;
         let root = loaded.catalog.table(loaded.resolved.root);

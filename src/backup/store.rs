@@ -16,8 +16,9 @@ use crate::error::OpsError;
 const PREFIX: &str = "tenant_ops_backup_";
 const SUFFIX: &str = ".tar.gz";
 
-/// The backup directory, created (mode 0700) when missing. Relative settings are taken from
-/// the data directory, as every relative path of the server is.
+/// This database's backup directory (`db_<oid>` under the setting's), created (mode 0700)
+/// when missing. Relative settings are taken from the data directory, as every relative
+/// path of the server is.
 pub fn directory() -> Result<PathBuf, OpsError> {
     let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }
         .to_string_lossy()
@@ -27,6 +28,11 @@ pub fn directory() -> Result<PathBuf, OpsError> {
         Some(d) => Path::new(&data_dir).join(d),
         None => Path::new(&data_dir).join("pg_tenant_ops_backups"),
     };
+    // One directory per database: each database's tenant_ops.backups names only its own
+    // files, and a purge in one must never take another's for leftovers.
+    let dir = dir.join(format!("db_{}", unsafe {
+        u32::from(pgrx::pg_sys::MyDatabaseId)
+    }));
     match fs::symlink_metadata(&dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -157,31 +163,45 @@ pub fn remove_on_abort(path: PathBuf) {
 /// files left by a crash: removed, and their names returned. Temporary files of a backup
 /// still being written by a live backend are kept (their name carries its pid).
 pub fn sweep(registered: &[String]) -> Result<Vec<String>, OpsError> {
-    let dir = directory()?;
-    let mut removed = vec![];
-    for entry in fs::read_dir(&dir).map_err(|e| io_error("list", &dir, &e))? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let stray = if let Some(temp) = name.strip_prefix('.') {
-            temp.starts_with(PREFIX)
-                && temp
-                    .rsplit('.')
-                    .next()
-                    .and_then(|pid| pid.parse::<i32>().ok())
-                    .is_some_and(|pid| !backend_alive(pid))
-        } else {
-            // A file renamed into place by a transaction not yet committed has no visible row:
-            // only files older than an hour are taken for leftovers.
-            is_backup_name(&name)
-                && !registered.contains(&name)
+    sweep_where(|name, entry| match name.strip_prefix('.') {
+        Some(temp) => is_orphaned_temporary(temp),
+        // A file renamed into place by a transaction not yet committed has no visible row:
+        // only files older than an hour are taken for leftovers.
+        None => {
+            is_backup_name(name)
+                && !registered.iter().any(|r| r == name)
                 && entry
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| t.elapsed().ok())
                     .is_some_and(|age| age.as_secs() > 3600)
-        };
-        if stray && fs::remove_file(entry.path()).is_ok() {
+        }
+    })
+}
+
+/// Temporary files of backups whose backend is gone (a crash, a `kill -9`): removed.
+pub fn sweep_temporaries() -> Result<Vec<String>, OpsError> {
+    sweep_where(|name, _| name.strip_prefix('.').is_some_and(is_orphaned_temporary))
+}
+
+/// A temporary name (without its leading dot) of ours whose writer's pid is not alive.
+fn is_orphaned_temporary(temp: &str) -> bool {
+    temp.starts_with(PREFIX)
+        && temp
+            .rsplit('.')
+            .next()
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .is_some_and(|pid| !backend_alive(pid))
+}
+
+fn sweep_where(stray: impl Fn(&str, &fs::DirEntry) -> bool) -> Result<Vec<String>, OpsError> {
+    let dir = directory()?;
+    let mut removed = vec![];
+    for entry in fs::read_dir(&dir).map_err(|e| io_error("list", &dir, &e))? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if stray(&name, &entry) && fs::remove_file(entry.path()).is_ok() {
             removed.push(name);
         }
     }

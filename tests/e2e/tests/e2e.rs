@@ -11,6 +11,7 @@ use std::time::Instant;
 use pg_tenant_ops_e2e::Cluster;
 
 mod background;
+mod backups;
 mod common;
 mod datasets;
 mod integrity;
@@ -23,6 +24,19 @@ type TestFn = fn(&Cluster);
 fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
         ("sanity_cluster", datasets::sanity_cluster),
+        (
+            "backup_damage_is_detected",
+            backups::backup_damage_is_detected,
+        ),
+        (
+            "backup_restores_without_the_extension",
+            backups::backup_restores_without_the_extension,
+        ),
+        ("backup_is_one_snapshot", backups::backup_is_one_snapshot),
+        (
+            "backup_survives_worker_kill9",
+            backups::backup_survives_worker_kill9,
+        ),
         ("chinook_plan", datasets::chinook_plan),
         (
             "chinook_isolation_clean",

@@ -1,0 +1,423 @@
+//! Backups end to end, on real files: a damaged file (a flipped byte, a truncation, a
+//! swapped table file, a manifest edited by hand) is detected and named, and a restore of it
+//! changes nothing; a backup restores with no extension at all (tar and psql, the README's
+//! recipe); a backup taken while another session inserts parent-then-child pairs never holds
+//! a child without its parent (one snapshot); a background backup whose worker is killed
+//! ends with one complete, verified backup and no stray files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use pg_tenant_ops_e2e::postgres::Client;
+use pg_tenant_ops_e2e::{assert_sqlstate, Cluster, Interruption};
+
+use crate::common::*;
+use crate::migration::dispatch_db;
+
+/// `create_backup(scope, tenant, options)` inline: the backup id.
+fn backup(c: &mut Client, tenant: &str, options: &str) -> i64 {
+    let job: i64 = c
+        .query_one(
+            "SELECT tenant_ops.create_backup('dispatch', $1, $2::text::jsonb)",
+            &[&tenant, &options],
+        )
+        .unwrap_or_else(|e| panic!("create_backup: {}", pg_tenant_ops_e2e::describe_error(&e)))
+        .get(0);
+    backup_of_job(c, job)
+}
+
+fn backup_of_job(c: &mut Client, job: i64) -> i64 {
+    c.query_one(
+        "SELECT (result ->> 'backup_id')::int8 FROM tenant_ops.jobs WHERE id = $1",
+        &[&job],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// The backup directory and the file of backup `id`.
+fn file_of(c: &mut Client, id: i64) -> PathBuf {
+    let row = c
+        .query_one(
+            "SELECT current_setting('data_directory') || '/pg_tenant_ops_backups/db_' || (SELECT oid FROM pg_database WHERE datname = current_database()), file_name
+               FROM tenant_ops.backups WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    Path::new(&row.get::<_, String>(0)).join(row.get::<_, String>(1))
+}
+
+fn backup_dir(c: &mut Client) -> PathBuf {
+    let dir: String = c
+        .query_one(
+            "SELECT current_setting('data_directory') || '/pg_tenant_ops_backups/db_' || (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    PathBuf::from(dir)
+}
+
+/// Per dispatch table: the office's row count and an md5 of its rows in key order.
+fn office_sums(c: &mut Client, office: i32) -> Vec<(String, i64, String)> {
+    c.query(
+        "SELECT 'offices', count(*), md5(string_agg(x::text, '|' ORDER BY x.id)) FROM legacy.dispatch_offices x WHERE id = $1
+         UNION ALL SELECT 'doctors', count(*), md5(string_agg(x::text, '|' ORDER BY x.id)) FROM legacy.dispatch_doctors x WHERE office_id = $1
+         UNION ALL SELECT 'patients', count(*), md5(string_agg(p::text, '|' ORDER BY p.id)) FROM legacy.dispatch_patients p
+                   JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = $1
+         UNION ALL SELECT 'orders', count(*), md5(string_agg(o::text, '|' ORDER BY o.id)) FROM legacy.dispatch_orders o
+                   JOIN legacy.dispatch_patients p ON p.id = o.patient_id JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = $1
+         UNION ALL SELECT 'order_items', count(*), md5(string_agg(i::text, '|' ORDER BY i.order_id, i.line_no)) FROM legacy.dispatch_order_items i
+                   JOIN legacy.dispatch_orders o ON o.id = i.order_id JOIN legacy.dispatch_patients p ON p.id = o.patient_id
+                   JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = $1",
+        &[&office],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get::<_, Option<String>>(2).unwrap_or_default()))
+    .collect()
+}
+
+/// Deletes one office's rows by hand, children first.
+fn delete_office(c: &mut Client, office: i32) {
+    c.batch_execute(&format!(
+        "DELETE FROM legacy.dispatch_order_items i USING legacy.dispatch_orders o, legacy.dispatch_patients p, legacy.dispatch_doctors d
+          WHERE o.id = i.order_id AND p.id = o.patient_id AND d.id = p.doctor_id AND d.office_id = {office};
+         DELETE FROM legacy.dispatch_orders o USING legacy.dispatch_patients p, legacy.dispatch_doctors d
+          WHERE p.id = o.patient_id AND d.id = p.doctor_id AND d.office_id = {office};
+         DELETE FROM legacy.dispatch_patients p USING legacy.dispatch_doctors d WHERE d.id = p.doctor_id AND d.office_id = {office};
+         UPDATE legacy.dispatch_doctors SET supervisor_id = NULL WHERE office_id = {office};
+         DELETE FROM legacy.dispatch_doctors WHERE office_id = {office};
+         DELETE FROM legacy.dispatch_offices WHERE id = {office};"
+    ))
+    .unwrap();
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Extracts the archive into a fresh directory.
+fn extract(file: &Path, into: &Path) {
+    let _ = fs::remove_dir_all(into);
+    fs::create_dir_all(into).unwrap();
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(file)
+        .arg("-C")
+        .arg(into));
+}
+
+/// Re-packs an extracted archive in the manifest's order into `file`, and registers the new
+/// file's size and SHA-256 (as someone who also edits the catalog would): what is left to
+/// catch the damage is the manifest and the per-table checksums.
+fn repack(c: &mut Client, id: i64, dir: &Path, file: &Path) {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut names = vec!["manifest.json".to_string(), "restore.sql".to_string()];
+    for t in manifest["tables"].as_array().unwrap() {
+        names.push(t["file"].as_str().unwrap().to_string());
+    }
+    run(Command::new("tar")
+        .arg("-czf")
+        .arg(file)
+        .arg("-C")
+        .arg(dir)
+        .args(&names));
+    register_file_as_is(c, id, file);
+}
+
+fn register_file_as_is(c: &mut Client, id: i64, file: &Path) {
+    let bytes = fs::read(file).unwrap();
+    let size = bytes.len() as i64;
+    c.execute(
+        "UPDATE tenant_ops.backups SET size_bytes = $2, sha256 = encode(sha256($3), 'hex') WHERE id = $1",
+        &[&id, &size, &bytes],
+    )
+    .unwrap();
+}
+
+pub fn backup_damage_is_detected(cluster: &Cluster) {
+    let db = "e2e_backup_damage";
+    let mut c = dispatch_db(cluster, db, 1);
+    let id = backup(&mut c, "2", "{}");
+    let file = file_of(&mut c, id);
+    let pristine = fs::read(&file).unwrap();
+    let before = office_sums(&mut c, 2);
+    let verified: serde_json::Value = c
+        .query_one("SELECT tenant_ops.verify_backup($1)::text", &[&id])
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .unwrap();
+    assert_eq!(
+        verified["verified"], true,
+        "a fresh backup verifies: {verified}"
+    );
+    let verify = |c: &mut Client| c.query_one("SELECT tenant_ops.verify_backup($1)", &[&id]);
+    let restore = |c: &mut Client| c.query_one("SELECT tenant_ops.restore_backup($1)", &[&id]);
+
+    // a flipped byte
+    let mut flipped = pristine.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    fs::write(&file, &flipped).unwrap();
+    assert_sqlstate(
+        verify(&mut c),
+        "XX001",
+        "the file's checksum does not match",
+    );
+    delete_some(&mut c);
+    let damaged_now = office_sums(&mut c, 2);
+    assert_sqlstate(
+        restore(&mut c),
+        "XX001",
+        "the file's checksum does not match",
+    );
+    assert_eq!(
+        office_sums(&mut c, 2),
+        damaged_now,
+        "a refused restore changes nothing"
+    );
+
+    // a truncated file
+    fs::write(&file, &pristine[..pristine.len() - 100]).unwrap();
+    assert_sqlstate(
+        verify(&mut c),
+        "XX001",
+        "the file's checksum does not match",
+    );
+
+    // the manifest edited by hand (a row count), the file re-registered
+    let work = Path::new(cluster.work_dir()).join("backup_damage");
+    fs::write(&file, &pristine).unwrap();
+    extract(&file, &work);
+    let text = fs::read_to_string(work.join("manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["tables"][2]["rows"] = serde_json::json!(m["tables"][2]["rows"].as_i64().unwrap() - 1);
+    fs::write(
+        work.join("manifest.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    repack(&mut c, id, &work, &file);
+    assert_sqlstate(
+        verify(&mut c),
+        "XX001",
+        "its manifest differs from the one registered",
+    );
+
+    // two table files swapped
+    fs::write(&file, &pristine).unwrap();
+    extract(&file, &work);
+    let (a, b) = (work.join("data/002.copy"), work.join("data/003.copy"));
+    let tmp = work.join("swap");
+    fs::rename(&a, &tmp).unwrap();
+    fs::rename(&b, &a).unwrap();
+    fs::rename(&tmp, &b).unwrap();
+    repack(&mut c, id, &work, &file);
+    assert_sqlstate(verify(&mut c), "XX001", "of legacy.dispatch_doctors");
+    assert_sqlstate(restore(&mut c), "XX001", "of legacy.dispatch_doctors");
+    assert_eq!(
+        office_sums(&mut c, 2),
+        damaged_now,
+        "a refused restore changes nothing"
+    );
+
+    // the pristine file again: the restore brings office 2 back exactly
+    fs::write(&file, &pristine).unwrap();
+    register_file_as_is(&mut c, id, &file);
+    c.query_one("SELECT tenant_ops.restore_backup($1)", &[&id])
+        .unwrap();
+    assert_eq!(office_sums(&mut c, 2), before, "office 2 after the restore");
+}
+
+/// Damages office 2 a little: a deleted order item and a changed patient.
+fn delete_some(c: &mut Client) {
+    c.batch_execute(
+        "DELETE FROM legacy.dispatch_order_items WHERE (order_id, line_no) IN (
+             SELECT i.order_id, i.line_no FROM legacy.dispatch_order_items i JOIN legacy.dispatch_orders o ON o.id = i.order_id
+               JOIN legacy.dispatch_patients p ON p.id = o.patient_id JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id
+              WHERE d.office_id = 2 LIMIT 1);
+         UPDATE legacy.dispatch_patients SET full_name = 'changed' WHERE id = (
+             SELECT min(p.id) FROM legacy.dispatch_patients p JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = 2);",
+    )
+    .unwrap();
+}
+
+/// The README's recipe: tar and psql, no extension.
+pub fn backup_restores_without_the_extension(cluster: &Cluster) {
+    let db = "e2e_backup_plain";
+    let mut c = dispatch_db(cluster, db, 1);
+    let before = office_sums(&mut c, 3);
+    let other = office_sums(&mut c, 1);
+    let id = backup(&mut c, "3", "{}");
+    let file = file_of(&mut c, id);
+    let work = Path::new(cluster.work_dir()).join("backup_plain");
+    extract(&file, &work);
+    delete_office(&mut c, 3);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM legacy.dispatch_offices WHERE id = $1::text::int",
+            "3"
+        ),
+        0
+    );
+    // psql -f restore.sql from the directory the archive was extracted into
+    let mut psql = Command::new(cluster.bin("psql"));
+    psql.current_dir(&work)
+        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+        .arg(cluster.port().to_string())
+        .args(["-v", "ON_ERROR_STOP=1", "-f", "restore.sql", db]);
+    run(&mut psql);
+    assert_eq!(
+        office_sums(&mut c, 3),
+        before,
+        "office 3 restored by tar and psql alone"
+    );
+    assert_eq!(office_sums(&mut c, 1), other, "office 1 untouched");
+}
+
+/// A session inserts a doctor then a patient of it (two transactions) in a loop while
+/// backups are taken: no backup may hold a patient whose doctor it lacks.
+pub fn backup_is_one_snapshot(cluster: &Cluster) {
+    let db = "e2e_backup_snapshot";
+    let mut c = dispatch_db(cluster, db, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let inserter = {
+        let stop = stop.clone();
+        let mut w = cluster.connect(db);
+        thread::spawn(move || {
+            let mut pairs = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let doctor: i32 = w
+                    .query_one(
+                        "INSERT INTO legacy.dispatch_doctors (id, office_id, full_name)
+                         SELECT max(id) + 1, 1, 'new' FROM legacy.dispatch_doctors RETURNING id",
+                        &[],
+                    )
+                    .unwrap()
+                    .get(0);
+                w.execute(
+                    "INSERT INTO legacy.dispatch_patients (id, doctor_id, full_name)
+                     SELECT max(id) + 1, $1, 'new' FROM legacy.dispatch_patients",
+                    &[&doctor],
+                )
+                .unwrap();
+                pairs += 1;
+            }
+            pairs
+        })
+    };
+    let work = Path::new(cluster.work_dir()).join("backup_snapshot");
+    for round in 0..4 {
+        let id = backup(&mut c, "1", "{}");
+        extract(&file_of(&mut c, id), &work);
+        let manifest: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(work.join("manifest.json")).unwrap()).unwrap();
+        let file_of_table = |name: &str| {
+            manifest["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["table"] == name)
+                .map(|t| work.join(t["file"].as_str().unwrap()))
+                .unwrap()
+        };
+        let first_column = |path: PathBuf, col: usize| -> Vec<String> {
+            fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(|l| l.split('\t').nth(col).unwrap().to_string())
+                .collect()
+        };
+        let doctors: std::collections::BTreeSet<String> =
+            first_column(file_of_table("dispatch_doctors"), 0)
+                .into_iter()
+                .collect();
+        let patients = first_column(file_of_table("dispatch_patients"), 1);
+        let orphans: Vec<&String> = patients.iter().filter(|d| !doctors.contains(*d)).collect();
+        assert!(
+            orphans.is_empty(),
+            "backup {id} (round {round}) holds patients of {} doctors it lacks, e.g. {:?}",
+            orphans.len(),
+            &orphans[..orphans.len().min(3)]
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let pairs = inserter.join().unwrap();
+    assert!(pairs > 0, "the inserter inserted pairs during the backups");
+}
+
+/// `kill -9` of the worker running a background backup: the job is retried and ends with one
+/// complete, verified backup; no temporary file is left.
+pub fn backup_survives_worker_kill9(cluster: &Cluster) {
+    let db = "e2e_backup_kill9";
+    let mut c = dispatch_db(cluster, db, 10);
+    let dir = backup_dir(&mut c);
+    let job: i64 = c
+        .query_one(
+            "SELECT tenant_ops.create_backup('dispatch', '1', '{}', background => true)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // The worker, once it is writing (a temporary file of ours exists).
+    let worker: i32 = until("the backup worker writing", Duration::from_secs(60), || {
+        let pid: Option<i32> = c
+            .query_one(
+                "SELECT worker_pid FROM tenant_ops.jobs WHERE id = $1",
+                &[&job],
+            )
+            .unwrap()
+            .get(0);
+        let writing = fs::read_dir(&dir).ok()?.flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".tenant_ops_backup_")
+        });
+        pid.filter(|_| writing)
+    });
+    drop(c);
+    cluster.interrupt(Interruption::Kill9, worker);
+    let mut c = cluster.connect(db);
+    assert_eq!(
+        wait_for(&mut c, job, 180.0),
+        "succeeded",
+        "backup job {job} after kill -9"
+    );
+    let backups: Vec<i64> = c
+        .query("SELECT id FROM tenant_ops.backups", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(backups.len(), 1, "one backup registered: {backups:?}");
+    c.query_one("SELECT tenant_ops.verify_backup($1)", &[&backups[0]])
+        .unwrap();
+    let files: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let name: String = c
+        .query_one("SELECT file_name FROM tenant_ops.backups", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        files,
+        vec![name],
+        "the backup directory holds the one backup, nothing else"
+    );
+}
