@@ -42,7 +42,7 @@ pub struct TablePlan {
     pub columns: Vec<(String, String)>,
     /// Target columns set after every table is copied (self-references, broken cycles).
     pub deferred: Vec<(String, String)>,
-    /// Target types of `columns`, for checksums (same order).
+    /// Target types of `columns` with their modifiers, for checksums (same order).
     pub column_types: Vec<String>,
     /// Source key for keyset batches; None: the table is copied in one statement.
     pub key: Option<Vec<KeyColumn>>,
@@ -354,7 +354,9 @@ impl<'a> Planner<'a> {
                 continue;
             }
             columns.push((tc.quoted.clone(), expr));
-            column_types.push(tc.type_name.clone());
+            // With modifiers: the source value as assignment to the target column makes it
+            // (numeric(10,2) rounds, timestamp(0) truncates), so a faithful copy hashes alike.
+            column_types.push(tc.type_full.clone());
         }
 
         let key = src.primary_key.as_ref().map(|pk| {

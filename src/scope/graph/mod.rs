@@ -30,7 +30,8 @@ pub struct Column {
     /// `quote_ident(name)`, as PostgreSQL quotes it.
     pub quoted: String,
     pub type_oid: u32,
-    /// The type without modifiers, schema-qualified where needed (`format_type(oid, NULL)`).
+    /// The type without modifiers, schema-qualified where needed (`format_type(oid, -1)`:
+    /// `bpchar`, not `character`, which would mean `character(1)`).
     pub type_name: String,
     /// The type as declared, with modifiers (`character varying(20)`).
     pub type_full: String,
