@@ -81,12 +81,7 @@ pub fn parse_checks(checks: &[String]) -> OpsResult<Vec<String>> {
 fn quoted(c: &Catalog, table: TableId, cols: &[String], alias: &str) -> Vec<String> {
     let t = c.table(table);
     cols.iter()
-        .map(|x| {
-            format!(
-                "{alias}.{}",
-                t.column(x).map(|col| col.quoted.as_str()).unwrap_or(x)
-            )
-        })
+        .map(|x| format!("{alias}.{}", t.quoted_col(x)))
         .collect()
 }
 

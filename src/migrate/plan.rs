@@ -129,9 +129,9 @@ impl<'a> Planner<'a> {
     /// The key type of the root's tenant key, for `$1::type` and `$3::type`.
     fn tenant_key_type(&self) -> String {
         let root = self.catalog().table(self.root());
-        root.column(&self.loaded.resolved.tenant_key)
-            .map(|c| c.type_name.clone())
-            .unwrap_or_default()
+        root.known_column(&self.loaded.resolved.tenant_key)
+            .type_name
+            .clone()
     }
 
     /// The SQL mapping a value `x` of the key `table.col` to its new value.
@@ -187,11 +187,7 @@ impl<'a> Planner<'a> {
     /// The mapped value of source column `col` of `table`, read from `s`.
     pub fn mapped_column(&self, table: TableId, col: &str) -> String {
         let t = self.catalog().table(table);
-        let quoted = t
-            .column(col)
-            .map(|c| c.quoted.clone())
-            .unwrap_or_else(|| col.to_string());
-        let input = format!("s.{quoted}");
+        let input = format!("s.{}", t.quoted_col(col));
         match self.value_map(table, col, &mut BTreeSet::new()) {
             Some((p, pc)) => self.map_key(p, &pc, &input),
             None => input,
@@ -362,7 +358,7 @@ impl<'a> Planner<'a> {
         let key = src.primary_key.as_ref().map(|pk| {
             pk.iter()
                 .map(|col| {
-                    let sc = src.column(col).expect("primary key columns exist");
+                    let sc = src.known_column(col);
                     KeyColumn {
                         quoted: sc.quoted.clone(),
                         type_name: sc.type_name.clone(),
