@@ -160,6 +160,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "verify_types_char_keys",
             verify_types::verify_types_char_keys,
         ),
+        (
+            "verify_types_link_column_renamed",
+            verify_types::verify_types_link_column_renamed,
+        ),
     ]
 }
 

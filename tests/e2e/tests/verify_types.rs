@@ -634,3 +634,77 @@ pub fn verify_types_char_keys(cluster: &Cluster) {
         "the clone verifies"
     );
 }
+
+/// Columns with hostile names in a declared link, keys and char(n) columns, through
+/// plan, migrate_tenant (verified), verify_migration and validate_integrity; then the linked
+/// column is renamed after create_scope: every function refuses with 42703 naming the column
+/// the scope still names (never splicing the stale name into SQL).
+pub fn verify_types_link_column_renamed(cluster: &Cluster) {
+    let mut c = fresh_db(cluster, "e2e_verify_types_renamed");
+    create_extension(&mut c);
+    exec(
+        &mut c,
+        r#"CREATE SCHEMA "Sch.$1 'x'";
+           CREATE TABLE "Sch.$1 'x'"."Ten ant" ("I;d" int PRIMARY KEY, "Nämé" character(8));
+           CREATE TABLE "Sch.$1 'x'"."no.te" ("Ké""y" int PRIMARY KEY, "mem.$1 ""x""" int, "bo dy" character(12));
+           INSERT INTO "Sch.$1 'x'"."Ten ant" VALUES (1, 'ä'), (2, 'b');
+           INSERT INTO "Sch.$1 'x'"."no.te" VALUES (10, 1, 'one'), (11, 1, NULL), (12, 2, 'two');
+           CREATE SCHEMA "Tgt ""1""";"#,
+    );
+    let link = r#"{"links": [{"name": "note's tenant", "child": "\"Sch.$1 'x'\".\"no.te\"", "columns": ["mem.$1 \"x\""], "parent": "\"Sch.$1 'x'\".\"Ten ant\""}]}"#;
+    create_scope(&mut c, "hostile", r#""Sch.$1 'x'"."Ten ant""#, "I;d", link);
+    let rows = plan(&mut c, "hostile", "1");
+    assert_eq!(
+        rows.iter().map(|r| r.rows).collect::<Vec<_>>(),
+        vec![Some(1), Some(2)],
+        "plan:\n{}",
+        show_plan(&rows)
+    );
+    let job = migrate_tenant(
+        &mut c,
+        "hostile",
+        "1",
+        "Tgt \"1\"",
+        r#"{"create_target": true, "id_strategy": "uuid5"}"#,
+        false,
+    );
+    assert!(
+        verify(&mut c, job).iter().all(|r| r.5 && r.1 > 0),
+        "verified"
+    );
+    let v: i64 = c
+        .query_one("SELECT tenant_ops.validate_integrity('hostile', '1')", &[])
+        .expect("validate_integrity")
+        .get(0);
+    assert_eq!(
+        text(
+            &mut c,
+            &format!("SELECT concat_ws('/', result ->> 'score', result ->> 'rows_checked') FROM tenant_ops.jobs WHERE id = {v}")
+        ),
+        "100.0/3",
+        "clean, three rows checked"
+    );
+
+    exec(
+        &mut c,
+        r#"ALTER TABLE "Sch.$1 'x'"."no.te" RENAME COLUMN "mem.$1 ""x""" TO member"#,
+    );
+    let column = "mem.$1 \"x\"";
+    let jobs_before = scalar(&mut c, "SELECT count(*) FROM tenant_ops.jobs");
+    assert_sqlstate(try_plan(&mut c, "hostile", "1"), "42703", column);
+    assert_sqlstate(
+        try_migrate_tenant(&mut c, "hostile", "2", "Tgt \"1\"", "{}", false),
+        "42703",
+        column,
+    );
+    assert_sqlstate(
+        c.query_one("SELECT tenant_ops.validate_integrity('hostile', '1')", &[]),
+        "42703",
+        column,
+    );
+    assert_eq!(
+        scalar(&mut c, "SELECT count(*) FROM tenant_ops.jobs"),
+        jobs_before,
+        "refused calls create no job"
+    );
+}
