@@ -280,7 +280,7 @@ const COLS: &[Col] = &[
     ),
 ];
 
-const STRATEGIES: &[&str] = &["keep", "uuid", "uuid5"];
+const STRATEGIES: &[&str] = &["keep", "uuid", "uuid5", "uuid7"];
 
 /// The source: root `t` (the tenant), `lang` shared (the minimal case: a char(20)
 /// column), `f` referencing both, `vals` with every type (primary key) and `vals_nopk` the
@@ -611,6 +611,20 @@ pub fn verify_types_char_keys(cluster: &Cluster) {
             "SELECT string_agg(sku || '/' || office || '/' || coalesce(label, '-'), ',' ORDER BY sku) FROM tgt.item"
         ),
         "k1/ab/one,k10/ab/ten,k2/ab/-"
+    );
+    // Validation of the char(3) tenant: its office and three items checked (a key cast to
+    // char(1) checked nothing, and scored 100).
+    let v: i64 = c
+        .query_one("SELECT tenant_ops.validate_integrity('offices', 'ab')", &[])
+        .expect("validate_integrity")
+        .get(0);
+    assert_eq!(
+        text(
+            &mut c,
+            &format!("SELECT concat_ws('/', result ->> 'score', result ->> 'rows_checked') FROM tenant_ops.jobs WHERE id = {v}")
+        ),
+        "100.0/4",
+        "tenant 'ab': clean, four rows checked"
     );
     // A clone under a new char(3) tenant value.
     let job = migrate_tenant(
