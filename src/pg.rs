@@ -49,7 +49,7 @@ pub fn relation_query(template: &str) -> String {
 /// SQL built from them means the same under any search_path.
 pub fn with_qualified_types(template: &str) -> String {
     template
-        .replace("@TYPE_NAME@", &qualified_type_sql("a.atttypid", "NULL"))
+        .replace("@TYPE_NAME@", &qualified_type_sql("a.atttypid", "-1"))
         .replace(
             "@TYPE_FULL@",
             &qualified_type_sql("a.atttypid", "a.atttypmod"),
@@ -58,6 +58,9 @@ pub fn with_qualified_types(template: &str) -> String {
 
 /// SQL naming the type `oid` (with modifier `typmod`) so that it resolves under any
 /// search_path: pg_catalog types as format_type() writes them, others schema-qualified.
+/// Without modifiers means typmod -1, never NULL: `format_type(oid, NULL)` writes `character`
+/// and `bit`, which as a cast mean `character(1)` and `bit(1)` (a `char(20)` value cast to it
+/// kept one character), while with -1 it writes `bpchar` and `"bit"`, the unconstrained types.
 fn qualified_type_sql(oid: &str, typmod: &str) -> String {
     format!(
         "(SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::pg_catalog.regnamespace

@@ -81,23 +81,17 @@ pub fn parse_checks(checks: &[String]) -> OpsResult<Vec<String>> {
 fn quoted(c: &Catalog, table: TableId, cols: &[String], alias: &str) -> Vec<String> {
     let t = c.table(table);
     cols.iter()
-        .map(|x| {
-            format!(
-                "{alias}.{}",
-                t.column(x).map(|col| col.quoted.as_str()).unwrap_or(x)
-            )
-        })
+        .map(|x| format!("{alias}.{}", t.quoted_col(x)))
         .collect()
 }
 
 /// The validated tenant, `$1`, as a value of the tenant key's type.
 fn tenant_param(l: &LoadedScope) -> String {
     let root = l.catalog.table(l.resolved.root);
-    let key_type = root
-        .column(&l.resolved.tenant_key)
-        .map(|k| k.type_name.as_str())
-        .unwrap_or("pg_catalog.text");
-    format!("$1::{key_type}")
+    format!(
+        "$1::{}",
+        root.known_column(&l.resolved.tenant_key).type_name
+    )
 }
 
 /// Joins from `alias` (a row of `table`) up its ownership path to the tenant key, and the SQL

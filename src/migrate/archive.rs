@@ -59,12 +59,7 @@ impl Migration {
                 let sets: Vec<String> = e
                     .child_cols
                     .iter()
-                    .map(|c| {
-                        format!(
-                            "{} = NULL",
-                            t.column(c).map(|x| x.quoted.as_str()).unwrap_or(c)
-                        )
-                    })
+                    .map(|c| format!("{} = NULL", t.quoted_col(c)))
                     .collect();
                 let sql = format!(
                     "UPDATE {} SET {} WHERE {}",

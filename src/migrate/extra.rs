@@ -160,7 +160,7 @@ fn key_array(
     let cols: Vec<String> = pk
         .iter()
         .map(|k| {
-            let q = t.column(k).map(|x| x.quoted.as_str()).unwrap_or(k);
+            let q = t.quoted_col(k);
             match alias {
                 Some(a) => format!("({a}.{q})::text"),
                 None => format!("({q})::text"),

@@ -42,7 +42,7 @@ pub struct TablePlan {
     pub columns: Vec<(String, String)>,
     /// Target columns set after every table is copied (self-references, broken cycles).
     pub deferred: Vec<(String, String)>,
-    /// Target types of `columns`, for checksums (same order).
+    /// Target types of `columns` with their modifiers, for checksums (same order).
     pub column_types: Vec<String>,
     /// Source key for keyset batches; None: the table is copied in one statement.
     pub key: Option<Vec<KeyColumn>>,
@@ -129,9 +129,9 @@ impl<'a> Planner<'a> {
     /// The key type of the root's tenant key, for `$1::type` and `$3::type`.
     fn tenant_key_type(&self) -> String {
         let root = self.catalog().table(self.root());
-        root.column(&self.loaded.resolved.tenant_key)
-            .map(|c| c.type_name.clone())
-            .unwrap_or_default()
+        root.known_column(&self.loaded.resolved.tenant_key)
+            .type_name
+            .clone()
     }
 
     /// The SQL mapping a value `x` of the key `table.col` to its new value.
@@ -187,11 +187,7 @@ impl<'a> Planner<'a> {
     /// The mapped value of source column `col` of `table`, read from `s`.
     pub fn mapped_column(&self, table: TableId, col: &str) -> String {
         let t = self.catalog().table(table);
-        let quoted = t
-            .column(col)
-            .map(|c| c.quoted.clone())
-            .unwrap_or_else(|| col.to_string());
-        let input = format!("s.{quoted}");
+        let input = format!("s.{}", t.quoted_col(col));
         match self.value_map(table, col, &mut BTreeSet::new()) {
             Some((p, pc)) => self.map_key(p, &pc, &input),
             None => input,
@@ -354,13 +350,15 @@ impl<'a> Planner<'a> {
                 continue;
             }
             columns.push((tc.quoted.clone(), expr));
-            column_types.push(tc.type_name.clone());
+            // With modifiers: the source value as assignment to the target column makes it
+            // (numeric(10,2) rounds, timestamp(0) truncates), so a faithful copy hashes alike.
+            column_types.push(tc.type_full.clone());
         }
 
         let key = src.primary_key.as_ref().map(|pk| {
             pk.iter()
                 .map(|col| {
-                    let sc = src.column(col).expect("primary key columns exist");
+                    let sc = src.known_column(col);
                     KeyColumn {
                         quoted: sc.quoted.clone(),
                         type_name: sc.type_name.clone(),

@@ -16,12 +16,10 @@ pub(super) fn rows_written(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> i64
     Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len() as i64)).or_raise()
 }
 
-/// `"col"` for each column of an edge side or key (as given where the table has no such
-/// column).
+/// `"col"` for each column of an edge side or key (which the scope's catalog guarantees
+/// exist: [`Table::known_column`]).
 pub(super) fn quoted_cols(t: &Table, cols: &[String]) -> Vec<String> {
-    cols.iter()
-        .map(|c| t.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone()))
-        .collect()
+    cols.iter().map(|c| t.quoted_col(c).to_string()).collect()
 }
 
 /// `alias."col"` for each column of an edge side.

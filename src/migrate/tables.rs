@@ -113,11 +113,7 @@ fn root_reference_closure(loaded: &LoadedScope, root_filter: &str) -> Option<Str
     if selfs.is_empty() || pk.len() != 1 {
         return None;
     }
-    let q = |col: &str| {
-        root.column(col)
-            .map(|x| x.quoted.clone())
-            .unwrap_or(col.to_string())
-    };
+    let q = |col: &str| root.quoted_col(col).to_string();
     let key = q(&pk[0]);
     let refs: Vec<String> = selfs.iter().map(|e| q(&e.child_cols[0])).collect();
     let base: Vec<String> = refs

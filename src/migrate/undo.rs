@@ -199,11 +199,7 @@ fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> Ops
                 .iter()
                 .map(|i| &loaded.catalog.edges[*i])
                 .filter(|e| e.child == p.source)
-                .flat_map(|e| {
-                    e.child_cols
-                        .iter()
-                        .map(|c| src.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone()))
-                })
+                .flat_map(|e| e.child_cols.iter().map(|c| src.quoted_col(c).to_string()))
                 .collect();
             let sel: Vec<String> = cols
                 .iter()
@@ -233,7 +229,7 @@ fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> Ops
             };
             let src = loaded.catalog.table(e.child);
             let Some(pk) = &src.primary_key else { continue };
-            let q = |c: &String| src.column(c).map(|x| x.quoted.clone()).unwrap_or(c.clone());
+            let q = |c: &String| src.quoted_col(c).to_string();
             let sets: Vec<String> = e
                 .child_cols
                 .iter()

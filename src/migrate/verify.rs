@@ -13,7 +13,7 @@ use super::options::OnConflict;
 use super::plan::TablePlan;
 use super::sql::numbered;
 use super::Migration;
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::{internal_error, OpsError, OpsResult, OrRaise};
 use crate::jobs::{self, JobTable};
 use crate::pg::require_privileges;
 use crate::scope::graph::Role;
@@ -266,14 +266,15 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
 /// a bigint. Columns are hashed by their type's own extended hash function (no text output on
 /// the way), or as text where the type has none (tsvector, money, point, ...).
 fn verify_hashes(p: &TablePlan) -> (String, String) {
+    // Deferred columns are planned from the target's own columns: one missing is our bug.
     let deferred = p.deferred.iter().map(|(c, e)| {
-        let ty = p
-            .target
-            .columns
-            .iter()
-            .find(|tc| &tc.quoted == c)
-            .map(|tc| tc.type_full.clone())
-            .unwrap_or_else(|| "text".into());
+        let ty = match p.target.columns.iter().find(|tc| &tc.quoted == c) {
+            Some(tc) => tc.type_full.clone(),
+            None => internal_error(format!(
+                "pg_tenant_ops: deferred column {c} is not a column of {}",
+                p.target.display
+            )),
+        };
         (c, e, ty)
     });
     let columns = p
@@ -295,12 +296,17 @@ fn verify_hashes(p: &TablePlan) -> (String, String) {
     }
     let hash = |items: Vec<String>| {
         format!(
-            "pg_catalog.hash_record_extended(ROW({}), 0)",
+            "pg_catalog.hash_record_extended(ROW({}), {HASH_SEED})",
             items.join(", ")
         )
     };
     (hash(src), hash(tgt))
 }
+
+/// The seed of the row hashes. Not 0: a NULL column adds 0 to its row's hash, and with seed 0
+/// so do a float's 0 and -0 and an empty jsonb (their hash functions return the seed), so a
+/// 0 NULLed in the target, or a NULL given 0, went unnoticed.
+const HASH_SEED: i64 = 0x5ca1_ab1e_0dd5_eed5;
 
 /// Whether values of `type_sql` can be hashed by `hash_record_extended` (asked of the server:
 /// arrays, domains and composites follow their element and base types).

@@ -199,7 +199,7 @@ fn require_columns(table: &Table, cols: &[String], context: &str) -> OpsResult<(
 /// the very same type on both sides of a link.
 fn comparable(a: &str, b: &str) -> bool {
     const INTS: &[&str] = &["smallint", "integer", "bigint"];
-    const STRINGS: &[&str] = &["text", "character varying", "character"];
+    const STRINGS: &[&str] = &["text", "character varying", "bpchar"];
     a == b
         || (INTS.contains(&a) && INTS.contains(&b))
         || (STRINGS.contains(&a) && STRINGS.contains(&b))

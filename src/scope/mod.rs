@@ -229,7 +229,7 @@ impl LoadedScope {
         if try_subtransaction(|| Spi::get_one_with_args::<bool>(&cast, &[value.into()])).is_err() {
             return Err(OpsError::BadTenantValue {
                 value: value.into(),
-                type_name: key.type_name.clone(),
+                type_name: key.type_full.clone(),
                 table: root.display.clone(),
                 column: key.quoted.clone(),
             });

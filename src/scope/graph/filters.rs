@@ -32,10 +32,7 @@ impl<'a> Filters<'a> {
         extensions: BTreeMap<TableId, String>,
     ) -> Self {
         let root = catalog.table(scope.root);
-        let key_type = root
-            .column(&scope.tenant_key)
-            .map(|c| c.type_name.clone())
-            .unwrap_or_default();
+        let key_type = root.known_column(&scope.tenant_key).type_name.clone();
         let mut f = Filters {
             catalog,
             scope,
@@ -93,10 +90,7 @@ impl<'a> Filters<'a> {
         match t.role {
             Role::Root => {
                 let root = c.table(t.oid);
-                let key = root
-                    .column(&self.scope.tenant_key)
-                    .map(|c| c.quoted.clone())
-                    .unwrap_or_default();
+                let key = root.quoted_col(&self.scope.tenant_key);
                 format!("{key} = {}", self.param())
             }
             Role::Owned => {
@@ -238,9 +232,7 @@ impl<'a> Filters<'a> {
         match t.role {
             Role::Root => format!("root (tenant key {})", {
                 let root = c.table(table);
-                root.column(&self.scope.tenant_key)
-                    .map(|c| c.quoted.clone())
-                    .unwrap_or_default()
+                root.quoted_col(&self.scope.tenant_key).to_string()
             }),
             Role::Owned => {
                 let mut hops = vec![];

@@ -30,7 +30,8 @@ pub struct Column {
     /// `quote_ident(name)`, as PostgreSQL quotes it.
     pub quoted: String,
     pub type_oid: u32,
-    /// The type without modifiers, schema-qualified where needed (`format_type(oid, NULL)`).
+    /// The type without modifiers, schema-qualified where needed (`format_type(oid, -1)`:
+    /// `bpchar`, not `character`, which would mean `character(1)`).
     pub type_name: String,
     /// The type as declared, with modifiers (`character varying(20)`).
     pub type_full: String,
@@ -56,6 +57,26 @@ pub struct Table {
 impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Column `name`, which must exist: every column an edge, key, link or the tenant key
+    /// names is checked against the catalog when the scope is loaded (a column dropped or
+    /// renamed since is a user error there, 42703 naming it). Missing here is our bug: a
+    /// panic, which PostgreSQL reports as an internal error (XX000), never a guess spliced
+    /// into SQL.
+    pub fn known_column(&self, name: &str) -> &Column {
+        match self.column(name) {
+            Some(c) => c,
+            None => panic!(
+                "pg_tenant_ops internal error: table {} has no column {name:?}",
+                self.display
+            ),
+        }
+    }
+
+    /// The quoted name of column `name`, which must exist ([`Table::known_column`]).
+    pub fn quoted_col(&self, name: &str) -> &str {
+        &self.known_column(name).quoted
     }
 }
 
@@ -120,13 +141,7 @@ impl Catalog {
 
     fn quoted_cols(&self, table: TableId, cols: &[String]) -> Vec<String> {
         let t = self.table(table);
-        cols.iter()
-            .map(|c| {
-                t.column(c)
-                    .map(|col| col.quoted.clone())
-                    .unwrap_or_else(|| c.clone())
-            })
-            .collect()
+        cols.iter().map(|c| t.quoted_col(c).to_string()).collect()
     }
 
     /// `a` or `(a, b)`: a column list as it appears on either side of `IN`.

@@ -453,3 +453,22 @@ fn every_ambiguity_is_reported_with_one_owner_option() {
     assert_eq!(s.get(4).unwrap().owner_edge, Some(2));
     assert_eq!(s.get(5).unwrap().owner_edge, Some(4));
 }
+
+/// A column lookup that fails is our bug and stops (an internal error in the server), never
+/// falling back to the raw name: the quoted name where the column exists.
+#[test]
+fn column_lookups_never_fall_back_to_the_raw_name() {
+    let mut t = table(1, "t", &[("id", true), ("A b", false)]);
+    t.columns[1].quoted = "\"A b\"".into();
+    assert_eq!(t.quoted_col("A b"), "\"A b\"");
+    assert_eq!(t.known_column("id").name, "id");
+    let missing = std::panic::catch_unwind(|| t.quoted_col("x; DROP TABLE t").to_string());
+    let message = missing.expect_err("a missing column panics");
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert_eq!(
+        message,
+        "pg_tenant_ops internal error: table t has no column \"x; DROP TABLE t\""
+    );
+}

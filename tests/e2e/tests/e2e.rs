@@ -18,6 +18,7 @@ mod integrity;
 mod migration;
 mod security;
 mod surface;
+mod verify_types;
 
 type TestFn = fn(&Cluster);
 
@@ -160,6 +161,22 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "security_errors_carry_no_backtrace",
             security::security_errors_carry_no_backtrace,
+        ),
+        (
+            "verify_types_created_target",
+            verify_types::verify_types_created_target,
+        ),
+        (
+            "verify_types_precreated_target",
+            verify_types::verify_types_precreated_target,
+        ),
+        (
+            "verify_types_char_keys",
+            verify_types::verify_types_char_keys,
+        ),
+        (
+            "verify_types_link_column_renamed",
+            verify_types::verify_types_link_column_renamed,
         ),
     ]
 }

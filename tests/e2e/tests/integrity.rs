@@ -3,8 +3,9 @@
 
 use pg_tenant_ops_e2e::Cluster;
 
-use crate::common::{create_extension, create_scope, exec, scalar};
-use crate::migration::{dispatch_db, text};
+use crate::common::{count, create_extension, create_scope, exec, scalar};
+use crate::datasets::CHINOOK_ORACLE;
+use crate::migration::{dispatch_db, text, DISPATCH_TABLES};
 
 /// One finding: (check, table, tenant, other tenant, count).
 type Issue = (String, String, Option<String>, Option<String>, i64);
@@ -20,6 +21,31 @@ fn issues(c: &mut postgres::Client, job: i64) -> Vec<Issue> {
     .iter()
     .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
     .collect()
+}
+
+/// What a validation job says it checked: `result ->> 'rows_checked'` (the score is 100 when
+/// nothing was checked, so a clean result means nothing without it).
+fn rows_checked(c: &mut postgres::Client, job: i64) -> i64 {
+    text(
+        c,
+        &format!("SELECT result ->> 'rows_checked' FROM tenant_ops.jobs WHERE id = {job}"),
+    )
+    .parse()
+    .expect("rows_checked is a number")
+}
+
+/// The tenant's rows of the owned (not shared) tables of `oracle`, by hand-written SQL.
+fn owned_rows(
+    c: &mut postgres::Client,
+    oracle: &[(&str, &str)],
+    owned: &[&str],
+    tenant: &str,
+) -> i64 {
+    oracle
+        .iter()
+        .filter(|(t, _)| owned.contains(t))
+        .map(|(_, sql)| count(c, sql, tenant))
+        .sum()
 }
 
 fn validate(c: &mut postgres::Client, scope: &str, tenant: Option<&str>) -> i64 {
@@ -40,7 +66,8 @@ pub fn chinook_isolation_clean(cluster: &Cluster) {
     let mut c = cluster.connect(db);
     create_extension(&mut c);
     create_scope(&mut c, "chinook", "employee", "employee_id", "{}");
-    for tenant in ["3", "4", "5"] {
+    let owned = ["employee", "customer", "invoice", "invoice_line"];
+    for (tenant, rows) in [("3", 964), ("4", 921), ("5", 829)] {
         let job = validate(&mut c, "chinook", Some(tenant));
         assert_eq!(
             issues(&mut c, job),
@@ -52,12 +79,26 @@ pub fn chinook_isolation_clean(cluster: &Cluster) {
             &format!("SELECT result ->> 'score' FROM tenant_ops.jobs WHERE id = {job}"),
         );
         assert_eq!(score, "100.0", "tenant {tenant}: score");
+        assert_eq!(
+            (
+                rows_checked(&mut c, job),
+                owned_rows(&mut c, CHINOOK_ORACLE, &owned, tenant)
+            ),
+            (rows, rows),
+            "tenant {tenant}: rows checked (by the job, by hand-written SQL)"
+        );
     }
     let all = validate(&mut c, "chinook", None);
     assert_eq!(
         issues(&mut c, all),
         vec![],
         "no tenant of chinook has a problem"
+    );
+    // Every employee, customer, invoice and line: 8 + 59 + 412 + 2240.
+    assert_eq!(
+        rows_checked(&mut c, all),
+        2719,
+        "every tenant: rows checked"
     );
 }
 
@@ -106,9 +147,43 @@ pub fn demo_dirty_tenant_repair(cluster: &Cluster) {
         expected,
         "office 5: exactly the planted problems"
     );
-    for clean in ["1", "2", "3", "4", "6"] {
+    // Office 5's owned rows as the hand-written joins find them (the orphan item has no order
+    // to reach its office through, so neither counts it); the whole scope is every office's.
+    let owned: Vec<&str> = DISPATCH_TABLES[1..].iter().map(|(t, _, _)| *t).collect();
+    let oracle: Vec<(&str, &str)> = DISPATCH_TABLES
+        .iter()
+        .map(|(t, _, sql)| (*t, *sql))
+        .collect();
+    assert_eq!(
+        (
+            rows_checked(&mut c, five),
+            owned_rows(&mut c, &oracle, &owned, "5")
+        ),
+        (118, 118),
+        "office 5: rows checked (by the job, by hand-written SQL)"
+    );
+    assert_eq!(
+        rows_checked(&mut c, all),
+        11551 + 6931 + 3466 + 1156 + 118 + 1,
+        "the whole scope: rows checked"
+    );
+    for (clean, rows) in [
+        ("1", 11551),
+        ("2", 6931),
+        ("3", 3466),
+        ("4", 1156),
+        ("6", 1),
+    ] {
         let job = validate(&mut c, "dispatch", Some(clean));
         assert_eq!(issues(&mut c, job), vec![], "office {clean} is clean");
+        assert_eq!(
+            (
+                rows_checked(&mut c, job),
+                owned_rows(&mut c, &oracle, &owned, clean)
+            ),
+            (rows, rows),
+            "office {clean}: rows checked (by the job, by hand-written SQL)"
+        );
     }
 
     let repair: i64 = text(
@@ -129,6 +204,11 @@ pub fn demo_dirty_tenant_repair(cluster: &Cluster) {
         vec![],
         "after the quarantine office 5 is clean"
     );
+    assert_eq!(
+        rows_checked(&mut c, after),
+        owned_rows(&mut c, &oracle, &owned, "5"),
+        "after the quarantine: rows checked are the rows left"
+    );
     assert_ne!(checksum(&mut c), before, "the quarantine removed rows");
 
     exec(
@@ -146,4 +226,5 @@ pub fn demo_dirty_tenant_repair(cluster: &Cluster) {
         expected,
         "and the planted problems are back"
     );
+    assert_eq!(rows_checked(&mut c, again), 118, "restored: rows checked");
 }
