@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The pg_tenant_ops demo: builds and installs the extension, starts a private PostgreSQL 15
 # cluster, generates a legacy multi-tenant "dispatch" schema (demo/dispatch.sql), defines a
-# tenant scope over it and prints the extraction plan of every office. The cluster is left
-# running so you can explore it. Safe to run again and again: each run starts from scratch.
+# tenant scope over it, shows one office's plan, migrates an office into a new UUID-keyed
+# schema, checks every office, then backs up an office, deletes part of it and restores it.
+# The cluster is left running so you can explore it. Safe to run again and again: each run starts from scratch.
 #
 # Usage:
 #   scripts/demo.sh [--scale N]     run the demo (default scale 1, or $DEMO_SCALE)
@@ -99,12 +100,16 @@ if [ "$no_extension" = 1 ]; then
 else
     section "Scope 'dispatch': tenants are the rows of legacy.dispatch_offices"
     psql_demo -c "SELECT tenant_ops.create_scope('dispatch', 'legacy.dispatch_offices', 'id', '{}')"
-    offices="$(psql_demo -At -F '|' -c "SELECT id, name FROM legacy.dispatch_offices ORDER BY id")"
-    while IFS='|' read -r office_id office_name; do
-        section "Plan for office ${office_id} (${office_name})"
-        psql_demo -c "SELECT step, table_name, role, path, rows
-                      FROM tenant_ops.plan('dispatch', '${office_id}') ORDER BY step"
-    done <<<"$offices"
+    section "Plan for office 1: which rows belong to it, table by table, parents first"
+    # The ownership path, shortened to fit a terminal (the full one: tenant_ops.plan()).
+    psql_demo -c "SELECT step, table_name, role, rows,
+                         CASE WHEN length(path) > 60 THEN left(path, 59) || '…' ELSE path END AS path
+                    FROM tenant_ops.plan('dispatch', '1') ORDER BY step"
+    section "Every office: rows per office"
+    psql_demo -c "SELECT o.id AS office, o.name, sum(p.rows) FILTER (WHERE p.role <> 'shared') AS own_rows,
+                         sum(p.rows) FILTER (WHERE p.role = 'shared') AS shared_rows_referenced
+                    FROM legacy.dispatch_offices o, LATERAL tenant_ops.plan('dispatch', o.id::text) p
+                   GROUP BY o.id, o.name ORDER BY o.id"
 fi
 
 # --- 6. a real migration into the new UUID-keyed schema ------------------------------------------
@@ -119,7 +124,13 @@ if [ "$no_extension" != 1 ]; then
     psql_demo -v migration="$migration" -f "$PROJECT_ROOT/demo/check.sql"
 fi
 
-# --- 8. how to go on -----------------------------------------------------------------------------
+# --- 8. back up, lose, restore --------------------------------------------------------------
+if [ "$no_extension" != 1 ]; then
+    section "Backing up office 3, deleting its orders, restoring it (demo/backup_office.sql)"
+    psql_demo -v office=3 -f "$PROJECT_ROOT/demo/backup_office.sql"
+fi
+
+# --- 9. how to go on -----------------------------------------------------------------------------
 section "The demo cluster is running"
 echo "Connect:  psql -h 127.0.0.1 -p ${port} -U postgres demo"
 echo "Stop:     scripts/demo.sh --stop"
