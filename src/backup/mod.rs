@@ -38,6 +38,10 @@ const EXPORT_SETTINGS: &[(&str, &str)] = &[
     ("extra_float_digits", "1"),
     ("xmloption", "content"),
     ("max_parallel_workers_per_gather", "0"),
+    // Each hash or sort of the tenant filters takes at most this and spills beyond it: the
+    // backend's memory is bounded whatever the tenant's size (as a migration step's is).
+    ("work_mem", "16MB"),
+    ("hash_mem_multiplier", "1"),
 ];
 
 /// Rows fetched from the export cursor at a time.
@@ -147,38 +151,66 @@ pub fn export(
             let mut cursor = client.open_cursor(sql.as_str(), &[tenant.into()]);
             let mut line = Vec::with_capacity(4096);
             let mut last = 0usize;
+            let mut scratch = Scratch::new("pg_tenant_ops export");
             loop {
-                let batch = cursor.fetch(FETCH).or_raise();
-                if batch.is_empty() {
-                    break;
-                }
-                for row in batch {
-                    let t = row.get::<i32>(1).or_raise().unwrap_or(-1);
-                    let Some(spec) = usize::try_from(t).ok().and_then(|t| specs.get(t)) else {
-                        crate::error::internal_error(format!(
-                            "pg_tenant_ops: export row of table {t}"
-                        ));
-                    };
-                    let t = t as usize;
-                    if t < last {
-                        // Each table's file is written whole before the next: an Append that
-                        // came back to an earlier branch would split one.
-                        crate::error::internal_error(
-                            "pg_tenant_ops: export rows out of table order".into(),
-                        );
+                // Each fetch, and the values read from it, live in a scratch context reset
+                // after the fetch: memory stays at one fetch whatever the tenant's size.
+                let more = scratch.run(|| {
+                    let batch = cursor.fetch(FETCH).or_raise();
+                    let more = !batch.is_empty();
+                    for row in batch {
+                        let t = row.get::<i32>(1).or_raise().unwrap_or(-1);
+                        let Some(spec) = usize::try_from(t).ok().and_then(|t| specs.get(t)) else {
+                            crate::error::internal_error(format!(
+                                "pg_tenant_ops: export row of table {t}"
+                            ));
+                        };
+                        let t = t as usize;
+                        if t < last {
+                            // Each table's file is written whole before the next: an Append
+                            // that came back to an earlier branch would split one.
+                            crate::error::internal_error(
+                                "pg_tenant_ops: export rows out of table order".into(),
+                            );
+                        }
+                        last = t;
+                        line.clear();
+                        let fields: Vec<Option<&str>> = (0..spec.columns.len())
+                            .map(|k| row.get::<&str>(k + 2).or_raise())
+                            .collect();
+                        format::write_line(&mut line, fields);
+                        each(t, &line)?;
                     }
-                    last = t;
-                    line.clear();
-                    let fields: Vec<Option<&str>> = (0..spec.columns.len())
-                        .map(|k| row.get::<&str>(k + 2).or_raise())
-                        .collect();
-                    format::write_line(&mut line, fields);
-                    each(t, &line)?;
+                    // The fetch's tuple table is SPI's to free (it keeps a list of them).
+                    unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
+                    Ok::<bool, OpsError>(more)
+                })?;
+                if !more {
+                    break;
                 }
             }
             Ok::<(), OpsError>(())
         })
     })
+}
+
+/// A memory context for work done again and again (one fetch, one batch): whatever the work
+/// allocates in PostgreSQL's memory goes when it ends, so a long run's memory stays flat.
+pub struct Scratch(pgrx::PgMemoryContexts);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        Scratch(pgrx::PgMemoryContexts::new(name))
+    }
+
+    pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: nothing allocated in the context outlives `f`: what it returns is Rust's.
+        unsafe {
+            let r = self.0.switch_to(|_| f());
+            self.0.reset();
+            r
+        }
+    }
 }
 
 /// An order-independent digest of a table's lines: the sum modulo 2^64 of the first eight

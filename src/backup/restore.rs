@@ -63,12 +63,15 @@ pub fn verify(id: i64) -> OpsResult<Value> {
 /// One table's lines, column by column, waiting to be sent as text arrays.
 struct Batch {
     columns: Vec<Vec<Option<String>>>,
+    /// Where each statement's arguments and plan live, reset after it.
+    scratch: super::Scratch,
 }
 
 impl Batch {
     fn new(n: usize) -> Batch {
         Batch {
             columns: vec![vec![]; n],
+            scratch: super::Scratch::new("pg_tenant_ops restore batch"),
         }
     }
 
@@ -93,11 +96,18 @@ impl Batch {
         Ok(())
     }
 
-    fn args(&mut self) -> Vec<pgrx::datum::DatumWithOid<'static>> {
-        self.columns
-            .iter_mut()
-            .map(|c| std::mem::take(c).into())
-            .collect()
+    /// Runs `f` with the batch as one text array per column (the batch is emptied), in the
+    /// batch's scratch memory.
+    fn with_args<R>(&mut self, f: impl FnOnce(&[pgrx::datum::DatumWithOid]) -> R) -> R {
+        let mut columns = std::mem::take(&mut self.columns);
+        self.columns = vec![vec![]; columns.len()];
+        self.scratch.run(|| {
+            let args: Vec<pgrx::datum::DatumWithOid> = columns
+                .iter_mut()
+                .map(|c| std::mem::take(c).into())
+                .collect();
+            f(&args)
+        })
     }
 
     /// `SELECT u.c0::type0, ... FROM ROWS FROM (unnest($1::text[]), ...) u(c0, ...)`: the batch as rows of
@@ -130,8 +140,7 @@ impl Batch {
             "SELECT pg_catalog.count(ROW(x.*)) FROM ({}) x",
             Self::typed_select(t)
         );
-        let args = self.args();
-        try_subtransaction(|| Spi::get_one_with_args::<i64>(&sql, &args))
+        self.with_args(|args| try_subtransaction(|| Spi::get_one_with_args::<i64>(&sql, args)))
             .map_err(|e| {
                 corrupt(
                     b.id,
@@ -153,8 +162,8 @@ impl Batch {
             return Ok(());
         }
         let sql = format!("INSERT INTO {stage} {}", Self::typed_select(t));
-        let args = self.args();
-        Spi::run_with_args(&sql, &args).or_raise();
+        self.with_args(|args| Spi::run_with_args(&sql, args))
+            .or_raise();
         Ok(())
     }
 }
@@ -300,15 +309,20 @@ impl Restore {
                 })
             })
             .collect();
+        with_settings(EXPORT_SETTINGS, || self.apply(&b, &matched, report))
+    }
+
+    /// After every check: the dry run's report, or the replace and its verification.
+    fn apply(&self, b: &Registered, matched: &[Matched], report: Vec<Value>) -> OpsResult<Value> {
         if self.options.dry_run {
-            for t in &matched {
+            for t in matched {
                 Spi::run(&format!("DROP TABLE {}", t.stage)).or_raise();
             }
             return Ok(
                 json!({"backup_id": b.id, "dry_run": true, "mode": "replace", "tables": report}),
             );
         }
-        self.replace(&b, &matched)?;
+        self.replace(b, matched)?;
         // The restored rows, read back as the backup wrote them, against the manifest.
         let specs: Vec<TableSpec> = matched.iter().map(|t| t.spec.clone()).collect();
         let mut digests = vec![RowsDigest::default(); specs.len()];
