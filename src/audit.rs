@@ -37,7 +37,7 @@ pub fn record(action: &str, target: &str, arguments: serde_json::Value, outcome:
 
 /// A failed call cannot leave an audit row (its transaction rolls back), so it goes to the
 /// server log instead, with the same who/what.
-pub fn log_failure(action: &str, target: &str, error: &crate::error::OpsError) {
+pub fn log_failure(action: &str, target: &str, error: &dyn std::fmt::Display) {
     let who = Spi::get_two::<String, String>("SELECT session_user::text, current_user::text")
         .ok()
         .map(|(s, c)| format!("{}/{}", s.unwrap_or_default(), c.unwrap_or_default()))

@@ -5,7 +5,6 @@
 
 use pgrx::prelude::*;
 
-use crate::error::{OpsError, OpsResult};
 use crate::jobs::kind::JobKind;
 
 /// Every job kind.
@@ -17,12 +16,12 @@ pub static KINDS: &[&dyn JobKind] = &[
 ];
 
 /// The kind of that name.
-pub fn lookup(name: &str) -> OpsResult<&'static dyn JobKind> {
+pub fn lookup(name: &str) -> Result<&'static dyn JobKind, crate::jobs::Error> {
     KINDS
         .iter()
         .copied()
         .find(|k| k.name() == name)
-        .ok_or_else(|| OpsError::WrongJob {
+        .ok_or_else(|| crate::jobs::Error::Wrong {
             message: format!("\"{name}\" is a job kind this version cannot run"),
             hint: Some(format!(
                 "The kinds are: {}.",

@@ -9,7 +9,9 @@
 //! `worker/` the background launcher, schedulers and job workers. Shared plumbing: `options`
 //! (strict options parsing and its error wording), `pg` (catalog readers, quoting, privilege
 //! checks), `sys` (subtransactions, role switching and who runs what), `audit`, `gucs`,
-//! `error`. SQL objects the extension owns (tables, views, roles, grants) live in `sql/`.
+//! `error` (the framework: `Report`, the `UserError` trait, `or_raise`, the `Common` errors;
+//! each domain has its own error type in its `error.rs`, raised only in `api/`). SQL objects
+//! the extension owns (tables, views, roles, grants) live in `sql/`.
 
 use pgrx::prelude::*;
 

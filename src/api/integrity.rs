@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::required;
 use crate::audit;
-use crate::error::OrRaise;
+use crate::error::{OrRaise, UserError};
 use crate::integrity;
 use crate::jobs::executor;
 
@@ -35,7 +35,7 @@ fn validate_integrity(
         .into_iter()
         .map(|c| {
             c.unwrap_or_else(|| {
-                crate::error::OpsError::InvalidParameter(
+                crate::error::Common::InvalidParameter(
                     "checks must not contain NULL".into(),
                     Some(format!("The checks are: {}.", integrity::CHECKS.join(", "))),
                 )

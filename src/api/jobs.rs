@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::required;
 use crate::audit;
-use crate::error::{OpsError, OrRaise};
+use crate::error::{Common, OrRaise, UserError};
 use crate::jobs::{self, executor, Status as S};
 
 /// The outcome of a job, per table: rows planned and done, verification, rejected rows.
@@ -76,7 +76,7 @@ pub unsafe extern "C-unwind" fn tenant_ops_run_job(
     let job_id = unsafe { pgrx::fcinfo::pg_getarg::<i64>(fcinfo, 0) };
     let job_id = required(job_id, "job_id");
     if !unsafe { executor::nonatomic(fcinfo) } {
-        OpsError::FeatureNotSupported(
+        Common::FeatureNotSupported(
             "tenant_ops.run_job must be called with CALL outside an explicit transaction block".into(),
             Some("It commits after every step; run it as a top-level CALL (psql autocommit), not inside BEGIN ... COMMIT.".into()),
         )
@@ -116,7 +116,7 @@ COMMENT ON PROCEDURE tenant_ops.run_job(bigint) IS
 fn job_in(job_id: i64, allowed: &[S], action: &'static str, hint: &str) -> jobs::Job {
     let job = jobs::load(job_id).or_raise();
     if !allowed.contains(&job.status) {
-        OpsError::JobState {
+        jobs::Error::State {
             job: job_id,
             status: job.status.to_string(),
             action,
@@ -132,7 +132,7 @@ fn state_changed(job_id: i64, action: &'static str) -> ! {
     let status = jobs::load(job_id)
         .map(|j| j.status.to_string())
         .unwrap_or_default();
-    OpsError::JobState {
+    jobs::Error::State {
         job: job_id,
         status,
         action,
@@ -239,9 +239,8 @@ fn cancel_job(job_id: Option<i64>) -> String {
         jobs::log(job_id, "job.cancel_requested", None, None, None, None, None);
         "cancelling"
     } else {
-        crate::kinds::lookup(&job.kind)
-            .and_then(|k| k.revert(&job, S::Cancelled))
-            .or_raise();
+        let kind = crate::kinds::lookup(&job.kind).or_raise();
+        kind.revert(&job, S::Cancelled).or_raise();
         "cancelled"
     };
     audit::record(
@@ -299,7 +298,7 @@ fn wait_for_job(
     .or_raise()
     .unwrap_or(false);
     if mine {
-        OpsError::JobState {
+        jobs::Error::State {
             job: job_id,
             status: "not committed yet".into(),
             action: "be waited for in the transaction that created it",

@@ -7,14 +7,14 @@ pub mod jobs;
 pub mod migrate;
 pub mod scopes;
 
-use crate::error::OpsError;
+use crate::error::{Common, UserError};
 
 /// A required argument: SQL NULL is an error naming the argument, not a silent NULL result.
 #[track_caller]
 pub(crate) fn required<T>(value: Option<T>, argument: &'static str) -> T {
     match value {
         Some(v) => v,
-        None => OpsError::NullArgument(argument).raise(),
+        None => Common::NullArgument(argument).raise(),
     }
 }
 
@@ -25,7 +25,7 @@ const MAX_JSON_DEPTH: usize = 128;
 /// A `jsonb` argument of the SQL surface, decoded without panicking: options nested deeper
 /// than [`MAX_JSON_DEPTH`] are an `InvalidOption` (22023) naming the top-level option they
 /// are in, never an internal error (pgrx's `JsonB` argument panics on them).
-pub(crate) struct JsonArg(Result<serde_json::Value, OpsError>);
+pub(crate) struct JsonArg(Result<serde_json::Value, Common>);
 
 impl JsonArg {
     /// The value, or the error raised as 22023.
@@ -77,18 +77,18 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for JsonArg {
 pgrx::impl_sql_translatable!(JsonArg, arg_only = "jsonb");
 
 /// Decodes the text of a jsonb value (always valid JSON), refusing nesting that is too deep.
-fn parse_json_arg(text: &str) -> Result<serde_json::Value, OpsError> {
+fn parse_json_arg(text: &str) -> Result<serde_json::Value, Common> {
     if let Some(option) = too_deep(text, MAX_JSON_DEPTH) {
         let what = match option {
             Some(key) => format!("option \"{key}\" is nested too deeply"),
             None => "the options are nested too deeply".into(),
         };
-        return Err(OpsError::InvalidOption(
+        return Err(Common::InvalidOption(
             format!("{what} (more than {MAX_JSON_DEPTH} levels of arrays and objects)"),
             Some("Options are flat objects of names, lists and small objects; see the README for each option's shape.".into()),
         ));
     }
-    serde_json::from_str(text).map_err(|e| OpsError::InvalidOption(e.to_string(), None))
+    serde_json::from_str(text).map_err(|e| Common::InvalidOption(e.to_string(), None))
 }
 
 /// Whether `json` (valid JSON text) nests deeper than `limit`; if so, `Some` of the top-level
@@ -148,7 +148,7 @@ mod json_arg_tests {
             Some(Some("y".into()))
         );
         match parse_json_arg(&deep) {
-            Err(OpsError::InvalidOption(m, _)) => assert!(m.contains("\"tables\""), "{m}"),
+            Err(Common::InvalidOption(m, _)) => assert!(m.contains("\"tables\""), "{m}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(

@@ -9,9 +9,10 @@ use flate2::read::GzDecoder;
 use pgrx::JsonB;
 use serde_json::Value;
 
+use super::error::{Error, Result};
 use super::format::{self, Hasher, Manifest, TableEntry};
 use super::{not_found, store, RowsDigest};
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::sys::owner;
 
 /// A registered backup.
@@ -26,7 +27,7 @@ pub struct Registered {
 }
 
 /// The backup `id` as registered, its file located (not yet read).
-pub fn registered(id: i64) -> OpsResult<Registered> {
+pub fn registered(id: i64) -> Result<Registered> {
     let row = owner::get_one::<JsonB>(
         "SELECT pg_catalog.jsonb_build_object('scope', scope, 'tenant', tenant, 'file', file_name,
                 'sha256', sha256, 'size', size_bytes, 'manifest', manifest)
@@ -55,16 +56,17 @@ pub fn registered(id: i64) -> OpsResult<Registered> {
     })
 }
 
-pub fn corrupt(id: i64, what: String, detail: Option<String>) -> OpsError {
-    OpsError::CorruptBackup {
-        message: format!("backup {id} is damaged: {what}"),
+pub fn corrupt(id: i64, what: String, detail: Option<String>) -> Error {
+    Error::Corrupt {
+        backup: id,
+        what,
         detail,
     }
 }
 
 impl Registered {
     /// The whole file against its registered size and SHA-256.
-    pub fn check_file(&self) -> OpsResult<()> {
+    pub fn check_file(&self) -> Result<()> {
         let mut f = File::open(&self.path).map_err(|e| store::io_error("read", &self.path, &e))?;
         let mut h = Hasher::default();
         let mut buf = vec![0u8; 1 << 20];
@@ -98,14 +100,14 @@ impl Registered {
     /// its newline)`; each file's SHA-256, row count and digest are checked at its end.
     pub fn read(
         &self,
-        mut each: impl FnMut(usize, &TableEntry, &[u8]) -> OpsResult<()>,
-    ) -> OpsResult<()> {
+        mut each: impl FnMut(usize, &TableEntry, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let f = File::open(&self.path).map_err(|e| store::io_error("read", &self.path, &e))?;
         let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, f)));
         let bad = |what: String| corrupt(self.id, what, None);
         let tar_err = |e: std::io::Error| bad(format!("the archive does not read: {e}"));
         let mut entries = archive.entries().map_err(tar_err)?;
-        let mut next_entry = |want: &str| -> OpsResult<_> {
+        let mut next_entry = |want: &str| -> Result<_> {
             let e = entries
                 .next()
                 .ok_or_else(|| bad(format!("the archive ends before {want}")))?

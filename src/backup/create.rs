@@ -15,26 +15,27 @@ use flate2::Compression;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
+use super::error::{Error, Result};
 use super::format::{self, ColumnEntry, HashingWriter, Manifest, ScopeInfo, TableEntry};
 use super::options::{BackupOptions, Shared};
 use super::store::{self, io_error, Pending};
 use super::{export, role_name, tables, RowsDigest, TableSpec};
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::{Common, OrRaise};
 use crate::jobs::executor::Steps;
 use crate::jobs::{self, Job, StepOutcome};
 use crate::scope;
 use crate::sys::owner;
 
 /// Creates a backup job after checking every argument; nothing is written when one is bad.
-pub fn submit(scope_name: &str, tenant: &str, raw: &Value, background: bool) -> OpsResult<i64> {
+pub fn submit(scope_name: &str, tenant: &str, raw: &Value, background: bool) -> Result<i64> {
     let options = BackupOptions::parse(raw)?;
-    let loaded = scope::load(scope_name)?;
+    let loaded = scope::LoadedScope::load(scope_name)?;
     loaded.check_tenant(tenant)?;
     if let Some(r) = &options.retention {
         retention_interval(r)?;
     }
     for t in tables(&loaded, options.shared == Shared::Include) {
-        crate::pg::require_privileges(
+        crate::pg::require_table_privileges(
             &t.sql,
             &crate::pg::qualified(&t.schema, &t.table),
             "SELECT",
@@ -56,16 +57,17 @@ pub fn submit(scope_name: &str, tenant: &str, raw: &Value, background: bool) -> 
 }
 
 /// Checks an interval text; 22007 naming it when PostgreSQL cannot read it.
-fn retention_interval(text: &str) -> OpsResult<()> {
+fn retention_interval(text: &str) -> Result<()> {
     let ok = crate::sys::try_subtransaction(|| {
         Spi::get_one_with_args::<bool>("SELECT $1::pg_catalog.interval > '0'", &[text.into()])
     });
     match ok {
         Ok(Ok(Some(true))) => Ok(()),
-        _ => Err(OpsError::InvalidOption(
+        _ => Err(Common::InvalidOption(
             format!("option \"retention\" must be a positive interval, not \"{text}\""),
             Some("For example '90 days' or '12 hours'.".into()),
-        )),
+        )
+        .into()),
     }
 }
 
@@ -77,7 +79,7 @@ pub struct Backup {
 }
 
 impl Backup {
-    pub fn from_job(job: &Job) -> OpsResult<Backup> {
+    pub fn from_job(job: &Job) -> Result<Backup> {
         Ok(Backup {
             job_id: job.id,
             scope: job.scope.clone().unwrap_or_default(),
@@ -86,8 +88,8 @@ impl Backup {
         })
     }
 
-    fn run(&self) -> OpsResult<Value> {
-        let loaded = scope::load(&self.scope)?;
+    fn run(&self) -> Result<Value> {
+        let loaded = scope::LoadedScope::load(&self.scope)?;
         loaded.check_tenant(&self.tenant)?;
         let specs = tables(&loaded, self.options.shared == Shared::Include);
         let dir = store::directory()?;
@@ -183,7 +185,7 @@ impl Backup {
 }
 
 impl Steps for Backup {
-    fn step(&mut self, _job: &Job) -> OpsResult<StepOutcome> {
+    fn step(&mut self, _job: &Job) -> crate::error::OpsResult<StepOutcome> {
         let result = self.run()?;
         jobs::log(
             self.job_id,
@@ -225,7 +227,7 @@ impl Spools {
         name: &str,
         specs: &[TableSpec],
         tenant: &str,
-    ) -> OpsResult<Spools> {
+    ) -> Result<Spools> {
         let mut spools = Spools { tables: vec![] };
         let mut writers: Vec<(HashingWriter<BufWriter<File>>, RowsDigest)> = vec![];
         for i in 0..specs.len() {
@@ -269,17 +271,13 @@ impl Spools {
 }
 
 /// Writes the archive into `file`; returns its size and SHA-256.
-fn write_archive(
-    file: &mut File,
-    manifest: &Manifest,
-    spools: &Spools,
-) -> OpsResult<(u64, String)> {
+fn write_archive(file: &mut File, manifest: &Manifest, spools: &Spools) -> Result<(u64, String)> {
     let out = HashingWriter {
         inner: BufWriter::with_capacity(256 * 1024, file),
         hasher: Default::default(),
         bytes: 0,
     };
-    let err = |e: std::io::Error| OpsError::Io {
+    let err = |e: std::io::Error| Error::Io {
         message: format!("could not write the backup archive: {e}"),
         disk_full: e.raw_os_error() == Some(libc::ENOSPC),
     };

@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod create;
+pub mod error;
 pub mod format;
 pub mod kind;
 pub mod options;
@@ -21,11 +22,12 @@ pub mod store;
 
 use pgrx::prelude::*;
 
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::{Common, OrRaise};
 use crate::scope::graph::Role;
 use crate::scope::LoadedScope;
 use crate::sys::with_settings;
 pub use create::submit;
+use error::{Error, Result};
 
 /// Text forms that read back the same on any server: what every exported value is printed
 /// with (and what a restore reads them under). One fetch at a time: no parallel plan, so the
@@ -120,8 +122,8 @@ pub fn role_name(r: Role) -> &'static str {
 pub fn export(
     specs: &[TableSpec],
     tenant: &str,
-    mut each: impl FnMut(usize, &[u8]) -> OpsResult<()>,
-) -> OpsResult<()> {
+    mut each: impl FnMut(usize, &[u8]) -> Result<()>,
+) -> Result<()> {
     let width = specs.iter().map(|s| s.columns.len()).max().unwrap_or(0);
     let branches: Vec<String> = specs
         .iter()
@@ -183,13 +185,13 @@ pub fn export(
                     }
                     // The fetch's tuple table is SPI's to free (it keeps a list of them).
                     unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
-                    Ok::<bool, OpsError>(more)
+                    Ok::<bool, Error>(more)
                 })?;
                 if !more {
                     break;
                 }
             }
-            Ok::<(), OpsError>(())
+            Ok::<(), Error>(())
         })
     })
 }
@@ -237,12 +239,12 @@ impl RowsDigest {
 }
 
 /// The error for a backup id that names no backup.
-pub fn not_found(id: i64) -> OpsError {
-    OpsError::UnknownBackup(id)
+pub fn not_found(id: i64) -> Error {
+    Error::UnknownBackup(id)
 }
 
 /// Unregisters backup `id` and removes its file.
-pub fn drop_backup(id: i64) -> OpsResult<serde_json::Value> {
+pub fn drop_backup(id: i64) -> Result<serde_json::Value> {
     let name = crate::sys::owner::get_one::<String>(
         "DELETE FROM tenant_ops.backups WHERE id = $1 RETURNING file_name",
         &[id.into()],
@@ -255,7 +257,7 @@ pub fn drop_backup(id: i64) -> OpsResult<serde_json::Value> {
 
 /// Drops every expired backup, and removes files of ours no backup row names (a crash's
 /// leftovers, older than an hour). Returns what it removed.
-pub fn purge() -> OpsResult<serde_json::Value> {
+pub fn purge() -> Result<serde_json::Value> {
     let expired: Vec<(i64, String)> = crate::sys::owner::rows(
         "DELETE FROM tenant_ops.backups WHERE expires_at <= pg_catalog.now() RETURNING id, file_name",
         &[],
@@ -279,9 +281,9 @@ pub fn purge() -> OpsResult<serde_json::Value> {
 
 /// The file goes when the transaction that unregistered it commits (a rolled-back drop
 /// keeps both).
-fn remove_after_commit(name: &str) -> OpsResult<()> {
+fn remove_after_commit(name: &str) -> Result<()> {
     let path = store::path_of(name).or_else(|e| match e {
-        OpsError::UnknownObject { .. } => Ok(std::path::PathBuf::new()),
+        Error::FileMissing(_) => Ok(std::path::PathBuf::new()),
         e => Err(e),
     })?;
     if !path.as_os_str().is_empty() {
@@ -294,13 +296,13 @@ fn remove_after_commit(name: &str) -> OpsResult<()> {
 
 /// `length` bytes of backup `id`'s file from `offset` (fewer at its end): a download through
 /// SQL in chunks, whatever the file's size.
-pub fn read_chunk(id: i64, offset: i64, length: i32) -> OpsResult<Vec<u8>> {
+pub fn read_chunk(id: i64, offset: i64, length: i32) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     if offset < 0 || length <= 0 || length > 64 * 1024 * 1024 {
-        return Err(OpsError::InvalidParameter(
+        return Err(Common::InvalidParameter(
             format!("offset {offset} and length {length}: offset must be >= 0 and length 1 to 67108864"),
             Some("Read a backup in chunks: tenant_ops.read_backup(id, offset, 8388608) while rows come back non-empty.".into()),
-        ));
+        ).into());
     }
     let b = archive::registered(id)?;
     let mut f = std::fs::File::open(&b.path).map_err(|e| store::io_error("read", &b.path, &e))?;

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::OpsResult;
+use super::error::Result;
 use crate::options::{self, Seg, Wording};
 
 struct BackupWording;
@@ -41,8 +41,8 @@ pub struct BackupOptions {
 }
 
 impl BackupOptions {
-    pub fn parse(v: &Value) -> OpsResult<Self> {
-        options::parse(v, &BackupWording)
+    pub fn parse(v: &Value) -> Result<Self> {
+        Ok(options::parse(v, &BackupWording)?)
     }
 }
 
@@ -65,7 +65,7 @@ pub struct RestoreOptions {
 }
 
 impl RestoreOptions {
-    pub fn parse(v: &Value) -> OpsResult<Self> {
-        options::parse(v, &BackupWording)
+    pub fn parse(v: &Value) -> Result<Self> {
+        Ok(options::parse(v, &BackupWording)?)
     }
 }

@@ -11,10 +11,11 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 use super::archive::{self, corrupt, Registered};
+use super::error::{Error, Result};
 use super::format::{self, TableEntry};
 use super::options::RestoreOptions;
 use super::{export, ColumnSpec, RowsDigest, TableSpec, EXPORT_SETTINGS};
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::{Common, OrRaise};
 use crate::jobs::executor::Steps;
 use crate::jobs::{self, Job, StepOutcome};
 use crate::pg::{qualified, quote_ident};
@@ -28,7 +29,7 @@ const BATCH: usize = 5_000;
 /// Re-reads backup `id`: the file's size and SHA-256, the manifest against the registered
 /// one, every table's SHA-256, row count and digest, and that every value decodes as its
 /// column's type. Returns a report; a damaged backup is an error naming what is wrong.
-pub fn verify(id: i64) -> OpsResult<Value> {
+pub fn verify(id: i64) -> Result<Value> {
     let b = archive::registered(id)?;
     b.check_file()?;
     let mut batches: Vec<Batch> = b
@@ -50,7 +51,7 @@ pub fn verify(id: i64) -> OpsResult<Value> {
         for (t, batch) in b.manifest.tables.iter().zip(&mut batches) {
             batch.decode(&b, t)?;
         }
-        Ok::<(), OpsError>(())
+        Ok::<(), Error>(())
     })?;
     Ok(json!({
         "backup_id": id, "verified": true, "sha256": b.sha256, "size_bytes": b.size,
@@ -79,7 +80,7 @@ impl Batch {
         self.columns.first().map_or(0, Vec::len)
     }
 
-    fn push(&mut self, b: &Registered, t: &TableEntry, line: &[u8], n: i64) -> OpsResult<()> {
+    fn push(&mut self, b: &Registered, t: &TableEntry, line: &[u8], n: i64) -> Result<()> {
         let fields = format::parse_line(line, t.columns.len()).map_err(|e| {
             corrupt(
                 b.id,
@@ -132,7 +133,7 @@ impl Batch {
     }
 
     /// Checks that every value of the batch decodes as its column's type.
-    fn decode(&mut self, b: &Registered, t: &TableEntry) -> OpsResult<()> {
+    fn decode(&mut self, b: &Registered, t: &TableEntry) -> Result<()> {
         if self.len() == 0 {
             return Ok(());
         }
@@ -157,7 +158,7 @@ impl Batch {
     }
 
     /// Inserts the batch into `stage` as rows of the manifest's types.
-    fn load(&mut self, stage: &str, t: &TableEntry) -> OpsResult<()> {
+    fn load(&mut self, stage: &str, t: &TableEntry) -> Result<()> {
         if self.len() == 0 {
             return Ok(());
         }
@@ -169,7 +170,7 @@ impl Batch {
 }
 
 /// Creates a restore job of backup `id` after checking the arguments.
-pub fn submit(id: i64, raw: &Value, background: bool) -> OpsResult<i64> {
+pub fn submit(id: i64, raw: &Value, background: bool) -> Result<i64> {
     RestoreOptions::parse(raw)?;
     let b = archive::registered(id)?;
     let mut stored = raw.clone();
@@ -208,7 +209,7 @@ struct Matched {
 }
 
 impl Restore {
-    pub fn from_job(job: &Job) -> OpsResult<Restore> {
+    pub fn from_job(job: &Job) -> Result<Restore> {
         let mut raw = job.options.clone();
         let backup_id = raw
             .as_object_mut()
@@ -222,10 +223,10 @@ impl Restore {
         })
     }
 
-    fn run(&self) -> OpsResult<Value> {
+    fn run(&self) -> Result<Value> {
         let b = archive::registered(self.backup_id)?;
         b.check_file()?;
-        let loaded = scope::load(&b.scope)?;
+        let loaded = scope::LoadedScope::load(&b.scope)?;
         let root = loaded.catalog.table(loaded.resolved.root);
         let m = &b.manifest;
         if (
@@ -237,7 +238,7 @@ impl Restore {
             m.scope.root_table.as_str(),
             m.scope.tenant_key.as_str(),
         ) {
-            return Err(OpsError::InvalidDefinition {
+            return Err(Common::InvalidDefinition {
                 message: format!(
                     "backup {} is of scope \"{}\" over {}.{}, but that scope is now over {}.{}",
                     b.id,
@@ -251,11 +252,12 @@ impl Restore {
                     "Restore it into a scope with the root table and tenant key it was taken with."
                         .into(),
                 ),
-            });
+            }
+            .into());
         }
         let matched = self.match_tables(&b, &loaded)?;
         for t in &matched {
-            crate::pg::require_privileges(
+            crate::pg::require_table_privileges(
                 &t.spec.sql,
                 &qualified(&t.spec.schema, &t.spec.table),
                 "SELECT, INSERT, UPDATE, DELETE",
@@ -295,7 +297,7 @@ impl Restore {
             for (t, batch) in matched.iter().zip(&mut batches) {
                 batch.load(&t.stage, &t.entry)?;
             }
-            Ok::<(), OpsError>(())
+            Ok::<(), Error>(())
         })?;
         let current: Vec<i64> = matched.iter().map(|t| self.count(t, &b.tenant)).collect();
         let report: Vec<Value> = matched
@@ -313,7 +315,7 @@ impl Restore {
     }
 
     /// After every check: the dry run's report, or the replace and its verification.
-    fn apply(&self, b: &Registered, matched: &[Matched], report: Vec<Value>) -> OpsResult<Value> {
+    fn apply(&self, b: &Registered, matched: &[Matched], report: Vec<Value>) -> Result<Value> {
         if self.options.dry_run {
             for t in matched {
                 Spi::run(&format!("DROP TABLE {}", t.stage)).or_raise();
@@ -334,15 +336,12 @@ impl Restore {
             if t.spec.role != Role::Shared
                 && (d.rows != t.entry.rows || d.hex() != t.entry.rows_digest)
             {
-                return Err(OpsError::VerificationFailed {
-                    message: format!(
-                        "verification of the restore of {} failed",
-                        qualified(&t.spec.schema, &t.spec.table)
-                    ),
-                    detail: Some(format!(
+                return Err(Error::RestoreUnverified {
+                    table: qualified(&t.spec.schema, &t.spec.table),
+                    detail: format!(
                         "The backup holds {} rows (digest {}); the table now holds {} of the tenant's (digest {}).",
                         t.entry.rows, t.entry.rows_digest, d.rows, d.hex()
-                    )),
+                    ),
                 });
             }
         }
@@ -355,7 +354,7 @@ impl Restore {
 
     /// Each manifest table against the table of that name now: it exists, has every column
     /// backed up with the same type, and any column added since is nullable or has a default.
-    fn match_tables(&self, b: &Registered, l: &LoadedScope) -> OpsResult<Vec<Matched>> {
+    fn match_tables(&self, b: &Registered, l: &LoadedScope) -> Result<Vec<Matched>> {
         let filters = l.filters();
         let mut out = vec![];
         for (i, e) in b.manifest.tables.iter().enumerate() {
@@ -366,15 +365,14 @@ impl Restore {
                 &[e.schema.clone().into(), e.table.clone().into()],
             )
             .or_raise() else {
-                return Err(OpsError::MissingTarget {
-                    target: name.clone(),
-                    from: format!("backup {}", b.id),
-                    hint: "Create the table as it was when the backup was taken, then restore.".into(),
+                return Err(Error::MissingTable {
+                    table: name.clone(),
+                    backup: b.id,
                 });
             };
             let oid = oid as u32;
             let Some(st) = l.resolved.get(oid) else {
-                return Err(OpsError::InvalidDefinition {
+                return Err(Common::InvalidDefinition {
                     message: format!(
                         "table {name} of backup {} is no longer part of scope \"{}\"",
                         b.id, b.manifest.scope.name
@@ -382,20 +380,22 @@ impl Restore {
                     hint: Some(
                         "Restore into a scope that still covers every table of the backup.".into(),
                     ),
-                });
+                }
+                .into());
             };
             let now = super::columns_of(oid);
             let mut columns: Vec<ColumnSpec> = vec![];
             for c in &e.columns {
                 let Some(cur) = now.iter().find(|x| x.name == c.name) else {
-                    return Err(OpsError::UnknownColumn {
+                    return Err(crate::scope::Error::UnknownColumn {
                         table: name.clone(),
                         column: c.name.clone(),
                         context: format!("backup {}", b.id),
-                    });
+                    }
+                    .into());
                 };
                 if cur.type_full != c.type_ {
-                    return Err(OpsError::DatatypeMismatch {
+                    return Err(Common::DatatypeMismatch {
                         message: format!(
                             "column {}.{} is {} now, but {} in backup {}",
                             name, cur.quoted, cur.type_full, c.type_, b.id
@@ -403,7 +403,8 @@ impl Restore {
                         hint: Some(
                             "Restore needs every backed-up column with its type of then.".into(),
                         ),
-                    });
+                    }
+                    .into());
                 }
                 columns.push(cur.clone());
             }
@@ -413,13 +414,13 @@ impl Restore {
                 .filter(|c| !e.columns.iter().any(|x| x.name == c.name))
             {
                 if c.not_null && !c.has_default {
-                    return Err(OpsError::NotNullViolation {
+                    return Err(Common::NotNullViolation {
                         message: format!(
                             "column {name}.{} was added since backup {} was taken and is NOT NULL without a default",
                             c.quoted, b.id
                         ),
                         hint: Some("Give the column a default (or let it be NULL), then restore.".into()),
-                    });
+                    }.into());
                 }
                 added.push(c.name.clone());
             }
@@ -468,7 +469,7 @@ impl Restore {
 
     /// Deletes the tenant's current rows (children first; shared rows stay) and inserts the
     /// backup's (parents first; shared rows only where missing), then sets deferred columns.
-    fn replace(&self, b: &Registered, matched: &[Matched]) -> OpsResult<()> {
+    fn replace(&self, b: &Registered, matched: &[Matched]) -> Result<()> {
         let tenant = b.tenant.clone();
         for t in matched.iter().filter(|t| !t.deferred.is_empty()) {
             let sets: Vec<String> = t
@@ -490,14 +491,10 @@ impl Restore {
         for t in matched.iter().rev().filter(|t| t.spec.role != Role::Shared) {
             let sql = format!("DELETE FROM {} WHERE {}", t.spec.sql, t.spec.filter);
             try_subtransaction(|| Spi::run_with_args(&sql, &[tenant.clone().into()]))
-                .map_err(|e| OpsError::ForeignKeyViolation {
-                    message: format!(
-                        "backup {} cannot replace the rows of {}: other rows still reference them",
-                        b.id,
-                        qualified(&t.spec.schema, &t.spec.table)
-                    ),
-                    detail: Some(e.message.clone()),
-                    hint: Some("Rows outside the tenant reference its rows; remove those references first (validate_integrity's isolation check lists them).".into()),
+                .map_err(|e| Error::Referenced {
+                    backup: b.id,
+                    table: qualified(&t.spec.schema, &t.spec.table),
+                    detail: e.message.clone(),
                 })?
                 .or_raise();
         }
@@ -546,13 +543,14 @@ impl Restore {
         }
         for t in matched.iter().filter(|t| !t.deferred.is_empty()) {
             let Some(pk) = &t.primary_key else {
-                return Err(OpsError::FeatureNotSupported(
+                return Err(Common::FeatureNotSupported(
                     format!(
                         "{} breaks an insertion cycle but has no primary key to set it by",
                         qualified(&t.spec.schema, &t.spec.table)
                     ),
                     None,
-                ));
+                )
+                .into());
             };
             let sets: Vec<String> = t
                 .deferred
@@ -580,7 +578,7 @@ impl Restore {
 }
 
 impl Steps for Restore {
-    fn step(&mut self, _job: &Job) -> OpsResult<StepOutcome> {
+    fn step(&mut self, _job: &Job) -> crate::error::OpsResult<StepOutcome> {
         let result = self.run()?;
         jobs::log(
             self.job_id,

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use pgrx::{register_xact_callback, PgXactCallbackEvent};
 
-use crate::error::OpsError;
+pub use super::error::io_error;
+use super::error::{Error, Result};
 
 /// The prefix of every backup file name, and of every temporary one (with a leading dot).
 const PREFIX: &str = "tenant_ops_backup_";
@@ -19,7 +20,7 @@ const SUFFIX: &str = ".tar.gz";
 /// This database's backup directory (`db_<oid>` under the setting's), created (mode 0700)
 /// when missing. Relative settings are taken from the data directory, as every relative
 /// path of the server is.
-pub fn directory() -> Result<PathBuf, OpsError> {
+pub fn directory() -> Result<PathBuf> {
     let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }
         .to_string_lossy()
         .into_owned();
@@ -35,12 +36,7 @@ pub fn directory() -> Result<PathBuf, OpsError> {
     }));
     match fs::symlink_metadata(&dir) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(OpsError::InvalidParameter(
-                format!("backup directory \"{}\" is not a directory", dir.display()),
-                Some("Set tenant_ops.backup_directory to a directory the server can write.".into()),
-            ))
-        }
+        Ok(_) => return Err(Error::NotADirectory(dir.display().to_string())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(&dir)
                 .and_then(|_| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)))
@@ -65,29 +61,23 @@ pub fn is_backup_name(name: &str) -> bool {
 
 /// The path of a registered backup file, refused unless it is a plain file of ours directly
 /// in the directory (no other name, no symlink out of it).
-pub fn path_of(name: &str) -> Result<PathBuf, OpsError> {
+pub fn path_of(name: &str) -> Result<PathBuf> {
     if !is_backup_name(name) {
-        return Err(OpsError::InvalidParameter(
-            format!("\"{name}\" is not a backup file name"),
-            None,
-        ));
+        return Err(Error::BadFile {
+            message: format!("\"{name}\" is not a backup file name"),
+            hint: None,
+        });
     }
     let path = directory()?.join(name);
     match fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_file() => Ok(path),
-        Ok(_) => Err(OpsError::InvalidParameter(
-            format!("backup file \"{}\" is not a regular file", path.display()),
-            Some("Backup files are never followed through symbolic links.".into()),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(OpsError::UnknownObject {
-            what: "backup file",
-            name: path.display().to_string(),
-            context: "tenant_ops.backups".into(),
-            hint: Some(
-                "The file was removed from the backup directory; drop_backup() unregisters it."
-                    .into(),
-            ),
+        Ok(_) => Err(Error::BadFile {
+            message: format!("backup file \"{}\" is not a regular file", path.display()),
+            hint: Some("Backup files are never followed through symbolic links.".into()),
         }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Error::FileMissing(path.display().to_string()))
+        }
         Err(e) => Err(io_error("read", &path, &e)),
     }
 }
@@ -102,7 +92,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn create(dir: &Path) -> Result<Pending, OpsError> {
+    pub fn create(dir: &Path) -> Result<Pending> {
         let name = new_file_name();
         let temp = dir.join(format!(".{name}.{}", std::process::id()));
         let file = OpenOptions::new()
@@ -129,7 +119,7 @@ impl Pending {
 
     /// fsync, rename into place, fsync the directory; and should the current transaction
     /// abort (the `backups` row with it), the file goes too.
-    pub fn commit(mut self) -> Result<PathBuf, OpsError> {
+    pub fn commit(mut self) -> Result<PathBuf> {
         let file = self.file.take().expect("open until committed");
         file.sync_all()
             .map_err(|e| io_error("write", &self.temp, &e))?;
@@ -162,7 +152,7 @@ pub fn remove_on_abort(path: PathBuf) {
 /// Files of ours in the directory that no `backups` row names (`registered`), and temporary
 /// files left by a crash: removed, and their names returned. Temporary files of a backup
 /// still being written by a live backend are kept (their name carries its pid).
-pub fn sweep(registered: &[String]) -> Result<Vec<String>, OpsError> {
+pub fn sweep(registered: &[String]) -> Result<Vec<String>> {
     sweep_where(|name, entry| match name.strip_prefix('.') {
         Some(temp) => is_orphaned_temporary(temp),
         // A file renamed into place by a transaction not yet committed has no visible row:
@@ -181,7 +171,7 @@ pub fn sweep(registered: &[String]) -> Result<Vec<String>, OpsError> {
 }
 
 /// Temporary files of backups whose backend is gone (a crash, a `kill -9`): removed.
-pub fn sweep_temporaries() -> Result<Vec<String>, OpsError> {
+pub fn sweep_temporaries() -> Result<Vec<String>> {
     sweep_where(|name, _| name.strip_prefix('.').is_some_and(is_orphaned_temporary))
 }
 
@@ -195,7 +185,7 @@ fn is_orphaned_temporary(temp: &str) -> bool {
             .is_some_and(|pid| !backend_alive(pid))
 }
 
-fn sweep_where(stray: impl Fn(&str, &fs::DirEntry) -> bool) -> Result<Vec<String>, OpsError> {
+fn sweep_where(stray: impl Fn(&str, &fs::DirEntry) -> bool) -> Result<Vec<String>> {
     let dir = directory()?;
     let mut removed = vec![];
     for entry in fs::read_dir(&dir).map_err(|e| io_error("list", &dir, &e))? {
@@ -210,12 +200,4 @@ fn sweep_where(stray: impl Fn(&str, &fs::DirEntry) -> bool) -> Result<Vec<String
 
 fn backend_alive(pid: i32) -> bool {
     pid as u32 == std::process::id() || unsafe { libc::kill(pid, 0) } == 0
-}
-
-/// A file system error, named with the file and what was being done.
-pub fn io_error(action: &str, path: &Path, e: &io::Error) -> OpsError {
-    OpsError::Io {
-        message: format!("could not {action} \"{}\": {e}", path.display()),
-        disk_full: e.raw_os_error() == Some(libc::ENOSPC),
-    }
 }

@@ -4,6 +4,7 @@
 //! A row's tenant is found by joining up its ownership path (`tenant_chain`); with no tenant
 //! given, findings are grouped by tenant in the same query rather than one query per tenant.
 
+pub mod error;
 pub mod kind;
 pub mod repair;
 
@@ -11,12 +12,14 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::{Common, OpsResult, OrRaise};
 use crate::jobs::executor::Steps;
 use crate::jobs::{self, Job, StepOutcome};
 use crate::scope::graph::{Catalog, EdgeKind, ResolvedScope, Role, TableId};
-use crate::scope::{self, LoadedScope};
+use crate::scope::LoadedScope;
+
 use crate::sys::owner;
+pub use error::Error;
 
 pub const CHECKS: &[&str] = &["foreign_keys", "primary_keys", "isolation"];
 
@@ -32,9 +35,9 @@ pub fn submit(
     tenant: Option<&str>,
     checks: &[String],
     background: bool,
-) -> OpsResult<(i64, Value)> {
+) -> Result<(i64, Value), Error> {
     let checks = parse_checks(checks)?;
-    let loaded = scope::load(scope_name)?;
+    let loaded = LoadedScope::load(scope_name)?;
     if let Some(t) = tenant {
         loaded.check_tenant(t)?;
     }
@@ -54,19 +57,21 @@ pub fn submit(
 }
 
 /// Parses the `checks` argument: known names only, at least one, each once (in the order given).
-pub fn parse_checks(checks: &[String]) -> OpsResult<Vec<String>> {
+pub fn parse_checks(checks: &[String]) -> Result<Vec<String>, Error> {
     if checks.is_empty() {
-        return Err(OpsError::InvalidParameter(
+        return Err(Common::InvalidParameter(
             "checks must name at least one check".into(),
             Some(format!("The checks are: {}.", CHECKS.join(", "))),
-        ));
+        )
+        .into());
     }
     for c in checks {
         if !CHECKS.contains(&c.as_str()) {
-            return Err(OpsError::InvalidParameter(
+            return Err(Common::InvalidParameter(
                 format!("unknown check \"{c}\""),
                 Some(format!("The checks are: {}.", CHECKS.join(", "))),
-            ));
+            )
+            .into());
         }
     }
     let mut unique: Vec<String> = vec![];
@@ -158,7 +163,7 @@ pub struct Validation {
 }
 
 impl Validation {
-    pub fn from_job(job: &Job) -> OpsResult<Validation> {
+    pub fn from_job(job: &Job) -> Result<Validation, Error> {
         let checks: Vec<String> = job
             .options
             .get("checks")
@@ -502,8 +507,8 @@ impl Validation {
             .sum()
     }
 
-    fn run(&mut self) -> OpsResult<Value> {
-        let loaded = scope::load(&self.scope)?;
+    fn run(&mut self) -> Result<Value, Error> {
+        let loaded = LoadedScope::load(&self.scope)?;
         if let Some(t) = &self.tenant {
             loaded.check_tenant(t)?;
         }

@@ -8,11 +8,12 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use super::Error;
 use super::{quoted, tenant_chain};
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::{Common, OrRaise};
 use crate::jobs;
 use crate::scope::graph::{Edge, EdgeKind, TableId};
-use crate::scope::{self, LoadedScope};
+use crate::scope::LoadedScope;
 use crate::sys::{owner, rolled_back_subtransaction, with_job_window, with_replica_role};
 
 pub const STRATEGIES: &[&str] = &["quarantine", "delete", "set_null"];
@@ -191,15 +192,16 @@ impl RowSet {
 impl Repair<'_> {
     /// Removes the rows of `set` from `table`: first, recursively, the rows that reference
     /// them (quarantine) or a refusal (delete); then the rows themselves.
-    fn remove(&mut self, table: TableId, set: &RowSet, reason: &str) -> OpsResult<()> {
+    fn remove(&mut self, table: TableId, set: &RowSet, reason: &str) -> Result<(), Error> {
         let c = &self.loaded.catalog;
         let t = c.table(table).clone();
         self.depth += 1;
         if self.depth > 32 {
-            return Err(OpsError::InvalidDefinition {
+            return Err(Common::InvalidDefinition {
                 message: "references between removed rows are nested too deep".into(),
                 hint: None,
-            });
+            }
+            .into());
         }
         let children: Vec<Edge> = c
             .edges
@@ -222,14 +224,14 @@ impl Repair<'_> {
                 continue;
             }
             if self.strategy == "delete" {
-                return Err(OpsError::ForeignKeyViolation {
+                return Err(Common::ForeignKeyViolation {
                     message: format!(
                         "deleting the rows of {} would leave {n} row(s) of {} referencing nothing (through {})",
                         t.display, child.display, e.name
                     ),
                     detail: None,
                     hint: Some("Use the strategy \"quarantine\", which takes those rows along (and can restore them).".into()),
-                });
+                }.into());
             }
             self.remove(
                 e.child,
@@ -277,19 +279,20 @@ impl Repair<'_> {
     }
 
     /// Sets the finding's reference columns to NULL (refused where a column is NOT NULL).
-    fn set_null(&mut self, edge: usize, set: &RowSet) -> OpsResult<()> {
+    fn set_null(&mut self, edge: usize, set: &RowSet) -> Result<(), Error> {
         let c = &self.loaded.catalog;
         let e = &c.edges[edge];
         let t = c.table(e.child);
         for col in &e.child_cols {
             if t.column(col).is_some_and(|x| x.not_null) {
-                return Err(OpsError::NotNullViolation {
+                return Err(Common::NotNullViolation {
                     message: format!(
                         "column {}.{col} is NOT NULL: the strategy \"set_null\" cannot clear it",
                         t.display
                     ),
                     hint: Some("Use \"quarantine\" or \"delete\" for this finding.".into()),
-                });
+                }
+                .into());
             }
         }
         let sets: Vec<String> = quoted(c, e.child, &e.child_cols, "")
@@ -318,44 +321,48 @@ impl Repair<'_> {
 
 /// Repairs what validation job `validation` found. Returns the report; with `dry_run` it
 /// reports what would change and changes nothing.
-pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> OpsResult<Value> {
+pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> Result<Value, Error> {
     if !STRATEGIES.contains(&strategy) {
-        return Err(OpsError::InvalidParameter(
+        return Err(Common::InvalidParameter(
             format!("unknown repair strategy \"{strategy}\""),
             Some(format!("Strategies: {}.", STRATEGIES.join(", "))),
-        ));
+        )
+        .into());
     }
     let job = jobs::load(validation)?;
     if job.kind != "validate" {
-        return Err(OpsError::WrongJob {
+        return Err(jobs::Error::Wrong {
             message: format!("job {validation} is a {} job, not a validation", job.kind),
             hint: Some("repair_integrity repairs what a validate_integrity job found.".into()),
-        });
+        }
+        .into());
     }
     if job.status != jobs::Status::Succeeded {
-        return Err(OpsError::JobState {
+        return Err(jobs::Error::State {
             job: validation,
             status: job.status.to_string(),
             action: "be repaired",
             hint: None,
-        });
+        }
+        .into());
     }
     let found = findings(validation);
     if found.is_empty() {
-        return Err(OpsError::NothingToRepair(validation));
+        return Err(Error::NothingToRepair(validation));
     }
     if strategy == "set_null" {
         if let Some(f) = found.iter().find(|f| f.check == "primary_keys") {
-            return Err(OpsError::InvalidParameter(
+            return Err(Common::InvalidParameter(
                 format!(
                     "the strategy \"set_null\" does not apply to duplicate keys (found in {})",
                     super::relation(f.table)
                 ),
                 Some("Use \"quarantine\" or \"delete\" for primary_keys findings.".into()),
-            ));
+            )
+            .into());
         }
     }
-    let loaded = scope::load(job.scope.as_deref().unwrap_or_default())?;
+    let loaded = LoadedScope::load(job.scope.as_deref().unwrap_or_default())?;
     let tenant = job.tenant.clone().filter(|t| !t.is_empty());
     // The sequence is the extension's: its next value is taken as the owner.
     let repair_id = owner::get_one::<i64>(
@@ -364,7 +371,7 @@ pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> OpsResult<Value
     )
     .or_raise()
     .unwrap_or(0);
-    let run = || -> OpsResult<Vec<Value>> {
+    let run = || -> Result<Vec<Value>, Error> {
         let mut rep = Repair {
             loaded: &loaded,
             repair_id,
@@ -393,10 +400,11 @@ pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> OpsResult<Value
         match rolled_back_subtransaction(run) {
             Ok(r) => r?,
             Err(e) => {
-                return Err(OpsError::InvalidDefinition {
+                return Err(Common::InvalidDefinition {
                     message: e.message,
                     hint: None,
-                })
+                }
+                .into())
             }
         }
     } else {
@@ -410,7 +418,7 @@ pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> OpsResult<Value
 }
 
 /// Puts back the rows a quarantine removed (parents before the rows that reference them).
-pub fn restore(repair_id: i64) -> OpsResult<Value> {
+pub fn restore(repair_id: i64) -> Result<Value, Error> {
     let tables: Vec<(i64, i64)> = Spi::connect(|c| {
         c.select(
             "SELECT table_name::pg_catalog.oid::pg_catalog.int8, pg_catalog.max(id) FROM tenant_ops.quarantine
@@ -423,7 +431,7 @@ pub fn restore(repair_id: i64) -> OpsResult<Value> {
     })
     .or_raise();
     if tables.is_empty() {
-        return Err(OpsError::NothingToRestore(repair_id));
+        return Err(Error::NothingToRestore(repair_id));
     }
     let mut restored = vec![];
     for (table, _) in tables {
@@ -457,7 +465,7 @@ pub fn restore(repair_id: i64) -> OpsResult<Value> {
         )
         .or_raise();
         let data = Value::Array(rows);
-        crate::pg::require_privileges(
+        crate::pg::require_table_privileges(
             &name,
             &super::relation(table as TableId),
             "INSERT",

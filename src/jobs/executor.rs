@@ -13,7 +13,7 @@ use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 
 use super::kind::JobKind;
-use super::{Executor, Job, Status, StepOutcome};
+use super::{Error, Executor, Job, Status, StepOutcome};
 use crate::error::{OpsError, OpsResult};
 use crate::sys::{sqlstate_text, try_subtransaction};
 
@@ -71,7 +71,7 @@ pub fn round(
 ) -> Round {
     let job = match super::load(job_id) {
         Ok(j) => j,
-        Err(e) => return Round::Stopped(Err(e)),
+        Err(e) => return Round::Stopped(Err(e.into())),
     };
     if job.status != Status::Running {
         // Paused or cancelled by someone else: stop here, the checkpoint is committed.
@@ -122,11 +122,12 @@ pub fn round(
 }
 
 fn step_failed(job_id: i64, caught: crate::sys::CaughtPgError) -> OpsError {
-    OpsError::StepFailed {
+    Error::StepFailed {
         job: job_id,
         sqlstate: caught.sqlstate,
         message: caught.message,
     }
+    .into()
 }
 
 /// Errors worth trying again: conflicts and resource shortages that pass.
@@ -162,12 +163,13 @@ pub fn run_committing(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
     let job = super::load(job_id)?;
     match job.status {
         Status::Succeeded | Status::Cancelled | Status::RolledBack => {
-            return Err(OpsError::JobState {
+            return Err(Error::State {
                 job: job_id,
                 status: job.status.to_string(),
                 action: "run",
                 hint: None,
-            })
+            }
+            .into())
         }
         _ => {}
     }
@@ -213,12 +215,13 @@ pub unsafe fn nonatomic(fcinfo: pg_sys::FunctionCallInfo) -> bool {
 pub unsafe fn run_as_procedure(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
     crate::pg::require_role(kind.required_role(), "run this job")?;
     let Some(_lock) = super::lock::JobLock::try_acquire(job_id) else {
-        return Err(OpsError::JobState {
+        return Err(Error::State {
             job: job_id,
             status: "being run by another session".into(),
             action: "run here",
             hint: None,
-        });
+        }
+        .into());
     };
     unsafe { pg_sys::SPI_connect_ext(pg_sys::SPI_OPT_NONATOMIC as i32) };
     let result = run_committing(job_id, kind);

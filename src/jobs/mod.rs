@@ -9,6 +9,7 @@
 //! Job metadata is written as the extension owner (see [`crate::sys::owner`]); the
 //! steps themselves run with the caller's privileges.
 
+pub mod error;
 pub mod executor;
 pub mod kind;
 pub mod lock;
@@ -18,8 +19,9 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::sys::owner;
+pub use error::Error;
 pub use state::{Executor, Status};
 
 /// A job as stored.
@@ -221,7 +223,7 @@ pub fn current_user() -> String {
 }
 
 /// Loads a job, or says it does not exist.
-pub fn load(id: i64) -> OpsResult<Job> {
+pub fn load(id: i64) -> Result<Job, Error> {
     let row = Spi::connect(|c| {
         let mut t = c.select(
             "SELECT kind, scope, tenant, options, status, stage, submitted_by::text, executor
@@ -252,7 +254,7 @@ pub fn load(id: i64) -> OpsResult<Job> {
         }))
     })
     .or_raise();
-    row.ok_or(OpsError::UnknownJob(id))
+    row.ok_or(Error::UnknownJob(id))
 }
 
 /// Marks a job running (first start or resumption) and counts the attempt.

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::graph::{Catalog, Edge, EdgeKind, OwnerChoice, ScopeSpec, Table, TableId};
 use super::options::{LinkOption, ScopeOptions};
-use crate::error::{OpsError, OpsResult};
+use super::Error;
+use crate::error::Common;
 use crate::sys::try_subtransaction;
 
 /// Every ordinary and partitioned table outside the system schemas and our own, partitions
@@ -112,7 +113,7 @@ pub fn load_catalog() -> Catalog {
 
 /// Resolves a table name as the caller would write it (their search_path applies).
 /// `Ok(None)` when no relation has that name.
-fn lookup_relation(name: &str) -> OpsResult<Option<(TableId, String)>> {
+fn lookup_relation(name: &str) -> Result<Option<(TableId, String)>, Error> {
     let found = try_subtransaction(|| {
         Spi::get_two_with_args::<i64, String>(
             "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8,
@@ -152,40 +153,41 @@ fn relation_display(oid: TableId) -> String {
 }
 
 /// Checks that `oid` is a table the scope machinery can use, naming it in errors.
-pub fn require_table(catalog: &Catalog, oid: TableId, context: &str) -> OpsResult<()> {
+pub fn require_table(catalog: &Catalog, oid: TableId, context: &str) -> Result<(), Error> {
     if catalog.tables.contains_key(&oid) {
         return Ok(());
     }
     let display = relation_display(oid);
     if let Some(root) = partition_root(oid) {
-        return Err(OpsError::InvalidParameter(
+        return Err(Common::InvalidParameter(
             format!("{display} is a partition; {context} must name the partitioned table"),
             Some(format!("Use {} instead.", relation_display(root))),
-        ));
+        )
+        .into());
     }
-    Err(OpsError::NotATable {
+    Err(Error::NotATable {
         relation: display,
         context: context.to_string(),
     })
 }
 
-fn resolve_table(catalog: &Catalog, name: &str, context: &str) -> OpsResult<TableId> {
+fn resolve_table(catalog: &Catalog, name: &str, context: &str) -> Result<TableId, Error> {
     match lookup_relation(name)? {
         Some((oid, _)) => {
             require_table(catalog, oid, context)?;
             Ok(oid)
         }
-        None => Err(OpsError::UnknownTable {
+        None => Err(Error::UnknownTable {
             name: name.to_string(),
             context: context.to_string(),
         }),
     }
 }
 
-fn require_columns(table: &Table, cols: &[String], context: &str) -> OpsResult<()> {
+fn require_columns(table: &Table, cols: &[String], context: &str) -> Result<(), Error> {
     for c in cols {
         if table.column(c).is_none() {
-            return Err(OpsError::UnknownColumn {
+            return Err(Error::UnknownColumn {
                 table: table.display.clone(),
                 column: c.clone(),
                 context: context.to_string(),
@@ -205,7 +207,7 @@ fn comparable(a: &str, b: &str) -> bool {
         || (STRINGS.contains(&a) && STRINGS.contains(&b))
 }
 
-fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
+fn link_edge(catalog: &Catalog, link: &LinkOption) -> Result<Edge, Error> {
     let context = format!("link \"{}\"", link.name);
     let child = resolve_table(catalog, &link.child, &format!("\"child\" of {context}"))?;
     let parent = resolve_table(catalog, &link.parent, &format!("\"parent\" of {context}"))?;
@@ -214,7 +216,7 @@ fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
     let parent_cols = match &link.parent_columns {
         Some(cols) => cols.clone(),
         None => pt.primary_key.clone().ok_or_else(|| {
-            OpsError::InvalidOption(
+            Common::InvalidOption(
                 format!(
                     "{context}: {} has no primary key, so the link must give \"parent_columns\"",
                     pt.display
@@ -229,7 +231,7 @@ fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
         &format!("\"parent_columns\" of {context}"),
     )?;
     if parent_cols.len() != link.columns.len() {
-        return Err(OpsError::InvalidOption(
+        return Err(Common::InvalidOption(
             format!(
                 "{context} has {} columns but {}'s key has {}",
                 link.columns.len(),
@@ -237,7 +239,8 @@ fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
                 parent_cols.len()
             ),
             None,
-        ));
+        )
+        .into());
     }
     for (c, p) in link.columns.iter().zip(&parent_cols) {
         let (cc, pc) = (
@@ -245,13 +248,14 @@ fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
             pt.column(p).expect("checked"),
         );
         if !comparable(&cc.type_name, &pc.type_name) {
-            return Err(OpsError::DatatypeMismatch {
+            return Err(Common::DatatypeMismatch {
                 message: format!(
                     "{context}: column {}.{} is of type {} but {}.{} is of type {}",
                     ct.display, cc.quoted, cc.type_name, pt.display, pc.quoted, pc.type_name
                 ),
                 hint: Some("A link joins columns of the same type, as a foreign key would.".into()),
-            });
+            }
+            .into());
         }
     }
     Ok(Edge {
@@ -266,19 +270,19 @@ fn link_edge(catalog: &Catalog, link: &LinkOption) -> OpsResult<Edge> {
 
 /// Loads the catalog and resolves a scope definition against it: the root, its tenant key,
 /// and every table, owner and link the options name. Links become edges of the catalog.
-pub fn prepare(root: TableId, tenant_key: &str, options: &ScopeOptions) -> OpsResult<Prepared> {
+pub fn prepare(root: TableId, tenant_key: &str, options: &ScopeOptions) -> Result<Prepared, Error> {
     let mut catalog = load_catalog();
     require_table(&catalog, root, "the scope's root")?;
     let root_table = catalog.table(root);
     if root_table.column(tenant_key).is_none() {
-        return Err(OpsError::UnknownColumn {
+        return Err(Error::UnknownColumn {
             table: root_table.display.clone(),
             column: tenant_key.to_string(),
             context: "the scope's tenant_key".into(),
         });
     }
 
-    let resolve_list = |names: &[String], option: &str| -> OpsResult<BTreeSet<TableId>> {
+    let resolve_list = |names: &[String], option: &str| -> Result<BTreeSet<TableId>, Error> {
         names
             .iter()
             .map(|n| resolve_table(&catalog, n, &format!("option \"{option}\"")))
@@ -294,20 +298,22 @@ pub fn prepare(root: TableId, tenant_key: &str, options: &ScopeOptions) -> OpsRe
     let root_display = catalog.table(root).display.clone();
     for (set, option) in [(&exclude, "exclude"), (&shared, "shared")] {
         if set.contains(&root) {
-            return Err(OpsError::InvalidOption(
+            return Err(Common::InvalidOption(
                 format!("option \"{option}\" names the root table {root_display}"),
                 None,
-            ));
+            )
+            .into());
         }
     }
     if let Some(t) = exclude.intersection(&shared).next() {
-        return Err(OpsError::InvalidOption(
+        return Err(Common::InvalidOption(
             format!(
                 "table {} is named in both \"exclude\" and \"shared\"",
                 catalog.table(*t).display
             ),
             None,
-        ));
+        )
+        .into());
     }
 
     // The same options with every table name fully qualified, so that the stored definition

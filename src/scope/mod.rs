@@ -6,6 +6,7 @@
 //! - this module: storing scopes and computing a tenant's plan.
 
 pub mod catalog;
+pub mod error;
 pub mod graph;
 pub mod options;
 
@@ -13,10 +14,12 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::sys::{owner, try_subtransaction};
 use graph::{Catalog, Filters, ResolvedScope, Role, TableId};
 use options::ScopeOptions;
+
+pub use error::Error;
 
 /// A stored scope definition.
 pub struct ScopeDefinition {
@@ -39,21 +42,21 @@ impl LoadedScope {
     }
 }
 
-fn check_name(name: &str) -> OpsResult<()> {
+fn check_name(name: &str) -> Result<(), Error> {
     if name.trim().is_empty() {
-        return Err(OpsError::InvalidScopeName(
+        return Err(Error::InvalidScopeName(
             name.into(),
             "a scope name must not be empty",
         ));
     }
     if name.chars().count() > 200 {
-        return Err(OpsError::InvalidScopeName(
+        return Err(Error::InvalidScopeName(
             name.into(),
             "a scope name has at most 200 characters",
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(OpsError::InvalidScopeName(
+        return Err(Error::InvalidScopeName(
             name.into(),
             "a scope name must not contain control characters",
         ));
@@ -67,7 +70,7 @@ pub fn create(
     root: TableId,
     tenant_key: &str,
     options: &Value,
-) -> OpsResult<ResolvedSummary> {
+) -> Result<ResolvedSummary, Error> {
     check_name(name)?;
     // A taken name is the first thing to say; the insert below still guards against a race.
     let taken = Spi::get_one_with_args::<bool>(
@@ -77,7 +80,7 @@ pub fn create(
     .or_raise()
     .unwrap_or(false);
     if taken {
-        return Err(OpsError::ScopeExists(name.into()));
+        return Err(Error::ScopeExists(name.into()));
     }
     let parsed = ScopeOptions::parse(options)?;
     let catalog::Prepared {
@@ -103,26 +106,26 @@ pub fn create(
     )
     .or_raise();
     if inserted == 0 {
-        return Err(OpsError::ScopeExists(name.into()));
+        return Err(Error::ScopeExists(name.into()));
     }
     Ok(summary)
 }
 
 /// Removes a scope definition.
-pub fn drop(name: &str) -> OpsResult<()> {
+pub fn drop(name: &str) -> Result<(), Error> {
     let deleted = owner::execute(
         "DELETE FROM tenant_ops.scope WHERE name = $1",
         &[name.into()],
     )
     .or_raise();
     if deleted == 0 {
-        return Err(OpsError::UnknownScope(name.into()));
+        return Err(Error::UnknownScope(name.into()));
     }
     Ok(())
 }
 
 /// Reads a stored definition.
-pub fn definition(name: &str) -> OpsResult<ScopeDefinition> {
+pub fn definition(name: &str) -> Result<ScopeDefinition, Error> {
     let row = Spi::connect(|client| {
         let mut rows = client.select(
             "SELECT root::pg_catalog.oid::pg_catalog.int8, tenant_key::pg_catalog.text, options
@@ -144,7 +147,7 @@ pub fn definition(name: &str) -> OpsResult<ScopeDefinition> {
     })
     .or_raise();
     let Some((root, tenant_key, options)) = row else {
-        return Err(OpsError::UnknownScope(name.into()));
+        return Err(Error::UnknownScope(name.into()));
     };
     Ok(ScopeDefinition {
         name: name.into(),
@@ -154,17 +157,25 @@ pub fn definition(name: &str) -> OpsResult<ScopeDefinition> {
     })
 }
 
-/// Loads a scope and resolves it against the catalog as it is now.
-pub fn load(name: &str) -> OpsResult<LoadedScope> {
-    let definition = definition(name)?;
-    let catalog::Prepared { catalog, spec, .. } =
-        catalog::prepare(definition.root, &definition.tenant_key, &definition.options)?;
-    let resolved = graph::resolve(&catalog, &spec)?;
-    Ok(LoadedScope {
-        definition,
-        catalog,
-        resolved,
-    })
+impl LoadedScope {
+    /// Loads a scope and resolves it against the catalog as it is now.
+    pub fn load(name: &str) -> Result<LoadedScope, Error> {
+        let definition = definition(name)?;
+        let catalog::Prepared { catalog, spec, .. } =
+            catalog::prepare(definition.root, &definition.tenant_key, &definition.options)?;
+        let resolved = graph::resolve(&catalog, &spec)?;
+        Ok(LoadedScope {
+            definition,
+            catalog,
+            resolved,
+        })
+    }
+}
+
+/// Transitional (issue 10): [`LoadedScope::load`] as `migrate/` takes it, in its error type
+/// (`migrate/mod.rs` returns it as an `OpsResult`). Goes when migrate has its own error type.
+pub fn load(name: &str) -> crate::error::OpsResult<LoadedScope> {
+    Ok(LoadedScope::load(name)?)
 }
 
 /// Counts and lists of a resolved scope, kept with the definition for `tenant_ops.scopes`.
@@ -193,7 +204,7 @@ fn summarize(catalog: &Catalog, resolved: &ResolvedScope) -> ResolvedSummary {
 
 impl LoadedScope {
     /// Checks that `tenant` casts to the tenant key's type and names an existing root row.
-    pub fn check_tenant(&self, tenant: &str) -> OpsResult<()> {
+    pub fn check_tenant(&self, tenant: &str) -> Result<(), Error> {
         self.check_tenant_value(tenant)?;
         let root = self.catalog.table(self.resolved.root);
         let key = root
@@ -209,7 +220,7 @@ impl LoadedScope {
             .or_raise()
             .unwrap_or(false)
         {
-            return Err(OpsError::UnknownTenant {
+            return Err(Error::UnknownTenant {
                 tenant: tenant.into(),
                 scope: self.definition.name.clone(),
                 table: root.display.clone(),
@@ -220,14 +231,14 @@ impl LoadedScope {
     }
 
     /// Whether `value` casts to the tenant key's type (22P02 naming the key when not).
-    pub fn check_tenant_value(&self, value: &str) -> OpsResult<()> {
+    pub fn check_tenant_value(&self, value: &str) -> Result<(), Error> {
         let root = self.catalog.table(self.resolved.root);
         let key = root
             .column(&self.resolved.tenant_key)
             .expect("checked when the scope was prepared");
         let cast = format!("SELECT $1::pg_catalog.text::{} IS NOT NULL", key.type_name);
         if try_subtransaction(|| Spi::get_one_with_args::<bool>(&cast, &[value.into()])).is_err() {
-            return Err(OpsError::BadTenantValue {
+            return Err(Error::BadTenantValue {
                 value: value.into(),
                 type_name: key.type_full.clone(),
                 table: root.display.clone(),
@@ -250,8 +261,8 @@ pub struct PlanRow {
 }
 
 /// The dry-run plan for one tenant: every table in dependency order with its exact row count.
-pub fn plan(scope: &str, tenant: &str) -> OpsResult<Vec<PlanRow>> {
-    let loaded = load(scope)?;
+pub fn plan(scope: &str, tenant: &str) -> Result<Vec<PlanRow>, Error> {
+    let loaded = LoadedScope::load(scope)?;
     loaded.check_tenant(tenant)?;
     let filters = loaded.filters();
     let mut rows = Vec::with_capacity(loaded.resolved.tables.len());

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::error::{OpsError, OpsResult};
+use super::Error;
+use crate::error::Common;
 use crate::options::{self, describe_json, invalid, Problem, Seg, Wording};
 
 /// A relationship the database does not declare with an FK constraint.
@@ -157,8 +158,8 @@ impl Wording for ScopeWording {
     }
 }
 
-fn bad(msg: String) -> OpsError {
-    OpsError::InvalidOption(msg, None)
+fn bad(msg: String) -> Error {
+    Common::InvalidOption(msg, None).into()
 }
 
 impl ScopeOptions {
@@ -170,7 +171,7 @@ impl ScopeOptions {
 
     /// Parses `create_scope`'s options: unknown keys, values of the wrong type and links that
     /// do not add up are errors naming the option (22023), with a HINT where one helps.
-    pub fn parse(v: &Value) -> OpsResult<Self> {
+    pub fn parse(v: &Value) -> Result<Self, Error> {
         let opts: ScopeOptions = options::parse(v, &ScopeWording)?;
         for link in &opts.links {
             let name = &link.name;
@@ -202,6 +203,7 @@ impl ScopeOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::UserError;
     use serde_json::json;
 
     #[test]
@@ -234,7 +236,8 @@ mod tests {
             "invalid options: unknown option \"tabels\""
         );
         assert!(err
-            .hint()
+            .report()
+            .hint
             .unwrap()
             .contains("tables, exclude, shared, owner, links"));
         for (v, msg) in [

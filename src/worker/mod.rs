@@ -96,7 +96,7 @@ pub fn set_latch_of(pid: i32) {
 }
 
 /// Background jobs need the launcher, which only runs when the library is preloaded.
-pub fn require_workers() -> crate::error::OpsResult<()> {
+pub fn require_workers() -> Result<(), crate::error::Common> {
     // As the owner: pg_stat_activity hides other roles' backend_type from ordinary roles.
     let running = crate::sys::owner::get_one::<bool>(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE backend_type = $1)",
@@ -108,7 +108,7 @@ pub fn require_workers() -> crate::error::OpsResult<()> {
     if running {
         Ok(())
     } else {
-        Err(crate::error::OpsError::FeatureNotSupported(
+        Err(crate::error::Common::FeatureNotSupported(
             "background jobs need the pg_tenant_ops launcher, which is not running".into(),
             Some("Add pg_tenant_ops to shared_preload_libraries and restart the server, or run the job with options {\"defer\": true} and CALL tenant_ops.run_job(id).".into()),
         ))

@@ -4,16 +4,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::order::dependency_order;
 use super::*;
-use crate::error::{OpsError, OpsResult};
+use crate::error::Common;
+use crate::scope::Error;
 
 /// Resolves ownership, shared tables and dependency order for `spec` over `catalog`.
-pub fn resolve(catalog: &Catalog, spec: &ScopeSpec) -> OpsResult<ResolvedScope> {
+pub fn resolve(catalog: &Catalog, spec: &ScopeSpec) -> Result<ResolvedScope, Error> {
     let owned = resolve_ownership(catalog, spec)?;
     let shared = resolve_shared(catalog, spec, &owned);
 
     for table in spec.owner.keys() {
         if !owned.contains_key(table) {
-            return Err(OpsError::InvalidOption(
+            return Err(Common::InvalidOption(
                 format!(
                     "option \"owner\" names table {}, which the scope does not own",
                     catalog.table(*table).display
@@ -22,7 +23,7 @@ pub fn resolve(catalog: &Catalog, spec: &ScopeSpec) -> OpsResult<ResolvedScope> 
                     "Only tables reachable from the root {} through foreign keys or links can be given an owner.",
                     catalog.table(spec.root).display
                 )),
-            ));
+            ).into());
         }
     }
 
@@ -101,7 +102,7 @@ pub fn resolve(catalog: &Catalog, spec: &ScopeSpec) -> OpsResult<ResolvedScope> 
 fn resolve_ownership(
     catalog: &Catalog,
     spec: &ScopeSpec,
-) -> OpsResult<BTreeMap<TableId, (usize, Option<usize>)>> {
+) -> Result<BTreeMap<TableId, (usize, Option<usize>)>, Error> {
     let eligible = |t: TableId| {
         t != spec.root
             && !spec.exclude.contains(&t)
@@ -163,7 +164,11 @@ fn resolve_ownership(
 
 /// The edge of `table` that an `owner` choice designates: by constraint or link name first,
 /// then by parent table.
-fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> OpsResult<usize> {
+fn pick_owner_edge(
+    catalog: &Catalog,
+    table: TableId,
+    choice: &OwnerChoice,
+) -> Result<usize, Error> {
     let outgoing: Vec<usize> = catalog
         .edges
         .iter()
@@ -196,7 +201,7 @@ fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> O
                 .iter()
                 .map(|i| catalog.describe_edge(&catalog.edges[*i]))
                 .collect();
-            Err(OpsError::UnknownObject {
+            Err(Error::UnknownObject {
                 what: "foreign key, link or parent table",
                 name: choice.text.clone(),
                 context: format!("option \"owner\" for table {tdisplay}"),
@@ -210,7 +215,7 @@ fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> O
                 }),
             })
         }
-        _ => Err(OpsError::InvalidOption(
+        _ => Err(Common::InvalidOption(
             format!(
                 "option \"owner\" for table {tdisplay}: \"{}\" matches {} references",
                 choice.text,
@@ -224,13 +229,14 @@ fn pick_owner_edge(catalog: &Catalog, table: TableId, choice: &OwnerChoice) -> O
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
-        )),
+        )
+        .into()),
     }
 }
 
 /// Every ambiguous table (nearest the root first) with its candidates; the HINT is a complete
 /// `owner` option, the first candidate of each, ready to paste.
-fn ambiguous(catalog: &Catalog, found: &[(TableId, Vec<usize>)]) -> OpsError {
+fn ambiguous(catalog: &Catalog, found: &[(TableId, Vec<usize>)]) -> Error {
     let describe = |edges: &[usize]| -> Vec<String> {
         edges
             .iter()
@@ -259,7 +265,7 @@ fn ambiguous(catalog: &Catalog, found: &[(TableId, Vec<usize>)]) -> OpsError {
             )
         })
         .collect();
-    OpsError::AmbiguousOwnership {
+    Error::AmbiguousOwnership {
         table: t.display.clone(),
         count: edges.len(),
         candidates: describe(edges).join("; "),

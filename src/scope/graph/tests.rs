@@ -1,7 +1,8 @@
 //! Unit tests of the scope graph.
 
 use super::*;
-use crate::error::OpsError;
+use crate::error::UserError;
+use crate::scope::Error;
 
 fn col(name: &str, not_null: bool) -> Column {
     Column {
@@ -221,7 +222,7 @@ fn equally_near_paths_need_an_owner() {
     let c = pagila();
     let err = resolve(&c, &spec(1, "store_id")).unwrap_err();
     match &err {
-        OpsError::AmbiguousOwnership {
+        Error::AmbiguousOwnership {
             table,
             count,
             candidates,
@@ -289,10 +290,14 @@ fn equally_near_paths_need_an_owner() {
     );
     let err = resolve(&c, &sp).unwrap_err();
     assert!(
-        matches!(err, OpsError::UnknownObject { ref name, .. } if name == "nope"),
+        matches!(err, Error::UnknownObject { ref name, .. } if name == "nope"),
         "{err:?}"
     );
-    assert!(err.hint().unwrap().contains("rental_customer_id_fkey"));
+    assert!(err
+        .report()
+        .hint
+        .unwrap()
+        .contains("rental_customer_id_fkey"));
 }
 
 #[test]
@@ -425,7 +430,7 @@ fn every_ambiguity_is_reported_with_one_owner_option() {
     ];
     let err = resolve(&c, &spec(1, "id")).unwrap_err();
     match &err {
-        OpsError::AmbiguousOwnership {
+        Error::AmbiguousOwnership {
             table, also, hint, ..
         } => {
             assert_eq!(table, "c");
