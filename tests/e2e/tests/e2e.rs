@@ -16,12 +16,13 @@ mod datasets;
 mod integrity;
 mod migration;
 mod security;
+mod submission;
 mod surface;
 
 type TestFn = fn(&Cluster);
 
 fn tests() -> Vec<(&'static str, TestFn)> {
-    vec![
+    let mut all: Vec<(&'static str, TestFn)> = vec![
         ("sanity_cluster", datasets::sanity_cluster),
         ("chinook_plan", datasets::chinook_plan),
         (
@@ -147,7 +148,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "security_errors_carry_no_backtrace",
             security::security_errors_carry_no_backtrace,
         ),
-    ]
+    ];
+    all.extend(submission::tests());
+    all
 }
 
 thread_local! {
