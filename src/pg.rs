@@ -133,25 +133,62 @@ pub fn require_role(role: &str, action: &str) -> Result<(), Common> {
 
 /// Checks the caller's privileges on a table explicitly, so that a job that lacks one is
 /// refused with the table named before it changes anything (the statements themselves run
-/// as the caller and would fail anyway, but later and less clearly).
+/// as the caller and would fail anyway, but later and less clearly). `privileges` is a
+/// comma-separated list; each is checked on its own (`has_table_privilege` with a list is true
+/// when *any* of them is held), and the message names the ones missing.
 pub fn require_table_privileges(
     table_sql: &str,
     display: &str,
     privileges: &str,
     why: &str,
 ) -> Result<(), Common> {
-    let ok = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.has_table_privilege(current_user, $1::pg_catalog.regclass, $2)",
+    let missing = Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(pg_catalog.array_agg(p ORDER BY o), '{}')
+           FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.replace($2, ' ', ''), ',')) WITH ORDINALITY AS x(p, o)
+          WHERE NOT pg_catalog.has_table_privilege(current_user, $1::pg_catalog.regclass, p)",
         &[table_sql.into(), privileges.into()],
     )
     .or_raise()
-    .unwrap_or(false);
-    if ok {
+    .unwrap_or_default();
+    if missing.is_empty() {
         Ok(())
     } else {
         Err(Common::InsufficientPrivilege(
-            format!("permission denied for table {display}: {why} needs {privileges}"),
-            Some("Grant those privileges to the role that runs the job (jobs run with the caller's privileges).".into()),
+            format!(
+                "permission denied for table {display}: {why} needs {}",
+                missing.join(", ")
+            ),
+            Some(format!(
+                "GRANT {} ON {display} TO the role that runs the job (jobs run with the caller's privileges).",
+                missing.join(", ")
+            )),
+        ))
+    }
+}
+
+/// As [`require_table_privileges`], for a schema (`USAGE`, `CREATE`).
+pub fn require_schema_privileges(schema: &str, privileges: &str, why: &str) -> Result<(), Common> {
+    let missing = Spi::get_one_with_args::<Vec<String>>(
+        "SELECT coalesce(pg_catalog.array_agg(p ORDER BY o), '{}')
+           FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.replace($2, ' ', ''), ',')) WITH ORDINALITY AS x(p, o)
+          WHERE NOT pg_catalog.has_schema_privilege(current_user, $1, p)",
+        &[schema.into(), privileges.into()],
+    )
+    .or_raise()
+    .unwrap_or_default();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        let quoted = quote_ident(schema);
+        Err(Common::InsufficientPrivilege(
+            format!(
+                "permission denied for schema {quoted}: {why} needs {}",
+                missing.join(", ")
+            ),
+            Some(format!(
+                "GRANT {} ON SCHEMA {quoted} TO the role that runs the job (jobs run with the caller's privileges).",
+                missing.join(", ")
+            )),
         ))
     }
 }

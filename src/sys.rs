@@ -130,6 +130,45 @@ fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R,
     .execute()
 }
 
+/// Runs `f` in an internal subtransaction that is kept only when `f` returns `Ok`: an `Err`
+/// rolls back everything `f` wrote (a failed stage leaves nothing behind, even though the
+/// error is a value, not an ERROR), and an ERROR raised inside rolls it back and goes on up as
+/// it was, for the caller's own handling.
+pub fn subtransaction_kept_if_ok<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let (old_cxt, old_owner) = unsafe {
+        (
+            pg_sys::CurrentMemoryContext as usize,
+            pg_sys::CurrentResourceOwner as usize,
+        )
+    };
+    let restore = move || unsafe {
+        pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
+        pg_sys::CurrentResourceOwner = old_owner as pg_sys::ResourceOwner;
+    };
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
+    }
+    PgTryBuilder::new(AssertUnwindSafe(|| {
+        let r = f();
+        unsafe {
+            if r.is_ok() {
+                pg_sys::ReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
+        }
+        restore();
+        r
+    }))
+    .catch_others(move |e| {
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+        e.rethrow()
+    })
+    .execute()
+}
+
 /// Restores the user id and security context when dropped, also while unwinding from an ERROR.
 struct UserGuard {
     uid: pg_sys::Oid,

@@ -21,8 +21,10 @@
 //!
 //! Around the stages:
 //!
-//! - `submit.rs` — creating the job (one migration of a tenant at a time), and reading its
-//!   options back ([`Migration::from_job`]); the options themselves: `options.rs`;
+//! - `submit.rs` — creating the job (one migration of a tenant's rows at a time), and reading
+//!   its options back ([`Migration::from_job`]); the options themselves: `options.rs`;
+//! - `checks.rs` — what is checked before anything is written, at submission and again in
+//!   `prepare`: every privilege the job needs, one target table per source table;
 //! - `tables.rs` — which tables are copied, and the plans every stage works from; how a plan
 //!   computes each target row: `plan.rs` (keys and FKs) and `transform.rs` (column transforms);
 //! - `keys.rs` — the key mapping: new ids recorded in `tenant_ops.id_map`, uuid5 namespaces
@@ -32,6 +34,7 @@
 //! - `kind.rs` — `migrate` as a job kind (see `crate::jobs::kind`).
 
 mod archive;
+mod checks;
 mod copy;
 mod extra;
 mod fixup;

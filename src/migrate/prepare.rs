@@ -15,23 +15,45 @@ use super::target::{self, TargetTable};
 use super::{Migration, WHOLE_TABLE};
 use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs;
-use crate::pg::require_privileges;
 use crate::scope::graph::{EdgeKind, Role, TableId};
 use crate::scope::LoadedScope;
 use crate::sys::try_subtransaction;
 
 impl Migration {
+    /// The stage, in a subtransaction kept only when it succeeds: a `prepare` that fails
+    /// leaves nothing behind, neither the target tables it created nor anything else (a
+    /// committing executor would otherwise commit them with the failure).
     pub(super) fn prepare(&mut self) -> OpsResult<()> {
+        crate::sys::subtransaction_kept_if_ok(|| self.prepare_checked())
+    }
+
+    fn prepare_checked(&mut self) -> OpsResult<()> {
         let loaded = self.load_scope()?;
-        loaded.check_tenant(&self.tenant)?;
         target::require_schema(&self.target_schema)?;
-        if self.options.create_target {
-            self.create_targets(&loaded)?;
+        // Until the end of the transaction: exclusive to create tables there, shared to read
+        // which exist (see `target::lock_schema`), taken before anything reads them.
+        target::lock_schema(&self.target_schema, self.options.create_target);
+        let dry = self.options.dry_run;
+        // Before anything reads a user table or creates one: the privileges of the whole job
+        // (also checked when the job was queued; they may have changed since), and one target
+        // per source table.
+        let mut problems = self.privilege_problems(&loaded);
+        if !problems.is_empty() {
+            return Err(if dry {
+                OpsError::Many(problems)
+            } else {
+                problems.remove(0)
+            });
         }
+        self.check_target_names(&loaded)?;
+        loaded.check_tenant(&self.tenant)?;
+        let created = if self.options.create_target {
+            self.create_targets(&loaded)?
+        } else {
+            vec![]
+        };
         let mut plans = self.build_plans(&loaded, false)?;
         // Every check runs; a real run stops at the first problem, a dry run reports them all.
-        let mut problems: Vec<OpsError> = vec![];
-        let dry = self.options.dry_run;
         let mut note = |r: OpsResult<()>| -> OpsResult<()> {
             match r {
                 Err(e) if dry => {
@@ -41,29 +63,6 @@ impl Migration {
                 other => other,
             }
         };
-        for p in &plans {
-            let source_privileges = if self.options.mode == Mode::Move && p.role != Role::Shared {
-                "SELECT, DELETE"
-            } else {
-                "SELECT"
-            };
-            note(require_privileges(
-                &p.source_sql,
-                &p.source_display,
-                source_privileges,
-                "migrate_tenant",
-            ))?;
-            let target_privileges = match self.options.on_conflict {
-                OnConflict::Overwrite | OnConflict::Merge => "SELECT, INSERT, UPDATE",
-                _ => "SELECT, INSERT",
-            };
-            note(require_privileges(
-                &p.target.sql,
-                &p.target.display,
-                target_privileges,
-                "migrate_tenant",
-            ))?;
-        }
         if self.options.cross_tenant == options::CrossTenant::Copy {
             let extra = self.collect_extra(&loaded)?;
             jobs::log(
@@ -135,7 +134,12 @@ impl Migration {
                 Some(&p.target.display),
                 p.role.as_str(),
                 total,
-                json!({"deferred_columns": p.deferred.len(), "id_map": p.uses_id_map}),
+                json!({
+                    "deferred_columns": p.deferred.len(), "id_map": p.uses_id_map,
+                    // Which table the rows go to, and whether this job created it (a cancel or
+                    // rollback drops it again, see `target::drop_created`).
+                    "target_oid": p.target.oid, "created_target": created.contains(&p.source),
+                }),
             );
         }
         self.plans = Some(plans);

@@ -48,6 +48,31 @@ impl Migration {
     }
 }
 
+impl Migration {
+    /// A step driver for no job yet: what the checks at submission read (options, names).
+    fn for_checks(
+        scope: &str,
+        tenant: &str,
+        target_schema: &str,
+        options: &MigrateOptions,
+    ) -> Migration {
+        Migration {
+            job_id: 0,
+            params: Params {
+                tenant: tenant.into(),
+                namespace: namespace(options, scope),
+                new_tenant: options.new_tenant.clone(),
+            },
+            scope: scope.into(),
+            tenant: tenant.into(),
+            target_schema: target_schema.into(),
+            options: options.clone(),
+            batch_size: WHOLE_TABLE,
+            plans: None,
+        }
+    }
+}
+
 /// The target schema is kept in the job's options under this key.
 const TARGET_SCHEMA_KEY: &str = "target_schema";
 
@@ -61,7 +86,7 @@ pub fn submit(
 ) -> OpsResult<(i64, MigrateOptions)> {
     let options = MigrateOptions::parse(raw_options)?;
     let loaded = scope::load(scope_name)?;
-    loaded.check_tenant(tenant)?;
+    loaded.check_tenant_value(tenant)?;
     if let Some(new_tenant) = &options.new_tenant {
         loaded.check_tenant_value(new_tenant).map_err(|e| {
             OpsError::InvalidOption(
@@ -71,23 +96,42 @@ pub fn submit(
         })?;
     }
     target::require_schema(target_schema)?;
-    // One migration of a tenant at a time: a transaction-level lock against concurrent
+    // A job that cannot succeed is refused now rather than failing later in a worker: every
+    // privilege the whole job needs, and one target per source table (`prepare` checks both
+    // again, before any DDL). A dry run reports such problems as its outcome instead.
+    if !options.dry_run {
+        let checker = Migration::for_checks(scope_name, tenant, target_schema, &options);
+        if let Some(e) = checker.privilege_problems(&loaded).into_iter().next() {
+            return Err(e);
+        }
+        checker.check_target_names(&loaded)?;
+    }
+    loaded.check_tenant(tenant)?;
+    // One migration of a tenant's rows at a time, whatever the scope they are read through
+    // and whatever the target: keyed on the root table (its oid) and the tenant value. Two
+    // scopes over one root are the same rows; a second migration of the same rows (into this
+    // target or another) shares their key mappings and, for a move, deletes the same source
+    // rows, so it waits for the first to end. A transaction-level lock against concurrent
     // submissions, and the open jobs already committed.
+    let root = loaded.resolved.root as i64;
     let got = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended('tenant_ops:migrate:' || $1 || ':' || $2, 0))",
-        &[scope_name.into(), tenant.into()],
+        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended('tenant_ops:migrate:' || $1::pg_catalog.text || ':' || $2, 0))",
+        &[root.into(), tenant.into()],
     )
     .or_raise()
     .unwrap_or(false);
-    let open = Spi::get_one_with_args::<i64>(
-        "SELECT min(id) FROM tenant_ops.jobs WHERE kind = 'migrate' AND scope = $1 AND tenant = $2
-            AND status IN ('queued', 'running', 'paused')",
-        &[scope_name.into(), tenant.into()],
+    let open = Spi::get_two_with_args::<i64, String>(
+        "SELECT x.id, x.scope FROM (SELECT) one LEFT JOIN LATERAL (
+           SELECT j.id, j.scope FROM tenant_ops.jobs j JOIN tenant_ops.scope s ON s.name = j.scope
+            WHERE j.kind = 'migrate' AND s.root = $1::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass AND j.tenant = $2
+              AND j.status IN ('queued', 'running', 'paused')
+            ORDER BY j.id LIMIT 1) x ON true",
+        &[root.into(), tenant.into()],
     )
     .or_raise();
-    if let Some(job) = open {
+    if let (Some(job), busy_scope) = open {
         return Err(OpsError::JobBusy {
-            scope: scope_name.into(),
+            scope: busy_scope.unwrap_or_else(|| scope_name.into()),
             tenant: tenant.into(),
             job,
         });
@@ -95,9 +139,9 @@ pub fn submit(
     if !got {
         let holder = Spi::get_one_with_args::<i32>(
             "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted
-                AND objid = (pg_catalog.hashtextextended('tenant_ops:migrate:' || $1 || ':' || $2, 0) & 4294967295)::oid
+                AND objid = (pg_catalog.hashtextextended('tenant_ops:migrate:' || $1::pg_catalog.text || ':' || $2, 0) & 4294967295)::oid
               LIMIT 1",
-            &[scope_name.into(), tenant.into()],
+            &[root.into(), tenant.into()],
         )
         .or_raise();
         return Err(OpsError::JobBusy {

@@ -105,8 +105,11 @@ impl Migration {
     }
 
     /// Creates missing target tables from the source definitions: same columns, re-keyed key
-    /// and FK columns typed uuid, primary keys, and FKs between the created tables.
-    pub(super) fn create_targets(&self, loaded: &LoadedScope) -> OpsResult<()> {
+    /// and FK columns typed uuid, primary keys, and FKs between the created tables. Returns
+    /// the source tables whose target it created. Called with the target schema's lock held
+    /// exclusively ([`lock_schema`]): a table another job created meanwhile is read as
+    /// existing, never created twice.
+    pub(super) fn create_targets(&self, loaded: &LoadedScope) -> OpsResult<Vec<TableId>> {
         let copied = self.copied(loaded);
         let strategy_rekeys = self.options.id_strategy != IdStrategy::Keep;
         // Which tables will be re-keyed: existing targets by their key type, new ones always.
@@ -118,7 +121,7 @@ impl Migration {
             }
         }
         if created.is_empty() {
-            return Ok(());
+            return Ok(vec![]);
         }
         let mut rekeyed_set = BTreeSet::new();
         for (source, _) in &copied {
@@ -208,6 +211,92 @@ impl Migration {
             );
             Spi::run(&sql).or_raise();
         }
-        Ok(())
+        Ok(created.into_iter().map(|(s, _)| s).collect())
     }
+
+    /// Drops the target tables this job created (`create_target`), children first, once its
+    /// rows are gone (a cancel, a rollback): each only while it is still empty and no other
+    /// live migration has it as its target, so another job's rows never go with it. Tables
+    /// kept are reported with the reason. Runs as the caller (dropping needs ownership: a
+    /// table the caller cannot drop is kept and reported too).
+    pub(super) fn drop_created_targets(&self) -> Vec<serde_json::Value> {
+        let created: Vec<(i32, u32)> = jobs::tables(self.job_id)
+            .iter()
+            .rev()
+            .filter(|t| t.details.get("created_target") == Some(&serde_json::Value::Bool(true)))
+            .filter_map(|t| {
+                let oid = t.details.get("target_oid")?.as_u64()?;
+                Some((t.step, oid as u32))
+            })
+            .collect();
+        if created.is_empty() {
+            return vec![];
+        }
+        // Against a job creating tables in the schema right now (it would read one of ours as
+        // existing and then lose it).
+        lock_schema(&self.target_schema, true);
+        let mut out = vec![];
+        for (step, oid) in created {
+            let Some(sql) = Spi::get_one_with_args::<String>(
+                "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = $1::pg_catalog.int8::pg_catalog.oid AND n.nspname = $2",
+                &[(oid as i64).into(), self.target_schema.clone().into()],
+            )
+            .or_raise() else {
+                continue;
+            };
+            let in_use = crate::sys::owner::get_one::<i64>(
+                "SELECT min(t.job_id) FROM tenant_ops.job_tables t JOIN tenant_ops.jobs j ON j.id = t.job_id
+                  WHERE t.job_id <> $1 AND (t.details->>'target_oid')::pg_catalog.int8 = $2
+                    AND j.status NOT IN ('rolled_back', 'cancelled')",
+                &[self.job_id.into(), (oid as i64).into()],
+            )
+            .or_raise();
+            let kept =
+                |why: String| serde_json::json!({"table": sql, "dropped": false, "why": why});
+            if let Some(other) = in_use {
+                out.push(kept(format!("job {other} migrates into it")));
+                continue;
+            }
+            let dropped = crate::sys::try_subtransaction(|| {
+                let empty = Spi::get_one::<bool>(&format!("SELECT NOT EXISTS (SELECT FROM {sql})"))
+                    .or_raise()
+                    .unwrap_or(false);
+                if empty {
+                    Spi::run(&format!("DROP TABLE {sql}")).or_raise();
+                }
+                empty
+            });
+            match dropped {
+                Ok(true) => {
+                    jobs::set_table_details(
+                        self.job_id,
+                        step,
+                        &serde_json::json!({"created_target": false, "target_dropped": true}),
+                    );
+                    out.push(serde_json::json!({"table": sql, "dropped": true}));
+                }
+                Ok(false) => out.push(kept("it holds rows of other jobs".into())),
+                Err(e) => out.push(kept(e.message)),
+            }
+        }
+        out
+    }
+}
+
+/// Takes the target schema's migration lock until the end of the transaction: exclusive to
+/// create or drop target tables there, shared to plan against the tables that exist. Jobs
+/// creating targets in one schema run their `prepare` one after another (each sees the
+/// tables the one before created), and a cancel never drops a table under a job preparing
+/// to write into it.
+pub fn lock_schema(schema: &str, exclusive: bool) {
+    let sql = if exclusive {
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('tenant_ops:target_schema:' || n.oid::pg_catalog.text, 0))
+           FROM pg_catalog.pg_namespace n WHERE n.nspname = $1"
+    } else {
+        "SELECT pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtextextended('tenant_ops:target_schema:' || n.oid::pg_catalog.text, 0))
+           FROM pg_catalog.pg_namespace n WHERE n.nspname = $1"
+    };
+    Spi::run_with_args(sql, &[schema.into()]).or_raise();
 }

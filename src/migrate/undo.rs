@@ -48,7 +48,8 @@ pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
     let job = jobs::load(job_id)?;
     let mut m = Migration::from_job(&job)?;
     let tables = jobs::tables(job_id);
-    if tables.is_empty() {
+    // A cancelled job was undone when it was cancelled (its created targets dropped too).
+    if tables.is_empty() || job.status == jobs::Status::Cancelled {
         jobs::finish(job_id, final_status, None, None);
         return Ok(json!({"tables": []}));
     }
@@ -91,7 +92,10 @@ pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
         &[job_id.into()],
     )
     .or_raise();
-    let result = json!({"rolled_back": report, "source_restored": moved});
+    // Then the tables the job created, now empty of its rows (see target.rs).
+    let dropped = m.drop_created_targets();
+    let result =
+        json!({"rolled_back": report, "source_restored": moved, "created_targets": dropped});
     jobs::finish(job_id, final_status, None, Some(&result));
     Ok(result)
 }

@@ -226,6 +226,24 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
     }
     let mut m = Migration::from_job(&job)?;
     let tables = jobs::tables(job_id);
+    // Undone, with the target tables it created dropped (see `target::drop_created_targets`):
+    // there is no target left to compare with.
+    if tables
+        .iter()
+        .any(|t| t.details.get("target_dropped") == Some(&serde_json::Value::Bool(true)))
+    {
+        return Err(OpsError::JobState {
+            job: job_id,
+            status: format!(
+                "{}, and the target tables it created are dropped",
+                job.status
+            ),
+            action: "be verified",
+            hint: Some(
+                "Its rows left the target with the tables create_target made for it.".into(),
+            ),
+        });
+    }
     let plans = m.plans()?.clone();
     let args = m.params.args();
     let mut out = vec![];

@@ -17,13 +17,14 @@ mod datasets;
 mod integrity;
 mod migration;
 mod security;
+mod submission;
 mod surface;
 mod verify_types;
 
 type TestFn = fn(&Cluster);
 
 fn tests() -> Vec<(&'static str, TestFn)> {
-    vec![
+    let mut all: Vec<(&'static str, TestFn)> = vec![
         ("sanity_cluster", datasets::sanity_cluster),
         (
             "backup_damage_is_detected",
@@ -178,7 +179,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "verify_types_link_column_renamed",
             verify_types::verify_types_link_column_renamed,
         ),
-    ]
+    ];
+    all.extend(submission::tests());
+    all
 }
 
 thread_local! {

@@ -769,7 +769,7 @@ pub fn chinook_migration_with_manager_chain(cluster: &Cluster) {
         "the target's employee.reports_to foreign key exists (create_target)"
     );
 
-    // Roll back: every target table is empty, the source unchanged.
+    // Roll back: the target tables create_target made are gone, the source unchanged.
     if let Err(e) = try_rollback(&mut c, job) {
         panic!("rollback_migration({job}) failed: {}", describe_error(&e));
     }
@@ -784,17 +784,10 @@ pub fn chinook_migration_with_manager_chain(cluster: &Cluster) {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(
-        tables.len(),
-        9,
-        "create_target made the 9 tables of the plan: {tables:?}"
+        tables,
+        Vec::<String>::new(),
+        "rollback_migration dropped the 9 tables create_target made"
     );
-    for table in &tables {
-        assert_eq!(
-            scalar(&mut c, &format!("SELECT count(*) FROM t.{table}")),
-            0,
-            "t.{table} after rollback_migration"
-        );
-    }
     let source_after: Vec<i64> = ["employee", "customer", "invoice", "invoice_line"]
         .iter()
         .map(|t| scalar(&mut c, &format!("SELECT count(*) FROM public.{t}")))
