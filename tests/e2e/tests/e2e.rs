@@ -16,6 +16,7 @@ mod datasets;
 mod integrity;
 mod migration;
 mod security;
+mod shared_rows;
 mod surface;
 
 type TestFn = fn(&Cluster);
@@ -147,6 +148,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "security_errors_carry_no_backtrace",
             security::security_errors_carry_no_backtrace,
         ),
+        (shared_rows::ENTRY, shared_rows::shared_rows),
     ]
 }
 
