@@ -163,12 +163,12 @@ CREATE TABLE tenant_ops.job_archive (
     id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_id    bigint NOT NULL REFERENCES tenant_ops.jobs ON DELETE CASCADE,
     step      int NOT NULL,
-    kind      text NOT NULL CHECK (kind IN ('source', 'target_before', 'shared_added')),
+    kind      text NOT NULL CHECK (kind IN ('source', 'target_before', 'shared_added', 'shared_used')),
     row_data  jsonb NOT NULL
 );
 CREATE INDEX job_archive_job_idx ON tenant_ops.job_archive (job_id, step, kind);
 COMMENT ON TABLE tenant_ops.job_archive IS
-    'What a rollback needs: source rows a move deleted, target rows a migration overwrote, keys of shared rows it added.';
+    'What a rollback needs: source rows a move deleted, target rows a migration overwrote, keys of shared rows it added (shared_added) and of those it found there and reused (shared_used).';
 
 CREATE TABLE tenant_ops.job_extra (
     job_id  bigint NOT NULL REFERENCES tenant_ops.jobs ON DELETE CASCADE,

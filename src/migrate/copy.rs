@@ -7,11 +7,12 @@ use serde_json::Value;
 use super::keys::{analyze_id_map, record_new_ids};
 use super::options::{self, OnConflict};
 use super::plan::TablePlan;
-use super::{Migration, WHOLE_TABLE};
+use super::sql::rows_written;
+use super::{sharing, Migration, WHOLE_TABLE};
 use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs::{self, JobTable};
 use crate::scope::graph::Role;
-use crate::sys::{owner, try_subtransaction, with_job_window};
+use crate::sys::{try_subtransaction, with_job_window};
 
 /// How the rows of one copy step are chosen.
 enum Rows {
@@ -38,17 +39,28 @@ struct Strategy {
     /// The insert runs in a subtransaction; should it fail, the batch is copied row by row
     /// to find the rows at fault (transforms that may raise, `continue_on_error`).
     isolate: bool,
+    /// Some of the tenant's own rows are in the target already, copied by an earlier
+    /// migration as rows it shared (recorded `shared_used` by `prepare`): they are skipped.
+    reuses: bool,
 }
 
 impl Strategy {
     fn new(m: &Migration, p: &TablePlan, jt: &JobTable) -> Strategy {
+        let reuses = p.role != Role::Shared
+            && p.target_key.is_some()
+            && sharing::recorded(m.job_id, p.step, "shared_used");
         let isolate = p.can_fail || m.options.continue_on_error;
         let archive_before = matches!(
             m.options.on_conflict,
             OnConflict::Overwrite | OnConflict::Merge
         ) && p.role != Role::Shared;
         let whole = p.key.is_none() || (m.batch_size >= WHOLE_TABLE && jt.last_key.is_none());
-        let fused = !p.uses_id_map && !isolate && !archive_before && p.role != Role::Shared;
+        let fused = !p.uses_id_map
+            && !isolate
+            && !archive_before
+            && p.role != Role::Shared
+            && p.borrowed.is_none()
+            && !reuses;
         let rows = match (whole, fused) {
             (true, _) => Rows::Whole,
             (false, true) => Rows::Fused,
@@ -63,6 +75,7 @@ impl Strategy {
             record_ids,
             archive_before,
             isolate,
+            reuses,
         }
     }
 }
@@ -111,7 +124,7 @@ impl Migration {
                 if how.archive_before {
                     self.archive_target_before(&p, &batch);
                 }
-                let inserted = self.insert_batch(jt, &p, &batch, &conflict, how.isolate)?;
+                let inserted = self.insert_batch(jt, &p, &batch, &conflict, &how)?;
                 (inserted, batch.upper, batch.done)
             }
         };
@@ -272,57 +285,93 @@ impl Migration {
     /// Keeps the target rows the batch is about to overwrite or merge into, for a rollback
     /// (as the caller, in the job's window: job_archive is the extension's).
     fn archive_target_before(&self, p: &TablePlan, batch: &Batch) {
+        // Borrowed rows are never overwritten (see `insert_batch`).
+        let rows = match &p.borrowed {
+            Some(b) => format!("{} AND NOT ({b})", batch.where_),
+            None => batch.where_.clone(),
+        };
         let sql = format!(
             "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
              SELECT {job_id}, {step}, 'target_before', pg_catalog.to_jsonb(t) FROM {tgt} t WHERE {rows}",
             job_id = self.job_id,
             step = p.step,
             tgt = p.target.sql,
-            rows = p.target_rows(&p.source_sql, &batch.where_)
+            rows = p.target_rows(&p.source_sql, &rows)
         );
         with_job_window(self.job_id, || Spi::run_with_args(&sql, &batch.args)).or_raise();
     }
 
-    /// Inserts the batch; returns the rows written. Isolated, a failing batch is copied again
-    /// row by row.
+    /// Inserts the batch; returns the rows written. Rows others may share (a shared table's,
+    /// borrowed ones) go in a statement of their own that skips and records them (see
+    /// `sharing.rs`); the tenant's own rows follow the `on_conflict` option. Isolated, a
+    /// failing statement is run again row by row.
     fn insert_batch(
         &self,
         jt: &JobTable,
         p: &TablePlan,
         batch: &Batch,
         conflict: &str,
-        isolate: bool,
+        how: &Strategy,
     ) -> OpsResult<i64> {
-        let returning = if let (Role::Shared, Some(target_key)) = (p.role, &p.target_key) {
-            // Shared rows this job adds are recorded so a rollback removes only those.
-            let keys: Vec<String> = target_key.iter().map(|(c, _)| c.clone()).collect();
-            format!(
-                " RETURNING pg_catalog.jsonb_build_array({})",
-                keys.join(", ")
-            )
+        let mut parts: Vec<(String, String, bool)> = vec![];
+        if !p.shares_rows() {
+            parts.push((batch.where_.clone(), conflict.to_string(), false));
         } else {
-            String::new()
-        };
-        let insert = format!(
-            "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s{joins} WHERE {where_} {conflict}{returning}",
+            if let (Some(b), true) = (&p.borrowed, p.role != Role::Shared) {
+                parts.push((
+                    format!("{} AND NOT ({b})", batch.where_),
+                    conflict.to_string(),
+                    false,
+                ));
+            }
+            let shared_where = match (&p.borrowed, p.role) {
+                (Some(b), r) if r != Role::Shared => format!("{} AND ({b})", batch.where_),
+                _ => batch.where_.clone(),
+            };
+            parts.push((shared_where, self.shared_conflict(p), true));
+        }
+        let mut written = 0;
+        for (where_, conflict, recorded) in &parts {
+            // Own rows an earlier migration copied as shared are skipped (`prepare` found no
+            // other conflict).
+            let conflict =
+                if !recorded && how.reuses && self.options.on_conflict == OnConflict::Error {
+                    self.shared_conflict(p)
+                } else {
+                    conflict.clone()
+                };
+            let insert = self.insert_sql(p, where_, &conflict, *recorded);
+            written += if !how.isolate {
+                self.run_insert(&insert, &batch.args, *recorded)
+            } else {
+                match try_subtransaction(|| self.run_insert(&insert, &batch.args, *recorded)) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        let bounds = [jt.last_key.as_ref(), batch.upper.as_ref()];
+                        self.copy_row_by_row(p, where_, &bounds, &conflict, *recorded)?
+                    }
+                }
+            };
+        }
+        Ok(written)
+    }
+
+    /// The copy statement of the rows `where_` selects; `recorded`: rows others may share,
+    /// skipped when there and recorded (see `sharing::recorded_insert`).
+    fn insert_sql(&self, p: &TablePlan, where_: &str, conflict: &str, recorded: bool) -> String {
+        if recorded {
+            return sharing::recorded_insert(p, self.job_id, where_);
+        }
+        format!(
+            "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s{joins} WHERE {where_} {conflict}",
             joins = p.joins,
             tgt = p.target.sql,
             cols = p.target_columns(),
             sel = p.select_list(),
             src = p.source_sql,
-            where_ = batch.where_,
-        );
-        if !isolate {
-            return Ok(self.run_insert(&insert, &batch.args, p, self.job_id));
-        }
-        match try_subtransaction(|| self.run_insert(&insert, &batch.args, p, self.job_id)) {
-            Ok(n) => Ok(n),
-            Err(_) => {
-                let bounds = [jt.last_key.as_ref(), batch.upper.as_ref()];
-                self.copy_row_by_row(p, &batch.where_, &bounds, conflict, &returning)
-            }
-        }
+        )
     }
+
     /// Records a batch: the checkpoint (in the batch's transaction), a log line, and the
     /// pause that `max_rows_per_second` asks for.
     fn finish_batch(
@@ -364,44 +413,16 @@ impl Migration {
         }
     }
 
-    /// Runs the copy statement; returns the rows written. Shared rows added are recorded.
-    fn run_insert(
-        &self,
-        sql: &str,
-        args: &[pgrx::datum::DatumWithOid],
-        p: &TablePlan,
-        job_id: i64,
-    ) -> i64 {
-        let records_keys = p.role == Role::Shared && p.target_key.is_some();
-        let (written, keys): (i64, Vec<Value>) = Spi::connect_mut(|c| {
-            let t = c.update(sql, None, args)?;
-            let written = t.len() as i64;
-            // Only shared rows return their keys (to be recorded); other inserts just count.
-            let keys = if records_keys {
-                t.map(|r| {
-                    r.get::<JsonB>(1)
-                        .map(|v| v.map(|j| j.0).unwrap_or(Value::Null))
-                })
-                .collect::<Result<Vec<_>, _>>()?
-            } else {
-                vec![]
-            };
-            Ok::<_, pgrx::spi::Error>((written, keys))
-        })
-        .or_raise();
-        if !keys.is_empty() {
-            owner::execute(
-                "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
-                 SELECT $1, $2, 'shared_added', k FROM pg_catalog.jsonb_array_elements($3) k",
-                &[
-                    job_id.into(),
-                    p.step.into(),
-                    JsonB(Value::Array(keys)).into(),
-                ],
-            )
-            .or_raise();
+    /// Runs a copy statement; returns the rows written. A recorded one (see
+    /// [`Self::insert_sql`]) writes its records in the job's window and counts its own rows.
+    fn run_insert(&self, sql: &str, args: &[pgrx::datum::DatumWithOid], recorded: bool) -> i64 {
+        if recorded {
+            with_job_window(self.job_id, || Spi::get_one_with_args::<i64>(sql, args))
+                .or_raise()
+                .unwrap_or(0)
+        } else {
+            rows_written(sql, args)
         }
-        written
     }
 
     /// A batch failed: copy it row by row, each in its own subtransaction, to find the rows at
@@ -413,23 +434,14 @@ impl Migration {
         where_: &str,
         bounds: &[Option<&Vec<Option<String>>>; 2],
         conflict: &str,
-        returning: &str,
+        recorded: bool,
     ) -> OpsResult<i64> {
         let args = self.params.with_keys(bounds);
         if p.key.is_none() {
             // No key to single rows out: run the whole table once more to report the error.
-            let insert = format!(
-                "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE {where_} {conflict}",
-                p.target.sql,
-                p.target_columns(),
-                p.select_list(),
-                p.source_sql,
-                p.joins
-            );
-            return match try_subtransaction(|| {
-                Spi::connect_mut(|c| c.update(&insert, None, &args).map(|t| t.len() as i64))
-            }) {
-                Ok(r) => Ok(r.or_raise()),
+            let insert = self.insert_sql(p, where_, conflict, recorded);
+            return match try_subtransaction(|| self.run_insert(&insert, &args, recorded)) {
+                Ok(n) => Ok(n),
                 Err(e) => Err(OpsError::RowFailed {
                     sqlstate: e.sqlstate,
                     message: format!(
@@ -463,17 +475,10 @@ impl Migration {
         .or_raise();
         let mut written = 0;
         let single = format!("{where_} AND {} = ($6::text[])", p.key_text("s"));
-        let insert = format!(
-            "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE {single} {conflict}{returning}",
-            p.target.sql,
-            p.target_columns(),
-            p.select_list(),
-            p.source_sql,
-            p.joins
-        );
+        let insert = self.insert_sql(p, &single, conflict, recorded);
         for key in keys {
             let a = self.params.with_keys(&[bounds[0], bounds[1], Some(&key)]);
-            match try_subtransaction(|| self.run_insert(&insert, &a, p, self.job_id)) {
+            match try_subtransaction(|| self.run_insert(&insert, &a, recorded)) {
                 Ok(n) => written += n,
                 Err(e) => {
                     let key_text = format!(
@@ -515,18 +520,23 @@ impl Migration {
         Ok(written)
     }
 
+    /// Rows others may share are skipped when already there.
+    fn shared_conflict(&self, p: &TablePlan) -> String {
+        match &p.target_key {
+            Some(k) => format!(
+                "ON CONFLICT ({}) DO NOTHING",
+                k.iter()
+                    .map(|(c, _)| c.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "ON CONFLICT DO NOTHING".into(),
+        }
+    }
+
     fn conflict_clause(&self, p: &TablePlan) -> String {
         if p.role == Role::Shared {
-            return match &p.target_key {
-                Some(k) => format!(
-                    "ON CONFLICT ({}) DO NOTHING",
-                    k.iter()
-                        .map(|(c, _)| c.clone())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                None => "ON CONFLICT DO NOTHING".into(),
-            };
+            return self.shared_conflict(p);
         }
         let key = p.target_key.as_ref().map(|k| {
             k.iter()

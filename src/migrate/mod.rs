@@ -29,6 +29,8 @@
 //!   computes each target row: `plan.rs` (keys and FKs) and `transform.rs` (column transforms);
 //! - `keys.rs` — the key mapping: new ids recorded in `tenant_ops.id_map`, uuid5 namespaces
 //!   (`uuid5.rs`), `map_id`;
+//! - `sharing.rs` — rows several migrations into one target share (shared tables, managers,
+//!   other tenants' rows): reused when there, recorded, removed by an undo only when unused;
 //! - `undo.rs` — `rollback_migration` and the revert of a cancelled job;
 //! - `sql.rs` — the small SQL builders and catalog lookups the stages share;
 //! - `kind.rs` — `migrate` as a job kind (see `crate::jobs::kind`).
@@ -43,6 +45,7 @@ pub mod kind;
 pub mod options;
 pub mod plan;
 mod prepare;
+mod sharing;
 mod sql;
 mod submit;
 mod tables;

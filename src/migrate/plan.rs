@@ -56,6 +56,11 @@ pub struct TablePlan {
     pub can_fail: bool,
     /// Joins the column expressions need after `FROM source s` (key lookups in id_map).
     pub joins: String,
+    /// A condition on `s` selecting the rows of `filter` copied for other tenants' sake (the
+    /// managers a root row points at, rows of other tenants that `cross_tenant: copy` brings
+    /// along): like shared rows, they are reused when an earlier migration into the target
+    /// copied them, and recorded so an undo removes them only when nobody else uses them.
+    pub borrowed: Option<String>,
 }
 
 /// The pieces of a migration that every table plan needs.
@@ -412,6 +417,7 @@ impl<'a> Planner<'a> {
             uses_id_map: self.options.id_strategy.uses_id_map() && self.rekeyed.contains(&source),
             single_key,
             can_fail,
+            borrowed: None,
         })
     }
 
@@ -509,6 +515,48 @@ impl TablePlan {
             .map(|(c, _)| format!("{alias}.{c}"))
             .collect();
         format!("ROW({})::text", items.join(", "))
+    }
+
+    /// Whether the plan's rows include rows shared with other migrations into the target: a
+    /// shared table's, or borrowed ones (see [`TablePlan::borrowed`]). Only keyed targets can
+    /// tell them apart.
+    pub fn shares_rows(&self) -> bool {
+        self.target_key.is_some() && (self.role == Role::Shared || self.borrowed.is_some())
+    }
+
+    /// `jsonb_build_array(t.k1, ...)`: a target row's key as `tenant_ops.job_archive` records
+    /// it (`shared_added`, `shared_used`).
+    pub fn target_key_json(&self, alias: &str) -> String {
+        let cols: Vec<String> = self
+            .target_key
+            .as_ref()
+            .expect("keyed target")
+            .iter()
+            .map(|(c, _)| format!("{alias}.{c}"))
+            .collect();
+        format!("pg_catalog.jsonb_build_array({})", cols.join(", "))
+    }
+
+    /// The same key computed from a source row `s` (cast to the target's types, so that both
+    /// give the same jsonb).
+    pub fn source_key_json(&self) -> String {
+        let exprs: Vec<String> = self
+            .target_key
+            .as_ref()
+            .expect("keyed target")
+            .iter()
+            .map(|(c, e)| {
+                let ty = self
+                    .target
+                    .columns
+                    .iter()
+                    .find(|tc| &tc.quoted == c)
+                    .map(|tc| tc.type_name.as_str())
+                    .expect("key columns exist");
+                format!("({e})::{ty}")
+            })
+            .collect();
+        format!("pg_catalog.jsonb_build_array({})", exprs.join(", "))
     }
 
     /// A condition on target rows `t` selecting the rows this plan writes from the source rows

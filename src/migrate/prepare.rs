@@ -5,11 +5,13 @@
 use std::collections::BTreeSet;
 
 use pgrx::prelude::*;
+use pgrx::JsonB;
 use serde_json::json;
 
 use super::options::{self, Mode, OnConflict, SharedMode};
 use super::plan::{Planner, TablePlan};
-use super::sql::{qualified_cols, quoted_cols};
+use super::sharing;
+use super::sql::{qualified_cols, quoted_cols, rows_written};
 use super::tables::rekeyed;
 use super::target::{self, TargetTable};
 use super::{Migration, WHOLE_TABLE};
@@ -17,7 +19,7 @@ use crate::error::{OpsError, OpsResult, OrRaise};
 use crate::jobs;
 use crate::scope::graph::{EdgeKind, Role, TableId};
 use crate::scope::LoadedScope;
-use crate::sys::try_subtransaction;
+use crate::sys::{try_subtransaction, with_job_window};
 
 impl Migration {
     /// The stage, in a subtransaction kept only when it succeeds: a `prepare` that fails
@@ -108,7 +110,10 @@ impl Migration {
             note(self.check_inbound(&loaded, &plans))?;
         }
         note(self.check_shared(&loaded))?;
-        if self.options.on_conflict == OnConflict::Error {
+        if matches!(
+            self.options.on_conflict,
+            OnConflict::Error | OnConflict::Skip
+        ) {
             for p in &plans {
                 if p.role != Role::Shared {
                     note(self.check_conflicts(p))?;
@@ -445,9 +450,49 @@ impl Migration {
         Ok(())
     }
 
+    /// The tenant's own rows already in the target. Those an earlier migration into the
+    /// target copied as rows it shared (a manager, another tenant's row it brought along) are
+    /// reused: recorded `shared_used`, and skipped by the copy. Any other is a conflict under
+    /// `on_conflict: error`. Borrowed rows are never conflicts (the copy skips them when there).
     fn check_conflicts(&self, p: &TablePlan) -> OpsResult<()> {
         let Some(key) = &p.target_key else {
             return Ok(());
+        };
+        let own = match &p.borrowed {
+            Some(b) => format!("({}) AND NOT ({b})", p.filter),
+            None => format!("({})", p.filter),
+        };
+        let shared = sharing::used_by_others(self.job_id, &p.target.display);
+        let mut args = self.params.args();
+        let reusable = shared.as_array().is_some_and(|k| !k.is_empty());
+        if reusable {
+            let sql = format!(
+                "INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
+                 SELECT DISTINCT {job}, {step}, 'shared_used', x.k
+                   FROM (SELECT {sk} AS k FROM {src} s{joins} WHERE {own}) x
+                  WHERE x.k IN (SELECT pg_catalog.jsonb_array_elements($4::jsonb))
+                    AND x.k IN (SELECT {tk} FROM {tgt} t)",
+                job = self.job_id,
+                step = p.step,
+                sk = p.source_key_json(),
+                src = p.source_sql,
+                joins = p.joins,
+                tk = p.target_key_json("t"),
+                tgt = p.target.sql,
+            );
+            args.push(JsonB(shared).into());
+            with_job_window(self.job_id, || rows_written(&sql, &args));
+        }
+        if self.options.on_conflict != OnConflict::Error {
+            return Ok(());
+        }
+        let not_reused = if reusable {
+            format!(
+                " AND {} NOT IN (SELECT pg_catalog.jsonb_array_elements($4::jsonb))",
+                p.source_key_json()
+            )
+        } else {
+            String::new()
         };
         let cols: Vec<String> = key.iter().map(|(c, _)| format!("t.{c}")).collect();
         let exprs: Vec<String> = key.iter().map(|(_, e)| e.clone()).collect();
@@ -455,15 +500,14 @@ impl Migration {
             &format!(
                 "SELECT (pg_catalog.array_agg(k))[1:3] FROM (
                    SELECT ROW({exprs})::text AS k FROM {src} s{joins}
-                    WHERE ({filter}) AND ({exprs}) IN (SELECT {cols} FROM {tgt} t)) x",
+                    WHERE {own}{not_reused} AND ({exprs}) IN (SELECT {cols} FROM {tgt} t)) x",
                 exprs = exprs.join(", "),
                 src = p.source_sql,
                 joins = p.joins,
-                filter = p.filter,
                 cols = cols.join(", "),
                 tgt = p.target.sql
             ),
-            &self.params.args(),
+            &args,
         )
         .or_raise();
         match sample {

@@ -62,7 +62,12 @@ impl Migration {
                     filter = format!("({filter}) OR {closure}");
                 }
             }
+            // Rows beyond the tenant's own (managers, other tenants' rows brought along).
+            let own = filters.base_filter(*source);
+            let borrowed = (*role != Role::Shared && filter != own)
+                .then(|| format!("NOT coalesce(({own}), false)"));
             let mut plan = planner.plan_table(i as i32 + 1, *source, *role, filter, target)?;
+            plan.borrowed = borrowed;
             if staged && self.stages_shared_keys(&plan) {
                 plan.filter = self.staged_filter(&plan);
             }

@@ -5,11 +5,13 @@
 use std::collections::BTreeSet;
 
 use pgrx::prelude::*;
+use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use super::archive::source_rows;
 use super::options::Mode;
 use super::plan::TablePlan;
+use super::sharing;
 use super::sql::rows_written;
 use super::Migration;
 use crate::error::{OpsError, OpsResult, OrRaise};
@@ -76,7 +78,8 @@ pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
     }
     let report = with_job_window(job_id, || undo(&mut m, &plans, moved, job_id))?;
     // Mappings are shared by every migration of the same rows (a second migration of a
-    // tenant reuses them): keep those another live migration of the table relies on.
+    // tenant reuses them): keep those another live migration of the table relies on. Those
+    // of jobs undone earlier, kept then for this one, go now when nobody else needs them.
     // job_extra stays with the job (deleted with it): it says which rows of other tenants
     // and which shared rows the job covered, as verify_migration still reports them.
     owner::execute(
@@ -84,6 +87,16 @@ pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
            AND NOT EXISTS (SELECT FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
                             WHERE j.id <> $1 AND j.kind = 'migrate' AND j.status NOT IN ('rolled_back', 'cancelled')
                               AND t.source = m.source)",
+        &[job_id.into()],
+    )
+    .or_raise();
+    owner::execute(
+        "DELETE FROM tenant_ops.id_map m USING tenant_ops.jobs u
+          WHERE u.id = m.job_id AND u.kind = 'migrate' AND u.status IN ('rolled_back', 'cancelled')
+            AND m.source IN (SELECT t.source FROM tenant_ops.job_tables t WHERE t.job_id = $1)
+            AND NOT EXISTS (SELECT FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
+                             WHERE j.id <> $1 AND j.kind = 'migrate' AND j.status NOT IN ('rolled_back', 'cancelled')
+                               AND t.source = m.source)",
         &[job_id.into()],
     )
     .or_raise();
@@ -100,15 +113,116 @@ pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
     Ok(result)
 }
 
+/// Conditions on target rows `t` of one table for an undo (see `sharing.rs`), over the
+/// job's parameters and `$4`, the keys other live migrations into the table recorded.
+struct Sharing {
+    /// Rows the job wrote: its own rows and those it added.
+    owned: String,
+    /// Rows the job needed and found there (an earlier migration's): left alone.
+    reused: String,
+    /// Rows another live migration uses: kept (and handed over when the job added them).
+    theirs: String,
+    /// Every row the job needed.
+    needed: String,
+}
+
+impl Sharing {
+    /// None where the table shares nothing: no target key, or a table of the tenant's own
+    /// rows where neither this job nor any other recorded a row (the plain delete then, whose
+    /// `IN` the planner hashes; a per-row check would not scale to millions of rows).
+    fn new(p: &TablePlan, job_id: i64, moved: bool, others: &Value) -> Option<Sharing> {
+        p.target_key.as_ref()?;
+        let has_added = sharing::recorded(job_id, p.step, "shared_added");
+        let has_used = sharing::recorded(job_id, p.step, "shared_used");
+        let shared_by_others = others.as_array().is_some_and(|k| !k.is_empty());
+        if p.role != Role::Shared
+            && p.borrowed.is_none()
+            && !has_added
+            && !has_used
+            && !shared_by_others
+        {
+            return None;
+        }
+        let key = p.target_key_json("t");
+        // Uncorrelated: the planner hashes the job's records once per statement.
+        let mine = |kind: &str| {
+            format!(
+                "{key} IN (SELECT a.row_data FROM tenant_ops.job_archive a
+                            WHERE a.job_id = {job_id} AND a.step = {} AND a.kind = '{kind}')",
+                p.step
+            )
+        };
+        let flag = |on: bool, kind: &str| if on { mine(kind) } else { "false".into() };
+        let added = flag(has_added, "shared_added");
+        let used = flag(has_used, "shared_used");
+        let owned = if p.role == Role::Shared {
+            added.clone()
+        } else {
+            let (from, filter) = source_rows(p, job_id, moved);
+            let own = p.target_rows(&from, &filter);
+            if has_added {
+                format!("({own} OR {added})")
+            } else {
+                own
+            }
+        };
+        Some(Sharing {
+            needed: format!("({owned} OR {used})"),
+            owned,
+            reused: format!("({used} AND NOT {added})"),
+            theirs: if shared_by_others {
+                format!("{key} IN (SELECT pg_catalog.jsonb_array_elements($4::jsonb))")
+            } else {
+                "false".into()
+            },
+        })
+    }
+
+    /// The rows the undo deletes.
+    fn deletable(&self) -> String {
+        format!(
+            "{} AND NOT {} AND NOT {}",
+            self.owned, self.reused, self.theirs
+        )
+    }
+}
+
 /// The undo of [`rollback`]: what the job wrote goes, what it overwrote or deleted comes back.
+/// Rows other migrations into the target use stay (handed over to them when this job added
+/// them); the report says how many per table, and for which jobs.
 fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> OpsResult<Vec<Value>> {
-    let args = m.params.args();
     let mut report = vec![];
+    // Per table: the keys other live migrations into it recorded (`$4` of its statements).
+    let others: Vec<Value> = plans
+        .iter()
+        .map(|p| match p.target_key {
+            Some(_) => sharing::used_by_others(job_id, &p.target.display),
+            None => json!([]),
+        })
+        .collect();
+    let sharing: Vec<Option<Sharing>> = plans
+        .iter()
+        .zip(&others)
+        .map(|(p, o)| Sharing::new(p, job_id, moved, o))
+        .collect();
+    let args_of = |i: usize| {
+        let mut args = m.params.args();
+        if sharing[i].is_some() {
+            args.push(JsonB(others[i].clone()).into());
+        }
+        args
+    };
     // 1. Remove what the job wrote, children first. Deferred references are cleared first so
     //    cycles between tables do not block the deletes.
-    for p in plans.iter().rev() {
+    for (i, (p, sh)) in plans.iter().zip(&sharing).enumerate().rev() {
         if !p.deferred.is_empty() {
-            let (from, filter) = source_rows(p, job_id, moved);
+            let rows = match sh {
+                Some(sh) => sh.deletable(),
+                None => {
+                    let (from, filter) = source_rows(p, job_id, moved);
+                    p.target_rows(&from, &filter)
+                }
+            };
             let sets: Vec<String> = p
                 .deferred
                 .iter()
@@ -116,56 +230,64 @@ fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> Ops
                 .collect();
             Spi::run_with_args(
                 &format!(
-                    "UPDATE {} t SET {} WHERE {}",
+                    "UPDATE {} t SET {} WHERE {rows}",
                     p.target.sql,
                     sets.join(", "),
-                    p.target_rows(&from, &filter)
                 ),
-                &args,
+                &args_of(i),
             )
             .or_raise();
         }
     }
-    for p in plans.iter().rev() {
-        let deleted = if p.role == Role::Shared {
-            let Some(key) = &p.target_key else { continue };
-            let cond: Vec<String> = key
-                .iter()
-                .enumerate()
-                .map(|(i, (c, _))| {
-                    format!(
-                        "t.{c} = ((a.row_data)->>{i})::{}",
-                        p.target
-                            .columns
-                            .iter()
-                            .find(|tc| &tc.quoted == c)
-                            .map(|tc| tc.type_name.clone())
-                            .unwrap_or_else(|| "text".into())
-                    )
-                })
-                .collect();
-            rows_written(
-                &format!(
-                    "DELETE FROM {} t USING tenant_ops.job_archive a
-                      WHERE a.job_id = {job_id} AND a.step = {} AND a.kind = 'shared_added' AND {}",
-                    p.target.sql,
-                    p.step,
-                    cond.join(" AND ")
-                ),
-                &[],
-            )
-        } else {
+    for (i, (p, sh)) in plans.iter().zip(&sharing).enumerate().rev() {
+        let args = args_of(i);
+        let Some(sh) = sh else {
+            if p.role == Role::Shared {
+                continue;
+            }
             let (from, filter) = source_rows(p, job_id, moved);
-            rows_written(
+            let deleted = rows_written(
                 &format!(
                     "DELETE FROM {} t WHERE {}",
                     p.target.sql,
                     p.target_rows(&from, &filter)
                 ),
                 &args,
-            )
+            );
+            report.push(json!({"table": p.target.display, "deleted": deleted, "kept": 0}));
+            continue;
         };
-        report.push(json!({"table": p.target.display, "deleted": deleted}));
+        let keys_where = |cond: &str| -> Value {
+            Spi::get_one_with_args::<JsonB>(
+                &format!(
+                    "SELECT coalesce(pg_catalog.jsonb_agg({}), '[]'::jsonb) FROM {} t WHERE {cond}",
+                    p.target_key_json("t"),
+                    p.target.sql
+                ),
+                &args,
+            )
+            .or_raise()
+            .map(|j| j.0)
+            .unwrap_or_else(|| json!([]))
+        };
+        // Kept: every row the job needed that stays, because it is another job's or another
+        // job uses it. The ones this job wrote go over to a job that uses them.
+        let kept = keys_where(&format!(
+            "{} AND ({} OR {})",
+            sh.needed, sh.reused, sh.theirs
+        ));
+        let handed = keys_where(&format!(
+            "{} AND NOT {} AND {}",
+            sh.owned, sh.reused, sh.theirs
+        ));
+        let kept_for = sharing::users_of(job_id, &p.target.display, &kept);
+        sharing::hand_over(job_id, &p.target.display, handed);
+        let deleted = rows_written(
+            &format!("DELETE FROM {} t WHERE {}", p.target.sql, sh.deletable()),
+            &args,
+        );
+        let kept_n = kept.as_array().map_or(0, |k| k.len());
+        report.push(json!({"table": p.target.display, "deleted": deleted, "kept": kept_n, "kept_for": kept_for}));
     }
     // 2. Target rows the job overwrote or merged into come back as they were.
     for p in plans {
@@ -180,7 +302,8 @@ fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> Ops
         Spi::run(&format!(
             "INSERT INTO {tgt} ({cols}) OVERRIDING SYSTEM VALUE
              SELECT {r} FROM tenant_ops.job_archive a, pg_catalog.jsonb_populate_record(NULL::{tgt}, a.row_data) r
-              WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'target_before'",
+              WHERE a.job_id = {job_id} AND a.step = {step} AND a.kind = 'target_before'
+             ON CONFLICT DO NOTHING",
             tgt = p.target.sql,
             cols = cols.join(", "),
             r = r.join(", "),

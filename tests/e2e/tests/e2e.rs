@@ -17,6 +17,7 @@ mod datasets;
 mod integrity;
 mod migration;
 mod security;
+mod shared_rows;
 mod submission;
 mod surface;
 mod verify_types;
@@ -179,6 +180,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "verify_types_link_column_renamed",
             verify_types::verify_types_link_column_renamed,
         ),
+        (shared_rows::ENTRY, shared_rows::shared_rows),
     ];
     all.extend(submission::tests());
     all
