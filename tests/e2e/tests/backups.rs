@@ -3,7 +3,8 @@
 //! changes nothing; a backup restores with no extension at all (tar and psql, the README's
 //! recipe); a backup taken while another session inserts parent-then-child pairs never holds
 //! a child without its parent (one snapshot); a background backup whose worker is killed
-//! ends with one complete, verified backup and no stray files.
+//! ends with one complete, verified backup and no stray files; a background restore whose
+//! worker is killed leaves the tenant as it was or restored, and ends restored.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -420,4 +421,56 @@ pub fn backup_survives_worker_kill9(cluster: &Cluster) {
         vec![name],
         "the backup directory holds the one backup, nothing else"
     );
+}
+
+/// `kill -9` of the worker running a background restore: the restore is one transaction, so
+/// the tenant is either as it was or fully restored; the job is retried and ends restored.
+pub fn restore_survives_worker_kill9(cluster: &Cluster) {
+    let db = "e2e_restore_kill9";
+    let mut c = dispatch_db(cluster, db, 10);
+    let before = office_sums(&mut c, 1);
+    let id = backup(&mut c, "1", "{}");
+    delete_some_of_office_1(&mut c);
+    let damaged = office_sums(&mut c, 1);
+    let job: i64 = c
+        .query_one(
+            "SELECT tenant_ops.restore_backup($1, '{}', background => true)",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    let worker: i32 = until(
+        "the restore worker running",
+        Duration::from_secs(60),
+        || {
+            c.query_one(
+                "SELECT worker_pid FROM tenant_ops.jobs WHERE id = $1 AND status = 'running'",
+                &[&job],
+            )
+            .ok()
+            .and_then(|r| r.get::<_, Option<i32>>(0))
+        },
+    );
+    drop(c);
+    cluster.interrupt(Interruption::Kill9, worker);
+    let mut c = cluster.connect(db);
+    let now = office_sums(&mut c, 1);
+    assert!(
+        now == damaged || now == before,
+        "right after the kill the tenant is as it was or fully restored"
+    );
+    assert_eq!(
+        wait_for(&mut c, job, 180.0),
+        "succeeded",
+        "restore job {job} after kill -9"
+    );
+    assert_eq!(office_sums(&mut c, 1), before, "office 1 fully restored");
+}
+
+fn delete_some_of_office_1(c: &mut Client) {
+    c.batch_execute(
+        "DELETE FROM legacy.dispatch_order_items i USING legacy.dispatch_orders o, legacy.dispatch_patients p, legacy.dispatch_doctors d
+          WHERE o.id = i.order_id AND p.id = o.patient_id AND d.id = p.doctor_id AND d.office_id = 1 AND i.line_no = 1",
+    )
+    .unwrap();
 }

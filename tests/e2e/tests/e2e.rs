@@ -40,6 +40,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "backup_survives_worker_kill9",
             backups::backup_survives_worker_kill9,
         ),
+        (
+            "restore_survives_worker_kill9",
+            backups::restore_survives_worker_kill9,
+        ),
         ("chinook_plan", datasets::chinook_plan),
         (
             "chinook_isolation_clean",
