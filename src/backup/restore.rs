@@ -36,8 +36,8 @@ pub fn verify(id: i64) -> Result<Value> {
         .manifest
         .tables
         .iter()
-        .map(|t| Batch::new(t.columns.len()))
-        .collect();
+        .map(|t| Ok(Batch::new(catalog_types(&b, t)?)))
+        .collect::<Result<_>>()?;
     let mut line_no = vec![0i64; b.manifest.tables.len()];
     with_settings(EXPORT_SETTINGS, || {
         b.read(|i, t, line| {
@@ -61,17 +61,53 @@ pub fn verify(id: i64) -> Result<Value> {
     }))
 }
 
+/// The manifest's column types of `t`, each resolved by the catalog (`to_regtype`, a bound
+/// parameter) and written back by `format_type`: a file's text never reaches SQL. The
+/// modifiers are dropped (`format_type(oid, -1)`: `bpchar`, not `character`, which would be
+/// char(1)), so values are checked by their base type; a type that does not exist now
+/// is named.
+fn catalog_types(b: &Registered, t: &TableEntry) -> Result<Vec<String>> {
+    t.columns
+        .iter()
+        .map(|c| {
+            let resolved = try_subtransaction(|| {
+                Spi::get_one_with_args::<String>(
+                    "SELECT pg_catalog.format_type(pg_catalog.to_regtype($1), -1)",
+                    &[c.type_.clone().into()],
+                )
+            })
+            .ok()
+            .and_then(|r| r.ok().flatten());
+            resolved.ok_or_else(|| {
+                corrupt(
+                    b.id,
+                    format!(
+                        "column {}.{} has type \"{}\", which does not exist",
+                        qualified(&t.schema, &t.table),
+                        crate::pg::quote_ident(&c.name),
+                        c.type_
+                    ),
+                    None,
+                )
+            })
+        })
+        .collect()
+}
+
 /// One table's lines, column by column, waiting to be sent as text arrays.
 struct Batch {
     columns: Vec<Vec<Option<String>>>,
+    /// Each column's type as SQL, made by the catalog.
+    types: Vec<String>,
     /// Where each statement's arguments and plan live, reset after it.
     scratch: super::Scratch,
 }
 
 impl Batch {
-    fn new(n: usize) -> Batch {
+    fn new(types: Vec<String>) -> Batch {
         Batch {
-            columns: vec![vec![]; n],
+            columns: vec![vec![]; types.len()],
+            types,
             scratch: super::Scratch::new("pg_tenant_ops restore batch"),
         }
     }
@@ -111,19 +147,19 @@ impl Batch {
         })
     }
 
-    /// `SELECT u.c0::type0, ... FROM ROWS FROM (unnest($1::text[]), ...) u(c0, ...)`: the batch as rows of
-    /// the manifest's types.
-    fn typed_select(t: &TableEntry) -> String {
-        let casts: Vec<String> = t
-            .columns
+    /// `SELECT u.c0::type0, ... FROM ROWS FROM (unnest($1::text[]), ...) u(c0, ...)`: the batch
+    /// as rows of its types (catalog-made type names, never a file's text).
+    fn typed_select(&self) -> String {
+        let casts: Vec<String> = self
+            .types
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("u.c{i}::{}", c.type_))
+            .map(|(i, ty)| format!("u.c{i}::{ty}"))
             .collect();
-        let arrays: Vec<String> = (1..=t.columns.len())
+        let arrays: Vec<String> = (1..=self.types.len())
             .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
             .collect();
-        let names: Vec<String> = (0..t.columns.len()).map(|i| format!("c{i}")).collect();
+        let names: Vec<String> = (0..self.types.len()).map(|i| format!("c{i}")).collect();
         format!(
             "SELECT {} FROM ROWS FROM ({}) u({})",
             casts.join(", "),
@@ -139,7 +175,7 @@ impl Batch {
         }
         let sql = format!(
             "SELECT pg_catalog.count(ROW(x.*)) FROM ({}) x",
-            Self::typed_select(t)
+            self.typed_select()
         );
         self.with_args(|args| try_subtransaction(|| Spi::get_one_with_args::<i64>(&sql, args)))
             .map_err(|e| {
@@ -158,11 +194,11 @@ impl Batch {
     }
 
     /// Inserts the batch into `stage` as rows of the manifest's types.
-    fn load(&mut self, stage: &str, t: &TableEntry) -> Result<()> {
+    fn load(&mut self, stage: &str) -> Result<()> {
         if self.len() == 0 {
             return Ok(());
         }
-        let sql = format!("INSERT INTO {stage} {}", Self::typed_select(t));
+        let sql = format!("INSERT INTO {stage} {}", self.typed_select());
         self.with_args(|args| Spi::run_with_args(&sql, args))
             .or_raise();
         Ok(())
@@ -267,7 +303,7 @@ impl Restore {
         // Every row decoded into its staging table before anything of the tenant changes.
         let mut batches: Vec<Batch> = matched
             .iter()
-            .map(|t| Batch::new(t.entry.columns.len()))
+            .map(|t| Batch::new(t.spec.columns.iter().map(|c| c.type_full.clone()).collect()))
             .collect();
         let mut n = vec![0i64; matched.len()];
         with_settings(EXPORT_SETTINGS, || {
@@ -290,12 +326,12 @@ impl Restore {
                 n[i] += 1;
                 batches[i].push(&b, e, line, n[i])?;
                 if batches[i].len() >= BATCH {
-                    batches[i].load(&matched[i].stage, e)?;
+                    batches[i].load(&matched[i].stage)?;
                 }
                 Ok(())
             })?;
             for (t, batch) in matched.iter().zip(&mut batches) {
-                batch.load(&t.stage, &t.entry)?;
+                batch.load(&t.stage)?;
             }
             Ok::<(), Error>(())
         })?;
