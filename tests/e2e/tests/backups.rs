@@ -432,9 +432,8 @@ struct KeyReset<'a> {
 impl Drop for KeyReset<'_> {
     fn drop(&mut self) {
         let mut c = self.cluster.connect(self.db);
-        let _ = c.batch_execute(
-            "ALTER SYSTEM RESET tenant_ops.backup_encryption_key; SELECT pg_reload_conf();",
-        );
+        let _ = c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key");
+        let _ = c.batch_execute("SELECT pg_reload_conf()");
         let _ = until_setting(&mut c, "");
     }
 }
@@ -477,10 +476,12 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
         .to_string();
     assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     let _reset = KeyReset { cluster, db };
+    // (one statement a call: ALTER SYSTEM runs outside a transaction block)
     c.batch_execute(&format!(
-        "ALTER SYSTEM SET tenant_ops.backup_encryption_key = '{key}'; SELECT pg_reload_conf();"
+        "ALTER SYSTEM SET tenant_ops.backup_encryption_key = '{key}'"
     ))
     .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
     until_setting(&mut c, &key);
 
     let before = office_sums(&mut c, 3);
@@ -507,7 +508,7 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
         .unwrap()
         .starts_with(b"age-encryption.org/v1\n"));
     // the standard tool decrypts it: a gzip tar, manifest first
-    let listing = run(Command::new("sh")
+    let listing = run(Command::new("bash")
         .arg("-c")
         .arg("set -o pipefail; age -d -i \"$1\" \"$2\" | tar tz")
         .arg("sh")
@@ -550,10 +551,9 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
     assert_eq!(office_sums(&mut c, 3), before, "office 3 restored");
 
     // without the key: refused, nothing changed
-    c.batch_execute(
-        "ALTER SYSTEM RESET tenant_ops.backup_encryption_key; SELECT pg_reload_conf();",
-    )
-    .unwrap();
+    c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key")
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
     until_setting(&mut c, "");
     delete_office(&mut c, 3);
     assert_sqlstate(
