@@ -550,6 +550,54 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
         .unwrap_or_else(|e| panic!("restore: {}", pg_tenant_ops_e2e::describe_error(&e)));
     assert_eq!(office_sums(&mut c, 3), before, "office 3 restored");
 
+    // the README's psql one-liners: download, drop, upload in chunks, verify
+    let psql = format!(
+        "{} -X -h 127.0.0.1 -U postgres -p {} -d {db}",
+        cluster.bin("psql").display(),
+        cluster.port()
+    );
+    let download = format!(
+        "{psql} -At -c \"SELECT encode(tenant_ops.read_backup({id}, o, 8388608), 'base64')
+           FROM generate_series(0, (SELECT size_bytes FROM tenant_ops.backups WHERE id = {id}), 8388608) o
+           ORDER BY o\" | base64 -d > down.tar.gz.age"
+    );
+    run(Command::new("bash")
+        .current_dir(&work)
+        .arg("-c")
+        .arg(&download));
+    assert_eq!(
+        fs::read(work.join("down.tar.gz.age")).unwrap(),
+        fs::read(&file).unwrap()
+    );
+    c.query_one("SELECT tenant_ops.drop_backup($1)", &[&id])
+        .unwrap();
+    let upload = format!(
+        "set -e; split -b 2000 down.tar.gz.age part.; for p in part.*; do
+           {{ printf \"SELECT tenant_ops.load_backup_chunk('up7', decode('\"; base64 -w0 \"$p\"; printf \"', 'base64'));\\n\"; }} | {psql} -Atq -v ON_ERROR_STOP=1 >/dev/null
+         done; {psql} -At -v ON_ERROR_STOP=1 -c \"SELECT tenant_ops.load_backup_finish('up7')\""
+    );
+    let loaded: i64 = run(Command::new("bash")
+        .current_dir(&work)
+        .arg("-c")
+        .arg(&upload))
+    .trim()
+    .parse()
+    .unwrap();
+    let (encrypted, same): (bool, bool) = {
+        let row = c
+            .query_one(
+                "SELECT b.encrypted, b.manifest = $2::text::jsonb FROM tenant_ops.backups b WHERE id = $1",
+                &[&loaded, &manifest.to_string()],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(
+        encrypted && same,
+        "the uploaded backup is the same, encrypted"
+    );
+    let id = loaded;
+
     // without the key: refused, nothing changed
     c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key")
         .unwrap();
