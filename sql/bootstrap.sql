@@ -271,12 +271,14 @@ CREATE TABLE tenant_ops.backups (
     tenant      text NOT NULL,
     label       text,
     job_id      bigint REFERENCES tenant_ops.jobs ON DELETE SET NULL,
-    file_name   text NOT NULL UNIQUE CHECK (file_name ~ '^tenant_ops_backup_[0-9a-f-]+\.tar\.gz$'),
+    file_name   text NOT NULL UNIQUE CHECK (file_name ~ '^tenant_ops_backup_[0-9a-f-]+\.tar\.gz(\.age)?$'),
     size_bytes  bigint NOT NULL,
     sha256      text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     tables      int NOT NULL,
     rows        bigint NOT NULL,
     manifest    jsonb NOT NULL,
+    -- age(tar.gz), encrypted to tenant_ops.backup_encryption_key's recipient (a .tar.gz.age file).
+    encrypted   boolean NOT NULL DEFAULT false CHECK (encrypted = (file_name LIKE '%.age')),
     created_by  name NOT NULL DEFAULT current_user,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     expires_at  timestamptz

@@ -27,7 +27,9 @@ GRANT EXECUTE ON PROCEDURE tenant_ops.run_job(bigint) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_backup(text, text, jsonb, boolean), tenant_ops.verify_backup(bigint)
       TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.restore_backup(bigint, jsonb, boolean), tenant_ops.read_backup(bigint, bigint, integer),
-                          tenant_ops.drop_backup(bigint), tenant_ops.purge_backups() TO tenant_ops_admin;
+                          tenant_ops.drop_backup(bigint), tenant_ops.purge_backups(),
+                          tenant_ops.load_backup(bytea), tenant_ops.load_backup_chunk(text, bytea),
+                          tenant_ops.load_backup_finish(text) TO tenant_ops_admin;
 -- admin
 GRANT EXECUTE ON FUNCTION tenant_ops.rollback_migration(bigint), tenant_ops.purge_history(),
                           tenant_ops.repair_integrity(bigint, text, boolean),

@@ -19,6 +19,8 @@ static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 static RETRY_DELAY_S: GucSetting<i32> = GucSetting::<i32>::new(30);
 static HISTORY_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 static BACKUP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static BACKUP_ENCRYPTION_KEY: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
 static BACKUP_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(2);
 
@@ -119,6 +121,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // Superuser-only and never shown to others (SHOW, pg_settings): the age identity that
+    // encrypts new backups and decrypts encrypted ones.
+    GucRegistry::define_string_guc(
+        c"tenant_ops.backup_encryption_key",
+        c"age identity (AGE-SECRET-KEY-1...) backups are encrypted to; empty: backups are not encrypted.",
+        c"New backups are encrypted to its recipient; encrypted backups are read with it. Only superusers may see or change it.",
+        &BACKUP_ENCRYPTION_KEY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
     GucRegistry::define_int_guc(
         c"tenant_ops.backup_retention",
         c"How long a backup is kept before purge_backups removes it, unless create_backup says otherwise.",
@@ -171,6 +183,9 @@ pub fn history_retention_minutes() -> i32 {
 }
 pub fn backup_directory() -> Option<String> {
     string(&BACKUP_DIRECTORY)
+}
+pub fn backup_encryption_key() -> Option<String> {
+    string(&BACKUP_ENCRYPTION_KEY)
 }
 pub fn backup_retention_minutes() -> i32 {
     BACKUP_RETENTION_MIN.get()

@@ -155,3 +155,67 @@ fn purge_backups() -> JsonB {
     audit::record("purge_backups", "backups", json!({}), &report.to_string());
     JsonB(report)
 }
+
+/// The name of the calling role (who a loaded backup is registered as created by).
+fn caller() -> String {
+    Spi::get_one::<String>("SELECT current_user::pg_catalog.text")
+        .or_raise()
+        .unwrap_or_default()
+}
+
+/// Loads a whole backup file (as `read_backup` gave it) and registers it after verifying it
+/// as `verify_backup` does; a damaged file is refused (XX001) and nothing is kept. Returns
+/// the new backup's id. For files larger than one bytea, see `load_backup_chunk`.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.load_backup(data bytea)
+RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.load_backup(bytea) IS 'Uploads a whole backup file, verifies and registers it; returns the backup id.';
+"#)]
+fn load_backup(data: Option<&[u8]>) -> i64 {
+    let data = required(data, "data");
+    let id = backup::load::whole(data, &caller())
+        .inspect_err(|e| audit::log_failure("load_backup", "upload", e))
+        .or_raise();
+    audit::record(
+        "load_backup",
+        &format!("backup {id}"),
+        json!({"bytes": data.len()}),
+        "loaded",
+    );
+    id
+}
+
+/// Appends a chunk to upload `upload` (1 to 64 letters, digits, `_`, `-`; created by its
+/// first chunk); returns the upload's size so far. `load_backup_finish` verifies and
+/// registers it.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.load_backup_chunk(upload text, data bytea)
+RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.load_backup_chunk(text, bytea) IS 'Appends a chunk to a backup upload; returns its size so far.';
+"#)]
+fn load_backup_chunk(upload: Option<&str>, data: Option<&[u8]>) -> i64 {
+    let upload = required(upload, "upload");
+    let data = required(data, "data");
+    backup::load::chunk(upload, data).or_raise()
+}
+
+/// Verifies upload `upload` as `verify_backup` does and registers it; returns the backup id.
+/// A damaged upload is refused (XX001) and removed.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.load_backup_finish(upload text)
+RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.load_backup_finish(text) IS 'Verifies and registers a backup upload; returns the backup id.';
+"#)]
+fn load_backup_finish(upload: Option<&str>) -> i64 {
+    let upload = required(upload, "upload");
+    let id = backup::load::finish(upload, &caller())
+        .inspect_err(|e| audit::log_failure("load_backup", upload, e))
+        .or_raise();
+    audit::record(
+        "load_backup",
+        &format!("backup {id}"),
+        json!({"upload": upload}),
+        "loaded",
+    );
+    id
+}

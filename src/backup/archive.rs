@@ -24,13 +24,15 @@ pub struct Registered {
     pub sha256: String,
     pub size: i64,
     pub manifest: Manifest,
+    /// `age(tar.gz)`: read with `tenant_ops.backup_encryption_key`.
+    pub encrypted: bool,
 }
 
 /// The backup `id` as registered, its file located (not yet read).
 pub fn registered(id: i64) -> Result<Registered> {
     let row = owner::get_one::<JsonB>(
         "SELECT pg_catalog.jsonb_build_object('scope', scope, 'tenant', tenant, 'file', file_name,
-                'sha256', sha256, 'size', size_bytes, 'manifest', manifest)
+                'sha256', sha256, 'size', size_bytes, 'manifest', manifest, 'encrypted', encrypted)
            FROM tenant_ops.backups WHERE id = $1",
         &[id.into()],
     )
@@ -53,6 +55,7 @@ pub fn registered(id: i64) -> Result<Registered> {
         sha256: text("sha256"),
         size: row["size"].as_i64().unwrap_or(-1),
         manifest,
+        encrypted: row["encrypted"].as_bool().unwrap_or(false),
     })
 }
 
@@ -65,6 +68,66 @@ pub fn corrupt(id: i64, what: String, detail: Option<String>) -> Error {
 }
 
 impl Registered {
+    /// How errors name it: `backup 7`, or an upload not yet registered (id 0).
+    pub fn what(&self) -> String {
+        if self.id > 0 {
+            format!("backup {}", self.id)
+        } else {
+            "the uploaded backup".into()
+        }
+    }
+
+    /// The file's tar stream: gunzipped, and first decrypted when the backup is encrypted.
+    fn tar_stream(&self) -> Result<Box<dyn Read>> {
+        let f = File::open(&self.path).map_err(|e| store::io_error("read", &self.path, &e))?;
+        let f = BufReader::with_capacity(1 << 20, f);
+        let plain: Box<dyn Read> = if self.encrypted {
+            super::crypt::decrypt(&self.what(), f, |what| corrupt(self.id, what, None))?
+        } else {
+            Box::new(f)
+        };
+        Ok(Box::new(GzDecoder::new(plain)))
+    }
+
+    /// The manifest in the file (its first entry), not the registered one: what an upload is
+    /// registered with.
+    pub fn manifest_in_file(&self) -> Result<Manifest> {
+        let mut archive = tar::Archive::new(self.tar_stream()?);
+        let bad = |what: String| corrupt(self.id, what, None);
+        let tar_err = |e: std::io::Error| bad(format!("the archive does not read: {e}"));
+        let mut entry = archive
+            .entries()
+            .map_err(tar_err)?
+            .next()
+            .ok_or_else(|| bad("the archive is empty".into()))?
+            .map_err(tar_err)?;
+        let path = entry
+            .path()
+            .map_err(tar_err)?
+            .to_string_lossy()
+            .into_owned();
+        if path != format::MANIFEST {
+            return Err(bad(format!(
+                "found \"{path}\" where \"{}\" belongs",
+                format::MANIFEST
+            )));
+        }
+        let mut text = String::new();
+        entry.read_to_string(&mut text).map_err(tar_err)?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("its manifest does not read: {e}")))?;
+        if m.format != format::FORMAT || m.format_version > format::FORMAT_VERSION {
+            return Err(bad(format!(
+                "its manifest is of format \"{}\" version {}, not \"{}\" up to version {}",
+                m.format,
+                m.format_version,
+                format::FORMAT,
+                format::FORMAT_VERSION
+            )));
+        }
+        Ok(m)
+    }
+
     /// The whole file against its registered size and SHA-256.
     pub fn check_file(&self) -> Result<()> {
         let mut f = File::open(&self.path).map_err(|e| store::io_error("read", &self.path, &e))?;
@@ -102,8 +165,7 @@ impl Registered {
         &self,
         mut each: impl FnMut(usize, &TableEntry, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let f = File::open(&self.path).map_err(|e| store::io_error("read", &self.path, &e))?;
-        let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, f)));
+        let mut archive = tar::Archive::new(self.tar_stream()?);
         let bad = |what: String| corrupt(self.id, what, None);
         let tar_err = |e: std::io::Error| bad(format!("the archive does not read: {e}"));
         let mut entries = archive.entries().map_err(tar_err)?;
@@ -170,6 +232,14 @@ impl Registered {
                 ));
             }
         }
+        if entries.next().is_some() {
+            return Err(bad(
+                "the archive holds more files than its manifest lists".into()
+            ));
+        }
+        // What follows the last file (tar's end blocks, gzip's CRC and length, age's last
+        // tag) is read too: damage there is found as well.
+        std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(tar_err)?;
         Ok(())
     }
 }

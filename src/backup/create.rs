@@ -15,6 +15,7 @@ use flate2::Compression;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
+use super::crypt::Sink;
 use super::error::{Error, Result};
 use super::format::{self, ColumnEntry, HashingWriter, Manifest, ScopeInfo, TableEntry};
 use super::options::{BackupOptions, Shared};
@@ -43,6 +44,7 @@ pub fn submit(scope_name: &str, tenant: &str, raw: &Value, background: bool) -> 
         )?;
     }
     store::directory()?;
+    super::crypt::identity()?;
     Ok(jobs::create(
         "backup",
         scope_name,
@@ -93,9 +95,10 @@ impl Backup {
         loaded.check_tenant(&self.tenant)?;
         let specs = tables(&loaded, self.options.shared == Shared::Include);
         let dir = store::directory()?;
+        let identity = super::crypt::identity()?;
         // What an attempt killed mid-write left behind (this job's earlier attempt, say).
         store::sweep_temporaries()?;
-        let mut pending = Pending::create(&dir)?;
+        let mut pending = Pending::create(&dir, identity.is_some())?;
         let spools = Spools::write(&dir, pending.name(), &specs, &self.tenant)?;
         let root = loaded.catalog.table(loaded.resolved.root);
         let manifest = Manifest {
@@ -141,7 +144,7 @@ impl Backup {
                 })
                 .collect(),
         };
-        let (size, sha256) = write_archive(pending.file(), &manifest, &spools)?;
+        let (size, sha256) = write_archive(pending.file(), &manifest, &spools, identity.as_ref())?;
         drop(spools);
         let name = pending.name().to_string();
         let rows: i64 = manifest.tables.iter().map(|t| t.rows).sum();
@@ -152,8 +155,8 @@ impl Backup {
         };
         let id = owner::get_one::<i64>(
             "INSERT INTO tenant_ops.backups (scope, tenant, label, job_id, file_name, size_bytes, sha256,
-                                             tables, rows, manifest, created_by, expires_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, j.submitted_by, pg_catalog.now() + $11::pg_catalog.interval
+                                             tables, rows, manifest, encrypted, created_by, expires_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, j.submitted_by, pg_catalog.now() + $11::pg_catalog.interval
                FROM tenant_ops.jobs j WHERE j.id = $4
              RETURNING id",
             &[
@@ -168,6 +171,7 @@ impl Backup {
                 rows.into(),
                 pgrx::JsonB(manifest_json).into(),
                 retention.into(),
+                identity.is_some().into(),
             ],
         )
         .or_raise()
@@ -176,6 +180,7 @@ impl Backup {
         pending.commit()?;
         Ok(json!({
             "backup_id": id, "file": name, "size_bytes": size, "sha256": sha256,
+            "encrypted": identity.is_some(),
             "tables": manifest.tables.len(), "rows": rows,
             "per_table": manifest.tables.iter().map(|t| json!({
                 "table": crate::pg::qualified(&t.schema, &t.table), "rows": t.rows
@@ -270,8 +275,14 @@ impl Spools {
     }
 }
 
-/// Writes the archive into `file`; returns its size and SHA-256.
-fn write_archive(file: &mut File, manifest: &Manifest, spools: &Spools) -> Result<(u64, String)> {
+/// Writes the archive into `file`, encrypted to `identity`'s recipient when given; returns
+/// the file's size and SHA-256 (over the file as written).
+fn write_archive(
+    file: &mut File,
+    manifest: &Manifest,
+    spools: &Spools,
+    identity: Option<&age::x25519::Identity>,
+) -> Result<(u64, String)> {
     let out = HashingWriter {
         inner: BufWriter::with_capacity(256 * 1024, file),
         hasher: Default::default(),
@@ -281,6 +292,7 @@ fn write_archive(file: &mut File, manifest: &Manifest, spools: &Spools) -> Resul
         message: format!("could not write the backup archive: {e}"),
         disk_full: e.raw_os_error() == Some(libc::ENOSPC),
     };
+    let out = Sink::new(out, identity).map_err(err)?;
     let gz = GzEncoder::new(out, Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
@@ -312,7 +324,7 @@ fn write_archive(file: &mut File, manifest: &Manifest, spools: &Spools) -> Resul
         add(&mut tar, &t.file, spool.bytes, &mut f).map_err(err)?;
     }
     let gz = tar.into_inner().map_err(err)?;
-    let mut out = gz.finish().map_err(err)?;
+    let mut out = gz.finish().map_err(err)?.finish().map_err(err)?;
     out.flush().map_err(err)?;
     Ok((out.bytes, out.hasher.hex()))
 }

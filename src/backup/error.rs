@@ -44,6 +44,20 @@ pub enum Error {
         table: String,
         detail: String,
     },
+    /// `tenant_ops.backup_encryption_key` holds no age identity.
+    BadEncryptionKey,
+    /// An encrypted backup (named) read with the key setting empty.
+    EncryptionKeyMissing(String),
+    /// An encrypted backup (named) encrypted to another key than the setting's.
+    EncryptionKeyWrong(String),
+    /// A `load_backup_finish` of an upload nothing was sent to.
+    UnknownUpload(String),
+    /// An uploaded file that is not a sound backup: refused, removed.
+    BadUpload {
+        upload: String,
+        what: String,
+        detail: Option<String>,
+    },
     Scope(crate::scope::Error),
     Common(Common),
 }
@@ -100,6 +114,36 @@ impl UserError for Error {
             )
             .detail(detail.clone())
             .hint("Rows outside the tenant reference its rows; remove those references first (validate_integrity's isolation check lists them).".to_string()),
+            Error::BadEncryptionKey => Report::new(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                "tenant_ops.backup_encryption_key is not an age identity".to_string(),
+            )
+            .hint("Generate one with age-keygen: a line beginning AGE-SECRET-KEY-1.".to_string()),
+            Error::EncryptionKeyMissing(what) => Report::new(
+                ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+                format!("{what} is encrypted and tenant_ops.backup_encryption_key is not set"),
+            )
+            .hint("A superuser sets tenant_ops.backup_encryption_key to the age identity the backup was encrypted to.".to_string()),
+            Error::EncryptionKeyWrong(what) => Report::new(
+                ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+                format!("{what} is encrypted to another key than tenant_ops.backup_encryption_key"),
+            )
+            .hint("Set tenant_ops.backup_encryption_key to the age identity the backup was encrypted to.".to_string()),
+            Error::UnknownUpload(upload) => Report::new(
+                ERRCODE_UNDEFINED_OBJECT,
+                format!("upload \"{upload}\" does not exist"),
+            )
+            .hint("Send the file first: tenant_ops.load_backup_chunk(upload, data) for each chunk.".to_string()),
+            Error::BadUpload { upload, what, detail } => Report::new(
+                ERRCODE_DATA_CORRUPTED,
+                if upload.is_empty() {
+                    format!("uploaded backup is damaged: {what}")
+                } else {
+                    format!("uploaded backup \"{upload}\" is damaged: {what}")
+                },
+            )
+            .detail(detail.clone())
+            .hint("Nothing was registered and the upload was removed; send the file again.".to_string()),
             Error::Scope(e) => e.report(),
             Error::Common(e) => e.report(),
         }

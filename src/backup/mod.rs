@@ -13,9 +13,11 @@
 
 pub mod archive;
 pub mod create;
+pub mod crypt;
 pub mod error;
 pub mod format;
 pub mod kind;
+pub mod load;
 pub mod options;
 pub mod restore;
 pub mod store;

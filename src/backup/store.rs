@@ -16,6 +16,10 @@ use super::error::{Error, Result};
 /// The prefix of every backup file name, and of every temporary one (with a leading dot).
 const PREFIX: &str = "tenant_ops_backup_";
 const SUFFIX: &str = ".tar.gz";
+/// The suffix of an encrypted backup: `age(tar.gz)`.
+const AGE_SUFFIX: &str = ".tar.gz.age";
+/// The prefix of an upload being received (`load_backup_chunk`), with a leading dot.
+const UPLOAD_PREFIX: &str = ".tenant_ops_upload_";
 
 /// This database's backup directory (`db_<oid>` under the setting's), created (mode 0700)
 /// when missing. Relative settings are taken from the data directory, as every relative
@@ -47,15 +51,20 @@ pub fn directory() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A fresh file name: time-ordered, so that a listing sorts by age.
-pub fn new_file_name() -> String {
-    format!("{PREFIX}{}{SUFFIX}", uuid::Uuid::now_v7())
+/// A fresh file name: time-ordered, so that a listing sorts by age; `.tar.gz.age` when
+/// encrypted.
+pub fn new_file_name(encrypted: bool) -> String {
+    let suffix = if encrypted { AGE_SUFFIX } else { SUFFIX };
+    format!("{PREFIX}{}{suffix}", uuid::Uuid::now_v7())
 }
 
 /// Whether `name` is one of ours: the only names ever joined to the directory.
 pub fn is_backup_name(name: &str) -> bool {
     name.strip_prefix(PREFIX)
-        .and_then(|r| r.strip_suffix(SUFFIX))
+        .and_then(|r| {
+            r.strip_suffix(AGE_SUFFIX)
+                .or_else(|| r.strip_suffix(SUFFIX))
+        })
         .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
 }
 
@@ -92,8 +101,8 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn create(dir: &Path) -> Result<Pending> {
-        let name = new_file_name();
+    pub fn create(dir: &Path, encrypted: bool) -> Result<Pending> {
+        let name = new_file_name(encrypted);
         let temp = dir.join(format!(".{name}.{}", std::process::id()));
         let file = OpenOptions::new()
             .write(true)
@@ -154,20 +163,57 @@ pub fn remove_on_abort(path: PathBuf) {
 /// still being written by a live backend are kept (their name carries its pid).
 pub fn sweep(registered: &[String]) -> Result<Vec<String>> {
     sweep_where(|name, entry| match name.strip_prefix('.') {
+        // An upload nobody has added to for a day is abandoned.
+        Some(_) if name.starts_with(UPLOAD_PREFIX) => idle_for(entry, 24 * 3600),
         Some(temp) => is_orphaned_temporary(temp),
         // A file renamed into place by a transaction not yet committed has no visible row:
         // only files older than an hour are taken for leftovers.
         None => {
-            is_backup_name(name)
-                && !registered.iter().any(|r| r == name)
-                && entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age.as_secs() > 3600)
+            is_backup_name(name) && !registered.iter().any(|r| r == name) && idle_for(entry, 3600)
         }
     })
+}
+
+/// Whether the file was last written more than `seconds` ago.
+fn idle_for(entry: &fs::DirEntry, seconds: u64) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() > seconds)
+}
+
+/// Whether `upload` may name an upload: letters, digits, `_` and `-`, 1 to 64 of them (it
+/// becomes part of a file name, never a path).
+pub fn is_upload_name(upload: &str) -> bool {
+    (1..=64).contains(&upload.len())
+        && upload
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The file an upload is received into (a hidden name in the directory).
+pub fn upload_path(upload: &str) -> Result<PathBuf> {
+    debug_assert!(is_upload_name(upload));
+    Ok(directory()?.join(format!("{UPLOAD_PREFIX}{upload}")))
+}
+
+/// Moves a verified upload into place under a fresh backup name (fsync, rename, fsync of the
+/// directory), removed again should the transaction that registers it abort.
+pub fn install_upload(temp: &Path, encrypted: bool) -> Result<String> {
+    let dir = directory()?;
+    let name = new_file_name(encrypted);
+    File::open(temp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_error("sync", temp, &e))?;
+    let path = dir.join(&name);
+    fs::rename(temp, &path).map_err(|e| io_error("rename", temp, &e))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("sync", &dir, &e))?;
+    remove_on_abort(path);
+    Ok(name)
 }
 
 /// Temporary files of backups whose backend is gone (a crash, a `kill -9`): removed.

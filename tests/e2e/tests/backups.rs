@@ -4,7 +4,8 @@
 //! recipe); a backup taken while another session inserts parent-then-child pairs never holds
 //! a child without its parent (one snapshot); a background backup whose worker is killed
 //! ends with one complete, verified backup and no stray files; a background restore whose
-//! worker is killed leaves the tenant as it was or restored, and ends restored.
+//! worker is killed leaves the tenant as it was or restored, and ends restored; an encrypted
+//! backup is decrypted by the age tool.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -423,6 +424,208 @@ pub fn backup_survives_worker_kill9(cluster: &Cluster) {
     );
 }
 
+/// Resets `tenant_ops.backup_encryption_key` (ALTER SYSTEM, reload) when dropped: whether
+/// the test passes or panics, the cluster's other tests see no key.
+struct KeyReset<'a> {
+    cluster: &'a Cluster,
+    db: &'a str,
+}
+
+impl Drop for KeyReset<'_> {
+    fn drop(&mut self) {
+        let mut c = self.cluster.connect(self.db);
+        let _ = c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key");
+        let _ = c.batch_execute("SELECT pg_reload_conf()");
+        let _ = until_setting(&mut c, "");
+    }
+}
+
+/// Waits until the reloaded setting reads `want` in this session.
+fn until_setting(c: &mut Client, want: &str) -> String {
+    until(
+        "tenant_ops.backup_encryption_key reloaded",
+        Duration::from_secs(10),
+        || {
+            let v: String = c
+                .query_one(
+                    "SELECT current_setting('tenant_ops.backup_encryption_key')",
+                    &[],
+                )
+                .ok()?
+                .get(0);
+            (v == want).then_some(v)
+        },
+    )
+}
+
+/// With `tenant_ops.backup_encryption_key` set (ALTER SYSTEM, reload) to a key made by
+/// `age-keygen`, a backup is `age(tar.gz)` (`.tar.gz.age`); the standard `age` tool decrypts
+/// it into the archive (manifest first, the registered manifest), the extension verifies and
+/// restores it; with the key reset, verify and restore are refused (28000), nothing changed.
+pub fn backup_encrypted_age_interop(cluster: &Cluster) {
+    let db = "e2e_backup_age";
+    let mut c = dispatch_db(cluster, db, 1);
+    let work = Path::new(cluster.work_dir()).join("backup_age");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).unwrap();
+    let keyfile = work.join("key.txt");
+    run(Command::new("age-keygen").arg("-o").arg(&keyfile));
+    let key = fs::read_to_string(&keyfile)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .expect("age-keygen writes an identity")
+        .to_string();
+    assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let _reset = KeyReset { cluster, db };
+    // (one statement a call: ALTER SYSTEM runs outside a transaction block)
+    c.batch_execute(&format!(
+        "ALTER SYSTEM SET tenant_ops.backup_encryption_key = '{key}'"
+    ))
+    .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    until_setting(&mut c, &key);
+
+    let before = office_sums(&mut c, 3);
+    let id = backup(&mut c, "3", "{}");
+    let file = file_of(&mut c, id);
+    assert!(
+        file.to_string_lossy().ends_with(".tar.gz.age"),
+        "{file:?} is named as encrypted"
+    );
+    let (encrypted, manifest): (bool, serde_json::Value) = {
+        let row = c
+            .query_one(
+                "SELECT encrypted, manifest::text FROM tenant_ops.backups WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (
+            row.get(0),
+            serde_json::from_str(row.get::<_, &str>(1)).unwrap(),
+        )
+    };
+    assert!(encrypted);
+    assert!(fs::read(&file)
+        .unwrap()
+        .starts_with(b"age-encryption.org/v1\n"));
+    // the standard tool decrypts it: a gzip tar, manifest first
+    let listing = run(Command::new("bash")
+        .arg("-c")
+        .arg("set -o pipefail; age -d -i \"$1\" \"$2\" | tar tz")
+        .arg("sh")
+        .arg(&keyfile)
+        .arg(&file));
+    let names: Vec<&str> = listing.lines().collect();
+    let tables = manifest["tables"].as_array().unwrap().len();
+    assert_eq!(names.first(), Some(&"manifest.json"), "{listing}");
+    assert_eq!(names.get(1), Some(&"restore.sql"), "{listing}");
+    assert_eq!(names.len(), 2 + tables, "{listing}");
+    let plain = work.join("plain.tar.gz");
+    run(Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&keyfile)
+        .arg("-o")
+        .arg(&plain)
+        .arg(&file));
+    let extracted = work.join("x");
+    extract(&plain, &extracted);
+    let in_file: serde_json::Value =
+        serde_json::from_slice(&fs::read(extracted.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        in_file, manifest,
+        "the decrypted manifest is the registered one"
+    );
+
+    // the extension reads it back with the key
+    let verified: bool = c
+        .query_one(
+            "SELECT (tenant_ops.verify_backup($1) ->> 'encrypted')::bool",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(verified);
+    delete_office(&mut c, 3);
+    c.query_one("SELECT tenant_ops.restore_backup($1)", &[&id])
+        .unwrap_or_else(|e| panic!("restore: {}", pg_tenant_ops_e2e::describe_error(&e)));
+    assert_eq!(office_sums(&mut c, 3), before, "office 3 restored");
+
+    // the README's psql one-liners: download, drop, upload in chunks, verify
+    let psql = format!(
+        "{} -X -h 127.0.0.1 -U postgres -p {} -d {db}",
+        cluster.bin("psql").display(),
+        cluster.port()
+    );
+    let download = format!(
+        "{psql} -At -c \"SELECT encode(tenant_ops.read_backup({id}, o, 8388608), 'base64')
+           FROM generate_series(0, (SELECT size_bytes FROM tenant_ops.backups WHERE id = {id}), 8388608) o
+           ORDER BY o\" | base64 -d > down.tar.gz.age"
+    );
+    run(Command::new("bash")
+        .current_dir(&work)
+        .arg("-c")
+        .arg(&download));
+    assert_eq!(
+        fs::read(work.join("down.tar.gz.age")).unwrap(),
+        fs::read(&file).unwrap()
+    );
+    c.query_one("SELECT tenant_ops.drop_backup($1)", &[&id])
+        .unwrap();
+    let upload = format!(
+        "set -e; split -b 2000 down.tar.gz.age part.; for p in part.*; do
+           {{ printf \"SELECT tenant_ops.load_backup_chunk('up7', decode('\"; base64 -w0 \"$p\"; printf \"', 'base64'));\\n\"; }} | {psql} -Atq -v ON_ERROR_STOP=1 >/dev/null
+         done; {psql} -At -v ON_ERROR_STOP=1 -c \"SELECT tenant_ops.load_backup_finish('up7')\""
+    );
+    let loaded: i64 = run(Command::new("bash")
+        .current_dir(&work)
+        .arg("-c")
+        .arg(&upload))
+    .trim()
+    .parse()
+    .unwrap();
+    let (encrypted, same): (bool, bool) = {
+        let row = c
+            .query_one(
+                "SELECT b.encrypted, b.manifest = $2::text::jsonb FROM tenant_ops.backups b WHERE id = $1",
+                &[&loaded, &manifest.to_string()],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(
+        encrypted && same,
+        "the uploaded backup is the same, encrypted"
+    );
+    let id = loaded;
+
+    // without the key: refused, nothing changed
+    c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key")
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    until_setting(&mut c, "");
+    delete_office(&mut c, 3);
+    assert_sqlstate(
+        c.query_one("SELECT tenant_ops.verify_backup($1)", &[&id]),
+        "28000",
+        "is encrypted and tenant_ops.backup_encryption_key is not set",
+    );
+    assert_sqlstate(
+        c.query_one("SELECT tenant_ops.restore_backup($1)", &[&id]),
+        "28000",
+        "is encrypted and tenant_ops.backup_encryption_key is not set",
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM legacy.dispatch_offices WHERE id = $1::text::int",
+            "3"
+        ),
+        0,
+        "a refused restore changes nothing"
+    );
+}
 /// `kill -9` of the worker running a background restore: the restore is one transaction, so
 /// the tenant is either as it was or fully restored; the job is retried and ends restored.
 pub fn restore_survives_worker_kill9(cluster: &Cluster) {

@@ -37,6 +37,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ),
         ("backup_is_one_snapshot", backups::backup_is_one_snapshot),
         (
+            "backup_encrypted_age_interop",
+            backups::backup_encrypted_age_interop,
+        ),
+        (
             "backup_survives_worker_kill9",
             backups::backup_survives_worker_kill9,
         ),

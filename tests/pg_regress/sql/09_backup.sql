@@ -106,6 +106,109 @@ SELECT b.t, b.sum = a.sum AS same FROM before b JOIN pg_temp.office_sums(1) a US
 SELECT count(*) AS backups, (SELECT count(*) FROM tenant_ops.jobs WHERE kind = 'restore' AND status = 'succeeded') AS restores
   FROM tenant_ops.backups;
 
+-- 4b. moving a backup: read out, dropped, loaded back (whole and in chunks), verified, restored
+\set VERBOSITY default
+SELECT tenant_ops.create_backup('bäck', '1') AS job3 \gset
+SELECT result ->> 'backup_id' AS b3 FROM tenant_ops.jobs WHERE id = :job3 \gset
+CREATE TABLE at3 AS SELECT * FROM pg_temp.office_sums(1);
+CREATE TABLE file3 AS SELECT string_agg(tenant_ops.read_backup(:b3, o, 100000), ''::bytea ORDER BY o) AS data
+  FROM generate_series(0, (SELECT size_bytes FROM tenant_ops.backups WHERE id = :b3), 100000) o;
+SELECT (tenant_ops.drop_backup(:b3)) ->> 'dropped' AS dropped;
+SELECT tenant_ops.load_backup(data) AS loaded FROM file3 \gset
+SELECT scope, tenant, label, encrypted, tables, rows, sha256 = encode(sha256((SELECT data FROM file3)), 'hex') AS same_sha256,
+       size_bytes = (SELECT length(data) FROM file3) AS same_size, file_name ~ '^tenant_ops_backup_[0-9a-f-]+\.tar\.gz$' AS plain_name
+  FROM tenant_ops.backups WHERE id = :loaded;
+SELECT (tenant_ops.verify_backup(:loaded)) ->> 'verified' AS loaded_verified;
+UPDATE "bäck up"."Staff" SET "full name" = 'changed again' WHERE office_id = 1;
+SELECT tenant_ops.restore_backup(:loaded) AS restore3 \gset
+SELECT status, result -> 'verified' AS verified FROM tenant_ops.jobs WHERE id = :restore3;
+SELECT b.t, b.sum = a.sum AS same FROM at3 b JOIN pg_temp.office_sums(1) a USING (t) ORDER BY 1;
+SELECT tenant_ops.load_backup_chunk('up-1', substring(data from 1 for 1000)) AS first_chunk FROM file3;
+SELECT tenant_ops.load_backup_chunk('up-1', substring(data from 1001)) = length(data) AS all_sent FROM file3;
+SELECT tenant_ops.load_backup_finish('up-1') AS loaded2 \gset
+SELECT (tenant_ops.verify_backup(:loaded2)) ->> 'verified' AS chunked_verified;
+-- damaged uploads: refused (XX001), nothing registered, no file left
+SELECT count(*) AS backups_before FROM tenant_ops.backups \gset
+CREATE FUNCTION pg_temp.backup_files() RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT f FROM pg_catalog.pg_ls_dir(coalesce(nullif(current_setting('tenant_ops.backup_directory'), ''), 'pg_tenant_ops_backups')
+                                     || '/db_' || (SELECT oid FROM pg_database WHERE datname = current_database())) f $$;
+SELECT count(*) AS files_before FROM pg_temp.backup_files() \gset
+SELECT tenant_ops.load_backup('\x00010203'::bytea);
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup(substring(data from 1 for length(data) - 100)) FROM file3;
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup(set_byte(data, length(data) - 6, 255 - get_byte(data, length(data) - 6))) FROM file3;
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup_chunk('up-2', substring(data from 1 for 500)) AS half_sent FROM file3;
+SELECT tenant_ops.load_backup_finish('up-2');
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup_finish('up-2');
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup_chunk('../up', '\x00');
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup_finish('');
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup(NULL);
+\echo :SQLSTATE
+SELECT count(*) = :backups_before AS nothing_registered FROM tenant_ops.backups;
+SELECT count(*) = :files_before AS no_file_left FROM pg_temp.backup_files();
+
+-- 4c. encryption: age(tar.gz) to the setting's identity; without it or with another: 28000
+SET tenant_ops.backup_encryption_key = 'AGE-SECRET-KEY-1GGEVLMEKDLZQ39GU294DS4SYCVSXJ7PQJ5X5JH8JLRD9ZHXNJV5S2ARCH2';
+SELECT tenant_ops.create_backup('bäck', '1') AS job4 \gset
+SELECT result ->> 'backup_id' AS b4, result -> 'encrypted' AS encrypted FROM tenant_ops.jobs WHERE id = :job4 \gset
+SELECT :'encrypted' AS encrypted, encrypted AS registered_encrypted, file_name ~ '^tenant_ops_backup_[0-9a-f-]+\.tar\.gz\.age$' AS age_name,
+       convert_from(tenant_ops.read_backup(:b4, 0, 21), 'UTF8') AS header
+  FROM tenant_ops.backups WHERE id = :b4;
+SELECT (tenant_ops.verify_backup(:b4)) ->> 'encrypted' AS verified_encrypted;
+UPDATE "bäck up"."Staff" SET "full name" = 'changed once more' WHERE office_id = 1;
+SELECT tenant_ops.restore_backup(:b4) AS restore4 \gset
+SELECT status, result -> 'verified' AS verified FROM tenant_ops.jobs WHERE id = :restore4;
+SELECT b.t, b.sum = a.sum AS same FROM at3 b JOIN pg_temp.office_sums(1) a USING (t) ORDER BY 1;
+CREATE TABLE file4 AS SELECT string_agg(tenant_ops.read_backup(:b4, o, 100000), ''::bytea ORDER BY o) AS data
+  FROM generate_series(0, (SELECT size_bytes FROM tenant_ops.backups WHERE id = :b4), 100000) o;
+SELECT tenant_ops.load_backup(data) AS loaded4 FROM file4 \gset
+SELECT encrypted, file_name ~ '\.tar\.gz\.age$' AS age_name FROM tenant_ops.backups WHERE id = :loaded4;
+-- the key is not shown to others
+CREATE ROLE backup_peeker;
+SET ROLE backup_peeker;
+SHOW tenant_ops.backup_encryption_key;
+\echo :SQLSTATE
+SELECT count(*) AS visible FROM pg_settings WHERE name = 'tenant_ops.backup_encryption_key';
+RESET ROLE;
+DROP ROLE backup_peeker;
+-- without the key, with another key, with a setting that is no key: refused, nothing changed
+UPDATE "bäck up"."Staff" SET "full name" = 'changed for good' WHERE office_id = 1;
+CREATE TABLE damaged AS SELECT * FROM pg_temp.office_sums(1);
+SELECT count(*) AS jobs_before FROM tenant_ops.jobs \gset
+RESET tenant_ops.backup_encryption_key;
+SELECT tenant_ops.verify_backup(:b4);
+\echo :SQLSTATE
+SELECT tenant_ops.restore_backup(:b4);
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup(data) FROM file4;
+\echo :SQLSTATE
+SET tenant_ops.backup_encryption_key = 'AGE-SECRET-KEY-1N6GR77RX5M7J0J6DUN84JUHQ4KR4ZWMFH2D70FUX89PPRYDGQM9S7E3DR2';
+SELECT tenant_ops.verify_backup(:b4);
+\echo :SQLSTATE
+SELECT tenant_ops.restore_backup(:b4);
+\echo :SQLSTATE
+SELECT tenant_ops.load_backup(data) FROM file4;
+\echo :SQLSTATE
+SET tenant_ops.backup_encryption_key = 'not a key';
+SELECT tenant_ops.verify_backup(:b4);
+\echo :SQLSTATE
+SELECT tenant_ops.create_backup('bäck', '1');
+\echo :SQLSTATE
+RESET tenant_ops.backup_encryption_key;
+-- a plain backup still reads with no key set
+SELECT (tenant_ops.verify_backup(:loaded)) ->> 'verified' AS plain_verified;
+SELECT b.t, b.sum = a.sum AS unchanged FROM damaged b JOIN pg_temp.office_sums(1) a USING (t) ORDER BY 1;
+SELECT count(*) = :jobs_before AS no_job FROM tenant_ops.jobs;
+SELECT count(*) = :files_before + 2 AS no_file_left FROM pg_temp.backup_files();
+SELECT tenant_ops.restore_backup(:loaded) AS restore5 \gset
+SELECT b.t, b.sum = a.sum AS same FROM at3 b JOIN pg_temp.office_sums(1) a USING (t) ORDER BY 1;
+
 -- 5. drop and purge
 SELECT tenant_ops.create_backup('bäck', '2', '{"retention": "1 second"}') AS job2 \gset
 SELECT pg_sleep(1.1);
