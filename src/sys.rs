@@ -75,37 +75,50 @@ pub fn rolled_back_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtP
     subtransaction(f, true)
 }
 
-fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R, CaughtPgError> {
-    // Saved as plain addresses so that the catch closure stays UnwindSafe.
-    let (old_cxt, old_owner) = unsafe {
-        (
-            pg_sys::CurrentMemoryContext as usize,
-            pg_sys::CurrentResourceOwner as usize,
-        )
-    };
-    let restore = move || unsafe {
-        pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
-        pg_sys::CurrentResourceOwner = old_owner as pg_sys::ResourceOwner;
-    };
-    unsafe {
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
+/// An internal subtransaction begun in the caller's memory context and resource owner, which
+/// [`SubXact::end`] releases or rolls back and then restores them (the pattern PL/pgSQL's
+/// `EXCEPTION` blocks use). Plain addresses, so that closures holding it stay UnwindSafe.
+#[derive(Clone, Copy)]
+struct SubXact {
+    cxt: usize,
+    owner: usize,
+}
+
+impl SubXact {
+    fn begin() -> SubXact {
+        unsafe {
+            let sub = SubXact {
+                cxt: pg_sys::CurrentMemoryContext as usize,
+                owner: pg_sys::CurrentResourceOwner as usize,
+            };
+            pg_sys::BeginInternalSubTransaction(std::ptr::null());
+            pg_sys::MemoryContextSwitchTo(sub.cxt as pg_sys::MemoryContext);
+            sub
+        }
     }
+
+    fn end(self, keep: bool) {
+        unsafe {
+            if keep {
+                pg_sys::ReleaseCurrentSubTransaction();
+            } else {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
+            pg_sys::MemoryContextSwitchTo(self.cxt as pg_sys::MemoryContext);
+            pg_sys::CurrentResourceOwner = self.owner as pg_sys::ResourceOwner;
+        }
+    }
+}
+
+fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R, CaughtPgError> {
+    let sub = SubXact::begin();
     PgTryBuilder::new(AssertUnwindSafe(|| {
         let r = f();
-        unsafe {
-            if always_roll_back {
-                pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            } else {
-                pg_sys::ReleaseCurrentSubTransaction();
-            }
-        }
-        restore();
+        sub.end(!always_roll_back);
         Ok(r)
     }))
     .catch_others(move |e| {
-        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
-        restore();
+        sub.end(false);
         // A query cancel, a statement timeout or a termination (class 57, operator
         // intervention) is not the step's or the row's fault: it goes on up, never becomes a
         // rejected row, a recorded failure or a retry.
@@ -135,35 +148,14 @@ fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R,
 /// error is a value, not an ERROR), and an ERROR raised inside rolls it back and goes on up as
 /// it was, for the caller's own handling.
 pub fn subtransaction_kept_if_ok<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-    let (old_cxt, old_owner) = unsafe {
-        (
-            pg_sys::CurrentMemoryContext as usize,
-            pg_sys::CurrentResourceOwner as usize,
-        )
-    };
-    let restore = move || unsafe {
-        pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
-        pg_sys::CurrentResourceOwner = old_owner as pg_sys::ResourceOwner;
-    };
-    unsafe {
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
-    }
+    let sub = SubXact::begin();
     PgTryBuilder::new(AssertUnwindSafe(|| {
         let r = f();
-        unsafe {
-            if r.is_ok() {
-                pg_sys::ReleaseCurrentSubTransaction();
-            } else {
-                pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            }
-        }
-        restore();
+        sub.end(r.is_ok());
         r
     }))
     .catch_others(move |e| {
-        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
-        restore();
+        sub.end(false);
         e.rethrow()
     })
     .execute()
