@@ -9,7 +9,6 @@ use super::required;
 use crate::audit;
 use crate::backup;
 use crate::error::OrRaise;
-use crate::jobs::executor;
 
 /// Backs up every owned row of one tenant (and with `shared: "include"` the shared rows it
 /// references), read in one snapshot, into one gzip-compressed tar file in
@@ -45,11 +44,7 @@ fn create_backup(
         options,
         &format!("job {job_id}"),
     );
-    if background {
-        crate::worker::wake_scheduler_after_commit();
-    } else {
-        executor::run_inline(job_id, &backup::kind::BackupKind).or_raise();
-    }
+    super::start_job(job_id, &backup::kind::BackupKind, background);
     job_id
 }
 
@@ -107,11 +102,7 @@ fn restore_backup(
         options,
         &format!("job {job_id}"),
     );
-    if background {
-        crate::worker::wake_scheduler_after_commit();
-    } else {
-        executor::run_inline(job_id, &backup::kind::RestoreKind).or_raise();
-    }
+    super::start_job(job_id, &backup::kind::RestoreKind, background);
     job_id
 }
 

@@ -7,7 +7,6 @@ use super::required;
 use crate::audit;
 use crate::error::{OrRaise, UserError};
 use crate::integrity;
-use crate::jobs::executor;
 
 /// Checks a scope's data — orphans (`foreign_keys`), duplicate keys (`primary_keys`) and rows
 /// referencing another tenant's rows (`isolation`) — for one tenant, or all of them (NULL),
@@ -56,11 +55,7 @@ fn validate_integrity(
         options,
         &format!("job {job_id}"),
     );
-    if background {
-        crate::worker::wake_scheduler_after_commit();
-    } else {
-        executor::run_inline(job_id, &crate::integrity::kind::Validate).or_raise();
-    }
+    super::start_job(job_id, &crate::integrity::kind::Validate, background);
     job_id
 }
 

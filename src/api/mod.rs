@@ -18,6 +18,17 @@ pub(crate) fn required<T>(value: Option<T>, argument: &'static str) -> T {
     }
 }
 
+/// Starts a job just submitted: a background one is woken for when the transaction commits,
+/// an inline one runs now, in the caller's transaction.
+pub(crate) fn start_job(job_id: i64, kind: &dyn crate::jobs::kind::JobKind, background: bool) {
+    use crate::error::OrRaise;
+    if background {
+        crate::worker::wake_scheduler_after_commit();
+    } else {
+        crate::jobs::executor::run_inline(job_id, kind).or_raise();
+    }
+}
+
 /// How deep a `jsonb` options argument may nest: serde_json's own recursion limit, reported as
 /// bad input instead of the internal error pgrx's `JsonB` argument gives.
 const MAX_JSON_DEPTH: usize = 128;
