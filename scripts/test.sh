@@ -4,6 +4,7 @@
 #   2. regress — pg_regress suites in tests/pg_regress against a cluster of our own;
 #   3. e2e     — tests/e2e drives a real cluster from outside (the sample databases).
 # Usage: scripts/test.sh [unit|regress|e2e ...]   (default: all three)
+#        E2E_FILTER=backup scripts/test.sh e2e     (only the e2e tests whose name contains it)
 # Exits non-zero when any test fails; the last line counts tests over all tiers.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -105,7 +106,7 @@ fi
 if want e2e; then
     log "tier 3: end-to-end"
     set +e
-    env -u RUST_BACKTRACE E2E_PG_BIN="$PG_BIN" cargo test --manifest-path tests/e2e/Cargo.toml --test e2e 2>&1 | tee "$outdir/e2e.log"
+    env -u RUST_BACKTRACE E2E_PG_BIN="$PG_BIN" cargo test --manifest-path tests/e2e/Cargo.toml --test e2e ${E2E_FILTER:+-- "$E2E_FILTER"} 2>&1 | tee "$outdir/e2e.log"
     rc=${PIPESTATUS[0]}
     set -e
     line=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$outdir/e2e.log" | tail -n 1 || true)
