@@ -21,6 +21,8 @@ static HISTORY_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 *
 static BACKUP_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static BACKUP_ENCRYPTION_KEY: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
+static BACKUP_ENCRYPTION_KEY_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
 static BACKUP_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(2);
 
@@ -131,6 +133,17 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
     );
+    // The server-wide way to hold the key: PostgreSQL logs a reloaded setting's new value
+    // ("parameter ... changed to ...") in the server log, so the key itself never belongs in
+    // postgresql.conf; a path does (as ssl_key_file's does).
+    GucRegistry::define_string_guc(
+        c"tenant_ops.backup_encryption_key_file",
+        c"File holding the age identity backups are encrypted to (as age-keygen writes it); empty: none.",
+        c"Read when a backup is written or read; must not be readable by group or others. Relative paths are taken from the data directory. tenant_ops.backup_encryption_key, when set, takes precedence.",
+        &BACKUP_ENCRYPTION_KEY_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
     GucRegistry::define_int_guc(
         c"tenant_ops.backup_retention",
         c"How long a backup is kept before purge_backups removes it, unless create_backup says otherwise.",
@@ -186,6 +199,9 @@ pub fn backup_directory() -> Option<String> {
 }
 pub fn backup_encryption_key() -> Option<String> {
     string(&BACKUP_ENCRYPTION_KEY)
+}
+pub fn backup_encryption_key_file() -> Option<String> {
+    string(&BACKUP_ENCRYPTION_KEY_FILE)
 }
 pub fn backup_retention_minutes() -> i32 {
     BACKUP_RETENTION_MIN.get()

@@ -351,3 +351,64 @@ pub fn with_settings<R>(settings: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
         r
     }
 }
+
+/// Runs `f` with one snapshot as the active one, taken now (after making this transaction's
+/// own changes so far visible): statements that read through [`open_read_only_cursor`] inside
+/// `f` all see that one snapshot, whatever the isolation level. Popped when `f` returns; an
+/// ERROR out of `f` leaves it to the (sub)transaction's abort, which pops what it pushed.
+pub fn with_one_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        pg_sys::UpdateActiveSnapshotCommandId();
+    }
+    let r = f();
+    unsafe { pg_sys::PopActiveSnapshot() };
+    r
+}
+
+/// A cursor over `sql` opened **read-only**: its portal reads with the active snapshot (see
+/// [`with_one_snapshot`]) rather than a new one, which is what a pgrx cursor takes once the
+/// transaction has written anything. `sql` must be a SELECT.
+pub fn open_read_only_cursor<'conn>(
+    client: &pgrx::spi::SpiClient<'conn>,
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> pgrx::spi::SpiCursor<'conn> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!(
+        "pg_tenant_ops_read_{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let c_name = CString::new(name.as_str()).expect("a cursor name has no NUL");
+    let c_sql = CString::new(sql).expect("SQL text has no NUL");
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    let mut values: Vec<pg_sys::Datum> = args
+        .iter()
+        .map(|a| {
+            a.datum()
+                .map_or(pg_sys::Datum::from(0usize), |d| d.sans_lifetime())
+        })
+        .collect();
+    let nulls: Vec<std::os::raw::c_char> = args
+        .iter()
+        .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::os::raw::c_char)
+        .collect();
+    // SAFETY: the arrays hold args.len() entries each and outlive the call; SPI raises an
+    // ERROR (never returns NULL) when the cursor cannot be opened.
+    unsafe {
+        pg_sys::SPI_cursor_open_with_args(
+            c_name.as_ptr(),
+            c_sql.as_ptr(),
+            args.len() as i32,
+            types.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            true,
+            0,
+        );
+    }
+    client
+        .find_cursor(&name)
+        .expect("the cursor just opened exists")
+}

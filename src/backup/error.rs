@@ -44,12 +44,14 @@ pub enum Error {
         table: String,
         detail: String,
     },
-    /// `tenant_ops.backup_encryption_key` holds no age identity.
-    BadEncryptionKey,
+    /// The key setting (named), or the key file it names, holds no age identity.
+    BadEncryptionKey(String),
+    /// The key file (named) may be read by group or others.
+    KeyFileExposed(String),
     /// An encrypted backup (named) read with the key setting empty.
     EncryptionKeyMissing(String),
-    /// An encrypted backup (named) encrypted to another key than the setting's.
-    EncryptionKeyWrong(String),
+    /// An encrypted backup (named) encrypted to another key than the one set (where it is set).
+    EncryptionKeyWrong(String, String),
     /// A `load_backup_finish` of an upload nothing was sent to.
     UnknownUpload(String),
     /// An uploaded file that is not a sound backup: refused, removed.
@@ -114,21 +116,26 @@ impl UserError for Error {
             )
             .detail(detail.clone())
             .hint("Rows outside the tenant reference its rows; remove those references first (validate_integrity's isolation check lists them).".to_string()),
-            Error::BadEncryptionKey => Report::new(
+            Error::BadEncryptionKey(source) => Report::new(
                 ERRCODE_INVALID_PARAMETER_VALUE,
-                "tenant_ops.backup_encryption_key is not an age identity".to_string(),
+                format!("{source} is not an age identity"),
             )
-            .hint("Generate one with age-keygen: a line beginning AGE-SECRET-KEY-1.".to_string()),
+            .hint("Generate one with age-keygen: a line beginning AGE-SECRET-KEY-1 (a key file holds one such line, and # comments).".to_string()),
+            Error::KeyFileExposed(source) => Report::new(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("{source} can be read by group or others"),
+            )
+            .hint("Make it readable by the server's OS user only: chmod 600.".to_string()),
             Error::EncryptionKeyMissing(what) => Report::new(
                 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-                format!("{what} is encrypted and tenant_ops.backup_encryption_key is not set"),
+                format!("{what} is encrypted and no backup encryption key is set"),
             )
-            .hint("A superuser sets tenant_ops.backup_encryption_key to the age identity the backup was encrypted to.".to_string()),
-            Error::EncryptionKeyWrong(what) => Report::new(
+            .hint("A superuser sets tenant_ops.backup_encryption_key_file (server-wide) or tenant_ops.backup_encryption_key (a session) to the age identity the backup was encrypted to.".to_string()),
+            Error::EncryptionKeyWrong(what, source) => Report::new(
                 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-                format!("{what} is encrypted to another key than tenant_ops.backup_encryption_key"),
+                format!("{what} is encrypted to another key than {source}"),
             )
-            .hint("Set tenant_ops.backup_encryption_key to the age identity the backup was encrypted to.".to_string()),
+            .hint("Set tenant_ops.backup_encryption_key_file or tenant_ops.backup_encryption_key to the age identity the backup was encrypted to.".to_string()),
             Error::UnknownUpload(upload) => Report::new(
                 ERRCODE_UNDEFINED_OBJECT,
                 format!("upload \"{upload}\" does not exist"),

@@ -32,8 +32,8 @@ pub use create::submit;
 use error::{Error, Result};
 
 /// Text forms that read back the same on any server: what every exported value is printed
-/// with (and what a restore reads them under). One fetch at a time: no parallel plan, so the
-/// tables come out in the order of the statement's branches.
+/// with (and what a restore reads them under), and plans made for reading every row (a
+/// cursor's are otherwise made for its first tenth) without parallel workers.
 const EXPORT_SETTINGS: &[(&str, &str)] = &[
     ("DateStyle", "ISO, YMD"),
     ("IntervalStyle", "postgres"),
@@ -42,6 +42,7 @@ const EXPORT_SETTINGS: &[(&str, &str)] = &[
     ("extra_float_digits", "1"),
     ("xmloption", "content"),
     ("max_parallel_workers_per_gather", "0"),
+    ("cursor_tuple_fraction", "1"),
     // Each hash or sort of the tenant filters takes at most this and spills beyond it: the
     // backend's memory is bounded whatever the tenant's size (as a migration step's is).
     ("work_mem", "16MB"),
@@ -120,80 +121,72 @@ pub fn role_name(r: Role) -> &'static str {
 }
 
 /// Runs `each(table index, COPY text line)` over the tenant's rows of every table, in table
-/// order, read through one cursor over one statement (so in one snapshot), as the caller.
+/// order, as the caller, every table read in one snapshot (whatever the isolation level and
+/// executor): one snapshot is made active, and each table's rows come through a read-only
+/// cursor on it, closed before the next table's opens. So the memory a table's plan holds
+/// (the hash tables of its tenant filter) is freed before the next one's is built: the peak
+/// is one table's plan and one fetch, not the sum over every table.
 pub fn export(
     specs: &[TableSpec],
     tenant: &str,
     mut each: impl FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let width = specs.iter().map(|s| s.columns.len()).max().unwrap_or(0);
-    let branches: Vec<String> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut cols: Vec<String> = s
-                .columns
-                .iter()
-                .map(|c| format!("c.{}::pg_catalog.text", c.quoted))
-                .collect();
-            cols.resize(width, "NULL::pg_catalog.text".into());
-            let sep = if cols.is_empty() { "" } else { ", " };
-            format!(
-                "SELECT {i}::pg_catalog.int4{sep}{} FROM (SELECT * FROM {} WHERE {}) c",
-                cols.join(", "),
-                s.sql,
-                s.filter
-            )
-        })
-        .collect();
-    if branches.is_empty() {
-        return Ok(());
-    }
-    let sql = branches.join("\nUNION ALL\n");
     with_settings(EXPORT_SETTINGS, || {
-        Spi::connect(|client| {
-            let mut cursor = client.open_cursor(sql.as_str(), &[tenant.into()]);
-            let mut line = Vec::with_capacity(4096);
-            let mut last = 0usize;
-            let mut scratch = Scratch::new("pg_tenant_ops export");
-            loop {
-                // Each fetch, and the values read from it, live in a scratch context reset
-                // after the fetch: memory stays at one fetch whatever the tenant's size.
-                let more = scratch.run(|| {
-                    let batch = cursor.fetch(FETCH).or_raise();
-                    let more = !batch.is_empty();
-                    for row in batch {
-                        let t = row.get::<i32>(1).or_raise().unwrap_or(-1);
-                        let Some(spec) = usize::try_from(t).ok().and_then(|t| specs.get(t)) else {
-                            crate::error::internal_error(format!(
-                                "pg_tenant_ops: export row of table {t}"
-                            ));
-                        };
-                        let t = t as usize;
-                        if t < last {
-                            // Each table's file is written whole before the next: an Append
-                            // that came back to an earlier branch would split one.
-                            crate::error::internal_error(
-                                "pg_tenant_ops: export rows out of table order".into(),
-                            );
+        crate::sys::with_one_snapshot(|| {
+            Spi::connect(|client| {
+                let mut line = Vec::with_capacity(4096);
+                let mut scratch = Scratch::new("pg_tenant_ops export");
+                for (t, spec) in specs.iter().enumerate() {
+                    let cols: Vec<String> = spec
+                        .columns
+                        .iter()
+                        .map(|c| format!("c.{}::pg_catalog.text", c.quoted))
+                        .collect();
+                    let sql = format!(
+                        "SELECT {} FROM (SELECT * FROM {} WHERE {}) c",
+                        if cols.is_empty() {
+                            "NULL".to_string()
+                        } else {
+                            cols.join(", ")
+                        },
+                        spec.sql,
+                        spec.filter
+                    );
+                    let mut cursor =
+                        crate::sys::open_read_only_cursor(client, &sql, &[tenant.into()]);
+                    loop {
+                        // The fetch's tuple table lives in SPI's context until freed below.
+                        let mut batch = cursor.fetch(FETCH).or_raise();
+                        if batch.is_empty() {
+                            break;
                         }
-                        last = t;
-                        line.clear();
-                        let fields: Vec<Option<&str>> = (0..spec.columns.len())
-                            .map(|k| row.get::<&str>(k + 2).or_raise())
-                            .collect();
-                        format::write_line(&mut line, fields);
-                        each(t, &line)?;
+                        // Whatever reading the values allocates lives in the scratch context,
+                        // reset after each fetch: memory stays at one fetch. (Not
+                        // `row.get`: it copies each value into the *parent* of the current
+                        // context — after an SPI call, TopTransactionContext — where a copy of
+                        // every row would stay until the transaction ends.)
+                        scratch.run(|| {
+                            while batch.next().is_some() {
+                                line.clear();
+                                let fields: Vec<Option<&str>> = (1..=spec.columns.len())
+                                    .map(|k| {
+                                        let d = batch.get_datum_by_ordinal(k).or_raise()?;
+                                        // SAFETY: a text datum of the current row (the query
+                                        // casts every column to text), read in place.
+                                        unsafe { <&str as FromDatum>::from_datum(d, false) }
+                                    })
+                                    .collect();
+                                format::write_line(&mut line, fields);
+                                each(t, &line)?;
+                            }
+                            Ok::<(), Error>(())
+                        })?;
+                        // The tuple table is SPI's to free (it keeps a list of them).
+                        unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
                     }
-                    // The fetch's tuple table is SPI's to free (it keeps a list of them).
-                    unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
-                    Ok::<bool, Error>(more)
-                })?;
-                if !more {
-                    break;
                 }
-            }
-            Ok::<(), Error>(())
+                Ok::<(), Error>(())
+            })
         })
     })
 }

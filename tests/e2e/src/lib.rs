@@ -186,6 +186,17 @@ impl Cluster {
         &self.base
     }
 
+    /// Makes `path` the server's OS user's (when we are root, the server runs as `postgres`):
+    /// for files only the server may read, such as a key file of mode 0600.
+    pub fn give_to_server(&self, path: &Path) {
+        if self.as_root {
+            run_checked(
+                Command::new("chown").arg("postgres").arg(path),
+                "chown postgres",
+            );
+        }
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.data.join("server.log")
     }
@@ -704,7 +715,8 @@ pub fn assert_sqlstate_any<T: Debug>(
     db.clone()
 }
 
-fn running_as_root() -> bool {
+/// Whether the tests run as root (the clusters then run as `postgres`).
+pub fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -8,6 +8,7 @@
 //! backup is decrypted by the age tool.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -434,23 +435,20 @@ struct KeyReset<'a> {
 impl Drop for KeyReset<'_> {
     fn drop(&mut self) {
         let mut c = self.cluster.connect(self.db);
-        let _ = c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key");
+        let _ = c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key_file");
         let _ = c.batch_execute("SELECT pg_reload_conf()");
-        let _ = until_setting(&mut c, "");
+        let _ = until_setting(&mut c, "tenant_ops.backup_encryption_key_file", "");
     }
 }
 
-/// Waits until the reloaded setting reads `want` in this session.
-fn until_setting(c: &mut Client, want: &str) -> String {
+/// Waits until the reloaded setting `name` reads `want` in this session.
+fn until_setting(c: &mut Client, name: &str, want: &str) -> String {
     until(
-        "tenant_ops.backup_encryption_key reloaded",
+        &format!("{name} reloaded"),
         Duration::from_secs(10),
         || {
             let v: String = c
-                .query_one(
-                    "SELECT current_setting('tenant_ops.backup_encryption_key')",
-                    &[],
-                )
+                .query_one("SELECT current_setting($1)", &[&name])
                 .ok()?
                 .get(0);
             (v == want).then_some(v)
@@ -478,13 +476,65 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
         .to_string();
     assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     let _reset = KeyReset { cluster, db };
+    let log_start = cluster.log_len();
+    // The server-wide key is a file the server alone reads (the setting holds its path: what
+    // PostgreSQL logs on a reload). One the group may read is refused, naming it.
+    let server_key = work.join("server key 'ü'.txt");
+    fs::copy(&keyfile, &server_key).unwrap();
+    cluster.give_to_server(&server_key);
+    fs::set_permissions(&server_key, fs::Permissions::from_mode(0o640)).unwrap();
     // (one statement a call: ALTER SYSTEM runs outside a transaction block)
     c.batch_execute(&format!(
-        "ALTER SYSTEM SET tenant_ops.backup_encryption_key = '{key}'"
+        "ALTER SYSTEM SET tenant_ops.backup_encryption_key_file = {}",
+        pg_tenant_ops_e2e::quote_literal(&server_key.to_string_lossy())
     ))
     .unwrap();
     c.batch_execute("SELECT pg_reload_conf()").unwrap();
-    until_setting(&mut c, &key);
+    until_setting(
+        &mut c,
+        "tenant_ops.backup_encryption_key_file",
+        &server_key.to_string_lossy(),
+    );
+    let backups_before = scalar(&mut c, "SELECT count(*) FROM tenant_ops.backups");
+    let missing = work.join("no such key.txt");
+    c.batch_execute(&format!(
+        "ALTER SYSTEM SET tenant_ops.backup_encryption_key_file = {}",
+        pg_tenant_ops_e2e::quote_literal(&missing.to_string_lossy())
+    ))
+    .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    until_setting(
+        &mut c,
+        "tenant_ops.backup_encryption_key_file",
+        &missing.to_string_lossy(),
+    );
+    assert_sqlstate(
+        c.query_one("SELECT tenant_ops.create_backup('dispatch', '3')", &[]),
+        "58030",
+        "no such key.txt\": No such file or directory",
+    );
+    c.batch_execute(&format!(
+        "ALTER SYSTEM SET tenant_ops.backup_encryption_key_file = {}",
+        pg_tenant_ops_e2e::quote_literal(&server_key.to_string_lossy())
+    ))
+    .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    until_setting(
+        &mut c,
+        "tenant_ops.backup_encryption_key_file",
+        &server_key.to_string_lossy(),
+    );
+    assert_sqlstate(
+        c.query_one("SELECT tenant_ops.create_backup('dispatch', '3')", &[]),
+        "22023",
+        "key 'ü'.txt\" can be read by group or others",
+    );
+    assert_eq!(
+        scalar(&mut c, "SELECT count(*) FROM tenant_ops.backups"),
+        backups_before,
+        "a refused backup registers nothing"
+    );
+    fs::set_permissions(&server_key, fs::Permissions::from_mode(0o600)).unwrap();
 
     let before = office_sums(&mut c, 3);
     let id = backup(&mut c, "3", "{}");
@@ -601,20 +651,20 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
     let id = loaded;
 
     // without the key: refused, nothing changed
-    c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key")
+    c.batch_execute("ALTER SYSTEM RESET tenant_ops.backup_encryption_key_file")
         .unwrap();
     c.batch_execute("SELECT pg_reload_conf()").unwrap();
-    until_setting(&mut c, "");
+    until_setting(&mut c, "tenant_ops.backup_encryption_key_file", "");
     delete_office(&mut c, 3);
     assert_sqlstate(
         c.query_one("SELECT tenant_ops.verify_backup($1)", &[&id]),
         "28000",
-        "is encrypted and tenant_ops.backup_encryption_key is not set",
+        "is encrypted and no backup encryption key is set",
     );
     assert_sqlstate(
         c.query_one("SELECT tenant_ops.restore_backup($1)", &[&id]),
         "28000",
-        "is encrypted and tenant_ops.backup_encryption_key is not set",
+        "is encrypted and no backup encryption key is set",
     );
     assert_eq!(
         count(
@@ -625,6 +675,13 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
         0,
         "a refused restore changes nothing"
     );
+    // The key never reached the server log (the path did, on each reload).
+    let log = cluster.log_since(log_start, usize::MAX);
+    assert!(
+        !log.contains("AGE-SECRET-KEY"),
+        "the server log holds no key: {log}"
+    );
+    assert!(log.contains("tenant_ops.backup_encryption_key_file"), "{log}");
 }
 /// `kill -9` of the worker running a background restore: the restore is one transaction, so
 /// the tenant is either as it was or fully restored; the job is retried and ends restored.
@@ -676,4 +733,124 @@ fn delete_some_of_office_1(c: &mut Client) {
           WHERE o.id = i.order_id AND p.id = o.patient_id AND d.id = p.doctor_id AND d.office_id = 1 AND i.line_no = 1",
     )
     .unwrap();
+}
+
+/// A full disk and a directory the server cannot write: each a clear error (53100 naming the
+/// file; 58030 naming the directory), no backup registered, no file left behind; the next
+/// backup into a sound directory works.
+///
+/// The full disk is real: a 256 kB tmpfs mounted as the backup directory when we are root,
+/// else the backend's file size limit (`prlimit --fsize`: writes beyond it fail with EFBIG,
+/// the same error path).
+pub fn backup_disk_full_or_unwritable(cluster: &Cluster) {
+    let db = "e2e_backup_disk_full";
+    let mut c = dispatch_db(cluster, db, 1);
+    let work = Path::new(cluster.work_dir()).join("backup_disk_full");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).unwrap();
+    let registered = |c: &mut Client| scalar(c, "SELECT count(*) FROM tenant_ops.backups");
+    let leftovers = |dir: &Path| -> Vec<String> {
+        walk(dir)
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+
+    // Unwritable: the server's OS user may enter the directory but not write into it.
+    let ro = work.join("read only");
+    fs::create_dir_all(&ro).unwrap();
+    cluster.give_to_server(&ro);
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o500)).unwrap();
+    c.batch_execute(&format!(
+        "SET tenant_ops.backup_directory = {}",
+        pg_tenant_ops_e2e::quote_literal(&ro.to_string_lossy())
+    ))
+    .unwrap();
+    assert_sqlstate(
+        c.query_one("SELECT tenant_ops.create_backup('dispatch', '1')", &[]),
+        "58030",
+        "could not create the backup directory",
+    );
+    assert_eq!(registered(&mut c), 0, "nothing registered");
+    assert_eq!(leftovers(&ro), Vec::<String>::new());
+
+    // Full: the spool of office 1's rows (about 1 MB) does not fit.
+    let full = work.join("full");
+    fs::create_dir_all(&full).unwrap();
+    let mounted = pg_tenant_ops_e2e::running_as_root()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k,mode=0700"])
+            .arg("tmpfs")
+            .arg(&full)
+            .status()
+            .is_ok_and(|s| s.success());
+    let _unmount = Unmount(mounted.then(|| full.clone()));
+    cluster.give_to_server(&full);
+    c.batch_execute(&format!(
+        "SET tenant_ops.backup_directory = {}",
+        pg_tenant_ops_e2e::quote_literal(&full.to_string_lossy())
+    ))
+    .unwrap();
+    let (state, message) = if mounted {
+        ("53100", "No space left on device")
+    } else {
+        let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+        run(Command::new("prlimit")
+            .arg(format!("--pid={pid}"))
+            .arg("--fsize=262144"));
+        ("58030", "File too large")
+    };
+    let err = c
+        .query_one("SELECT tenant_ops.create_backup('dispatch', '1')", &[])
+        .expect_err("a backup into a full directory fails");
+    let text = pg_tenant_ops_e2e::describe_error(&err);
+    assert_eq!(
+        err.code().map(|s| s.code()),
+        Some(state),
+        "SQLSTATE of: {text}"
+    );
+    assert!(
+        text.contains(message) && text.contains(&*full.to_string_lossy()),
+        "the error names the file and the cause: {text}"
+    );
+    assert_eq!(registered(&mut c), 0, "nothing registered");
+    assert_eq!(leftovers(&full), Vec::<String>::new(), "no file left behind");
+
+    // A sound directory again: the backup is made and verifies.
+    c.batch_execute("RESET tenant_ops.backup_directory").unwrap();
+    let mut c = cluster.connect(db);
+    let id = backup(&mut c, "1", "{}");
+    let ok: bool = c
+        .query_one(
+            "SELECT (tenant_ops.verify_backup($1) ->> 'verified')::bool",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ok, "the next backup verifies");
+}
+
+/// Every file below `dir` (directories themselves left out).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Unmounts the tmpfs when the test ends, whatever happens.
+struct Unmount(Option<PathBuf>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = Command::new("umount").arg(p).status();
+        }
+    }
 }

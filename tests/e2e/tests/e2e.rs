@@ -41,6 +41,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             backups::backup_encrypted_age_interop,
         ),
         (
+            "backup_disk_full_or_unwritable",
+            backups::backup_disk_full_or_unwritable,
+        ),
+        (
             "backup_survives_worker_kill9",
             backups::backup_survives_worker_kill9,
         ),
