@@ -16,8 +16,14 @@ use crate::error::{Common, OrRaise};
 use crate::sys::owner;
 
 /// Appends `data` to upload `upload` (created on its first chunk); returns its size so far.
+///
+/// The append is as transactional as the catalog: sessions sending chunks to one upload take
+/// turns (a lock held to the end of the transaction, which `load_backup_finish` takes too),
+/// and should the transaction abort (a client's retry after a timeout, say), the file is cut
+/// back to where this chunk began, so a chunk is in the upload exactly when its call committed.
 pub fn chunk(upload: &str, data: &[u8]) -> Result<i64> {
     check_name(upload)?;
+    lock_upload(upload);
     let path = store::upload_path(upload)?;
     let mut f = OpenOptions::new()
         .append(true)
@@ -25,19 +31,37 @@ pub fn chunk(upload: &str, data: &[u8]) -> Result<i64> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| store::io_error("write", &path, &e))?;
-    f.write_all(data)
-        .map_err(|e| store::io_error("write", &path, &e))?;
-    let size = f
+    let before = f
         .metadata()
         .map_err(|e| store::io_error("read", &path, &e))?
         .len();
-    Ok(size as i64)
+    let undo = path.clone();
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, move || {
+        if before == 0 {
+            let _ = fs::remove_file(&undo);
+        } else if let Ok(f) = OpenOptions::new().write(true).open(&undo) {
+            let _ = f.set_len(before);
+        }
+    });
+    f.write_all(data)
+        .map_err(|e| store::io_error("write", &path, &e))?;
+    Ok((before + data.len() as u64) as i64)
+}
+
+/// Serialises the calls on one upload until the end of the transaction.
+fn lock_upload(upload: &str) {
+    crate::sys::owner::execute(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('tenant_ops:upload:' || $1, 0))",
+        &[upload.into()],
+    )
+    .or_raise();
 }
 
 /// Verifies upload `upload` and registers it as a backup; returns the backup's id. A damaged
 /// upload is removed and refused.
 pub fn finish(upload: &str, caller: &str) -> Result<i64> {
     check_name(upload)?;
+    lock_upload(upload);
     let path = store::upload_path(upload)?;
     match fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_file() => {}

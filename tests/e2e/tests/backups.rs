@@ -443,17 +443,13 @@ impl Drop for KeyReset<'_> {
 
 /// Waits until the reloaded setting `name` reads `want` in this session.
 fn until_setting(c: &mut Client, name: &str, want: &str) -> String {
-    until(
-        &format!("{name} reloaded"),
-        Duration::from_secs(10),
-        || {
-            let v: String = c
-                .query_one("SELECT current_setting($1)", &[&name])
-                .ok()?
-                .get(0);
-            (v == want).then_some(v)
-        },
-    )
+    until(&format!("{name} reloaded"), Duration::from_secs(10), || {
+        let v: String = c
+            .query_one("SELECT current_setting($1)", &[&name])
+            .ok()?
+            .get(0);
+        (v == want).then_some(v)
+    })
 }
 
 /// With `tenant_ops.backup_encryption_key` set (ALTER SYSTEM, reload) to a key made by
@@ -681,7 +677,10 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
         !log.contains("AGE-SECRET-KEY"),
         "the server log holds no key: {log}"
     );
-    assert!(log.contains("tenant_ops.backup_encryption_key_file"), "{log}");
+    assert!(
+        log.contains("tenant_ops.backup_encryption_key_file"),
+        "{log}"
+    );
 }
 /// `kill -9` of the worker running a background restore: the restore is one transaction, so
 /// the tenant is either as it was or fully restored; the job is retried and ends restored.
@@ -814,10 +813,15 @@ pub fn backup_disk_full_or_unwritable(cluster: &Cluster) {
         "the error names the file and the cause: {text}"
     );
     assert_eq!(registered(&mut c), 0, "nothing registered");
-    assert_eq!(leftovers(&full), Vec::<String>::new(), "no file left behind");
+    assert_eq!(
+        leftovers(&full),
+        Vec::<String>::new(),
+        "no file left behind"
+    );
 
     // A sound directory again: the backup is made and verifies.
-    c.batch_execute("RESET tenant_ops.backup_directory").unwrap();
+    c.batch_execute("RESET tenant_ops.backup_directory")
+        .unwrap();
     let mut c = cluster.connect(db);
     let id = backup(&mut c, "1", "{}");
     let ok: bool = c
@@ -853,4 +857,80 @@ impl Drop for Unmount {
             let _ = Command::new("umount").arg(p).status();
         }
     }
+}
+
+/// Chunks of one upload are as transactional as the catalog: a chunk whose transaction rolls
+/// back is cut off again, and calls on one upload take turns (a finish waits for the session
+/// still sending the last chunk, then registers the whole file).
+pub fn upload_chunks_are_transactional(cluster: &Cluster) {
+    let db = "e2e_upload_chunks";
+    let mut c = dispatch_db(cluster, db, 1);
+    let id = backup(&mut c, "3", "{}");
+    let bytes = fs::read(file_of(&mut c, id)).unwrap();
+    let third = bytes.len() / 3;
+    let (p1, rest) = bytes.split_at(third);
+    let (p2, p3) = rest.split_at(third);
+    let name = "up-1";
+    let chunk_named = |c: &mut Client, data: &[u8]| -> i64 {
+        c.query_one(
+            "SELECT tenant_ops.load_backup_chunk($1, $2)",
+            &[&name, &data],
+        )
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("chunk: {}", pg_tenant_ops_e2e::describe_error(&e)))
+    };
+    // (a bad name first: refused before anything is written)
+    assert_sqlstate(
+        c.query_one(
+            "SELECT tenant_ops.load_backup_chunk('up 1'::text, '\\x00')",
+            &[],
+        ),
+        "22023",
+        "\"up 1\" is not an upload name",
+    );
+    assert_eq!(chunk_named(&mut c, p1), p1.len() as i64);
+    // a chunk rolled back is not in the upload
+    c.batch_execute("BEGIN").unwrap();
+    assert_eq!(chunk_named(&mut c, p2), (p1.len() + p2.len()) as i64);
+    c.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(chunk_named(&mut c, p2), (p1.len() + p2.len()) as i64);
+    // a finish waits for the session still sending the last chunk
+    c.batch_execute("BEGIN").unwrap();
+    assert_eq!(chunk_named(&mut c, p3), bytes.len() as i64);
+    let finisher = {
+        let mut other = cluster.connect(db);
+        thread::spawn(move || -> i64 {
+            other
+                .query_one("SELECT tenant_ops.load_backup_finish('up-1')", &[])
+                .map(|r| r.get(0))
+                .unwrap_or_else(|e| panic!("finish: {}", pg_tenant_ops_e2e::describe_error(&e)))
+        })
+    };
+    until(
+        "the finish waits on the upload's lock",
+        Duration::from_secs(10),
+        || {
+            let waiting: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'
+                    AND wait_event = 'advisory' AND query LIKE '%load_backup_finish%'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            (waiting == 1).then_some(())
+        },
+    );
+    c.batch_execute("COMMIT").unwrap();
+    let loaded = finisher.join().unwrap();
+    let same: bool = c
+        .query_one(
+            "SELECT a.sha256 = b.sha256 AND a.size_bytes = b.size_bytes FROM tenant_ops.backups a, tenant_ops.backups b
+              WHERE a.id = $1 AND b.id = $2",
+            &[&id, &loaded],
+        )
+        .unwrap()
+        .get(0);
+    assert!(same, "the upload is the whole file, once");
 }

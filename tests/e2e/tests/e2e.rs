@@ -45,6 +45,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             backups::backup_disk_full_or_unwritable,
         ),
         (
+            "upload_chunks_are_transactional",
+            backups::upload_chunks_are_transactional,
+        ),
+        (
             "backup_survives_worker_kill9",
             backups::backup_survives_worker_kill9,
         ),
