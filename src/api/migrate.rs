@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::required;
 use crate::audit;
-use crate::error::{OpsError, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs::{self, executor};
 use crate::migrate;
 use crate::sys::{rolled_back_subtransaction, sqlstate_text};
@@ -79,12 +79,13 @@ fn run_dry(job_id: i64) {
             jobs::finish(job_id, jobs::Status::Succeeded, None, Some(&result));
             return;
         }
-        Ok(Err(OpsError::Many(all))) => all
+        // Each problem a dry run found, as it would be reported alone.
+        Ok(Err(report)) => report
+            .problems()
             .iter()
-            .map(|e| (sqlstate_text(e.sqlstate()).to_string(), e.to_string()))
+            .map(|r| (sqlstate_text(r.sqlstate), r.message.clone()))
             .collect(),
-        Ok(Err(e)) => vec![(sqlstate_text(e.sqlstate()).to_string(), e.to_string())],
-        Err(caught) => vec![(caught.sqlstate_text().to_string(), caught.message)],
+        Err(caught) => vec![(caught.sqlstate_text(), caught.message)],
     };
     let errors: Vec<_> = problems
         .iter()
