@@ -351,3 +351,16 @@ pub fn with_settings<R>(settings: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pgrx::PgSqlErrorCode::*;
+
+    #[test]
+    fn sqlstate_text_spells_the_five_characters() {
+        assert_eq!(super::sqlstate_text(ERRCODE_UNIQUE_VIOLATION), "23505");
+        assert_eq!(super::sqlstate_text(ERRCODE_QUERY_CANCELED), "57014");
+        assert_eq!(super::sqlstate_text(ERRCODE_DATA_CORRUPTED), "XX001");
+        assert_eq!(super::sqlstate_text(ERRCODE_LOCK_NOT_AVAILABLE), "55P03");
+    }
+}
