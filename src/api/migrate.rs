@@ -36,13 +36,8 @@ fn migrate_tenant(
     let target_schema = required(target_schema, "target_schema")
         .to_string_lossy()
         .into_owned();
-    let options = options
-        .map(super::JsonArg::value)
-        .unwrap_or_else(|| json!({}));
-    let background = background.unwrap_or(false);
-    if background {
-        crate::worker::require_workers().or_raise();
-    }
+    let options = super::options(options);
+    let background = super::background(background);
     let (job_id, parsed) = migrate::submit(scope, tenant, &target_schema, &options, background)
         .inspect_err(|e| audit::log_failure("migrate_tenant", scope, e))
         .or_raise();
