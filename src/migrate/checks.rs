@@ -9,7 +9,6 @@ use super::error::{Error, Result};
 use super::options::{Mode, OnConflict, SharedMode};
 use super::target;
 use super::Migration;
-
 use crate::pg::{require_schema_privileges, require_table_privileges};
 use crate::scope::graph::Role;
 use crate::scope::LoadedScope;

@@ -17,7 +17,6 @@ use super::options::{ColumnSource, CrossTenant, IdStrategy, MigrateOptions};
 use super::sql::{qualified_cols, quoted_cols};
 use super::target::TargetTable;
 use super::transform::Transform;
-
 use crate::scope::graph::{Role, TableId};
 use crate::scope::LoadedScope;
 

@@ -8,7 +8,6 @@ use super::options::{IdStrategy, MigrateOptions, SharedMode};
 use super::plan::{Planner, TablePlan};
 use super::target::{self, TargetTable};
 use super::Migration;
-
 use crate::scope::graph::{Role, TableId};
 use crate::scope::LoadedScope;
 
