@@ -3,15 +3,17 @@
 //!
 //! The framework: a [`Report`] is what a user sees (SQLSTATE, message, DETAIL, HINT); a
 //! [`UserError`] makes one, each variant's whole report in one match arm. Every domain module
-//! has its own error type (`scope::Error`, `jobs::Error`, `integrity::Error`); errors that
-//! several domains raise alike are [`Common`]. Domain code returns `Result`; the
-//! `#[pg_extern]` layer in `api/` raises with [`OrRaise::or_raise`], so that no error ever
-//! reaches a user as the generic SQLSTATE 22000 that pgrx gives to a plain `Result::Err`.
+//! has its own error type (`scope::Error`, `jobs::Error`, `migrate::Error`, `integrity::Error`,
+//! `backup::Error`); errors that several domains raise alike are [`Common`]. Domain code
+//! returns `Result`; the `#[pg_extern]` layer in `api/` raises with [`OrRaise::or_raise`], so
+//! that no error ever reaches a user as the generic SQLSTATE 22000 that pgrx gives to a plain
+//! `Result::Err`.
 //!
-//! [`OpsError`] is transitional: the error of `migrate/` until it gets its own type, and what
-//! the job machinery carries from any kind's steps (any [`UserError`] converts into it).
-
-use std::fmt;
+//! The job machinery (`crate::jobs`) knows no domain: what a kind's steps fail with reaches it
+//! as a [`Report`] (every domain error converts into one with `?`), whose SQLSTATE decides
+//! whether a background job is retried.
+//!
+//! This module depends on no other module of the extension.
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
@@ -23,6 +25,9 @@ pub struct Report {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// The problems a report made by [`Report::many`] stands for, each as reported alone
+    /// (empty for a report of one problem): see [`Report::problems`].
+    pub parts: Vec<Report>,
 }
 
 impl Report {
@@ -32,6 +37,7 @@ impl Report {
             message: message.into(),
             detail: None,
             hint: None,
+            parts: vec![],
         }
     }
 
@@ -46,17 +52,33 @@ impl Report {
     }
 
     /// Several problems found at once (a dry run reports them all): reported as the first,
-    /// with the others' messages in DETAIL.
-    pub fn many(mut all: Vec<Report>) -> Report {
-        let first = all.remove(0);
-        if all.is_empty() {
-            return first;
+    /// with the others' messages in DETAIL; each stays available in [`Report::problems`].
+    pub fn many(all: Vec<Report>) -> Report {
+        let [first, others @ ..] = all.as_slice() else {
+            panic!("Report::many needs at least one problem")
+        };
+        if others.is_empty() {
+            return first.clone();
         }
-        let message = format!("{} (and {} more problem(s))", first.message, all.len());
-        let also: Vec<String> = all.iter().map(|r| format!("Also: {}", r.message)).collect();
-        Report::new(first.sqlstate, message)
+        let message = format!("{} (and {} more problem(s))", first.message, others.len());
+        let also: Vec<String> = others
+            .iter()
+            .map(|r| format!("Also: {}", r.message))
+            .collect();
+        let mut report = Report::new(first.sqlstate, message)
             .detail(also.join("\n"))
-            .hint(first.hint)
+            .hint(first.hint.clone());
+        report.parts = all;
+        report
+    }
+
+    /// Each problem this report stands for: itself, or the ones [`Report::many`] joined.
+    pub fn problems(&self) -> &[Report] {
+        if self.parts.is_empty() {
+            std::slice::from_ref(self)
+        } else {
+            &self.parts
+        }
     }
 
     /// Raises this report as a PostgreSQL ERROR. Never returns.
@@ -91,7 +113,17 @@ impl UserError for Report {
     }
 }
 
-/// `Display` (the report's message) and `std::error::Error` for a [`UserError`] type.
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Report {}
+
+/// For a domain's [`UserError`] type: `Display` (the report's message), `std::error::Error`,
+/// and the conversion into a [`Report`] (what the job machinery carries, so that `?` in a
+/// kind's steps works whatever the domain).
 macro_rules! user_error_display {
     ($t:ty) => {
         impl std::fmt::Display for $t {
@@ -100,11 +132,29 @@ macro_rules! user_error_display {
             }
         }
         impl std::error::Error for $t {}
+        impl From<$t> for $crate::error::Report {
+            fn from(e: $t) -> $crate::error::Report {
+                $crate::error::UserError::report(&e)
+            }
+        }
     };
 }
 pub(crate) use user_error_display;
 
-user_error_display!(Report);
+/// `From` for each error type a domain's error wraps, as the variant that holds it:
+/// `wraps!(Error { Scope(crate::scope::Error), Common(Common) })`.
+macro_rules! wraps {
+    ($t:ident { $($variant:ident($inner:ty)),+ $(,)? }) => {
+        $(
+            impl From<$inner> for $t {
+                fn from(e: $inner) -> $t {
+                    $t::$variant(e)
+                }
+            }
+        )+
+    };
+}
+pub(crate) use wraps;
 
 /// Errors that several domains raise alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,16 +248,6 @@ impl<T, E: UserError> OrRaise<T> for Result<T, E> {
     }
 }
 
-impl<T> OrRaise<T> for Result<T, OpsError> {
-    #[track_caller]
-    fn or_raise(self) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => e.raise(),
-        }
-    }
-}
-
 /// Reports a failure that is the extension's fault or a broken database, not the user's.
 #[track_caller]
 pub fn internal_error(message: String) -> ! {
@@ -232,242 +272,3 @@ impl<T> OrRaise<T> for Result<T, pgrx::spi::Error> {
         }
     }
 }
-
-/// Transitional (issue 10): the error of `migrate/` until it has its own type, and what the job
-/// machinery (`jobs::JobKind`, `jobs::executor`) carries from any kind. Any [`UserError`]
-/// converts into it ([`OpsError::Reported`]), so `?` works across domains. The variants are
-/// the ones `migrate/` builds: those whose wording now lives in another domain's type delegate
-/// to it; the rest are migrate's own and move to `migrate::Error` with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpsError {
-    /// Any other domain's error, as reported.
-    Reported(Report),
-
-    // Delegating to `Common`.
-    InvalidOption(String, Option<String>),
-    InsufficientPrivilege(String, Option<String>),
-    UnknownSchema(String),
-    DatatypeMismatch {
-        message: String,
-        hint: Option<String>,
-    },
-    InvalidDefinition {
-        message: String,
-        hint: Option<String>,
-    },
-    ForeignKeyViolation {
-        message: String,
-        detail: Option<String>,
-        hint: Option<String>,
-    },
-    NotNullViolation {
-        message: String,
-        hint: Option<String>,
-    },
-
-    // Delegating to `scope::Error` and `jobs::Error`.
-    UnknownColumn {
-        table: String,
-        column: String,
-        context: String,
-    },
-    JobState {
-        job: i64,
-        status: String,
-        action: &'static str,
-        hint: Option<String>,
-    },
-    WrongJob {
-        message: String,
-        hint: Option<String>,
-    },
-    StepFailed {
-        job: i64,
-        sqlstate: PgSqlErrorCode,
-        message: String,
-    },
-
-    // Migrate's own.
-    JobBusy {
-        scope: String,
-        tenant: String,
-        job: i64,
-    },
-    MissingTarget {
-        target: String,
-        from: String,
-        hint: String,
-    },
-    UniqueViolation {
-        message: String,
-        detail: Option<String>,
-        hint: Option<String>,
-    },
-    VerificationFailed {
-        message: String,
-        detail: Option<String>,
-    },
-    RowFailed {
-        sqlstate: PgSqlErrorCode,
-        message: String,
-        detail: String,
-        hint: Option<String>,
-    },
-    /// Several problems found at once: see [`Report::many`].
-    Many(Vec<OpsError>),
-}
-
-impl<E: UserError> From<E> for OpsError {
-    fn from(e: E) -> OpsError {
-        OpsError::Reported(e.report())
-    }
-}
-
-impl OpsError {
-    pub fn report(&self) -> Report {
-        use crate::jobs::Error as Jobs;
-        use crate::scope::Error as Scope;
-        use PgSqlErrorCode::*;
-        match self {
-            OpsError::Reported(report) => report.clone(),
-            OpsError::InvalidOption(m, h) => Common::InvalidOption(m.clone(), h.clone()).report(),
-            OpsError::InsufficientPrivilege(m, h) => {
-                Common::InsufficientPrivilege(m.clone(), h.clone()).report()
-            }
-            OpsError::UnknownSchema(name) => Common::UnknownSchema(name.clone()).report(),
-            OpsError::DatatypeMismatch { message, hint } => Common::DatatypeMismatch {
-                message: message.clone(),
-                hint: hint.clone(),
-            }
-            .report(),
-            OpsError::InvalidDefinition { message, hint } => Common::InvalidDefinition {
-                message: message.clone(),
-                hint: hint.clone(),
-            }
-            .report(),
-            OpsError::ForeignKeyViolation {
-                message,
-                detail,
-                hint,
-            } => Common::ForeignKeyViolation {
-                message: message.clone(),
-                detail: detail.clone(),
-                hint: hint.clone(),
-            }
-            .report(),
-            OpsError::NotNullViolation { message, hint } => Common::NotNullViolation {
-                message: message.clone(),
-                hint: hint.clone(),
-            }
-            .report(),
-            OpsError::UnknownColumn {
-                table,
-                column,
-                context,
-            } => Scope::UnknownColumn {
-                table: table.clone(),
-                column: column.clone(),
-                context: context.clone(),
-            }
-            .report(),
-            OpsError::JobState {
-                job,
-                status,
-                action,
-                hint,
-            } => Jobs::State {
-                job: *job,
-                status: status.clone(),
-                action,
-                hint: hint.clone(),
-            }
-            .report(),
-            OpsError::WrongJob { message, hint } => Jobs::Wrong {
-                message: message.clone(),
-                hint: hint.clone(),
-            }
-            .report(),
-            OpsError::StepFailed {
-                job,
-                sqlstate,
-                message,
-            } => Jobs::StepFailed {
-                job: *job,
-                sqlstate: *sqlstate,
-                message: message.clone(),
-            }
-            .report(),
-            OpsError::JobBusy { scope, tenant, job } => {
-                let (holder, hint) = if *job >= 0 {
-                    (
-                        format!("job {job}"),
-                        format!("Let job {job} finish (CALL tenant_ops.run_job({job}) resumes it), or roll it back."),
-                    )
-                } else {
-                    (
-                        format!("an uncommitted job of the session with pid {}", -job),
-                        "Wait for that session's transaction to end.".into(),
-                    )
-                };
-                Report::new(
-                    ERRCODE_LOCK_NOT_AVAILABLE,
-                    format!("tenant \"{tenant}\" of scope \"{scope}\" is already being migrated by {holder}"),
-                )
-                .hint(hint)
-            }
-            OpsError::MissingTarget { target, from, hint } => Report::new(
-                ERRCODE_UNDEFINED_TABLE,
-                format!("target table {target} for {from} does not exist"),
-            )
-            .hint(hint.clone()),
-            OpsError::UniqueViolation {
-                message,
-                detail,
-                hint,
-            } => Report::new(ERRCODE_UNIQUE_VIOLATION, message)
-                .detail(detail.clone())
-                .hint(hint.clone()),
-            OpsError::VerificationFailed { message, detail } => {
-                Report::new(ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION, message).detail(detail.clone())
-            }
-            OpsError::RowFailed {
-                sqlstate,
-                message,
-                detail,
-                hint,
-            } => Report::new(*sqlstate, message)
-                .detail(detail.clone())
-                .hint(hint.clone()),
-            OpsError::Many(all) => Report::many(all.iter().map(OpsError::report).collect()),
-        }
-    }
-
-    /// The SQLSTATE this error is reported with.
-    pub fn sqlstate(&self) -> PgSqlErrorCode {
-        self.report().sqlstate
-    }
-
-    pub fn detail(&self) -> Option<String> {
-        self.report().detail
-    }
-
-    pub fn hint(&self) -> Option<String> {
-        self.report().hint
-    }
-
-    /// Raises this error as a PostgreSQL ERROR. Never returns.
-    #[track_caller]
-    pub fn raise(self) -> ! {
-        self.report().raise()
-    }
-}
-
-impl fmt::Display for OpsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.report().message)
-    }
-}
-
-impl std::error::Error for OpsError {}
-
-pub type OpsResult<T> = Result<T, OpsError>;

@@ -10,8 +10,10 @@
 //! (strict options parsing and its error wording), `pg` (catalog readers, quoting, privilege
 //! checks), `sys` (subtransactions, role switching and who runs what), `audit`, `gucs`,
 //! `error` (the framework: `Report`, the `UserError` trait, `or_raise`, the `Common` errors;
-//! each domain has its own error type in its `error.rs`, raised only in `api/`). SQL objects
-//! the extension owns (tables, views, roles, grants) live in `sql/`.
+//! each domain has its own error type in its `error.rs` — `scope::Error`, `jobs::Error`,
+//! `migrate::Error`, `integrity::Error`, `backup::Error` — raised only in `api/`; the job
+//! machinery carries a kind's errors as a `Report`). SQL objects the extension owns (tables,
+//! views, roles, grants) live in `sql/`; the `#[pg_test]`s of the plumbing in `tests.rs`.
 
 use pgrx::prelude::*;
 

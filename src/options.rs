@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_value::DeserializerError;
 
-use crate::error::{Common, OpsError};
+use crate::error::Common;
 
 /// One step into a document: an object's key or an array's index.
 #[derive(Clone, Debug, PartialEq)]
@@ -157,15 +157,6 @@ pub fn invalid_option(
         }
     }
     Common::InvalidOption(message, wording.hint(path, problem))
-}
-
-/// Transitional (issue 10): [`invalid_option`] as `migrate/transform/` takes it, in its error
-/// type. Goes when migrate has its own error type.
-pub fn error(input: &Value, path: &[Seg], problem: &Problem, wording: &dyn Wording) -> OpsError {
-    match invalid_option(input, path, problem, wording) {
-        Common::InvalidOption(message, hint) => OpsError::InvalidOption(message, hint),
-        other => other.into(),
-    }
 }
 
 fn problem(e: DeserializerError, root: bool) -> Problem {

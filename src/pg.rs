@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde::Deserialize;
 
-use crate::error::{internal_error, Common, OpsResult, OrRaise};
+use crate::error::{internal_error, Common, OrRaise};
 
 /// The jsonb object describing relation `c` (a `pg_class` row joined to its `pg_namespace n`):
 /// oid, `schema` and `name` (unquoted, as the catalog has them: never re-parsed from SQL),
@@ -191,18 +191,4 @@ pub fn require_schema_privileges(schema: &str, privileges: &str, why: &str) -> R
             )),
         ))
     }
-}
-
-/// Transitional (issue 10): [`require_table_privileges`] as `migrate/` takes it, in its error
-/// type (`migrate/prepare.rs` collects it as an `OpsResult`). Goes when migrate has its own
-/// error type.
-pub fn require_privileges(
-    table_sql: &str,
-    display: &str,
-    privileges: &str,
-    why: &str,
-) -> OpsResult<()> {
-    Ok(require_table_privileges(
-        table_sql, display, privileges, why,
-    )?)
 }

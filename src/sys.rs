@@ -412,3 +412,16 @@ pub fn open_read_only_cursor<'conn>(
         .find_cursor(&name)
         .expect("the cursor just opened exists")
 }
+
+#[cfg(test)]
+mod tests {
+    use pgrx::PgSqlErrorCode::*;
+
+    #[test]
+    fn sqlstate_text_spells_the_five_characters() {
+        assert_eq!(super::sqlstate_text(ERRCODE_UNIQUE_VIOLATION), "23505");
+        assert_eq!(super::sqlstate_text(ERRCODE_QUERY_CANCELED), "57014");
+        assert_eq!(super::sqlstate_text(ERRCODE_DATA_CORRUPTED), "XX001");
+        assert_eq!(super::sqlstate_text(ERRCODE_LOCK_NOT_AVAILABLE), "55P03");
+    }
+}

@@ -28,13 +28,8 @@ fn create_backup(
 ) -> i64 {
     let scope = required(scope, "scope");
     let tenant = required(tenant, "tenant");
-    let options = options
-        .map(super::JsonArg::value)
-        .unwrap_or_else(|| json!({}));
-    let background = background.unwrap_or(false);
-    if background {
-        crate::worker::require_workers().or_raise();
-    }
+    let options = super::options(options);
+    let background = super::background(background);
     let job_id = backup::submit(scope, tenant, &options, background)
         .inspect_err(|e| audit::log_failure("create_backup", scope, e))
         .or_raise();
@@ -86,13 +81,8 @@ fn restore_backup(
     background: default!(Option<bool>, false),
 ) -> i64 {
     let id = required(backup_id, "backup_id");
-    let options = options
-        .map(super::JsonArg::value)
-        .unwrap_or_else(|| json!({}));
-    let background = background.unwrap_or(false);
-    if background {
-        crate::worker::require_workers().or_raise();
-    }
+    let options = super::options(options);
+    let background = super::background(background);
     let job_id = backup::restore::submit(id, &options, background)
         .inspect_err(|e| audit::log_failure("restore_backup", &id.to_string(), e))
         .or_raise();

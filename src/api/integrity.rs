@@ -42,10 +42,7 @@ fn validate_integrity(
             })
         })
         .collect();
-    let background = background.unwrap_or(false);
-    if background {
-        crate::worker::require_workers().or_raise();
-    }
+    let background = super::background(background);
     let (job_id, options) = integrity::submit(scope_name, tenant, &checks, background)
         .inspect_err(|e| audit::log_failure("validate_integrity", scope_name, e))
         .or_raise();

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::required;
 use crate::audit;
-use crate::error::{OpsError, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs::{self, executor};
 use crate::migrate;
 use crate::sys::{rolled_back_subtransaction, sqlstate_text};
@@ -36,13 +36,8 @@ fn migrate_tenant(
     let target_schema = required(target_schema, "target_schema")
         .to_string_lossy()
         .into_owned();
-    let options = options
-        .map(super::JsonArg::value)
-        .unwrap_or_else(|| json!({}));
-    let background = background.unwrap_or(false);
-    if background {
-        crate::worker::require_workers().or_raise();
-    }
+    let options = super::options(options);
+    let background = super::background(background);
     let (job_id, parsed) = migrate::submit(scope, tenant, &target_schema, &options, background)
         .inspect_err(|e| audit::log_failure("migrate_tenant", scope, e))
         .or_raise();
@@ -79,12 +74,13 @@ fn run_dry(job_id: i64) {
             jobs::finish(job_id, jobs::Status::Succeeded, None, Some(&result));
             return;
         }
-        Ok(Err(OpsError::Many(all))) => all
+        // Each problem a dry run found, as it would be reported alone.
+        Ok(Err(report)) => report
+            .problems()
             .iter()
-            .map(|e| (sqlstate_text(e.sqlstate()).to_string(), e.to_string()))
+            .map(|r| (sqlstate_text(r.sqlstate), r.message.clone()))
             .collect(),
-        Ok(Err(e)) => vec![(sqlstate_text(e.sqlstate()).to_string(), e.to_string())],
-        Err(caught) => vec![(caught.sqlstate_text().to_string(), caught.message)],
+        Err(caught) => vec![(caught.sqlstate_text(), caught.message)],
     };
     let errors: Vec<_> = problems
         .iter()

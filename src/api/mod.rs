@@ -18,6 +18,24 @@ pub(crate) fn required<T>(value: Option<T>, argument: &'static str) -> T {
     }
 }
 
+/// An `options` argument: the document given, `{}` for SQL NULL.
+pub(crate) fn options(options: Option<JsonArg>) -> serde_json::Value {
+    options
+        .map(JsonArg::value)
+        .unwrap_or_else(|| serde_json::json!({}))
+}
+
+/// A `background` argument (SQL NULL: no). A background job needs the launcher: without it
+/// the call is refused (0A000) before anything is submitted.
+pub(crate) fn background(background: Option<bool>) -> bool {
+    use crate::error::OrRaise;
+    let background = background.unwrap_or(false);
+    if background {
+        crate::worker::require_workers().or_raise();
+    }
+    background
+}
+
 /// Starts a job just submitted: a background one is woken for when the transaction commits,
 /// an inline one runs now, in the caller's transaction.
 pub(crate) fn start_job(job_id: i64, kind: &dyn crate::jobs::kind::JobKind, background: bool) {

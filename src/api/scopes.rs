@@ -30,9 +30,7 @@ fn create_scope(
     let tenant_key = required(tenant_key, "tenant_key")
         .to_string_lossy()
         .into_owned();
-    let options = options
-        .map(super::JsonArg::value)
-        .unwrap_or_else(|| json!({}));
+    let options = super::options(options);
     let summary = scope::create(name, root.to_u32(), &tenant_key, &options)
         .inspect_err(|e| crate::audit::log_failure("create_scope", name, e))
         .or_raise();

@@ -22,7 +22,7 @@ use super::options::{BackupOptions, Shared};
 use super::store::{self, io_error, Pending};
 use super::{export, role_name, tables, RowsDigest, TableSpec};
 use crate::error::{Common, OrRaise};
-use crate::jobs::executor::Steps;
+use crate::jobs::kind::Steps;
 use crate::jobs::{self, Job, StepOutcome};
 use crate::scope;
 use crate::sys::owner;
@@ -190,7 +190,7 @@ impl Backup {
 }
 
 impl Steps for Backup {
-    fn step(&mut self, _job: &Job) -> crate::error::OpsResult<StepOutcome> {
+    fn step(&mut self, _job: &Job) -> std::result::Result<StepOutcome, crate::error::Report> {
         let result = self.run()?;
         jobs::log(
             self.job_id,

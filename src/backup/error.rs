@@ -3,7 +3,7 @@
 
 use pgrx::PgSqlErrorCode;
 
-use crate::error::{user_error_display, Common, Report, UserError};
+use crate::error::{user_error_display, wraps, Common, Report, UserError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -64,17 +64,10 @@ pub enum Error {
     Common(Common),
 }
 
-impl From<crate::scope::Error> for Error {
-    fn from(e: crate::scope::Error) -> Error {
-        Error::Scope(e)
-    }
-}
-
-impl From<Common> for Error {
-    fn from(e: Common) -> Error {
-        Error::Common(e)
-    }
-}
+wraps!(Error {
+    Scope(crate::scope::Error),
+    Common(Common),
+});
 
 impl UserError for Error {
     fn report(&self) -> Report {

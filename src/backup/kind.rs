@@ -1,11 +1,10 @@
 //! `backup` and `restore` as job kinds (see `crate::jobs::kind`).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::error::OpsResult;
-use crate::jobs::executor::Steps;
-use crate::jobs::kind::JobKind;
-use crate::jobs::{self, Job, Status};
+use crate::error::Report;
+use crate::jobs::kind::{nothing_to_undo, JobKind, Steps};
+use crate::jobs::{Job, Status};
 
 pub struct BackupKind;
 
@@ -19,14 +18,12 @@ impl JobKind for BackupKind {
     fn required_role(&self) -> &'static str {
         "tenant_ops_operator"
     }
-    fn steps(&self, job: &Job) -> OpsResult<Box<dyn Steps>> {
+    fn steps(&self, job: &Job) -> Result<Box<dyn Steps>, Report> {
         Ok(Box::new(super::create::Backup::from_job(job)?))
     }
-    /// A backup writes its file and row in its one step's transaction: a cancel before that
-    /// commits leaves nothing to undo.
-    fn revert(&self, job: &Job, final_status: Status) -> OpsResult<Value> {
-        jobs::finish(job.id, final_status, None, None);
-        Ok(json!({}))
+    /// A backup writes its file and row in its one step's transaction.
+    fn revert(&self, job: &Job, final_status: Status) -> Result<Value, Report> {
+        nothing_to_undo(job, final_status)
     }
 }
 
@@ -42,13 +39,12 @@ impl JobKind for RestoreKind {
     fn required_role(&self) -> &'static str {
         "tenant_ops_admin"
     }
-    fn steps(&self, job: &Job) -> OpsResult<Box<dyn Steps>> {
+    fn steps(&self, job: &Job) -> Result<Box<dyn Steps>, Report> {
         Ok(Box::new(super::restore::Restore::from_job(job)?))
     }
     /// A restore changes the tenant in its one step's transaction: cancelled before it
     /// commits, the tenant is as it was.
-    fn revert(&self, job: &Job, final_status: Status) -> OpsResult<Value> {
-        jobs::finish(job.id, final_status, None, None);
-        Ok(json!({}))
+    fn revert(&self, job: &Job, final_status: Status) -> Result<Value, Report> {
+        nothing_to_undo(job, final_status)
     }
 }

@@ -16,7 +16,7 @@ use super::format::{self, TableEntry};
 use super::options::RestoreOptions;
 use super::{export, ColumnSpec, RowsDigest, TableSpec, EXPORT_SETTINGS};
 use crate::error::{Common, OrRaise};
-use crate::jobs::executor::Steps;
+use crate::jobs::kind::Steps;
 use crate::jobs::{self, Job, StepOutcome};
 use crate::pg::{qualified, quote_ident};
 use crate::scope::graph::Role;
@@ -621,7 +621,7 @@ impl Restore {
 }
 
 impl Steps for Restore {
-    fn step(&mut self, _job: &Job) -> crate::error::OpsResult<StepOutcome> {
+    fn step(&mut self, _job: &Job) -> std::result::Result<StepOutcome, crate::error::Report> {
         let result = self.run()?;
         jobs::log(
             self.job_id,

@@ -12,8 +12,8 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use crate::error::{Common, OpsResult, OrRaise};
-use crate::jobs::executor::Steps;
+use crate::error::{Common, OrRaise, Report};
+use crate::jobs::kind::Steps;
 use crate::jobs::{self, Job, StepOutcome};
 use crate::scope::graph::{Catalog, EdgeKind, ResolvedScope, Role, TableId};
 use crate::scope::LoadedScope;
@@ -566,7 +566,7 @@ impl Validation {
 }
 
 impl Steps for Validation {
-    fn step(&mut self, _job: &Job) -> OpsResult<StepOutcome> {
+    fn step(&mut self, _job: &Job) -> Result<StepOutcome, Report> {
         let result = self.run()?;
         jobs::log(
             self.job_id,
@@ -581,12 +581,8 @@ impl Steps for Validation {
     }
 }
 
-pub fn steps_for(job: &Job) -> OpsResult<Box<dyn Steps>> {
-    Ok(Box::new(Validation::from_job(job)?))
-}
-
 /// Undoes a validation (a cancel): its findings go.
-pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
+pub fn revert(job_id: i64, final_status: jobs::Status) -> Result<Value, Error> {
     owner::execute(
         "DELETE FROM tenant_ops.integrity_issues WHERE job_id = $1",
         &[job_id.into()],

@@ -329,14 +329,12 @@ pub fn repair(validation: i64, strategy: &str, dry_run: bool) -> Result<Value, E
         )
         .into());
     }
-    let job = jobs::load(validation)?;
-    if job.kind != "validate" {
-        return Err(jobs::Error::Wrong {
-            message: format!("job {validation} is a {} job, not a validation", job.kind),
-            hint: Some("repair_integrity repairs what a validate_integrity job found.".into()),
-        }
-        .into());
-    }
+    let job = jobs::load_of_kind(
+        validation,
+        "validate",
+        "a validation",
+        "repair_integrity repairs what a validate_integrity job found.",
+    )?;
     if job.status != jobs::Status::Succeeded {
         return Err(jobs::Error::State {
             job: validation,

@@ -14,7 +14,15 @@ pub enum Error {
         action: &'static str,
         hint: Option<String>,
     },
-    /// A job of another kind than the call handles.
+    /// A job of another kind than the call works on: `noun` names the kind it works on ("a
+    /// migration"), `hint` says what the call does.
+    OtherKind {
+        job: i64,
+        kind: String,
+        noun: &'static str,
+        hint: &'static str,
+    },
+    /// A kind this version cannot run, or another mismatch of job and call.
     Wrong {
         message: String,
         hint: Option<String>,
@@ -46,6 +54,16 @@ impl UserError for Error {
                 format!("job {job} is {status}: it cannot {action}"),
             )
             .hint(hint.clone()),
+            Error::OtherKind {
+                job,
+                kind,
+                noun,
+                hint,
+            } => Report::new(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("job {job} is a {kind} job, not {noun}"),
+            )
+            .hint(hint.to_string()),
             Error::Wrong { message, hint } => {
                 Report::new(ERRCODE_INVALID_PARAMETER_VALUE, message).hint(hint.clone())
             }

@@ -12,19 +12,14 @@ use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 
-use super::kind::JobKind;
-use super::{Error, Executor, Job, Status, StepOutcome};
-use crate::error::{OpsError, OpsResult};
+use super::kind::{JobKind, Steps};
+use super::{Error, Executor, Status, StepOutcome};
+use crate::error::Report;
 use crate::sys::{sqlstate_text, try_subtransaction};
-
-/// Something that can advance a job by one step. Implemented per job kind.
-pub trait Steps {
-    fn step(&mut self, job: &Job) -> OpsResult<StepOutcome>;
-}
 
 /// Runs every remaining step in the caller's transaction. An error is raised to the caller and
 /// undoes everything the job did, its own rows included.
-pub fn run_inline(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
+pub fn run_inline(job_id: i64, kind: &dyn JobKind) -> Result<Value, Report> {
     super::mark_running(job_id, Executor::Inline);
     let job = super::load(job_id)?;
     let mut steps = kind.steps(&job)?;
@@ -58,7 +53,7 @@ pub enum Round {
     /// The job stopped being ours to drive: it ended (its result, or the error it failed or
     /// its cancel failed with), was paused or cancelled by someone else, or was put back in
     /// the queue to retry.
-    Stopped(OpsResult<Value>),
+    Stopped(Result<Value, Report>),
 }
 
 /// One round of the step loop of the committing executors. `steps` is built on the first
@@ -121,7 +116,7 @@ pub fn round(
     }
 }
 
-fn step_failed(job_id: i64, caught: crate::sys::CaughtPgError) -> OpsError {
+fn step_failed(job_id: i64, caught: crate::sys::CaughtPgError) -> Report {
     Error::StepFailed {
         job: job_id,
         sqlstate: caught.sqlstate,
@@ -141,10 +136,10 @@ fn transient(code: PgSqlErrorCode) -> bool {
 /// A step failed (its own work rolled back with its subtransaction): retry after an
 /// exponential back-off when the policy allows, the error may pass and attempts remain; else
 /// fail the job.
-fn failed(job_id: i64, e: &OpsError, on_failure: OnFailure) {
+fn failed(job_id: i64, e: &Report, on_failure: OnFailure) {
     let attempts = super::attempts(job_id);
     if on_failure == OnFailure::RetryTransient
-        && transient(e.sqlstate())
+        && transient(e.sqlstate)
         && attempts < crate::gucs::max_attempts()
     {
         let delay = crate::gucs::retry_delay_seconds() as f64 * 2f64.powi(attempts.max(1) - 1);
@@ -159,7 +154,7 @@ fn failed(job_id: i64, e: &OpsError, on_failure: OnFailure) {
 ///
 /// Must be called from a procedure invoked by a top-level `CALL` (non-atomic context), with
 /// the job's [`super::lock::JobLock`] held.
-pub fn run_committing(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
+pub fn run_committing(job_id: i64, kind: &dyn JobKind) -> Result<Value, Report> {
     let job = super::load(job_id)?;
     match job.status {
         Status::Succeeded | Status::Cancelled | Status::RolledBack => {
@@ -212,7 +207,7 @@ pub unsafe fn nonatomic(fcinfo: pg_sys::FunctionCallInfo) -> bool {
 ///
 /// # Safety
 /// Must be called from a procedure invoked by a top-level `CALL` (check with [`nonatomic`]).
-pub unsafe fn run_as_procedure(job_id: i64, kind: &dyn JobKind) -> OpsResult<Value> {
+pub unsafe fn run_as_procedure(job_id: i64, kind: &dyn JobKind) -> Result<Value, Report> {
     crate::pg::require_role(kind.required_role(), "run this job")?;
     let Some(_lock) = super::lock::JobLock::try_acquire(job_id) else {
         return Err(Error::State {

@@ -4,9 +4,15 @@
 
 use serde_json::Value;
 
-use super::executor::Steps;
-use super::{Job, Status};
-use crate::error::OpsResult;
+use super::{Job, Status, StepOutcome};
+use crate::error::Report;
+
+/// Something that can advance a job by one step: what [`JobKind::steps`] builds. A step's
+/// error is a [`Report`] (any domain's error converts into one with `?`); its SQLSTATE decides
+/// whether a background job is retried (see `crate::jobs::executor`).
+pub trait Steps {
+    fn step(&mut self, job: &Job) -> Result<StepOutcome, Report>;
+}
 
 /// A kind of job. One implementation per domain module, listed once in `crate::kinds::KINDS`.
 pub trait JobKind: Sync {
@@ -20,8 +26,15 @@ pub trait JobKind: Sync {
     fn required_role(&self) -> &'static str;
 
     /// The step driver of a job of this kind.
-    fn steps(&self, job: &Job) -> OpsResult<Box<dyn Steps>>;
+    fn steps(&self, job: &Job) -> Result<Box<dyn Steps>, Report>;
 
     /// Undoes what the job wrote so far and gives it `final_status` (a cancel, a rollback).
-    fn revert(&self, job: &Job, final_status: Status) -> OpsResult<Value>;
+    fn revert(&self, job: &Job, final_status: Status) -> Result<Value, Report>;
+}
+
+/// The revert of a kind whose one step writes everything in that step's transaction: a cancel
+/// before it commits leaves nothing to undo, so the job only takes `final_status`.
+pub fn nothing_to_undo(job: &Job, final_status: Status) -> Result<Value, Report> {
+    super::finish(job.id, final_status, None, None);
+    Ok(serde_json::json!({}))
 }

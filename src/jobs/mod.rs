@@ -257,6 +257,25 @@ pub fn load(id: i64) -> Result<Job, Error> {
     row.ok_or(Error::UnknownJob(id))
 }
 
+/// Loads a job that must be of kind `kind` (see [`Error::OtherKind`] for `noun` and `hint`).
+pub fn load_of_kind(
+    id: i64,
+    kind: &str,
+    noun: &'static str,
+    hint: &'static str,
+) -> Result<Job, Error> {
+    let job = load(id)?;
+    if job.kind != kind {
+        return Err(Error::OtherKind {
+            job: id,
+            kind: job.kind,
+            noun,
+            hint,
+        });
+    }
+    Ok(job)
+}
+
 /// Marks a job running (first start or resumption) and counts the attempt.
 pub fn mark_running(id: i64, executor: Executor) {
     owner_run(

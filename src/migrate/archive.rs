@@ -3,10 +3,11 @@
 
 use pgrx::prelude::*;
 
+use super::error::Result;
 use super::plan::TablePlan;
 use super::sql::rows_written;
 use super::Migration;
-use crate::error::{OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs::{self, JobTable};
 use crate::scope::graph::Role;
 use crate::sys::with_job_window;
@@ -30,7 +31,7 @@ pub(super) fn source_rows(p: &TablePlan, job_id: i64, moved: bool) -> (String, S
 }
 
 impl Migration {
-    pub(super) fn archive_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+    pub(super) fn archive_step(&mut self, jt: &JobTable) -> Result<()> {
         let p = self.plan_for(jt.step)?;
         if p.role != Role::Shared {
             let sql = format!(
@@ -47,7 +48,7 @@ impl Migration {
         Ok(())
     }
 
-    pub(super) fn delete_step(&mut self, jt: &JobTable, first: bool) -> OpsResult<()> {
+    pub(super) fn delete_step(&mut self, jt: &JobTable, first: bool) -> Result<()> {
         let loaded = self.load_scope()?;
         if first {
             // References that close a cycle between tables would block deleting children

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use super::error::{Error, Result};
 use super::options::{Mode, OnConflict, SharedMode};
 use super::target;
 use super::Migration;
-use crate::error::{OpsError, OpsResult};
-use crate::pg::{require_privileges, require_schema_privileges};
+use crate::pg::{require_schema_privileges, require_table_privileges};
 use crate::scope::graph::Role;
 use crate::scope::LoadedScope;
 
@@ -36,10 +36,10 @@ impl Migration {
     /// `create_target` will create a table, and on each existing target SELECT and INSERT
     /// (UPDATE too for `on_conflict` overwrite or merge). A target that is missing without
     /// `create_target` is reported too.
-    pub(super) fn privilege_problems(&self, loaded: &LoadedScope) -> Vec<OpsError> {
+    pub(super) fn privilege_problems(&self, loaded: &LoadedScope) -> Vec<Error> {
         const WHY: &str = "migrate_tenant";
         let mut problems = vec![];
-        let mut push = |r: OpsResult<()>| {
+        let mut push = |r: Result<()>| {
             if let Err(e) = r {
                 problems.push(e);
             }
@@ -73,7 +73,7 @@ impl Migration {
             } else {
                 "SELECT"
             };
-            push(require_privileges(&t.sql, &t.display, privileges, WHY));
+            push(require_table_privileges(&t.sql, &t.display, privileges, WHY).map_err(Into::into));
         }
         let target_schema_privileges = if self.options.create_target
             && copied.iter().any(|(source, _)| {
@@ -94,17 +94,15 @@ impl Migration {
         for (source, _) in &copied {
             let name = self.target_name(loaded, *source);
             match target::read(&self.target_schema, &name) {
-                Some(t) => push(require_privileges(
-                    &t.sql,
-                    &t.display,
-                    target_privileges,
-                    WHY,
-                )),
+                Some(t) => push(
+                    require_table_privileges(&t.sql, &t.display, target_privileges, WHY)
+                        .map_err(Into::into),
+                ),
                 None if self.options.create_target => {}
-                None => push(Err(OpsError::MissingTarget {
+                None => push(Err(Error::MissingTarget {
                     target: target::qualified(&self.target_schema, &name),
                     from: loaded.catalog.table(*source).display.clone(),
-                    hint: "Create it, map the source table to another name with the \"tables\" option, or set \"create_target\": true.".into(),
+                    shared: false,
                 })),
             }
         }
@@ -114,27 +112,18 @@ impl Migration {
     /// Refuses (42P07) two source tables that would go to the same target table (the same
     /// name in two schemas, or a name `strip_prefix` or the `tables` map makes equal to
     /// another): their rows would be mixed, or `create_target` would fail half-way.
-    pub(super) fn check_target_names(&self, loaded: &LoadedScope) -> OpsResult<()> {
+    pub(super) fn check_target_names(&self, loaded: &LoadedScope) -> Result<()> {
         let mut seen: BTreeMap<String, crate::scope::graph::TableId> = BTreeMap::new();
         for (source, _) in self.copied(loaded) {
             let name = self.target_name(loaded, source);
             let stored = stored_name(&name).to_string();
             if let Some(first) = seen.get(&stored) {
                 let (a, b) = (loaded.catalog.table(*first), loaded.catalog.table(source));
-                return Err(OpsError::RowFailed {
-                    sqlstate: pgrx::PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,
-                    message: format!(
-                        "source tables {} and {} would both be migrated into target table {}",
-                        a.display,
-                        b.display,
-                        target::qualified(&self.target_schema, &stored)
-                    ),
-                    detail: "Each source table needs a target table of its own: their rows would be mixed in one.".into(),
-                    hint: Some(format!(
-                        "Map one of them to another target name with the \"tables\" option, for example {{\"tables\": {{{}: {}}}}}, or change \"strip_prefix\".",
-                        serde_json::Value::from(b.display.as_str()),
-                        serde_json::Value::from(format!("{}_{}", b.schema, b.name))
-                    )),
+                return Err(Error::SameTarget {
+                    first: a.display.clone(),
+                    second: b.display.clone(),
+                    target: target::qualified(&self.target_schema, &stored),
+                    rename: format!("{}_{}", b.schema, b.name),
                 });
             }
             seen.insert(stored, source);

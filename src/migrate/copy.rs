@@ -4,12 +4,13 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
+use super::error::Error;
 use super::keys::{analyze_id_map, record_new_ids};
 use super::options::{self, OnConflict};
 use super::plan::TablePlan;
 use super::sql::rows_written;
 use super::{sharing, Migration, WHOLE_TABLE};
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs::{self, JobTable};
 use crate::scope::graph::Role;
 use crate::sys::{try_subtransaction, with_job_window};
@@ -108,7 +109,7 @@ struct Batch {
 impl Migration {
     /// One batch of one table: its rows are chosen, the target rows they replace archived
     /// when asked, and the rows inserted (isolated when they may fail), then checkpointed.
-    pub(super) fn copy_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+    pub(super) fn copy_step(&mut self, jt: &JobTable) -> Result<(), Error> {
         let p = self.plan_for(jt.step)?;
         let started = std::time::Instant::now();
         let how = Strategy::new(self, &p, jt);
@@ -312,7 +313,7 @@ impl Migration {
         batch: &Batch,
         conflict: &str,
         how: &Strategy,
-    ) -> OpsResult<i64> {
+    ) -> Result<i64, Error> {
         let mut parts: Vec<(String, String, bool)> = vec![];
         if !p.shares_rows() {
             parts.push((batch.where_.clone(), conflict.to_string(), false));
@@ -435,23 +436,18 @@ impl Migration {
         bounds: &[Option<&Vec<Option<String>>>; 2],
         conflict: &str,
         recorded: bool,
-    ) -> OpsResult<i64> {
+    ) -> Result<i64, Error> {
         let args = self.params.with_keys(bounds);
         if p.key.is_none() {
             // No key to single rows out: run the whole table once more to report the error.
             let insert = self.insert_sql(p, where_, conflict, recorded);
             return match try_subtransaction(|| self.run_insert(&insert, &args, recorded)) {
                 Ok(n) => Ok(n),
-                Err(e) => Err(OpsError::RowFailed {
+                Err(e) => Err(Error::TableFailed {
                     sqlstate: e.sqlstate,
-                    message: format!(
-                        "copying {} into {} failed: {}",
-                        p.source_display, p.target.display, e.message
-                    ),
-                    detail:
-                        "The table has no primary key, so the failing row cannot be singled out."
-                            .into(),
-                    hint: None,
+                    source: p.source_display.clone(),
+                    target: p.target.display.clone(),
+                    reason: e.message,
                 }),
             };
         }
@@ -489,11 +485,13 @@ impl Migration {
                             .join(",")
                     );
                     if !self.options.continue_on_error {
-                        return Err(OpsError::RowFailed {
+                        return Err(Error::RowFailed {
                             sqlstate: e.sqlstate,
-                            message: format!("row {key_text} of {} could not be migrated: {}", p.source_display, e.message),
-                            detail: format!("Target table {}; nothing of tenant \"{}\" was written.", p.target.display, self.tenant),
-                            hint: Some("Fix the row, change the column's transform, or set continue_on_error to send such rows to tenant_ops.job_errors.".into()),
+                            key: key_text,
+                            source: p.source_display.clone(),
+                            target: p.target.display.clone(),
+                            tenant: self.tenant.clone(),
+                            reason: e.message,
                         });
                     }
                     let row = Spi::get_one_with_args::<JsonB>(

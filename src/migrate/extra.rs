@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::error::Result;
 use super::options::{self, SharedMode};
 use super::plan::TablePlan;
 use super::sql::{qualified_cols, rows_written};
 use super::Migration;
-use crate::error::OpsResult;
 use crate::scope::graph::{Role, TableId};
 use crate::scope::LoadedScope;
 use crate::sys::with_job_window;
@@ -43,7 +43,7 @@ impl Migration {
     /// For `cross_tenant: copy`: the rows of other tenants that the tenant's rows reference,
     /// and transitively what those reference within the scope, recorded in
     /// `tenant_ops.job_extra` by a set-based fixpoint (one INSERT per reference per round).
-    pub(super) fn collect_extra(&self, loaded: &LoadedScope) -> OpsResult<i64> {
+    pub(super) fn collect_extra(&self, loaded: &LoadedScope) -> Result<i64> {
         let c = &loaded.catalog;
         let base = loaded.filters();
         let members: BTreeSet<TableId> = loaded

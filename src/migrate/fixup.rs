@@ -3,13 +3,14 @@
 
 use pgrx::prelude::*;
 
+use super::error::Result;
 use super::sql::numbered;
 use super::Migration;
-use crate::error::{OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs::{self, JobTable};
 
 impl Migration {
-    pub(super) fn fixup_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+    pub(super) fn fixup_step(&mut self, jt: &JobTable) -> Result<()> {
         let p = self.plan_for(jt.step)?;
         if !p.deferred.is_empty() {
             let key = p.target_key.as_ref().expect("checked in prepare");

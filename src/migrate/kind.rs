@@ -2,9 +2,8 @@
 
 use serde_json::Value;
 
-use crate::error::OpsResult;
-use crate::jobs::executor::Steps;
-use crate::jobs::kind::JobKind;
+use crate::error::Report;
+use crate::jobs::kind::{JobKind, Steps};
 use crate::jobs::{Job, Status};
 
 pub struct Migrate;
@@ -22,11 +21,11 @@ impl JobKind for Migrate {
         "tenant_ops_operator"
     }
 
-    fn steps(&self, job: &Job) -> OpsResult<Box<dyn Steps>> {
-        super::steps_for(job)
+    fn steps(&self, job: &Job) -> Result<Box<dyn Steps>, Report> {
+        Ok(Box::new(super::Migration::from_job(job)?))
     }
 
-    fn revert(&self, job: &Job, final_status: Status) -> OpsResult<Value> {
-        super::revert(job.id, final_status)
+    fn revert(&self, job: &Job, final_status: Status) -> Result<Value, Report> {
+        Ok(super::revert(job.id, final_status)?)
     }
 }

@@ -38,6 +38,7 @@
 mod archive;
 mod checks;
 mod copy;
+pub mod error;
 mod extra;
 mod fixup;
 mod keys;
@@ -57,16 +58,17 @@ mod verify;
 
 use serde_json::{json, Value};
 
-use crate::error::{OpsError, OpsResult};
-use crate::jobs::executor::Steps;
+use crate::error::Report;
+use crate::jobs::kind::Steps;
 use crate::jobs::{self, Job, JobTable, StepOutcome};
-use crate::scope::{self, LoadedScope};
+use crate::scope::LoadedScope;
 use crate::sys::with_settings;
 use options::{MigrateOptions, Mode};
 use plan::TablePlan;
 use verify::rejected_rows;
 
 use crate::pg::relation_name;
+pub use error::{Error, Result};
 pub use keys::map_id;
 pub use submit::submit;
 pub use undo::{revert, rollback};
@@ -131,11 +133,11 @@ const STEP_SETTINGS: &[(&str, &str)] = &[
 const WHOLE_TABLE: i64 = i64::MAX / 2;
 
 impl Migration {
-    fn load_scope(&self) -> OpsResult<LoadedScope> {
-        scope::load(&self.scope)
+    fn load_scope(&self) -> Result<LoadedScope> {
+        Ok(LoadedScope::load(&self.scope)?)
     }
 
-    fn plans(&mut self) -> OpsResult<&Vec<TablePlan>> {
+    fn plans(&mut self) -> Result<&Vec<TablePlan>> {
         if self.plans.is_none() {
             let loaded = self.load_scope()?;
             self.plans = Some(self.build_plans(&loaded, true)?);
@@ -144,7 +146,7 @@ impl Migration {
     }
 
     /// The plan of the job table at `step`.
-    fn plan_for(&mut self, step: i32) -> OpsResult<TablePlan> {
+    fn plan_for(&mut self, step: i32) -> Result<TablePlan> {
         Ok(self
             .plans()?
             .iter()
@@ -175,22 +177,22 @@ impl Migration {
 }
 
 impl Steps for Migration {
-    fn step(&mut self, job: &Job) -> OpsResult<StepOutcome> {
+    fn step(&mut self, job: &Job) -> std::result::Result<StepOutcome, Report> {
         // An inline dry run is already wrapped whole in a rolled-back subtransaction by its
         // caller; a committing or background one is done here, in its first step, the same way,
         // so that no executor ever commits a dry run's rows.
         if self.options.dry_run && job.executor != jobs::Executor::Inline {
-            return self.dry_run_whole(job.id);
+            return Ok(self.dry_run_whole(job.id)?);
         }
-        with_settings(STEP_SETTINGS, || self.run_stage(job))
+        Ok(with_settings(STEP_SETTINGS, || self.run_stage(job))?)
     }
 }
 
 impl Migration {
     /// Every stage of a dry run in one rolled-back subtransaction: the job keeps only the
     /// outcome (the plan and counts, or the error the real run would meet).
-    fn dry_run_whole(&mut self, job_id: i64) -> OpsResult<StepOutcome> {
-        let outcome = crate::sys::rolled_back_subtransaction(|| -> OpsResult<Value> {
+    fn dry_run_whole(&mut self, job_id: i64) -> Result<StepOutcome> {
+        let outcome = crate::sys::rolled_back_subtransaction(|| -> Result<Value> {
             loop {
                 let job = jobs::load(job_id)?;
                 match with_settings(STEP_SETTINGS, || self.run_stage(&job))? {
@@ -206,11 +208,12 @@ impl Migration {
                 Ok(StepOutcome::Done(result))
             }
             Ok(Err(e)) => Err(e),
-            Err(caught) => Err(OpsError::StepFailed {
+            Err(caught) => Err(jobs::Error::StepFailed {
                 job: job_id,
                 sqlstate: caught.sqlstate,
                 message: caught.message,
-            }),
+            }
+            .into()),
         }
     }
 }
@@ -266,14 +269,15 @@ fn enter(job_id: i64, stage: Stage) {
 
 impl Migration {
     /// One step of the job's current stage (see the module documentation).
-    fn run_stage(&mut self, job: &Job) -> OpsResult<StepOutcome> {
+    fn run_stage(&mut self, job: &Job) -> Result<StepOutcome> {
         let Some(stage) = Stage::parse(&job.stage) else {
-            return Err(OpsError::JobState {
+            return Err(jobs::Error::State {
                 job: self.job_id,
                 status: format!("at stage {}", job.stage),
                 action: "continue",
                 hint: None,
-            });
+            }
+            .into());
         };
         match stage {
             Stage::Prepare => {
@@ -350,12 +354,13 @@ impl Migration {
                 enter(self.job_id, Stage::Done);
                 Ok(StepOutcome::Done(report))
             }
-            Stage::Done => Err(OpsError::JobState {
+            Stage::Done => Err(jobs::Error::State {
                 job: self.job_id,
                 status: "at stage done".into(),
                 action: "continue",
                 hint: None,
-            }),
+            }
+            .into()),
         }
     }
 
@@ -365,17 +370,12 @@ impl Migration {
         &mut self,
         from: &str,
         next: Stage,
-        run: impl FnOnce(&mut Self, &JobTable) -> OpsResult<()>,
-    ) -> OpsResult<StepOutcome> {
+        run: impl FnOnce(&mut Self, &JobTable) -> Result<()>,
+    ) -> Result<StepOutcome> {
         match jobs::tables(self.job_id).iter().find(|t| t.stage == from) {
             Some(jt) => run(self, jt)?,
             None => enter(self.job_id, next),
         }
         Ok(StepOutcome::Continue)
     }
-}
-
-/// Builds the step driver of a migration job (the executors' factory).
-pub fn steps_for(job: &Job) -> OpsResult<Box<dyn Steps>> {
-    Ok(Box::new(Migration::from_job(job)?))
 }

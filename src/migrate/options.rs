@@ -8,7 +8,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::error::{OpsError, OpsResult};
+use super::error::Error;
+use crate::error::Common;
 use crate::options::{self, invalid, present, Problem, Seg, Wording};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -360,14 +361,14 @@ impl Wording for MigrateWording {
     }
 }
 
-fn bad(msg: String) -> OpsError {
-    OpsError::InvalidOption(msg, None)
+fn bad(msg: String) -> Error {
+    Common::InvalidOption(msg, None).into()
 }
 
 impl MigrateOptions {
     /// Parses `migrate_tenant`'s options: unknown keys, values of the wrong type and
     /// combinations that make no sense are errors naming the option (22023).
-    pub fn parse(v: &Value) -> OpsResult<Self> {
+    pub fn parse(v: &Value) -> Result<Self, Error> {
         let doc: Document = options::parse(v, &MigrateWording)?;
         let d = MigrateOptions::default();
         let mut o = MigrateOptions {
@@ -397,23 +398,24 @@ impl MigrateOptions {
             }
             // Refused rather than replaced: a typo here would silently give other keys.
             o.uuid_namespace = Some(super::uuid5::parse_uuid(&ns).ok_or_else(|| {
-                OpsError::InvalidOption(
+                Common::InvalidOption(
                     format!("option \"uuid_namespace\" must be a UUID, not {}", Value::String(ns)),
                     Some("Write it as \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\" (32 hex digits, hyphens optional).".into()),
                 )
             })?);
         }
         if o.mode == Mode::Move && !o.verify {
-            return Err(OpsError::InvalidOption(
+            return Err(Common::InvalidOption(
                 "option \"verify\" cannot be false with mode \"move\"".into(),
                 Some("A move deletes the source rows only after the copy is verified.".into()),
-            ));
+            )
+            .into());
         }
         if o.mode == Mode::Move && o.cross_tenant == CrossTenant::Copy {
-            return Err(OpsError::InvalidOption(
+            return Err(Common::InvalidOption(
                 "option \"cross_tenant\": \"copy\" cannot be combined with mode \"move\"".into(),
                 Some("A move deletes what it copies, and the rows brought along belong to other tenants.".into()),
-            ));
+            ).into());
         }
         if o.mode == Mode::Move && o.new_tenant.is_some() {
             return Err(bad(
@@ -427,6 +429,7 @@ impl MigrateOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::UserError;
     use serde_json::json;
 
     #[test]
@@ -500,7 +503,7 @@ mod tests {
     fn errors_name_the_place_and_hint_the_choices() {
         let e = MigrateOptions::parse(&json!({"on_conflict": "replace"})).unwrap_err();
         assert_eq!(
-            e.hint().as_deref(),
+            e.report().hint.as_deref(),
             Some("\"on_conflict\" is one of: error, skip, overwrite, merge.")
         );
         for (v, msg) in [

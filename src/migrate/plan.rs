@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pgrx::spi::quote_literal;
 
+use super::error::{Error, Result};
 use super::options::{ColumnSource, CrossTenant, IdStrategy, MigrateOptions};
 use super::sql::{qualified_cols, quoted_cols};
 use super::target::TargetTable;
 use super::transform::Transform;
-use crate::error::{OpsError, OpsResult};
 use crate::scope::graph::{Role, TableId};
 use crate::scope::LoadedScope;
 
@@ -255,7 +255,7 @@ impl<'a> Planner<'a> {
         role: Role,
         filter: String,
         target: TargetTable,
-    ) -> OpsResult<TablePlan> {
+    ) -> Result<TablePlan> {
         self.lookups.borrow_mut().clear();
         let c = self.catalog();
         let src = c.table(source);
@@ -275,11 +275,12 @@ impl<'a> Planner<'a> {
             let (expr, from_col) = match spec.and_then(|m| m.get(&tc.name)) {
                 Some(ColumnSource::From { column, transform }) => {
                     if src.column(column).is_none() {
-                        return Err(OpsError::UnknownColumn {
+                        return Err(crate::scope::Error::UnknownColumn {
                             table: src.display.clone(),
                             column: column.clone(),
                             context: format!("option \"columns\" for {context}"),
-                        });
+                        }
+                        .into());
                     }
                     let input = self.mapped_column(source, column);
                     match transform {
@@ -305,10 +306,7 @@ impl<'a> Planner<'a> {
                 }
                 Some(ColumnSource::Expr(sql)) => {
                     if !self.is_admin {
-                        return Err(OpsError::InsufficientPrivilege(
-                            format!("a raw SQL expression for {context} needs the tenant_ops_admin role"),
-                            Some("Use a built-in transform, or ask an admin to run the migration.".into()),
-                        ));
+                        return Err(Error::ExpressionNeedsAdmin { column: context });
                     }
                     can_fail = true;
                     (format!("({sql})"), None)
@@ -317,17 +315,12 @@ impl<'a> Planner<'a> {
                     Some(_) => (self.mapped_column(source, &tc.name), Some(tc.name.clone())),
                     None => {
                         if tc.not_null && !tc.has_default {
-                            return Err(OpsError::NotNullViolation {
-                                message: format!(
-                                    "target column {target_name}.{} is NOT NULL without a default, and no source column fills it",
-                                    tc.quoted
-                                ),
-                                hint: Some(format!(
-                                    "{} has no column of that name; map one with the \"columns\" option, e.g. {{\"columns\": {{\"{}\": {{\"{}\": {{\"from\": \"...\"}}}}}}}}.",
-                                    src.display,
-                                    target.name,
-                                    tc.name
-                                )),
+                            return Err(Error::Unfilled {
+                                target: target_name,
+                                column: tc.quoted.clone(),
+                                source: src.display.clone(),
+                                target_name: target.name.clone(),
+                                column_name: tc.name.clone(),
                             });
                         }
                         continue;
@@ -343,12 +336,9 @@ impl<'a> Planner<'a> {
                 .is_some_and(|col| deferred_cols.contains(col))
             {
                 if tc.not_null {
-                    return Err(OpsError::NotNullViolation {
-                        message: format!(
-                            "target column {target_name}.{} closes a reference cycle (or self-reference) but is NOT NULL",
-                            tc.quoted
-                        ),
-                        hint: Some("Rows are written with such references unset, then updated once every row exists: make the target column nullable.".into()),
+                    return Err(Error::DeferredNotNull {
+                        target: target_name,
+                        column: tc.quoted.clone(),
                     });
                 }
                 deferred.push((tc.quoted.clone(), expr));

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::json;
 
+use super::error::{CrossTenant, Error, Result};
 use super::options::{self, Mode, OnConflict, SharedMode};
 use super::plan::{Planner, TablePlan};
 use super::sharing;
@@ -15,7 +16,7 @@ use super::sql::{qualified_cols, quoted_cols, rows_written};
 use super::tables::rekeyed;
 use super::target::{self, TargetTable};
 use super::{Migration, WHOLE_TABLE};
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs;
 use crate::scope::graph::{EdgeKind, Role, TableId};
 use crate::scope::LoadedScope;
@@ -25,11 +26,11 @@ impl Migration {
     /// The stage, in a subtransaction kept only when it succeeds: a `prepare` that fails
     /// leaves nothing behind, neither the target tables it created nor anything else (a
     /// committing executor would otherwise commit them with the failure).
-    pub(super) fn prepare(&mut self) -> OpsResult<()> {
+    pub(super) fn prepare(&mut self) -> Result<()> {
         crate::sys::subtransaction_kept_if_ok(|| self.prepare_checked())
     }
 
-    fn prepare_checked(&mut self) -> OpsResult<()> {
+    fn prepare_checked(&mut self) -> Result<()> {
         let loaded = self.load_scope()?;
         target::require_schema(&self.target_schema)?;
         // Until the end of the transaction: exclusive to create tables there, shared to read
@@ -42,7 +43,7 @@ impl Migration {
         let mut problems = self.privilege_problems(&loaded);
         if !problems.is_empty() {
             return Err(if dry {
-                OpsError::Many(problems)
+                Error::Many(problems)
             } else {
                 problems.remove(0)
             });
@@ -56,7 +57,7 @@ impl Migration {
         };
         let mut plans = self.build_plans(&loaded, false)?;
         // Every check runs; a real run stops at the first problem, a dry run reports them all.
-        let mut note = |r: OpsResult<()>| -> OpsResult<()> {
+        let mut note = |r: Result<()>| -> Result<()> {
             match r {
                 Err(e) if dry => {
                     problems.push(e);
@@ -80,12 +81,8 @@ impl Migration {
         for p in &plans {
             note(self.check_types(p))?;
             if !p.deferred.is_empty() && p.target_key.is_none() {
-                note(Err(OpsError::InvalidDefinition {
-                    message: format!(
-                        "target table {} needs a primary key written by the migration: its self-references or cycle references are set once every row exists",
-                        p.target.display
-                    ),
-                    hint: None,
+                note(Err(Error::DeferredWithoutKey {
+                    target: p.target.display.clone(),
                 }))?;
             }
             if matches!(
@@ -93,14 +90,10 @@ impl Migration {
                 OnConflict::Overwrite | OnConflict::Merge
             ) && p.target_key.is_none()
             {
-                note(Err(OpsError::InvalidOption(
-                    format!(
-                        "on_conflict \"{}\" needs a primary key on target table {}",
-                        on_conflict_name(self.options.on_conflict),
-                        p.target.display
-                    ),
-                    None,
-                )))?;
+                note(Err(Error::ConflictWithoutKey {
+                    on_conflict: on_conflict_name(self.options.on_conflict),
+                    target: p.target.display.clone(),
+                }))?;
             }
         }
         let staged = self.stage_shared_keys(&mut plans);
@@ -121,7 +114,7 @@ impl Migration {
             }
         }
         if !problems.is_empty() {
-            return Err(OpsError::Many(problems));
+            return Err(Error::Many(problems));
         }
         for p in &plans {
             let total = match staged.get(&p.step) {
@@ -162,7 +155,7 @@ impl Migration {
             && !self.options.continue_on_error
     }
 
-    fn count(&self, sql: &str) -> OpsResult<i64> {
+    fn count(&self, sql: &str) -> Result<i64> {
         Ok(Spi::get_one_with_args::<i64>(sql, &self.params.args())
             .or_raise()
             .unwrap_or(0))
@@ -170,7 +163,7 @@ impl Migration {
 
     /// Prepares the copy statement, so a type the target cannot take is reported before
     /// anything is written, with the tables named.
-    fn check_types(&self, p: &TablePlan) -> OpsResult<()> {
+    fn check_types(&self, p: &TablePlan) -> Result<()> {
         let sql = format!(
             "INSERT INTO {} ({}) SELECT {} FROM {} s{} WHERE false",
             p.target.sql,
@@ -192,23 +185,19 @@ impl Migration {
                 .map(|_| ())
             })
         });
-        match prepared {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(OpsError::DatatypeMismatch {
-                message: format!("cannot migrate {} into {}: {e}", p.source_display, p.target.display),
-                hint: None,
-            }),
-            Err(caught) => Err(OpsError::DatatypeMismatch {
-                message: format!("cannot migrate {} into {}: {}", p.source_display, p.target.display, caught.message),
-                hint: Some(
-                    "Map the column with the \"columns\" option (a transform or another source column), or change the target column's type."
-                        .into(),
-                ),
-            }),
-        }
+        let reason = match prepared {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(caught) => caught.message,
+        };
+        Err(Error::TypeMismatch {
+            source: p.source_display.clone(),
+            target: p.target.display.clone(),
+            reason,
+        })
     }
 
-    fn check_cross_tenant(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+    fn check_cross_tenant(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> Result<()> {
         if self.options.cross_tenant != options::CrossTenant::Error {
             return Ok(());
         }
@@ -235,14 +224,14 @@ impl Migration {
                 filters.filter(e.parent)
             ))?;
             if n > 0 {
-                return Err(OpsError::ForeignKeyViolation {
-                    message: format!(
-                        "{n} row(s) of {} reference rows of {} owned by another tenant through {}",
-                        child.display, parent.display, e.name
-                    ),
-                    detail: Some(format!("Tenant \"{}\" of scope \"{}\".", self.tenant, self.scope)),
-                    hint: Some("Set the option \"cross_tenant\" to \"null\" to clear such references in the copy, or repair them first.".into()),
-                });
+                return Err(Error::CrossTenant(Box::new(CrossTenant {
+                    rows: n,
+                    child: child.display.clone(),
+                    parent: parent.display.clone(),
+                    through: e.name.clone(),
+                    tenant: self.tenant.clone(),
+                    scope: self.scope.clone(),
+                })));
             }
         }
         Ok(())
@@ -252,7 +241,7 @@ impl Migration {
     /// become dangling keys in the target: refused up front, unless `continue_on_error` sends
     /// them to job_errors as they fail. A validated FK rules them out, so only `NOT VALID`
     /// FKs and links are checked.
-    fn check_orphans(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+    fn check_orphans(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> Result<()> {
         if self.options.continue_on_error {
             return Ok(());
         }
@@ -293,20 +282,12 @@ impl Migration {
                 .or_raise();
                 let n = n.unwrap_or(0);
                 if n > 0 {
-                    return Err(OpsError::ForeignKeyViolation {
-                        message: format!(
-                            "{n} row(s) of {} reference rows of {} that do not exist (through {})",
-                            child.display, parent.display, e.name
-                        ),
-                        detail: Some(format!(
-                            "Missing {} keys include: {}.",
-                            parent.display,
-                            sample.unwrap_or_default().join(", ")
-                        )),
-                        hint: Some(
-                            "Repair the orphans first, or set continue_on_error to send those rows to tenant_ops.job_errors."
-                                .into(),
-                        ),
+                    return Err(Error::Orphans {
+                        rows: n,
+                        child: child.display.clone(),
+                        parent: parent.display.clone(),
+                        through: e.name.clone(),
+                        sample: sample.unwrap_or_default(),
                     });
                 }
             }
@@ -316,7 +297,7 @@ impl Migration {
 
     /// A move deletes the tenant's rows: rows outside the tenant that still reference them
     /// would block the delete, so they are named before anything runs.
-    fn check_inbound(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> OpsResult<()> {
+    fn check_inbound(&self, loaded: &LoadedScope, plans: &[TablePlan]) -> Result<()> {
         let c = &loaded.catalog;
         let filters = loaded.filters();
         for p in plans.iter().filter(|p| p.role != Role::Shared) {
@@ -344,13 +325,12 @@ impl Migration {
                     pf = p.filter,
                 ))?;
                 if n > 0 {
-                    return Err(OpsError::ForeignKeyViolation {
-                        message: format!(
-                            "cannot move tenant \"{}\": {n} row(s) of {} outside the tenant reference its rows of {} through {}",
-                            self.tenant, child.display, parent.display, e.name
-                        ),
-                        detail: None,
-                        hint: Some("Copy instead of moving, or repair those cross-tenant references first.".into()),
+                    return Err(Error::ReferencedFromOutside {
+                        tenant: self.tenant.clone(),
+                        rows: n,
+                        child: child.display.clone(),
+                        parent: parent.display.clone(),
+                        through: e.name.clone(),
                     });
                 }
             }
@@ -360,7 +340,7 @@ impl Migration {
 
     /// With `shared: expect`, every shared row the tenant references must already be in the
     /// target (under its mapped key).
-    fn check_shared(&self, loaded: &LoadedScope) -> OpsResult<()> {
+    fn check_shared(&self, loaded: &LoadedScope) -> Result<()> {
         if self.options.shared != SharedMode::Expect {
             return Ok(());
         }
@@ -378,10 +358,10 @@ impl Migration {
         for (source, _) in &shared {
             let name = self.target_name(loaded, *source);
             let Some(t) = target::read(&self.target_schema, &name) else {
-                return Err(OpsError::MissingTarget {
+                return Err(Error::MissingTarget {
                     target: target::qualified(&self.target_schema, &name),
                     from: loaded.catalog.table(*source).display.clone(),
-                    hint: "Shared rows are expected in the target: load them there first, or set \"shared\": \"copy\" to bring them along.".into(),
+                    shared: true,
                 });
             };
             targets.push(t);
@@ -436,13 +416,12 @@ impl Migration {
             .or_raise();
             if let (Some(n), sample) = missing {
                 if n > 0 {
-                    return Err(OpsError::ForeignKeyViolation {
-                        message: format!(
-                            "{n} row(s) of shared table {} referenced by tenant \"{}\" are missing from {}",
-                            p.source_display, self.tenant, p.target.display
-                        ),
-                        detail: Some(format!("Missing keys include: {}.", sample.unwrap_or_default().join(", "))),
-                        hint: Some("Load them into the target first, or set the option \"shared\" to \"copy\".".into()),
+                    return Err(Error::SharedRowsMissing {
+                        rows: n,
+                        shared: p.source_display.clone(),
+                        tenant: self.tenant.clone(),
+                        target: p.target.display.clone(),
+                        sample: sample.unwrap_or_default(),
                     });
                 }
             }
@@ -454,7 +433,7 @@ impl Migration {
     /// target copied as rows it shared (a manager, another tenant's row it brought along) are
     /// reused: recorded `shared_used`, and skipped by the copy. Any other is a conflict under
     /// `on_conflict: error`. Borrowed rows are never conflicts (the copy skips them when there).
-    fn check_conflicts(&self, p: &TablePlan) -> OpsResult<()> {
+    fn check_conflicts(&self, p: &TablePlan) -> Result<()> {
         let Some(key) = &p.target_key else {
             return Ok(());
         };
@@ -511,10 +490,10 @@ impl Migration {
         )
         .or_raise();
         match sample {
-            Some(keys) if !keys.is_empty() => Err(OpsError::UniqueViolation {
-                message: format!("rows of {} already exist in {} (on_conflict is \"error\")", p.source_display, p.target.display),
-                detail: Some(format!("Conflicting keys include: {}.", keys.join(", "))),
-                hint: Some("Choose on_conflict \"skip\", \"overwrite\" or \"merge\", or clear the target first.".into()),
+            Some(keys) if !keys.is_empty() => Err(Error::Conflict {
+                source: p.source_display.clone(),
+                target: p.target.display.clone(),
+                keys,
             }),
             _ => Ok(()),
         }

@@ -4,15 +4,16 @@
 use pgrx::prelude::*;
 use serde_json::Value;
 
+use super::error::{Error, Result};
 use super::keys::namespace;
 use super::options::MigrateOptions;
 use super::{target, Migration, Params, WHOLE_TABLE};
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs::{self, Job};
-use crate::scope;
+use crate::scope::LoadedScope;
 
 impl Migration {
-    pub fn from_job(job: &Job) -> OpsResult<Migration> {
+    pub fn from_job(job: &Job) -> Result<Migration> {
         let mut raw = job.options.clone();
         let target_schema = raw
             .as_object_mut()
@@ -83,17 +84,14 @@ pub fn submit(
     target_schema: &str,
     raw_options: &Value,
     background: bool,
-) -> OpsResult<(i64, MigrateOptions)> {
+) -> Result<(i64, MigrateOptions)> {
     let options = MigrateOptions::parse(raw_options)?;
-    let loaded = scope::load(scope_name)?;
+    let loaded = LoadedScope::load(scope_name)?;
     loaded.check_tenant_value(tenant)?;
     if let Some(new_tenant) = &options.new_tenant {
-        loaded.check_tenant_value(new_tenant).map_err(|e| {
-            OpsError::InvalidOption(
-                format!("option \"new_tenant\": {e}"),
-                Some("The clone's tenant key is written as the root's key: give a value of that type.".into()),
-            )
-        })?;
+        loaded
+            .check_tenant_value(new_tenant)
+            .map_err(Error::BadNewTenant)?;
     }
     target::require_schema(target_schema)?;
     // A job that cannot succeed is refused now rather than failing later in a worker: every
@@ -130,7 +128,7 @@ pub fn submit(
     )
     .or_raise();
     if let (Some(job), busy_scope) = open {
-        return Err(OpsError::JobBusy {
+        return Err(Error::Busy {
             scope: busy_scope.unwrap_or_else(|| scope_name.into()),
             tenant: tenant.into(),
             job,
@@ -144,7 +142,7 @@ pub fn submit(
             &[root.into(), tenant.into()],
         )
         .or_raise();
-        return Err(OpsError::JobBusy {
+        return Err(Error::Busy {
             scope: scope_name.into(),
             tenant: tenant.into(),
             job: -(holder.unwrap_or(0) as i64),

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
+use super::error::{Error, Result};
 use super::options::{IdStrategy, MigrateOptions, SharedMode};
 use super::plan::{Planner, TablePlan};
 use super::target::{self, TargetTable};
 use super::Migration;
-use crate::error::{OpsError, OpsResult};
 use crate::scope::graph::{Role, TableId};
 use crate::scope::LoadedScope;
 
@@ -26,11 +26,7 @@ impl Migration {
 
     /// Plans every copied table against the targets as they exist now. `staged`: the shared
     /// keys were staged by `prepare` (every step after it).
-    pub(super) fn build_plans(
-        &self,
-        loaded: &LoadedScope,
-        staged: bool,
-    ) -> OpsResult<Vec<TablePlan>> {
+    pub(super) fn build_plans(&self, loaded: &LoadedScope, staged: bool) -> Result<Vec<TablePlan>> {
         let copied = self.copied(loaded);
         let mut targets = vec![];
         for (source, _) in &copied {
@@ -38,10 +34,10 @@ impl Migration {
             match target::read(&self.target_schema, &name) {
                 Some(t) => targets.push(t),
                 None => {
-                    return Err(OpsError::MissingTarget {
+                    return Err(Error::MissingTarget {
                         target: target::qualified(&self.target_schema, &name),
                         from: loaded.catalog.table(*source).display.clone(),
-                        hint: "Create it, map the source table to another name with the \"tables\" option, or set \"create_target\": true.".into(),
+                        shared: false,
                     })
                 }
             }

@@ -6,11 +6,12 @@ use serde::Deserialize;
 
 use std::collections::BTreeSet;
 
+use super::error::Result;
 use super::options::IdStrategy;
 use super::plan::Planner;
 use super::sql::quoted_cols;
 use super::Migration;
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::{Common, OrRaise};
 use crate::jobs;
 use crate::scope::graph::TableId;
 use crate::scope::LoadedScope;
@@ -63,7 +64,7 @@ pub fn read(schema: &str, name: &str) -> Option<TargetTable> {
 }
 
 /// Checks that the target schema exists.
-pub fn require_schema(schema: &str) -> OpsResult<()> {
+pub fn require_schema(schema: &str) -> Result<()> {
     let exists = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
         &[schema.into()],
@@ -73,7 +74,7 @@ pub fn require_schema(schema: &str) -> OpsResult<()> {
     if exists {
         Ok(())
     } else {
-        Err(OpsError::UnknownSchema(schema.into()))
+        Err(Common::UnknownSchema(schema.into()).into())
     }
 }
 
@@ -109,7 +110,7 @@ impl Migration {
     /// the source tables whose target it created. Called with the target schema's lock held
     /// exclusively ([`lock_schema`]): a table another job created meanwhile is read as
     /// existing, never created twice.
-    pub(super) fn create_targets(&self, loaded: &LoadedScope) -> OpsResult<Vec<TableId>> {
+    pub(super) fn create_targets(&self, loaded: &LoadedScope) -> Result<Vec<TableId>> {
         let copied = self.copied(loaded);
         let strategy_rekeys = self.options.id_strategy != IdStrategy::Keep;
         // Which tables will be re-keyed: existing targets by their key type, new ones always.

@@ -9,44 +9,45 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use super::archive::source_rows;
+use super::error::Result;
 use super::options::Mode;
 use super::plan::TablePlan;
 use super::sharing;
 use super::sql::rows_written;
 use super::Migration;
-use crate::error::{OpsError, OpsResult, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs;
-use crate::pg::require_privileges;
+use crate::pg::require_table_privileges;
 use crate::scope::graph::Role;
 use crate::sys::{owner, with_job_window};
 
 /// Undoes a finished or failed migration: deletes what it wrote (children first), puts back
 /// target rows it overwrote, and for a move restores the source rows from the archive.
-pub fn rollback(job_id: i64) -> OpsResult<Value> {
-    let job = jobs::load(job_id)?;
-    if job.kind != "migrate" {
-        return Err(OpsError::WrongJob {
-            message: format!("job {job_id} is a {} job, not a migration", job.kind),
-            hint: Some("rollback_migration undoes migrate_tenant jobs.".into()),
-        });
-    }
+pub fn rollback(job_id: i64) -> Result<Value> {
+    let job = jobs::load_of_kind(
+        job_id,
+        "migrate",
+        "a migration",
+        "rollback_migration undoes migrate_tenant jobs.",
+    )?;
     if !matches!(
         job.status,
         jobs::Status::Succeeded | jobs::Status::Failed | jobs::Status::Cancelled
     ) {
-        return Err(OpsError::JobState {
+        return Err(jobs::Error::State {
             job: job_id,
             status: job.status.to_string(),
             action: "be rolled back",
             hint: Some("Only a finished, failed or cancelled migration can be rolled back.".into()),
-        });
+        }
+        .into());
     }
     revert(job_id, jobs::Status::RolledBack)
 }
 
 /// Undoes whatever a migration job wrote so far and gives it `final_status` (`rolled_back`
 /// for a rollback, `cancelled` for a cancel): the target is left as it was before the job.
-pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
+pub fn revert(job_id: i64, final_status: jobs::Status) -> Result<Value> {
     let job = jobs::load(job_id)?;
     let mut m = Migration::from_job(&job)?;
     let tables = jobs::tables(job_id);
@@ -61,14 +62,14 @@ pub fn revert(job_id: i64, final_status: jobs::Status) -> OpsResult<Value> {
     // reading the job's archive through its window; its rights on every table it touches are
     // checked first, so that a missing one is named before anything changes.
     for p in &plans {
-        require_privileges(
+        require_table_privileges(
             &p.target.sql,
             &p.target.display,
             "SELECT, INSERT, UPDATE, DELETE",
             "rollback_migration",
         )?;
         if moved && p.role != Role::Shared {
-            require_privileges(
+            require_table_privileges(
                 &p.source_sql,
                 &p.source_display,
                 "SELECT, INSERT, UPDATE",
@@ -190,7 +191,7 @@ impl Sharing {
 /// The undo of [`rollback`]: what the job wrote goes, what it overwrote or deleted comes back.
 /// Rows other migrations into the target use stay (handed over to them when this job added
 /// them); the report says how many per table, and for which jobs.
-fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> OpsResult<Vec<Value>> {
+fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> Result<Vec<Value>> {
     let mut report = vec![];
     // Per table: the keys other live migrations into it recorded (`$4` of its statements).
     let others: Vec<Value> = plans

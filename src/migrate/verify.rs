@@ -9,18 +9,19 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use super::archive::source_rows;
+use super::error::{Error, Result};
 use super::options::OnConflict;
 use super::plan::TablePlan;
 use super::sql::numbered;
 use super::Migration;
-use crate::error::{internal_error, OpsError, OpsResult, OrRaise};
+use crate::error::{internal_error, OrRaise};
 use crate::jobs::{self, JobTable};
-use crate::pg::require_privileges;
+use crate::pg::require_table_privileges;
 use crate::scope::graph::Role;
 use crate::sys::{try_subtransaction, with_job_window};
 
 impl Migration {
-    pub(super) fn verify_step(&mut self, jt: &JobTable) -> OpsResult<()> {
+    pub(super) fn verify_step(&mut self, jt: &JobTable) -> Result<()> {
         let p = self.plan_for(jt.step)?;
         let source_where = verified_source(&p, self.job_id, &p.filter);
         let args = self.params.args();
@@ -79,14 +80,13 @@ impl Migration {
             &json!({"source_rows": sc, "target_rows": tc, "source_checksum": ss, "target_checksum": ts, "verified": ok}),
         );
         if !ok {
-            return Err(OpsError::VerificationFailed {
-                message: format!(
-                    "verification of {} failed: the target {} differs from the source",
-                    p.source_display, p.target.display
-                ),
-                detail: Some(format!(
-                    "source: {sc} rows, checksum {ss}; target: {tc} rows, checksum {ts}"
-                )),
+            return Err(Error::Unverified {
+                source: p.source_display.clone(),
+                target: p.target.display.clone(),
+                source_rows: sc,
+                source_checksum: ss,
+                target_rows: tc,
+                target_checksum: ts,
             });
         }
         jobs::checkpoint(self.job_id, jt.step, "verified", 0, None);
@@ -208,21 +208,21 @@ pub struct VerifyRow {
 /// Completeness of a finished migration, per table, through the key mapping: the tenant's
 /// source rows (from the archive after a move) against the target rows their keys name.
 /// After a rollback it reports the target empty of the tenant.
-pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
-    let job = jobs::load(job_id)?;
-    if job.kind != "migrate" {
-        return Err(OpsError::WrongJob {
-            message: format!("job {job_id} is a {} job, not a migration", job.kind),
-            hint: Some("verify_migration checks migrate_tenant jobs.".into()),
-        });
-    }
+pub fn verify_report(job_id: i64) -> Result<Vec<VerifyRow>> {
+    let job = jobs::load_of_kind(
+        job_id,
+        "migrate",
+        "a migration",
+        "verify_migration checks migrate_tenant jobs.",
+    )?;
     if !job.status.is_final() {
-        return Err(OpsError::JobState {
+        return Err(jobs::Error::State {
             job: job_id,
             status: job.status.to_string(),
             action: "be verified",
             hint: Some("Verify a migration once it has ended.".into()),
-        });
+        }
+        .into());
     }
     let mut m = Migration::from_job(&job)?;
     let tables = jobs::tables(job_id);
@@ -232,7 +232,7 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
         .iter()
         .any(|t| t.details.get("target_dropped") == Some(&serde_json::Value::Bool(true)))
     {
-        return Err(OpsError::JobState {
+        return Err(jobs::Error::State {
             job: job_id,
             status: format!(
                 "{}, and the target tables it created are dropped",
@@ -242,19 +242,20 @@ pub fn verify_report(job_id: i64) -> OpsResult<Vec<VerifyRow>> {
             hint: Some(
                 "Its rows left the target with the tables create_target made for it.".into(),
             ),
-        });
+        }
+        .into());
     }
     let plans = m.plans()?.clone();
     let args = m.params.args();
     let mut out = vec![];
     for p in &plans {
-        require_privileges(
+        require_table_privileges(
             &p.source_sql,
             &p.source_display,
             "SELECT",
             "verify_migration",
         )?;
-        require_privileges(
+        require_table_privileges(
             &p.target.sql,
             &p.target.display,
             "SELECT",

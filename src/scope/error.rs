@@ -2,7 +2,7 @@
 
 use pgrx::PgSqlErrorCode;
 
-use crate::error::{user_error_display, Common, Report, UserError};
+use crate::error::{user_error_display, wraps, Common, Report, UserError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -50,11 +50,7 @@ pub enum Error {
     Common(Common),
 }
 
-impl From<Common> for Error {
-    fn from(e: Common) -> Error {
-        Error::Common(e)
-    }
-}
+wraps!(Error { Common(Common) });
 
 impl UserError for Error {
     fn report(&self) -> Report {

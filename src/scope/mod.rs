@@ -172,12 +172,6 @@ impl LoadedScope {
     }
 }
 
-/// Transitional (issue 10): [`LoadedScope::load`] as `migrate/` takes it, in its error type
-/// (`migrate/mod.rs` returns it as an `OpsResult`). Goes when migrate has its own error type.
-pub fn load(name: &str) -> crate::error::OpsResult<LoadedScope> {
-    Ok(LoadedScope::load(name)?)
-}
-
 /// Counts and lists of a resolved scope, kept with the definition for `tenant_ops.scopes`.
 pub struct ResolvedSummary {
     pub json: Value,

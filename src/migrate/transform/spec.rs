@@ -5,7 +5,9 @@ use serde::Deserializer;
 use serde_json::{json, Value};
 
 use super::{MapDefault, Step, Transform, BUILTINS, MASK_MAX_KEEP_LAST};
-use crate::error::{OpsError, OpsResult};
+use crate::error::Common;
+use crate::migrate::error::Error;
+
 use crate::options::{self, describe_json, invalid, Object, Problem, Seg, Wording};
 
 impl Transform {
@@ -14,14 +16,15 @@ impl Transform {
     /// messages, e.g. "column \"email\" of target table app.doctors". Unknown transform names and
     /// bad parameters are errors that name the transform and the column, with a HINT listing the
     /// built-ins (or, for a bad parameter, the parameters that transform takes).
-    pub fn parse(spec: &Value, context: &str) -> OpsResult<Transform> {
+    pub fn parse(spec: &Value, context: &str) -> Result<Transform, Error> {
         let steps = match spec {
             Value::Array(items) => {
                 if items.is_empty() {
-                    return Err(OpsError::InvalidOption(
+                    return Err(Common::InvalidOption(
                         format!("the transform pipeline{} is empty", for_context(context)),
                         Some(shape_hint()),
-                    ));
+                    )
+                    .into());
                 }
                 items
                     .iter()
@@ -35,7 +38,7 @@ impl Transform {
                             },
                         )
                     })
-                    .collect::<OpsResult<Vec<_>>>()?
+                    .collect::<Result<Vec<_>, Error>>()?
             }
             other => vec![parse_step(
                 other,
@@ -51,7 +54,7 @@ impl Transform {
             .enumerate()
             .find(|(i, step)| *i < last && step.result_type() != "text")
         {
-            return Err(OpsError::InvalidOption(
+            return Err(Common::InvalidOption(
                 format!(
                     "transform \"{}\"{} produces a {}, so it must be the last step of the pipeline",
                     step.name(),
@@ -67,7 +70,8 @@ impl Transform {
                      to_uuid last."
                         .into(),
                 ),
-            ));
+            )
+            .into());
         }
         Ok(Transform { steps })
     }
@@ -139,7 +143,7 @@ fn usage(name: &str) -> String {
     }
 }
 
-fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
+fn parse_step(spec: &Value, at: &Where) -> Result<Step, Error> {
     let object = match spec {
         // "trim" is {"name": "trim"}: the same parameters are required and checked.
         Value::String(name) => json!({ "name": name }),
@@ -147,20 +151,22 @@ fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
             match obj.get("name") {
                 Some(Value::String(_)) => {}
                 Some(other) => {
-                    return Err(OpsError::InvalidOption(
+                    return Err(Common::InvalidOption(
                         format!(
                             "the \"name\" of a transform{} must be a string, not {}",
                             at.describe(),
                             describe_json(other)
                         ),
                         Some(builtins_hint()),
-                    ))
+                    )
+                    .into())
                 }
                 None => {
-                    return Err(OpsError::InvalidOption(
+                    return Err(Common::InvalidOption(
                         format!("a transform object{} has no \"name\"", at.describe()),
                         Some(shape_hint()),
-                    ))
+                    )
+                    .into())
                 }
             }
             spec.clone()
@@ -171,17 +177,23 @@ fn parse_step(spec: &Value, at: &Where) -> OpsResult<Step> {
             } else {
                 "a transform must be a name, an object with a \"name\", or an array of those"
             };
-            return Err(OpsError::InvalidOption(
+            return Err(Common::InvalidOption(
                 format!("{what}{}, not {}", at.describe(), describe_json(other)),
                 Some(shape_hint()),
-            ));
+            )
+            .into());
         }
     };
     let name = object["name"].as_str().unwrap_or_default();
     options::deserialize::<Object<Step>>(&object)
         .map(|o| o.0)
         .map_err(|(path, problem)| {
-            options::error(&object, &path, &problem, &StepWording { name, at })
+            Error::from(options::invalid_option(
+                &object,
+                &path,
+                &problem,
+                &StepWording { name, at },
+            ))
         })
 }
 

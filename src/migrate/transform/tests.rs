@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 
 use super::sql::quote_literal;
 use super::{Transform, BUILTINS};
-use crate::error::OpsError;
+use crate::error::Common;
+use crate::migrate::Error;
 
 const CTX: &str = "column \"email\" of target table app.doctors";
 const IN: &str = "s.\"E-mail\"";
@@ -19,7 +20,7 @@ fn sql(spec: Value) -> String {
 fn err(spec: Value) -> (String, Option<String>) {
     let e = Transform::parse(&spec, CTX).expect_err("spec must be refused");
     let hint = match &e {
-        OpsError::InvalidOption(_, hint) => hint.clone(),
+        Error::Common(Common::InvalidOption(_, hint)) => hint.clone(),
         other => panic!("expected InvalidOption, got {other:?}"),
     };
     (e.to_string(), hint)

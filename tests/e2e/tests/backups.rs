@@ -67,8 +67,12 @@ fn backup_dir(c: &mut Client) -> PathBuf {
 }
 
 /// Per dispatch table: the office's row count and an md5 of its rows in key order.
+///
+/// Sorted by table: the branches of a UNION ALL come back in no set order (a parallel append
+/// runs them in several workers and returns each row as its branch finishes), and two readings
+/// of the same rows must compare equal.
 fn office_sums(c: &mut Client, office: i32) -> Vec<(String, i64, String)> {
-    c.query(
+    let mut sums: Vec<(String, i64, String)> = c.query(
         "SELECT 'offices', count(*), md5(string_agg(x::text, '|' ORDER BY x.id)) FROM legacy.dispatch_offices x WHERE id = $1
          UNION ALL SELECT 'doctors', count(*), md5(string_agg(x::text, '|' ORDER BY x.id)) FROM legacy.dispatch_doctors x WHERE office_id = $1
          UNION ALL SELECT 'patients', count(*), md5(string_agg(p::text, '|' ORDER BY p.id)) FROM legacy.dispatch_patients p
@@ -83,7 +87,9 @@ fn office_sums(c: &mut Client, office: i32) -> Vec<(String, i64, String)> {
     .unwrap()
     .iter()
     .map(|r| (r.get(0), r.get(1), r.get::<_, Option<String>>(2).unwrap_or_default()))
-    .collect()
+    .collect();
+    sums.sort();
+    sums
 }
 
 /// Deletes one office's rows by hand, children first.
