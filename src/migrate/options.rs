@@ -61,6 +61,37 @@ pub enum OnConflict {
     Merge,
 }
 
+impl OnConflict {
+    /// The `ON CONFLICT` clause of an insert into `target` under this policy; `key`: the
+    /// target's key columns (quoted, comma-separated), when it has a key; `updatable`: the
+    /// (quoted) columns written that are not part of it. `error` adds none (conflicts are
+    /// looked for before anything is written); `skip` leaves the row there as it is;
+    /// `overwrite` takes the new values, `merge` too except where they are NULL. Without a
+    /// key, or with nothing to update, a conflicting row is left as it is.
+    pub fn clause(self, target: &str, key: Option<&str>, updatable: &[&str]) -> String {
+        let set = |value: &dyn Fn(&str) -> String| {
+            updatable
+                .iter()
+                .map(|c| format!("{c} = {}", value(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (self, key) {
+            (OnConflict::Error, _) => String::new(),
+            (OnConflict::Skip, _) => "ON CONFLICT DO NOTHING".into(),
+            (OnConflict::Overwrite, Some(k)) if !updatable.is_empty() => format!(
+                "ON CONFLICT ({k}) DO UPDATE SET {}",
+                set(&|c| format!("EXCLUDED.{c}"))
+            ),
+            (OnConflict::Merge, Some(k)) if !updatable.is_empty() => format!(
+                "ON CONFLICT ({k}) DO UPDATE SET {}",
+                set(&|c| format!("COALESCE(EXCLUDED.{c}, {target}.{c})"))
+            ),
+            _ => "ON CONFLICT DO NOTHING".into(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 /// Copy, or move (archive and delete the source rows once verified).
