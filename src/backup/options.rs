@@ -186,3 +186,82 @@ impl RestoreOptions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn restore_defaults_and_modes() {
+        let o = RestoreOptions::parse(&json!({})).unwrap();
+        assert_eq!(
+            (
+                o.mode,
+                o.dry_run,
+                o.on_conflict,
+                o.new_tenant,
+                o.target_schema
+            ),
+            (RestoreMode::Replace, false, OnConflict::Error, None, None)
+        );
+        let o = RestoreOptions::parse(
+            &json!({"mode": "merge", "on_conflict": "skip", "target_schema": "S x"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.mode, o.on_conflict),
+            (RestoreMode::Merge, OnConflict::Skip)
+        );
+        assert_eq!(o.target_schema.as_deref(), Some("S x"));
+        let o = RestoreOptions::parse(
+            &json!({"mode": "clone", "new_tenant": "7", "id_strategy": "uuid7"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.mode, o.new_tenant.as_deref(), o.id_strategy),
+            (RestoreMode::Clone, Some("7"), IdStrategy::Uuid7)
+        );
+    }
+
+    #[test]
+    fn restore_options_that_do_not_fit_the_mode() {
+        for (v, msg) in [
+            (
+                json!({"mode": "clone"}),
+                "mode \"clone\" needs the option \"new_tenant\"",
+            ),
+            (
+                json!({"new_tenant": "7"}),
+                "option \"new_tenant\" only applies to mode \"clone\", not \"replace\"",
+            ),
+            (
+                json!({"mode": "clone", "new_tenant": "7", "on_conflict": "skip"}),
+                "option \"on_conflict\" only applies to mode \"merge\", not \"clone\"",
+            ),
+            (
+                json!({"mode": "clone", "new_tenant": "7", "id_strategy": "keep"}),
+                "option \"id_strategy\" cannot be \"keep\" with mode \"clone\"",
+            ),
+            (
+                json!({"mode": "merge", "id_strategy": "uuid"}),
+                "option \"id_strategy\" only applies to mode \"clone\", not \"merge\"",
+            ),
+            (
+                json!({"mode": "clone", "new_tenant": ""}),
+                "option \"new_tenant\" must be a non-empty string, not a string",
+            ),
+            (
+                json!({"target_schema": null}),
+                "option \"target_schema\" must be a non-empty string, not null",
+            ),
+            (
+                json!({"mode": "upsert"}),
+                "option \"mode\" cannot be \"upsert\"",
+            ),
+        ] {
+            let e = RestoreOptions::parse(&v).unwrap_err();
+            assert_eq!(e.to_string(), format!("invalid options: {msg}"), "for {v}");
+        }
+    }
+}

@@ -562,6 +562,33 @@ mod tests {
     }
 
     #[test]
+    fn on_conflict_clauses() {
+        let t = "\"s\".\"t\"";
+        assert_eq!(OnConflict::Error.clause(t, Some("id"), &["a"]), "");
+        assert_eq!(
+            OnConflict::Skip.clause(t, Some("id"), &["a"]),
+            "ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            OnConflict::Overwrite.clause(t, Some("id"), &["a", "b"]),
+            "ON CONFLICT (id) DO UPDATE SET a = EXCLUDED.a, b = EXCLUDED.b"
+        );
+        assert_eq!(
+            OnConflict::Merge.clause(t, Some("id"), &["a"]),
+            "ON CONFLICT (id) DO UPDATE SET a = COALESCE(EXCLUDED.a, \"s\".\"t\".a)"
+        );
+        // nothing to update, or no key: the row is left as it is
+        assert_eq!(
+            OnConflict::Overwrite.clause(t, Some("id"), &[]),
+            "ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            OnConflict::Merge.clause(t, None, &["a"]),
+            "ON CONFLICT DO NOTHING"
+        );
+    }
+
+    #[test]
     fn refuses_what_it_does_not_know() {
         for (v, msg) in [
             (json!({"modes": "copy"}), "unknown option \"modes\""),
