@@ -49,10 +49,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "restore_survives_worker_kill9",
             backups::restore_survives_worker_kill9,
         ),
-        (
-            "restore_clone_pagila",
-            restore_modes::restore_clone_pagila,
-        ),
+        ("restore_clone_pagila", restore_modes::restore_clone_pagila),
         (
             "restore_merge_chinook",
             restore_modes::restore_merge_chinook,

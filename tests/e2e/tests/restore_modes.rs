@@ -28,7 +28,11 @@ fn backup(c: &mut Client, scope: &str, tenant: &str, options: &str) -> i64 {
     .get(0)
 }
 
-fn try_restore(c: &mut Client, id: i64, options: &str) -> Result<Value, pg_tenant_ops_e2e::postgres::Error> {
+fn try_restore(
+    c: &mut Client,
+    id: i64,
+    options: &str,
+) -> Result<Value, pg_tenant_ops_e2e::postgres::Error> {
     let job: i64 = c
         .query_one(
             "SELECT tenant_ops.restore_backup($1, $2::text::jsonb)",
@@ -36,7 +40,10 @@ fn try_restore(c: &mut Client, id: i64, options: &str) -> Result<Value, pg_tenan
         )?
         .get(0);
     let result: String = c
-        .query_one("SELECT result::text FROM tenant_ops.jobs WHERE id = $1", &[&job])?
+        .query_one(
+            "SELECT result::text FROM tenant_ops.jobs WHERE id = $1",
+            &[&job],
+        )?
         .get(0);
     Ok(serde_json::from_str(&result).unwrap())
 }
@@ -155,7 +162,10 @@ pub fn restore_clone_pagila(cluster: &Cluster) {
         "55000",
         "cannot be cloned: the rows of public.store cannot get fresh keys: its unique index idx_unq_manager_staff_id on (manager_staff_id)",
     );
-    assert_eq!(scalar(&mut c, "SELECT count(*) FROM store WHERE store_id = 3"), 0);
+    assert_eq!(
+        scalar(&mut c, "SELECT count(*) FROM store WHERE store_id = 3"),
+        0
+    );
     // A store's manager is a legacy column without a constraint: the copy keeps the manager
     // as it is, so the one-manager-per-store index has to go for a clone.
     exec(&mut c, "DROP INDEX idx_unq_manager_staff_id");
@@ -164,7 +174,10 @@ pub fn restore_clone_pagila(cluster: &Cluster) {
         id,
         r#"{"mode": "clone", "new_tenant": "3", "dry_run": true}"#,
     );
-    assert_eq!(scalar(&mut c, "SELECT count(*) FROM store WHERE store_id = 3"), 0);
+    assert_eq!(
+        scalar(&mut c, "SELECT count(*) FROM store WHERE store_id = 3"),
+        0
+    );
     let payment = table(&dry, "public.payment");
     assert!(
         payment["fresh_keys"]["payment_id"]
@@ -287,7 +300,10 @@ pub fn restore_merge_chinook(cluster: &Cluster) {
     create_extension(&mut c);
     create_scope(&mut c, "chinook", "employee", "employee_id", "{}");
     let before = sums(&mut c, CHINOOK_EXACT, "3");
-    let others: Vec<_> = ["4", "5"].iter().map(|t| sums(&mut c, CHINOOK_EXACT, t)).collect();
+    let others: Vec<_> = ["4", "5"]
+        .iter()
+        .map(|t| sums(&mut c, CHINOOK_EXACT, t))
+        .collect();
     let id = backup(&mut c, "chinook", "3", r#"{"shared": "include"}"#);
     let lines_gone = scalar(
         &mut c,
@@ -316,7 +332,11 @@ pub fn restore_merge_chinook(cluster: &Cluster) {
         id,
         r#"{"mode": "merge", "on_conflict": "skip", "dry_run": true}"#,
     );
-    assert_eq!(sums(&mut c, CHINOOK_EXACT, "3"), damaged, "a dry run changes nothing");
+    assert_eq!(
+        sums(&mut c, CHINOOK_EXACT, "3"),
+        damaged,
+        "a dry run changes nothing"
+    );
     let skip = restore(&mut c, id, r#"{"mode": "merge", "on_conflict": "skip"}"#);
     assert_eq!(skip["verified"], true);
     for result in [&dry, &skip] {
@@ -352,18 +372,29 @@ pub fn restore_merge_chinook(cluster: &Cluster) {
         }
     }
     assert_eq!(
-        scalar(&mut c, "SELECT count(*) FROM customer WHERE company = 'Chängèd; \"co\"'"),
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM customer WHERE company = 'Chängèd; \"co\"'"
+        ),
         changed
     );
 
-    let overwrite = restore(&mut c, id, r#"{"mode": "merge", "on_conflict": "overwrite"}"#);
+    let overwrite = restore(
+        &mut c,
+        id,
+        r#"{"mode": "merge", "on_conflict": "overwrite"}"#,
+    );
     assert_eq!(overwrite["verified"], true);
     let e = table(&overwrite, "public.customer");
     assert_eq!(
         (e["inserted"].as_i64(), e["updated"].as_i64()),
         (Some(0), Some(n("customer")))
     );
-    assert_eq!(sums(&mut c, CHINOOK_EXACT, "3"), before, "every row the backup's again");
+    assert_eq!(
+        sums(&mut c, CHINOOK_EXACT, "3"),
+        before,
+        "every row the backup's again"
+    );
     for (t, o) in ["4", "5"].iter().zip(&others) {
         assert_eq!(&sums(&mut c, CHINOOK_EXACT, t), o, "employee {t} untouched");
     }
@@ -426,7 +457,10 @@ pub fn restore_target_schema_northwind(cluster: &Cluster) {
     assert_sqlstate(try_restore(&mut c, id, &opts), "3F000", staging);
     exec(&mut c, &format!("CREATE SCHEMA {q}"));
     for t in ["customers", "orders", "order_details"] {
-        exec(&mut c, &format!("CREATE TABLE {q}.{t} (LIKE public.{t} INCLUDING ALL)"));
+        exec(
+            &mut c,
+            &format!("CREATE TABLE {q}.{t} (LIKE public.{t} INCLUDING ALL)"),
+        );
     }
     assert_sqlstate(
         try_restore(&mut c, id, &opts),
@@ -459,7 +493,11 @@ pub fn restore_target_schema_northwind(cluster: &Cluster) {
         before[1].1,
         "the column added since takes its default"
     );
-    assert_eq!(northwind_sums(&mut c, "public", "ALFKI"), before, "the original untouched");
+    assert_eq!(
+        northwind_sums(&mut c, "public", "ALFKI"),
+        before,
+        "the original untouched"
+    );
     // again, over what is staged: replaced, the same again
     exec(&mut c, &format!("UPDATE {q}.orders SET freight = 0"));
     restore(&mut c, id, &opts);
