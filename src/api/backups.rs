@@ -65,15 +65,18 @@ fn verify_backup(backup_id: Option<i64>) -> JsonB {
     JsonB(report)
 }
 
-/// Restores a backup's tenant. `mode: "replace"` deletes the tenant's current rows and loads
-/// the backup's, in one transaction, then checks the restored rows against the manifest;
-/// `dry_run: true` reports per table what would change. Everything is checked (the file, the
-/// tables and columns now, every value) before anything changes. Returns the job id.
+/// Restores a backup, in one transaction: `mode: "replace"` deletes the tenant's current rows
+/// and loads the backup's; `"merge"` adds them to the tenant's (`on_conflict` as for
+/// migrate_tenant); `"clone"` loads them as tenant `new_tenant` with fresh keys;
+/// `target_schema` restores into the same-named tables of another schema; `dry_run: true`
+/// reports per table what would change. Everything is checked (the file, the scope, the tables
+/// and columns now, every value, the mode's own checks) before anything changes, and the rows
+/// written are compared with the backup's afterwards. Returns the job id.
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.restore_backup(backup_id bigint, options jsonb DEFAULT '{}', background boolean DEFAULT false)
 RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 COMMENT ON FUNCTION tenant_ops.restore_backup(bigint, jsonb, boolean) IS
-'Restores a backup''s tenant (replace; dry_run), checked before and verified after; returns the job id.';
+'Restores a backup (replace, merge, clone; into another schema; dry_run), checked before and verified after; returns the job id.';
 "#)]
 fn restore_backup(
     backup_id: Option<i64>,

@@ -38,11 +38,53 @@ pub enum Error {
         table: String,
         detail: String,
     },
-    /// Rows outside the tenant reference the rows a replace would delete.
+    /// A table of a `target_schema` restore missing there.
+    MissingTarget {
+        target: String,
+        table: String,
+        backup: i64,
+    },
+    /// Rows outside the tenant reference the rows a replace would delete (`constraint` and
+    /// `count` known when found before anything changed; else PostgreSQL's words in `detail`).
     Referenced {
         backup: i64,
         table: String,
-        detail: String,
+        by: Option<(String, String, i64)>,
+        detail: Option<String>,
+    },
+    /// A merge under `on_conflict: error` meets rows the tenant holds already.
+    Conflict {
+        backup: i64,
+        table: String,
+        count: i64,
+        keys: Vec<String>,
+    },
+    /// A merge whose rows have the keys of other tenants' rows.
+    OthersKeys {
+        backup: i64,
+        table: String,
+        count: i64,
+        keys: Vec<String>,
+    },
+    /// A clone's new tenant exists already.
+    TenantExists {
+        backup: i64,
+        tenant: String,
+        table: String,
+    },
+    /// A clone cannot give a table's rows fresh keys.
+    NoFreshKeys {
+        backup: i64,
+        table: String,
+        why: String,
+        hint: String,
+    },
+    /// A statement of the restore failed on the rows of a table (a constraint, a trigger).
+    RowsRefused {
+        backup: i64,
+        table: String,
+        sqlstate: PgSqlErrorCode,
+        message: String,
     },
     /// The key setting (named), or the key file it names, holds no age identity.
     BadEncryptionKey(String),
@@ -103,12 +145,49 @@ impl UserError for Error {
                 format!("verification of the restore of {table} failed"),
             )
             .detail(detail.clone()),
-            Error::Referenced { backup, table, detail } => Report::new(
+            Error::MissingTarget { target, table, backup } => Report::new(
+                ERRCODE_UNDEFINED_TABLE,
+                format!("table {target} for {table} of backup {backup} does not exist"),
+            )
+            .hint("A restore into target_schema needs every table of the backup there, with its columns: CREATE TABLE ... (LIKE ... INCLUDING ALL) makes one.".to_string()),
+            Error::Referenced { backup, table, by, detail } => Report::new(
                 ERRCODE_FOREIGN_KEY_VIOLATION,
-                format!("backup {backup} cannot replace the rows of {table}: other rows still reference them"),
+                match by {
+                    Some((child, constraint, n)) => format!(
+                        "backup {backup} cannot replace the rows of {table}: {n} row(s) of {child} outside the tenant reference them through {constraint}"
+                    ),
+                    None => format!("backup {backup} cannot replace the rows of {table}: other rows still reference them"),
+                },
             )
             .detail(detail.clone())
-            .hint("Rows outside the tenant reference its rows; remove those references first (validate_integrity's isolation check lists them).".to_string()),
+            .hint("A replace deletes the tenant's rows first; remove those references (validate_integrity's isolation check lists them), or restore with mode \"merge\".".to_string()),
+            Error::Conflict { backup, table, count, keys } => Report::new(
+                ERRCODE_UNIQUE_VIOLATION,
+                format!("{count} row(s) of {table} in backup {backup} already exist (on_conflict is \"error\")"),
+            )
+            .detail(format!("Conflicting keys include: {}.", keys.join(", ")))
+            .hint("Choose on_conflict \"skip\", \"overwrite\" or \"merge\", or restore with mode \"replace\".".to_string()),
+            Error::OthersKeys { backup, table, count, keys } => Report::new(
+                ERRCODE_UNIQUE_VIOLATION,
+                format!("backup {backup} cannot be merged: {count} of its row(s) of {table} have the keys of other tenants' rows"),
+            )
+            .detail(format!("Keys include: {}.", keys.join(", ")))
+            .hint("Restore it as a copy with fresh keys instead: {\"mode\": \"clone\", \"new_tenant\": ...}.".to_string()),
+            Error::TenantExists { backup, tenant, table } => Report::new(
+                ERRCODE_UNIQUE_VIOLATION,
+                format!("backup {backup} cannot be cloned as tenant \"{tenant}\": {table} holds that tenant already"),
+            )
+            .hint("Choose another new_tenant, or restore over it with mode \"replace\" or \"merge\".".to_string()),
+            Error::NoFreshKeys { backup, table, why, hint } => Report::new(
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("backup {backup} cannot be cloned: the rows of {table} cannot get fresh keys: {why}"),
+            )
+            .hint(hint.clone()),
+            Error::RowsRefused { backup, table, sqlstate, message } => Report::new(
+                *sqlstate,
+                format!("restoring backup {backup} into {table} failed: {message}"),
+            )
+            .detail("Nothing was changed.".to_string()),
             Error::BadEncryptionKey(source) => Report::new(
                 ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("{source} is not an age identity"),

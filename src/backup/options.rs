@@ -4,15 +4,27 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::Result;
-use crate::options::{self, Seg, Wording};
+use crate::error::Common;
+use crate::migrate::options::{IdStrategy, OnConflict};
+use crate::options::{self, present, Problem, Seg, Wording};
 
-struct BackupWording;
+/// Where an option sits, as messages name it; `function` is the one whose options they are.
+struct BackupWording(&'static str);
 
 impl Wording for BackupWording {
     fn place(&self, path: &[Seg], _input: &Value) -> String {
         match path.first().and_then(Seg::key) {
             Some(k) => format!("option \"{k}\""),
             None => "options".into(),
+        }
+    }
+
+    fn hint(&self, path: &[Seg], problem: &Problem) -> Option<String> {
+        match (path, problem) {
+            ([], Problem::UnknownField { known, .. }) => {
+                Some(format!("{} options are: {}.", self.0, known.join(", ")))
+            }
+            _ => options::default_hint(path, problem),
         }
     }
 }
@@ -42,7 +54,7 @@ pub struct BackupOptions {
 
 impl BackupOptions {
     pub fn parse(v: &Value) -> Result<Self> {
-        Ok(options::parse(v, &BackupWording)?)
+        Ok(options::parse(v, &BackupWording("create_backup"))?)
     }
 }
 
@@ -52,20 +64,204 @@ pub enum RestoreMode {
     /// The tenant's current rows are deleted (children first), the backup's loaded.
     #[default]
     Replace,
+    /// The backup's rows are added to the tenant's current rows; rows whose key the tenant
+    /// holds already follow `on_conflict`.
+    Merge,
+    /// The backup is loaded as another tenant (`new_tenant`) with fresh keys.
+    Clone,
 }
 
-#[derive(Clone, Debug, Deserialize, Default)]
+impl RestoreMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            RestoreMode::Replace => "replace",
+            RestoreMode::Merge => "merge",
+            RestoreMode::Clone => "clone",
+        }
+    }
+}
+
+/// The options of `restore_backup` as written; [`RestoreOptions::parse`] checks the
+/// combinations.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RestoreDocument {
+    #[serde(default, deserialize_with = "present")]
+    mode: Option<RestoreMode>,
+    #[serde(default, deserialize_with = "present")]
+    dry_run: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    on_conflict: Option<OnConflict>,
+    #[serde(default, deserialize_with = "some_name")]
+    new_tenant: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    id_strategy: Option<IdStrategy>,
+    #[serde(default, deserialize_with = "some_name")]
+    target_schema: Option<String>,
+}
+
+fn some_name<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    options::name(d, "a non-empty string").map(Some)
+}
+
+/// The options of a restore, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreOptions {
-    #[serde(default)]
     pub mode: RestoreMode,
     /// Report what would change, change nothing.
-    #[serde(default)]
     pub dry_run: bool,
+    /// `merge`: what happens to a backup row whose key the tenant holds already — the values
+    /// and semantics of `migrate_tenant`'s option (`error` by default).
+    pub on_conflict: OnConflict,
+    /// `clone`: the tenant key the copy is written under.
+    pub new_tenant: Option<String>,
+    /// `clone`: how fresh uuid keys are made (`uuid`, `uuid7` or `uuid5`, as for
+    /// `migrate_tenant`); integer keys are drawn from their sequences whatever it says.
+    pub id_strategy: IdStrategy,
+    /// Restore into the same-named tables of this schema instead of the scope's own.
+    pub target_schema: Option<String>,
 }
 
 impl RestoreOptions {
     pub fn parse(v: &Value) -> Result<Self> {
-        Ok(options::parse(v, &BackupWording)?)
+        let d: RestoreDocument = options::parse(v, &BackupWording("restore_backup"))?;
+        let mode = d.mode.unwrap_or_default();
+        let bad = |m: String, hint: Option<&str>| -> super::error::Error {
+            Common::InvalidOption(m, hint.map(str::to_string)).into()
+        };
+        if d.on_conflict.is_some() && mode != RestoreMode::Merge {
+            return Err(bad(
+                format!(
+                    "option \"on_conflict\" only applies to mode \"merge\", not \"{}\"",
+                    mode.name()
+                ),
+                Some("A replace deletes the tenant's rows first, a clone gives every row a fresh key: neither meets a conflict."),
+            ));
+        }
+        match (mode, &d.new_tenant) {
+            (RestoreMode::Clone, None) => {
+                return Err(bad(
+                    "mode \"clone\" needs the option \"new_tenant\"".into(),
+                    Some("Name the tenant key the copy is written under: {\"mode\": \"clone\", \"new_tenant\": \"42\"}."),
+                ))
+            }
+            (m, Some(_)) if m != RestoreMode::Clone => {
+                return Err(bad(
+                    format!(
+                        "option \"new_tenant\" only applies to mode \"clone\", not \"{}\"",
+                        m.name()
+                    ),
+                    None,
+                ))
+            }
+            _ => {}
+        }
+        match (mode, d.id_strategy) {
+            (RestoreMode::Clone, Some(IdStrategy::Keep)) => {
+                return Err(bad(
+                    "option \"id_strategy\" cannot be \"keep\" with mode \"clone\"".into(),
+                    Some("A clone gives every row a fresh key: \"uuid\", \"uuid7\" or \"uuid5\" for uuid keys."),
+                ))
+            }
+            (m, Some(_)) if m != RestoreMode::Clone => {
+                return Err(bad(
+                    format!(
+                        "option \"id_strategy\" only applies to mode \"clone\", not \"{}\"",
+                        m.name()
+                    ),
+                    None,
+                ))
+            }
+            _ => {}
+        }
+        Ok(RestoreOptions {
+            mode,
+            dry_run: d.dry_run.unwrap_or(false),
+            on_conflict: d.on_conflict.unwrap_or(OnConflict::Error),
+            new_tenant: d.new_tenant,
+            id_strategy: d.id_strategy.unwrap_or(IdStrategy::Uuid),
+            target_schema: d.target_schema,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn restore_defaults_and_modes() {
+        let o = RestoreOptions::parse(&json!({})).unwrap();
+        assert_eq!(
+            (
+                o.mode,
+                o.dry_run,
+                o.on_conflict,
+                o.new_tenant,
+                o.target_schema
+            ),
+            (RestoreMode::Replace, false, OnConflict::Error, None, None)
+        );
+        let o = RestoreOptions::parse(
+            &json!({"mode": "merge", "on_conflict": "skip", "target_schema": "S x"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.mode, o.on_conflict),
+            (RestoreMode::Merge, OnConflict::Skip)
+        );
+        assert_eq!(o.target_schema.as_deref(), Some("S x"));
+        let o = RestoreOptions::parse(
+            &json!({"mode": "clone", "new_tenant": "7", "id_strategy": "uuid7"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.mode, o.new_tenant.as_deref(), o.id_strategy),
+            (RestoreMode::Clone, Some("7"), IdStrategy::Uuid7)
+        );
+    }
+
+    #[test]
+    fn restore_options_that_do_not_fit_the_mode() {
+        for (v, msg) in [
+            (
+                json!({"mode": "clone"}),
+                "mode \"clone\" needs the option \"new_tenant\"",
+            ),
+            (
+                json!({"new_tenant": "7"}),
+                "option \"new_tenant\" only applies to mode \"clone\", not \"replace\"",
+            ),
+            (
+                json!({"mode": "clone", "new_tenant": "7", "on_conflict": "skip"}),
+                "option \"on_conflict\" only applies to mode \"merge\", not \"clone\"",
+            ),
+            (
+                json!({"mode": "clone", "new_tenant": "7", "id_strategy": "keep"}),
+                "option \"id_strategy\" cannot be \"keep\" with mode \"clone\"",
+            ),
+            (
+                json!({"mode": "merge", "id_strategy": "uuid"}),
+                "option \"id_strategy\" only applies to mode \"clone\", not \"merge\"",
+            ),
+            (
+                json!({"mode": "clone", "new_tenant": ""}),
+                "option \"new_tenant\" must be a non-empty string, not a string",
+            ),
+            (
+                json!({"target_schema": null}),
+                "option \"target_schema\" must be a non-empty string, not null",
+            ),
+            (
+                json!({"mode": "upsert"}),
+                "option \"mode\" cannot be \"upsert\"",
+            ),
+        ] {
+            let e = RestoreOptions::parse(&v).unwrap_err();
+            assert_eq!(e.to_string(), format!("invalid options: {msg}"), "for {v}");
+        }
     }
 }

@@ -542,37 +542,19 @@ impl Migration {
                 .collect::<Vec<_>>()
                 .join(", ")
         });
-        let updatable: Vec<&String> = p
+        let updatable: Vec<&str> = p
             .columns
             .iter()
-            .map(|(c, _)| c)
+            .map(|(c, _)| c.as_str())
             .filter(|c| {
                 !p.target_key
                     .as_ref()
-                    .is_some_and(|k| k.iter().any(|(kc, _)| kc == *c))
+                    .is_some_and(|k| k.iter().any(|(kc, _)| kc == c))
             })
             .collect();
-        match (self.options.on_conflict, key) {
-            (OnConflict::Error, _) => String::new(),
-            (OnConflict::Skip, _) => "ON CONFLICT DO NOTHING".into(),
-            (OnConflict::Overwrite, Some(k)) if !updatable.is_empty() => format!(
-                "ON CONFLICT ({k}) DO UPDATE SET {}",
-                updatable
-                    .iter()
-                    .map(|c| format!("{c} = EXCLUDED.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            (OnConflict::Merge, Some(k)) if !updatable.is_empty() => format!(
-                "ON CONFLICT ({k}) DO UPDATE SET {}",
-                updatable
-                    .iter()
-                    .map(|c| format!("{c} = COALESCE(EXCLUDED.{c}, {}.{c})", p.target.sql))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            _ => "ON CONFLICT DO NOTHING".into(),
-        }
+        self.options
+            .on_conflict
+            .clause(&p.target.sql, key.as_deref(), &updatable)
     }
 }
 

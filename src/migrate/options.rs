@@ -62,6 +62,37 @@ pub enum OnConflict {
     Merge,
 }
 
+impl OnConflict {
+    /// The `ON CONFLICT` clause of an insert into `target` under this policy; `key`: the
+    /// target's key columns (quoted, comma-separated), when it has a key; `updatable`: the
+    /// (quoted) columns written that are not part of it. `error` adds none (conflicts are
+    /// looked for before anything is written); `skip` leaves the row there as it is;
+    /// `overwrite` takes the new values, `merge` too except where they are NULL. Without a
+    /// key, or with nothing to update, a conflicting row is left as it is.
+    pub fn clause(self, target: &str, key: Option<&str>, updatable: &[&str]) -> String {
+        let set = |value: &dyn Fn(&str) -> String| {
+            updatable
+                .iter()
+                .map(|c| format!("{c} = {}", value(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (self, key) {
+            (OnConflict::Error, _) => String::new(),
+            (OnConflict::Skip, _) => "ON CONFLICT DO NOTHING".into(),
+            (OnConflict::Overwrite, Some(k)) if !updatable.is_empty() => format!(
+                "ON CONFLICT ({k}) DO UPDATE SET {}",
+                set(&|c| format!("EXCLUDED.{c}"))
+            ),
+            (OnConflict::Merge, Some(k)) if !updatable.is_empty() => format!(
+                "ON CONFLICT ({k}) DO UPDATE SET {}",
+                set(&|c| format!("COALESCE(EXCLUDED.{c}, {target}.{c})"))
+            ),
+            _ => "ON CONFLICT DO NOTHING".into(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 /// Copy, or move (archive and delete the source rows once verified).
@@ -531,6 +562,33 @@ mod tests {
                 "for {v}"
             );
         }
+    }
+
+    #[test]
+    fn on_conflict_clauses() {
+        let t = "\"s\".\"t\"";
+        assert_eq!(OnConflict::Error.clause(t, Some("id"), &["a"]), "");
+        assert_eq!(
+            OnConflict::Skip.clause(t, Some("id"), &["a"]),
+            "ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            OnConflict::Overwrite.clause(t, Some("id"), &["a", "b"]),
+            "ON CONFLICT (id) DO UPDATE SET a = EXCLUDED.a, b = EXCLUDED.b"
+        );
+        assert_eq!(
+            OnConflict::Merge.clause(t, Some("id"), &["a"]),
+            "ON CONFLICT (id) DO UPDATE SET a = COALESCE(EXCLUDED.a, \"s\".\"t\".a)"
+        );
+        // nothing to update, or no key: the row is left as it is
+        assert_eq!(
+            OnConflict::Overwrite.clause(t, Some("id"), &[]),
+            "ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            OnConflict::Merge.clause(t, None, &["a"]),
+            "ON CONFLICT DO NOTHING"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod common;
 mod datasets;
 mod integrity;
 mod migration;
+mod restore_modes;
 mod security;
 mod shared_rows;
 mod submission;
@@ -55,6 +56,15 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "restore_survives_worker_kill9",
             backups::restore_survives_worker_kill9,
+        ),
+        ("restore_clone_pagila", restore_modes::restore_clone_pagila),
+        (
+            "restore_merge_chinook",
+            restore_modes::restore_merge_chinook,
+        ),
+        (
+            "restore_target_schema_northwind",
+            restore_modes::restore_target_schema_northwind,
         ),
         ("chinook_plan", datasets::chinook_plan),
         (
