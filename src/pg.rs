@@ -167,6 +167,21 @@ pub fn require_table_privileges(
 }
 
 /// As [`require_table_privileges`], for a schema (`USAGE`, `CREATE`).
+/// 3F000 unless schema `schema` exists (a target schema, a restore's `target_schema`).
+pub fn require_schema(schema: &str) -> Result<(), Common> {
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        &[schema.into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    if exists {
+        Ok(())
+    } else {
+        Err(Common::UnknownSchema(schema.into()))
+    }
+}
+
 pub fn require_schema_privileges(schema: &str, privileges: &str, why: &str) -> Result<(), Common> {
     let missing = Spi::get_one_with_args::<Vec<String>>(
         "SELECT coalesce(pg_catalog.array_agg(p ORDER BY o), '{}')

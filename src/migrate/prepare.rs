@@ -32,7 +32,7 @@ impl Migration {
 
     fn prepare_checked(&mut self) -> Result<()> {
         let loaded = self.load_scope()?;
-        target::require_schema(&self.target_schema)?;
+        crate::pg::require_schema(&self.target_schema)?;
         // Until the end of the transaction: exclusive to create tables there, shared to read
         // which exist (see `target::lock_schema`), taken before anything reads them.
         target::lock_schema(&self.target_schema, self.options.create_target);

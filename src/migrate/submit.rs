@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::error::{Error, Result};
 use super::keys::namespace;
 use super::options::MigrateOptions;
-use super::{target, Migration, Params, WHOLE_TABLE};
+use super::{Migration, Params, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs::{self, Job};
 use crate::scope::LoadedScope;
@@ -93,7 +93,7 @@ pub fn submit(
             .check_tenant_value(new_tenant)
             .map_err(Error::BadNewTenant)?;
     }
-    target::require_schema(target_schema)?;
+    crate::pg::require_schema(target_schema)?;
     // A job that cannot succeed is refused now rather than failing later in a worker: every
     // privilege the whole job needs, and one target per source table (`prepare` checks both
     // again, before any DDL). A dry run reports such problems as its outcome instead.

@@ -11,7 +11,7 @@ use super::options::IdStrategy;
 use super::plan::Planner;
 use super::sql::quoted_cols;
 use super::Migration;
-use crate::error::{Common, OrRaise};
+use crate::error::OrRaise;
 use crate::jobs;
 use crate::scope::graph::TableId;
 use crate::scope::LoadedScope;
@@ -61,21 +61,6 @@ static TARGET_SQL: std::sync::LazyLock<String> =
 /// Reads a target table by schema and name, if it exists.
 pub fn read(schema: &str, name: &str) -> Option<TargetTable> {
     crate::pg::query_json(&TARGET_SQL, &[schema.into(), name.into()])
-}
-
-/// Checks that the target schema exists.
-pub fn require_schema(schema: &str) -> Result<()> {
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-        &[schema.into()],
-    )
-    .or_raise()
-    .unwrap_or(false);
-    if exists {
-        Ok(())
-    } else {
-        Err(Common::UnknownSchema(schema.into()).into())
-    }
 }
 
 pub use crate::pg::{qualified, quote_ident};

@@ -50,7 +50,7 @@ pub fn submit(id: i64, raw: &Value, background: bool) -> Result<i64> {
     let options = RestoreOptions::parse(raw)?;
     let b = archive::registered(id)?;
     if let Some(schema) = &options.target_schema {
-        require_schema(schema)?;
+        crate::pg::require_schema(schema)?;
     }
     if let Some(new_tenant) = &options.new_tenant {
         let loaded = LoadedScope::load(&b.scope)?;
@@ -71,21 +71,6 @@ pub fn submit(id: i64, raw: &Value, background: bool) -> Result<i64> {
             jobs::Executor::Inline
         },
     ))
-}
-
-/// 3F000 for a `target_schema` that does not exist.
-fn require_schema(schema: &str) -> Result<()> {
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-        &[schema.into()],
-    )
-    .or_raise()
-    .unwrap_or(false);
-    if exists {
-        Ok(())
-    } else {
-        Err(Common::UnknownSchema(schema.into()).into())
-    }
 }
 
 /// A clone's tenant value must cast to the tenant key's type (22023 naming the option).
@@ -153,7 +138,7 @@ impl Restore {
         let loaded = scope::LoadedScope::load(&b.scope)?;
         check_scope(&b, &loaded)?;
         if let Some(schema) = &self.options.target_schema {
-            require_schema(schema)?;
+            crate::pg::require_schema(schema)?;
         }
         if let Some(new_tenant) = &self.options.new_tenant {
             check_new_tenant(&loaded, new_tenant)?;

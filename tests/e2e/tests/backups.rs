@@ -447,6 +447,19 @@ impl Drop for KeyReset<'_> {
     }
 }
 
+/// Points `tenant_ops.backup_encryption_key_file` at `path` (ALTER SYSTEM, one statement a
+/// call: it runs outside a transaction block) and waits until the reload reached this session.
+fn set_key_file(c: &mut Client, path: &Path) {
+    let path = path.to_string_lossy();
+    c.batch_execute(&format!(
+        "ALTER SYSTEM SET tenant_ops.backup_encryption_key_file = {}",
+        pg_tenant_ops_e2e::quote_literal(&path)
+    ))
+    .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    until_setting(c, "tenant_ops.backup_encryption_key_file", &path);
+}
+
 /// Waits until the reloaded setting `name` reads `want` in this session.
 fn until_setting(c: &mut Client, name: &str, want: &str) -> String {
     until(&format!("{name} reloaded"), Duration::from_secs(10), || {
@@ -485,47 +498,15 @@ pub fn backup_encrypted_age_interop(cluster: &Cluster) {
     fs::copy(&keyfile, &server_key).unwrap();
     cluster.give_to_server(&server_key);
     fs::set_permissions(&server_key, fs::Permissions::from_mode(0o640)).unwrap();
-    // (one statement a call: ALTER SYSTEM runs outside a transaction block)
-    c.batch_execute(&format!(
-        "ALTER SYSTEM SET tenant_ops.backup_encryption_key_file = {}",
-        pg_tenant_ops_e2e::quote_literal(&server_key.to_string_lossy())
-    ))
-    .unwrap();
-    c.batch_execute("SELECT pg_reload_conf()").unwrap();
-    until_setting(
-        &mut c,
-        "tenant_ops.backup_encryption_key_file",
-        &server_key.to_string_lossy(),
-    );
     let backups_before = scalar(&mut c, "SELECT count(*) FROM tenant_ops.backups");
     let missing = work.join("no such key.txt");
-    c.batch_execute(&format!(
-        "ALTER SYSTEM SET tenant_ops.backup_encryption_key_file = {}",
-        pg_tenant_ops_e2e::quote_literal(&missing.to_string_lossy())
-    ))
-    .unwrap();
-    c.batch_execute("SELECT pg_reload_conf()").unwrap();
-    until_setting(
-        &mut c,
-        "tenant_ops.backup_encryption_key_file",
-        &missing.to_string_lossy(),
-    );
+    set_key_file(&mut c, &missing);
     assert_sqlstate(
         c.query_one("SELECT tenant_ops.create_backup('dispatch', '3')", &[]),
         "58030",
         "no such key.txt\": No such file or directory",
     );
-    c.batch_execute(&format!(
-        "ALTER SYSTEM SET tenant_ops.backup_encryption_key_file = {}",
-        pg_tenant_ops_e2e::quote_literal(&server_key.to_string_lossy())
-    ))
-    .unwrap();
-    c.batch_execute("SELECT pg_reload_conf()").unwrap();
-    until_setting(
-        &mut c,
-        "tenant_ops.backup_encryption_key_file",
-        &server_key.to_string_lossy(),
-    );
+    set_key_file(&mut c, &server_key);
     assert_sqlstate(
         c.query_one("SELECT tenant_ops.create_backup('dispatch', '3')", &[]),
         "22023",
