@@ -141,8 +141,13 @@ impl<'a> Planner<'a> {
 
     /// The SQL mapping a value `x` of the key `table.col` to its new value.
     fn map_key(&self, table: TableId, col: &str, x: &str) -> String {
-        let strategy = if self.rekeyed.contains(&table) {
-            let t = self.catalog().table(table);
+        let t = self.catalog().table(table);
+        // Only the re-keyed primary key goes through the key mapping: a tenant key that is
+        // another column of the root keeps its values (the mapping holds primary keys only,
+        // so a lookup by that column's value found nothing and gave NULL).
+        let rekeyed_pk = self.rekeyed.contains(&table)
+            && t.primary_key.as_deref() == Some(std::slice::from_ref(&col.to_string()));
+        let strategy = if rekeyed_pk {
             match self.options.id_strategy {
                 IdStrategy::Keep => x.to_string(),
                 IdStrategy::Uuid | IdStrategy::Uuid7 => {
@@ -171,8 +176,7 @@ impl<'a> Planner<'a> {
         };
         // A clone (`new_tenant`) writes the new tenant's key where the old one was. Where the
         // key is re-keyed to UUIDs, the clone's own namespace already gives it fresh keys.
-        let rekeyed_to_uuid =
-            self.rekeyed.contains(&table) && self.options.id_strategy != IdStrategy::Keep;
+        let rekeyed_to_uuid = rekeyed_pk && self.options.id_strategy != IdStrategy::Keep;
         if table == self.root()
             && col == self.loaded.resolved.tenant_key
             && self.options.new_tenant.is_some()

@@ -32,7 +32,7 @@ use super::target::Matched;
 use super::Ctx;
 use crate::backup::error::{Error, Result};
 use crate::backup::TableSpec;
-use crate::error::{Common, OrRaise};
+use crate::error::OrRaise;
 use crate::migrate::options::{IdStrategy, MigrateOptions};
 use crate::migrate::plan::Planner;
 use crate::migrate::uuid5;
@@ -114,7 +114,6 @@ pub(super) fn run(ctx: &Ctx) -> Result<Value> {
             fresh.insert(i, f);
         }
     }
-    check_root_key(ctx, &planner, root)?;
     let mut exprs: BTreeMap<usize, Exprs> = BTreeMap::new();
     for (i, t) in ctx.matched.iter().enumerate() {
         if t.spec.role != Role::Shared {
@@ -392,36 +391,6 @@ fn generator(
         other => other.new_id_sql().to_string(),
     };
     Ok(Some((strategy.name().to_string(), None, sql)))
-}
-
-/// With a re-keyed root whose tenant key is another column than its key, that column is
-/// written as the new tenant directly; references to it (rather than to the key) are not
-/// mapped by the planner (0A000, named).
-fn check_root_key(ctx: &Ctx, planner: &Planner, root: &Matched) -> Result<()> {
-    if !planner.rekeyed.contains(&root.source) {
-        return Ok(());
-    }
-    let key = &ctx.loaded.resolved.tenant_key;
-    for e in &ctx.loaded.catalog.edges {
-        if e.parent == root.source
-            && e.parent_cols.contains(key)
-            && ctx.own().any(|t| t.source == e.child)
-        {
-            return Err(Common::FeatureNotSupported(
-                format!(
-                    "backup {} cannot be cloned: {} references the tenant key {} of {} through {}, which is not that table's primary key",
-                    ctx.b.id,
-                    ctx.loaded.catalog.table(e.child).display,
-                    quote_ident(key),
-                    root.name(),
-                    quote_ident(&e.name)
-                ),
-                Some("Restore it into a staging schema with target_schema instead.".into()),
-            )
-            .into());
-        }
-    }
-    Ok(())
 }
 
 /// `t`'s backed-up columns as the clone writes them; `maps`: the temporary map of each

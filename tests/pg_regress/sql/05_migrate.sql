@@ -315,3 +315,19 @@ SELECT tenant_ops.migrate_tenant('clones', '1', 'clone_uuid', '{"id_strategy": "
 SELECT status, count(*) FROM tenant_ops.jobs WHERE id IN (:u1, :u2) GROUP BY status;
 SELECT count(*) AS orgs, count(DISTINCT name) AS names FROM clone_uuid.org;
 SELECT count(*) AS members_resolving FROM clone_uuid.member m JOIN clone_uuid.org o ON o.id = m.org_id;
+-- A tenant key that is not the root's primary key (org.code), referenced by a child: a clone
+-- re-keys org.id but writes the new tenant into code and into every reference to it (the
+-- planner looked code's values up in id's key mapping and wrote NULL: 23502).
+CREATE SCHEMA code_src;
+CREATE TABLE code_src.org (id int PRIMARY KEY, code text NOT NULL UNIQUE, name text);
+CREATE TABLE code_src.member (id int PRIMARY KEY, org_code text NOT NULL REFERENCES code_src.org (code),
+                              org_id int REFERENCES code_src.org, name text);
+INSERT INTO code_src.org VALUES (1, 'A', 'one'), (2, 'B', 'two');
+INSERT INTO code_src.member VALUES (10, 'A', 1, 'a'), (11, 'A', NULL, 'b'), (20, 'B', 2, 'c');
+SELECT tenant_ops.create_scope('codes', 'code_src.org', 'code', '{"owner": {"code_src.member": "member_org_code_fkey"}}');
+CREATE SCHEMA code_dst;
+SELECT tenant_ops.migrate_tenant('codes', 'A', 'code_dst', '{"create_target": true, "id_strategy": "uuid5", "new_tenant": "Z"}') AS code_job \gset
+SELECT status, error FROM tenant_ops.jobs WHERE id = :code_job;
+SELECT o.code, o.name, pg_typeof(o.id) AS id_type FROM code_dst.org o;
+SELECT m.org_code, m.name, m.org_id = o.id AS org_id_mapped
+  FROM code_dst.member m LEFT JOIN code_dst.org o ON o.id = m.org_id ORDER BY m.name;

@@ -252,3 +252,20 @@ SELECT tenant_ops.restore_backup(:b) AS replaced \gset
 SELECT b.t, b.sum = a.sum AS same FROM shop1 b JOIN pg_temp.sums('Rëst ore', 1) a USING (t) ORDER BY 1;
 SELECT b.t, b.sum = a.sum AS same FROM shop2 b JOIN pg_temp.sums('Rëst ore', 2) a USING (t) ORDER BY 1;
 SELECT action, target, outcome ~ '^job' AS ok FROM tenant_ops.audit_log WHERE action = 'restore_backup' ORDER BY id DESC LIMIT 3;
+-- clone where the tenant key is not the root's primary key (org.code) and a child references
+-- it: the clone writes the new tenant into code and into every reference to code, and fresh
+-- keys through org.id (the planner used to look code's values up in id's mapping: refused).
+CREATE SCHEMA "Cöde";
+CREATE TABLE "Cöde".org (id serial PRIMARY KEY, code text NOT NULL UNIQUE, name text);
+CREATE TABLE "Cöde".member (id serial PRIMARY KEY, org_code text NOT NULL REFERENCES "Cöde".org (code),
+                            org_id int REFERENCES "Cöde".org, name text);
+INSERT INTO "Cöde".org (code, name) VALUES ('A', 'one'), ('B', 'two');
+INSERT INTO "Cöde".member (org_code, org_id, name) VALUES ('A', 1, 'a'), ('A', NULL, 'b'), ('B', 2, 'c');
+SELECT tenant_ops.create_scope('cödes', '"Cöde".org', 'code', '{"owner": {"\"Cöde\".member": "member_org_code_fkey"}}') IS NOT NULL AS code_scope;
+SELECT tenant_ops.create_backup('cödes', 'A') AS code_job \gset
+SELECT (result ->> 'backup_id')::int8 AS cb FROM tenant_ops.jobs WHERE id = :code_job \gset
+SELECT tenant_ops.restore_backup(:cb, '{"mode": "clone", "new_tenant": "Z"}') AS code_clone \gset
+SELECT status FROM tenant_ops.jobs WHERE id = :code_clone;
+SELECT o.code, o.name, o.id > 2 AS fresh_id FROM "Cöde".org o ORDER BY o.code;
+SELECT m.org_code, m.name, m.org_id = o.id AS org_id_follows FROM "Cöde".member m
+  LEFT JOIN "Cöde".org o ON o.id = m.org_id ORDER BY m.org_code, m.name;
