@@ -13,8 +13,7 @@ use super::options::{self, Mode, OnConflict, SharedMode};
 use super::plan::{Planner, TablePlan};
 use super::sharing;
 use super::sql::{qualified_cols, quoted_cols, rows_written};
-use super::tables::rekeyed;
-use super::target::{self, TargetTable};
+use super::target;
 use super::{Migration, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs;
@@ -366,26 +365,10 @@ impl Migration {
             };
             targets.push(t);
         }
-        let all: Vec<(TableId, Role)> = self
-            .copied(loaded)
-            .into_iter()
-            .chain(shared.iter().copied())
-            .collect();
-        let mut all_targets: Vec<TargetTable> = vec![];
-        for (source, _) in &all {
-            if let Some(t) = target::read(&self.target_schema, &self.target_name(loaded, *source)) {
-                all_targets.push(t);
-            }
-        }
         let planner = Planner {
             loaded,
             options: &self.options,
-            rekeyed: rekeyed(
-                loaded,
-                &self.options,
-                &all[..all_targets.len().min(all.len())],
-                &all_targets,
-            ),
+            rekeyed: self.rekeyed_tables(loaded),
             is_admin: true,
             lookups: Default::default(),
         };

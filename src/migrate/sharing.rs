@@ -17,6 +17,7 @@
 //! readable only inside its own job's window); the statements below are literal and touch
 //! nothing but `tenant_ops.*`, with already computed keys as values.
 
+use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
@@ -82,6 +83,37 @@ pub(super) fn hand_over(job_id: i64, target: &str, keys: Value) {
         &[target.into(), job_id.into(), JsonB(keys).into()],
     )
     .or_raise();
+}
+
+/// A condition over `t` (a row of target table `target`): some other row of the target
+/// references it through a foreign key. An undo keeps such rows of a shared table: whoever
+/// references them (a `shared: expect` migration, which copies no shared rows and so records
+/// none, or the application's own rows) would otherwise stop the delete with 23503. The undo
+/// deletes children first, so the job's own references from other tables are gone by then;
+/// references within the table (a manager) are settled by deleting until nothing more goes.
+/// None where nothing references the table.
+pub(super) fn referenced_in_target(target: u32) -> Option<String> {
+    // The identifiers are quoted by the server (%I); nothing here comes from a user.
+    Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.string_agg(pg_catalog.format('EXISTS (SELECT FROM %I.%I __tenant_ops_r WHERE (%s) = (%s)%s)',
+                    n.nspname, c.relname,
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('__tenant_ops_r.%I', a.attname), ', ' ORDER BY k.i)
+                       FROM pg_catalog.unnest(f.conkey) WITH ORDINALITY k(att, i)
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.att),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', a.attname), ', ' ORDER BY k.i)
+                       FROM pg_catalog.unnest(f.confkey) WITH ORDINALITY k(att, i)
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.att),
+                    -- a row that references itself does not keep itself
+                    CASE WHEN f.conrelid = f.confrelid THEN ' AND __tenant_ops_r.ctid <> t.ctid' ELSE '' END),
+                ' OR ' ORDER BY f.oid)
+           FROM pg_catalog.pg_constraint f
+           JOIN pg_catalog.pg_class c ON c.oid = f.conrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE f.contype = 'f' AND f.confrelid = $1",
+        &[pgrx::pg_sys::Oid::from(target).into()],
+    )
+    .or_raise()
+    .map(|c| format!("({c})"))
 }
 
 /// Whether job `job_id` recorded rows of `kind` (`shared_added`, `shared_used`) at `step`.

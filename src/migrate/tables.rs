@@ -45,7 +45,7 @@ impl Migration {
         let planner = Planner {
             loaded,
             options: &self.options,
-            rekeyed: rekeyed(loaded, &self.options, &copied, &targets),
+            rekeyed: self.rekeyed_tables(loaded),
             is_admin: crate::pg::has_role("tenant_ops_admin"),
             lookups: Default::default(),
         };
@@ -73,9 +73,27 @@ impl Migration {
     }
 }
 
+impl Migration {
+    /// The source tables re-keyed ([`rekeyed`]) against the targets as they exist now: the
+    /// copied tables, and the shared tables under `shared: expect` too (not copied, but their
+    /// keys are mapped as the migration that copied them mapped them).
+    pub(super) fn rekeyed_tables(&self, loaded: &LoadedScope) -> BTreeSet<TableId> {
+        let (tables, targets): (Vec<(TableId, Role)>, Vec<TargetTable>) = loaded
+            .resolved
+            .tables
+            .iter()
+            .filter_map(|t| {
+                let target = target::read(&self.target_schema, &self.target_name(loaded, t.oid))?;
+                Some(((t.oid, t.role), target))
+            })
+            .unzip();
+        rekeyed(loaded, &self.options, &tables, &targets)
+    }
+}
+
 /// Tables whose single-column primary key is re-keyed: the strategy re-keys, and the target
 /// key column is a uuid.
-pub(super) fn rekeyed(
+fn rekeyed(
     loaded: &LoadedScope,
     options: &MigrateOptions,
     tables: &[(TableId, Role)],

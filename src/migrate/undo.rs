@@ -125,6 +125,8 @@ struct Sharing {
     theirs: String,
     /// Every row the job needed.
     needed: String,
+    /// Rows other target rows reference (shared tables): kept.
+    referenced: Option<String>,
 }
 
 impl Sharing {
@@ -176,13 +178,22 @@ impl Sharing {
             } else {
                 "false".into()
             },
+            // Shared rows others reference without a record of it stay too.
+            referenced: match p.role {
+                Role::Shared => sharing::referenced_in_target(p.target.oid),
+                _ => None,
+            },
         })
     }
 
     /// The rows the undo deletes.
     fn deletable(&self) -> String {
+        let referenced = match &self.referenced {
+            Some(r) => format!(" AND NOT {r}"),
+            None => String::new(),
+        };
         format!(
-            "{} AND NOT {} AND NOT {}",
+            "{} AND NOT {} AND NOT {}{referenced}",
             self.owned, self.reused, self.theirs
         )
     }
@@ -271,22 +282,27 @@ fn undo(m: &mut Migration, plans: &[TablePlan], moved: bool, job_id: i64) -> Res
             .map(|j| j.0)
             .unwrap_or_else(|| json!([]))
         };
-        // Kept: every row the job needed that stays, because it is another job's or another
-        // job uses it. The ones this job wrote go over to a job that uses them.
-        let kept = keys_where(&format!(
-            "{} AND ({} OR {})",
-            sh.needed, sh.reused, sh.theirs
-        ));
+        // The rows this job wrote that another job recorded using go over to that job.
         let handed = keys_where(&format!(
             "{} AND NOT {} AND {}",
             sh.owned, sh.reused, sh.theirs
         ));
-        let kept_for = sharing::users_of(job_id, &p.target.display, &kept);
         sharing::hand_over(job_id, &p.target.display, handed);
-        let deleted = rows_written(
-            &format!("DELETE FROM {} t WHERE {}", p.target.sql, sh.deletable()),
-            &args,
-        );
+        // Rows of a shared table that reference each other go a level per statement, until
+        // what is left is referenced from outside.
+        let delete = format!("DELETE FROM {} t WHERE {}", p.target.sql, sh.deletable());
+        let mut deleted = 0;
+        loop {
+            let n = rows_written(&delete, &args);
+            deleted += n;
+            if n == 0 || sh.referenced.is_none() {
+                break;
+            }
+        }
+        // Kept: every row the job needed that stays (another job's, used by another job, or
+        // referenced by other rows of the target).
+        let kept = keys_where(&sh.needed);
+        let kept_for = sharing::users_of(job_id, &p.target.display, &kept);
         let kept_n = kept.as_array().map_or(0, |k| k.len());
         report.push(json!({"table": p.target.display, "deleted": deleted, "kept": kept_n, "kept_for": kept_for}));
     }

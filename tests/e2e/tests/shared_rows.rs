@@ -665,6 +665,59 @@ pub fn shared_rows_undo_with_shared_products(cluster: &Cluster) {
     }
 }
 
+/// A `shared: expect` migration copies no shared rows and so records none: undoing the job
+/// that copied them keeps those the expecting job's rows reference (the rollback used to fail
+/// with 23503), and undoing the expecting job leaves them (they are nobody's to remove).
+pub fn shared_rows_rollback_under_an_expecting_job(cluster: &Cluster) {
+    let mut c = setup(cluster, "e2e_shared_expect");
+    exec(
+        &mut c,
+        r#"SELECT tenant_ops.create_scope('shop', '"Src ü".customer', 'customer_id')"#,
+    );
+    for strategy in ["keep", "uuid", "uuid5"] {
+        let target = format!("expect \"{strategy}\"");
+        exec(&mut c, &format!("CREATE SCHEMA {}", quote_ident(&target)));
+        let copy =
+            format!(r#"{{"create_target": true, "shared": "copy", "id_strategy": "{strategy}"}}"#);
+        let first = migrate_tenant(&mut c, "shop", "1", &target, &copy, false);
+        assert_eq!(
+            status(&mut c, first),
+            "succeeded",
+            "{strategy}: job {first}"
+        );
+        let expect = format!(r#"{{"shared": "expect", "id_strategy": "{strategy}"}}"#);
+        let second = migrate_tenant(&mut c, "shop", "2", &target, &expect, false);
+        assert_eq!(
+            status(&mut c, second),
+            "succeeded",
+            "{strategy}: job {second}"
+        );
+        // Customers 1 and 2 (both Ann's) buy products 1-4 of categories 1-2.
+        assert_eq!(
+            counts(&mut c, &target),
+            vec![2, 4, 3, 2, 8],
+            "{strategy}: both in"
+        );
+        let r = rollback(&mut c, first);
+        assert_eq!(
+            kept3(&mut c, &r),
+            (3, 4, 2),
+            "{strategy}: kept by job {first}: {r}"
+        );
+        assert_eq!(
+            counts(&mut c, &target),
+            vec![2, 4, 3, 1, 4],
+            "{strategy}: customer 2 and the shared rows it references left"
+        );
+        rollback(&mut c, second);
+        assert_eq!(
+            counts(&mut c, &target),
+            vec![2, 4, 3, 0, 0],
+            "{strategy}: the expecting job removed its own rows only"
+        );
+    }
+}
+
 /// Chinook: employees 3, 4 and 5 (sales agents, all reporting to employee 2, who reports to
 /// 1) one after another into one target, then undone one by one.
 pub fn shared_rows_chinook_three_employees(cluster: &Cluster) {
@@ -806,7 +859,11 @@ pub fn shared_rows_chinook_three_employees(cluster: &Cluster) {
 
 type SubTest = (&'static str, fn(&Cluster));
 
-const SUBTESTS: [SubTest; 6] = [
+const SUBTESTS: [SubTest; 7] = [
+    (
+        "rollback_under_an_expecting_job",
+        shared_rows_rollback_under_an_expecting_job,
+    ),
     (
         "three_tenants_one_target",
         shared_rows_three_tenants_one_target,
@@ -835,7 +892,7 @@ const SUBTESTS: [SubTest; 6] = [
 
 /// The runner's one entry for this file (its name lists the parts, so that a filter naming
 /// one part selects the entry); the parts a filter names run, or all of them.
-pub const ENTRY: &str = "shared_rows: three_tenants_one_target, rollback_keeps_what_others_use, own_row_copied_earlier_as_a_manager, cancel_failed_and_running, undo_with_shared_products, chinook_three_employees";
+pub const ENTRY: &str = "shared_rows: three_tenants_one_target, rollback_keeps_what_others_use, own_row_copied_earlier_as_a_manager, cancel_failed_and_running, undo_with_shared_products, chinook_three_employees, rollback_under_an_expecting_job";
 
 pub fn shared_rows(cluster: &Cluster) {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
