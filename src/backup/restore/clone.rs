@@ -510,9 +510,10 @@ fn check_unique_indexes(ctx: &Ctx, t: &Matched, e: &Exprs) -> Result<()> {
     Ok(())
 }
 
-/// Fills `f`'s map: each staged row's key and its fresh value (a dry run draws none: the old
-/// values stand in, and no sequence advances). Fresh values the table holds already (a
-/// sequence behind the table's keys) are refused.
+/// Fills `f`'s map: each staged row's key and its fresh value (a dry run draws none and no
+/// sequence advances: it predicts a sequence's values, and keeps a uuid's old ones). Fresh
+/// values the table holds already (a sequence behind the table's keys) are refused, by the
+/// dry run too.
 fn make_map(ctx: &Ctx, t: &Matched, f: &Fresh) -> Result<()> {
     let pk = t.primary_key.as_ref().expect("a fresh key is a key column");
     let old: Vec<String> = pk
@@ -527,20 +528,36 @@ fn make_map(ctx: &Ctx, t: &Matched, f: &Fresh) -> Result<()> {
         .find(|c| c.name == f.column)
         .map(|c| c.type_full.clone())
         .expect("key columns are backed up");
-    let value = if ctx.options.dry_run {
-        format!("s.{}", quote_ident(&f.column))
-    } else {
-        format!("({})::{ty}", f.generator)
+    // A dry run draws nothing: from a sequence it predicts the values the real run would
+    // draw (the next ones, by its increment; `$1`, `$2`), so that keys the table holds already
+    // are found then too; a uuid key keeps its old values (fresh uuids are never taken).
+    let mut args: Vec<pgrx::datum::DatumWithOid> = vec![];
+    let value = match (ctx.options.dry_run, &f.sequence) {
+        (false, _) => format!("({})::{ty}", f.generator),
+        (true, Some(seq)) => {
+            let (next, step) = Spi::get_two_with_args::<i64, i64>(
+                "SELECT coalesce(pg_catalog.pg_sequence_last_value(q.seqrelid) + q.seqincrement, q.seqstart), q.seqincrement
+                   FROM pg_catalog.pg_sequence q WHERE q.seqrelid = $1::pg_catalog.regclass",
+                &[seq.clone().into()],
+            )
+            .or_raise();
+            args = vec![next.unwrap_or(1).into(), step.unwrap_or(1).into()];
+            format!("($1::pg_catalog.int8 + (pg_catalog.row_number() OVER () - 1) * $2::pg_catalog.int8)::{ty}")
+        }
+        (true, None) => format!("s.{}", quote_ident(&f.column)),
     };
-    Spi::run(&format!(
-        "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, {value} AS __tenant_ops_new_id FROM {} s",
-        f.map,
-        old.join(", "),
-        t.stage
-    ))
+    Spi::run_with_args(
+        &format!(
+            "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, {value} AS __tenant_ops_new_id FROM {} s",
+            f.map,
+            old.join(", "),
+            t.stage
+        ),
+        &args,
+    )
     .or_raise();
     Spi::run(&format!("ANALYZE {}", f.map)).or_raise();
-    if ctx.options.dry_run {
+    if ctx.options.dry_run && f.sequence.is_none() {
         return Ok(());
     }
     // The new key: the fresh column's value, the key's other columns as staged.
