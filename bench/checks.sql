@@ -76,7 +76,7 @@ RETURNS SETOF text
 LANGUAGE sql STABLE
 AS $$
     SELECT format('%s %s %s: %s', t.relname, k.conname,
-                  k.contype || CASE WHEN k.convalidated THEN '' ELSE ' not valid' END,
+                  k.contype::text || CASE WHEN k.convalidated THEN '' ELSE ' not valid' END,
                   replace(pg_get_constraintdef(k.oid), quote_ident(target) || '.', ''))
       FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
      WHERE t.relnamespace = target::regnamespace AND k.contype IN ('p', 'u', 'x', 'f')

@@ -33,7 +33,8 @@
 #                       foreign keys (bench/target_post.sql)
 #        migrate create_target
 #                       migrate_tenant(..., {"id_strategy": "uuid", "create_target": true}) into an
-#                       empty schema, verified (default) and with {"verify": false}
+#                       empty schema, verified (default) and with {"verify": false}; the same
+#                       with "uuid5" (deterministic keys: no tenant_ops.id_map to write)
 #      each target checked like the others, and its keys, indexes and foreign keys compared
 #      with those of bench/target.sql (catalog definitions, bench.definition_mismatches);
 #   4. prints rows/s and the ratio to the hand-written throughput (with verification, and
@@ -237,22 +238,23 @@ run_script() {
 }
 
 declare -A build_s
-# run_create_target LABEL ROUND VERIFY: migrate_tenant with create_target into an empty schema.
+# run_create_target LABEL ROUND VERIFY [STRATEGY]: migrate_tenant with create_target into an
+# empty schema (id_strategy uuid unless given).
 run_create_target() {
-    local label="$1" target="t_$1_$2" verify="$3" out j s h sh a pr co ve status unverified b
+    local label="$1" target="t_$1_$2" verify="$3" strategy="${4:-uuid}" out j s h sh a pr co ve status unverified b
     psql_bench -q -c "CREATE SCHEMA $target" -c "TRUNCATE tenant_ops.id_map"
-    log "migrate_tenant create_target (verify $verify), round $2: office $BIG -> $target"
+    log "migrate_tenant create_target $strategy (verify $verify), round $2: office $BIG -> $target"
     out="$(timed_session "$migrate_body" -v office="$BIG" -v target="$target" \
-              -v opts="$(migrate_opts uuid "$verify" | sed 's/}$/, "create_target": true}/')")" \
+              -v opts="$(migrate_opts "$strategy" "$verify" | sed 's/}$/, "create_target": true}/')")" \
         || die "migrate_tenant with create_target failed: see the error above"
     IFS='|' read -r j s h sh a <<<"$out"
     read -r pr co ve status unverified <<<"$(job_phases "$j")"
     [ "$status" = succeeded ] || die "migrate_tenant job $j ended '$status'"
-    b="$(psql_bench -At -v job="$j" -c "SELECT round(coalesce(sum((details->>'seconds')::numeric), 0), 3)
-                                        FROM tenant_ops.job_log WHERE job_id = :job AND event = 'constraint.built'")"
+    b="$(psql_bench -At -c "SELECT round(coalesce(sum((details->>'seconds')::numeric), 0), 3)
+                              FROM tenant_ops.job_log WHERE job_id = $j AND event = 'constraint.built'")"
     log "migrate_tenant create_target: job $j, ${s}s (prepare ${pr}s, copy ${co}s, keys/indexes/FKs ${b}s)"
-    psql_bench -v job="$j" -c "SELECT table_name AS \"table\", round((details->>'seconds')::numeric, 2) AS seconds, message AS statement
-                                 FROM tenant_ops.job_log WHERE job_id = :job AND event = 'constraint.built' ORDER BY id"
+    psql_bench -c "SELECT table_name AS \"table\", round((details->>'seconds')::numeric, 2) AS seconds, message AS statement
+                     FROM tenant_ops.job_log WHERE job_id = $j AND event = 'constraint.built' ORDER BY id"
     check_target "$BIG" "$target" "migrate_tenant create_target (job $j)"
     check_definitions "$target" "migrate_tenant create_target (job $j)"
     if [ -z "${secs[$label]:-}" ] || awk -v a="$s" -v b="${secs[$label]}" 'BEGIN { exit !(a < b) }'; then
@@ -269,6 +271,8 @@ for round in $(seq "$rounds"); do
     run_script post "$round" create_target_post.sql
     run_create_target ct "$round" true
     run_create_target ct_nv "$round" false
+    run_create_target ct5 "$round" true uuid5
+    run_create_target ct5_nv "$round" false uuid5
     [ "$set_name" = all ] || continue
     run_ours uuid "$round" "$BIG" t_uuid uuid bench true
     run_ours uuid_nv "$round" "$BIG" t_uuid_nv uuid bench false
@@ -284,19 +288,23 @@ summary_create_target() {
         "$scale" "$rounds" "$BIG" "$(with_commas "$big_rows")"
     printf '%-34s %9s %10s %10s %10s %8s %8s\n' contender seconds rows/s "vs first" "vs after" "VmHWM MB" "RssAnon"
     local l name
-    for l in first post ct ct_nv; do
+    for l in first post ct ct_nv ct5 ct5_nv; do
         case "$l" in
-            first) name="hand-written, keys first" ;;
-            post)  name="hand-written, keys after (expert)" ;;
-            ct)    name="migrate create_target" ;;
-            ct_nv) name="migrate create_target, no verify" ;;
+            first)  name="hand-written, keys first" ;;
+            post)   name="hand-written, keys after (expert)" ;;
+            ct)     name="migrate create_target uuid" ;;
+            ct_nv)  name="  the same, no verify" ;;
+            ct5)    name="migrate create_target uuid5" ;;
+            ct5_nv) name="  the same, no verify" ;;
         esac
         awk -v name="$name" -v r="$big_rows" -v s="${secs[$l]}" -v f="${secs[first]}" -v p="${secs[post]}" \
             -v h="$(mb "${hwm[$l]}")" -v a="$(mb "${peak_anon[$l]}")" \
             'BEGIN { printf "%-34s %9.2f %10.0f %10.2f %10.2f %8s %8s\n", name, s, r / s, f / s, p / s, h, a }'
     done
-    awk -v b="${build_s[ct]}" -v p="${prepare_s[ct]}" -v c="${copy_s[ct]}" -v v="${verify_s[ct]}" \
-        'BEGIN { printf "migrate create_target, verified: prepare %.2fs, copy %.2fs, keys/indexes/FKs %.2fs (in the next column), verification and the rest %.2fs\n", p, c, b, v - b }'
+    for l in ct ct_nv ct5 ct5_nv; do
+        awk -v l="$l" -v b="${build_s[$l]}" -v p="${prepare_s[$l]}" -v c="${copy_s[$l]}" -v v="${verify_s[$l]}" \
+            'BEGIN { printf "%-7s prepare %.2fs, copy %.2fs, keys/indexes/FKs %.2fs, fixup and verification %.2fs\n", l, p, c, b, (v > b ? v - b : 0) }'
+    done
 }
 
 summary() {

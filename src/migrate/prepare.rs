@@ -152,8 +152,9 @@ impl Migration {
             self.options.on_conflict,
             OnConflict::Error | OnConflict::Skip
         ) {
+            // A table this job has just created is empty: nothing there to conflict with.
             for p in &plans {
-                if p.role != Role::Shared {
+                if p.role != Role::Shared && !p.target.bare {
                     note(self.check_conflicts(p))?;
                 }
             }

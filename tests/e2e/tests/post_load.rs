@@ -283,6 +283,9 @@ pub fn post_load_constraints_match_source(cluster: &Cluster) {
         "23505",
         "already exist",
     );
+    // Each database with the extension has a scheduler: give its worker slot back.
+    drop(su);
+    cluster.drop_database(db);
 }
 
 /// A constant written into a unique column: the unique key built after the load fails with
@@ -398,6 +401,9 @@ pub fn post_load_duplicate_key_fails(cluster: &Cluster) {
         3,
         "dst.member has its primary key, unique key and foreign key"
     );
+    // Each database with the extension has a scheduler: give its worker slot back.
+    drop(su);
+    cluster.drop_database(db);
 }
 
 /// While a background job loads the tables it created (slowly), a second migration into the
@@ -509,6 +515,9 @@ pub fn post_load_second_job_waits(cluster: &Cluster) {
         (20, 3, 4),
         "both clubs' members; 3 indexes (two keys and a unique), 4 constraints, each once"
     );
+    // Each database with the extension has a scheduler: give its worker slot back.
+    drop(su);
+    cluster.drop_database(db);
 }
 
 /// A background job killed with `kill -9` while it builds an index (slow: its expression
@@ -600,4 +609,7 @@ pub fn post_load_resumes_after_kill9(cluster: &Cluster) {
         checksum(&mut su, "SELECT * FROM src.member WHERE club_id = 1"),
         "app.member holds exactly club 1's members"
     );
+    // Each database with the extension has a scheduler: give its worker slot back.
+    drop(su);
+    cluster.drop_database(db);
 }
