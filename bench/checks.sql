@@ -67,3 +67,32 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The keys, constraints and indexes of one target schema as the catalog defines them, with the
+-- schema's name taken out, as "table name kind: definition" (NOT VALID in the kind): two
+-- schemas holding the same tables, keys, indexes and foreign keys give the same set.
+CREATE FUNCTION bench.definitions(target name)
+RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    SELECT format('%s %s %s: %s', t.relname, k.conname,
+                  k.contype::text || CASE WHEN k.convalidated THEN '' ELSE ' not valid' END,
+                  replace(pg_get_constraintdef(k.oid), quote_ident(target) || '.', ''))
+      FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
+     WHERE t.relnamespace = target::regnamespace AND k.contype IN ('p', 'u', 'x', 'f')
+    UNION ALL
+    SELECT format('%s %s index: %s', t.relname, c.relname,
+                  replace(pg_get_indexdef(i.indexrelid), quote_ident(target) || '.', ''))
+      FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_class c ON c.oid = i.indexrelid
+     WHERE t.relnamespace = target::regnamespace
+$$;
+
+-- What one schema's definitions have that the other's lack, either way ("+ in a", "- in b").
+CREATE FUNCTION bench.definition_mismatches(a name, b name)
+RETURNS SETOF text
+LANGUAGE sql STABLE
+AS $$
+    (SELECT '+ ' || d FROM bench.definitions(a) d EXCEPT SELECT '+ ' || d FROM bench.definitions(b) d)
+    UNION ALL
+    (SELECT '- ' || d FROM bench.definitions(b) d EXCEPT SELECT '- ' || d FROM bench.definitions(a) d)
+$$;

@@ -24,6 +24,19 @@
 #      every uuid run starts from an empty tenant_ops.id_map;
 #   3. migrates office 4 (~115k rows at scale 100) with uuid too, in a second database with the
 #      same data (so it meets an empty tenant_ops.id_map, as office 1's run does);
+#   3b. create_target: office 1 into tables each contender creates itself, in one transaction
+#      (wal_level is minimal here, so none of them WAL-logs what it loads into its new tables):
+#        keys first     bench/create_target_first.sql: the tables of bench/target.sql with their
+#                       keys, indexes and foreign keys, then the hand-written load
+#        keys after     bench/create_target_post.sql: the expert's way, as pg_restore does it:
+#                       bare tables (bench/target_bare.sql), the load, then keys, indexes and
+#                       foreign keys (bench/target_post.sql)
+#        migrate create_target
+#                       migrate_tenant(..., {"id_strategy": "uuid", "create_target": true}) into an
+#                       empty schema, verified (default) and with {"verify": false}; the same
+#                       with "uuid5" (deterministic keys: no tenant_ops.id_map to write)
+#      each target checked like the others, and its keys, indexes and foreign keys compared
+#      with those of bench/target.sql (catalog definitions, bench.definition_mismatches);
 #   4. prints rows/s and the ratio to the hand-written throughput (with verification, and
 #      without it), the peak memory (VmHWM of /proc/<backend>/status) of
 #      the backends that migrated office 4 and office 1, how much of it is shared buffers
@@ -34,6 +47,7 @@
 #   BENCH_SKIP_INSTALL=1  do not build/install the extension (use what is installed)
 #   BENCH_ROUNDS=N        rounds of all contenders, taking turns (default 2); each keeps its
 #                         fastest run and its highest memory figures
+#   BENCH_SET=create_target  only the contenders of 3b (and the hand-written baseline of 2)
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -41,6 +55,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_args BENCH_PORT 28818 "$@"
 rounds="${BENCH_ROUNDS:-2}"
+set_name="${BENCH_SET:-all}"
+case "$set_name" in all|create_target) ;; *) die "BENCH_SET must be all or create_target, got '$set_name'" ;; esac
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer, got '$rounds'"
 BIG=1     # the 1M-row tenant at scale 100
 SMALL=4   # the ~100k-row tenant at scale 100
@@ -73,7 +89,7 @@ setup_db() {
     psql_bench -At -c "SELECT tenant_ops.create_scope('dispatch', 'legacy.dispatch_offices', 'id')" >/dev/null
 }
 setup_db bench
-setup_db bench_small quiet
+[ "$set_name" = create_target ] || setup_db bench_small quiet
 
 # Owned rows of an office (the numerator of rows/s) and the shared products it references.
 owned_rows() {
@@ -195,10 +211,69 @@ run_ours() {
     keep_best "$label" "$s" "$h" "$sh" "$a" "$pr" "$co" "$ve"
 }
 
+# The create_target reference: the keys, indexes and foreign keys of bench/target.sql.
+create_target t_reference >/dev/null
+check_definitions() {
+    local target="$1" label="$2" bad
+    bad="$(psql_bench -At -v target="$target" <<'SQL'
+SELECT string_agg(m, E'\n') FROM bench.definition_mismatches(:'target', 't_reference') m;
+SQL
+)"
+    [ -z "$bad" ] || die "$label: the keys, indexes or foreign keys of $target differ from bench/target.sql:
+$bad"
+    log "$label: $target has exactly the keys, indexes and foreign keys of bench/target.sql"
+}
+
+# run_script LABEL ROUND SCRIPT: a hand-written create_target contender (it creates its tables).
+run_script() {
+    local label="$1" target="t_$1_$2" script="$3" out s h sh a
+    log "$label ($script), round $2: office $BIG -> $target"
+    out="$(timed_session "\\i '$BENCH_DIR/$script'" -v office="$BIG" -v target="$target")" \
+        || die "$script failed: see the error above"
+    IFS='|' read -r _ s h sh a <<<"$out"
+    log "$label: ${s}s"
+    check_target "$BIG" "$target" "$script"
+    check_definitions "$target" "$script"
+    keep_best "$label" "$s" "$h" "$sh" "$a"
+}
+
+declare -A build_s
+# run_create_target LABEL ROUND VERIFY [STRATEGY]: migrate_tenant with create_target into an
+# empty schema (id_strategy uuid unless given).
+run_create_target() {
+    local label="$1" target="t_$1_$2" verify="$3" strategy="${4:-uuid}" out j s h sh a pr co ve status unverified b
+    psql_bench -q -c "CREATE SCHEMA $target" -c "TRUNCATE tenant_ops.id_map"
+    log "migrate_tenant create_target $strategy (verify $verify), round $2: office $BIG -> $target"
+    out="$(timed_session "$migrate_body" -v office="$BIG" -v target="$target" \
+              -v opts="$(migrate_opts "$strategy" "$verify" | sed 's/}$/, "create_target": true}/')")" \
+        || die "migrate_tenant with create_target failed: see the error above"
+    IFS='|' read -r j s h sh a <<<"$out"
+    read -r pr co ve status unverified <<<"$(job_phases "$j")"
+    [ "$status" = succeeded ] || die "migrate_tenant job $j ended '$status'"
+    b="$(psql_bench -At -c "SELECT round(coalesce(sum((details->>'seconds')::numeric), 0), 3)
+                              FROM tenant_ops.job_log WHERE job_id = $j AND event = 'constraint.built'")"
+    log "migrate_tenant create_target: job $j, ${s}s (prepare ${pr}s, copy ${co}s, keys/indexes/FKs ${b}s)"
+    psql_bench -c "SELECT table_name AS \"table\", round((details->>'seconds')::numeric, 2) AS seconds, message AS statement
+                     FROM tenant_ops.job_log WHERE job_id = $j AND event = 'constraint.built' ORDER BY id"
+    check_target "$BIG" "$target" "migrate_tenant create_target (job $j)"
+    check_definitions "$target" "migrate_tenant create_target (job $j)"
+    if [ -z "${secs[$label]:-}" ] || awk -v a="$s" -v b="${secs[$label]}" 'BEGIN { exit !(a < b) }'; then
+        build_s[$label]="$b"
+    fi
+    keep_best "$label" "$s" "$h" "$sh" "$a" "$pr" "$co" "$ve"
+}
+
 # The contenders take turns, round after round, so that a slow spell of the machine (or its
 # disk) does not always fall on the same one.
 for round in $(seq "$rounds"); do
     run_hand "$round"
+    run_script first "$round" create_target_first.sql
+    run_script post "$round" create_target_post.sql
+    run_create_target ct "$round" true
+    run_create_target ct_nv "$round" false
+    run_create_target ct5 "$round" true uuid5
+    run_create_target ct5_nv "$round" false uuid5
+    [ "$set_name" = all ] || continue
     run_ours uuid "$round" "$BIG" t_uuid uuid bench true
     run_ours uuid_nv "$round" "$BIG" t_uuid_nv uuid bench false
     run_ours uuid5 "$round" "$BIG" t_uuid5 uuid5 bench true
@@ -208,6 +283,30 @@ for round in $(seq "$rounds"); do
 done
 
 # --- 4. summary ---------------------------------------------------------------------------------------
+summary_create_target() {
+    printf '\ncreate_target, scale %s, fastest of %s rounds: office %s, %s rows; every contender creates its tables in its transaction\n' \
+        "$scale" "$rounds" "$BIG" "$(with_commas "$big_rows")"
+    printf '%-34s %9s %10s %10s %10s %8s %8s\n' contender seconds rows/s "vs first" "vs after" "VmHWM MB" "RssAnon"
+    local l name
+    for l in first post ct ct_nv ct5 ct5_nv; do
+        case "$l" in
+            first)  name="hand-written, keys first" ;;
+            post)   name="hand-written, keys after (expert)" ;;
+            ct)     name="migrate create_target uuid" ;;
+            ct_nv)  name="  the same, no verify" ;;
+            ct5)    name="migrate create_target uuid5" ;;
+            ct5_nv) name="  the same, no verify" ;;
+        esac
+        awk -v name="$name" -v r="$big_rows" -v s="${secs[$l]}" -v f="${secs[first]}" -v p="${secs[post]}" \
+            -v h="$(mb "${hwm[$l]}")" -v a="$(mb "${peak_anon[$l]}")" \
+            'BEGIN { printf "%-34s %9.2f %10.0f %10.2f %10.2f %8s %8s\n", name, s, r / s, f / s, p / s, h, a }'
+    done
+    for l in ct ct_nv ct5 ct5_nv; do
+        awk -v l="$l" -v b="${build_s[$l]}" -v p="${prepare_s[$l]}" -v c="${copy_s[$l]}" -v v="${verify_s[$l]}" \
+            'BEGIN { printf "%-7s prepare %.2fs, copy %.2fs, keys/indexes/FKs %.2fs, fixup and verification %.2fs\n", l, p, c, b, (v > b ? v - b : 0) }'
+    done
+}
+
 summary() {
     local hand="${secs[hand]}"
     printf '\nmigration benchmark, scale %s, fastest of %s rounds: office %s, %s rows over 5 tables (+ %s shared products copied by every contender)\n' \
@@ -239,6 +338,7 @@ summary() {
     printf '  private memory (RssAnon, peak sampled every 0.1 s): office %s %s MB; office %s %s MB  [%s MB]; uuid5 office %s %s MB\n' \
         "$SMALL" "$(mb "${peak_anon[small]}")" "$BIG" "$(mb "${peak_anon[uuid]}")" "$(mb "${peak_anon[hand]}")" \
         "$BIG" "$(mb "${peak_anon[uuid5]}")"
-    printf 'total benchmark time %ss\n' "$(( $(date +%s) - bench_started ))"
 }
-summary
+if [ "$set_name" = all ]; then summary; fi
+summary_create_target
+printf 'total benchmark time %ss\n' "$(( $(date +%s) - bench_started ))"

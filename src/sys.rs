@@ -32,11 +32,12 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-/// An ERROR caught inside [`try_subtransaction`]: its SQLSTATE and message.
+/// An ERROR caught inside [`try_subtransaction`]: its SQLSTATE, message and DETAIL.
 #[derive(Debug, Clone)]
 pub struct CaughtPgError {
     pub sqlstate: PgSqlErrorCode,
     pub message: String,
+    pub detail: Option<String>,
 }
 
 impl CaughtPgError {
@@ -133,10 +134,12 @@ fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R,
             CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => CaughtPgError {
                 sqlstate: r.sql_error_code(),
                 message: r.message().to_string(),
+                detail: r.detail().map(str::to_string),
             },
             CaughtError::RustPanic { ereport, .. } => CaughtPgError {
                 sqlstate: ereport.sql_error_code(),
                 message: ereport.message().to_string(),
+                detail: ereport.detail().map(str::to_string),
             },
         })
     })

@@ -28,6 +28,24 @@ impl JobLock {
     }
 }
 
+/// Whether some session (a worker, a `CALL run_job`) holds job `job_id`'s lock now: whether
+/// the job is being driven, rather than waiting in the queue or left by a session that ended.
+pub fn is_held(job_id: i64) -> bool {
+    // pg_locks shows an int8 advisory key as its high and low 32 bits, objsubid 1.
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (
+             SELECT FROM pg_catalog.pg_locks l,
+                    (SELECT pg_catalog.hashtextextended('tenant_ops:job', $1) AS k) x
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                AND l.classid = ((x.k >> 32) & 4294967295)::pg_catalog.oid
+                AND l.objid = (x.k & 4294967295)::pg_catalog.oid)",
+        &[job_id.into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
+}
+
 impl Drop for JobLock {
     fn drop(&mut self) {
         // Straight to the lock manager, no SPI: this also runs while an ERROR unwinds, when

@@ -17,7 +17,7 @@ use crate::scope::LoadedScope;
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// `name` as PostgreSQL would store it: cut to 63 bytes, on a character boundary.
-fn stored_name(name: &str) -> &str {
+pub(super) fn stored_name(name: &str) -> &str {
     if name.len() <= MAX_IDENTIFIER_BYTES {
         return name;
     }

@@ -51,10 +51,12 @@ impl Strategy {
             && p.target_key.is_some()
             && sharing::recorded(m.job_id, p.step, "shared_used");
         let isolate = p.can_fail || m.options.continue_on_error;
+        // A table the job created holds nothing it could overwrite.
         let archive_before = matches!(
             m.options.on_conflict,
             OnConflict::Overwrite | OnConflict::Merge
-        ) && p.role != Role::Shared;
+        ) && p.role != Role::Shared
+            && !p.target.bare;
         let whole = p.key.is_none() || (m.batch_size >= WHOLE_TABLE && jt.last_key.is_none());
         let fused = !p.uses_id_map
             && !isolate
@@ -518,8 +520,13 @@ impl Migration {
         Ok(written)
     }
 
-    /// Rows others may share are skipped when already there.
+    /// Rows others may share are skipped when already there. No clause into a table the job
+    /// created and has not built yet: it has no key to decide a conflict on, and only this
+    /// job's rows, each written once (see `constraints.rs`).
     fn shared_conflict(&self, p: &TablePlan) -> String {
+        if p.target.bare {
+            return String::new();
+        }
         match &p.target_key {
             Some(k) => format!(
                 "ON CONFLICT ({}) DO NOTHING",
@@ -533,7 +540,7 @@ impl Migration {
     }
 
     fn conflict_clause(&self, p: &TablePlan) -> String {
-        if p.role == Role::Shared {
+        if p.role == Role::Shared || p.target.bare {
             return self.shared_conflict(p);
         }
         let key = p.target_key.as_ref().map(|k| {

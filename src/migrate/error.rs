@@ -120,6 +120,29 @@ pub enum Error {
         tenant: String,
         reason: String,
     },
+    /// A create_target table's source declares an index we cannot reproduce.
+    UnsupportedDefinition {
+        source: String,
+        what: String,
+    },
+    /// A key, index or foreign key built after the load (see `constraints.rs`) failed: rows
+    /// of the copy break it.
+    ConstraintFailed {
+        sqlstate: PgSqlErrorCode,
+        target: String,
+        constraint: String,
+        reason: String,
+        detail: Option<String>,
+        job: i64,
+    },
+    /// A target table another job created and whose keys, indexes and foreign keys it has not
+    /// built yet; `driven`: that job is running now (worth waiting for).
+    TargetBeingBuilt {
+        target: String,
+        job: i64,
+        status: String,
+        driven: bool,
+    },
     /// Several problems found at once (a dry run reports them all): see [`Report::many`].
     Many(Vec<Error>),
     Scope(crate::scope::Error),
@@ -271,6 +294,27 @@ impl UserError for Error {
             )
             .detail(format!("Target table {target}; nothing of tenant \"{tenant}\" was written."))
             .hint("Fix the row, change the column's transform, or set continue_on_error to send such rows to tenant_ops.job_errors.".to_string()),
+            Error::UnsupportedDefinition { source, what } => Report::new(
+                ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("create_target cannot reproduce {what} of {source}"),
+            )
+            .hint("Create the target table yourself (then it is used as it is), or drop that index from the source.".to_string()),
+            Error::ConstraintFailed { sqlstate, target, constraint, reason, detail, job } => Report::new(
+                *sqlstate,
+                format!("adding {constraint} to {target} after the load failed: {reason}"),
+            )
+            .detail(detail.clone())
+            .hint(format!(
+                "The copied rows break it: fix the source rows or the column's transform, then migrate again. An inline migration leaves nothing behind; a committing one keeps what it wrote until SELECT tenant_ops.cancel_job({job}) removes it with the tables the job created."
+            )),
+            Error::TargetBeingBuilt { target, job, status, driven } => Report::new(
+                ERRCODE_OBJECT_IN_USE,
+                format!("target table {target} is being built by job {job}: its keys, indexes and foreign keys are added once its rows are loaded"),
+            )
+            .detail(format!("Job {job} is {status}{}.", if *driven { "" } else { " and nobody runs it now" }))
+            .hint(format!(
+                "Migrate into it once job {job} has finished (CALL tenant_ops.run_job({job}) resumes it), or cancel it: SELECT tenant_ops.cancel_job({job})."
+            )),
             Error::Many(all) => Report::many(all.iter().map(Error::report).collect()),
             Error::Scope(e) => e.report(),
             Error::Jobs(e) => e.report(),

@@ -13,11 +13,13 @@
 //! 2. `copy` (`copy.rs`) — one keyset batch of one table per step:
 //!    `(key) > last AND (key) <= upper`;
 //! 3. `fixup` (`fixup.rs`) — set the columns deferred to break self-references and cycles;
-//! 4. `verify` (`verify.rs`) — per table, counts and a checksum computed through the key
+//! 4. `constraints` (`constraints.rs`) — the keys, indexes and foreign keys of the tables
+//!    `create_target` made, one per step, built from the loaded rows;
+//! 5. `verify` (`verify.rs`) — per table, counts and a checksum computed through the key
 //!    mapping (`verify_migration` runs the same comparison);
-//! 5. `archive`, `delete` (`archive.rs`) — for `mode: move`, keep the source rows in
+//! 6. `archive`, `delete` (`archive.rs`) — for `mode: move`, keep the source rows in
 //!    `tenant_ops.job_archive` then delete them, children first, only after verification;
-//! 6. `finish` (here) — the job's report.
+//! 7. `finish` (here) — the job's report.
 //!
 //! Around the stages:
 //!
@@ -37,6 +39,7 @@
 
 mod archive;
 mod checks;
+mod constraints;
 mod copy;
 pub mod error;
 mod extra;
@@ -115,6 +118,9 @@ pub struct Migration {
     batch_size: i64,
     /// Plans, once the targets exist (rebuilt on the first step of each executor run).
     plans: Option<Vec<TablePlan>>,
+    /// The oids of the target tables this job created and has yet to build the keys, indexes
+    /// and foreign keys of (`constraints.rs`); None: read from the checkpoints when needed.
+    bare: Option<std::collections::BTreeSet<u32>>,
 }
 
 /// Settings for the statements of every step. Each hash, sort or materialized batch of a
@@ -225,6 +231,7 @@ pub enum Stage {
     Prepare,
     Copy,
     Fixup,
+    Constraints,
     Verify,
     Archive,
     Delete,
@@ -233,10 +240,11 @@ pub enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 8] = [
+    const ALL: [Stage; 9] = [
         Stage::Prepare,
         Stage::Copy,
         Stage::Fixup,
+        Stage::Constraints,
         Stage::Verify,
         Stage::Archive,
         Stage::Delete,
@@ -249,6 +257,7 @@ impl Stage {
             Stage::Prepare => "prepare",
             Stage::Copy => "copy",
             Stage::Fixup => "fixup",
+            Stage::Constraints => "constraints",
             Stage::Verify => "verify",
             Stage::Archive => "archive",
             Stage::Delete => "delete",
@@ -321,13 +330,17 @@ impl Migration {
                     }
                 }
             }
-            Stage::Fixup => {
-                let next = if self.options.verify {
-                    Stage::Verify
-                } else {
-                    Stage::Finish
-                };
-                self.next_table("copied", next, |m, jt| m.fixup_step(jt))
+            Stage::Fixup => self.next_table("copied", Stage::Constraints, |m, jt| m.fixup_step(jt)),
+            Stage::Constraints => {
+                if !self.constraints_step()? {
+                    let next = if self.options.verify {
+                        Stage::Verify
+                    } else {
+                        Stage::Finish
+                    };
+                    enter(self.job_id, next);
+                }
+                Ok(StepOutcome::Continue)
             }
             Stage::Verify => {
                 let next = if self.options.mode == Mode::Move {

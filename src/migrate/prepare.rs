@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::json;
 
+use super::constraints::deferred_details;
 use super::error::{CrossTenant, Error, Result};
 use super::options::{self, Mode, OnConflict, SharedMode};
 use super::plan::{Planner, TablePlan};
@@ -25,8 +26,40 @@ impl Migration {
     /// The stage, in a subtransaction kept only when it succeeds: a `prepare` that fails
     /// leaves nothing behind, neither the target tables it created nor anything else (a
     /// committing executor would otherwise commit them with the failure).
+    ///
+    /// A target table another job created and is still building (see `constraints.rs`) is
+    /// not usable yet: while that job runs, the stage waits for it, trying again every 0.2 s
+    /// with nothing held (the schema lock goes with the failed attempt's subtransaction, so
+    /// that job's own undo is never blocked); otherwise it fails (55006, transient: a
+    /// background job is retried later).
     pub(super) fn prepare(&mut self) -> Result<()> {
-        crate::sys::subtransaction_kept_if_ok(|| self.prepare_checked())
+        let started = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match crate::sys::subtransaction_kept_if_ok(|| self.prepare_checked()) {
+                Err(Error::TargetBeingBuilt {
+                    target,
+                    job,
+                    driven: true,
+                    ..
+                }) if may_wait(started) => {
+                    if !told {
+                        jobs::log(
+                            self.job_id,
+                            "target.wait",
+                            Some("prepare"),
+                            None,
+                            None,
+                            Some(&format!("waiting for job {job} to build {target}")),
+                            None,
+                        );
+                        told = true;
+                    }
+                    Spi::run("SELECT pg_catalog.pg_sleep(0.2)").or_raise();
+                }
+                other => return other,
+            }
+        }
     }
 
     fn prepare_checked(&mut self) -> Result<()> {
@@ -35,6 +68,7 @@ impl Migration {
         // Until the end of the transaction: exclusive to create tables there, shared to read
         // which exist (see `target::lock_schema`), taken before anything reads them.
         target::lock_schema(&self.target_schema, self.options.create_target);
+        self.check_not_being_built(&loaded)?;
         let dry = self.options.dry_run;
         // Before anything reads a user table or creates one: the privileges of the whole job
         // (also checked when the job was queued; they may have changed since), and one target
@@ -54,6 +88,17 @@ impl Migration {
         } else {
             vec![]
         };
+        // Keys, indexes and foreign keys after the load, unless rows a constraint refuses are
+        // to be set aside one by one as they are copied (see `constraints.rs`).
+        let defer = !self.options.continue_on_error;
+        if !defer {
+            self.build_now(&created)?;
+        }
+        self.bare = Some(if defer {
+            created.iter().map(|c| c.oid).collect()
+        } else {
+            Default::default()
+        });
         let mut plans = self.build_plans(&loaded, false)?;
         // Every check runs; a real run stops at the first problem, a dry run reports them all.
         let mut note = |r: Result<()>| -> Result<()> {
@@ -106,8 +151,9 @@ impl Migration {
             self.options.on_conflict,
             OnConflict::Error | OnConflict::Skip
         ) {
+            // A table this job has just created is empty: nothing there to conflict with.
             for p in &plans {
-                if p.role != Role::Shared {
+                if p.role != Role::Shared && !p.target.bare {
                     note(self.check_conflicts(p))?;
                 }
             }
@@ -124,6 +170,18 @@ impl Migration {
                     p.source_sql, p.filter
                 ))?),
             };
+            let made = created.iter().find(|c| c.source == p.source);
+            let mut details = json!({
+                "deferred_columns": p.deferred.len(), "id_map": p.uses_id_map,
+                // Which table the rows go to, and whether this job created it (a cancel or
+                // rollback drops it again, see `target::drop_created`).
+                "target_oid": p.target.oid, "created_target": made.is_some(),
+            });
+            if let (Some(c), true, Some(d)) = (made, defer, details.as_object_mut()) {
+                if let serde_json::Value::Object(extra) = deferred_details(&c.deferred) {
+                    d.extend(extra);
+                }
+            }
             jobs::add_table(
                 self.job_id,
                 p.step,
@@ -131,12 +189,7 @@ impl Migration {
                 Some(&p.target.display),
                 p.role.as_str(),
                 total,
-                json!({
-                    "deferred_columns": p.deferred.len(), "id_map": p.uses_id_map,
-                    // Which table the rows go to, and whether this job created it (a cancel or
-                    // rollback drops it again, see `target::drop_created`).
-                    "target_oid": p.target.oid, "created_target": created.contains(&p.source),
-                }),
+                details,
             );
         }
         self.plans = Some(plans);
@@ -481,6 +534,21 @@ impl Migration {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `prepare` may wait once more for a target being built: not under a transaction
+/// snapshot (REPEATABLE READ or SERIALIZABLE would never see that job finish), not beyond
+/// `lock_timeout` (the wait is a lock wait in all but name), not while a background worker is
+/// asked to stop.
+fn may_wait(started: std::time::Instant) -> bool {
+    let snapshot_fixed =
+        unsafe { pgrx::pg_sys::XactIsoLevel } >= pgrx::pg_sys::XACT_REPEATABLE_READ as i32;
+    let timeout_ms = unsafe { pgrx::pg_sys::LockTimeout };
+    let timed_out = timeout_ms > 0 && started.elapsed().as_millis() >= timeout_ms as u128;
+    // (Signals reads a background worker's flags: only there.)
+    let stopping =
+        unsafe { pgrx::pg_sys::IsBackgroundWorker } && crate::worker::Signals::terminating();
+    !snapshot_fixed && !timed_out && !stopping
 }
 
 fn on_conflict_name(o: OnConflict) -> &'static str {

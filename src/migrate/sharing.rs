@@ -131,7 +131,8 @@ pub(super) fn recorded(job_id: i64, step: i32, kind: &str) -> bool {
 
 /// The insert of rows others may share (`where_` over `s`): rows already in the target are
 /// skipped, and every row is recorded, `shared_added` where inserted, `shared_used` where
-/// found. Returns the rows inserted (one row, one column). Runs in the job's window.
+/// found. Returns the rows inserted (one row, one column). Runs in the job's window. Into a
+/// table the job created and has not built yet, every row is inserted (nothing is there).
 pub(super) fn recorded_insert(p: &TablePlan, job_id: i64, where_: &str) -> String {
     let keys: Vec<String> = p
         .target_key
@@ -140,10 +141,15 @@ pub(super) fn recorded_insert(p: &TablePlan, job_id: i64, where_: &str) -> Strin
         .iter()
         .map(|(c, _)| c.clone())
         .collect();
+    let conflict = if p.target.bare {
+        String::new()
+    } else {
+        format!("ON CONFLICT ({}) DO NOTHING", keys.join(", "))
+    };
     format!(
         "WITH __tenant_ops_ins AS (
              INSERT INTO {tgt} AS __tenant_ops_t ({cols}) SELECT {sel} FROM {src} s{joins} WHERE {where_}
-             ON CONFLICT ({keys}) DO NOTHING RETURNING {tk} AS k),
+             {conflict} RETURNING {tk} AS k),
               __tenant_ops_need AS (SELECT DISTINCT {sk} AS k FROM {src} s{joins} WHERE {where_}),
               __tenant_ops_rec AS (
              INSERT INTO tenant_ops.job_archive (job_id, step, kind, row_data)
@@ -157,7 +163,6 @@ pub(super) fn recorded_insert(p: &TablePlan, job_id: i64, where_: &str) -> Strin
         sel = p.select_list(),
         src = p.source_sql,
         joins = p.joins,
-        keys = keys.join(", "),
         tk = p.target_key_json("__tenant_ops_t"),
         sk = p.source_key_json(),
         step = p.step,

@@ -45,6 +45,7 @@ impl Migration {
             options,
             batch_size,
             plans: None,
+            bare: None,
         })
     }
 }
@@ -70,6 +71,7 @@ impl Migration {
             options: options.clone(),
             batch_size: WHOLE_TABLE,
             plans: None,
+            bare: None,
         }
     }
 }

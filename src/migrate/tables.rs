@@ -28,11 +28,21 @@ impl Migration {
     /// keys were staged by `prepare` (every step after it).
     pub(super) fn build_plans(&self, loaded: &LoadedScope, staged: bool) -> Result<Vec<TablePlan>> {
         let copied = self.copied(loaded);
+        let bare = self.bare_targets();
         let mut targets = vec![];
         for (source, _) in &copied {
             let name = self.target_name(loaded, *source);
             match target::read(&self.target_schema, &name) {
-                Some(t) => targets.push(t),
+                Some(mut t) => {
+                    // Created bare by this job: planned with the primary key it will get.
+                    if bare.contains(&t.oid) {
+                        t.bare = true;
+                        if t.primary_key.is_none() {
+                            t.primary_key = loaded.catalog.table(*source).primary_key.clone();
+                        }
+                    }
+                    targets.push(t)
+                }
                 None => {
                     return Err(Error::MissingTarget {
                         target: target::qualified(&self.target_schema, &name),
@@ -76,18 +86,37 @@ impl Migration {
 impl Migration {
     /// The source tables re-keyed ([`rekeyed`]) against the targets as they exist now: the
     /// copied tables, and the shared tables under `shared: expect` too (not copied, but their
-    /// keys are mapped as the migration that copied them mapped them).
+    /// keys are mapped as the migration that copied them mapped them). A table this job
+    /// created bare counts with the primary key it will get.
     pub(super) fn rekeyed_tables(&self, loaded: &LoadedScope) -> BTreeSet<TableId> {
+        let bare = self.bare_targets();
         let (tables, targets): (Vec<(TableId, Role)>, Vec<TargetTable>) = loaded
             .resolved
             .tables
             .iter()
             .filter_map(|t| {
-                let target = target::read(&self.target_schema, &self.target_name(loaded, t.oid))?;
+                let mut target =
+                    target::read(&self.target_schema, &self.target_name(loaded, t.oid))?;
+                if bare.contains(&target.oid) && target.primary_key.is_none() {
+                    target.primary_key = loaded.catalog.table(t.oid).primary_key.clone();
+                }
                 Some(((t.oid, t.role), target))
             })
             .unzip();
         rekeyed(loaded, &self.options, &tables, &targets)
+    }
+
+    /// The target tables this job created whose keys, indexes and foreign keys are still to
+    /// be built (by oid): known to `prepare`, read back from the checkpoints afterwards.
+    fn bare_targets(&self) -> BTreeSet<u32> {
+        if let Some(b) = &self.bare {
+            return b.clone();
+        }
+        crate::jobs::tables(self.job_id)
+            .iter()
+            .filter(|t| super::constraints::is_deferred(t))
+            .filter_map(|t| t.details.get("target_oid")?.as_u64().map(|o| o as u32))
+            .collect()
     }
 }
 

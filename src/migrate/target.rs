@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use std::collections::BTreeSet;
 
-use super::error::Result;
+use super::constraints::Deferred;
+use super::error::{Error, Result};
 use super::options::IdStrategy;
 use super::plan::Planner;
-use super::sql::quoted_cols;
 use super::Migration;
 use crate::error::OrRaise;
 use crate::jobs;
@@ -40,6 +40,19 @@ pub struct TargetTable {
     pub display: String,
     pub columns: Vec<TargetColumn>,
     pub primary_key: Option<Vec<String>>,
+    /// Created by this job, its keys, indexes and foreign keys still to be built (see
+    /// `constraints.rs`): `primary_key` is then the one it will get.
+    #[serde(default)]
+    pub bare: bool,
+}
+
+/// A target table `create_target` made: for which source table, its oid and name, and what
+/// the source declares on it (built after the load, see `constraints.rs`).
+pub(super) struct Created {
+    pub source: TableId,
+    pub oid: u32,
+    pub display: String,
+    pub deferred: Deferred,
 }
 
 impl TargetTable {
@@ -90,21 +103,24 @@ impl Migration {
         }
     }
 
-    /// Creates missing target tables from the source definitions: same columns, re-keyed key
-    /// and FK columns typed uuid, primary keys, and FKs between the created tables. Returns
-    /// the source tables whose target it created. Called with the target schema's lock held
-    /// exclusively ([`lock_schema`]): a table another job created meanwhile is read as
-    /// existing, never created twice.
-    pub(super) fn create_targets(&self, loaded: &LoadedScope) -> Result<Vec<TableId>> {
+    /// Creates missing target tables from the source definitions, bare: the same columns
+    /// (re-keyed key and FK columns typed uuid) with their NOT NULL, and no keys, indexes or
+    /// foreign keys yet; returns them with what the source declares on each (built after the
+    /// load, see `constraints.rs`). Called with the target schema's lock held exclusively
+    /// ([`lock_schema`]): a table another job created meanwhile is read as existing, never
+    /// created twice.
+    pub(super) fn create_targets(&self, loaded: &LoadedScope) -> Result<Vec<Created>> {
         let copied = self.copied(loaded);
         let strategy_rekeys = self.options.id_strategy != IdStrategy::Keep;
         // Which tables will be re-keyed: existing targets by their key type, new ones always.
         let mut created = vec![];
+        let mut names = vec![];
         for (source, _) in &copied {
             let name = self.target_name(loaded, *source);
             if read(&self.target_schema, &name).is_none() {
-                created.push((*source, name));
+                created.push((*source, name.clone()));
             }
+            names.push((*source, name));
         }
         if created.is_empty() {
             return Ok(vec![]);
@@ -135,6 +151,8 @@ impl Migration {
             is_admin: true,
             lookups: Default::default(),
         };
+        let created_ids: Vec<TableId> = created.iter().map(|(s, _)| *s).collect();
+        let mut out = vec![];
         for (source, name) in &created {
             let t = loaded.catalog.table(*source);
             let mut defs = vec![];
@@ -155,9 +173,6 @@ impl Migration {
                     if col.not_null { " NOT NULL" } else { "" }
                 ));
             }
-            if let Some(pk) = &t.primary_key {
-                defs.push(format!("PRIMARY KEY ({})", quoted_cols(t, pk).join(", ")));
-            }
             let sql = format!(
                 "CREATE TABLE {} ({})",
                 qualified(&self.target_schema, name),
@@ -173,31 +188,19 @@ impl Migration {
                 Some(&sql),
                 None,
             );
+            let made = read(&self.target_schema, name).ok_or_else(|| Error::MissingTarget {
+                target: qualified(&self.target_schema, name),
+                from: t.display.clone(),
+                shared: false,
+            })?;
+            out.push(Created {
+                source: *source,
+                oid: made.oid,
+                display: made.display,
+                deferred: self.deferred_of(loaded, *source, name, &names, &created_ids)?,
+            });
         }
-        // Foreign keys between created tables, where the parent side is its primary key.
-        for e in &loaded.catalog.edges {
-            let Some((_, child_name)) = created.iter().find(|(s, _)| *s == e.child) else {
-                continue;
-            };
-            if !copied.iter().any(|(s, _)| *s == e.parent) {
-                continue;
-            }
-            let parent = loaded.catalog.table(e.parent);
-            if parent.primary_key.as_ref() != Some(&e.parent_cols) {
-                continue;
-            }
-            let child = loaded.catalog.table(e.child);
-            let q = |t, cols| quoted_cols(t, cols).join(", ");
-            let sql = format!(
-                "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({})",
-                qualified(&self.target_schema, child_name),
-                q(child, &e.child_cols),
-                qualified(&self.target_schema, &self.target_name(loaded, e.parent)),
-                q(parent, &e.parent_cols)
-            );
-            Spi::run(&sql).or_raise();
-        }
-        Ok(created.into_iter().map(|(s, _)| s).collect())
+        Ok(out)
     }
 
     /// Drops the target tables this job created (`create_target`), children first, once its

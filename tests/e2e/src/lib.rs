@@ -155,7 +155,7 @@ impl Cluster {
              unix_socket_directories = ''\n\
              shared_preload_libraries = '{preload}'\n\
              fsync = off\n\
-             max_worker_processes = 64\n\
+             max_worker_processes = 160\n\
              log_line_prefix = '%m [%p] %q%u@%d '\n"
         );
         for line in extra_conf {

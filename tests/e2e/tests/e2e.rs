@@ -16,6 +16,7 @@ mod common;
 mod datasets;
 mod integrity;
 mod migration;
+mod post_load;
 mod restore_modes;
 mod security;
 mod shared_rows;
@@ -207,6 +208,22 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             verify_types::verify_types_link_column_renamed,
         ),
         (shared_rows::ENTRY, shared_rows::shared_rows),
+        (
+            "post_load_constraints_match_source",
+            post_load::post_load_constraints_match_source,
+        ),
+        (
+            "post_load_duplicate_key_fails",
+            post_load::post_load_duplicate_key_fails,
+        ),
+        (
+            "post_load_second_job_waits",
+            post_load::post_load_second_job_waits,
+        ),
+        (
+            "post_load_resumes_after_kill9",
+            post_load::post_load_resumes_after_kill9,
+        ),
     ];
     all.extend(submission::tests());
     all
