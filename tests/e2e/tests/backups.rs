@@ -897,6 +897,10 @@ pub fn upload_chunks_are_transactional(cluster: &Cluster) {
         "the finish waits on the upload's lock",
         Duration::from_secs(10),
         || {
+            // Inside a transaction the activity view is read once and kept: clear that
+            // snapshot on every poll, or a finisher not yet waiting at the first is never seen.
+            c.batch_execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
+                .unwrap();
             let waiting: i64 = c
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity
