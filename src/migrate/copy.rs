@@ -114,20 +114,33 @@ impl Migration {
         let started = std::time::Instant::now();
         let how = Strategy::new(self, &p, jt);
         let conflict = self.conflict_clause(&p);
-        let (inserted, upper, done) = match self.take_rows(jt, &p, &how, &conflict) {
-            Taken::Nothing => (0, None, true),
-            Taken::Written {
-                inserted,
-                upper,
-                done,
-            } => (inserted, upper, done),
-            Taken::Chosen(batch) => {
-                if how.archive_before {
-                    self.archive_target_before(&p, &batch);
+        // In a subtransaction: a statement that fails on a constraint may have met rows
+        // written since the migration began, which `changes.rs` then names instead.
+        let written = try_subtransaction(|| -> Result<_, Error> {
+            Ok(match self.take_rows(jt, &p, &how, &conflict) {
+                Taken::Nothing => (0, None, true),
+                Taken::Written {
+                    inserted,
+                    upper,
+                    done,
+                } => (inserted, upper, done),
+                Taken::Chosen(batch) => {
+                    if how.archive_before {
+                        self.archive_target_before(&p, &batch);
+                    }
+                    let inserted = self.insert_batch(jt, &p, &batch, &conflict, &how)?;
+                    (inserted, batch.upper, batch.done)
                 }
-                let inserted = self.insert_batch(jt, &p, &batch, &conflict, &how)?;
-                (inserted, batch.upper, batch.done)
+            })
+        });
+        let (inserted, upper, done) = match written {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => {
+                let sqlstate =
+                    crate::sys::sqlstate_text(crate::error::UserError::report(&e).sqlstate);
+                return Err(self.changed_after(&sqlstate)?.unwrap_or(e));
             }
+            Err(caught) => return Err(self.copy_failed(caught)?),
         };
         self.finish_batch(jt, &p, inserted, upper.as_deref(), done, started);
         Ok(())

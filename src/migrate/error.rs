@@ -120,6 +120,13 @@ pub enum Error {
         tenant: String,
         reason: String,
     },
+    /// The tenant's rows changed while the migration copied them (see `changes.rs`); the job
+    /// is undone.
+    TenantChanged {
+        scope: String,
+        tenant: String,
+        tables: Vec<TableChange>,
+    },
     /// Several problems found at once (a dry run reports them all): see [`Report::many`].
     Many(Vec<Error>),
     Scope(crate::scope::Error),
@@ -136,6 +143,16 @@ pub struct CrossTenant {
     pub through: String,
     pub tenant: String,
     pub scope: String,
+}
+
+/// One table of [`Error::TenantChanged`]: its tenant rows written by transactions the starting
+/// snapshot does not see (`new`: inserted or updated since), and the rows of that snapshot no
+/// longer there (`gone`: deleted or updated since; counted for committing runs only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableChange {
+    pub table: String,
+    pub new: i64,
+    pub gone: i64,
 }
 
 wraps!(Error {
@@ -271,6 +288,34 @@ impl UserError for Error {
             )
             .detail(format!("Target table {target}; nothing of tenant \"{tenant}\" was written."))
             .hint("Fix the row, change the column's transform, or set continue_on_error to send such rows to tenant_ops.job_errors.".to_string()),
+            Error::TenantChanged { scope, tenant, tables } => {
+                let each: Vec<String> = tables
+                    .iter()
+                    .map(|t| {
+                        let mut what = vec![];
+                        if t.new > 0 {
+                            what.push(format!("{} row(s) new or changed", t.new));
+                        }
+                        if t.gone > 0 {
+                            what.push(format!("{} row(s) gone or changed", t.gone));
+                        }
+                        format!("{}: {}", t.table, what.join(", "))
+                    })
+                    .collect();
+                Report::new(
+                    ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    format!("tenant \"{tenant}\" of scope \"{scope}\" changed during the migration"),
+                )
+                .detail(format!(
+                    "Since the migration began, {}. Nothing the migration wrote is kept.",
+                    each.join("; ")
+                ))
+                .hint(
+                    "Run it inline in a REPEATABLE READ transaction (it then copies one snapshot), or on a quiet tenant; an online mode that follows changes is planned."
+                        .to_string(),
+                )
+                .undo()
+            }
             Error::Many(all) => Report::many(all.iter().map(Error::report).collect()),
             Error::Scope(e) => e.report(),
             Error::Jobs(e) => e.report(),

@@ -23,6 +23,8 @@
 //!
 //! - `submit.rs` — creating the job (one migration of a tenant's rows at a time), and reading
 //!   its options back ([`Migration::from_job`]); the options themselves: `options.rs`;
+//! - `changes.rs` — a tenant that changes during the copy: one snapshot inline in REPEATABLE
+//!   READ, otherwise detected against the snapshot recorded at `prepare` (40001, undone);
 //! - `checks.rs` — what is checked before anything is written, at submission and again in
 //!   `prepare`: every privilege the job needs, one target table per source table;
 //! - `tables.rs` — which tables are copied, and the plans every stage works from; how a plan
@@ -36,6 +38,7 @@
 //! - `kind.rs` — `migrate` as a job kind (see `crate::jobs::kind`).
 
 mod archive;
+mod changes;
 mod checks;
 mod copy;
 pub mod error;
@@ -113,6 +116,8 @@ pub struct Migration {
     options: MigrateOptions,
     params: Params,
     batch_size: i64,
+    /// Every statement of this run reads one snapshot (see `changes.rs`): nothing to detect.
+    one_snapshot: bool,
     /// Plans, once the targets exist (rebuilt on the first step of each executor run).
     plans: Option<Vec<TablePlan>>,
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::error::{CrossTenant, Error, Result};
 use super::options::{self, Mode, OnConflict, SharedMode};
@@ -116,15 +116,24 @@ impl Migration {
         if !problems.is_empty() {
             return Err(Error::Many(problems));
         }
+        // The snapshot the copy starts from, and in it the row counts a committing run shows
+        // progress by (see `changes.rs`).
+        let counted: Vec<&TablePlan> = plans
+            .iter()
+            .filter(|p| !staged.contains_key(&p.step) && !self.copy_counts_rows())
+            .collect();
+        let start = self.start(&counted);
         for p in &plans {
-            let total = match staged.get(&p.step) {
-                Some(n) => Some(*n),
-                None if self.copy_counts_rows() => None,
-                None => Some(self.count(&format!(
-                    "SELECT pg_catalog.count(*) FROM {} s WHERE {}",
-                    p.source_sql, p.filter
-                ))?),
-            };
+            let total = staged.get(&p.step).copied().or(start.rows(p.step));
+            let mut details = json!({
+                "deferred_columns": p.deferred.len(), "id_map": p.uses_id_map,
+                // Which table the rows go to, and whether this job created it (a cancel or
+                // rollback drops it again, see `target::drop_created`).
+                "target_oid": p.target.oid, "created_target": created.contains(&p.source),
+            });
+            if let (Some(d), Value::Object(s)) = (details.as_object_mut(), start.details(p.step)) {
+                d.extend(s);
+            }
             jobs::add_table(
                 self.job_id,
                 p.step,
@@ -132,12 +141,7 @@ impl Migration {
                 Some(&p.target.display),
                 p.role.as_str(),
                 total,
-                json!({
-                    "deferred_columns": p.deferred.len(), "id_map": p.uses_id_map,
-                    // Which table the rows go to, and whether this job created it (a cancel or
-                    // rollback drops it again, see `target::drop_created`).
-                    "target_oid": p.target.oid, "created_target": created.contains(&p.source),
-                }),
+                details,
             );
         }
         self.plans = Some(plans);

@@ -80,6 +80,10 @@ impl Migration {
             &json!({"source_rows": sc, "target_rows": tc, "source_checksum": ss, "target_checksum": ts, "verified": ok}),
         );
         if !ok {
+            // A source that changed since the copy began is the likelier cause.
+            if let Some(changed) = self.changed_after("verify")? {
+                return Err(changed);
+            }
             return Err(Error::Unverified {
                 source: p.source_display.clone(),
                 target: p.target.display.clone(),
