@@ -33,11 +33,14 @@ bench_args() {
 }
 
 # bench_cluster NAME
-# Toolchain, the extension (release; skipped with BENCH_SKIP_INSTALL=1), then a fresh cluster
-# in $(cluster_dir NAME) started on $port. Sets `dir`, `work` (a scratch directory) and `db`
+# Toolchain, the extension (release, into a private copy of PostgreSQL under target/; skipped
+# with BENCH_SKIP_INSTALL=1), then a fresh cluster in $(cluster_dir NAME) started on $port. Sets `dir`, `work` (a scratch directory) and `db`
 # (bench); on exit the cluster is stopped and the scratch directory removed.
 bench_cluster() {
     "$PROJECT_ROOT/scripts/setup.sh"
+    # A private copy of PostgreSQL (as the tests use, see scripts/lib.sh): installing the
+    # extension never touches the system installation others run servers from.
+    use_pg_install "$(private_pg_install bench)"
     if [ "${BENCH_SKIP_INSTALL:-0}" = 1 ]; then
         log "BENCH_SKIP_INSTALL=1: using the installed extension"
     else

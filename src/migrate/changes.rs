@@ -57,6 +57,16 @@ impl Start {
 }
 
 impl Migration {
+    /// The condition [`new_row_condition`] for the copy statements of table `jt`, over the
+    /// row's `xmin` written `xmin`: `false` where every statement reads one snapshot, or no
+    /// starting snapshot was recorded.
+    pub(super) fn new_row_in_copy(&self, jt: &jobs::JobTable, xmin: &str) -> String {
+        match jt.details.get(SNAPSHOT).and_then(Value::as_str) {
+            Some(snapshot) if !self.one_snapshot => new_row_condition(xmin, snapshot),
+            _ => "false".into(),
+        }
+    }
+
     /// Takes the snapshot the migration starts from and, in the same statement (so in that
     /// snapshot), the row counts of the tenant's rows of `counted`.
     pub(super) fn start(&self, counted: &[&TablePlan]) -> Start {
@@ -107,7 +117,7 @@ impl Migration {
 
     /// [`Error::TenantChanged`] naming every table whose tenant rows changed since the
     /// starting snapshot, if any did.
-    fn tenant_changed(&mut self) -> Result<Option<Error>> {
+    pub(super) fn tenant_changed(&mut self) -> Result<Option<Error>> {
         let tables = jobs::tables(self.job_id);
         let Some(snapshot) = tables
             .iter()

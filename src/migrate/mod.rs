@@ -14,7 +14,8 @@
 //!    `(key) > last AND (key) <= upper`;
 //! 3. `fixup` (`fixup.rs`) — set the columns deferred to break self-references and cycles;
 //! 4. `verify` (`verify.rs`) — per table, counts and a checksum computed through the key
-//!    mapping (`verify_migration` runs the same comparison);
+//!    mapping: taken by the copy in its own pass where it can (`checksums.rs`), else by
+//!    reading both sides again (`verify_migration` always does);
 //! 5. `archive`, `delete` (`archive.rs`) — for `mode: move`, keep the source rows in
 //!    `tenant_ops.job_archive` then delete them, children first, only after verification;
 //! 6. `finish` (here) — the job's report.
@@ -40,6 +41,7 @@
 mod archive;
 mod changes;
 mod checks;
+mod checksums;
 mod copy;
 pub mod error;
 mod extra;

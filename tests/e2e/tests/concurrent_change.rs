@@ -8,6 +8,8 @@
 //!   was never copied: 40001 "tenant ... changed during the migration" naming both tables,
 //!   where the copy used to fail with 23502 (uuid: the key mapping gives NULL) or 23503 (keep:
 //!   the target's foreign key);
+//! - inline in READ COMMITTED, a late child of a parent already copied makes nothing fail, but
+//!   the checked copy of the child table counts it: the same 40001;
 //! - in the background and with `CALL run_job` (a transaction per step), the same 40001, and
 //!   the job is undone: no row of the tenant in the target, the table `create_target` made is
 //!   dropped, and a retry once the tenant is quiet starts afresh and copies it whole.
@@ -82,6 +84,24 @@ fn with_late_pair<T: Send + 'static>(
     db: &str,
     migrate: impl FnOnce(&mut Client) -> T + Send + 'static,
 ) -> T {
+    with_late_rows(
+        cluster,
+        db,
+        &[
+            "INSERT INTO cc.parent VALUES (0, 1, 'late')",
+            "INSERT INTO cc.child VALUES (1000, 0, 'late')",
+        ],
+        migrate,
+    )
+}
+
+/// As [`with_late_pair`], with the late rows written by `late` (a transaction each).
+fn with_late_rows<T: Send + 'static>(
+    cluster: &Cluster,
+    db: &str,
+    late: &[&str],
+    migrate: impl FnOnce(&mut Client) -> T + Send + 'static,
+) -> T {
     let mut holder = cluster.connect(db);
     exec(&mut holder, "SELECT pg_advisory_lock(4242)");
     let mut session = cluster.connect(db);
@@ -97,8 +117,9 @@ fn with_late_pair<T: Send + 'static>(
                 .then_some(())
         },
     );
-    exec(&mut holder, "INSERT INTO cc.parent VALUES (0, 1, 'late')");
-    exec(&mut holder, "INSERT INTO cc.child VALUES (1000, 0, 'late')");
+    for sql in late {
+        exec(&mut holder, sql);
+    }
     exec(&mut holder, "SELECT pg_advisory_unlock(4242)");
     run.join().expect("the migrating session panicked")
 }
@@ -267,6 +288,33 @@ pub fn concurrent_change_inline_read_committed(cluster: &Cluster) {
         );
     }
     // Its scheduler would hold a worker slot for the rest of the run.
+    drop(c);
+    cluster.drop_database(db);
+}
+
+/// A late child of a parent already copied makes no statement fail: the child table's copy,
+/// which takes the verification checksums in its own pass, counts it as written since the
+/// migration began, and the migration fails with the 40001 naming that table alone (it
+/// used to succeed, the target holding a child the starting snapshot did not have).
+pub fn concurrent_change_without_failing_statement(cluster: &Cluster) {
+    let db = "cc_quiet_fail";
+    let mut c = setup(cluster, db);
+    target(&mut c, "t_nf", "uuid");
+    let opts = options("uuid", "");
+    let result = with_late_rows(
+        cluster,
+        db,
+        &["INSERT INTO cc.child VALUES (1001, 1, 'late')"],
+        move |s| try_migrate_tenant(s, "cc", "1", "t_nf", &opts, false),
+    );
+    let e = assert_sqlstate_hint(result, "40001", MESSAGE, HINT);
+    assert_eq!(
+        e.detail(),
+        Some(
+            "Since the migration began, cc.child: 1 row(s) new or changed. Nothing the migration wrote is kept."
+        )
+    );
+    assert_eq!(target_counts(&mut c, "t_nf"), vec![0, 0, 0, -1]);
     drop(c);
     cluster.drop_database(db);
 }

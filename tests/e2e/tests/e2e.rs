@@ -87,6 +87,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             concurrent_change::concurrent_change_inline_read_committed,
         ),
         (
+            "concurrent_change_without_failing_statement",
+            concurrent_change::concurrent_change_without_failing_statement,
+        ),
+        (
             "concurrent_change_background_undone",
             concurrent_change::concurrent_change_background_undone,
         ),
@@ -214,6 +218,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "verify_types_precreated_target",
             verify_types::verify_types_precreated_target,
+        ),
+        (
+            "verify_types_before_insert_trigger",
+            verify_types::verify_types_before_insert_trigger,
         ),
         (
             "verify_types_char_keys",
