@@ -75,15 +75,18 @@ impl Strategy {
             (true, Some(_)) => p.single_key.clone(),
             _ => None,
         };
-        let checked = match checksums::unchecked_because(
-            p,
-            m.options.on_conflict == OnConflict::Error,
-            isolate,
-            reuses,
-        ) {
-            _ if !m.options.verify => Err("verify is off"),
-            Some(reason) => Err(reason),
-            None => Ok(()),
+        let checked = if !m.options.verify {
+            Err("verify is off")
+        } else {
+            match checksums::unchecked_because(
+                p,
+                m.options.on_conflict == OnConflict::Error,
+                isolate,
+                reuses,
+            ) {
+                Some(reason) => Err(reason),
+                None => Ok(()),
+            }
         };
         Strategy {
             rows,

@@ -26,6 +26,7 @@
 //!   its options back ([`Migration::from_job`]); the options themselves: `options.rs`;
 //! - `changes.rs` — a tenant that changes during the copy: one snapshot inline in REPEATABLE
 //!   READ, otherwise detected against the snapshot recorded at `prepare` (40001, undone);
+//! - `checksums.rs` — the verification checksums a copy statement takes in its own pass;
 //! - `checks.rs` — what is checked before anything is written, at submission and again in
 //!   `prepare`: every privilege the job needs, one target table per source table;
 //! - `tables.rs` — which tables are copied, and the plans every stage works from; how a plan
