@@ -28,6 +28,9 @@ pub struct Report {
     /// The problems a report made by [`Report::many`] stands for, each as reported alone
     /// (empty for a report of one problem): see [`Report::problems`].
     pub parts: Vec<Report>,
+    /// What the job wrote so far must be undone before it is marked failed (see
+    /// [`Report::undo`]).
+    pub undo: bool,
 }
 
 impl Report {
@@ -38,7 +41,17 @@ impl Report {
             detail: None,
             hint: None,
             parts: vec![],
+            undo: false,
         }
+    }
+
+    /// Marks a failure after which what the job wrote so far is worthless: the committing
+    /// executors revert the job (its kind's `revert`: rows deleted, created tables dropped)
+    /// before marking it failed, and never retry it as it stands. (Inline, the caller's
+    /// transaction is rolled back whole anyway.)
+    pub fn undo(mut self) -> Report {
+        self.undo = true;
+        self
     }
 
     pub fn detail(mut self, detail: impl Into<Option<String>>) -> Report {
@@ -68,6 +81,7 @@ impl Report {
         let mut report = Report::new(first.sqlstate, message)
             .detail(also.join("\n"))
             .hint(first.hint.clone());
+        report.undo = all.iter().any(|r| r.undo);
         report.parts = all;
         report
     }

@@ -32,12 +32,13 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-/// An ERROR caught inside [`try_subtransaction`]: its SQLSTATE, message and DETAIL.
+/// An ERROR caught inside [`try_subtransaction`]: its SQLSTATE, message, DETAIL and HINT.
 #[derive(Debug, Clone)]
 pub struct CaughtPgError {
     pub sqlstate: PgSqlErrorCode,
     pub message: String,
     pub detail: Option<String>,
+    pub hint: Option<String>,
 }
 
 impl CaughtPgError {
@@ -48,8 +49,15 @@ impl CaughtPgError {
 
     /// Raises the caught error again, as it was.
     pub fn raise(self) -> ! {
-        pgrx::pg_sys::panic::ErrorReport::new(self.sqlstate, self.message, "pg_tenant_ops")
-            .report(PgLogLevel::ERROR);
+        let mut report =
+            pgrx::pg_sys::panic::ErrorReport::new(self.sqlstate, self.message, "pg_tenant_ops");
+        if let Some(detail) = self.detail {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
         unreachable!("an ERROR report does not return")
     }
 }
@@ -130,17 +138,15 @@ fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R,
         if sqlstate_text(code).starts_with("57") {
             e.rethrow();
         }
-        Err(match e {
-            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => CaughtPgError {
-                sqlstate: r.sql_error_code(),
-                message: r.message().to_string(),
-                detail: r.detail().map(str::to_string),
-            },
-            CaughtError::RustPanic { ereport, .. } => CaughtPgError {
-                sqlstate: ereport.sql_error_code(),
-                message: ereport.message().to_string(),
-                detail: ereport.detail().map(str::to_string),
-            },
+        let r = match &e {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+            CaughtError::RustPanic { ereport, .. } => ereport,
+        };
+        Err(CaughtPgError {
+            sqlstate: r.sql_error_code(),
+            message: r.message().to_string(),
+            detail: r.detail().map(str::to_string),
+            hint: r.hint().map(str::to_string),
         })
     })
     .execute()

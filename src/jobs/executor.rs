@@ -110,7 +110,7 @@ pub fn round(
             Round::Stopped(Ok(result))
         }
         Err(e) => {
-            failed(job_id, &e, on_failure);
+            failed(&job, kind, &e, on_failure);
             Round::Stopped(Err(e))
         }
     }
@@ -133,10 +133,30 @@ fn transient(code: PgSqlErrorCode) -> bool {
         .any(|class| state.starts_with(class))
 }
 
-/// A step failed (its own work rolled back with its subtransaction): retry after an
-/// exponential back-off when the policy allows, the error may pass and attempts remain; else
-/// fail the job.
-fn failed(job_id: i64, e: &Report, on_failure: OnFailure) {
+/// A step failed (its own work rolled back with its subtransaction). A failure that asks for
+/// an undo ([`Report::undo`]: what the job wrote so far is worthless) reverts the job first
+/// (its kind's `revert`, in a subtransaction) and fails it, never retried as it stands;
+/// otherwise the job is retried after an exponential back-off when the policy allows, the
+/// error may pass and attempts remain, or else failed.
+fn failed(job: &super::Job, kind: &dyn JobKind, e: &Report, on_failure: OnFailure) {
+    let job_id = job.id;
+    if e.undo {
+        let undone = match try_subtransaction(|| kind.revert(job, Status::Failed)) {
+            Ok(r) => r,
+            Err(caught) => Err(step_failed(job_id, caught)),
+        };
+        match undone {
+            // The revert marked the job failed; the error it failed with is recorded now.
+            Ok(_) => super::set_error(job_id, &e.to_string()),
+            Err(u) => super::finish(
+                job_id,
+                Status::Failed,
+                Some(&format!("{e} (undoing what it wrote failed: {u})")),
+                None,
+            ),
+        }
+        return;
+    }
     let attempts = super::attempts(job_id);
     if on_failure == OnFailure::RetryTransient
         && transient(e.sqlstate)

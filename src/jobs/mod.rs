@@ -322,6 +322,24 @@ pub fn finish(id: i64, status: Status, error: Option<&str>, result: Option<&Valu
     );
 }
 
+/// Records the error a job failed with, when something else (an undo) already ended it.
+pub fn set_error(id: i64, error: &str) {
+    owner_run(
+        "UPDATE tenant_ops.jobs SET error = $2, updated_at = pg_catalog.clock_timestamp() WHERE id = $1",
+        &[id.into(), error.into()],
+    );
+}
+
+/// Puts an undone job back at its first stage, its checkpoints gone, so that a retry starts
+/// afresh rather than resuming a copy that was undone.
+pub fn restart_from_scratch(id: i64, first_stage: &str) {
+    owner_run(
+        "DELETE FROM tenant_ops.job_tables WHERE job_id = $1",
+        &[id.into()],
+    );
+    set_stage(id, first_stage);
+}
+
 pub fn set_stage(id: i64, stage: &str) {
     owner_run(
         "UPDATE tenant_ops.jobs SET stage = $2, updated_at = pg_catalog.clock_timestamp() WHERE id = $1",

@@ -4,6 +4,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
 
+use super::checksums::{self, Sums};
 use super::error::Error;
 use super::keys::{analyze_id_map, record_new_ids};
 use super::options::{self, OnConflict};
@@ -43,6 +44,9 @@ struct Strategy {
     /// Some of the tenant's own rows are in the target already, copied by an earlier
     /// migration as rows it shared (recorded `shared_used` by `prepare`): they are skipped.
     reuses: bool,
+    /// The copy takes the verification checksums in its own pass (see `checksums.rs`), or
+    /// why it cannot.
+    checked: Result<(), &'static str>,
 }
 
 impl Strategy {
@@ -73,12 +77,26 @@ impl Strategy {
             (true, Some(_)) => p.single_key.clone(),
             _ => None,
         };
+        let checked = if !m.options.verify {
+            Err("verify is off")
+        } else {
+            match checksums::unchecked_because(
+                p,
+                m.options.on_conflict == OnConflict::Error,
+                isolate,
+                reuses,
+            ) {
+                Some(reason) => Err(reason),
+                None => Ok(()),
+            }
+        };
         Strategy {
             rows,
             record_ids,
             archive_before,
             isolate,
             reuses,
+            checked,
         }
     }
 }
@@ -92,6 +110,7 @@ enum Taken {
         inserted: i64,
         upper: Option<Vec<Option<String>>>,
         done: bool,
+        sums: Option<Sums>,
     },
     /// Chosen: the rows to copy.
     Chosen(Batch),
@@ -116,21 +135,48 @@ impl Migration {
         let started = std::time::Instant::now();
         let how = Strategy::new(self, &p, jt);
         let conflict = self.conflict_clause(&p);
-        let (inserted, upper, done) = match self.take_rows(jt, &p, &how, &conflict) {
-            Taken::Nothing => (0, None, true),
-            Taken::Written {
-                inserted,
-                upper,
-                done,
-            } => (inserted, upper, done),
-            Taken::Chosen(batch) => {
-                if how.archive_before {
-                    self.archive_target_before(&p, &batch);
+        // In a subtransaction: a statement that fails on a constraint may have met rows
+        // written since the migration began, which `changes.rs` then names instead.
+        let written = try_subtransaction(|| -> Result<_, Error> {
+            let w = match self.take_rows(jt, &p, &how, &conflict) {
+                Taken::Nothing => (0, None, true, None),
+                Taken::Written {
+                    inserted,
+                    upper,
+                    done,
+                    sums,
+                } => (inserted, upper, done, sums),
+                Taken::Chosen(batch) => {
+                    if how.archive_before {
+                        self.archive_target_before(&p, &batch);
+                    }
+                    let (inserted, sums) = self.insert_batch(jt, &p, &batch, &conflict, &how)?;
+                    (inserted, batch.upper, batch.done, sums)
                 }
-                let inserted = self.insert_batch(jt, &p, &batch, &conflict, &how)?;
-                (inserted, batch.upper, batch.done)
+            };
+            if w.3.is_some_and(|s| s.new_rows > 0) {
+                // Rows written since the migration began: `changes.rs` names them below.
+                return Err(Error::TenantChanged {
+                    scope: self.scope.clone(),
+                    tenant: self.tenant.clone(),
+                    tables: vec![],
+                });
             }
+            Ok(w)
+        });
+        let (inserted, upper, done, sums) = match written {
+            Ok(Ok(w)) => w,
+            Ok(Err(e @ Error::TenantChanged { .. })) => {
+                return Err(self.tenant_changed()?.unwrap_or(e));
+            }
+            Ok(Err(e)) => {
+                let sqlstate =
+                    crate::sys::sqlstate_text(crate::error::UserError::report(&e).sqlstate);
+                return Err(self.changed_after(&sqlstate)?.unwrap_or(e));
+            }
+            Err(caught) => return Err(self.copy_failed(caught)?),
         };
+        checksums::record(self.job_id, jt, how.checked.map(|()| sums));
         self.finish_batch(jt, &p, inserted, upper.as_deref(), done, started);
         Ok(())
     }
@@ -149,7 +195,7 @@ impl Migration {
                     done: true,
                 })
             }
-            Rows::Fused => self.copy_fused(jt, p, conflict),
+            Rows::Fused => self.copy_fused(jt, p, conflict, how.checked.is_ok()),
             Rows::Keyset => self.take_keyset(jt, p, how.record_ids.as_deref()),
         }
     }
@@ -182,11 +228,15 @@ impl Migration {
         analyze_id_map();
     }
 
-    /// [`Rows::Fused`]: the batch taken and inserted in one statement.
-    fn copy_fused(&self, jt: &JobTable, p: &TablePlan, conflict: &str) -> Taken {
+    /// [`Rows::Fused`]: the batch taken and inserted in one statement; `checked`: with the
+    /// verification checksums taken in the same pass (see `checksums.rs`).
+    fn copy_fused(&self, jt: &JobTable, p: &TablePlan, conflict: &str, checked: bool) -> Taken {
         let key = p.key.as_ref().expect("keyed");
         let order = p.key_list("s").expect("keyed");
         let desc: Vec<String> = key.iter().map(|k| format!("s.{} DESC", k.quoted)).collect();
+        if checked {
+            return self.copy_fused_checked(jt, p, &order, &desc);
+        }
         let sql = format!(
             "WITH b AS MATERIALIZED (SELECT s.* FROM {src} s WHERE ({filter}){after} ORDER BY {order} LIMIT {batch}),
                   ins AS (INSERT INTO {tgt} ({cols}) SELECT {sel} FROM b s{joins} {conflict} RETURNING 1)
@@ -217,6 +267,53 @@ impl Migration {
             inserted,
             upper,
             done: taken < self.batch_size,
+            sums: None,
+        }
+    }
+
+    /// [`Self::copy_fused`] with the checksums: the batch (with each row's `xmin`, to tell
+    /// rows written since the migration began) taken once, then hashed, inserted and the
+    /// stored rows hashed (see `checksums.rs`).
+    fn copy_fused_checked(
+        &self,
+        jt: &JobTable,
+        p: &TablePlan,
+        order: &str,
+        desc: &[String],
+    ) -> Taken {
+        let from = format!("b s{}", p.joins);
+        let sql = format!(
+            "WITH b AS MATERIALIZED (SELECT s.*, s.xmin AS __tenant_ops_xmin FROM {src} s WHERE ({filter}){after}
+                                      ORDER BY {order} LIMIT {batch}),
+                  {ctes}
+             SELECT (SELECT {kt} FROM b s ORDER BY {desc} LIMIT 1), {output}",
+            src = p.source_sql,
+            filter = p.filter,
+            after = key_after(jt, p),
+            batch = self.batch_size,
+            ctes = checksums::ctes(
+                p,
+                &from,
+                &self.new_row_in_copy(jt, "s.__tenant_ops_xmin")
+            ),
+            kt = p.key_text("s"),
+            desc = desc.join(", "),
+            output = checksums::OUTPUT,
+        );
+        let args = self.params.with_keys(&[jt.last_key.as_ref()]);
+        let (upper, sums) = Spi::connect_mut(|c| {
+            let row = c.update(&sql, Some(1), &args)?.first();
+            Ok::<_, pgrx::spi::Error>((
+                row.get::<Vec<Option<String>>>(1)?,
+                checksums::read(&row, 2)?,
+            ))
+        })
+        .or_raise();
+        Taken::Written {
+            inserted: sums.target_rows,
+            upper,
+            done: sums.source_rows < self.batch_size,
+            sums: Some(sums),
         }
     }
 
@@ -315,7 +412,15 @@ impl Migration {
         batch: &Batch,
         conflict: &str,
         how: &Strategy,
-    ) -> Result<i64, Error> {
+    ) -> Result<(i64, Option<Sums>), Error> {
+        if how.checked.is_ok() && !p.shares_rows() {
+            // The whole batch in one checked statement (see `checksums.rs`): the strategy
+            // rules out isolation, reused rows and any ON CONFLICT clause.
+            let from = format!("{} s{} WHERE {}", p.source_sql, p.joins, batch.where_);
+            let sql = checksums::statement(p, &from, &self.new_row_in_copy(jt, "s.xmin"));
+            let sums = checksums::run(&sql, &batch.args);
+            return Ok((sums.target_rows, Some(sums)));
+        }
         let mut parts: Vec<(String, String, bool)> = vec![];
         if !p.shares_rows() {
             parts.push((batch.where_.clone(), conflict.to_string(), false));
@@ -356,7 +461,7 @@ impl Migration {
                 }
             };
         }
-        Ok(written)
+        Ok((written, None))
     }
 
     /// The copy statement of the rows `where_` selects; `recorded`: rows others may share,

@@ -143,6 +143,13 @@ pub enum Error {
         status: String,
         driven: bool,
     },
+    /// The tenant's rows changed while the migration copied them (see `changes.rs`); the job
+    /// is undone.
+    TenantChanged {
+        scope: String,
+        tenant: String,
+        tables: Vec<TableChange>,
+    },
     /// Several problems found at once (a dry run reports them all): see [`Report::many`].
     Many(Vec<Error>),
     Scope(crate::scope::Error),
@@ -159,6 +166,16 @@ pub struct CrossTenant {
     pub through: String,
     pub tenant: String,
     pub scope: String,
+}
+
+/// One table of [`Error::TenantChanged`]: its tenant rows written by transactions the starting
+/// snapshot does not see (`new`: inserted or updated since), and the rows of that snapshot no
+/// longer there (`gone`: deleted or updated since; counted for committing runs only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableChange {
+    pub table: String,
+    pub new: i64,
+    pub gone: i64,
 }
 
 wraps!(Error {
@@ -315,6 +332,34 @@ impl UserError for Error {
             .hint(format!(
                 "Migrate into it once job {job} has finished (CALL tenant_ops.run_job({job}) resumes it), or cancel it: SELECT tenant_ops.cancel_job({job})."
             )),
+            Error::TenantChanged { scope, tenant, tables } => {
+                let each: Vec<String> = tables
+                    .iter()
+                    .map(|t| {
+                        let mut what = vec![];
+                        if t.new > 0 {
+                            what.push(format!("{} row(s) new or changed", t.new));
+                        }
+                        if t.gone > 0 {
+                            what.push(format!("{} row(s) gone or changed", t.gone));
+                        }
+                        format!("{}: {}", t.table, what.join(", "))
+                    })
+                    .collect();
+                Report::new(
+                    ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    format!("tenant \"{tenant}\" of scope \"{scope}\" changed during the migration"),
+                )
+                .detail(format!(
+                    "Since the migration began, {}. Nothing the migration wrote is kept.",
+                    each.join("; ")
+                ))
+                .hint(
+                    "Run it inline in a REPEATABLE READ transaction (it then copies one snapshot), or on a quiet tenant; an online mode that follows changes is planned."
+                        .to_string(),
+                )
+                .undo()
+            }
             Error::Many(all) => Report::many(all.iter().map(Error::report).collect()),
             Error::Scope(e) => e.report(),
             Error::Jobs(e) => e.report(),

@@ -16,7 +16,8 @@
 //! 4. `constraints` (`constraints.rs`) — the keys, indexes and foreign keys of the tables
 //!    `create_target` made, one per step, built from the loaded rows;
 //! 5. `verify` (`verify.rs`) — per table, counts and a checksum computed through the key
-//!    mapping (`verify_migration` runs the same comparison);
+//!    mapping: taken by the copy in its own pass where it can (`checksums.rs`), else by
+//!    reading both sides again (`verify_migration` always does);
 //! 6. `archive`, `delete` (`archive.rs`) — for `mode: move`, keep the source rows in
 //!    `tenant_ops.job_archive` then delete them, children first, only after verification;
 //! 7. `finish` (here) — the job's report.
@@ -25,6 +26,9 @@
 //!
 //! - `submit.rs` — creating the job (one migration of a tenant's rows at a time), and reading
 //!   its options back ([`Migration::from_job`]); the options themselves: `options.rs`;
+//! - `changes.rs` — a tenant that changes during the copy: one snapshot inline in REPEATABLE
+//!   READ, otherwise detected against the snapshot recorded at `prepare` (40001, undone);
+//! - `checksums.rs` — the verification checksums a copy statement takes in its own pass;
 //! - `checks.rs` — what is checked before anything is written, at submission and again in
 //!   `prepare`: every privilege the job needs, one target table per source table;
 //! - `tables.rs` — which tables are copied, and the plans every stage works from; how a plan
@@ -38,7 +42,9 @@
 //! - `kind.rs` — `migrate` as a job kind (see `crate::jobs::kind`).
 
 mod archive;
+mod changes;
 mod checks;
+mod checksums;
 mod constraints;
 mod copy;
 pub mod error;
@@ -116,6 +122,8 @@ pub struct Migration {
     options: MigrateOptions,
     params: Params,
     batch_size: i64,
+    /// Every statement of this run reads one snapshot (see `changes.rs`): nothing to detect.
+    one_snapshot: bool,
     /// Plans, once the targets exist (rebuilt on the first step of each executor run).
     plans: Option<Vec<TablePlan>>,
     /// The oids of the target tables this job created and has yet to build the keys, indexes

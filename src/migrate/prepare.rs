@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::constraints::deferred_details;
 use super::error::{CrossTenant, Error, Result};
@@ -161,15 +161,15 @@ impl Migration {
         if !problems.is_empty() {
             return Err(Error::Many(problems));
         }
+        // The snapshot the copy starts from, and in it the row counts a committing run shows
+        // progress by (see `changes.rs`).
+        let counted: Vec<&TablePlan> = plans
+            .iter()
+            .filter(|p| !staged.contains_key(&p.step) && !self.copy_counts_rows())
+            .collect();
+        let start = self.start(&counted);
         for p in &plans {
-            let total = match staged.get(&p.step) {
-                Some(n) => Some(*n),
-                None if self.copy_counts_rows() => None,
-                None => Some(self.count(&format!(
-                    "SELECT pg_catalog.count(*) FROM {} s WHERE {}",
-                    p.source_sql, p.filter
-                ))?),
-            };
+            let total = staged.get(&p.step).copied().or(start.rows(p.step));
             let made = created.iter().find(|c| c.source == p.source);
             let mut details = json!({
                 "deferred_columns": p.deferred.len(), "id_map": p.uses_id_map,
@@ -178,9 +178,12 @@ impl Migration {
                 "target_oid": p.target.oid, "created_target": made.is_some(),
             });
             if let (Some(c), true, Some(d)) = (made, defer, details.as_object_mut()) {
-                if let serde_json::Value::Object(extra) = deferred_details(&c.deferred) {
+                if let Value::Object(extra) = deferred_details(&c.deferred) {
                     d.extend(extra);
                 }
+            }
+            if let (Some(d), Value::Object(s)) = (details.as_object_mut(), start.details(p.step)) {
+                d.extend(s);
             }
             jobs::add_table(
                 self.job_id,

@@ -44,6 +44,7 @@ impl Migration {
             target_schema,
             options,
             batch_size,
+            one_snapshot: super::changes::reads_one_snapshot(job.executor),
             plans: None,
             bare: None,
         })
@@ -70,6 +71,7 @@ impl Migration {
             target_schema: target_schema.into(),
             options: options.clone(),
             batch_size: WHOLE_TABLE,
+            one_snapshot: false,
             plans: None,
             bare: None,
         }

@@ -46,7 +46,8 @@ pub fn rollback(job_id: i64) -> Result<Value> {
 }
 
 /// Undoes whatever a migration job wrote so far and gives it `final_status` (`rolled_back`
-/// for a rollback, `cancelled` for a cancel): the target is left as it was before the job.
+/// for a rollback, `cancelled` for a cancel, `failed` for a failure that asks for an undo):
+/// the target is left as it was before the job.
 pub fn revert(job_id: i64, final_status: jobs::Status) -> Result<Value> {
     let job = jobs::load(job_id)?;
     let mut m = Migration::from_job(&job)?;
@@ -110,6 +111,17 @@ pub fn revert(job_id: i64, final_status: jobs::Status) -> Result<Value> {
     let dropped = m.drop_created_targets();
     let result =
         json!({"rolled_back": report, "source_restored": moved, "created_targets": dropped});
+    if final_status == jobs::Status::Failed {
+        // Undone because it failed (see `crate::error::Report::undo`): a retry starts from
+        // `prepare` again, as a new job would, with the rows of other tenants it brought
+        // along looked for again.
+        owner::execute(
+            "DELETE FROM tenant_ops.job_extra WHERE job_id = $1",
+            &[job_id.into()],
+        )
+        .or_raise();
+        jobs::restart_from_scratch(job_id, super::Stage::Prepare.as_str());
+    }
     jobs::finish(job_id, final_status, None, Some(&result));
     Ok(result)
 }

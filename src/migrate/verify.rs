@@ -9,6 +9,7 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use super::archive::source_rows;
+use super::checksums;
 use super::error::{Error, Result};
 use super::options::OnConflict;
 use super::plan::TablePlan;
@@ -23,6 +24,24 @@ use crate::sys::{try_subtransaction, with_job_window};
 impl Migration {
     pub(super) fn verify_step(&mut self, jt: &JobTable) -> Result<()> {
         let p = self.plan_for(jt.step)?;
+        // The checksums the copy took in its own pass (see `checksums.rs`): when they agree
+        // the table is verified without reading it again; else it is read again below, to
+        // name what differs (or because its copy could not take them: the reason is kept).
+        let re_read = match checksums::of_table(jt) {
+            Ok(s) if s.source_rows == s.target_rows && s.source_sum == s.target_sum => {
+                jobs::set_table_details(
+                    self.job_id,
+                    jt.step,
+                    &json!({"source_rows": s.source_rows, "target_rows": s.target_rows,
+                            "source_checksum": s.source_sum.to_string(),
+                            "target_checksum": s.target_sum.to_string(),
+                            "verified": true, "verified_by": "the copy's checksums"}),
+                );
+                return self.verified(&p, jt, s.target_rows);
+            }
+            Ok(_) => "the copy's checksums differ".to_string(),
+            Err(reason) => reason,
+        };
         let source_where = verified_source(&p, self.job_id, &p.filter);
         let args = self.params.args();
         let (sc, ss, tc, ts) = match &p.target_key {
@@ -77,9 +96,14 @@ impl Migration {
         jobs::set_table_details(
             self.job_id,
             jt.step,
-            &json!({"source_rows": sc, "target_rows": tc, "source_checksum": ss, "target_checksum": ts, "verified": ok}),
+            &json!({"source_rows": sc, "target_rows": tc, "source_checksum": ss, "target_checksum": ts, "verified": ok,
+                    "verified_by": format!("reading both sides again: {re_read}")}),
         );
         if !ok {
+            // A source that changed since the copy began is the likelier cause.
+            if let Some(changed) = self.changed_after("verify")? {
+                return Err(changed);
+            }
             return Err(Error::Unverified {
                 source: p.source_display.clone(),
                 target: p.target.display.clone(),
@@ -89,13 +113,18 @@ impl Migration {
                 target_checksum: ts,
             });
         }
+        self.verified(&p, jt, tc)
+    }
+
+    /// Checkpoints a table verified, with `rows` target rows.
+    fn verified(&self, p: &TablePlan, jt: &JobTable, rows: i64) -> Result<()> {
         jobs::checkpoint(self.job_id, jt.step, "verified", 0, None);
         jobs::log(
             self.job_id,
             "table.verified",
             Some("verify"),
             Some(p.source),
-            Some(tc),
+            Some(rows),
             None,
             None,
         );
@@ -285,6 +314,16 @@ pub fn verify_report(job_id: i64) -> Result<Vec<VerifyRow>> {
 /// a bigint. Columns are hashed by their type's own extended hash function (no text output on
 /// the way), or as text where the type has none (tsvector, money, point, ...).
 fn verify_hashes(p: &TablePlan) -> (String, String) {
+    hashes_over(p, |_, e| e.to_string())
+}
+
+/// [`verify_hashes`] with each source value given by `source(i, expression)` for the `i`-th
+/// column hashed (the plan's columns, then its deferred ones): its expression over `s`, or
+/// what holds its value already (the copy's own checksums, see `checksums.rs`).
+pub(super) fn hashes_over(
+    p: &TablePlan,
+    source: impl Fn(usize, &str) -> String,
+) -> (String, String) {
     // Deferred columns are planned from the target's own columns: one missing is our bug.
     let deferred = p.deferred.iter().map(|(c, e)| {
         let ty = match p.target.columns.iter().find(|tc| &tc.quoted == c) {
@@ -305,12 +344,12 @@ fn verify_hashes(p: &TablePlan) -> (String, String) {
     let mut hashable: BTreeMap<String, bool> = BTreeMap::new();
     let mut src = vec![];
     let mut tgt = vec![];
-    for (c, e, ty) in columns {
+    for (i, (c, e, ty)) in columns.enumerate() {
         let native = *hashable
             .entry(ty.clone())
             .or_insert_with(|| has_extended_hash(&ty));
         let cast = if native { "" } else { "::text" };
-        src.push(format!("(({e})::{ty}){cast}"));
+        src.push(format!("(({})::{ty}){cast}", source(i, e)));
         tgt.push(format!("(t.{c}){cast}"));
     }
     let hash = |items: Vec<String>| {

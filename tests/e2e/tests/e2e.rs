@@ -13,6 +13,7 @@ use pg_tenant_ops_e2e::Cluster;
 mod background;
 mod backups;
 mod common;
+mod concurrent_change;
 mod datasets;
 mod integrity;
 mod migration;
@@ -78,6 +79,26 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ),
         ("pagila_plan", datasets::pagila_plan),
         ("northwind_plan", datasets::northwind_plan),
+        (
+            "concurrent_change_inline_repeatable_read",
+            concurrent_change::concurrent_change_inline_repeatable_read,
+        ),
+        (
+            "concurrent_change_inline_read_committed",
+            concurrent_change::concurrent_change_inline_read_committed,
+        ),
+        (
+            "concurrent_change_without_failing_statement",
+            concurrent_change::concurrent_change_without_failing_statement,
+        ),
+        (
+            "concurrent_change_background_undone",
+            concurrent_change::concurrent_change_background_undone,
+        ),
+        (
+            "concurrent_change_run_job_undone",
+            concurrent_change::concurrent_change_run_job_undone,
+        ),
         ("privileges_and_audit", surface::privileges_and_audit),
         ("hostile_identifiers", surface::hostile_identifiers),
         ("bad_input", surface::bad_input),
@@ -198,6 +219,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "verify_types_precreated_target",
             verify_types::verify_types_precreated_target,
+        ),
+        (
+            "verify_types_before_insert_trigger",
+            verify_types::verify_types_before_insert_trigger,
         ),
         (
             "verify_types_char_keys",

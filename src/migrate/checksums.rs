@@ -1,0 +1,188 @@
+//! Verification checksums computed by the copy itself, so that `verify` need not read every
+//! row again on both sides.
+//!
+//! A checked copy statement takes its batch's rows once, as the target should hold them (the
+//! plan's column expressions, through the key mapping), into a materialized CTE; hashes each
+//! there the way `verify` hashes a source row (the value cast to the target column's type and
+//! modifiers); inserts them; and hashes each row the insert stored, from `RETURNING` (the row
+//! after BEFORE triggers, defaults and the assignment to the column types), the way `verify`
+//! hashes a target row. Counts and sums per batch are added up in the table's checkpoint
+//! details (`copy_checksums`), in the batch's transaction. The same statement counts the rows
+//! it read that were written since the migration began (see `changes.rs`).
+//!
+//! `verify` then compares the sums (see `verify.rs`); where they disagree it reads both sides
+//! again to name the rows, and where a table's copy could not be checked (the reason is
+//! recorded: `on_conflict` other than `error`, rows other migrations share, rows copied one by
+//! one, columns set after the copy, AFTER triggers or rules on the target that may change rows
+//! once stored) it compares as before. `verify_migration` always reads both sides.
+
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+
+use super::plan::TablePlan;
+use super::verify::hashes_over;
+use crate::error::OrRaise;
+use crate::jobs::{self, JobTable};
+
+/// The key of a table's checkpoint details that holds the sums.
+const KEY: &str = "copy_checksums";
+
+/// What a checked copy statement read and wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Sums {
+    pub source_rows: i64,
+    pub source_sum: i128,
+    pub target_rows: i64,
+    pub target_sum: i128,
+    /// Rows read that were written since the migration began.
+    pub new_rows: i64,
+}
+
+/// The common table expressions of a checked copy: `x`, the rows (columns
+/// `__tenant_ops_c<i>`), each with its source hash and whether it is new, read `from` (a FROM
+/// clause over the source `s`, with its WHERE); and `ins`, the insert with each stored row's
+/// hash. `new_row`: the condition on `s` that a row is new (`changes::new_row_condition`).
+pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str) -> String {
+    let cols: Vec<String> = p
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| format!("{e} AS __tenant_ops_c{i}"))
+        .collect();
+    let list: Vec<String> = (0..p.columns.len())
+        .map(|i| format!("__tenant_ops_c{i}"))
+        .collect();
+    let (source_hash, target_hash) = hashes_over(p, |i, _| format!("y.__tenant_ops_c{i}"));
+    // OFFSET 0: each column expression is computed once, not again inside the hash.
+    format!(
+        "x AS MATERIALIZED (SELECT y.*, {source_hash} AS __tenant_ops_h
+                              FROM (SELECT {cols}, ({new_row}) AS __tenant_ops_new FROM {from} OFFSET 0) y),
+         ins AS (INSERT INTO {tgt} AS t ({tcols}) SELECT {list} FROM x RETURNING {target_hash} AS __tenant_ops_h)",
+        cols = cols.join(", "),
+        tgt = p.target.sql,
+        tcols = p.target_columns(),
+        list = list.join(", "),
+    )
+}
+
+/// The output columns of a checked copy over [`ctes`], in [`read`]'s order.
+pub(super) const OUTPUT: &str = "(SELECT pg_catalog.count(*) FROM x),
+    (SELECT coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text FROM x),
+    (SELECT pg_catalog.count(*) FROM ins),
+    (SELECT coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text FROM ins),
+    (SELECT pg_catalog.count(*) FILTER (WHERE __tenant_ops_new) FROM x)";
+
+/// A whole checked copy statement of the rows `from` selects.
+pub(super) fn statement(p: &TablePlan, from: &str, new_row: &str) -> String {
+    format!("WITH {} SELECT {OUTPUT}", ctes(p, from, new_row))
+}
+
+/// Reads [`OUTPUT`] from a result row, starting at column `first`.
+pub(super) fn read(row: &pgrx::spi::SpiTupleTable, first: usize) -> Result<Sums, pgrx::spi::Error> {
+    let sum = |s: Option<String>| s.and_then(|s| s.parse::<i128>().ok()).unwrap_or(0);
+    Ok(Sums {
+        source_rows: row.get::<i64>(first)?.unwrap_or(0),
+        source_sum: sum(row.get::<String>(first + 1)?),
+        target_rows: row.get::<i64>(first + 2)?.unwrap_or(0),
+        target_sum: sum(row.get::<String>(first + 3)?),
+        new_rows: row.get::<i64>(first + 4)?.unwrap_or(0),
+    })
+}
+
+/// Runs a [`statement`].
+pub(super) fn run(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Sums {
+    Spi::connect_mut(|c| {
+        let t = c.update(sql, Some(1), args)?.first();
+        read(&t, 1)
+    })
+    .or_raise()
+}
+
+/// Adds one step's sums to the table's (`Ok(Some)`), or records why the step could not be
+/// checked (`Err`): then the table is compared by reading it again. A step that copied
+/// nothing (`Ok(None)`) changes nothing.
+pub(super) fn record(job_id: i64, jt: &JobTable, step: Result<Option<Sums>, &str>) {
+    let so_far = jt.details.get(KEY);
+    if so_far.is_some_and(|v| v.get("unchecked").is_some()) {
+        return;
+    }
+    let value = match step {
+        Err(reason) => json!({ "unchecked": reason }),
+        Ok(None) if so_far.is_some() => return,
+        Ok(step) => {
+            let before = so_far.map(parse).unwrap_or_default();
+            let s = step.unwrap_or_default();
+            json!({
+                "source_rows": before.source_rows + s.source_rows,
+                "source_checksum": (before.source_sum + s.source_sum).to_string(),
+                "target_rows": before.target_rows + s.target_rows,
+                "target_checksum": (before.target_sum + s.target_sum).to_string(),
+            })
+        }
+    };
+    jobs::set_table_details(job_id, jt.step, &json!({ KEY: value }));
+}
+
+fn parse(v: &Value) -> Sums {
+    let sum = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<i128>().ok())
+            .unwrap_or(0)
+    };
+    Sums {
+        source_rows: v.get("source_rows").and_then(Value::as_i64).unwrap_or(0),
+        source_sum: sum("source_checksum"),
+        target_rows: v.get("target_rows").and_then(Value::as_i64).unwrap_or(0),
+        target_sum: sum("target_checksum"),
+        new_rows: 0,
+    }
+}
+
+/// What the copy of a table came to: its sums when every step was checked, else why not.
+pub(super) fn of_table(jt: &JobTable) -> Result<Sums, String> {
+    match jt.details.get(KEY) {
+        None => Err("the table was copied before checksums were taken in the copy".into()),
+        Some(v) => match v.get("unchecked").and_then(Value::as_str) {
+            Some(reason) => Err(reason.to_string()),
+            None => Ok(parse(v)),
+        },
+    }
+}
+
+/// Why a table's copy cannot be checked in its own pass, if it cannot. `isolated`: a failing
+/// batch is copied again row by row; `reuses`: some of its rows are in the target already.
+pub(super) fn unchecked_because(
+    p: &TablePlan,
+    on_conflict_error: bool,
+    isolated: bool,
+    reuses: bool,
+) -> Option<&'static str> {
+    if !on_conflict_error {
+        Some("on_conflict is not \"error\": target rows may differ from the source by design")
+    } else if p.shares_rows() || reuses {
+        Some("rows other migrations share are skipped when they are in the target already")
+    } else if isolated {
+        Some("a failing batch is copied row by row (transforms that may fail, continue_on_error)")
+    } else if !p.deferred.is_empty() {
+        Some("columns are set after the copy (self-references, reference cycles)")
+    } else if target_may_change_rows(p.target.oid) {
+        Some("the target has AFTER triggers or rules, which may change rows once stored")
+    } else {
+        None
+    }
+}
+
+/// Whether statements on table `oid` may change rows after the insert returned them: enabled
+/// AFTER triggers of the user's (not the foreign keys' own), or rules.
+fn target_may_change_rows(oid: u32) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                         WHERE tgrelid = $1::pg_catalog.int8::pg_catalog.oid AND NOT tgisinternal
+                           AND tgenabled <> 'D' AND (tgtype & 2) = 0)
+             OR EXISTS (SELECT FROM pg_catalog.pg_rewrite WHERE ev_class = $1::pg_catalog.int8::pg_catalog.oid)",
+        &[(oid as i64).into()],
+    )
+    .or_raise()
+    .unwrap_or(true)
+}
