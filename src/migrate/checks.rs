@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::error::{Error, Result};
 use super::options::{Mode, OnConflict, SharedMode};
-use super::target;
+use super::target_table;
 use super::Migration;
 use crate::pg::{require_schema_privileges, require_table_privileges};
 use crate::scope::graph::Role;
@@ -77,7 +77,8 @@ impl Migration {
         }
         let target_schema_privileges = if self.options.create_target
             && copied.iter().any(|(source, _)| {
-                target::read(&self.target_schema, &self.target_name(loaded, *source)).is_none()
+                target_table::read(&self.target_schema, &self.target_name(loaded, *source))
+                    .is_none()
             }) {
             "USAGE, CREATE"
         } else {
@@ -93,14 +94,14 @@ impl Migration {
         };
         for (source, _) in &copied {
             let name = self.target_name(loaded, *source);
-            match target::read(&self.target_schema, &name) {
+            match target_table::read(&self.target_schema, &name) {
                 Some(t) => push(
                     require_table_privileges(&t.sql, &t.display, target_privileges, WHY)
                         .map_err(Into::into),
                 ),
                 None if self.options.create_target => {}
                 None => push(Err(Error::MissingTarget {
-                    target: target::qualified(&self.target_schema, &name),
+                    target: target_table::qualified(&self.target_schema, &name),
                     from: loaded.catalog.table(*source).display.clone(),
                     shared: false,
                 })),
@@ -122,7 +123,7 @@ impl Migration {
                 return Err(Error::SameTarget {
                     first: a.display.clone(),
                     second: b.display.clone(),
-                    target: target::qualified(&self.target_schema, &stored),
+                    target: target_table::qualified(&self.target_schema, &stored),
                     rename: format!("{}_{}", b.schema, b.name),
                 });
             }

@@ -20,7 +20,7 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 use super::plan::TablePlan;
-use super::verify::hashes_over;
+use super::row_hash::hashes_over;
 use crate::error::OrRaise;
 use crate::jobs::{self, JobTable};
 

@@ -34,6 +34,15 @@ use crate::scope::graph::{EdgeKind, TableId};
 use crate::scope::LoadedScope;
 use crate::sys::{try_subtransaction, with_settings};
 
+/// A target table `create_target` made: for which source table, its oid and name, and what
+/// the source declares on it (built after the load, see `constraints.rs`).
+pub(super) struct Created {
+    pub source: TableId,
+    pub oid: u32,
+    pub display: String,
+    pub deferred: Deferred,
+}
+
 /// What a deferred statement adds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -249,7 +258,7 @@ impl Migration {
                 body: format!(
                     "FOREIGN KEY ({}) REFERENCES {} ({}){}",
                     q(t, &e.child_cols),
-                    super::target::qualified(&self.target_schema, parent_name),
+                    super::target_table::qualified(&self.target_schema, parent_name),
                     q(parent, &e.parent_cols),
                     tail.unwrap_or_default()
                 ),
@@ -268,7 +277,7 @@ impl Migration {
         let mut oids: Vec<i64> = vec![];
         for t in &loaded.resolved.tables {
             let name = self.target_name(loaded, t.oid);
-            if let Some(tt) = super::target::read(&self.target_schema, &name) {
+            if let Some(tt) = super::target_table::read(&self.target_schema, &name) {
                 oids.push(tt.oid as i64);
             }
         }
@@ -397,7 +406,7 @@ impl Migration {
 
     /// Builds every deferred constraint of the tables just created, in `prepare` (with
     /// `continue_on_error`: the copy needs them, see the module documentation).
-    pub(super) fn build_now(&self, created: &[super::target::Created]) -> Result<()> {
+    pub(super) fn build_now(&self, created: &[Created]) -> Result<()> {
         for pass in 0..2 {
             for c in created {
                 let list = if pass == 0 {

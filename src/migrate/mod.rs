@@ -29,8 +29,10 @@
 //! - `changes.rs` — a tenant that changes during the copy: one snapshot inline in REPEATABLE
 //!   READ, otherwise detected against the snapshot recorded at `prepare` (40001, undone);
 //! - `checksums.rs` — the verification checksums a copy statement takes in its own pass;
+//!   how each row is hashed, on both sides: `row_hash.rs`;
 //! - `checks.rs` — what is checked before anything is written, at submission and again in
 //!   `prepare`: every privilege the job needs, one target table per source table;
+//! - `target_table.rs` — what a target table is, and which one a source table goes to;
 //! - `tables.rs` — which tables are copied, and the plans every stage works from; how a plan
 //!   computes each target row: `plan.rs` (keys and FKs) and `transform.rs` (column transforms);
 //! - `keys.rs` — the key mapping: new ids recorded in `tenant_ops.id_map`, uuid5 namespaces
@@ -55,11 +57,13 @@ pub mod kind;
 pub mod options;
 pub mod plan;
 mod prepare;
+mod row_hash;
 mod sharing;
 mod sql;
 mod submit;
 mod tables;
 pub mod target;
+pub mod target_table;
 pub mod transform;
 mod undo;
 pub mod uuid5;

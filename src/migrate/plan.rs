@@ -15,7 +15,7 @@ use pgrx::spi::quote_literal;
 use super::error::{Error, Result};
 use super::options::{ColumnSource, CrossTenant, IdStrategy, MigrateOptions};
 use super::sql::{qualified_cols, quoted_cols};
-use super::target::TargetTable;
+use super::target_table::TargetTable;
 use super::transform::Transform;
 use crate::scope::graph::{Role, TableId};
 use crate::scope::LoadedScope;

@@ -14,7 +14,7 @@ use super::options::{self, Mode, OnConflict, SharedMode};
 use super::plan::{Planner, TablePlan};
 use super::sharing;
 use super::sql::{qualified_cols, quoted_cols, rows_written};
-use super::target;
+use super::{target, target_table};
 use super::{Migration, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs;
@@ -412,9 +412,9 @@ impl Migration {
         let mut targets = vec![];
         for (source, _) in &shared {
             let name = self.target_name(loaded, *source);
-            let Some(t) = target::read(&self.target_schema, &name) else {
+            let Some(t) = target_table::read(&self.target_schema, &name) else {
                 return Err(Error::MissingTarget {
-                    target: target::qualified(&self.target_schema, &name),
+                    target: target_table::qualified(&self.target_schema, &name),
                     from: loaded.catalog.table(*source).display.clone(),
                     shared: true,
                 });

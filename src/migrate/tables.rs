@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::error::{Error, Result};
 use super::options::{IdStrategy, MigrateOptions, SharedMode};
 use super::plan::{Planner, TablePlan};
-use super::target::{self, TargetTable};
+use super::target_table::{self, TargetTable};
 use super::Migration;
 use crate::scope::graph::{Role, TableId};
 use crate::scope::LoadedScope;
@@ -32,7 +32,7 @@ impl Migration {
         let mut targets = vec![];
         for (source, _) in &copied {
             let name = self.target_name(loaded, *source);
-            match target::read(&self.target_schema, &name) {
+            match target_table::read(&self.target_schema, &name) {
                 Some(mut t) => {
                     // Created bare by this job: planned with the primary key it will get.
                     if bare.contains(&t.oid) {
@@ -45,7 +45,7 @@ impl Migration {
                 }
                 None => {
                     return Err(Error::MissingTarget {
-                        target: target::qualified(&self.target_schema, &name),
+                        target: target_table::qualified(&self.target_schema, &name),
                         from: loaded.catalog.table(*source).display.clone(),
                         shared: false,
                     })
@@ -96,7 +96,7 @@ impl Migration {
             .iter()
             .filter_map(|t| {
                 let mut target =
-                    target::read(&self.target_schema, &self.target_name(loaded, t.oid))?;
+                    target_table::read(&self.target_schema, &self.target_name(loaded, t.oid))?;
                 if bare.contains(&target.oid) && target.primary_key.is_none() {
                     target.primary_key = loaded.catalog.table(t.oid).primary_key.clone();
                 }
