@@ -94,6 +94,7 @@ pub fn round(
             Ok(s) => *steps = Some(s),
             Err(e) => {
                 super::finish(job_id, Status::Failed, Some(&e.to_string()), None);
+                super::record_sqlstate(job_id, &sqlstate_text(e.sqlstate));
                 return Round::Stopped(Err(e));
             }
         }
@@ -134,19 +135,21 @@ fn transient(code: PgSqlErrorCode) -> bool {
 }
 
 /// A step failed (its own work rolled back with its subtransaction): retry after an
-/// exponential back-off when the policy allows, the error may pass and attempts remain; else
-/// fail the job.
+/// exponential back-off when the policy allows, the error may pass (or the job is a
+/// schedule's run, which is retried whatever it failed with) and attempts remain; else fail
+/// the job. The error's SQLSTATE is kept with it either way.
 fn failed(job_id: i64, e: &Report, on_failure: OnFailure) {
     let attempts = super::attempts(job_id);
-    if on_failure == OnFailure::RetryTransient
-        && transient(e.sqlstate)
+    let retry = on_failure == OnFailure::RetryTransient
         && attempts < crate::gucs::max_attempts()
-    {
+        && (transient(e.sqlstate) || super::scheduled(job_id));
+    if retry {
         let delay = crate::gucs::retry_delay_seconds() as f64 * 2f64.powi(attempts.max(1) - 1);
         super::requeue(job_id, &e.to_string(), delay);
     } else {
         super::finish(job_id, Status::Failed, Some(&e.to_string()), None);
     }
+    super::record_sqlstate(job_id, &sqlstate_text(e.sqlstate));
 }
 
 /// Runs the remaining steps, committing after each. A failing step is rolled back (its
