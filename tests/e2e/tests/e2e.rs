@@ -17,6 +17,7 @@ mod datasets;
 mod integrity;
 mod migration;
 mod restore_modes;
+mod schedules;
 mod security;
 mod shared_rows;
 mod submission;
@@ -209,6 +210,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (shared_rows::ENTRY, shared_rows::shared_rows),
     ];
     all.extend(submission::tests());
+    all.extend(schedules::tests());
     all
 }
 
