@@ -409,10 +409,30 @@ fn fire_due(s: &Schedule, now_us: i64) {
     .or_raise();
 }
 
+/// Schedule runs older than `tenant_ops.history_retention` go, at most once an hour (the
+/// history never grows without bound, whether or not a purge_history schedule exists).
+fn purge_old_runs() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST_US: AtomicI64 = AtomicI64::new(0);
+    let now = to_us(jiff::Timestamp::now());
+    if now - LAST_US.load(Ordering::Relaxed) < 3_600_000_000 {
+        return;
+    }
+    LAST_US.store(now, Ordering::Relaxed);
+    owner::execute(
+        "DELETE FROM tenant_ops.schedule_runs
+          WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1)
+            AND outcome NOT IN ('waiting', 'queued', 'running', 'paused')",
+        &[crate::gucs::history_retention_minutes().into()],
+    )
+    .or_raise();
+}
+
 /// The scheduler's turn (in its own transaction): history in step, waiting runs started, due
 /// schedules fired. Returns how long until the next firing (None: nothing scheduled).
 pub fn tick() -> Option<Duration> {
     sync_runs();
+    purge_old_runs();
     let now_us = to_us(jiff::Timestamp::now());
     start_waiting(now_us);
     loop {

@@ -192,7 +192,10 @@ fn drain(listener: &mut Client, wait: Duration) -> Vec<serde_json::Value> {
 /// them, as `cron` runs whose jobs succeed; schedule.fired is sent. Altered to every third
 /// second it fires at multiples of three from the next firing on; disabled it stops;
 /// trigger_schedule runs it at once (a `manual` run).
-pub fn schedule_fires_on_time_in_two_databases(cluster: &Cluster) {
+pub fn schedule_fires_on_time_in_two_databases(_shared: &Cluster) {
+    // A cluster of its own: by the end of a whole run the shared one's worker slots are
+    // taken by the schedulers of every earlier test's database.
+    let cluster = &Cluster::start_new();
     let (db_a, db_b) = ("e2e_sched_a", "e2e_sched_b");
     let mut a = shop_db(cluster, db_a);
     let mut b = shop_db(cluster, db_b);
@@ -338,7 +341,10 @@ pub fn schedule_fires_on_time_in_two_databases(cluster: &Cluster) {
 /// A validation that cannot finish while another session holds a lock on a scope table:
 /// with overlap "skip" every firing meanwhile is recorded as skipped (schedule.skipped); with
 /// "queue" the first waits and runs once the blocked run ends, the others are skipped.
-pub fn schedule_overlap_skip_and_queue(cluster: &Cluster) {
+pub fn schedule_overlap_skip_and_queue(_shared: &Cluster) {
+    // A cluster of its own: by the end of a whole run the shared one's worker slots are
+    // taken by the schedulers of every earlier test's database.
+    let cluster = &Cluster::start_new();
     let db = "e2e_sched_overlap";
     let mut c = shop_db(cluster, db);
     let mut listener = cluster.connect(db);
@@ -780,7 +786,10 @@ fn exporter_queries() -> Vec<(String, String, Vec<String>)> {
 /// Every query of the postgres_exporter file runs, as a tenant_ops_viewer, and gives exactly
 /// the columns it declares, with a row for what exists: a validation, a backup, a schedule's
 /// runs, the scheduler.
-pub fn schedule_exporter_queries_run(cluster: &Cluster) {
+pub fn schedule_exporter_queries_run(_shared: &Cluster) {
+    // A cluster of its own: by the end of a whole run the shared one's worker slots are
+    // taken by the schedulers of every earlier test's database.
+    let cluster = &Cluster::start_new();
     let db = "e2e_sched_exporter";
     let mut c = shop_db(cluster, db);
     exec(
