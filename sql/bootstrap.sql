@@ -88,8 +88,10 @@ CREATE TABLE tenant_ops.jobs (
     updated_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     next_run_at   timestamptz,
     worker_pid    int,
-    cancel_requested boolean NOT NULL DEFAULT false
+    cancel_requested boolean NOT NULL DEFAULT false,
+    error_sqlstate text CHECK (error_sqlstate ~ '^[0-9A-Z]{5}$')
 );
+COMMENT ON COLUMN tenant_ops.jobs.error_sqlstate IS 'The SQLSTATE of the error in jobs.error (what a step failed with).';
 CREATE INDEX jobs_queue_idx ON tenant_ops.jobs (id) WHERE status = 'queued' AND executor = 'background';
 COMMENT ON COLUMN tenant_ops.jobs.next_run_at IS 'A queued background job is not started before this (retry back-off).';
 COMMENT ON COLUMN tenant_ops.jobs.worker_pid IS 'The background worker running the job, while it runs.';
@@ -286,3 +288,94 @@ CREATE TABLE tenant_ops.backups (
 COMMENT ON TABLE tenant_ops.backups IS
     'One row per backup file: the tenant it holds, its SHA-256, its manifest (tables, columns, row counts, checksums) and when it expires.';
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.backups', '');
+
+-- Schedules (see src/schedule/): a cron expression in a time zone, the operation it runs and
+-- the arguments it runs it with, run as the role that created it.
+CREATE TABLE tenant_ops.schedule (
+    id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name                  text NOT NULL UNIQUE CHECK (name <> '' AND pg_catalog.length(name) <= 200),
+    cron                  text NOT NULL,
+    operation             text NOT NULL
+                          CHECK (operation IN ('backup', 'validate', 'migrate', 'purge_backups', 'purge_history')),
+    params                jsonb NOT NULL DEFAULT '{}',
+    enabled               boolean NOT NULL DEFAULT true,
+    owner                 name NOT NULL,
+    time_zone             text NOT NULL,
+    overlap               text NOT NULL DEFAULT 'skip' CHECK (overlap IN ('skip', 'queue')),
+    catch_up              text NOT NULL DEFAULT 'once' CHECK (catch_up IN ('once', 'skip')),
+    alert_after           int NOT NULL DEFAULT 3 CHECK (alert_after >= 1),
+    engine                text NOT NULL DEFAULT 'builtin' CHECK (engine IN ('builtin', 'pg_cron')),
+    cron_job_id           bigint,
+    next_run              timestamptz,
+    last_run              timestamptz,
+    last_job              bigint,
+    pending               boolean NOT NULL DEFAULT false,
+    runs                  bigint NOT NULL DEFAULT 0,
+    failures              bigint NOT NULL DEFAULT 0,
+    consecutive_failures  int NOT NULL DEFAULT 0,
+    alerted               boolean NOT NULL DEFAULT false,
+    created_by            name NOT NULL DEFAULT session_user,
+    created_at            timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at            timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX schedule_due_idx ON tenant_ops.schedule (next_run) WHERE enabled AND engine = 'builtin';
+COMMENT ON TABLE tenant_ops.schedule IS
+    'schedule_operation''s schedules: cron expression, time zone, operation and its params, the owner whose rights its jobs run with, and the counters the scheduler keeps.';
+COMMENT ON COLUMN tenant_ops.schedule.pending IS 'overlap "queue": a firing came while the last run was still going; it runs once that run ends.';
+COMMENT ON COLUMN tenant_ops.schedule.cron_job_id IS 'engine pg_cron: the jobid in cron.job.';
+
+CREATE TABLE tenant_ops.schedule_runs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    schedule_id   bigint NOT NULL REFERENCES tenant_ops.schedule ON DELETE CASCADE,
+    schedule      text NOT NULL,
+    trigger       text NOT NULL DEFAULT 'cron' CHECK (trigger IN ('cron', 'catch_up', 'queued', 'manual', 'pg_cron')),
+    scheduled_at  timestamptz NOT NULL,
+    started_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    job_id        bigint,
+    outcome       text NOT NULL CHECK (outcome IN ('waiting', 'queued', 'running', 'paused', 'succeeded', 'failed',
+                                                   'cancelled', 'rolled_back', 'skipped', 'missed')),
+    late          boolean NOT NULL DEFAULT false,
+    firings       int NOT NULL DEFAULT 1 CHECK (firings >= 1),
+    lag           interval GENERATED ALWAYS AS (started_at - scheduled_at) STORED,
+    finished_at   timestamptz,
+    sqlstate      text,
+    error         text
+);
+CREATE INDEX schedule_runs_schedule_idx ON tenant_ops.schedule_runs (schedule_id, id);
+CREATE INDEX schedule_runs_job_idx ON tenant_ops.schedule_runs (job_id) WHERE job_id IS NOT NULL;
+CREATE INDEX schedule_runs_open_idx ON tenant_ops.schedule_runs (job_id) WHERE outcome IN ('queued', 'running', 'paused');
+CREATE INDEX schedule_runs_started_idx ON tenant_ops.schedule_runs (started_at);
+COMMENT ON TABLE tenant_ops.schedule_runs IS
+    'One row per firing of a schedule: when it was due, when it started, the job, its outcome (kept in step with the job), how late it was. '
+    'skipped: the previous run was still going (overlap skip); missed: firings while the server was down (catch_up skip, firings counts them); '
+    'late: a catch-up run after downtime. Purged after tenant_ops.history_retention.';
+
+CREATE VIEW tenant_ops.schedules AS
+SELECT s.id,
+       s.name,
+       s.cron,
+       s.operation,
+       s.params,
+       s.enabled,
+       s.owner,
+       s.time_zone,
+       s.last_run,
+       s.last_job,
+       j.status AS last_status,
+       CASE WHEN s.enabled AND s.engine = 'builtin' THEN s.next_run END AS next_run,
+       s.runs,
+       s.failures,
+       s.consecutive_failures,
+       s.overlap,
+       s.catch_up,
+       s.alert_after,
+       s.engine,
+       s.cron_job_id,
+       s.created_at
+  FROM tenant_ops.schedule s
+  LEFT JOIN tenant_ops.jobs j ON j.id = s.last_job;
+COMMENT ON VIEW tenant_ops.schedules IS
+    'Schedules: cron, operation, params, owner, time zone, the last run and its job''s status, the next run, runs, failures, consecutive failures.';
+
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.schedule', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.schedule_runs', '');

@@ -10,14 +10,15 @@ GRANT USAGE ON SCHEMA tenant_ops TO tenant_ops_viewer;
 GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenant_ops.jobs, tenant_ops.job_tables,
                 tenant_ops.job_log, tenant_ops.job_errors, tenant_ops.progress, tenant_ops.id_map,
                 tenant_ops.job_extra, tenant_ops.scheduler_state, tenant_ops.integrity_issues,
-                tenant_ops.integrity_history, tenant_ops.quarantine, tenant_ops.backups TO tenant_ops_viewer;
+                tenant_ops.integrity_history, tenant_ops.quarantine, tenant_ops.backups,
+                tenant_ops.schedule, tenant_ops.schedule_runs, tenant_ops.schedules, tenant_ops.metrics TO tenant_ops_viewer;
 
 -- viewer
 GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;
 GRANT EXECUTE ON FUNCTION tenant_ops.job_report(bigint), tenant_ops.map_id(regclass, text),
                           tenant_ops.uuid5(uuid, text), tenant_ops.uuid7() TO tenant_ops_viewer;
 GRANT EXECUTE ON FUNCTION tenant_ops.wait_for_job(bigint, interval), tenant_ops.scheduler_health(),
-                          tenant_ops.verify_migration(bigint) TO tenant_ops_viewer;
+                          tenant_ops.scheduler_stats(), tenant_ops.verify_migration(bigint) TO tenant_ops_viewer;
 -- operator
 GRANT EXECUTE ON FUNCTION tenant_ops.migrate_tenant(text, text, name, jsonb, boolean),
                           tenant_ops.validate_integrity(text, text, text[], boolean),
@@ -36,6 +37,9 @@ GRANT EXECUTE ON FUNCTION tenant_ops.rollback_migration(bigint), tenant_ops.purg
                           tenant_ops.restore_quarantined(bigint) TO tenant_ops_admin;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_scope(text, regclass, name, jsonb),
                           tenant_ops.drop_scope(text) TO tenant_ops_admin;
+GRANT EXECUTE ON FUNCTION tenant_ops.schedule_operation(text, text, text, jsonb), tenant_ops.unschedule(text),
+                          tenant_ops.alter_schedule(text, text, jsonb, boolean),
+                          tenant_ops.trigger_schedule(text) TO tenant_ops_admin;
 
 -- Rows computed from user data (key mappings, staged keys, archived and quarantined rows) are
 -- written by statements that run as the caller, so that no user code (a trigger, a cast, an

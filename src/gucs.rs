@@ -25,6 +25,7 @@ static BACKUP_ENCRYPTION_KEY_FILE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 static BACKUP_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(2);
+static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn init() {
@@ -154,6 +155,14 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_MIN,
     );
+    GucRegistry::define_string_guc(
+        c"tenant_ops.timezone",
+        c"Time zone of a new schedule's cron expression unless its params name one (an IANA zone such as Europe/Oslo).",
+        c"Read when a schedule is created or its params change; the zone is kept with the schedule.",
+        &TIMEZONE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
 }
 
@@ -208,4 +217,7 @@ pub fn backup_retention_minutes() -> i32 {
 }
 pub fn max_concurrent_backups() -> i32 {
     MAX_CONCURRENT_BACKUPS.get()
+}
+pub fn timezone() -> String {
+    string(&TIMEZONE).unwrap_or_else(|| "UTC".into())
 }

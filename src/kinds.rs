@@ -13,6 +13,8 @@ pub static KINDS: &[&dyn JobKind] = &[
     &crate::integrity::kind::Validate,
     &crate::backup::kind::BackupKind,
     &crate::backup::kind::RestoreKind,
+    &crate::backup::kind::PurgeBackupsKind,
+    &crate::jobs::purge::PurgeHistoryKind,
 ];
 
 /// The kind of that name.

@@ -28,6 +28,7 @@ pub mod kinds;
 pub mod migrate;
 pub mod options;
 pub mod pg;
+pub mod schedule;
 pub mod scope;
 pub mod sys;
 pub mod worker;

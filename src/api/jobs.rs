@@ -328,95 +328,16 @@ fn wait_for_job(
     }
 }
 
-/// The background machinery of this database at a glance.
-#[pg_extern(sql = r#"
-CREATE FUNCTION tenant_ops.scheduler_health()
-RETURNS TABLE(launcher_pid int, scheduler_pid int, scheduler_started_at timestamptz, last_heartbeat timestamptz,
-              queued bigint, running bigint, failed bigint, workers_running bigint, max_workers int)
-STABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
-COMMENT ON FUNCTION tenant_ops.scheduler_health() IS
-'Launcher and scheduler processes, last heartbeat, and the queue: queued, running, failed jobs, workers running.';
-"#)]
-#[allow(clippy::type_complexity)]
-fn scheduler_health() -> TableIterator<
-    'static,
-    (
-        name!(launcher_pid, Option<i32>),
-        name!(scheduler_pid, Option<i32>),
-        name!(
-            scheduler_started_at,
-            Option<pgrx::datum::TimestampWithTimeZone>
-        ),
-        name!(last_heartbeat, Option<pgrx::datum::TimestampWithTimeZone>),
-        name!(queued, i64),
-        name!(running, i64),
-        name!(failed, i64),
-        name!(workers_running, i64),
-        name!(max_workers, i32),
-    ),
-> {
-    // As the owner: pg_stat_activity hides other roles' backend_type from ordinary roles.
-    let row = crate::sys::owner::rows(
-                "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 LIMIT 1),
-                        (SELECT s.pid FROM tenant_ops.scheduler_state s
-                          WHERE s.pid IN (SELECT pid FROM pg_catalog.pg_stat_activity)),
-                        (SELECT started_at FROM tenant_ops.scheduler_state),
-                        (SELECT heartbeat FROM tenant_ops.scheduler_state),
-                        (SELECT pg_catalog.count(*) FROM tenant_ops.jobs WHERE status = 'queued'),
-                        (SELECT pg_catalog.count(*) FROM tenant_ops.jobs WHERE status = 'running'),
-                        (SELECT pg_catalog.count(*) FROM tenant_ops.jobs WHERE status = 'failed'),
-                        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type LIKE $2 || '%')",
-        &[crate::worker::LAUNCHER_TYPE.into(), crate::worker::JOB_TYPE_PREFIX.into()],
-        |r| {
-            Ok((
-                r.get::<i32>(1)?,
-                r.get::<i32>(2)?,
-                r.get::<pgrx::datum::TimestampWithTimeZone>(3)?,
-                r.get::<pgrx::datum::TimestampWithTimeZone>(4)?,
-                r.get::<i64>(5)?.unwrap_or(0),
-                r.get::<i64>(6)?.unwrap_or(0),
-                r.get::<i64>(7)?.unwrap_or(0),
-                r.get::<i64>(8)?.unwrap_or(0),
-            ))
-        },
-    )
-    .or_raise()
-    .pop()
-    .expect("one row");
-    TableIterator::once((
-        row.0,
-        row.1,
-        row.2,
-        row.3,
-        row.4,
-        row.5,
-        row.6,
-        row.7,
-        crate::gucs::max_workers(),
-    ))
-}
-
-/// Deletes finished jobs (with their logs, errors, checkpoints and archives) older than
-/// `tenant_ops.history_retention`. Returns how many jobs went.
+/// Deletes finished jobs (with their logs, errors, checkpoints and archives), audit entries
+/// and schedule runs older than `tenant_ops.history_retention`. Returns how many jobs went.
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.purge_history() RETURNS bigint
 VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
-COMMENT ON FUNCTION tenant_ops.purge_history() IS 'Deletes finished jobs older than tenant_ops.history_retention.';
+COMMENT ON FUNCTION tenant_ops.purge_history() IS 'Deletes finished jobs, audit entries and schedule runs older than tenant_ops.history_retention.';
 "#)]
 fn purge_history() -> i64 {
-    let minutes = crate::gucs::history_retention_minutes();
-    let n = crate::sys::owner::execute(
-        "DELETE FROM tenant_ops.jobs
-          WHERE status IN ('succeeded', 'failed', 'cancelled', 'rolled_back')
-            AND finished_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1)",
-        &[minutes.into()],
-    )
-    .or_raise();
-    audit::record(
-        "purge_history",
-        "jobs",
-        json!({"retention_minutes": minutes}),
-        &format!("{n} jobs"),
-    );
+    let report = jobs::purge::purge();
+    let n = report["jobs"].as_i64().unwrap_or(0);
+    audit::record("purge_history", "jobs", report, &format!("{n} jobs"));
     n
 }

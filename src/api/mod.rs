@@ -5,6 +5,7 @@ pub mod backups;
 pub mod integrity;
 pub mod jobs;
 pub mod migrate;
+pub mod schedules;
 pub mod scopes;
 
 use crate::error::{Common, UserError};

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::error::Report;
 use crate::jobs::kind::{nothing_to_undo, JobKind, Steps};
-use crate::jobs::{Job, Status};
+use crate::jobs::{Job, Status, StepOutcome};
 
 pub struct BackupKind;
 
@@ -44,6 +44,37 @@ impl JobKind for RestoreKind {
     }
     /// A restore changes the tenant in its one step's transaction: cancelled before it
     /// commits, the tenant is as it was.
+    fn revert(&self, job: &Job, final_status: Status) -> Result<Value, Report> {
+        nothing_to_undo(job, final_status)
+    }
+}
+
+/// `purge_backups` as a job (what a schedule runs): drops the expired backups and removes
+/// leftover files, as `tenant_ops.purge_backups()` does.
+pub struct PurgeBackupsKind;
+
+struct PurgeBackups;
+
+impl Steps for PurgeBackups {
+    fn step(&mut self, _job: &Job) -> Result<StepOutcome, Report> {
+        Ok(StepOutcome::Done(super::purge()?))
+    }
+}
+
+impl JobKind for PurgeBackupsKind {
+    fn name(&self) -> &'static str {
+        "purge_backups"
+    }
+    fn max_concurrent(&self) -> i32 {
+        1
+    }
+    fn required_role(&self) -> &'static str {
+        "tenant_ops_admin"
+    }
+    fn steps(&self, _job: &Job) -> Result<Box<dyn Steps>, Report> {
+        Ok(Box::new(PurgeBackups))
+    }
+    /// Rows and files go in the one step's transaction (files when it commits).
     fn revert(&self, job: &Job, final_status: Status) -> Result<Value, Report> {
         nothing_to_undo(job, final_status)
     }

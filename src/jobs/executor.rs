@@ -94,6 +94,7 @@ pub fn round(
             Ok(s) => *steps = Some(s),
             Err(e) => {
                 super::finish(job_id, Status::Failed, Some(&e.to_string()), None);
+                super::record_sqlstate(job_id, &sqlstate_text(e.sqlstate));
                 return Round::Stopped(Err(e));
             }
         }
@@ -137,7 +138,8 @@ fn transient(code: PgSqlErrorCode) -> bool {
 /// an undo ([`Report::undo`]: what the job wrote so far is worthless) reverts the job first
 /// (its kind's `revert`, in a subtransaction) and fails it, never retried as it stands;
 /// otherwise the job is retried after an exponential back-off when the policy allows, the
-/// error may pass and attempts remain, or else failed.
+/// error may pass (or the job is a schedule's run, which is retried whatever it failed with)
+/// and attempts remain, or else failed. The error's SQLSTATE is kept with it either way.
 fn failed(job: &super::Job, kind: &dyn JobKind, e: &Report, on_failure: OnFailure) {
     let job_id = job.id;
     if e.undo {
@@ -155,18 +157,20 @@ fn failed(job: &super::Job, kind: &dyn JobKind, e: &Report, on_failure: OnFailur
                 None,
             ),
         }
+        super::record_sqlstate(job_id, &sqlstate_text(e.sqlstate));
         return;
     }
     let attempts = super::attempts(job_id);
-    if on_failure == OnFailure::RetryTransient
-        && transient(e.sqlstate)
+    let retry = on_failure == OnFailure::RetryTransient
         && attempts < crate::gucs::max_attempts()
-    {
+        && (transient(e.sqlstate) || super::scheduled(job_id));
+    if retry {
         let delay = crate::gucs::retry_delay_seconds() as f64 * 2f64.powi(attempts.max(1) - 1);
         super::requeue(job_id, &e.to_string(), delay);
     } else {
         super::finish(job_id, Status::Failed, Some(&e.to_string()), None);
     }
+    super::record_sqlstate(job_id, &sqlstate_text(e.sqlstate));
 }
 
 /// Runs the remaining steps, committing after each. A failing step is rolled back (its

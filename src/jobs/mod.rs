@@ -13,6 +13,7 @@ pub mod error;
 pub mod executor;
 pub mod kind;
 pub mod lock;
+pub mod purge;
 pub mod state;
 
 use pgrx::prelude::*;
@@ -68,6 +69,21 @@ fn owner_run(sql: &'static str, args: &[pgrx::datum::DatumWithOid]) {
 
 /// Creates a job row and returns its id.
 pub fn create(kind: &str, scope: &str, tenant: &str, options: &Value, executor: Executor) -> i64 {
+    create_for(kind, Some(scope), Some(tenant), options, executor)
+}
+
+/// Creates a job of no scope or tenant (the purges) and returns its id.
+pub fn create_unscoped(kind: &str, options: &Value, executor: Executor) -> i64 {
+    create_for(kind, None, None, options, executor)
+}
+
+fn create_for(
+    kind: &str,
+    scope: Option<&str>,
+    tenant: Option<&str>,
+    options: &Value,
+    executor: Executor,
+) -> i64 {
     // The submitter is who calls, read before switching to the owner: background workers run
     // the job as this role, so it must never be the owner's name.
     let submitter = current_user();
@@ -158,6 +174,25 @@ pub fn requeue(id: i64, error: &str, delay_s: f64) {
         "job.retry",
         Some(serde_json::json!({"delay_seconds": delay_s, "error": error})),
     );
+}
+
+/// Records the SQLSTATE of the error just stored in `jobs.error` (what a schedule's history
+/// shows of a failed run).
+pub fn record_sqlstate(id: i64, sqlstate: &str) {
+    owner_run(
+        "UPDATE tenant_ops.jobs SET error_sqlstate = $2 WHERE id = $1",
+        &[id.into(), sqlstate.into()],
+    );
+}
+
+/// Whether the job is a run of a schedule (whose failures are retried whatever the error).
+pub fn scheduled(id: i64) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM tenant_ops.schedule_runs WHERE job_id = $1)",
+        &[id.into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
 }
 
 /// The worker leaves a job it no longer runs (paused or cancelled by someone else).

@@ -1,7 +1,9 @@
 //! The scheduler of one database: claims queued background jobs (`FOR UPDATE SKIP LOCKED`)
 //! within the caps, starts one dynamic worker per job, puts back in the queue the jobs whose
-//! worker died (a crash, a kill), and keeps a heartbeat. Woken by a latch when a job is
-//! queued (see `wake_scheduler_after_commit`), otherwise every second.
+//! worker died (a crash, a kill), and keeps a heartbeat; fires the schedules that are due
+//! (`crate::schedule::fire::tick`). Woken by a latch when a job is queued, ends, or a schedule
+//! changes (see `wake_scheduler_after_commit`), at a schedule's next firing, and otherwise
+//! every second for the job queue.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -14,6 +16,8 @@ use crate::gucs;
 
 const POLL: Duration = Duration::from_secs(1);
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Wakes just after a firing is due rather than just before it (the wait is in milliseconds).
+const FIRING_SLACK: Duration = Duration::from_millis(1);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -53,10 +57,20 @@ pub extern "C-unwind" fn tenant_ops_scheduler_main(_arg: pg_sys::Datum) {
         if !keep_going {
             break;
         }
+        // Schedules first, so that a run fired now is claimed in the same turn.
+        let next_firing = BackgroundWorker::transaction(|| {
+            crate::sys::try_subtransaction(crate::schedule::fire::tick).unwrap_or_else(|e| {
+                pgrx::warning!("pg_tenant_ops: evaluating schedules failed: {}", e.message);
+                Some(POLL)
+            })
+        });
         BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
             claim_and_start(&db, &mut warned)
         }));
-        if !Signals::wait(POLL) {
+        // Until the next firing (a latch set by a new or changed schedule, a submitted job or
+        // a job's end wakes us sooner), at most the job queue's poll interval.
+        let timeout = next_firing.map_or(POLL, |d| d.min(POLL) + FIRING_SLACK);
+        if !Signals::wait(timeout) {
             break;
         }
     }

@@ -19,6 +19,7 @@ mod integrity;
 mod migration;
 mod post_load;
 mod restore_modes;
+mod schedules;
 mod security;
 mod shared_rows;
 mod submission;
@@ -251,6 +252,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ),
     ];
     all.extend(submission::tests());
+    all.extend(schedules::tests());
     all
 }
 
