@@ -434,7 +434,8 @@ impl Migration {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
 mod tests {
     use super::*;
 
@@ -453,7 +454,9 @@ mod tests {
         assert_eq!(target_name_of(&long, "t", "u").len(), 63);
     }
 
-    #[test]
+    // In a backend: names are quoted by the server's own quote_identifier (a plain test
+    // binary cannot link it).
+    #[pg_test]
     fn statements() {
         let pk = Ddl {
             kind: DdlKind::Constraint,
