@@ -13,6 +13,7 @@ pub static KINDS: &[&dyn JobKind] = &[
     &crate::integrity::kind::Validate,
     &crate::backup::kind::BackupKind,
     &crate::backup::kind::RestoreKind,
+    &crate::import::kind::ImportKind,
 ];
 
 /// The kind of that name.

@@ -14,6 +14,7 @@ mod background;
 mod backups;
 mod common;
 mod datasets;
+mod import;
 mod integrity;
 mod migration;
 mod restore_modes;
@@ -58,6 +59,15 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             backups::restore_survives_worker_kill9,
         ),
         ("restore_clone_pagila", restore_modes::restore_clone_pagila),
+        ("import_pagila_round_trip", import::import_pagila_round_trip),
+        (
+            "import_refused_rows_by_line",
+            import::import_refused_rows_by_line,
+        ),
+        (
+            "import_resumes_after_worker_kill9",
+            import::import_resumes_after_worker_kill9,
+        ),
         (
             "restore_merge_chinook",
             restore_modes::restore_merge_chinook,
