@@ -68,6 +68,8 @@ pub struct ImportOptions {
     /// JSON: the keys leading to the array of records inside the document (empty: the
     /// document is the array).
     pub records_path: Vec<String>,
+    /// XML: the element each record is (default: every child of the root element).
+    pub record_element: Option<String>,
     /// Target column → how it is filled (as `migrate_tenant`'s per-table `columns`).
     pub columns: BTreeMap<String, ColumnSource>,
     pub tenant: Option<TenantStamp>,
@@ -102,6 +104,8 @@ struct Document {
     encoding: Option<String>,
     #[serde(default, deserialize_with = "records_path")]
     records_path: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "element")]
+    record_element: Option<String>,
     #[serde(default)]
     columns: BTreeMap<String, ColumnSource>,
     #[serde(default, deserialize_with = "present")]
@@ -139,6 +143,10 @@ fn one_char<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, 
             options::got(&other)
         ))),
     }
+}
+
+fn element<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    options::name(d, "an element name").map(Some)
 }
 
 fn records_path<'de, D: Deserializer<'de>>(
@@ -215,6 +223,7 @@ impl ImportOptions {
             },
             encoding,
             records_path: d.records_path.unwrap_or_default(),
+            record_element: d.record_element,
             columns: d.columns,
             tenant: d.tenant.map(|t| t.0),
             rules,

@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod json;
 pub mod ndjson;
+pub mod xml;
 
 use std::io::BufRead;
 
@@ -14,7 +15,7 @@ use super::error::{Error, Result};
 use super::options::ImportOptions;
 
 /// The `format` values.
-pub const FORMATS: &[&str] = &["auto", "csv", "json", "ndjson"];
+pub const FORMATS: &[&str] = &["auto", "csv", "json", "ndjson", "xml"];
 
 /// A format the readers know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,7 @@ pub enum Format {
     Csv,
     Json,
     Ndjson,
+    Xml,
 }
 
 impl Format {
@@ -30,6 +32,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Json => "json",
             Format::Ndjson => "ndjson",
+            Format::Xml => "xml",
         }
     }
 
@@ -40,6 +43,7 @@ impl Format {
             "csv" | "tsv" => Ok(Some(Format::Csv)),
             "json" => Ok(Some(Format::Json)),
             "ndjson" | "jsonl" | "jsonlines" => Ok(Some(Format::Ndjson)),
+            "xml" => Ok(Some(Format::Xml)),
             _ => Err(Error::UnknownFormat {
                 format: format.to_string(),
             }),
@@ -60,6 +64,9 @@ impl Format {
         if t.starts_with('[') {
             return Format::Json;
         }
+        if t.starts_with('<') {
+            return Format::Xml;
+        }
         if t.starts_with('{') {
             let first_line = t.lines().next().unwrap_or_default();
             return if serde_json::from_str::<Value>(first_line).is_ok() {
@@ -70,6 +77,9 @@ impl Format {
         }
         if lower.ends_with(".json") {
             return Format::Json;
+        }
+        if lower.ends_with(".xml") {
+            return Format::Xml;
         }
         Format::Csv
     }
@@ -131,6 +141,7 @@ pub fn reader(
         Format::Csv => Box::new(csv::CsvReader::new(text, &options.csv, default_fields)?),
         Format::Ndjson => Box::new(ndjson::NdjsonReader::new(text)),
         Format::Json => Box::new(json::JsonReader::new(text, &options.records_path)?),
+        Format::Xml => Box::new(xml::XmlReader::new(text, options.record_element.clone())),
     })
 }
 

@@ -52,6 +52,15 @@ SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört"."Peo;ple"', convert
   '{"records_path": "data.items"}'))).result -> 'rows_written' AS from_path;
 SELECT id, name, born, score, active FROM "imp ört"."Peo;ple" WHERE id BETWEEN 6 AND 10 ORDER BY id;
 
+-- 3b. XML: record_element, attributes and child elements as fields, entities as XML has them
+SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört"."Peo;ple"', convert_to(
+'<?xml version="1.0"?>
+<export><meta><skip>1</skip></meta>
+  <person id="11"><name>K&amp;L &#228;</name><born>2024-03-05</born></person>
+  <person id="12" name="Lu"><email/><score><![CDATA[2,5]]></score></person>
+</export>', 'UTF8'), 'auto', '{"record_element": "person"}'))).result -> 'format' AS xml;
+SELECT id, name, email, born, score FROM "imp ört"."Peo;ple" WHERE id IN (11, 12) ORDER BY id;
+
 -- 4. gzip, UTF-16 and UTF-8 with their BOMs, a legacy single-byte encoding
 CREATE TABLE "imp ört".plain (id int PRIMARY KEY, name text);
 SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört".plain',
@@ -137,6 +146,15 @@ SELECT tenant_ops.import_data_bytes('"imp ört".plain', convert_to('{"rows": []}
 SELECT tenant_ops.import_data_bytes('"imp ört".plain', convert_to(E'[{"id": 60},\n {"id": 61,]', 'UTF8'), 'json');
 \echo :SQLSTATE
 SELECT tenant_ops.import_data_bytes('"imp ört".plain', convert_to('{"data": {}}', 'UTF8'), 'json', '{"records_path": "data.items"}');
+\echo :SQLSTATE
+-- an XML bomb: entity declarations are refused before anything is expanded
+SELECT tenant_ops.import_data_bytes('"imp ört".plain', convert_to('<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<rows><row><id>60</id><name>&lol2;</name></row></rows>', 'UTF8'), 'xml');
+\echo :SQLSTATE
+SELECT tenant_ops.import_data_bytes('"imp ört".plain', convert_to('<rows><row><id>60</id><name>&nbsp;</name></row></rows>', 'UTF8'), 'xml');
+\echo :SQLSTATE
+SELECT tenant_ops.import_data_bytes('"imp ört".plain', convert_to(E'<rows>\n<row><id>60</id></rows>', 'UTF8'), 'xml');
 \echo :SQLSTATE
 SELECT count(*) AS plain_rows_still FROM "imp ört".plain;
 
