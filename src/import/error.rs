@@ -92,14 +92,18 @@ pub enum Error {
         target: String,
     },
     Common(Common),
-    /// A `transform` of `columns` that does not parse (migrate_tenant's wording).
-    Transform(crate::migrate::Error),
+    /// A `transform` of `columns` that does not parse (migrate_tenant's wording). Boxed: the
+    /// migration's error is large, and this one rare.
+    Transform(Box<crate::migrate::Error>),
 }
 
-wraps!(Error {
-    Common(Common),
-    Transform(crate::migrate::Error),
-});
+wraps!(Error { Common(Common) });
+
+impl From<crate::migrate::Error> for Error {
+    fn from(e: crate::migrate::Error) -> Error {
+        Error::Transform(Box::new(e))
+    }
+}
 
 impl From<crate::backup::error::Error> for Error {
     /// The backup directory code is shared (`backup::store`); its errors are worded here for

@@ -452,9 +452,8 @@ impl Import {
         let open = self.open.as_ref().expect("opened");
         let sql = open.plan.insert.clone();
         let constants = open.plan.constants.clone();
-        let whole = in_batch_context(|| {
-            try_subtransaction(|| insert(&sql, batch.arrays.clone(), &constants))
-        });
+        let whole =
+            in_batch_context(|| try_subtransaction(|| insert(&sql, &batch.arrays, &constants)));
         if let Ok(n) = whole {
             return Ok(n);
         }
@@ -462,7 +461,7 @@ impl Import {
         for i in 0..batch.len() {
             let row: Vec<Vec<Option<String>>> =
                 batch.arrays.iter().map(|a| vec![a[i].clone()]).collect();
-            match in_batch_context(|| try_subtransaction(|| insert(&sql, row, &constants))) {
+            match in_batch_context(|| try_subtransaction(|| insert(&sql, &row, &constants))) {
                 Ok(n) => written += n,
                 Err(e) => {
                     self.refuse(&batch.records[i], vec![Reason::new(e.sqlstate, e.message)])?
@@ -597,12 +596,14 @@ fn in_batch_context<R>(f: impl FnOnce() -> R) -> R {
     unsafe { cx.switch_to(|_| f()) }
 }
 
-/// The batch INSERT with its arrays and constants bound; the rows written.
-fn insert(sql: &str, arrays: Vec<Vec<Option<String>>>, constants: &[Option<String>]) -> i64 {
+/// The batch INSERT with its arrays and constants bound; the rows written. The arrays are
+/// bound by reference (their text is copied once, into the array datums).
+fn insert(sql: &str, arrays: &[Vec<Option<String>>], constants: &[Option<String>]) -> i64 {
     let mut args: Vec<pgrx::datum::DatumWithOid> =
         Vec::with_capacity(arrays.len() + constants.len());
     for a in arrays {
-        args.push(a.into());
+        let texts: Vec<Option<&str>> = a.iter().map(|v| v.as_deref()).collect();
+        args.push(texts.into());
     }
     for c in constants {
         args.push(c.clone().into());
