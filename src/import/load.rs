@@ -311,7 +311,10 @@ impl Import {
                 Values::Named(m) => m.get(&plan.fields[*field]).and_then(formats::json_text),
             };
             if let Some(rules) = &c.rules {
-                let seen = self.seen.entry(c.column.name.clone()).or_default();
+                if !self.seen.contains_key(&c.column.name) {
+                    self.seen.insert(c.column.name.clone(), Default::default());
+                }
+                let seen = self.seen.get_mut(&c.column.name).expect("just made");
                 rules.check(&c.column.name, value.as_deref(), seen, &mut reasons);
             }
             let value = match (value, transform) {
@@ -452,8 +455,12 @@ impl Import {
         let open = self.open.as_ref().expect("opened");
         let sql = open.plan.insert.clone();
         let constants = open.plan.constants.clone();
-        let whole =
-            in_batch_context(|| try_subtransaction(|| insert(&sql, &batch.arrays, &constants)));
+        let plan = &open.plan;
+        let whole = if super::copy::usable(plan, self.options.on_conflict) {
+            in_batch_context(|| try_subtransaction(|| super::copy::write(plan, &batch.arrays)))
+        } else {
+            in_batch_context(|| try_subtransaction(|| insert(&sql, &batch.arrays, &constants)))
+        };
         if let Ok(n) = whole {
             return Ok(n);
         }

@@ -9,6 +9,7 @@
 //! - `convert` — text to the column's type (dates as people write them, boolean words, ...);
 //! - `rules` — the validation rules per column;
 //! - `plan` — the mapping of fields to columns and the one INSERT a batch is written with;
+//!   `copy` — the faster way, PostgreSQL's COPY FROM fed from memory, where nothing needs SQL;
 //! - `load` — the step driver: batches in, refused rows out, checkpoints;
 //! - `kind` — the job kind; `submit` — checking the call and creating the job.
 //!
@@ -19,6 +20,7 @@
 //! writing, so no row is lost or written twice.
 
 pub mod convert;
+pub mod copy;
 pub mod error;
 pub mod formats;
 pub mod kind;
