@@ -128,6 +128,12 @@ fn number(v: &str) -> Option<Cow<'_, str>> {
 }
 
 fn boolean(v: &str) -> Option<&'static str> {
+    // The spellings PostgreSQL writes itself, without lowering a copy.
+    match v {
+        "t" | "true" => return Some("t"),
+        "f" | "false" => return Some("f"),
+        _ => {}
+    }
     match v.to_lowercase().as_str() {
         "t" | "true" | "y" | "yes" | "on" | "1" | "ja" | "j" | "oui" | "si" | "sí" | "x" => {
             Some("t")
@@ -217,9 +223,29 @@ pub fn patterns() -> impl Iterator<Item = &'static str> {
         .copied()
 }
 
+/// `YYYY-MM-DD` exactly, read without trying the general parsers first (the common case,
+/// and the one COPY writes).
+fn iso_date(v: &str) -> Option<Date> {
+    let b = v.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i32> {
+        b[r].iter().try_fold(0i32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + (d - b'0') as i32)
+        })
+    };
+    Date::new(num(0..4)? as i16, num(5..7)? as i8, num(8..10)? as i8).ok()
+}
+
 fn parse_when(v: &str, user: Option<&str>) -> Option<When> {
     if v.is_empty() {
         return None;
+    }
+    if user.is_none() {
+        if let Some(d) = iso_date(v) {
+            return Some(When::Day(d));
+        }
     }
     if let Some(fmt) = user {
         if let Some(w) = strtime(fmt, v) {

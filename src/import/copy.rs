@@ -79,6 +79,7 @@ fn push_field(out: &mut Vec<u8>, v: Option<&str>) {
 
 /// Writes the batch (`arrays` as the plan binds them, one row per index) with COPY; the rows
 /// written. An ERROR (a constraint, a value its type refuses) goes up as it is.
+#[allow(clippy::needless_range_loop)] // row i of every array
 pub fn write(plan: &Plan, arrays: &[Vec<Option<String>>]) -> i64 {
     let rows = arrays.first().map_or(0, Vec::len);
     let mut text = Vec::with_capacity(rows * 64);

@@ -47,8 +47,9 @@ pub struct Checked {
     pub references: Option<String>,
 }
 
-static EMAIL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-    Regex::new(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$").expect("a valid pattern")
+/// Bytes, without Unicode classes: a small automaton (the Unicode `\s` made it slow).
+static EMAIL: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+    regex::bytes::Regex::new(r"(?-u)^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$").expect("a valid pattern")
 });
 
 impl Rules {
@@ -143,7 +144,7 @@ impl Checked {
                 ),
             ));
         }
-        if self.email && !EMAIL.is_match(v) {
+        if self.email && !EMAIL.is_match(v.as_bytes()) {
             out.push(Reason::new(
                 ERRCODE_CHECK_VIOLATION,
                 format!(
