@@ -131,6 +131,9 @@ pub fn import_pagila_round_trip(cluster: &Cluster) {
             }
         }
     }
+    // Each database with the extension keeps a scheduler (a worker slot) while it exists.
+    drop(c);
+    cluster.drop_database(db);
 }
 
 /// A file with bad lines imported with continue_on_error: the refused rows carry their exact
@@ -198,6 +201,8 @@ pub fn import_refused_rows_by_line(cluster: &Cluster) {
         "refused rows by line and SQLSTATE"
     );
     assert_eq!(scalar(&mut c, "SELECT count(*) FROM item"), 3);
+    drop(c);
+    cluster.drop_database(db);
 }
 
 /// A background import of 300 000 rows in steps of 2 000, its worker killed with `kill -9`
@@ -281,4 +286,6 @@ pub fn import_resumes_after_worker_kill9(cluster: &Cluster) {
         events.iter().filter(|e| *e == "job.started").count() >= 2,
         "job {job} started again after the kill: {events:?}"
     );
+    drop(c);
+    cluster.drop_database(db);
 }
