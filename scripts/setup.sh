@@ -16,7 +16,8 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 # --- Debian packages -------------------------------------------------------------------------
 packages=("postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" "postgresql-${PG_MAJOR}-cron"
           libclang-dev clang sudo pkg-config libssl-dev
-          age)  # age: the interop test decrypts encrypted backups with the standard tool
+          age   # age: the interop test decrypts encrypted backups with the standard tool
+          pgloader)  # bench/import.sh compares import_data with it
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,6 +27,8 @@ GRANT EXECUTE ON FUNCTION tenant_ops.migrate_tenant(text, text, name, jsonb, boo
 GRANT EXECUTE ON PROCEDURE tenant_ops.run_job(bigint) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_backup(text, text, jsonb, boolean), tenant_ops.verify_backup(bigint)
       TO tenant_ops_operator;
+GRANT EXECUTE ON FUNCTION tenant_ops.import_data(regclass, text, text, jsonb, boolean),
+                          tenant_ops.import_data_bytes(regclass, bytea, text, jsonb, boolean) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.restore_backup(bigint, jsonb, boolean), tenant_ops.read_backup(bigint, bigint, integer),
                           tenant_ops.drop_backup(bigint), tenant_ops.purge_backups(),
                           tenant_ops.load_backup(bytea), tenant_ops.load_backup_chunk(text, bytea),

@@ -26,6 +26,8 @@ static BACKUP_ENCRYPTION_KEY_FILE: GucSetting<Option<CString>> =
 static BACKUP_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(2);
 static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
+static IMPORT_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static MAX_CONCURRENT_IMPORTS: GucSetting<i32> = GucSetting::<i32>::new(2);
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn init() {
@@ -62,6 +64,11 @@ pub fn init() {
             c"tenant_ops.max_concurrent_backups",
             &MAX_CONCURRENT_BACKUPS,
             c"Most backup and restore jobs running at once.",
+        ),
+        (
+            c"tenant_ops.max_concurrent_imports",
+            &MAX_CONCURRENT_IMPORTS,
+            c"Most import jobs running at once.",
         ),
     ] {
         GucRegistry::define_int_guc(
@@ -163,6 +170,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    // Superuser-only, as backup_directory: which server files import_data may read is a
+    // server decision (the files are read by the server, as pg_read_server_files would).
+    GucRegistry::define_string_guc(
+        c"tenant_ops.import_directory",
+        c"Directory import_data reads its files from (empty: pg_tenant_ops_imports inside the data directory).",
+        c"Relative paths are taken from the data directory. Only superusers may change it.",
+        &IMPORT_DIRECTORY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
 }
 
@@ -220,4 +237,10 @@ pub fn max_concurrent_backups() -> i32 {
 }
 pub fn timezone() -> String {
     string(&TIMEZONE).unwrap_or_else(|| "UTC".into())
+}
+pub fn import_directory() -> Option<String> {
+    string(&IMPORT_DIRECTORY)
+}
+pub fn max_concurrent_imports() -> i32 {
+    MAX_CONCURRENT_IMPORTS.get()
 }

@@ -15,6 +15,7 @@ pub static KINDS: &[&dyn JobKind] = &[
     &crate::backup::kind::RestoreKind,
     &crate::backup::kind::PurgeBackupsKind,
     &crate::jobs::purge::PurgeHistoryKind,
+    &crate::import::kind::ImportKind,
 ];
 
 /// The kind of that name.

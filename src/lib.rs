@@ -3,7 +3,7 @@
 //! Layout — a capability is its file in `api/` (the SQL surface, thin) plus its domain module:
 //! `scope/` the tenant model (which rows belong to a tenant; `graph/` the pgrx-free graph
 //! work); `migrate/` migrate_tenant, one file per stage; `integrity/` validation and repair;
-//! `backup/` per-tenant backups and restores.
+//! `backup/` per-tenant backups and restores; `import/` rows loaded from files.
 //! `jobs/` is the job machinery every kind plugs into (the `JobKind` trait, executors and
 //! their one step loop, the per-job lock), `kinds` the registry listing the kinds once, and
 //! `worker/` the background launcher, schedulers and job workers. Shared plumbing: `options`
@@ -22,6 +22,7 @@ pub mod audit;
 pub mod backup;
 pub mod error;
 pub mod gucs;
+pub mod import;
 pub mod integrity;
 pub mod jobs;
 pub mod kinds;

@@ -25,30 +25,101 @@ const UPLOAD_PREFIX: &str = ".tenant_ops_upload_";
 /// when missing. Relative settings are taken from the data directory, as every relative
 /// path of the server is.
 pub fn directory() -> Result<PathBuf> {
-    let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }
-        .to_string_lossy()
-        .into_owned();
-    let dir = match crate::gucs::backup_directory() {
-        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
-        Some(d) => Path::new(&data_dir).join(d),
-        None => Path::new(&data_dir).join("pg_tenant_ops_backups"),
-    };
+    let dir = setting_directory(crate::gucs::backup_directory(), "pg_tenant_ops_backups");
     // One directory per database: each database's tenant_ops.backups names only its own
     // files, and a purge in one must never take another's for leftovers.
     let dir = dir.join(format!("db_{}", unsafe {
         u32::from(pgrx::pg_sys::MyDatabaseId)
     }));
+    ensure_directory(dir, "backup directory")
+}
+
+/// The directory a superuser setting names: absolute, or taken from the data directory
+/// (`default_name` there when the setting is empty). Shared by every directory setting
+/// (backups, imports).
+pub fn setting_directory(setting: Option<String>, default_name: &str) -> PathBuf {
+    let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }
+        .to_string_lossy()
+        .into_owned();
+    match setting {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+        Some(d) => Path::new(&data_dir).join(d),
+        None => Path::new(&data_dir).join(default_name),
+    }
+}
+
+/// `dir`, created (mode 0700) when missing; refused when it is something else than a
+/// directory. `what` names it in errors ("backup directory").
+pub fn ensure_directory(dir: PathBuf, what: &str) -> Result<PathBuf> {
     match fs::symlink_metadata(&dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(Error::NotADirectory(dir.display().to_string())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(&dir)
                 .and_then(|_| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)))
-                .map_err(|e| io_error("create the backup directory", &dir, &e))?;
+                .map_err(|e| io_error(&format!("create the {what}"), &dir, &e))?;
         }
-        Err(e) => return Err(io_error("read the backup directory", &dir, &e)),
+        Err(e) => return Err(io_error(&format!("read the {what}"), &dir, &e)),
     }
     Ok(dir)
+}
+
+/// A file a user names inside `dir`, confined to it: a relative path of plain components (no
+/// `..`, no absolute path, no hidden names: those are the extension's own), reached without
+/// following a symbolic link anywhere on the way, ending in a regular file.
+pub fn confined_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let relative = Path::new(name);
+    let plain = !name.is_empty()
+        && relative.components().all(
+            |c| matches!(c, Component::Normal(part) if !part.to_string_lossy().starts_with('.')),
+        );
+    if !plain {
+        return Err(Error::BadFile {
+            message: format!("\"{name}\" is not a file name inside the directory"),
+            hint: Some(
+                "Name a file relative to the directory, without \"..\", a leading \"/\" or hidden (dot) names."
+                    .into(),
+            ),
+        });
+    }
+    let mut path = dir.to_path_buf();
+    for part in relative.components() {
+        path.push(part);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::BadFile {
+                    message: format!("\"{}\" is a symbolic link", path.display()),
+                    hint: Some("Files are never followed through symbolic links.".into()),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::FileMissing(path.display().to_string()))
+            }
+            Err(e) => return Err(io_error("read", &path, &e)),
+        }
+    }
+    regular_file(path, "file")
+}
+
+/// `path` if it is a regular file (never a symbolic link, a directory or a device); `noun`
+/// names such a file in errors ("backup file").
+fn regular_file(path: PathBuf, noun: &str) -> Result<PathBuf> {
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_file() => Ok(path),
+        Ok(_) => Err(Error::BadFile {
+            message: format!("{noun} \"{}\" is not a regular file", path.display()),
+            hint: Some(format!(
+                "{}s are never followed through symbolic links.",
+                capitalized(noun)
+            )),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Error::FileMissing(path.display().to_string()))
+        }
+        Err(e) => Err(io_error("read", &path, &e)),
+    }
 }
 
 /// A fresh file name: time-ordered, so that a listing sorts by age; `.tar.gz.age` when
@@ -77,18 +148,14 @@ pub fn path_of(name: &str) -> Result<PathBuf> {
             hint: None,
         });
     }
-    let path = directory()?.join(name);
-    match fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_file() => Ok(path),
-        Ok(_) => Err(Error::BadFile {
-            message: format!("backup file \"{}\" is not a regular file", path.display()),
-            hint: Some("Backup files are never followed through symbolic links.".into()),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(Error::FileMissing(path.display().to_string()))
-        }
-        Err(e) => Err(io_error("read", &path, &e)),
-    }
+    regular_file(directory()?.join(name), "backup file")
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// A backup file being written: a hidden temporary file, removed unless [`Pending::commit`]

@@ -3,7 +3,7 @@
 use pgrx::PgSqlErrorCode;
 
 use super::cron::CronProblem;
-use super::params::{OPERATIONS, SCHEDULE_KEYS};
+use super::{OPERATIONS, SCHEDULE_KEYS};
 use crate::error::{user_error_display, wraps, Common, Report, UserError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

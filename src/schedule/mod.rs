@@ -23,6 +23,18 @@ use serde_json::Value;
 pub use error::Error;
 use params::{CatchUp, Engine, Operation, Overlap, Params};
 
+/// Every operation a schedule may run.
+pub const OPERATIONS: &[&str] = &[
+    "backup",
+    "validate",
+    "migrate",
+    "purge_backups",
+    "purge_history",
+];
+
+/// The keys of `params` every schedule takes, whatever its operation.
+pub const SCHEDULE_KEYS: &[&str] = &["timezone", "overlap", "catch_up", "alert_after", "engine"];
+
 /// A schedule as stored in `tenant_ops.schedule`.
 #[derive(Clone, Debug)]
 pub struct Schedule {

@@ -5,20 +5,9 @@
 use serde_json::{Map, Value};
 
 use super::error::Error;
+use super::SCHEDULE_KEYS;
 use crate::error::Report;
 use crate::jobs;
-
-/// Every operation a schedule may run.
-pub const OPERATIONS: &[&str] = &[
-    "backup",
-    "validate",
-    "migrate",
-    "purge_backups",
-    "purge_history",
-];
-
-/// The keys of `params` every schedule takes, whatever its operation.
-pub const SCHEDULE_KEYS: &[&str] = &["timezone", "overlap", "catch_up", "alert_after", "engine"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {

@@ -15,6 +15,7 @@ mod backups;
 mod common;
 mod concurrent_change;
 mod datasets;
+mod import;
 mod integrity;
 mod migration;
 mod post_load;
@@ -61,6 +62,15 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             backups::restore_survives_worker_kill9,
         ),
         ("restore_clone_pagila", restore_modes::restore_clone_pagila),
+        ("import_pagila_round_trip", import::import_pagila_round_trip),
+        (
+            "import_refused_rows_by_line",
+            import::import_refused_rows_by_line,
+        ),
+        (
+            "import_resumes_after_worker_kill9",
+            import::import_resumes_after_worker_kill9,
+        ),
         (
             "restore_merge_chinook",
             restore_modes::restore_merge_chinook,

@@ -1,0 +1,167 @@
+//! The format readers: each turns the decoded text of one file into records, one at a time
+//! (never the whole file in memory), with the line each record starts on. `detect` picks a
+//! format from the content when `format` is `auto`.
+
+pub mod csv;
+pub mod json;
+pub mod ndjson;
+pub mod xml;
+
+use std::io::BufRead;
+
+use serde_json::{Map, Value};
+
+use super::error::{Error, Result};
+use super::options::ImportOptions;
+
+/// A format the readers know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    Ndjson,
+    Xml,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+            Format::Xml => "xml",
+        }
+    }
+
+    /// `format` as given (`None`: auto).
+    pub fn parse(format: &str) -> Result<Option<Format>> {
+        match format.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(None),
+            "csv" | "tsv" => Ok(Some(Format::Csv)),
+            "json" => Ok(Some(Format::Json)),
+            "ndjson" | "jsonl" | "jsonlines" => Ok(Some(Format::Ndjson)),
+            "xml" => Ok(Some(Format::Xml)),
+            _ => Err(Error::UnknownFormat {
+                format: format.to_string(),
+            }),
+        }
+    }
+
+    /// The format of a file from its first bytes (decoded), the name a hint where the content
+    /// does not tell: `[` is JSON, `{` JSON when the first object does not end on its line
+    /// (a document) and NDJSON when it does; anything else CSV.
+    pub fn detect(head: &[u8], name: &str) -> Format {
+        let lower = name.to_ascii_lowercase();
+        let lower = lower.trim_end_matches(".gz");
+        if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
+            return Format::Ndjson;
+        }
+        let text = String::from_utf8_lossy(&head[..head.len().min(64 * 1024)]);
+        let t = text.trim_start_matches('\u{feff}').trim_start();
+        if t.starts_with('[') {
+            return Format::Json;
+        }
+        if t.starts_with('<') {
+            return Format::Xml;
+        }
+        if t.starts_with('{') {
+            let first_line = t.lines().next().unwrap_or_default();
+            return if serde_json::from_str::<Value>(first_line).is_ok() {
+                Format::Ndjson
+            } else {
+                Format::Json
+            };
+        }
+        if lower.ends_with(".json") {
+            return Format::Json;
+        }
+        if lower.ends_with(".xml") {
+            return Format::Xml;
+        }
+        Format::Csv
+    }
+}
+
+/// One record's values.
+pub enum Values {
+    /// By position, in the order of [`Reader::fields`] (CSV); `None` is SQL NULL.
+    Positional(Vec<Option<String>>),
+    /// By name (JSON objects).
+    Named(Map<String, Value>),
+}
+
+/// A record and where it starts.
+pub struct Record {
+    pub line: u64,
+    pub values: Values,
+}
+
+impl Record {
+    /// The record as it was read, for `tenant_ops.job_errors`.
+    pub fn raw(&self, fields: &[String]) -> Value {
+        match &self.values {
+            Values::Named(m) => Value::Object(m.clone()),
+            Values::Positional(v) => Value::Object(
+                fields
+                    .iter()
+                    .zip(v)
+                    .map(|(f, v)| (f.clone(), v.clone().map_or(Value::Null, Value::String)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A format reader.
+pub trait Reader {
+    /// The field names every record has (CSV: the header), if the format has them.
+    fn fields(&self) -> Option<&[String]>;
+    /// The next record; `None` at the end.
+    fn next_record(&mut self) -> Result<Option<Record>>;
+    /// The line the reader is at (the next record's).
+    fn line(&self) -> u64;
+    /// The field delimiter (CSV).
+    fn delimiter(&self) -> Option<u8> {
+        None
+    }
+}
+
+/// A reader of `format` over `text`; `default_fields` name a CSV file's fields when it has no
+/// header (the target's columns, in order).
+pub fn reader(
+    format: Format,
+    text: Box<dyn BufRead>,
+    options: &ImportOptions,
+    default_fields: &[String],
+) -> Result<Box<dyn Reader>> {
+    Ok(match format {
+        Format::Csv => Box::new(csv::CsvReader::new(text, &options.csv, default_fields)?),
+        Format::Ndjson => Box::new(ndjson::NdjsonReader::new(text)),
+        Format::Json => Box::new(json::JsonReader::new(text, &options.records_path)?),
+        Format::Xml => Box::new(xml::XmlReader::new(text, options.record_element.clone())),
+    })
+}
+
+/// A JSON value as the text a column takes: strings as they are, other scalars as JSON
+/// writes them, arrays and objects as JSON text (for json and jsonb columns); `null` is NULL.
+pub fn json_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A byte order mark inside the text (files concatenated with their BOMs) is refused.
+pub fn check_no_bom(line: u64, text: &str) -> Result<()> {
+    if text.contains('\u{feff}') {
+        return Err(Error::Malformed {
+            line,
+            what: "a byte order mark (U+FEFF) inside the file".into(),
+            hint: Some(
+                "A byte order mark belongs only at the very start: were files concatenated?".into(),
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,619 @@
+//! The import step driver: one batch of records per step, prepared (fields extracted,
+//! converted, checked against the rules), checked against `references`, written in one
+//! statement, and checkpointed with the position reached.
+//!
+//! A committing run (`CALL run_job`, background) that may not keep bad rows
+//! (`continue_on_error` off) first reads the whole file in a `check` stage that writes
+//! nothing, so that a bad line fails the job before any step commits; inline runs are one
+//! transaction anyway and load straight away.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
+use serde_json::{json, Value};
+
+use super::error::{Error, Reason, Result};
+use super::formats::{self, Format, Reader, Record, Values};
+use super::options::ImportOptions;
+use super::plan::{Fill, Plan, Target};
+use super::rules::Seen;
+use super::{source, Meta, META_KEY};
+use crate::error::{OrRaise, Report};
+use crate::jobs::kind::Steps;
+use crate::jobs::{self, Executor, Job, StepOutcome};
+use crate::sys::{rolled_back_subtransaction, sqlstate_text, try_subtransaction};
+
+/// The job's one checkpoint row in `tenant_ops.job_tables`.
+const STEP: i32 = 1;
+/// How many refused rows a dry run reports.
+const FIRST_ERRORS: usize = 10;
+
+/// Where a run is: what `job_tables.details` keeps after each step.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Position {
+    /// Records consumed (written, refused or skipped by a conflict).
+    records: i64,
+    /// The line the next record starts on.
+    line: u64,
+    /// Bytes of the file read.
+    bytes: u64,
+    refused: i64,
+    written: i64,
+}
+
+/// An open file with its reader and plan.
+struct Open {
+    reader: Box<dyn Reader>,
+    plan: Plan,
+    /// For positional records: each plan field's index in the record.
+    positions: Vec<Option<usize>>,
+    /// A record read ahead (the first JSON record, read for its keys).
+    ahead: Option<Record>,
+    bytes_read: Rc<Cell<u64>>,
+    bytes_total: u64,
+    described: Value,
+}
+
+pub struct Import {
+    job_id: i64,
+    meta: Meta,
+    options: ImportOptions,
+    stage: String,
+    at: Position,
+    open: Option<Open>,
+    seen: Seen,
+    first_errors: Vec<Value>,
+}
+
+/// One batch of prepared rows: a text array per column filled from a field.
+struct Batch {
+    arrays: Vec<Vec<Option<String>>>,
+    records: Vec<Record>,
+}
+
+impl Batch {
+    fn new(n: usize, capacity: usize) -> Batch {
+        Batch {
+            arrays: (0..n).map(|_| Vec::with_capacity(capacity)).collect(),
+            records: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The batch without the rows at `drop`.
+    fn without(self, drop: &HashSet<usize>) -> Batch {
+        let keep = |i: &usize| !drop.contains(i);
+        Batch {
+            arrays: self
+                .arrays
+                .into_iter()
+                .map(|a| {
+                    a.into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| keep(i))
+                        .map(|(_, v)| v)
+                        .collect()
+                })
+                .collect(),
+            records: self
+                .records
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep(i))
+                .map(|(_, r)| r)
+                .collect(),
+        }
+    }
+}
+
+impl Import {
+    pub fn from_job(job: &Job) -> Result<Import> {
+        let mut raw = job.options.clone();
+        let meta: Meta = raw
+            .as_object_mut()
+            .and_then(|m| m.remove(META_KEY))
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| Error::Io {
+                message: format!("job {} is not an import job of this version", job.id),
+                disk_full: false,
+            })?;
+        let options = ImportOptions::parse(&raw)?;
+        let check_first =
+            job.executor != Executor::Inline && !options.continue_on_error && !options.dry_run;
+        let tables = jobs::tables(job.id);
+        let (stage, at) = match tables.first() {
+            Some(t) => (
+                t.stage.clone(),
+                serde_json::from_value(t.details.clone()).unwrap_or_default(),
+            ),
+            None => {
+                let stage = if check_first { "check" } else { "load" };
+                jobs::add_table(
+                    job.id,
+                    STEP,
+                    meta.target as u32,
+                    None,
+                    "import",
+                    None,
+                    json!({}),
+                );
+                jobs::set_stage(job.id, stage);
+                (stage.to_string(), Position::default())
+            }
+        };
+        Ok(Import {
+            job_id: job.id,
+            meta,
+            options,
+            stage,
+            at,
+            open: None,
+            seen: Seen::new(),
+            first_errors: vec![],
+        })
+    }
+
+    fn writing(&self) -> bool {
+        self.stage == "load"
+    }
+
+    /// Opens the file, plans the import and moves to the checkpoint (re-reading the records
+    /// before it without writing them: `unique` needs their values).
+    fn open(&mut self) -> Result<()> {
+        let path = if self.meta.spooled {
+            std::path::PathBuf::from(&self.meta.file)
+        } else {
+            source::resolve(&self.meta.file)?
+        };
+        let mut opened = source::open(&path, self.options.encoding)?;
+        let format = match Format::parse(&self.meta.format)? {
+            Some(f) => f,
+            None => {
+                use std::io::BufRead;
+                let head = opened
+                    .text
+                    .fill_buf()
+                    .map_err(|e| source::io_error("read", &path, &e))?;
+                Format::detect(head, &self.meta.file)
+            }
+        };
+        let target = Target::load(self.meta.target as u32)?;
+        let defaults: Vec<String> = target.writable().map(|c| c.name.clone()).collect();
+        let mut reader = formats::reader(format, opened.text, &self.options, &defaults)?;
+        let (known, exact, ahead) = match reader.fields() {
+            Some(f) => (f.to_vec(), true, None),
+            None => {
+                // JSON records name their fields each: the first record's keys, and every
+                // column without a default (a record without its key gives NULL, as the
+                // default would); a column with a default is filled only when the first
+                // record has it (or `columns` names it), else its default applies.
+                let first = reader.next_record()?;
+                let mut keys: Vec<String> = match &first {
+                    Some(Record {
+                        values: Values::Named(m),
+                        ..
+                    }) => m.keys().cloned().collect(),
+                    _ => vec![],
+                };
+                if first.is_some() {
+                    for c in target.writable().filter(|c| !c.has_default) {
+                        if !keys.contains(&c.name) {
+                            keys.push(c.name.clone());
+                        }
+                    }
+                }
+                (keys, false, first)
+            }
+        };
+        // Without a header or a record (an empty file) the target's own names plan it.
+        let plan = if known.is_empty() {
+            Plan::new(target, &self.options, &defaults, false)?
+        } else {
+            Plan::new(target, &self.options, &known, exact)?
+        };
+        let positions = plan
+            .fields
+            .iter()
+            .map(|f| known.iter().position(|k| k == f))
+            .collect();
+        let delimiter = reader.delimiter().map(|d| (d as char).to_string());
+        let sniffed = delimiter.is_some() && self.options.csv.delimiter.is_none();
+        let described = json!({
+            "format": format.name(),
+            "format_detected": self.meta.format.eq_ignore_ascii_case("auto") || self.meta.format.is_empty(),
+            "encoding": opened.encoding,
+            "gzip": opened.gzip,
+            "delimiter": delimiter,
+            "delimiter_sniffed": sniffed,
+            "fields": known,
+            "columns": plan.columns.iter().map(|c| c.column.name.clone()).collect::<Vec<_>>(),
+        });
+        if self.at.records == 0 && self.stage != "load_started" {
+            jobs::log(
+                self.job_id,
+                "import.opened",
+                Some(&self.stage),
+                Some(self.meta.target as u32),
+                None,
+                Some(&format!("reading {} as {}", self.label(), format.name())),
+                Some(described.clone()),
+            );
+        }
+        self.open = Some(Open {
+            reader,
+            plan,
+            positions,
+            ahead,
+            bytes_read: opened.bytes_read,
+            bytes_total: opened.bytes_total,
+            described,
+        });
+        // Back to the checkpoint.
+        self.seen.clear();
+        let mut skipped = 0;
+        while skipped < self.at.records {
+            let Some(record) = self.next_record()? else {
+                break;
+            };
+            let _ = self.prepare(&record);
+            skipped += 1;
+        }
+        Ok(())
+    }
+
+    fn label(&self) -> String {
+        if self.meta.spooled {
+            "the bytes sent".into()
+        } else {
+            format!("\"{}\"", self.meta.file)
+        }
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record>> {
+        let open = self.open.as_mut().expect("opened");
+        if let Some(r) = open.ahead.take() {
+            return Ok(Some(r));
+        }
+        open.reader.next_record()
+    }
+
+    /// The record's values for the batch arrays (converted), or why it is refused.
+    fn prepare(
+        &mut self,
+        record: &Record,
+    ) -> std::result::Result<Vec<Option<String>>, Vec<Reason>> {
+        let open = self.open.as_ref().expect("opened");
+        let plan = &open.plan;
+        let date_format = self.options.date_format.as_deref();
+        let mut out = Vec::with_capacity(plan.arrays);
+        let mut reasons = vec![];
+        for c in &plan.columns {
+            let Fill::Field {
+                field,
+                transform,
+                convert,
+                ..
+            } = &c.fill
+            else {
+                continue;
+            };
+            let value: Option<String> = match &record.values {
+                Values::Positional(v) => open.positions[*field]
+                    .and_then(|i| v.get(i))
+                    .cloned()
+                    .flatten(),
+                Values::Named(m) => m.get(&plan.fields[*field]).and_then(formats::json_text),
+            };
+            if let Some(rules) = &c.rules {
+                if !self.seen.contains_key(&c.column.name) {
+                    self.seen.insert(c.column.name.clone(), Default::default());
+                }
+                let seen = self.seen.get_mut(&c.column.name).expect("just made");
+                rules.check(&c.column.name, value.as_deref(), seen, &mut reasons);
+            }
+            let value = match (value, transform) {
+                (Some(v), None) => match convert.apply(&c.column.name, &v, date_format) {
+                    // Unchanged: the text itself, without a copy.
+                    Ok(std::borrow::Cow::Borrowed(b)) if b == v => Some(v),
+                    Ok(c) => Some(c.into_owned()),
+                    Err(r) => {
+                        reasons.push(r);
+                        None
+                    }
+                },
+                (v, _) => v,
+            };
+            out.push(value);
+        }
+        if reasons.is_empty() {
+            Ok(out)
+        } else {
+            Err(reasons)
+        }
+    }
+
+    /// A refused row: kept in job_errors (`continue_on_error`), counted (dry run), or the
+    /// job's error.
+    fn refuse(&mut self, record: &Record, reasons: Vec<Reason>) -> Result<()> {
+        let line = record.line;
+        if self.options.dry_run {
+            self.at.refused += 1;
+            if self.first_errors.len() < FIRST_ERRORS {
+                self.first_errors.push(json!({
+                    "line": line,
+                    "reasons": reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>(),
+                    "sqlstate": sqlstate_text(reasons[0].sqlstate),
+                }));
+            }
+            return Ok(());
+        }
+        if !self.options.continue_on_error || !self.writing() {
+            return Err(Error::BadRow { line, reasons });
+        }
+        let fields = self
+            .open
+            .as_ref()
+            .and_then(|o| o.reader.fields().map(|f| f.to_vec()))
+            .unwrap_or_default();
+        jobs::record_row_error(
+            self.job_id,
+            self.meta.target as u32,
+            &line.to_string(),
+            record.raw(&fields),
+            &reasons
+                .iter()
+                .map(|r| r.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+            &sqlstate_text(reasons[0].sqlstate),
+        );
+        self.at.refused += 1;
+        if let Some(max) = self.options.max_errors {
+            if self.at.refused > max {
+                return Err(Error::TooManyErrors { max, line });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows whose `references` values the referenced table does not hold.
+    fn check_references(&mut self, batch: Batch) -> Result<Batch> {
+        let plan = &self.open.as_ref().expect("opened").plan;
+        let mut bad: Vec<(usize, Reason)> = vec![];
+        for c in &plan.columns {
+            let (Some(sql), Fill::Field { array, .. }) = (&c.references, &c.fill) else {
+                continue;
+            };
+            let values = &batch.arrays[*array];
+            let missing: Vec<String> = in_batch_context(|| {
+                match try_subtransaction(|| {
+                    Spi::get_one_with_args::<Vec<String>>(sql, &[values.clone().into()])
+                        .or_raise()
+                        .unwrap_or_default()
+                }) {
+                    Ok(m) => m,
+                    // A value that is not of the referenced column's type references nothing.
+                    Err(_) => values.iter().flatten().cloned().collect(),
+                }
+            });
+            if missing.is_empty() {
+                continue;
+            }
+            let missing: HashSet<&str> = missing.iter().map(String::as_str).collect();
+            let reference = c
+                .rules
+                .as_ref()
+                .and_then(|r| r.references.clone())
+                .unwrap_or_default();
+            for (i, v) in values.iter().enumerate() {
+                if v.as_deref().is_some_and(|v| missing.contains(v)) {
+                    bad.push((
+                        i,
+                        Reason::new(
+                            pgrx::PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+                            format!(
+                                "column \"{}\": \"{}\" is not in {reference}",
+                                c.column.name,
+                                super::rules::shorten(v.as_deref().unwrap_or_default())
+                            ),
+                        ),
+                    ));
+                }
+            }
+        }
+        if bad.is_empty() {
+            return Ok(batch);
+        }
+        bad.sort_by_key(|(i, _)| *i);
+        let mut drop = HashSet::new();
+        let mut k = 0;
+        while k < bad.len() {
+            let i = bad[k].0;
+            let mut reasons = vec![];
+            while k < bad.len() && bad[k].0 == i {
+                reasons.push(bad[k].1.clone());
+                k += 1;
+            }
+            self.refuse(&batch.records[i], reasons)?;
+            drop.insert(i);
+        }
+        Ok(batch.without(&drop))
+    }
+
+    /// Writes the batch in one statement; should it fail, row by row (each in a
+    /// subtransaction) to refuse the rows at fault. Returns the rows written.
+    fn write(&mut self, batch: &Batch) -> Result<i64> {
+        if batch.len() == 0 {
+            return Ok(0);
+        }
+        let open = self.open.as_ref().expect("opened");
+        let sql = open.plan.insert.clone();
+        let constants = open.plan.constants.clone();
+        let plan = &open.plan;
+        let whole = if super::copy::usable(plan, self.options.on_conflict) {
+            in_batch_context(|| try_subtransaction(|| super::copy::write(plan, &batch.arrays)))
+        } else {
+            in_batch_context(|| try_subtransaction(|| insert(&sql, &batch.arrays, &constants)))
+        };
+        if let Ok(n) = whole {
+            return Ok(n);
+        }
+        let mut written = 0;
+        for i in 0..batch.len() {
+            let row: Vec<Vec<Option<String>>> =
+                batch.arrays.iter().map(|a| vec![a[i].clone()]).collect();
+            match in_batch_context(|| try_subtransaction(|| insert(&sql, &row, &constants))) {
+                Ok(n) => written += n,
+                Err(e) => {
+                    self.refuse(&batch.records[i], vec![Reason::new(e.sqlstate, e.message)])?
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    fn result(&self) -> Value {
+        let open = self.open.as_ref();
+        let mut r = open
+            .map(|o| o.described.clone())
+            .unwrap_or_else(|| json!({}));
+        r["target"] = json!(open.map(|o| o.plan.target.display.clone()));
+        r["source"] = json!(if self.meta.spooled {
+            "(bytes)".to_string()
+        } else {
+            self.meta.file.clone()
+        });
+        r["records"] = json!(self.at.records);
+        r["rows_written"] = json!(self.at.written);
+        r["rows_refused"] = json!(self.at.refused);
+        r["lines"] = json!(self.at.line.saturating_sub(1));
+        r["bytes"] = json!(open.map(|o| o.bytes_total));
+        if self.options.dry_run {
+            r["dry_run"] = json!(true);
+            r["first_errors"] = json!(self.first_errors);
+        }
+        r
+    }
+
+    fn one_step(&mut self) -> Result<StepOutcome> {
+        if self.open.is_none() {
+            self.open()?;
+        }
+        let n = self.open.as_ref().expect("opened").plan.arrays;
+        let size = self.options.batch_size as usize;
+        let mut batch = Batch::new(n, size);
+        let mut consumed = 0i64;
+        let mut eof = false;
+        while batch.len() < size {
+            let Some(record) = self.next_record()? else {
+                eof = true;
+                break;
+            };
+            consumed += 1;
+            match self.prepare(&record) {
+                Ok(values) => {
+                    for (a, v) in batch.arrays.iter_mut().zip(values) {
+                        a.push(v);
+                    }
+                    batch.records.push(record);
+                }
+                Err(reasons) => self.refuse(&record, reasons)?,
+            }
+        }
+        let batch = self.check_references(batch)?;
+        let written = if self.writing() && !self.options.dry_run {
+            self.write(&batch)?
+        } else if self.options.dry_run {
+            match rolled_back_subtransaction(|| self.write(&batch)) {
+                Ok(r) => r?,
+                Err(e) => {
+                    return Err(Error::Io {
+                        message: e.message,
+                        disk_full: false,
+                    })
+                }
+            }
+        } else {
+            0
+        };
+        let open = self.open.as_ref().expect("opened");
+        self.at.records += consumed;
+        self.at.written += written;
+        self.at.line = open.reader.line();
+        self.at.bytes = open.bytes_read.get();
+        let bytes_total = open.bytes_total;
+        jobs::checkpoint(self.job_id, STEP, &self.stage, written, None);
+        jobs::set_table_details(
+            self.job_id,
+            STEP,
+            &serde_json::to_value(&self.at).expect("plain data"),
+        );
+        jobs::notify_progress(
+            self.job_id,
+            json!({"stage": self.stage, "rows": self.at.written, "records": self.at.records,
+                   "refused": self.at.refused, "bytes": self.at.bytes, "bytes_total": bytes_total}),
+        );
+        if !eof {
+            return Ok(StepOutcome::Continue);
+        }
+        if self.stage == "check" {
+            // The whole file passed: load it from the start.
+            jobs::log(
+                self.job_id,
+                "import.checked",
+                Some("check"),
+                Some(self.meta.target as u32),
+                Some(self.at.records),
+                Some("every record passed; loading"),
+                None,
+            );
+            self.stage = "load".into();
+            self.at = Position::default();
+            self.open = None;
+            jobs::restart_table(self.job_id, STEP, "load");
+            jobs::set_table_details(self.job_id, STEP, &json!(Position::default()));
+            jobs::set_stage(self.job_id, "load");
+            return Ok(StepOutcome::Continue);
+        }
+        jobs::set_rows_total(self.job_id, STEP, self.at.written);
+        jobs::checkpoint(self.job_id, STEP, "done", 0, None);
+        if self.meta.spooled {
+            source::remove_on_commit(std::path::PathBuf::from(&self.meta.file));
+        }
+        Ok(StepOutcome::Done(self.result()))
+    }
+}
+
+impl Steps for Import {
+    fn step(&mut self, _job: &Job) -> std::result::Result<StepOutcome, Report> {
+        Ok(self.one_step()?)
+    }
+}
+
+/// Runs `f` in a memory context of its own, deleted afterwards: a batch's arrays and
+/// parameters never pile up over a long inline run.
+fn in_batch_context<R>(f: impl FnOnce() -> R) -> R {
+    let mut cx = PgMemoryContexts::new("tenant_ops import batch");
+    unsafe { cx.switch_to(|_| f()) }
+}
+
+/// The batch INSERT with its arrays and constants bound; the rows written. The arrays are
+/// bound by reference (their text is copied once, into the array datums).
+fn insert(sql: &str, arrays: &[Vec<Option<String>>], constants: &[Option<String>]) -> i64 {
+    let mut args: Vec<pgrx::datum::DatumWithOid> =
+        Vec::with_capacity(arrays.len() + constants.len());
+    for a in arrays {
+        let texts: Vec<Option<&str>> = a.iter().map(|v| v.as_deref()).collect();
+        args.push(texts.into());
+    }
+    for c in constants {
+        args.push(c.clone().into());
+    }
+    Spi::connect_mut(|c| c.update(sql, None, &args).map(|t| t.len() as i64)).or_raise()
+}

@@ -1,0 +1,385 @@
+//! What an import writes where: the target's columns, which field of the file (or which
+//! constant) fills each, how its text is converted, the rules it must pass, and the one
+//! set-based statement a batch is written with:
+//!
+//! `INSERT INTO target (c...) SELECT <expr per column> FROM ROWS FROM (unnest($1::text[]), ...) AS s(...)`
+//!
+//! — one text[] parameter per field read, constants as further parameters, each column's
+//! expression its migrate_tenant transform (`migrate::transform`, reused) and a cast to the
+//! column's type, then the `on_conflict` clause migrations use (`OnConflict::clause`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::convert::Conversion;
+use super::error::{Error, Result};
+use super::options::ImportOptions;
+use super::rules::Checked;
+use crate::error::{Common, OrRaise};
+use crate::migrate::options::{ColumnSource, OnConflict};
+use crate::migrate::transform::Transform;
+use crate::pg::quote_ident;
+
+/// A column an import may fill: the stored (not generated) columns, as backups read them.
+#[derive(Clone, Debug)]
+pub struct TargetColumn {
+    pub name: String,
+    pub quoted: String,
+    pub type_full: String,
+    /// `GENERATED ALWAYS AS IDENTITY`: written with OVERRIDING SYSTEM VALUE.
+    pub identity_always: bool,
+    pub has_default: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Target {
+    pub oid: i64,
+    pub sql: String,
+    pub display: String,
+    pub kind: String,
+    #[serde(skip)]
+    pub columns: Vec<TargetColumn>,
+    pub primary_key: Option<Vec<String>>,
+}
+
+const TARGET_TEMPLATE: &str = "SELECT @RELATION@ FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::pg_catalog.oid";
+
+impl Target {
+    pub fn load(oid: u32) -> Result<Target> {
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| crate::pg::relation_query(TARGET_TEMPLATE));
+        let mut t: Target =
+            crate::pg::query_json(&SQL, &[(oid as i64).into()]).ok_or_else(|| {
+                Common::InvalidParameter(format!("relation with OID {oid} does not exist"), None)
+            })?;
+        t.columns = crate::backup::columns_of(oid)
+            .into_iter()
+            .map(|c| TargetColumn {
+                name: c.name,
+                quoted: c.quoted,
+                type_full: c.type_full,
+                identity_always: c.identity_always,
+                has_default: c.has_default,
+            })
+            .collect();
+        if !matches!(t.kind.as_str(), "r" | "p") {
+            return Err(Common::InvalidParameter(
+                format!("{} is not a table", t.display),
+                Some("import_data loads into ordinary and partitioned tables.".into()),
+            )
+            .into());
+        }
+        Ok(t)
+    }
+
+    /// The columns an import may fill (not generated ones), in order.
+    pub fn writable(&self) -> impl Iterator<Item = &TargetColumn> {
+        self.columns.iter()
+    }
+
+    fn column(&self, name: &str) -> Result<&TargetColumn> {
+        self.columns
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Error::UnknownColumn {
+                column: name.to_string(),
+                target: self.display.clone(),
+            })
+    }
+}
+
+/// How one target column is filled.
+#[derive(Clone, Debug)]
+pub enum Fill {
+    /// From field number `field` of [`Plan::fields`], bound as text[] parameter number
+    /// `array` (from 0); `convert` applies when there is no transform (a transform's SQL takes
+    /// the text as it is).
+    Field {
+        field: usize,
+        array: usize,
+        transform: Option<Transform>,
+        convert: Conversion,
+    },
+    /// A constant: parameter number `param` (a `value` of `columns`, the `tenant` stamp).
+    Constant { param: usize },
+}
+
+#[derive(Clone, Debug)]
+pub struct ColumnPlan {
+    pub column: TargetColumn,
+    pub fill: Fill,
+    pub rules: Option<Checked>,
+    /// `references`: the SQL that keeps the values (a text[] parameter) not found there.
+    pub references: Option<String>,
+}
+
+/// The plan of one import.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub target: Target,
+    /// The fields read from each record.
+    pub fields: Vec<String>,
+    /// How many text[] parameters a batch binds (one per column filled from a field).
+    pub arrays: usize,
+    pub columns: Vec<ColumnPlan>,
+    /// Constant parameters, after the field arrays.
+    pub constants: Vec<Option<String>>,
+    pub insert: String,
+}
+
+fn constant_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+impl Plan {
+    /// Plans the import of records whose fields are `known` (a CSV header or the first JSON
+    /// record's keys; `exact`: a record has no other fields, so `columns` may name no other).
+    pub fn new(target: Target, o: &ImportOptions, known: &[String], exact: bool) -> Result<Plan> {
+        let mut fields: Vec<String> = vec![];
+        let mut field_index = |name: &str| -> usize {
+            match fields.iter().position(|f| f == name) {
+                Some(i) => i,
+                None => {
+                    fields.push(name.to_string());
+                    fields.len() - 1
+                }
+            }
+        };
+        let mut constants = vec![];
+        let mut planned: BTreeMap<String, Fill> = BTreeMap::new();
+        for (column, source) in &o.columns {
+            let tc = target.column(column)?;
+            let fill = match source {
+                ColumnSource::From {
+                    column: field,
+                    transform,
+                } => {
+                    if exact && !known.iter().any(|k| k == field) {
+                        return Err(Error::UnknownField {
+                            field: field.clone(),
+                            known: known.to_vec(),
+                        });
+                    }
+                    let transform = match transform {
+                        None => None,
+                        Some(spec) => Some(Transform::parse(
+                            spec,
+                            &format!("column \"{column}\" of table {}", target.display),
+                        )?),
+                    };
+                    Fill::Field {
+                        field: field_index(field),
+                        array: 0,
+                        convert: Conversion::for_type(&tc.type_full),
+                        transform,
+                    }
+                }
+                ColumnSource::Value(v) => {
+                    constants.push(constant_text(v));
+                    Fill::Constant {
+                        param: constants.len() - 1,
+                    }
+                }
+                ColumnSource::Expr(_) => {
+                    return Err(Common::FeatureNotSupported(
+                        format!("option \"columns\" \"{column}\": import_data takes no \"expr\""),
+                        Some("Use \"from\" with a \"transform\", or \"value\".".into()),
+                    )
+                    .into())
+                }
+            };
+            planned.insert(column.clone(), fill);
+        }
+        if let Some(t) = &o.tenant {
+            let tc = target.column(&t.column)?;
+            constants.push(constant_text(&t.value));
+            planned.insert(
+                tc.name.clone(),
+                Fill::Constant {
+                    param: constants.len() - 1,
+                },
+            );
+        }
+        // Every other column named like a field is filled from it.
+        for tc in target.writable() {
+            if !planned.contains_key(&tc.name) && known.iter().any(|k| k == &tc.name) {
+                planned.insert(
+                    tc.name.clone(),
+                    Fill::Field {
+                        field: field_index(&tc.name),
+                        array: 0,
+                        transform: None,
+                        convert: Conversion::for_type(&tc.type_full),
+                    },
+                );
+            }
+        }
+        for column in o.rules.keys() {
+            target.column(column)?;
+        }
+        if fields.is_empty() {
+            return Err(Error::NothingToLoad {
+                target: target.display.clone(),
+                fields: known.to_vec(),
+            });
+        }
+        if matches!(o.on_conflict, OnConflict::Overwrite | OnConflict::Merge)
+            && target.primary_key.is_none()
+        {
+            return Err(Error::ConflictWithoutKey {
+                target: target.display.clone(),
+            });
+        }
+        let mut columns = vec![];
+        let mut arrays = 0;
+        for tc in target.columns.iter() {
+            if let Some(mut fill) = planned.remove(&tc.name) {
+                if let Fill::Field { array, .. } = &mut fill {
+                    *array = arrays;
+                    arrays += 1;
+                }
+                let rules = o.rules.get(&tc.name).cloned();
+                let references = match rules.as_ref().and_then(|r| r.references.as_deref()) {
+                    Some(r) => Some(references_sql(r, &tc.name)?),
+                    None => None,
+                };
+                columns.push(ColumnPlan {
+                    column: tc.clone(),
+                    fill,
+                    rules,
+                    references,
+                });
+            }
+        }
+        let insert = insert_sql(&target, arrays, &columns, o.on_conflict);
+        Ok(Plan {
+            target,
+            fields,
+            arrays,
+            columns,
+            constants,
+            insert,
+        })
+    }
+}
+
+fn insert_sql(
+    target: &Target,
+    n: usize,
+    columns: &[ColumnPlan],
+    on_conflict: OnConflict,
+) -> String {
+    let exprs: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let value = match &c.fill {
+                Fill::Field {
+                    array, transform, ..
+                } => {
+                    let input = format!("s.f{array}");
+                    match transform {
+                        None => input,
+                        Some(t) => format!("({})", t.to_sql(&input)),
+                    }
+                }
+                Fill::Constant { param } => format!("${}::pg_catalog.text", n + param + 1),
+            };
+            format!("{value}::{}", c.column.type_full)
+        })
+        .collect();
+    // ROWS FROM (unnest($1), unnest($2), ...): the arrays side by side, one row per record.
+    let arrays: Vec<String> = (1..=n)
+        .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
+        .collect();
+    let aliases: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+    let from = format!(
+        "ROWS FROM ({}) AS s({})",
+        arrays.join(", "),
+        aliases.join(", ")
+    );
+    let names: Vec<&str> = columns.iter().map(|c| c.column.quoted.as_str()).collect();
+    let key = target.primary_key.as_ref().map(|k| {
+        k.iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let updatable: Vec<&str> = columns
+        .iter()
+        .filter(|c| {
+            !target
+                .primary_key
+                .as_ref()
+                .is_some_and(|k| k.contains(&c.column.name))
+        })
+        .map(|c| c.column.quoted.as_str())
+        .collect();
+    let overriding = if columns.iter().any(|c| c.column.identity_always) {
+        " OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
+    format!(
+        "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {from} {}",
+        target.sql,
+        names.join(", "),
+        exprs.join(", "),
+        on_conflict.clause("t", key.as_deref(), &updatable)
+    )
+}
+
+/// The statement keeping the values of `$1` (text[]) that `reference` (`table(column)`, or
+/// `table` for its one-column primary key) does not hold.
+fn references_sql(reference: &str, column: &str) -> Result<String> {
+    let bad = |why: String| -> Error {
+        Common::InvalidOption(
+            format!("option \"rules\" \"{column}\" \"references\": {why}"),
+            Some("Write \"schema.table(column)\", or \"schema.table\" for its primary key.".into()),
+        )
+        .into()
+    };
+    let (table, col) = match reference.trim().strip_suffix(')') {
+        Some(r) => match r.rsplit_once('(') {
+            Some((t, c)) => (t.trim().to_string(), Some(c.trim().to_string())),
+            None => return Err(bad(format!("\"{reference}\" is not a table and column"))),
+        },
+        None => (reference.trim().to_string(), None),
+    };
+    let oid = pgrx::Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8",
+        &[table.clone().into()],
+    )
+    .or_raise()
+    .ok_or_else(|| bad(format!("table \"{table}\" does not exist")))?;
+    let t = Target::load(oid as u32)?;
+    let col = match col {
+        Some(c) => c,
+        None => match t.primary_key.as_deref() {
+            Some([one]) => one.clone(),
+            _ => {
+                return Err(bad(format!(
+                    "table {} has no one-column primary key",
+                    t.display
+                )))
+            }
+        },
+    };
+    let rc = t
+        .columns
+        .iter()
+        .find(|c| c.name == col)
+        .ok_or_else(|| bad(format!("table {} has no column \"{col}\"", t.display)))?;
+    crate::pg::require_table_privileges(&t.sql, &t.display, "SELECT", "the \"references\" rule")?;
+    Ok(format!(
+        "SELECT pg_catalog.array_agg(v) FROM (SELECT DISTINCT v FROM pg_catalog.unnest($1::pg_catalog.text[]) AS u(v)
+          WHERE v IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} r WHERE r.{} = u.v::{})) AS missing",
+        t.sql, rc.quoted, rc.type_full
+    ))
+}
