@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use struson::reader::{JsonReader as _, JsonStreamReader, ReaderError, ReaderSettings, ValueType};
 
-use super::{Reader, Record, Values};
+use super::{object_record, Reader, Record};
 use crate::import::error::{Error, Result};
 
 pub struct JsonReader {
@@ -141,19 +141,6 @@ impl Reader for JsonReader {
                 what: other.to_string(),
             },
         })?;
-        match value {
-            serde_json::Value::Object(m) => Ok(Some(Record {
-                line,
-                values: Values::Named(m),
-            })),
-            other => Err(Error::Malformed {
-                line,
-                what: format!(
-                    "a record is {}, not a JSON object",
-                    crate::options::describe_json(&other)
-                ),
-                hint: None,
-            }),
-        }
+        object_record(line, value, "a record is")
     }
 }

@@ -96,6 +96,25 @@ pub struct Record {
     pub values: Values,
 }
 
+/// A JSON value read as one record: an object, its keys the fields; anything else is refused
+/// at `line`, `holds` saying where the value was ("a record is", "the line holds").
+fn object_record(line: u64, value: Value, holds: &str) -> Result<Option<Record>> {
+    match value {
+        Value::Object(m) => Ok(Some(Record {
+            line,
+            values: Values::Named(m),
+        })),
+        other => Err(Error::Malformed {
+            line,
+            what: format!(
+                "{holds} {}, not a JSON object",
+                crate::options::describe_json(&other)
+            ),
+            hint: None,
+        }),
+    }
+}
+
 impl Record {
     /// The record as it was read, for `tenant_ops.job_errors`.
     pub fn raw(&self, fields: &[String]) -> Value {

@@ -2,7 +2,7 @@
 
 use std::io::BufRead;
 
-use super::{check_no_bom, Reader, Record, Values};
+use super::{check_no_bom, object_record, Reader, Record};
 use crate::import::error::{Error, Result};
 
 pub struct NdjsonReader {
@@ -63,20 +63,7 @@ impl Reader for NdjsonReader {
                     line,
                     what: e.to_string(),
                 })?;
-            return match value {
-                serde_json::Value::Object(m) => Ok(Some(Record {
-                    line,
-                    values: Values::Named(m),
-                })),
-                other => Err(Error::Malformed {
-                    line,
-                    what: format!(
-                        "the line holds {}, not a JSON object",
-                        crate::options::describe_json(&other)
-                    ),
-                    hint: None,
-                }),
-            };
+            return object_record(line, value, "the line holds");
         }
     }
 }

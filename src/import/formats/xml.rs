@@ -38,6 +38,22 @@ impl XmlReader {
         }
     }
 
+    /// A record element's attributes, as its first fields.
+    fn attributes(&self, e: &quick_xml::events::BytesStart) -> Result<Map<String, Value>> {
+        let mut fields = Map::new();
+        for a in e.attributes() {
+            let a = a.map_err(|e| self.error(e.into()))?;
+            let v = a
+                .normalized_value(Default::default())
+                .map_err(|e| self.error(e))?;
+            fields.insert(
+                name_of(a.key.local_name().as_ref()),
+                Value::String(v.into_owned()),
+            );
+        }
+        Ok(fields)
+    }
+
     fn error(&self, e: quick_xml::Error) -> Error {
         match e {
             quick_xml::Error::Encoding(e) => Error::BadEncoding {
@@ -103,17 +119,7 @@ impl Reader for XmlReader {
                     let name = name_of(e.local_name().as_ref());
                     match &mut open {
                         None if self.is_record(&name) => {
-                            let mut fields = Map::new();
-                            for a in e.attributes() {
-                                let a = a.map_err(|e| self.error(e.into()))?;
-                                let v = a
-                                    .normalized_value(Default::default())
-                                    .map_err(|e| self.error(e))?;
-                                fields.insert(
-                                    name_of(a.key.local_name().as_ref()),
-                                    Value::String(v.into_owned()),
-                                );
-                            }
+                            let fields = self.attributes(&e)?;
                             open = Some(Open {
                                 line,
                                 depth: self.depth,
@@ -137,17 +143,7 @@ impl Reader for XmlReader {
                             r
                         } =>
                         {
-                            let mut fields = Map::new();
-                            for a in e.attributes() {
-                                let a = a.map_err(|e| self.error(e.into()))?;
-                                let v = a
-                                    .normalized_value(Default::default())
-                                    .map_err(|e| self.error(e))?;
-                                fields.insert(
-                                    name_of(a.key.local_name().as_ref()),
-                                    Value::String(v.into_owned()),
-                                );
-                            }
+                            let fields = self.attributes(&e)?;
                             return Ok(Some(Record {
                                 line,
                                 values: Values::Named(fields),
