@@ -32,7 +32,7 @@
 # cap exceeded); the timings are figures, not tests.
 #
 # Environment:
-#   BENCH_BG_PORT=P       port of the benchmark cluster on 127.0.0.1 (default 28819)
+#   BENCH_BG_PORT=P       port of the benchmark cluster on 127.0.0.1 (default 28824)
 #   BENCH_SKIP_INSTALL=1  do not build/install the extension (use what is installed)
 #   BENCH_KEEP_CLUSTER=1  leave the cluster running at the end, to look into it
 #   BENCH_BG_CONF="a = b; c = d"  extra postgresql.conf lines (e.g. "log_min_messages = log")
@@ -46,7 +46,7 @@ BENCH_DIR="$PROJECT_ROOT/bench"
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 
 quick=0
-port="${BENCH_BG_PORT:-28819}"
+port="${BENCH_BG_PORT:-28824}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick)   quick=1; shift ;;

@@ -24,7 +24,7 @@
 # PASS/FAIL; the exit status is non-zero only when a run is lost or fails.
 #
 # Environment:
-#   BENCH_SCHED_PORT=P    port of the benchmark cluster on 127.0.0.1 (default 28847)
+#   BENCH_SCHED_PORT=P    port of the benchmark cluster on 127.0.0.1 (default 28823)
 #   BENCH_SKIP_INSTALL=1  do not build/install the extension (use what target/pg15-bench has)
 #   BENCH_DEBUG=1         a debug build (faster to build, slower to run)
 #   BENCH_KEEP_CLUSTER=1  leave the cluster running at the end
@@ -37,7 +37,7 @@ LOG_TAG=bench-sched
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 
 quick=0
-port="${BENCH_SCHED_PORT:-28847}"
+port="${BENCH_SCHED_PORT:-28823}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick)   quick=1; shift ;;
