@@ -8,7 +8,8 @@
 #   bench/background.sh --quick    40 jobs (20 tenants x 2 schemas); throughput at scale 2
 #
 # What it does:
-#   1. builds and installs the extension (release), starts a fresh cluster with the library
+#   1. builds and installs the extension (release) into a private copy of PostgreSQL
+#      (bench/lib.sh), starts a fresh cluster with the library
 #      preloaded and the default caps (tenant_ops.max_workers 8, max_concurrent_migrations 2);
 #   2. database `bench`: demo/dispatch.sql at scale 1 plus offices 7..20 (copies of office 4),
 #      so 20 tenants; one scope per target schema (dispatch01..NN, identical: a tenant may have
@@ -38,23 +39,11 @@
 #   BENCH_BG_CONF="a = b; c = d"  extra postgresql.conf lines (e.g. "log_min_messages = log")
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG=bench-bg
-BENCH_DIR="$PROJECT_ROOT/bench"
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-
-quick=0
-port="${BENCH_BG_PORT:-28824}"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick)   quick=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *)         usage >&2; die "unknown argument: $1" ;;
-    esac
-done
-[[ "$port" =~ ^[1-9][0-9]*$ ]] || die "BENCH_BG_PORT must be a port number, got '$port'"
+bench_quick_args BENCH_BG_PORT 28824 "$@"
 
 TENANTS=20           # offices 1..20 in database bench
 SINGLE_JOBS=20       # jobs queued one at a time (one per tenant), for the slot-free latency
@@ -68,12 +57,7 @@ n_jobs=$((TENANTS * n_schemas))
 bench_started=$(date +%s)
 
 # --- 1. toolchain, extension, cluster -------------------------------------------------------------
-"$PROJECT_ROOT/scripts/setup.sh"
-if [ "${BENCH_SKIP_INSTALL:-0}" = 1 ]; then
-    log "BENCH_SKIP_INSTALL=1: using the installed extension"
-else
-    install_extension --release
-fi
+bench_install
 
 dir="$(cluster_dir bench_bg)"
 sampler_pid=""

@@ -34,9 +34,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_args BENCH_IMPORT_PORT 28847 "$@"
-# A private copy of PostgreSQL (scripts/lib.sh): the extension is never installed into the
-# system's, which other servers run from.
-use_pg_install "$(private_pg_install bench)"
 ROUNDS="${ROUNDS:-3}"
 rows=$((scale * 10000))
 bench_started=$(date +%s)

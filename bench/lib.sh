@@ -1,6 +1,7 @@
-# Shared by the benchmarks that generate the dispatch data on a private cluster of their own
-# (bench/migrate.sh, bench/validate.sh): arguments, toolchain and extension, one cluster with the
-# same settings for every contender, and the timed session that measures one contender.
+# Shared by the benchmarks: arguments, toolchain and extension (always into a private copy of
+# PostgreSQL), and for those that generate the dispatch data on a cluster of their own
+# (migrate.sh, validate.sh, backup.sh, import.sh) one cluster with the same settings for every
+# contender and the timed session that measures one contender.
 # Source it; it sources scripts/lib.sh.
 # shellcheck shell=bash
 
@@ -32,22 +33,47 @@ bench_args() {
     [[ "$port" =~ ^[1-9][0-9]*$ ]] || die "$port_var must be a port number, got '$port'"
 }
 
-# bench_cluster NAME
-# Toolchain, the extension (release, into a private copy of PostgreSQL; skipped with
-# BENCH_SKIP_INSTALL=1), then a fresh cluster
-# in $(cluster_dir NAME) started on $port. Sets `dir`, `work` (a scratch directory) and `db`
-# (bench); on exit the cluster is stopped and the scratch directory removed.
-bench_cluster() {
+# bench_quick_args PORT_VARIABLE DEFAULT_PORT ARGS...
+# For the benchmarks sized by --quick rather than --scale: sets `quick` (0 or 1) and `port`.
+bench_quick_args() {
+    local port_var="$1"
+    port="${!port_var:-$2}"
+    shift 2
+    quick=0
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --quick)   quick=1; shift ;;
+            -h|--help) usage; exit 0 ;;
+            *)         usage >&2; die "unknown argument: $1" ;;
+        esac
+    done
+    [[ "$port" =~ ^[1-9][0-9]*$ ]] || die "$port_var must be a port number, got '$port'"
+}
+
+# bench_install
+# Toolchain, then the extension (release; debug with BENCH_DEBUG=1; skipped with
+# BENCH_SKIP_INSTALL=1) into a private copy of the PostgreSQL installation (scripts/lib.sh,
+# `private_pg_install`), as the tests use: installing into the system one would write under
+# servers others run. Every later cluster_create runs from that copy.
+bench_install() {
     "$PROJECT_ROOT/scripts/setup.sh"
-    # A private copy of the PostgreSQL installation (scripts/lib.sh, `private_pg_install`), as
-    # the tests use: installing into the system one would write under servers others run.
     use_pg_install "$(private_pg_install bench)"
     if [ "${BENCH_SKIP_INSTALL:-0}" = 1 ]; then
-        log "BENCH_SKIP_INSTALL=1: using the installed extension"
+        log "BENCH_SKIP_INSTALL=1: using the extension installed in $(dirname "$PG_BIN")"
+    elif [ "${BENCH_DEBUG:-0}" = 1 ]; then
+        log "building and installing pg_tenant_ops (debug) into $(dirname "$PG_BIN")"
+        install_extension --debug
     else
-        log "building and installing pg_tenant_ops (release)"
+        log "building and installing pg_tenant_ops (release) into $(dirname "$PG_BIN")"
         install_extension --release
     fi
+}
+
+# bench_cluster NAME
+# bench_install, then a fresh cluster in $(cluster_dir NAME) started on $port. Sets `dir`, `work` (a scratch directory) and `db`
+# (bench); on exit the cluster is stopped and the scratch directory removed.
+bench_cluster() {
+    bench_install
 
     dir="$(cluster_dir "$1")"
     log "fresh cluster in $dir on 127.0.0.1:$port"

@@ -30,37 +30,16 @@
 #   BENCH_KEEP_CLUSTER=1  leave the cluster running at the end
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR/.. source=scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG=bench-sched
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-
-quick=0
-port="${BENCH_SCHED_PORT:-28823}"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick)   quick=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *)         usage >&2; die "unknown argument: $1" ;;
-    esac
-done
-[[ "$port" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SCHED_PORT must be a port number, got '$port'"
+bench_quick_args BENCH_SCHED_PORT 28823 "$@"
 if [ "$quick" = 1 ]; then idle_s=20; fire_s=40; else idle_s=60; fire_s=120; fi
 SCHEDULES=1000
 FIRING=60
 
-"$PROJECT_ROOT/scripts/setup.sh"
-use_pg_install "$(private_pg_install bench)"
-if [ "${BENCH_SKIP_INSTALL:-0}" = 1 ]; then
-    log "BENCH_SKIP_INSTALL=1: using the extension installed in $(dirname "$PG_BIN")"
-elif [ "${BENCH_DEBUG:-0}" = 1 ]; then
-    log "building and installing pg_tenant_ops (debug) into $(dirname "$PG_BIN")"
-    install_extension --debug
-else
-    log "building and installing pg_tenant_ops (release) into $(dirname "$PG_BIN")"
-    install_extension --release
-fi
+bench_install
 
 dir="$(cluster_dir bench_sched)"
 cleanup() {
