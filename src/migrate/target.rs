@@ -5,7 +5,7 @@
 use pgrx::prelude::*;
 use std::collections::BTreeSet;
 
-use super::constraints::Created;
+use super::constraints::{target_name_of, Created};
 use super::error::{Error, Result};
 use super::options::IdStrategy;
 use super::plan::Planner;
@@ -13,8 +13,10 @@ use super::target_table::{qualified, read};
 use super::Migration;
 use crate::error::OrRaise;
 use crate::jobs;
+use crate::pg::quote_ident;
 use crate::scope::graph::TableId;
 use crate::scope::LoadedScope;
+use crate::sys::with_settings;
 
 impl Migration {
     /// Creates missing target tables from the source definitions, bare: the same columns
@@ -69,22 +71,68 @@ impl Migration {
         let mut out = vec![];
         for (source, name) in &created {
             let t = loaded.catalog.table(*source);
+            let extras = SourceExtras::read(*source);
             let mut defs = vec![];
+            let mut rekeyed_cols = BTreeSet::new();
+            let mut left_out = vec![];
             for col in &t.columns {
                 let mapped = planner.mapped_column(*source, &col.name);
-                let ty = if strategy_rekeys
+                let rekeyed = strategy_rekeys
                     && mapped != format!("s.{}", col.quoted)
-                    && !mapped.starts_with("CASE")
-                {
+                    && !mapped.starts_with("CASE");
+                let ty = if rekeyed {
+                    rekeyed_cols.insert(col.name.clone());
                     "uuid".to_string()
                 } else {
                     col.type_full.clone()
                 };
+                let default = match extras.defaults.iter().find(|d| d.column == col.name) {
+                    // A new key of a re-keyed primary key is drawn like the migration's own.
+                    Some(_)
+                        if rekeyed
+                            && t.primary_key.as_deref()
+                                == Some(std::slice::from_ref(&col.name)) =>
+                    {
+                        " DEFAULT pg_catalog.gen_random_uuid()".to_string()
+                    }
+                    Some(d) if rekeyed || d.uses_sequence => {
+                        left_out.push(format!(
+                            "the default of {} ({}): {}",
+                            col.quoted,
+                            d.expr,
+                            if rekeyed {
+                                "the column is re-keyed to uuid"
+                            } else {
+                                "its sequence belongs to the source table"
+                            }
+                        ));
+                        String::new()
+                    }
+                    Some(d) => format!(" DEFAULT {}", d.expr),
+                    None => String::new(),
+                };
                 defs.push(format!(
-                    "{} {}{}",
+                    "{} {}{}{}",
                     col.quoted,
                     ty,
+                    default,
                     if col.not_null { " NOT NULL" } else { "" }
+                ));
+            }
+            for check in &extras.checks {
+                if let Some(c) = check.columns.iter().find(|c| rekeyed_cols.contains(*c)) {
+                    left_out.push(format!(
+                        "check constraint {} ({}): it reads {}, re-keyed to uuid",
+                        quote_ident(&check.name),
+                        check.body,
+                        quote_ident(c)
+                    ));
+                    continue;
+                }
+                defs.push(format!(
+                    "CONSTRAINT {} {}",
+                    quote_ident(&target_name_of(&check.name, &t.name, name)),
+                    check.body
                 ));
             }
             let sql = format!(
@@ -92,7 +140,9 @@ impl Migration {
                 qualified(&self.target_schema, name),
                 defs.join(", ")
             );
-            Spi::run(&sql).or_raise();
+            // The expressions are the server's own text under search_path pg_catalog (every
+            // name in them qualified): read the same way back.
+            with_settings(&[("search_path", "pg_catalog")], || Spi::run(&sql)).or_raise();
             jobs::log(
                 self.job_id,
                 "target.created",
@@ -100,7 +150,7 @@ impl Migration {
                 Some(*source),
                 None,
                 Some(&sql),
-                None,
+                (!left_out.is_empty()).then(|| serde_json::json!({ "not_reproduced": left_out })),
             );
             let made = read(&self.target_schema, name).ok_or_else(|| Error::MissingTarget {
                 target: qualified(&self.target_schema, name),
@@ -202,4 +252,64 @@ pub fn lock_schema(schema: &str, exclusive: bool) {
            FROM pg_catalog.pg_namespace n WHERE n.nspname = $1"
     };
     Spi::run_with_args(sql, &[schema.into()]).or_raise();
+}
+
+/// A source column's default, as the server writes it under search_path pg_catalog.
+#[derive(serde::Deserialize)]
+struct SourceDefault {
+    column: String,
+    expr: String,
+    /// It calls nextval (a serial column's, an identity's): the sequence is the source's.
+    uses_sequence: bool,
+}
+
+/// A source CHECK constraint and the columns it reads.
+#[derive(serde::Deserialize)]
+struct SourceCheck {
+    name: String,
+    body: String,
+    columns: Vec<String>,
+}
+
+/// The defaults and CHECK constraints of a source table that `create_target` reproduces (an
+/// identity counts as a default drawing from a sequence). Generated columns are not among
+/// the table's copied columns' defaults: they are computed, never written.
+#[derive(serde::Deserialize, Default)]
+struct SourceExtras {
+    defaults: Vec<SourceDefault>,
+    checks: Vec<SourceCheck>,
+}
+
+const EXTRAS_SQL: &str = r#"
+SELECT pg_catalog.jsonb_build_object(
+  'defaults', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'column', a.attname,
+                   'expr', coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'identity'),
+                   'uses_sequence', a.attidentity <> '' OR d.adbin IS NOT NULL AND EXISTS (
+                       SELECT FROM pg_catalog.pg_depend dep
+                        WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                          AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                          AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = dep.refobjid) = 'S'))
+                   ORDER BY a.attnum), '[]')
+                 FROM pg_catalog.pg_attribute a
+                 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE a.attrelid = $1::pg_catalog.int8::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
+                  AND a.attgenerated = '' AND (d.oid IS NOT NULL OR a.attidentity <> '')),
+  'checks', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                 'name', k.conname, 'body', pg_catalog.pg_get_constraintdef(k.oid),
+                 'columns', (SELECT coalesce(pg_catalog.jsonb_agg(a.attname), '[]')
+                               FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)))
+                 ORDER BY k.conname), '[]')
+               FROM pg_catalog.pg_constraint k
+              WHERE k.conrelid = $1::pg_catalog.int8::pg_catalog.oid AND k.contype = 'c'))
+"#;
+
+impl SourceExtras {
+    fn read(source: TableId) -> SourceExtras {
+        with_settings(&[("search_path", "pg_catalog")], || {
+            crate::pg::query_json::<SourceExtras>(EXTRAS_SQL, &[(source as i64).into()])
+        })
+        .unwrap_or_default()
+    }
 }
