@@ -3,19 +3,18 @@
 # of a background migration against the same migration inline, on one private cluster.
 #
 # Usage:
-#   bench/background.sh            200 jobs (20 tenants x 10 target schemas) queued in one
+#   bench/background.sh            200 jobs (200 tenants over 10 target schemas) queued in one
 #                                  transaction; throughput on office 1 at scale 20 (~230k rows)
-#   bench/background.sh --quick    40 jobs (20 tenants x 2 schemas); throughput at scale 2
+#   bench/background.sh --quick    40 jobs (40 tenants over 2 schemas); throughput at scale 2
 #
 # What it does:
 #   1. builds and installs the extension (release) into a private copy of PostgreSQL
 #      (bench/lib.sh), starts a fresh cluster with the library
 #      preloaded and the default caps (tenant_ops.max_workers 8, max_concurrent_migrations 2);
-#   2. database `bench`: demo/dispatch.sql at scale 1 plus offices 7..20 (copies of office 4),
-#      so 20 tenants; one scope per target schema (dispatch01..NN, identical: a tenant may have
-#      one open migration per scope) and the target tables created beforehand
-#      (bench/background_setup.sql);
-#   3. queues every job (each tenant into each schema t01..tNN, id_strategy keep; the dirty
+#   2. database `bench`: demo/dispatch.sql at scale 1 plus offices 7..N (copies of office 4),
+#      one tenant per job (a tenant has one open migration at a time, whatever the target), the
+#      scope dispatch and the target tables created beforehand (bench/background_setup.sql);
+#   3. queues every job (tenant t into schema t01..tNN round robin, id_strategy keep; the dirty
 #      office 5 with cross_tenant null and continue_on_error) in ONE transaction, notes
 #      clock_timestamp() right after its COMMIT, and samples the running job workers every 50 ms
 #      (backend_type 'pg_tenant_ops job migrate' in pg_stat_activity) until all have ended;
@@ -45,7 +44,6 @@ LOG_TAG=bench-bg
 
 bench_quick_args BENCH_BG_PORT 28824 "$@"
 
-TENANTS=20           # offices 1..20 in database bench
 SINGLE_JOBS=20       # jobs queued one at a time (one per tenant), for the slot-free latency
 TP_OFFICE=1          # the tenant of the throughput runs
 if [ "$quick" = 1 ]; then
@@ -53,7 +51,8 @@ if [ "$quick" = 1 ]; then
 else
     n_schemas=10; tp_scale=20; tp_runs=3
 fi
-n_jobs=$((TENANTS * n_schemas))
+n_jobs=$((20 * n_schemas))
+TENANTS=$n_jobs      # offices 1..N in database bench, one job each
 bench_started=$(date +%s)
 
 # --- 1. toolchain, extension, cluster -------------------------------------------------------------
@@ -107,10 +106,10 @@ cap_migrations=$(value postgres "SHOW tenant_ops.max_concurrent_migrations")
 cap=$(( cap_workers < cap_migrations ? cap_workers : cap_migrations ))
 log "caps: tenant_ops.max_workers $cap_workers, tenant_ops.max_concurrent_migrations $cap_migrations (one database: at most $cap migrations at once)"
 
-# --- 2. 20 tenants, scopes, target schemas ----------------------------------------------------------
-log "database bench: generator at scale 1, offices 7..$TENANTS, $n_schemas scopes and target schemas"
+# --- 2. tenants, the scope, target schemas ----------------------------------------------------------
+log "database bench: generator at scale 1, offices 7..$TENANTS, $n_schemas target schemas"
 make_database bench 1
-psql_db bench -o /dev/null -v n_schemas="$n_schemas" -f "$BENCH_DIR/background_setup.sql"
+psql_db bench -o /dev/null -v n_schemas="$n_schemas" -v n_tenants="$TENANTS" -f "$BENCH_DIR/background_setup.sql"
 [ "$(value bench "SELECT count(*) FROM legacy.dispatch_offices")" = "$TENANTS" ] \
     || die "expected $TENANTS offices in database bench"
 wait_for_scheduler bench
@@ -120,17 +119,16 @@ tenant_options="CASE WHEN t = 5 THEN '{\"cross_tenant\": \"null\", \"continue_on
                      ELSE '{}' END::jsonb"
 
 # --- 3. all jobs queued at once ---------------------------------------------------------------------
-log "queuing $n_jobs jobs ($TENANTS tenants x $n_schemas schemas) in one transaction"
+log "queuing $n_jobs jobs ($TENANTS tenants over $n_schemas schemas) in one transaction"
 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d bench \
     -c "CALL bench.sample('queue', 0.05, 900)" &
 sampler_pid=$!
 psql_db bench -o /dev/null <<SQL
 BEGIN;
 INSERT INTO bench.jobs (job_id, batch, tenant, target)
-SELECT tenant_ops.migrate_tenant(format('dispatch%s', lpad(s::text, 2, '0')), t::text,
-                                 format('t%s', lpad(s::text, 2, '0')), $tenant_options, true),
+SELECT tenant_ops.migrate_tenant('dispatch', t::text, format('t%s', lpad(s::text, 2, '0')), $tenant_options, true),
        'queue', t, format('t%s', lpad(s::text, 2, '0'))
-FROM generate_series(1, $n_schemas) s CROSS JOIN generate_series(1, $TENANTS) t;
+FROM generate_series(1, $TENANTS) t, LATERAL (SELECT (t - 1) % $n_schemas + 1 AS s) x;
 INSERT INTO bench.batches (name, first_job, last_job, n_jobs)
 SELECT 'queue', min(job_id), max(job_id), count(*) FROM bench.jobs WHERE batch = 'queue';
 COMMIT;
@@ -150,7 +148,7 @@ log "queuing $SINGLE_JOBS jobs one at a time (commit, wait for the job, next)"
         cat <<SQL
 SELECT pg_sleep(0.2);
 BEGIN;
-SELECT tenant_ops.migrate_tenant('dispatch01', '$t', 'lat',
+SELECT tenant_ops.migrate_tenant('dispatch', '$t', 'lat',
                                  (SELECT $tenant_options FROM (SELECT $t AS t) x), true) AS job \gset
 INSERT INTO bench.jobs (job_id, batch, tenant, target) VALUES (:job, 'single', $t, 'lat');
 COMMIT;

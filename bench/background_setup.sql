@@ -1,12 +1,12 @@
 -- bench/background_setup.sql: the data of bench/background.sh, loaded into a database that has
 -- the extension and demo/dispatch.sql with legacy.generate_dispatch(1) already run.
 --
--- psql variables: :n_schemas (target schemas t01..tNN, one scope per schema: dispatch01..NN).
+-- psql variables: :n_tenants (offices 1..N), :n_schemas (target schemas t01..tNN).
 --
--- 1. Offices 7..20: copies of office 4 (Millbrook, ~1.2k rows) with fresh ids after every
---    existing one, so the benchmark has 20 tenants in one database. Every FK stays valid.
--- 2. Scopes dispatch01..NN, identical definitions on the same root: a tenant may have only one
---    open migration per scope, so each of its NN jobs queued at once goes through its own scope.
+-- 1. Offices 7..N: copies of office 4 (Millbrook, ~1.2k rows) with fresh ids after every
+--    existing one, so the benchmark has N tenants in one database. Every FK stays valid.
+-- 2. One scope, dispatch. A tenant has one open migration at a time (whatever the scope or
+--    target), so the jobs queued at once are one per tenant, spread over the target schemas.
 -- 3. Target schemas t01..tNN and lat (the start-latency jobs): the target tables are created
 --    by an inline create_target migration of office 6 (a root row and nothing else) which is
 --    then rolled back (the tables stay, the row goes), and the shared products are loaded once
@@ -23,7 +23,7 @@ SELECT k AS office, k - 6 AS i,
        (SELECT max(id) FROM legacy.dispatch_doctors)  AS doc_n,
        (SELECT max(id) FROM legacy.dispatch_patients) AS pat_n,
        (SELECT max(id) FROM legacy.dispatch_orders)   AS ord_n
-FROM generate_series(7, 20) k;
+FROM generate_series(7, :n_tenants) k;
 
 INSERT INTO legacy.dispatch_offices (id, name, region, created_at)
 SELECT b.office, o.name || ' ' || b.i, o.region, o.created_at + make_interval(days => b.i)
@@ -173,9 +173,7 @@ END
 $fn$;
 
 -- ---- 2. scopes ---------------------------------------------------------------------------------
-SELECT tenant_ops.create_scope(format('dispatch%s', lpad(s::text, 2, '0')),
-                               'legacy.dispatch_offices', 'id', '{}')
-FROM generate_series(1, :n_schemas) s;
+SELECT tenant_ops.create_scope('dispatch', 'legacy.dispatch_offices', 'id', '{}');
 
 -- ---- 3. target schemas -------------------------------------------------------------------------
 SELECT format('CREATE SCHEMA t%s', lpad(s::text, 2, '0')) FROM generate_series(1, :n_schemas) s
@@ -183,7 +181,7 @@ UNION ALL SELECT 'CREATE SCHEMA lat'
 \gexec
 
 CREATE TEMP TABLE prep_jobs AS
-SELECT tenant_ops.migrate_tenant('dispatch01', '6', schema_name,
+SELECT tenant_ops.migrate_tenant('dispatch', '6', schema_name,
                                  '{"create_target": true, "shared": "copy"}') AS job_id, schema_name
 FROM (SELECT format('t%s', lpad(s::text, 2, '0')) AS schema_name FROM generate_series(1, :n_schemas) s
       UNION ALL SELECT 'lat') s;
