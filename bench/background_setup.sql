@@ -130,6 +130,8 @@ CREATE TABLE bench.samples (
     batch        text NOT NULL,
     at           timestamptz NOT NULL,
     workers      int NOT NULL,       -- processes with backend_type 'pg_tenant_ops job migrate'
+    busy_workers int NOT NULL,       -- of those, the ones driving a job in status 'running' (the
+                                     -- others have finished their job and are exiting)
     running_jobs int NOT NULL,       -- jobs of the batch with status 'running'
     queued_jobs  int NOT NULL,       -- jobs of the batch with status 'queued'
     worker_pids  int[],
@@ -149,10 +151,12 @@ BEGIN
         PERFORM pg_stat_clear_snapshot();
         SELECT * INTO b FROM bench.batches WHERE name = batch_name;
         INSERT INTO bench.samples
-        SELECT batch_name, clock_timestamp(), w.n, coalesce(j.running, 0), coalesce(j.queued, 0),
+        SELECT batch_name, clock_timestamp(), w.n, w.busy, coalesce(j.running, 0), coalesce(j.queued, 0),
                w.pids, j.running_ids
-        FROM (SELECT count(*)::int AS n, array_agg(pid ORDER BY pid) AS pids
-                FROM pg_stat_activity WHERE backend_type = 'pg_tenant_ops job migrate') w
+        FROM (SELECT count(*)::int AS n, array_agg(a.pid ORDER BY a.pid) AS pids,
+                     count(*) FILTER (WHERE EXISTS (SELECT FROM tenant_ops.jobs r
+                                                     WHERE r.worker_pid = a.pid AND r.status = 'running'))::int AS busy
+                FROM pg_stat_activity a WHERE a.backend_type = 'pg_tenant_ops job migrate') w
         LEFT JOIN (SELECT count(*) FILTER (WHERE status = 'running')::int AS running,
                           count(*) FILTER (WHERE status = 'queued')::int AS queued,
                           array_agg(id ORDER BY id) FILTER (WHERE status = 'running') AS running_ids
