@@ -375,6 +375,11 @@ impl Migration {
                 Ok(StepOutcome::Continue)
             }
             Stage::Finish => {
+                // setval is not undone with a transaction: a dry run, rolled back whole, must
+                // not move anything.
+                if !self.options.dry_run {
+                    self.advance_sequences()?;
+                }
                 let report = self.report();
                 enter(self.job_id, Stage::Done);
                 Ok(StepOutcome::Done(report))

@@ -332,8 +332,9 @@ SELECT o.code, o.name, pg_typeof(o.id) AS id_type FROM code_dst.org o;
 SELECT m.org_code, m.name, m.org_id = o.id AS org_id_mapped
   FROM code_dst.member m LEFT JOIN code_dst.org o ON o.id = m.org_id ORDER BY m.name;
 -- create_target reproduces the source's defaults and CHECK constraints, except where they
--- would not mean the same: a serial's sequence belongs to the source, a check on a column
--- re-keyed to uuid (those are named in the job log); a re-keyed primary key draws new uuids.
+-- would not mean the same, a check on a column re-keyed to uuid (named in the job log); a
+-- re-keyed primary key draws new uuids, a kept serial or identity key becomes an identity of
+-- the target's own, moved past the keys loaded.
 CREATE SCHEMA extras_src;
 CREATE TYPE extras_src.mood AS ENUM ('calm', 'busy');
 CREATE TABLE extras_src.shop (id serial PRIMARY KEY, name text NOT NULL DEFAULT 'unnamed',
@@ -365,3 +366,15 @@ SELECT j.id = :ex_uuid AS uuid_job, g.table_name, jsonb_array_elements_text(g.de
 INSERT INTO extras_keep.sale (id, shop_id, qty) VALUES (100, 1, 0);
 \echo :SQLSTATE
 INSERT INTO extras_uuid.shop (name) VALUES (DEFAULT) RETURNING name, mood, pg_typeof(id);
+INSERT INTO extras_keep.shop (name) VALUES ('new') RETURNING id, name;
+INSERT INTO extras_keep.sale (shop_id) VALUES (1) RETURNING id, qty;
+-- A target made by hand with a serial key: the migration moves its sequence too.
+CREATE SCHEMA extras_hand;
+CREATE TABLE extras_hand.shop (id serial PRIMARY KEY, name text, mood extras_src.mood, opened date);
+CREATE TABLE extras_hand.sale (id serial PRIMARY KEY, shop_id int REFERENCES extras_hand.shop, qty int, total numeric);
+SELECT tenant_ops.migrate_tenant('extras', '2', 'extras_hand') IS NOT NULL AS migrated;
+SELECT pg_sequence_last_value('extras_hand.shop_id_seq') AS shop_seq, pg_sequence_last_value('extras_hand.sale_id_seq') AS sale_seq;
+-- A dry run moves no sequence (setval is not rolled back with the run).
+SELECT setval('extras_hand.shop_id_seq', 1);
+SELECT tenant_ops.migrate_tenant('extras', '2', 'extras_hand', '{"dry_run": true, "on_conflict": "skip"}') IS NOT NULL AS dry;
+SELECT pg_sequence_last_value('extras_hand.shop_id_seq') AS shop_seq_after_dry_run;
