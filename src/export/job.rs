@@ -203,6 +203,8 @@ impl Export {
                 kinds: s.columns.iter().map(|c| Kind::of(&c.type_full)).collect(),
             })
             .collect();
+        // An attempt that failed before (and is retried) may have left its tables.
+        jobs::restart_from_scratch(self.job_id, "export");
         for (i, (oid, s)) in chosen.iter().enumerate() {
             jobs::add_table(
                 self.job_id,

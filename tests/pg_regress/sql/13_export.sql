@@ -43,8 +43,10 @@ SELECT tenant_ops.export_tenant('exp ört', '1', 'csv');
 SET tenant_ops.export_directory = 'regress_exports';
 
 -- 2. Every format; the job's result; the archives are there
-SELECT pg_temp.job(tenant_ops.export_tenant('exp ört', '1', f, jsonb_build_object('file', 'e1.' || f || '.tar.gz'))) AS result
-  FROM unnest(ARRAY['csv', 'json', 'ndjson', 'xml', 'sql', 'xlsx']) f;
+-- (a workbook's size varies: it records when it was made)
+SELECT CASE WHEN f = 'xlsx' THEN r - 'per_table' - 'data_bytes' ELSE r END AS result
+  FROM unnest(ARRAY['csv', 'json', 'ndjson', 'xml', 'sql', 'xlsx']) f,
+       pg_temp.job(tenant_ops.export_tenant('exp ört', '1', f, jsonb_build_object('file', 'e1.' || f || '.tar.gz'))) r;
 SELECT f FROM pg_ls_dir('regress_exports') f ORDER BY f;
 SELECT encode(substring(tenant_ops.download_export('e1.csv.tar.gz', 0, 16) FROM 1 FOR 2), 'hex') AS gzip_magic,
        length(tenant_ops.download_export('e1.csv.tar.gz')) = tenant_ops.export_size('e1.csv.tar.gz') AS whole_file;
