@@ -75,20 +75,25 @@ impl Pending {
         self.file.as_mut().expect("open until committed")
     }
 
-    /// fsync, rename into place (refused if a file took the name meanwhile), fsync the
+    /// fsync, link into place (refused if a file took the name meanwhile), fsync the
     /// directory; and should the current transaction abort, the file goes again.
     pub fn commit(mut self, name: &str) -> Result<()> {
         let file = self.file.take().expect("open until committed");
         file.sync_all()
             .map_err(|e| io_error("write", &self.temp, &e))?;
         drop(file);
-        if fs::symlink_metadata(&self.path).is_ok() {
-            let _ = fs::remove_file(&self.temp);
-            return Err(Error::FileExists {
-                name: name.to_string(),
-            });
+        // A hard link never replaces a file that took the name meanwhile (a rename would).
+        let linked = fs::hard_link(&self.temp, &self.path);
+        let _ = fs::remove_file(&self.temp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::FileExists {
+                    name: name.to_string(),
+                })
+            }
+            Err(e) => return Err(io_error("rename", &self.temp, &e)),
         }
-        fs::rename(&self.temp, &self.path).map_err(|e| io_error("rename", &self.temp, &e))?;
         if let Some(dir) = self.path.parent() {
             File::open(dir)
                 .and_then(|d| d.sync_all())
