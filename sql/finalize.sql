@@ -29,6 +29,11 @@ GRANT EXECUTE ON FUNCTION tenant_ops.create_backup(text, text, jsonb, boolean), 
       TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.import_data(regclass, text, text, jsonb, boolean),
                           tenant_ops.import_data_bytes(regclass, bytea, text, jsonb, boolean) TO tenant_ops_operator;
+GRANT EXECUTE ON FUNCTION tenant_ops.export_tenant(text, text, text, jsonb, boolean) TO tenant_ops_operator;
+-- Files of the export directory hold any tenant's rows (whoever exported them): reading them
+-- back is an admin's, as reading backups is.
+GRANT EXECUTE ON FUNCTION tenant_ops.download_export(text, bigint, integer), tenant_ops.export_size(text),
+                          tenant_ops.import_tenant(text, text, jsonb) TO tenant_ops_admin;
 GRANT EXECUTE ON FUNCTION tenant_ops.restore_backup(bigint, jsonb, boolean), tenant_ops.read_backup(bigint, bigint, integer),
                           tenant_ops.drop_backup(bigint), tenant_ops.purge_backups(),
                           tenant_ops.load_backup(bytea), tenant_ops.load_backup_chunk(text, bytea),

@@ -28,6 +28,8 @@ static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(2);
 static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 static IMPORT_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MAX_CONCURRENT_IMPORTS: GucSetting<i32> = GucSetting::<i32>::new(2);
+static EXPORT_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static MAX_CONCURRENT_EXPORTS: GucSetting<i32> = GucSetting::<i32>::new(2);
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn init() {
@@ -69,6 +71,11 @@ pub fn init() {
             c"tenant_ops.max_concurrent_imports",
             &MAX_CONCURRENT_IMPORTS,
             c"Most import jobs running at once.",
+        ),
+        (
+            c"tenant_ops.max_concurrent_exports",
+            &MAX_CONCURRENT_EXPORTS,
+            c"Most export jobs running at once.",
         ),
     ] {
         GucRegistry::define_int_guc(
@@ -180,6 +187,17 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // Superuser-only, and without a default: export files are meant to leave the server, so
+    // where they are written is chosen on purpose (never silently inside the data directory,
+    // where base backups would carry them).
+    GucRegistry::define_string_guc(
+        c"tenant_ops.export_directory",
+        c"Directory export_tenant writes its archives to and import_tenant reads them from (no default: exports are refused until it is set).",
+        c"Relative paths are taken from the data directory. Only superusers may change it.",
+        &EXPORT_DIRECTORY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
 }
 
@@ -243,4 +261,10 @@ pub fn import_directory() -> Option<String> {
 }
 pub fn max_concurrent_imports() -> i32 {
     MAX_CONCURRENT_IMPORTS.get()
+}
+pub fn export_directory() -> Option<String> {
+    string(&EXPORT_DIRECTORY).filter(|d| !d.trim().is_empty())
+}
+pub fn max_concurrent_exports() -> i32 {
+    MAX_CONCURRENT_EXPORTS.get()
 }

@@ -21,6 +21,7 @@ mod api;
 pub mod audit;
 pub mod backup;
 pub mod error;
+pub mod export;
 pub mod gucs;
 pub mod import;
 pub mod integrity;

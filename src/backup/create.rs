@@ -206,16 +206,17 @@ impl Steps for Backup {
 }
 
 /// One table's spooled lines.
-struct Spool {
-    path: PathBuf,
-    sha256: String,
-    digest: RowsDigest,
-    bytes: u64,
+pub(crate) struct Spool {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub digest: RowsDigest,
+    pub bytes: u64,
 }
 
-/// The spool files of one backup, removed when dropped.
-struct Spools {
-    tables: Vec<Spool>,
+/// The spool files of one backup, removed when dropped (also what `import_tenant` converts an
+/// export into before it writes the archive).
+pub(crate) struct Spools {
+    pub tables: Vec<Spool>,
 }
 
 impl Drop for Spools {
@@ -277,7 +278,7 @@ impl Spools {
 
 /// Writes the archive into `file`, encrypted to `identity`'s recipient when given; returns
 /// the file's size and SHA-256 (over the file as written).
-fn write_archive(
+pub(crate) fn write_archive(
     file: &mut File,
     manifest: &Manifest,
     spools: &Spools,

@@ -121,20 +121,36 @@ pub fn role_name(r: Role) -> &'static str {
 }
 
 /// Runs `each(table index, COPY text line)` over the tenant's rows of every table, in table
-/// order, as the caller, every table read in one snapshot (whatever the isolation level and
-/// executor): one snapshot is made active, and each table's rows come through a read-only
-/// cursor on it, closed before the next table's opens. So the memory a table's plan holds
-/// (the hash tables of its tenant filter) is freed before the next one's is built: the peak
-/// is one table's plan and one fetch, not the sum over every table.
+/// order, as the caller, every table read in one snapshot (see [`export_rows`]).
 pub fn export(
     specs: &[TableSpec],
     tenant: &str,
     mut each: impl FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    export_rows(specs, tenant, |t, fields| {
+        line.clear();
+        format::write_line(&mut line, fields.iter().copied());
+        each(t, &line)
+    })
+}
+
+/// Runs `each(table index, fields)` over the tenant's rows of every table, in table order,
+/// each field as PostgreSQL prints it under [`EXPORT_SETTINGS`] (`None` for NULL), as the
+/// caller, every table read in one snapshot (whatever the isolation level and executor): one
+/// snapshot is made active, and each table's rows come through a read-only cursor on it,
+/// closed before the next table's opens. So the memory a table's plan holds (the hash tables
+/// of its tenant filter) is freed before the next one's is built: the peak is one table's
+/// plan and one fetch, not the sum over every table. Shared by backups and exports (which
+/// choose the columns through `specs`).
+pub fn export_rows<E: From<Error>>(
+    specs: &[TableSpec],
+    tenant: &str,
+    mut each: impl FnMut(usize, &[Option<&str>]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     with_settings(EXPORT_SETTINGS, || {
         crate::sys::with_one_snapshot(|| {
             Spi::connect(|client| {
-                let mut line = Vec::with_capacity(4096);
                 let mut scratch = Scratch::new("pg_tenant_ops export");
                 for (t, spec) in specs.iter().enumerate() {
                     let cols: Vec<String> = spec
@@ -166,26 +182,27 @@ pub fn export(
                         // context — after an SPI call, TopTransactionContext — where a copy of
                         // every row would stay until the transaction ends.)
                         scratch.run(|| {
+                            let mut fields: Vec<Option<&str>> =
+                                Vec::with_capacity(spec.columns.len());
                             while batch.next().is_some() {
-                                line.clear();
-                                let fields: Vec<Option<&str>> = (1..=spec.columns.len())
-                                    .map(|k| {
-                                        let d = batch.get_datum_by_ordinal(k).or_raise()?;
-                                        // SAFETY: a text datum of the current row (the query
-                                        // casts every column to text), read in place.
-                                        unsafe { <&str as FromDatum>::from_datum(d, false) }
-                                    })
-                                    .collect();
-                                format::write_line(&mut line, fields);
-                                each(t, &line)?;
+                                fields.clear();
+                                for k in 1..=spec.columns.len() {
+                                    // SAFETY: a text datum of the current row (the query
+                                    // casts every column to text), read in place; no
+                                    // datum is NULL.
+                                    fields.push(batch.get_datum_by_ordinal(k).or_raise().and_then(
+                                        |d| unsafe { <&str as FromDatum>::from_datum(d, false) },
+                                    ));
+                                }
+                                each(t, &fields)?;
                             }
-                            Ok::<(), Error>(())
+                            Ok::<(), E>(())
                         })?;
                         // The tuple table is SPI's to free (it keeps a list of them).
                         unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
                     }
                 }
-                Ok::<(), Error>(())
+                Ok::<(), E>(())
             })
         })
     })

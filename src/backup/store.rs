@@ -68,6 +68,15 @@ pub fn ensure_directory(dir: PathBuf, what: &str) -> Result<PathBuf> {
 /// `..`, no absolute path, no hidden names: those are the extension's own), reached without
 /// following a symbolic link anywhere on the way, ending in a regular file.
 pub fn confined_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = confined_path(dir, name)?;
+    regular_file(path, "file")
+}
+
+/// As [`confined_file`], for a file that need not exist yet (one to be written): every
+/// component before the last must exist (directories, never symbolic links); the last, when
+/// it exists, is not a symbolic link either. Shared by every directory setting (backups,
+/// imports, exports).
+pub fn confined_path(dir: &Path, name: &str) -> Result<PathBuf> {
     use std::path::Component;
     let relative = Path::new(name);
     let plain = !name.is_empty()
@@ -84,7 +93,8 @@ pub fn confined_file(dir: &Path, name: &str) -> Result<PathBuf> {
         });
     }
     let mut path = dir.to_path_buf();
-    for part in relative.components() {
+    let parts: Vec<_> = relative.components().collect();
+    for (i, part) in parts.iter().enumerate() {
         path.push(part);
         match fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_symlink() => {
@@ -94,13 +104,15 @@ pub fn confined_file(dir: &Path, name: &str) -> Result<PathBuf> {
                 })
             }
             Ok(_) => {}
+            // The file itself may be missing (one to be written; `confined_file` refuses it).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && i + 1 == parts.len() => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::FileMissing(path.display().to_string()))
             }
             Err(e) => return Err(io_error("read", &path, &e)),
         }
     }
-    regular_file(path, "file")
+    Ok(path)
 }
 
 /// `path` if it is a regular file (never a symbolic link, a directory or a device); `noun`

@@ -15,6 +15,7 @@ mod backups;
 mod common;
 mod concurrent_change;
 mod datasets;
+mod export;
 mod import;
 mod integrity;
 mod migration;
@@ -63,6 +64,11 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ),
         ("restore_clone_pagila", restore_modes::restore_clone_pagila),
         ("import_pagila_round_trip", import::import_pagila_round_trip),
+        ("export_pagila_round_trip", export::export_pagila_round_trip),
+        (
+            "export_hostile_names_background",
+            export::export_hostile_names_background,
+        ),
         (
             "import_refused_rows_by_line",
             import::import_refused_rows_by_line,
