@@ -28,6 +28,7 @@ static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(2);
 static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 static IMPORT_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MAX_CONCURRENT_IMPORTS: GucSetting<i32> = GucSetting::<i32>::new(2);
+static IMPORT_XLSX_MAX_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(100 * 1024);
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn init() {
@@ -180,6 +181,17 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // Superuser-only: how much memory one backend may spend on a workbook is a server decision.
+    GucRegistry::define_int_guc(
+        c"tenant_ops.import_xlsx_max_size",
+        c"Largest XLSX file import_data reads (it is read whole into memory); also the limit for each workbook part read whole once unpacked.",
+        c"Worksheets themselves are read as a stream. Only superusers may change it.",
+        &IMPORT_XLSX_MAX_SIZE_KB,
+        64,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
+    );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
 }
 
@@ -243,4 +255,8 @@ pub fn import_directory() -> Option<String> {
 }
 pub fn max_concurrent_imports() -> i32 {
     MAX_CONCURRENT_IMPORTS.get()
+}
+/// `tenant_ops.import_xlsx_max_size` in bytes.
+pub fn import_xlsx_max_size() -> u64 {
+    IMPORT_XLSX_MAX_SIZE_KB.get().max(0) as u64 * 1024
 }
