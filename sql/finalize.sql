@@ -28,7 +28,8 @@ GRANT EXECUTE ON PROCEDURE tenant_ops.run_job(bigint) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_backup(text, text, jsonb, boolean), tenant_ops.verify_backup(bigint)
       TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.import_data(regclass, text, text, jsonb, boolean),
-                          tenant_ops.import_data_bytes(regclass, bytea, text, jsonb, boolean) TO tenant_ops_operator;
+                          tenant_ops.import_data_bytes(regclass, bytea, text, jsonb, boolean),
+                          tenant_ops.pseudonymize(text), tenant_ops.scan_pii(text, text, integer) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.restore_backup(bigint, jsonb, boolean), tenant_ops.read_backup(bigint, bigint, integer),
                           tenant_ops.drop_backup(bigint), tenant_ops.purge_backups(),
                           tenant_ops.load_backup(bytea), tenant_ops.load_backup_chunk(text, bytea),

@@ -28,6 +28,7 @@ static MAX_CONCURRENT_BACKUPS: GucSetting<i32> = GucSetting::<i32>::new(2);
 static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 static IMPORT_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MAX_CONCURRENT_IMPORTS: GucSetting<i32> = GucSetting::<i32>::new(2);
+static PSEUDONYMIZE_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static IMPORT_XLSX_MAX_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(100 * 1024);
 
 /// Registers every setting. Called once from `_PG_init`.
@@ -192,6 +193,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_KB,
     );
+    // Superuser-only and never shown to others, as the backup key: whoever knows it can
+    // test guesses against pseudonymized values.
+    GucRegistry::define_string_guc(
+        c"tenant_ops.pseudonymize_key",
+        c"Key of the pseudonymize transform (HMAC-SHA256); empty: pseudonymize is an error.",
+        c"The same value gives the same pseudonym under one key. Only superusers may see or change it.",
+        &PSEUDONYMIZE_KEY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
 }
 
@@ -259,4 +270,7 @@ pub fn max_concurrent_imports() -> i32 {
 /// `tenant_ops.import_xlsx_max_size` in bytes.
 pub fn import_xlsx_max_size() -> u64 {
     IMPORT_XLSX_MAX_SIZE_KB.get().max(0) as u64 * 1024
+}
+pub fn pseudonymize_key() -> Option<String> {
+    string(&PSEUDONYMIZE_KEY)
 }
