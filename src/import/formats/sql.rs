@@ -637,12 +637,17 @@ unsafe fn parse(piece: &CStr, line: u64, target: &Target) -> Parsed {
     let bytes = piece.to_bytes();
     let tree = pg_sys::raw_parser(piece.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
     let mut out = vec![];
+    // Lines counted on from the statement before (the statements come in order).
+    let (mut counted, mut stmt_line) = (0, line);
     for raw in list::<pg_sys::RawStmt>(tree) {
         let at = first_token(
             bytes,
             ((*raw).stmt_location.max(0) as usize).min(bytes.len()),
         );
-        let stmt_line = line + newlines(&bytes[..at]);
+        if at >= counted {
+            stmt_line += newlines(&bytes[counted..at]);
+            counted = at;
+        }
         match statement((*raw).stmt, target) {
             Ok(Some(rows)) => out.push((stmt_line, rows)),
             Ok(None) => {}
