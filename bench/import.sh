@@ -21,6 +21,9 @@
 #                        pattern), id (unique within the file)
 #        pgloader        pgloader (Debian package) with a LOAD CSV command (CSV only: pgloader
 #                        reads no JSON)
+#      and, for SQL, the output of `pg_dump --data-only --inserts` (one INSERT per row):
+#        psql            psql -1 -f people.sql (the statements run, in one transaction)
+#        import          tenant_ops.import_data('target', 'people.sql', 'sql') (parsed, not run)
 #      each run checked afterwards: the target holds every row once (count, md5 of the rows);
 #   3. prints the times, rows per second, ratios, and the session backend's peak memory.
 #
@@ -58,6 +61,10 @@ COPY src TO '$imp/people.csv' WITH (FORMAT csv, HEADER);
 COPY (SELECT row_to_json(s) FROM src s) TO '$imp/people.ndjson' WITH (FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02');
 VACUUM ANALYZE;
 SQL
+# pg_dump's INSERTs of src, as into target.
+"$PG_BIN/pg_dump" -h 127.0.0.1 -p "$port" -U postgres -d "$db" --data-only --inserts -t public.src \
+    | sed 's/^INSERT INTO public\.src /INSERT INTO public.target /' >"$work/people.sql"
+cp "$work/people.sql" "$imp/people.sql"
 want="$(psql_bench -At -c "SELECT count(*) || ' ' || md5(string_agg(s::text, '|' ORDER BY id)) FROM src s")"
 csv_bytes="$(stat -c %s "$imp/people.csv")"
 ndjson_bytes="$(stat -c %s "$imp/people.ndjson")"
@@ -110,6 +117,17 @@ LOAD
     best csv_pgloader "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
 }
 
+psql_run() {
+    local t0 t1
+    reset
+    psql_bench -q -c "CHECKPOINT"
+    t0=$(date +%s.%N)
+    psql_bench -q -1 -v ON_ERROR_STOP=1 -f "$work/people.sql" >/dev/null
+    t1=$(date +%s.%N)
+    check psql
+    best sql_psql "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+}
+
 for round in $(seq "$ROUNDS"); do
     log "round $round of $ROUNDS"
     session csv_copy "COPY target FROM '$imp/people.csv' WITH (FORMAT csv, HEADER);"
@@ -121,6 +139,8 @@ COPY lines FROM '$imp/people.ndjson' WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER
 INSERT INTO target SELECT (jsonb_populate_record(NULL::target, line)).* FROM lines;"
     session ndjson_import "SELECT tenant_ops.import_data('target', 'people.ndjson', 'ndjson') AS job \\gset"
     session ndjson_import_rules "SELECT tenant_ops.import_data('target', 'people.ndjson', 'ndjson', '$RULES') AS job \\gset"
+    psql_run
+    session sql_import "SELECT tenant_ops.import_data('target', 'people.sql', 'sql') AS job \\gset"
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -128,12 +148,13 @@ rate() { awk -v r="$rows" -v s="$1" 'BEGIN { printf "%.0f", r / s }'; }
 printf '\n%s rows, best of %s rounds (machine: %s cores, load %s at the end)\n' \
     "$(with_commas "$rows")" "$ROUNDS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %9s %12s %14s %14s %12s\n' contender seconds rows/s "vs COPY" "vs pgloader" "RssAnon MB"
-for k in csv_copy csv_import csv_import_rules csv_pgloader ndjson_copy ndjson_import ndjson_import_rules; do
+for k in csv_copy csv_import csv_import_rules csv_pgloader ndjson_copy ndjson_import ndjson_import_rules sql_psql sql_import; do
     base="${k%%_*}_copy"
+    [ "${k%%_*}" = sql ] && base=sql_psql
     vs_pg="-"
     [ "${k%%_*}" = csv ] && vs_pg="$(ratio "${secs[csv_pgloader]}" "${secs[$k]}")x"
     printf '%-22s %9s %12s %14s %14s %12s\n' "$k" "${secs[$k]}" "$(rate "${secs[$k]}")" \
         "$(ratio "${secs[$base]}" "${secs[$k]}")x" "$vs_pg" "$(mb "${anon[$k]}")"
 done
-printf '(vs COPY and vs pgloader: their time / this time, above 1 is faster than them)\n'
+printf '(vs COPY and vs pgloader: their time / this time, above 1 is faster than them; for sql the base is psql -1 -f)\n'
 log "done in $(( $(date +%s) - bench_started ))s"

@@ -28,7 +28,8 @@ GRANT EXECUTE ON PROCEDURE tenant_ops.run_job(bigint) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_backup(text, text, jsonb, boolean), tenant_ops.verify_backup(bigint)
       TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.import_data(regclass, text, text, jsonb, boolean),
-                          tenant_ops.import_data_bytes(regclass, bytea, text, jsonb, boolean) TO tenant_ops_operator;
+                          tenant_ops.import_data_bytes(regclass, bytea, text, jsonb, boolean),
+                          tenant_ops.pseudonymize(text), tenant_ops.scan_pii(text, text, integer) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.export_tenant(text, text, text, jsonb, boolean) TO tenant_ops_operator;
 -- Files of the export directory hold any tenant's rows (whoever exported them): reading them
 -- back is an admin's, as reading backups is.

@@ -30,6 +30,8 @@ static IMPORT_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CStri
 static MAX_CONCURRENT_IMPORTS: GucSetting<i32> = GucSetting::<i32>::new(2);
 static EXPORT_DIRECTORY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static MAX_CONCURRENT_EXPORTS: GucSetting<i32> = GucSetting::<i32>::new(2);
+static PSEUDONYMIZE_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static IMPORT_XLSX_MAX_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(100 * 1024);
 
 /// Registers every setting. Called once from `_PG_init`.
 pub fn init() {
@@ -198,6 +200,27 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // Superuser-only: how much memory one backend may spend on a workbook is a server decision.
+    GucRegistry::define_int_guc(
+        c"tenant_ops.import_xlsx_max_size",
+        c"Largest XLSX file import_data reads (it is read whole into memory); also the limit for each workbook part read whole once unpacked.",
+        c"Worksheets themselves are read as a stream. Only superusers may change it.",
+        &IMPORT_XLSX_MAX_SIZE_KB,
+        64,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
+    );
+    // Superuser-only and never shown to others, as the backup key: whoever knows it can
+    // test guesses against pseudonymized values.
+    GucRegistry::define_string_guc(
+        c"tenant_ops.pseudonymize_key",
+        c"Key of the pseudonymize transform (HMAC-SHA256); empty: pseudonymize is an error.",
+        c"The same value gives the same pseudonym under one key. Only superusers may see or change it.",
+        &PSEUDONYMIZE_KEY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"tenant_ops".as_ptr()) };
 }
 
@@ -267,4 +290,12 @@ pub fn export_directory() -> Option<String> {
 }
 pub fn max_concurrent_exports() -> i32 {
     MAX_CONCURRENT_EXPORTS.get()
+
+}
+/// `tenant_ops.import_xlsx_max_size` in bytes.
+pub fn import_xlsx_max_size() -> u64 {
+    IMPORT_XLSX_MAX_SIZE_KB.get().max(0) as u64 * 1024
+}
+pub fn pseudonymize_key() -> Option<String> {
+    string(&PSEUDONYMIZE_KEY)
 }

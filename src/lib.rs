@@ -30,6 +30,7 @@ pub mod kinds;
 pub mod migrate;
 pub mod options;
 pub mod pg;
+pub mod pii;
 pub mod schedule;
 pub mod scope;
 pub mod sys;

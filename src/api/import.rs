@@ -9,7 +9,7 @@ use crate::error::OrRaise;
 use crate::import::{self, kind::ImportKind, Source};
 
 /// Loads the rows of file `source` (a name inside `tenant_ops.import_directory`) into
-/// `target`: CSV, JSON or NDJSON (`auto`: told from the content), gzip and the text encoding
+/// `target`: CSV, JSON, NDJSON, XML, XLSX or SQL INSERTs (`auto`: told from the content), gzip and the text encoding
 /// recognized, fields mapped to columns (`columns`, as migrate_tenant's), converted to the
 /// columns' types and checked against `rules`. Returns the job id; its result counts the rows.
 #[pg_extern(sql = r#"
@@ -17,7 +17,7 @@ CREATE FUNCTION tenant_ops.import_data(target regclass, source text, format text
                                        options jsonb DEFAULT '{}', background boolean DEFAULT false)
 RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 COMMENT ON FUNCTION tenant_ops.import_data(regclass, text, text, jsonb, boolean) IS
-'Loads a file of the import directory (CSV, JSON, NDJSON) into a table, converted and validated, as a job; returns the job id.';
+'Loads a file of the import directory (CSV, JSON, NDJSON, XML, XLSX, SQL) into a table, converted and validated, as a job; returns the job id.';
 "#)]
 fn import_data(
     target: Option<pg_sys::Oid>,
@@ -44,7 +44,7 @@ CREATE FUNCTION tenant_ops.import_data_bytes(target regclass, data bytea, format
                                              options jsonb DEFAULT '{}', background boolean DEFAULT false)
 RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 COMMENT ON FUNCTION tenant_ops.import_data_bytes(regclass, bytea, text, jsonb, boolean) IS
-'Loads the bytes of a file (CSV, JSON, NDJSON) into a table, converted and validated, as a job; returns the job id.';
+'Loads the bytes of a file (CSV, JSON, NDJSON, XML, XLSX, SQL) into a table, converted and validated, as a job; returns the job id.';
 "#)]
 fn import_data_bytes(
     target: Option<pg_sys::Oid>,

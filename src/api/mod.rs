@@ -7,6 +7,7 @@ pub mod import;
 pub mod integrity;
 pub mod jobs;
 pub mod migrate;
+pub mod pii;
 pub mod schedules;
 pub mod scopes;
 

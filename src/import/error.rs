@@ -70,6 +70,29 @@ pub enum Error {
     UnknownFormat {
         format: String,
     },
+    /// A SQL statement that is not an INSERT of constants into the target.
+    RefusedStatement {
+        line: u64,
+        sqlstate: PgSqlErrorCode,
+        what: String,
+        hint: Option<String>,
+    },
+    /// An XLSX file that is not a workbook calamine can read (a broken zip, a missing part).
+    BadWorkbook {
+        what: String,
+    },
+    /// `sheet` names no worksheet of the workbook.
+    NoSuchSheet {
+        sheet: String,
+        sheets: Vec<String>,
+    },
+    /// An XLSX file (or a part of it read whole) larger than the limit.
+    TooLarge {
+        /// The part of the workbook, or `None` for the file.
+        part: Option<String>,
+        size: u64,
+        limit: u64,
+    },
     /// An `encoding` label encoding_rs does not know.
     UnknownEncoding(String),
     /// A column of `columns`, `rules` or `tenant` that the target does not have.
@@ -193,6 +216,29 @@ impl UserError for Error {
                 format!("\"{format}\" is not a format import_data reads"),
             )
             .hint(format!("The formats are: {}.", super::FORMATS.join(", "))),
+            Error::RefusedStatement { line, sqlstate, what, hint } => Report::new(
+                *sqlstate,
+                format!("line {line} of the file is refused: {what}"),
+            )
+            .hint(hint.clone()),
+            Error::BadWorkbook { what } => Report::new(
+                ERRCODE_BAD_COPY_FILE_FORMAT,
+                format!("the file is not a readable XLSX workbook: {what}"),
+            ),
+            Error::NoSuchSheet { sheet, sheets } => Report::new(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("the workbook has no sheet {sheet}"),
+            )
+            .hint(format!("Its sheets are: {}.", sheets.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", "))),
+            Error::TooLarge { part, size, limit } => Report::new(
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                match part {
+                    None => format!("the XLSX file is larger than tenant_ops.import_xlsx_max_size ({limit} bytes)"),
+                    Some(p) => format!("part \"{p}\" of the workbook unpacks to {size} bytes, more than tenant_ops.import_xlsx_max_size ({limit} bytes)"),
+                },
+            )
+            .detail("An XLSX file is a zip archive that is read whole into memory (the worksheet itself is then read as a stream).".to_string())
+            .hint("Save the sheet as CSV, which is streamed whatever its size, or have a superuser raise tenant_ops.import_xlsx_max_size.".to_string()),
             Error::UnknownEncoding(label) => Report::new(
                 ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("invalid options: option \"encoding\" names no known encoding: \"{label}\""),

@@ -50,6 +50,9 @@ struct Open {
     plan: Plan,
     /// For positional records: each plan field's index in the record.
     positions: Vec<Option<usize>>,
+    /// SQL: a row's value for a column the plan does not fill refuses the row (JSON's extra
+    /// keys are skipped, but an INSERT's values are all meant for the table).
+    every_key: bool,
     /// A record read ahead (the first JSON record, read for its keys).
     ahead: Option<Record>,
     bytes_read: Rc<Cell<u64>>,
@@ -174,6 +177,8 @@ impl Import {
         let mut opened = source::open(&path, self.options.encoding)?;
         let format = match Format::parse(&self.meta.format)? {
             Some(f) => f,
+            // A zip archive, told before any decoding of the text.
+            None if opened.zip => Format::Xlsx,
             None => {
                 use std::io::BufRead;
                 let head = opened
@@ -183,9 +188,22 @@ impl Import {
                 Format::detect(head, &self.meta.file)
             }
         };
+        if format == Format::Xlsx && self.options.encoding.is_some() {
+            return Err(crate::error::Common::InvalidOption(
+                "option \"encoding\" does not apply to XLSX (a workbook's text is UTF-8 or UTF-16 by its own rules)".into(),
+                Some("Leave \"encoding\" out.".into()),
+            )
+            .into());
+        }
         let target = Target::load(self.meta.target as u32)?;
         let defaults: Vec<String> = target.writable().map(|c| c.name.clone()).collect();
-        let mut reader = formats::reader(format, opened.text, &self.options, &defaults)?;
+        let mut reader = formats::reader(
+            format,
+            opened.text,
+            &self.options,
+            &defaults,
+            self.meta.target as u32,
+        )?;
         let (known, exact, ahead) = match reader.fields() {
             Some(f) => (f.to_vec(), true, None),
             None => {
@@ -224,7 +242,7 @@ impl Import {
             .collect();
         let delimiter = reader.delimiter().map(|d| (d as char).to_string());
         let sniffed = delimiter.is_some() && self.options.csv.delimiter.is_none();
-        let described = json!({
+        let mut described = json!({
             "format": format.name(),
             "format_detected": self.meta.format.eq_ignore_ascii_case("auto") || self.meta.format.is_empty(),
             "encoding": opened.encoding,
@@ -234,6 +252,9 @@ impl Import {
             "fields": known,
             "columns": plan.columns.iter().map(|c| c.column.name.clone()).collect::<Vec<_>>(),
         });
+        if let Some(sheet) = reader.sheet() {
+            described["sheet"] = json!(sheet);
+        }
         if self.at.records == 0 && self.stage != "load_started" {
             jobs::log(
                 self.job_id,
@@ -249,6 +270,7 @@ impl Import {
             reader,
             plan,
             positions,
+            every_key: format == Format::Sql,
             ahead,
             bytes_read: opened.bytes_read,
             bytes_total: opened.bytes_total,
@@ -293,6 +315,14 @@ impl Import {
         let date_format = self.options.date_format.as_deref();
         let mut out = Vec::with_capacity(plan.arrays);
         let mut reasons = vec![];
+        if let (true, Values::Named(m)) = (open.every_key, &record.values) {
+            for k in m.keys().filter(|k| !plan.fields.contains(k)) {
+                reasons.push(Reason::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("column \"{k}\" is not filled by this import: the first row does not give it"),
+                ));
+            }
+        }
         for c in &plan.columns {
             let Fill::Field {
                 field,
@@ -304,10 +334,19 @@ impl Import {
                 continue;
             };
             let value: Option<String> = match &record.values {
-                Values::Positional(v) => open.positions[*field]
-                    .and_then(|i| v.get(i))
-                    .cloned()
-                    .flatten(),
+                Values::Positional(v) => {
+                    let at = open.positions[*field];
+                    if let Some(i) = at {
+                        reasons.extend(
+                            record
+                                .faults
+                                .iter()
+                                .filter(|(f, _)| *f == i)
+                                .map(|(_, r)| r.clone()),
+                        );
+                    }
+                    at.and_then(|i| v.get(i)).cloned().flatten()
+                }
                 Values::Named(m) => m.get(&plan.fields[*field]).and_then(formats::json_text),
             };
             if let Some(rules) = &c.rules {

@@ -1,4 +1,4 @@
-//! `import_data`: rows from a file (CSV, JSON, NDJSON), streamed, converted, validated and
+//! `import_data`: rows from a file (CSV, JSON, NDJSON, XML, XLSX, SQL), streamed, converted, validated and
 //! written set-based into one table, as the job kind `import` (inline, `CALL run_job`, or in
 //! the background with a checkpoint per step).
 //!
@@ -35,7 +35,7 @@ pub use error::{Error, Result};
 pub use submit::{submit, Source};
 
 /// The `format` values.
-pub const FORMATS: &[&str] = &["auto", "csv", "json", "ndjson", "xml"];
+pub const FORMATS: &[&str] = &["auto", "csv", "json", "ndjson", "xml", "xlsx", "sql"];
 
 /// The key under which a job's options keep what the call decided (target, file, format).
 pub const META_KEY: &str = "_import";

@@ -60,6 +60,14 @@ pub struct CsvOptions {
     pub null: String,
 }
 
+/// Which worksheet of an XLSX workbook is read (`sheet`): by name, or by its number in the
+/// workbook's order counted from 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sheet {
+    Name(String),
+    Number(usize),
+}
+
 /// The options of one import, checked.
 #[derive(Clone, Debug)]
 pub struct ImportOptions {
@@ -70,6 +78,11 @@ pub struct ImportOptions {
     pub records_path: Vec<String>,
     /// XML: the element each record is (default: every child of the root element).
     pub record_element: Option<String>,
+    /// XLSX: the worksheet (default: the first).
+    pub sheet: Option<Sheet>,
+    /// XLSX: the row (from 1) holding the header; rows above it are skipped (default: the
+    /// first row with a value).
+    pub header_row: Option<u32>,
     /// Target column → how it is filled (as `migrate_tenant`'s per-table `columns`).
     pub columns: BTreeMap<String, ColumnSource>,
     pub tenant: Option<TenantStamp>,
@@ -106,6 +119,10 @@ struct Document {
     records_path: Option<Vec<String>>,
     #[serde(default, deserialize_with = "element")]
     record_element: Option<String>,
+    #[serde(default, deserialize_with = "sheet")]
+    sheet: Option<Sheet>,
+    #[serde(default, deserialize_with = "header_row")]
+    header_row: Option<u32>,
     #[serde(default)]
     columns: BTreeMap<String, ColumnSource>,
     #[serde(default, deserialize_with = "present")]
@@ -147,6 +164,31 @@ fn one_char<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, 
 
 fn element<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
     options::name(d, "an element name").map(Some)
+}
+
+fn sheet<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Sheet>, D::Error> {
+    match options::json(d)? {
+        Value::String(s) if !s.trim().is_empty() => Ok(Some(Sheet::Name(s))),
+        Value::Number(n) if n.as_u64().is_some_and(|n| (1..=65_535).contains(&n)) => {
+            Ok(Some(Sheet::Number(n.as_u64().unwrap_or(1) as usize)))
+        }
+        other => Err(invalid(format!(
+            "must be a sheet's name or its number (from 1), not {}",
+            options::got(&other)
+        ))),
+    }
+}
+
+fn header_row<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    match options::json(d)? {
+        Value::Number(n) if n.as_u64().is_some_and(|n| (1..=1_048_576).contains(&n)) => {
+            Ok(n.as_u64().map(|n| n as u32))
+        }
+        other => Err(invalid(format!(
+            "must be a row number from 1 to 1048576, not {}",
+            options::got(&other)
+        ))),
+    }
 }
 
 fn records_path<'de, D: Deserializer<'de>>(
@@ -213,6 +255,13 @@ impl ImportOptions {
             )
             .into());
         }
+        if d.header_row.is_some() && d.header == Some(false) {
+            return Err(crate::error::Common::InvalidOption(
+                "option \"header_row\" names the header's row, and \"header\" is false".into(),
+                Some("Leave \"header_row\" out for a sheet without a header.".into()),
+            )
+            .into());
+        }
         Ok(ImportOptions {
             csv: CsvOptions {
                 delimiter: d.delimiter,
@@ -224,6 +273,8 @@ impl ImportOptions {
             encoding,
             records_path: d.records_path.unwrap_or_default(),
             record_element: d.record_element,
+            sheet: d.sheet,
+            header_row: d.header_row,
             columns: d.columns,
             tenant: d.tenant.map(|t| t.0),
             rules,

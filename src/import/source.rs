@@ -80,6 +80,8 @@ pub struct Opened {
     pub bytes_read: Rc<Cell<u64>>,
     pub bytes_total: u64,
     pub gzip: bool,
+    /// The bytes (gzip undone, before any decoding) start as a zip archive does.
+    pub zip: bool,
     /// The encoding decoded from ("UTF-8" when passed through).
     pub encoding: &'static str,
 }
@@ -120,6 +122,7 @@ pub fn open(path: &Path, encoding: Option<&'static Encoding>) -> Result<Opened> 
             io_error("read", path, &e)
         }
     })?;
+    let zip = head.starts_with(b"PK\x03\x04");
     let bom = Encoding::for_bom(head).map(|(e, _)| e);
     if let (Some(given), Some(found)) = (encoding, bom) {
         if given != found {
@@ -153,6 +156,7 @@ pub fn open(path: &Path, encoding: Option<&'static Encoding>) -> Result<Opened> 
         bytes_read,
         bytes_total,
         gzip,
+        zip,
         encoding: chosen.map_or("UTF-8", |e| e.name()),
     })
 }

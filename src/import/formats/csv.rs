@@ -238,6 +238,7 @@ impl Reader for CsvReader {
         Ok(Some(Record {
             line,
             values: Values::Positional(values),
+            faults: vec![],
         }))
     }
 }

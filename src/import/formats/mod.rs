@@ -5,13 +5,15 @@
 pub mod csv;
 pub mod json;
 pub mod ndjson;
+pub mod sql;
+pub mod xlsx;
 pub mod xml;
 
 use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
-use super::error::{Error, Result};
+use super::error::{Error, Reason, Result};
 use super::options::ImportOptions;
 
 /// A format the readers know.
@@ -21,6 +23,8 @@ pub enum Format {
     Json,
     Ndjson,
     Xml,
+    Xlsx,
+    Sql,
 }
 
 impl Format {
@@ -30,6 +34,8 @@ impl Format {
             Format::Json => "json",
             Format::Ndjson => "ndjson",
             Format::Xml => "xml",
+            Format::Xlsx => "xlsx",
+            Format::Sql => "sql",
         }
     }
 
@@ -41,6 +47,8 @@ impl Format {
             "json" => Ok(Some(Format::Json)),
             "ndjson" | "jsonl" | "jsonlines" => Ok(Some(Format::Ndjson)),
             "xml" => Ok(Some(Format::Xml)),
+            "xlsx" | "xlsm" => Ok(Some(Format::Xlsx)),
+            "sql" => Ok(Some(Format::Sql)),
             _ => Err(Error::UnknownFormat {
                 format: format.to_string(),
             }),
@@ -49,14 +57,26 @@ impl Format {
 
     /// The format of a file from its first bytes (decoded), the name a hint where the content
     /// does not tell: `[` is JSON, `{` JSON when the first object does not end on its line
-    /// (a document) and NDJSON when it does; anything else CSV.
+    /// (a document) and NDJSON when it does; a zip archive (`PK\x03\x04`) XLSX when it holds
+    /// a workbook's parts or is named `.xlsx`; SQL when it starts (after comments) as SQL
+    /// scripts and pg_dump's output do (`INSERT`, `SET`, `BEGIN`, `\restrict`) or is named
+    /// `.sql`; anything else CSV.
     pub fn detect(head: &[u8], name: &str) -> Format {
         let lower = name.to_ascii_lowercase();
         let lower = lower.trim_end_matches(".gz");
+        if head.starts_with(b"PK\x03\x04") {
+            // Any other zip is read as XLSX too, and calamine says what it lacks.
+            return Format::Xlsx;
+        }
         if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
             return Format::Ndjson;
         }
-        let text = String::from_utf8_lossy(&head[..head.len().min(64 * 1024)]);
+        let head = &head[..head.len().min(64 * 1024)];
+        let bare = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(head);
+        if sql::looks_like_sql(bare) {
+            return Format::Sql;
+        }
+        let text = String::from_utf8_lossy(head);
         let t = text.trim_start_matches('\u{feff}').trim_start();
         if t.starts_with('[') {
             return Format::Json;
@@ -78,6 +98,9 @@ impl Format {
         if lower.ends_with(".xml") {
             return Format::Xml;
         }
+        if lower.ends_with(".sql") {
+            return Format::Sql;
+        }
         Format::Csv
     }
 }
@@ -94,6 +117,9 @@ pub enum Values {
 pub struct Record {
     pub line: u64,
     pub values: Values,
+    /// Values that are there but unusable (an XLSX cell holding `#DIV/0!`): the position in
+    /// [`Values::Positional`] and why; the row is refused when a column reads that field.
+    pub faults: Vec<(usize, Reason)>,
 }
 
 /// A JSON value read as one record: an object, its keys the fields; anything else is refused
@@ -103,6 +129,7 @@ fn object_record(line: u64, value: Value, holds: &str) -> Result<Option<Record>>
         Value::Object(m) => Ok(Some(Record {
             line,
             values: Values::Named(m),
+            faults: vec![],
         })),
         other => Err(Error::Malformed {
             line,
@@ -143,21 +170,33 @@ pub trait Reader {
     fn delimiter(&self) -> Option<u8> {
         None
     }
+    /// The worksheet read (XLSX).
+    fn sheet(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A reader of `format` over `text`; `default_fields` name a CSV file's fields when it has no
-/// header (the target's columns, in order).
+/// header (the target's columns, in order); SQL statements must insert into `target`.
 pub fn reader(
     format: Format,
     text: Box<dyn BufRead>,
     options: &ImportOptions,
     default_fields: &[String],
+    target: u32,
 ) -> Result<Box<dyn Reader>> {
     Ok(match format {
         Format::Csv => Box::new(csv::CsvReader::new(text, &options.csv, default_fields)?),
         Format::Ndjson => Box::new(ndjson::NdjsonReader::new(text)),
         Format::Json => Box::new(json::JsonReader::new(text, &options.records_path)?),
         Format::Xml => Box::new(xml::XmlReader::new(text, options.record_element.clone())),
+        Format::Xlsx => Box::new(xlsx::XlsxReader::new(
+            text,
+            options,
+            default_fields,
+            crate::gucs::import_xlsx_max_size(),
+        )?),
+        Format::Sql => Box::new(sql::SqlReader::new(text, target)),
     })
 }
 

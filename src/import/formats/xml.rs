@@ -147,6 +147,7 @@ impl Reader for XmlReader {
                             return Ok(Some(Record {
                                 line,
                                 values: Values::Named(fields),
+                                faults: vec![],
                             }));
                         }
                         Some(o) if self.depth == o.depth => {
@@ -199,6 +200,7 @@ impl Reader for XmlReader {
                             return Ok(Some(Record {
                                 line: o.line,
                                 values: Values::Named(o.fields),
+                                faults: vec![],
                             }));
                         }
                     }

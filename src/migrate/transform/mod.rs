@@ -37,6 +37,10 @@ pub const BUILTINS: &[&str] = &[
     "to_timestamp",
     "to_uuid",
     "mask",
+    "mask_email",
+    "mask_card",
+    "pseudonymize",
+    "redact",
     "map",
 ];
 
@@ -88,6 +92,21 @@ enum Step {
         )]
         ch: char,
     },
+    /// The first character of the local part, `***`, and the domain: `a***@example.com`.
+    MaskEmail {},
+    /// Every digit but the last four masked, separators kept: `**** **** **** 1111`.
+    MaskCard {},
+    /// HMAC-SHA256 under `tenant_ops.pseudonymize_key`, as hex: the same input gives the same
+    /// output under one key (joins survive), and the input cannot be read back.
+    Pseudonymize {},
+    /// The value replaced by `with` (default `[redacted]`); NULL stays NULL.
+    Redact {
+        #[serde(
+            default = "spec::default_redaction",
+            deserialize_with = "spec::redaction"
+        )]
+        with: String,
+    },
     /// `values` sorted by key (keys are unique), so the SQL does not depend on JSON key order.
     Map {
         #[serde(deserialize_with = "spec::map_values")]
@@ -124,6 +143,10 @@ impl Step {
             Step::ToTimestamp { .. } => "to_timestamp",
             Step::ToUuid {} => "to_uuid",
             Step::Mask { .. } => "mask",
+            Step::MaskEmail {} => "mask_email",
+            Step::MaskCard {} => "mask_card",
+            Step::Pseudonymize {} => "pseudonymize",
+            Step::Redact { .. } => "redact",
             Step::Map { .. } => "map",
         }
     }
@@ -139,6 +162,7 @@ impl Step {
     }
 
     fn can_fail(&self) -> bool {
+        // pseudonymize fails only without a key, for every row alike.
         matches!(
             self,
             Step::ToDate { .. } | Step::ToTimestamp { .. } | Step::ToUuid {}

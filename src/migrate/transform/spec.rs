@@ -139,6 +139,9 @@ fn usage(name: &str) -> String {
              {\"name\": \"map\", \"values\": {\"M\": \"male\", \"F\": \"female\"}, \"default\": \
              \"null\"}."
             .into(),
+        "redact" => "Transform \"redact\" takes one optional parameter, \"with\" (the text that \
+             replaces every value, default \"[redacted]\")."
+            .into(),
         _ => format!("Transform \"{name}\" takes no parameters: write it as \"{name}\"."),
     }
 }
@@ -352,6 +355,20 @@ pub(super) fn map_default<'de, D: Deserializer<'de>>(d: D) -> Result<MapDefault,
         s @ Value::String(_) => Ok(MapDefault::Value(string_param(s, "default")?)),
         other => Err(invalid(format!(
             "parameter \"default\" must be \"keep\", \"null\" or a string, not {}",
+            describe_json(&other)
+        ))),
+    }
+}
+
+pub(super) fn default_redaction() -> String {
+    "[redacted]".into()
+}
+
+pub(super) fn redaction<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match options::json(d)? {
+        Value::String(s) => Ok(s),
+        other => Err(invalid(format!(
+            "parameter \"with\" must be a string, not {}",
             describe_json(&other)
         ))),
     }

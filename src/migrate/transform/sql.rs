@@ -49,6 +49,24 @@ impl Step {
                     quote_literal(&ch.to_string())
                 )
             }
+            Step::MaskEmail {} => format!(
+                "CASE WHEN pg_catalog.strpos({t}, '@') > 1 \
+                 THEN pg_catalog.regexp_replace({t}, '^(.)[^@]*', {}) \
+                 ELSE pg_catalog.regexp_replace({t}, '.', '*', 'g') END",
+                quote_literal("\\1***")
+            ),
+            Step::MaskCard {} => {
+                format!(
+                    "pg_catalog.regexp_replace({t}, '[0-9](?=(?:[^0-9]*[0-9]){{4}})', '*', 'g')"
+                )
+            }
+            Step::Pseudonymize {} => format!("tenant_ops.pseudonymize({t})"),
+            Step::Redact { with } => {
+                format!(
+                    "CASE WHEN {t} IS NULL THEN NULL ELSE {} END",
+                    quote_literal(with)
+                )
+            }
             Step::Map { values, default } => {
                 let mut sql = format!("CASE {t}");
                 for (from, to) in values {

@@ -830,6 +830,7 @@ fn every_builtin_parses_and_is_listed() {
             t.to_sql(IN).starts_with("pg_catalog.")
                 || t.to_sql(IN).starts_with("NULLIF(")
                 || t.to_sql(IN).starts_with("CASE ")
+                || t.to_sql(IN).starts_with("tenant_ops.pseudonymize(")
                 || t.to_sql(IN)
                     .starts_with("(s.\"E-mail\")::pg_catalog.text::")
         );
@@ -846,4 +847,47 @@ fn builtins_are_the_names_serde_reads() {
         Problem::UnknownVariant { known, .. } => assert_eq!(known, BUILTINS),
         other => panic!("expected an unknown variant, got {other:?}"),
     }
+}
+
+// ---- masking transforms (PII) -------------------------------------------------------------
+
+#[test]
+fn masking_builtins() {
+    let t = "(s.\"E-mail\")::pg_catalog.text";
+    assert_eq!(
+        sql(json!("mask_email")),
+        format!(
+            "CASE WHEN pg_catalog.strpos({t}, '@') > 1 THEN pg_catalog.regexp_replace({t}, '^(.)[^@]*', E'\\\\1***') ELSE pg_catalog.regexp_replace({t}, '.', '*', 'g') END"
+        )
+    );
+    assert_eq!(
+        sql(json!("mask_card")),
+        format!("pg_catalog.regexp_replace({t}, '[0-9](?=(?:[^0-9]*[0-9]){{4}})', '*', 'g')")
+    );
+    assert_eq!(
+        sql(json!("pseudonymize")),
+        format!("tenant_ops.pseudonymize({t})")
+    );
+    assert_eq!(
+        sql(json!("redact")),
+        format!("CASE WHEN {t} IS NULL THEN NULL ELSE '[redacted]' END")
+    );
+    assert_eq!(
+        sql(json!({"name": "redact", "with": "it's gone"})),
+        format!("CASE WHEN {t} IS NULL THEN NULL ELSE 'it''s gone' END")
+    );
+    assert_eq!(
+        sql(json!(["trim", "mask_email"])),
+        sql(json!("mask_email")).replace(t, &format!("pg_catalog.btrim({t})"))
+    );
+    let (message, hint) = err(json!({"name": "redact", "with": 1}));
+    assert!(
+        message.contains("parameter \"with\" must be a string, not a number"),
+        "{message}"
+    );
+    assert!(hint
+        .unwrap_or_default()
+        .contains("takes one optional parameter, \"with\""));
+    let (message, _) = err(json!({"name": "mask_card", "keep_last": 2}));
+    assert!(message.contains("keep_last"), "{message}");
 }

@@ -17,6 +17,7 @@ mod concurrent_change;
 mod datasets;
 mod export;
 mod import;
+mod import_formats;
 mod integrity;
 mod migration;
 mod post_load;
@@ -76,6 +77,11 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "import_resumes_after_worker_kill9",
             import::import_resumes_after_worker_kill9,
+        ),
+        ("import_xlsx_workbook", import_formats::import_xlsx_workbook),
+        (
+            "import_sql_from_pg_dump",
+            import_formats::import_sql_from_pg_dump,
         ),
         (
             "restore_merge_chinook",
