@@ -16,6 +16,7 @@ pub static KINDS: &[&dyn JobKind] = &[
     &crate::backup::kind::PurgeBackupsKind,
     &crate::jobs::purge::PurgeHistoryKind,
     &crate::import::kind::ImportKind,
+    &crate::citus::kind::MoveTenantKind,
 ];
 
 /// The kind of that name.

@@ -16,6 +16,10 @@ use pg_tenant_ops_e2e::citus::CitusCluster;
 #[allow(dead_code)]
 mod common;
 
+#[path = "citus/distribute.rs"]
+mod distribute;
+#[path = "citus/moves.rs"]
+mod moves;
 #[path = "citus/schema.rs"]
 mod schema;
 #[path = "citus/tenants.rs"]
@@ -33,6 +37,23 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "citus_migrate_out_and_verify",
             tenants::citus_migrate_out_and_verify,
+        ),
+        (
+            "citus_migrate_into_distributed",
+            distribute::citus_migrate_into_distributed,
+        ),
+        (
+            "citus_rekeyed_into_distributed",
+            distribute::citus_rekeyed_into_distributed,
+        ),
+        (
+            "citus_distribute_refusals",
+            distribute::citus_distribute_refusals,
+        ),
+        ("citus_move_tenant", moves::citus_move_tenant),
+        (
+            "citus_move_tenant_refusals",
+            moves::citus_move_tenant_refusals,
         ),
     ]
 }
