@@ -167,7 +167,7 @@ impl Migration {
             .iter()
             .filter(|p| !staged.contains_key(&p.step) && !self.copy_counts_rows())
             .collect();
-        let start = self.start(&counted);
+        let start = self.start(&counted, &plans);
         for p in &plans {
             let total = staged.get(&p.step).copied().or(start.rows(p.step));
             let made = created.iter().find(|c| c.source == p.source);

@@ -39,6 +39,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             tenants::citus_migrate_out_and_verify,
         ),
         (
+            "citus_between_distributed_and_backup",
+            tenants::citus_between_distributed_and_backup,
+        ),
+        (
             "citus_migrate_into_distributed",
             distribute::citus_migrate_into_distributed,
         ),

@@ -232,3 +232,116 @@ pub fn citus_migrate_out_and_verify(cluster: &CitusCluster) {
     cluster.drop_database(cdb);
     cluster.drop_database(pdb);
 }
+
+/// The tenant's rows of every table, by hand: (table, count, a hash of the rows).
+fn rows_by_hand(c: &mut Client, schema: &str, tenant: i64) -> Vec<(String, i64, i64)> {
+    TENANT_TABLES
+        .iter()
+        .map(|(t, _)| {
+            let name = t.trim_start_matches("mt.");
+            let col = if name == "companies" { "id" } else { "company_id" };
+            let r = c
+                .query_one(
+                    &format!(
+                        "SELECT count(*), coalesce(sum(hashtext(x::text)), 0)::int8 FROM {schema}.{name} x WHERE {col} = $1"
+                    ),
+                    &[&tenant],
+                )
+                .unwrap_or_else(|e| panic!("{schema}.{name}: {}", pg_tenant_ops_e2e::describe_error(&e)));
+            (name.to_string(), r.get(0), r.get(1))
+        })
+        .collect()
+}
+
+/// From distributed tables into new distributed targets (a second colocation group), and a
+/// backup of one tenant of the distributed tables restored over it (replace): the rows as
+/// they were, by hand.
+pub fn citus_between_distributed_and_backup(cluster: &CitusCluster) {
+    let db = "citus_between";
+    let mut c = citus_db(cluster, db);
+    with_scope(&mut c);
+    exec(&mut c, "CREATE SCHEMA dist2");
+    let job = migrate_tenant(
+        &mut c,
+        "mt",
+        "2",
+        "dist2",
+        r#"{"create_target": true, "distribute": true, "shared": "copy"}"#,
+        false,
+    );
+    let v = verify_rows(&mut c, job);
+    assert!(v.iter().all(|r| r.6), "verify_migration: {v:?}");
+    assert_eq!(
+        rows_by_hand(&mut c, "dist2", 2),
+        rows_by_hand(&mut c, "mt", 2)
+    );
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM citus_tables WHERE table_name::text LIKE 'dist2.%' AND citus_table_type = 'distributed'"
+        ),
+        5
+    );
+
+    // The same with a commit per step (CALL run_job), and in the background beside Citus's
+    // own background workers.
+    let job = migrate_tenant(
+        &mut c,
+        "mt",
+        "5",
+        "dist2",
+        r#"{"shared": "copy", "defer": true, "batch_size": 50}"#,
+        false,
+    );
+    crate::common::run_job(&mut c, job);
+    let v = verify_rows(&mut c, job);
+    assert!(
+        v.iter().all(|r| r.6),
+        "verify_migration after run_job: {v:?}"
+    );
+    let job = migrate_tenant(
+        &mut c,
+        "mt",
+        "6",
+        "dist2",
+        r#"{"shared": "copy", "batch_size": 50}"#,
+        true,
+    );
+    assert_eq!(crate::common::wait_for(&mut c, job, 120.0), "succeeded");
+    let v = verify_rows(&mut c, job);
+    assert!(
+        v.iter().all(|r| r.6),
+        "verify_migration after a background run: {v:?}"
+    );
+    for t in [5, 6] {
+        assert_eq!(
+            rows_by_hand(&mut c, "dist2", t),
+            rows_by_hand(&mut c, "mt", t)
+        );
+    }
+
+    let before = rows_by_hand(&mut c, "mt", 3);
+    let job: i64 = c
+        .query_one("SELECT tenant_ops.create_backup('mt', '3')", &[])
+        .unwrap_or_else(|e| panic!("create_backup: {}", pg_tenant_ops_e2e::describe_error(&e)))
+        .get(0);
+    let backup = scalar(&mut c, "SELECT max(id) FROM tenant_ops.backups");
+    assert!(job > 0 && backup > 0);
+    c.query_one("SELECT tenant_ops.verify_backup($1)", &[&backup])
+        .unwrap_or_else(|e| panic!("verify_backup: {}", pg_tenant_ops_e2e::describe_error(&e)));
+    exec_each(
+        &mut c,
+        "DELETE FROM mt.clicks WHERE company_id = 3 AND id % 2 = 0;
+         UPDATE mt.users SET email = 'changed' WHERE company_id = 3;
+",
+    );
+    assert_ne!(rows_by_hand(&mut c, "mt", 3), before);
+    c.query_one(
+        "SELECT tenant_ops.restore_backup($1, '{\"mode\": \"replace\"}')",
+        &[&backup],
+    )
+    .unwrap_or_else(|e| panic!("restore_backup: {}", pg_tenant_ops_e2e::describe_error(&e)));
+    assert_eq!(rows_by_hand(&mut c, "mt", 3), before, "tenant 3 restored");
+    drop(c);
+    cluster.drop_database(db);
+}
