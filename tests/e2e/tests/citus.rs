@@ -51,6 +51,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             distribute::citus_rekeyed_into_distributed,
         ),
         (
+            "citus_schema_per_tenant",
+            distribute::citus_schema_per_tenant,
+        ),
+        (
             "citus_distribute_refusals",
             distribute::citus_distribute_refusals,
         ),

@@ -392,3 +392,70 @@ pub fn citus_distribute_refusals(cluster: &CitusCluster) {
     drop(p);
     cluster.drop_database(plain);
 }
+
+/// Schema-based sharding (Citus 12+): one tenant of a shared local schema migrated into a
+/// schema of its own (create_target, the shared rows it references copied along), which
+/// `citus_schema_distribute` then makes a distributed schema: every table of it one shard,
+/// the tenant's rows all on one worker, foreign keys intact.
+pub fn citus_schema_per_tenant(cluster: &CitusCluster) {
+    let db = "citus_schemas";
+    let mut c = local_db(cluster, db);
+    exec(&mut c, "CREATE SCHEMA tenant_4");
+    let job = migrate_tenant(
+        &mut c,
+        "mt",
+        "4",
+        "tenant_4",
+        r#"{"create_target": true, "shared": "copy"}"#,
+        false,
+    );
+    let v = verify_complete(&mut c, job);
+    assert!(v.iter().all(|r| r.2), "{v:?}");
+    exec(&mut c, "SELECT citus_schema_distribute('tenant_4')");
+    let placed: Vec<(String, String, i64)> = c
+        .query(
+            "SELECT table_name::text, citus_table_type, count(DISTINCT nodeport)
+               FROM citus_shards WHERE table_name::text LIKE 'tenant_4.%' GROUP BY 1, 2 ORDER BY 1",
+            &[],
+        )
+        .expect("citus_shards")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(placed.len(), 6, "{placed:?}");
+    assert!(
+        placed
+            .iter()
+            .all(|(_, ty, nodes)| ty == "schema" && *nodes == 1),
+        "{placed:?}"
+    );
+    let nodes: Vec<i32> = c
+        .query(
+            "SELECT DISTINCT nodeport FROM citus_shards WHERE table_name::text LIKE 'tenant_4.%'",
+            &[],
+        )
+        .expect("citus_shards")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(nodes.len(), 1, "one node for the whole schema");
+    assert_ne!(
+        nodes[0] as u16,
+        cluster.coordinator.port(),
+        "the tenant's schema is on a worker"
+    );
+    assert_eq!(
+        target_counts(&mut c, "tenant_4", "= 4"),
+        tenant_sizes(4),
+        "the tenant's rows, read through the coordinator"
+    );
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM pg_constraint WHERE connamespace = 'tenant_4'::regnamespace AND contype = 'f'"
+        ),
+        7
+    );
+    drop(c);
+    cluster.drop_database(db);
+}
