@@ -99,7 +99,7 @@ run() {  # run NAME DB BODY: prints NAME|job|seconds|VmHWM|RssShmem|peak RssAnon
 results=()
 results+=("$(run plain bench_plain "SELECT tenant_ops.migrate_tenant('mt', '1', 'dist', '{\"create_target\": true, \"shared\": \"copy\"}') AS job \gset")")
 results+=("$(run citus bench "SELECT tenant_ops.migrate_tenant('mt', '1', 'dist', '{\"create_target\": true, \"distribute\": true, \"shared\": \"copy\"}') AS job \gset")")
-psql_at "$coord" bench -q -c "SELECT tenant_ops.migrate_tenant('mt', '2', 'dist', '{\"shared\": \"copy\"}')" \
+psql_at "$coord" bench -q -c "SET client_min_messages = warning" -c "SELECT tenant_ops.migrate_tenant('mt', '2', 'dist', '{\"shared\": \"copy\"}')" \
     -c "SELECT tenant_ops.create_scope('dist', 'dist.companies', 'id', '{\"shared\": [\"dist.countries\"]}')" >/dev/null
 for db in bench bench_plain; do
     got=$(psql_at "$coord" "$db" -At -c "SELECT (SELECT count(*) FROM dist.users WHERE company_id = 1) + (SELECT count(*) FROM dist.campaigns WHERE company_id = 1)
@@ -115,7 +115,7 @@ other() { if [ "$1" = "$w1" ]; then echo "$w2"; else echo "$w1"; fi; }
 to1=$(other "$(node_of 1)"); from2=$(node_of 2); to2=$(other "$from2")
 results+=("$(run move bench "SELECT tenant_ops.move_tenant('dist', '1', '127.0.0.1:$to1') AS job \gset")")
 results+=("$(run by_hand bench "SELECT isolate_tenant_to_new_shard('dist.companies', 2, 'CASCADE', shard_transfer_mode => 'block_writes') AS shard \gset
-SELECT citus_move_shard_placement(:shard, '127.0.0.1', $from2, '127.0.0.1', $to2, shard_transfer_mode => 'block_writes');")")
+SELECT 1 AS moved FROM citus_move_shard_placement(:shard, '127.0.0.1', $from2, '127.0.0.1', $to2, shard_transfer_mode => 'block_writes') \gset")")
 [ "$(node_of 1)" = "$to1" ] || die "tenant 1 is not on $to1"
 [ "$(node_of 2)" = "$to2" ] || die "tenant 2 is not on $to2"
 

@@ -50,6 +50,20 @@ pub fn citus_cluster_sanity(cluster: &CitusCluster) {
         1
     );
     create_extension(&mut c);
+    // Citus propagates CREATE EXTENSION to the workers (the library must be installed
+    // there too); the jobs and their tables are the coordinator's.
+    for w in &cluster.workers {
+        let mut wc = w.connect(db);
+        assert_eq!(
+            scalar(
+                &mut wc,
+                "SELECT count(*) FROM pg_extension WHERE extname = 'pg_tenant_ops'"
+            ),
+            1,
+            "pg_tenant_ops on worker {}",
+            w.port()
+        );
+    }
     // Tenant 3's rows are where the hand-written SQL finds them.
     for ((table, sql), want) in TENANT_TABLES.iter().zip(tenant_sizes(3)) {
         let got: i64 = c.query_one(*sql, &[&"3"]).expect(table).get(0);
