@@ -107,3 +107,87 @@ pub fn apply(table: &str, plan: &Plan, colocate_with: Option<&str>) {
         .or_raise(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::graph::{resolve, Column, Edge, EdgeKind, ScopeSpec, Table};
+
+    fn table(oid: TableId, name: &str, cols: &[&str]) -> Table {
+        Table {
+            oid,
+            display: name.into(),
+            sql: format!("public.{name}"),
+            schema: "public".into(),
+            name: name.into(),
+            kind: "r".into(),
+            columns: cols
+                .iter()
+                .map(|c| Column {
+                    name: c.to_string(),
+                    quoted: c.to_string(),
+                    type_oid: 20,
+                    type_name: "bigint".into(),
+                    type_full: "bigint".into(),
+                    not_null: true,
+                })
+                .collect(),
+            primary_key: Some(vec![cols[0].into()]),
+        }
+    }
+
+    fn fk(child: TableId, cc: &[&str], parent: TableId, pc: &[&str]) -> Edge {
+        let name = format!("fk{child}_{parent}");
+        Edge {
+            name: name.clone(),
+            kind: EdgeKind::ForeignKey {
+                not_valid: false,
+                found_on: vec![],
+                names: vec![name],
+            },
+            child,
+            child_cols: cc.iter().map(|s| s.to_string()).collect(),
+            parent,
+            parent_cols: pc.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// companies(1) ← ads(2) by (tenant_id) and ← clicks(3) by (tenant_id, ad_id) → ads;
+    /// notes(4) → clicks by (click_tenant, click_id); tags(5) → notes by (note_id) only.
+    #[test]
+    fn tenant_column_follows_the_ownership_path() {
+        let mut c = Catalog::default();
+        for t in [
+            table(1, "companies", &["id"]),
+            table(2, "ads", &["tenant_id", "id"]),
+            table(3, "clicks", &["tenant_id", "id", "ad_id"]),
+            table(4, "notes", &["id", "click_tenant", "click_id"]),
+            table(5, "tags", &["id", "note_id"]),
+        ] {
+            c.tables.insert(t.oid, t);
+        }
+        c.edges = vec![
+            fk(2, &["tenant_id"], 1, &["id"]),
+            fk(3, &["tenant_id", "ad_id"], 2, &["tenant_id", "id"]),
+            fk(4, &["click_tenant", "click_id"], 3, &["tenant_id", "id"]),
+            fk(5, &["note_id"], 4, &["id"]),
+        ];
+        let spec = ScopeSpec {
+            root: 1,
+            tenant_key: "id".into(),
+            ..Default::default()
+        };
+        let resolved = resolve(&c, &spec).expect("resolves");
+        let cols = tenant_columns(&c, &resolved);
+        assert_eq!(cols[&1].as_deref(), Some("id"));
+        assert_eq!(cols[&2].as_deref(), Some("tenant_id"));
+        assert_eq!(cols[&3].as_deref(), Some("tenant_id"));
+        assert_eq!(cols[&4].as_deref(), Some("click_tenant"));
+        assert_eq!(cols[&5], None);
+        match plan(&c, &resolved, &[1, 2, 3, 4, 5]) {
+            Err(Error::NoTenantColumn { table, .. }) => assert_eq!(table, "tags"),
+            _ => panic!("tags has no tenant column"),
+        }
+        assert!(plan(&c, &resolved, &[1, 2, 3, 4]).is_ok());
+    }
+}
