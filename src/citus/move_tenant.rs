@@ -361,12 +361,16 @@ impl Move {
         match stage {
             "checksum" => {
                 for (step, (oid, n, sum)) in self.checksums(&loaded).into_iter().enumerate() {
+                    let role = loaded
+                        .resolved
+                        .get(oid)
+                        .map_or("owned", |t| t.role.as_str());
                     jobs::add_table(
                         self.job_id,
                         step as i32 + 1,
                         oid,
                         None,
-                        "owned",
+                        role,
                         Some(n),
                         json!({"rows_before": n, "hash_before": sum}),
                     );
