@@ -134,3 +134,29 @@ private_pg_install() {
     fi
     printf '%s' "$root/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
 }
+
+# Citus for the `citus` test tier: builds and installs it into the system PostgreSQL with
+# `../shared/citus/install.sh` (or $CITUS_INSTALL; idempotent, 2-3 minutes the first time),
+# then copies its files into the installation of pg_config $1 (a private copy, see
+# `private_pg_install`) by rename, only those that differ: a running server keeps what it has
+# mapped. Citus is a test dependency only; the extension never links to it.
+install_citus() {
+    local target_config="$1"
+    local script="${CITUS_INSTALL:-$PROJECT_ROOT/../shared/citus/install.sh}"
+    [ -f "$script" ] || die "Citus installer $script not found (set CITUS_INSTALL, or run other tiers)"
+    bash "$script" || die "installing Citus failed"
+    local from_lib from_share to_lib to_share f rel dest
+    from_lib="$("$SYSTEM_PG_BIN/pg_config" --pkglibdir)"
+    from_share="$("$SYSTEM_PG_BIN/pg_config" --sharedir)/extension"
+    to_lib="$("$target_config" --pkglibdir)"
+    to_share="$("$target_config" --sharedir)/extension"
+    [ "$from_lib" != "$to_lib" ] || return 0
+    while IFS= read -r -d '' f; do
+        case "$f" in "$from_lib"/*) rel="${f#"$from_lib"/}"; dest="$to_lib/$rel" ;;
+                     *) rel="${f#"$from_share"/}"; dest="$to_share/$rel" ;; esac
+        cmp -s "$f" "$dest" && continue
+        mkdir -p "$(dirname "$dest")"
+        cp "$f" "$dest.tmp.$$" && mv -f "$dest.tmp.$$" "$dest"
+    done < <(find "$from_lib" -maxdepth 2 -path "$from_lib/citus*" -type f -print0
+             find "$from_share" -maxdepth 1 \( -name 'citus*' -o -name 'columnar*' \) -type f -print0)
+}

@@ -2,9 +2,13 @@
 # Runs every test tier of pg_tenant_ops, installing what it needs first:
 #   1. unit    — `cargo pgrx test`: plain #[test]s and #[pg_test]s inside a throwaway cluster;
 #   2. regress — pg_regress suites in tests/pg_regress against a cluster of our own;
-#   3. e2e     — tests/e2e drives a real cluster from outside (the sample databases).
-# Usage: scripts/test.sh [unit|regress|e2e ...]   (default: all three)
+#   3. e2e     — tests/e2e drives a real cluster from outside (the sample databases);
+#   4. citus   — tests/e2e's `citus` runner drives a Citus cluster (a coordinator and two
+#                workers) from outside; installs Citus first (../shared/citus/install.sh).
+# Usage: scripts/test.sh [unit|regress|e2e|citus ...]   (default: all four)
 #        E2E_FILTER=backup scripts/test.sh e2e     (only the e2e tests whose name contains it)
+#        CITUS_FILTER=move scripts/test.sh citus   (the same for the citus tier)
+#        CITUS_PORTS=28930-28939                   (the ports the Citus nodes take, the default)
 # Exits non-zero when any test fails; the last line counts tests over all tiers.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -13,7 +17,7 @@ LOG_TAG="test"
 cd "$PROJECT_ROOT"
 
 tiers=("$@")
-[ "${#tiers[@]}" -gt 0 ] || tiers=(unit regress e2e)
+[ "${#tiers[@]}" -gt 0 ] || tiers=(unit regress e2e citus)
 want() { local t; for t in "${tiers[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
 
 "$PROJECT_ROOT/scripts/setup.sh"
@@ -113,6 +117,21 @@ if want e2e; then
     p=$(echo "$line" | awk '{print $2+0}'); f=$(echo "$line" | awk '{print $4+0}')
     [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=1
     count "$p" "$f" e2e
+fi
+
+# --- 4. citus ------------------------------------------------------------------------------------
+if want citus; then
+    log "tier 4: Citus (a coordinator and two workers)"
+    install_citus "$PG_CONFIG" >"$outdir/citus-install.log" 2>&1 || { tail -n 40 "$outdir/citus-install.log"; die "installing Citus failed"; }
+    set +e
+    env -u RUST_BACKTRACE E2E_PG_BIN="$PG_BIN" E2E_CITUS_PORTS="${CITUS_PORTS:-28930-28939}" \
+        cargo test --manifest-path tests/e2e/Cargo.toml --test citus ${CITUS_FILTER:+-- "$CITUS_FILTER"} 2>&1 | tee "$outdir/citus.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    line=$(grep -E '^citus: [0-9]+ passed, [0-9]+ failed' "$outdir/citus.log" | tail -n 1 || true)
+    p=$(echo "$line" | awk '{print $2+0}'); f=$(echo "$line" | awk '{print $4+0}')
+    [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=1
+    count "$p" "$f" citus
 fi
 
 # --- the sentinel ----------------------------------------------------------------------------

@@ -45,6 +45,8 @@ GRANT EXECUTE ON FUNCTION tenant_ops.rollback_migration(bigint), tenant_ops.purg
                           tenant_ops.restore_quarantined(bigint) TO tenant_ops_admin;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_scope(text, regclass, name, jsonb),
                           tenant_ops.drop_scope(text) TO tenant_ops_admin;
+-- moving shards between nodes is the cluster's administration (Citus wants the tables' owner)
+GRANT EXECUTE ON FUNCTION tenant_ops.move_tenant(text, text, text, jsonb, boolean) TO tenant_ops_admin;
 GRANT EXECUTE ON FUNCTION tenant_ops.schedule_operation(text, text, text, jsonb), tenant_ops.unschedule(text),
                           tenant_ops.alter_schedule(text, text, jsonb, boolean),
                           tenant_ops.trigger_schedule(text) TO tenant_ops_admin;

@@ -17,6 +17,7 @@ pub static KINDS: &[&dyn JobKind] = &[
     &crate::jobs::purge::PurgeHistoryKind,
     &crate::import::kind::ImportKind,
     &crate::export::kind::ExportKind,
+    &crate::citus::kind::MoveTenantKind,
 ];
 
 /// The kind of that name.

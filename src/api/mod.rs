@@ -2,6 +2,7 @@
 //! domain modules, audit state changes and turn domain errors into PostgreSQL errors.
 
 pub mod backups;
+pub mod citus;
 pub mod export;
 pub mod import;
 pub mod integrity;

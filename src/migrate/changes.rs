@@ -50,8 +50,11 @@ impl Start {
             .map(|(_, n)| *n)
     }
 
-    /// What a table's checkpoint details keep of it.
+    /// What a table's checkpoint details keep of it (no snapshot: see [`Migration::start`]).
     pub(super) fn details(&self, step: i32) -> Value {
+        if self.snapshot.is_empty() {
+            return serde_json::json!({ROWS_AT_START: self.rows(step)});
+        }
         serde_json::json!({SNAPSHOT: self.snapshot, ROWS_AT_START: self.rows(step)})
     }
 }
@@ -69,7 +72,7 @@ impl Migration {
 
     /// Takes the snapshot the migration starts from and, in the same statement (so in that
     /// snapshot), the row counts of the tenant's rows of `counted`.
-    pub(super) fn start(&self, counted: &[&TablePlan]) -> Start {
+    pub(super) fn start(&self, counted: &[&TablePlan], all: &[TablePlan]) -> Start {
         let counts: Vec<String> = counted
             .iter()
             .map(|p| {
@@ -85,8 +88,18 @@ impl Migration {
         );
         let (snapshot, rows) =
             Spi::get_two_with_args::<String, Vec<i64>>(&sql, &self.params.args()).or_raise();
+        // A Citus table's rows live on the workers, whose transaction ids this node's snapshot
+        // says nothing about: no snapshot then (rows written since are not told apart, a
+        // failure is reported as it is).
+        let on_workers = all
+            .iter()
+            .any(|p| crate::citus::table_type(p.source) != crate::citus::TableType::Local);
         Start {
-            snapshot: snapshot.unwrap_or_default(),
+            snapshot: if on_workers {
+                String::new()
+            } else {
+                snapshot.unwrap_or_default()
+            },
             counts: counted
                 .iter()
                 .map(|p| p.step)

@@ -152,6 +152,7 @@ pub enum Error {
     },
     /// Several problems found at once (a dry run reports them all): see [`Report::many`].
     Many(Vec<Error>),
+    Citus(crate::citus::Error),
     Scope(crate::scope::Error),
     Jobs(crate::jobs::Error),
     Common(Common),
@@ -179,6 +180,7 @@ pub struct TableChange {
 }
 
 wraps!(Error {
+    Citus(crate::citus::Error),
     Scope(crate::scope::Error),
     Jobs(crate::jobs::Error),
     Common(Common),
@@ -363,6 +365,7 @@ impl UserError for Error {
             Error::Many(all) => Report::many(all.iter().map(Error::report).collect()),
             Error::Scope(e) => e.report(),
             Error::Jobs(e) => e.report(),
+            Error::Citus(e) => e.report(),
             Error::Common(e) => e.report(),
         }
     }

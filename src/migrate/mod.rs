@@ -57,7 +57,7 @@ pub mod kind;
 pub mod options;
 pub mod plan;
 mod prepare;
-mod row_hash;
+pub(crate) mod row_hash;
 mod sharing;
 mod sql;
 mod submit;
@@ -202,6 +202,7 @@ impl Steps for Migration {
         if self.options.dry_run && job.executor != jobs::Executor::Inline {
             return Ok(self.dry_run_whole(job.id)?);
         }
+        crate::citus::sequential_modifications();
         Ok(with_settings(STEP_SETTINGS, || self.run_stage(job))?)
     }
 }

@@ -154,6 +154,9 @@ pub struct MigrateOptions {
     pub cross_tenant: CrossTenant,
     pub continue_on_error: bool,
     pub create_target: bool,
+    /// With `create_target`, on Citus: the tables created are distributed by the tenant
+    /// column and colocated with the root's, shared ones made reference tables.
+    pub distribute: bool,
     pub defer: bool,
 }
 
@@ -176,6 +179,7 @@ impl Default for MigrateOptions {
             cross_tenant: CrossTenant::Error,
             continue_on_error: false,
             create_target: false,
+            distribute: false,
             defer: false,
         }
     }
@@ -218,6 +222,8 @@ struct Document {
     continue_on_error: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     create_target: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    distribute: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     defer: Option<bool>,
 }
@@ -419,6 +425,7 @@ impl MigrateOptions {
             cross_tenant: doc.cross_tenant.unwrap_or(d.cross_tenant),
             continue_on_error: doc.continue_on_error.unwrap_or(d.continue_on_error),
             create_target: doc.create_target.unwrap_or(d.create_target),
+            distribute: doc.distribute.unwrap_or(d.distribute),
             defer: doc.defer.unwrap_or(d.defer),
         };
         if let Some(ns) = doc.uuid_namespace {
@@ -434,6 +441,13 @@ impl MigrateOptions {
                     Some("Write it as \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\" (32 hex digits, hyphens optional).".into()),
                 )
             })?);
+        }
+        if o.distribute && !o.create_target {
+            return Err(Common::InvalidOption(
+                "option \"distribute\" needs \"create_target\": true".into(),
+                Some("It distributes the target tables the migration creates; distribute existing ones with create_distributed_table.".into()),
+            )
+            .into());
         }
         if o.mode == Mode::Move && !o.verify {
             return Err(Common::InvalidOption(

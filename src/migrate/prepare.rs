@@ -167,7 +167,7 @@ impl Migration {
             .iter()
             .filter(|p| !staged.contains_key(&p.step) && !self.copy_counts_rows())
             .collect();
-        let start = self.start(&counted);
+        let start = self.start(&counted, &plans);
         for p in &plans {
             let total = staged.get(&p.step).copied().or(start.rows(p.step));
             let made = created.iter().find(|c| c.source == p.source);
@@ -489,7 +489,8 @@ impl Migration {
                  SELECT DISTINCT {job}, {step}, 'shared_used', x.k
                    FROM (SELECT {sk} AS k FROM {src} s{joins} WHERE {own}) x
                   WHERE x.k IN (SELECT pg_catalog.jsonb_array_elements($4::jsonb))
-                    AND x.k IN (SELECT {tk} FROM {tgt} t)",
+                    AND x.k IN (SELECT {tk} FROM {tgt} t
+                                 WHERE {tk} IN (SELECT pg_catalog.jsonb_array_elements($4::jsonb)))",
                 job = self.job_id,
                 step = p.step,
                 sk = p.source_key_json(),
@@ -514,11 +515,15 @@ impl Migration {
         };
         let cols: Vec<String> = key.iter().map(|(c, _)| format!("t.{c}")).collect();
         let exprs: Vec<String> = key.iter().map(|(_, e)| e.clone()).collect();
+        // The target is searched for the tenant's keys only (the innermost subquery), never
+        // read whole: on a distributed target (Citus) only the matching keys leave the nodes.
         let sample = Spi::get_one_with_args::<Vec<String>>(
             &format!(
                 "SELECT (pg_catalog.array_agg(k))[1:3] FROM (
                    SELECT ROW({exprs})::text AS k FROM {src} s{joins}
-                    WHERE {own}{not_reused} AND ({exprs}) IN (SELECT {cols} FROM {tgt} t)) x",
+                    WHERE {own}{not_reused} AND ({exprs}) IN (
+                      SELECT {cols} FROM {tgt} t WHERE ({cols}) IN (
+                        SELECT {exprs} FROM {src} s{joins} WHERE {own}{not_reused}))) x",
                 exprs = exprs.join(", "),
                 src = p.source_sql,
                 joins = p.joins,

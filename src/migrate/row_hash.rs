@@ -64,11 +64,11 @@ pub(super) fn hashes_over(
 /// The seed of the row hashes. Not 0: a NULL column adds 0 to its row's hash, and with seed 0
 /// so do a float's 0 and -0 and an empty jsonb (their hash functions return the seed), so a
 /// 0 NULLed in the target, or a NULL given 0, went unnoticed.
-const HASH_SEED: i64 = 0x5ca1_ab1e_0dd5_eed5;
+pub(crate) const HASH_SEED: i64 = 0x5ca1_ab1e_0dd5_eed5;
 
 /// Whether values of `type_sql` can be hashed by `hash_record_extended` (asked of the server:
 /// arrays, domains and composites follow their element and base types).
-fn has_extended_hash(type_sql: &str) -> bool {
+pub(crate) fn has_extended_hash(type_sql: &str) -> bool {
     try_subtransaction(|| {
         Spi::get_one::<i64>(&format!(
             "SELECT pg_catalog.hash_record_extended(ROW(NULL::{type_sql}), 0)"

@@ -98,6 +98,17 @@ pub fn submit(
             .map_err(Error::BadNewTenant)?;
     }
     crate::pg::require_schema(target_schema)?;
+    if options.distribute {
+        if !crate::citus::installed() {
+            return Err(crate::citus::Error::NotInstalled {
+                what: "option \"distribute\"".into(),
+            }
+            .into());
+        }
+        // Every table the job may create must have a tenant column to be distributed by.
+        let sources: Vec<_> = loaded.resolved.tables.iter().map(|t| t.oid).collect();
+        crate::citus::distribute::plan(&loaded.catalog, &loaded.resolved, &sources)?;
+    }
     // A job that cannot succeed is refused now rather than failing later in a worker: every
     // privilege the whole job needs, and one target per source table (`prepare` checks both
     // again, before any DDL). A dry run reports such problems as its outcome instead.

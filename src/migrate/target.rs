@@ -68,6 +68,16 @@ impl Migration {
             lookups: Default::default(),
         };
         let created_ids: Vec<TableId> = created.iter().map(|(s, _)| *s).collect();
+        // Refused before anything is created: a table with no tenant column to distribute by.
+        let distribution = if self.options.distribute {
+            Some(crate::citus::distribute::plan(
+                &loaded.catalog,
+                &loaded.resolved,
+                &created_ids,
+            )?)
+        } else {
+            None
+        };
         let mut out = vec![];
         for (source, name) in &created {
             let t = loaded.catalog.table(*source);
@@ -174,7 +184,53 @@ impl Migration {
                 deferred: self.deferred_of(loaded, *source, name, &names, &created_ids)?,
             });
         }
+        if let Some(plans) = distribution {
+            self.distribute_created(loaded, &created, &plans);
+        }
         Ok(out)
+    }
+
+    /// Makes the tables just created Citus tables (`"distribute": true`): reference tables
+    /// first, then the root's target, then the others colocated with it. Bare (no keys or
+    /// foreign keys yet), so any order works; the keys and foreign keys built after the load
+    /// include the distribution column, as Citus requires.
+    fn distribute_created(
+        &self,
+        loaded: &LoadedScope,
+        created: &[(TableId, String)],
+        plans: &std::collections::BTreeMap<TableId, crate::citus::distribute::Plan>,
+    ) {
+        use crate::citus::distribute::{apply, Plan};
+        let root = loaded.resolved.root;
+        let root_target = qualified(&self.target_schema, &self.target_name(loaded, root));
+        let rank = |(source, _): &&(TableId, String)| match plans.get(source) {
+            Some(Plan::Reference) => 0,
+            _ if *source == root => 1,
+            _ => 2,
+        };
+        let mut ordered: Vec<&(TableId, String)> = created.iter().collect();
+        ordered.sort_by_key(rank);
+        for (source, name) in ordered {
+            let Some(plan) = plans.get(source) else {
+                continue;
+            };
+            let table = qualified(&self.target_schema, name);
+            let colocate = (*source != root).then_some(root_target.as_str());
+            apply(&table, plan, colocate);
+            let how = match plan {
+                Plan::Reference => "reference table".to_string(),
+                Plan::Distributed { column } => format!("distributed by {column}"),
+            };
+            jobs::log(
+                self.job_id,
+                "target.distributed",
+                Some("prepare"),
+                Some(*source),
+                None,
+                Some(&format!("{table}: {how}")),
+                None,
+            );
+        }
     }
 
     /// Drops the target tables this job created (`create_target`), children first, once its

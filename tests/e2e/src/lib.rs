@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub mod citus;
+
 pub use postgres;
 use postgres::error::DbError;
 use postgres::{Client, NoTls};
@@ -85,6 +87,13 @@ impl Cluster {
 
     /// Creates and starts a cluster; `extra_conf` lines are appended to postgresql.conf.
     pub fn start_with(extra_conf: &[&str]) -> Cluster {
+        Cluster::start_custom(None, None, extra_conf)
+    }
+
+    /// Creates and starts a cluster with `shared_preload_libraries = preload` (default:
+    /// `E2E_PRELOAD`, else `pg_tenant_ops`) on `port` (default: a free one); `extra_conf` lines
+    /// are appended to postgresql.conf. The multi-node clusters (`citus.rs`) start theirs so.
+    pub fn start_custom(preload: Option<&str>, port: Option<u16>, extra_conf: &[&str]) -> Cluster {
         let bin =
             PathBuf::from(std::env::var("E2E_PG_BIN").unwrap_or_else(|_| DEFAULT_PG_BIN.into()));
         let as_root = running_as_root();
@@ -110,7 +119,7 @@ impl Cluster {
                 "chown postgres",
             );
         }
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let keep = std::env::var("E2E_KEEP").map(|v| v == "1").unwrap_or(false);
         let cluster = Cluster {
             base,
@@ -145,7 +154,10 @@ impl Cluster {
             );
         }
 
-        let preload = std::env::var("E2E_PRELOAD").unwrap_or_else(|_| "pg_tenant_ops".into());
+        let preload = match preload {
+            Some(p) => p.to_string(),
+            None => std::env::var("E2E_PRELOAD").unwrap_or_else(|_| "pg_tenant_ops".into()),
+        };
         // Every test database with the extension keeps a scheduler (a background worker slot)
         // for the rest of the run, and each background job takes one more: room for many.
         let mut conf = format!(
