@@ -290,7 +290,6 @@ pub fn export_directory() -> Option<String> {
 }
 pub fn max_concurrent_exports() -> i32 {
     MAX_CONCURRENT_EXPORTS.get()
-
 }
 /// `tenant_ops.import_xlsx_max_size` in bytes.
 pub fn import_xlsx_max_size() -> u64 {
