@@ -332,7 +332,10 @@ pub fn export_hostile_names_background(cluster: &Cluster) {
            INSERT INTO "Ex.p ;ört"."li;ne" SELECT id, n, id * n FROM "Ex.p ;ört"."Ord er", generate_series(1, 3) n;"#,
     );
     // A background job's worker reads the server's setting, not the session's.
-    exec(&mut ca, "ALTER SYSTEM SET tenant_ops.export_directory = 'e2e_exports'");
+    exec(
+        &mut ca,
+        "ALTER SYSTEM SET tenant_ops.export_directory = 'e2e_exports'",
+    );
     exec(&mut ca, "SELECT pg_reload_conf()");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let tenant = "a'b;\"c";
@@ -370,7 +373,10 @@ pub fn export_hostile_names_background(cluster: &Cluster) {
             .query_one("SELECT error FROM tenant_ops.jobs WHERE id = $1", &[&id])
             .unwrap()
             .get(0);
-        assert_eq!(status, "succeeded", "{format}: background export: {error:?}");
+        assert_eq!(
+            status, "succeeded",
+            "{format}: background export: {error:?}"
+        );
         exec(
             &mut cb,
             r#"TRUNCATE "Ex.p ;ört"."li;ne", "Ex.p ;ört"."Ord er", "Ex.p ;ört"."Ten""ant""#,
