@@ -180,12 +180,10 @@ impl Import {
             // A zip archive, told before any decoding of the text.
             None if opened.zip => Format::Xlsx,
             None => {
-                use std::io::BufRead;
                 let head = opened
-                    .text
-                    .fill_buf()
+                    .peek(64 * 1024)
                     .map_err(|e| source::io_error("read", &path, &e))?;
-                Format::detect(head, &self.meta.file)
+                Format::detect(&head, &self.meta.file)
             }
         };
         if format == Format::Xlsx && self.options.encoding.is_some() {

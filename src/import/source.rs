@@ -88,6 +88,19 @@ pub struct Opened {
 
 const BUFFER: usize = 256 * 1024;
 
+impl Opened {
+    /// The first `n` bytes of the text (fewer when it is shorter), left unread: what `auto`
+    /// tells the format by. Not `fill_buf`, which returns what one read gave — for a decoded
+    /// stream that can be the few bytes of a BOM, too little to tell NDJSON from JSON.
+    pub fn peek(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        let mut head = Vec::with_capacity(n);
+        (&mut self.text).take(n as u64).read_to_end(&mut head)?;
+        let rest = std::mem::replace(&mut self.text, Box::new(io::empty()));
+        self.text = Box::new(io::Cursor::new(head.clone()).chain(rest));
+        Ok(head)
+    }
+}
+
 /// Opens `path`: gzip by its magic bytes, the encoding by its BOM or `encoding`.
 pub fn open(path: &Path, encoding: Option<&'static Encoding>) -> Result<Opened> {
     let file = File::open(path).map_err(|e| io_error("open", path, &e))?;

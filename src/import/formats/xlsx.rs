@@ -146,7 +146,8 @@ pub fn column_name(mut col: u32) -> String {
 
 /// The zip archive's parts calamine reads whole, unpacked once into nothing: each must stay
 /// within `limit` (a zip bomb is refused before calamine takes the memory). Worksheets are
-/// read as streams and not limited.
+/// read as streams and not limited, nor are parts that are not XML (a workbook's pictures):
+/// calamine does not read them.
 fn check_parts(bytes: &[u8], limit: u64) -> Result<()> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| Error::BadWorkbook {
         what: e.to_string(),
@@ -162,6 +163,11 @@ fn check_parts(bytes: &[u8], limit: u64) -> Result<()> {
             })?
             .to_string();
         if name.starts_with("xl/worksheets/") && !name.contains("/_rels/") {
+            continue;
+        }
+        // Images, embedded objects and other binaries calamine never reads.
+        let lower = name.to_ascii_lowercase();
+        if !(lower.ends_with(".xml") || lower.ends_with(".rels")) {
             continue;
         }
         let too_large = |size| Error::TooLarge {

@@ -19,7 +19,10 @@ fn import_bytes(c: &mut Client, target: &str, data: &[u8], options: &str) -> ser
         &[&target, &data, &options],
     ) {
         Ok(r) => r.get(0),
-        Err(e) => panic!("import_data_bytes({target}, {options}): {}", describe_error(&e)),
+        Err(e) => panic!(
+            "import_data_bytes({target}, {options}): {}",
+            describe_error(&e)
+        ),
     };
     job_result(c, job)
 }
@@ -162,6 +165,21 @@ fn replace_part(bytes: &[u8], name: &str, content: &[u8]) -> Vec<u8> {
     out.finish().unwrap().into_inner()
 }
 
+/// `bytes` (a zip archive) with one part more.
+fn add_part(bytes: &[u8], name: &str, content: &[u8]) -> Vec<u8> {
+    let mut zin = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for i in 0..zin.len() {
+        let f = zin.by_index_raw(i).unwrap();
+        out.raw_copy_file(f).unwrap();
+    }
+    out.start_file(name, opts).unwrap();
+    out.write_all(content).unwrap();
+    out.finish().unwrap().into_inner()
+}
+
 fn people(c: &mut Client) -> String {
     c.query_one(
         "SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s', id, name, price, active, born, seen, note), E'\\n' ORDER BY id) FROM xl.\"Peo ple\"",
@@ -257,7 +275,12 @@ pub fn import_xlsx_workbook(cluster: &Cluster) {
     );
     // By number, as a dry run: the same counts, nothing written.
     exec(&mut c, "TRUNCATE xl.\"Peo ple\"");
-    let r = import_bytes(&mut c, target, &book, r#"{"sheet": 2, "header_row": 3, "dry_run": true}"#);
+    let r = import_bytes(
+        &mut c,
+        target,
+        &book,
+        r#"{"sheet": 2, "header_row": 3, "dry_run": true}"#,
+    );
     assert_eq!(
         (
             r["records"].as_i64(),
@@ -392,7 +415,9 @@ pub fn import_xlsx_workbook(cluster: &Cluster) {
     let ws = big.add_worksheet();
     let mut x: u64 = 1;
     for row in 0..8000u32 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ws.write_string(row, 0, format!("{x:016x}{:016x}", x.rotate_left(17)))
             .unwrap();
     }
@@ -415,6 +440,17 @@ pub fn import_xlsx_workbook(cluster: &Cluster) {
             padded.len()
         ),
     );
+    // Parts calamine never reads (a picture) are not limited: a workbook with a picture that
+    // unpacks beyond the limit reads.
+    let pictured = add_part(&book, "xl/media/image1.png", &vec![0u8; 2_000_000]);
+    assert!(pictured.len() < 64 * 1024, "small: {}", pictured.len());
+    let r = import_bytes(
+        &mut c,
+        target,
+        &pictured,
+        r#"{"sheet": "People", "header_row": 3, "dry_run": true}"#,
+    );
+    assert_eq!(r["records"].as_i64(), Some(7), "{r}");
     exec(&mut c, "RESET tenant_ops.import_xlsx_max_size");
     // Within the limit the same (valid) workbook reads.
     let r = import_bytes(
@@ -527,7 +563,11 @@ pub fn import_sql_from_pg_dump(cluster: &Cluster) {
         "-- PostgreSQL database dump\nINSERT INTO {table} OVERRIDING SYSTEM VALUE VALUES (1, 'a');\nDROP TABLE {table};\n"
     );
     let e = try_import_bytes(&mut c, table, text.as_bytes(), "{}");
-    assert_sqlstate(e, "42501", "line 3 of the file is refused: a DROP TABLE statement");
+    assert_sqlstate(
+        e,
+        "42501",
+        "line 3 of the file is refused: a DROP TABLE statement",
+    );
     assert_eq!(scalar(&mut c, &format!("SELECT count(*) FROM {table}")), 0);
     drop(c);
     cluster.drop_database(db);
