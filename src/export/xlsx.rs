@@ -2,7 +2,8 @@
 //! mode: each sheet's rows go to a temporary file as they are written, so memory stays flat
 //! whatever the tenant's size). Row 1 holds the column names; integers (within ±2^53) are
 //! numbers, booleans booleans, NULL an empty cell, everything else a text cell exactly as
-//! PostgreSQL prints it.
+//! PostgreSQL prints it — but the empty string, which is an empty cell too (Excel has no
+//! empty text cell), so `import_tenant` reads it back as NULL.
 
 use std::path::Path;
 

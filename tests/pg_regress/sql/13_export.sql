@@ -85,6 +85,12 @@ BEGIN
 END $$;
 SELECT r.* FROM unnest(ARRAY['e1.csv.tar.gz', 'e1.json.tar.gz', 'e1.ndjson.tar.gz', 'e1.xml.tar.gz', 'e1.sql.tar.gz', 'e1.sql.tar', 'e1.ndjson.tar']) f,
   pg_temp.round_trip(f) r;
+-- XLSX: every value as it was but the empty string, which a workbook holds as an empty cell
+-- (Excel has no empty text cell) and comes back as NULL
+SELECT * FROM pg_temp.round_trip('e1.xlsx.tar.gz');
+SELECT t, s.n, s.sum = e.sum AS same FROM pg_temp.sums('stag ing', 1) s JOIN pg_temp.sums('Exp ört', 1) e USING (t) ORDER BY t;
+SELECT a.id, quote_nullable(a."column") AS exported, quote_nullable(b."column") AS imported
+  FROM "Exp ört"."Peo;ple" a JOIN "stag ing"."Peo;ple" b USING (id) WHERE a::text IS DISTINCT FROM b::text;
 SELECT label, tables, rows FROM tenant_ops.backups WHERE label LIKE 'import of %' ORDER BY id;
 -- merge (the default) into rows that are there already: refused, nothing changed
 SELECT tenant_ops.import_tenant('exp ört', 'e1.csv.tar.gz', '{"target_schema": "stag ing"}') AS refused;
@@ -125,7 +131,7 @@ SELECT tenant_ops.download_export('missing.tar.gz');
 SELECT tenant_ops.download_export('e1.csv.tar.gz', -1);
 SELECT count(*) AS exports_after_refusals FROM pg_ls_dir('regress_exports') f;
 
--- 6. Bad archives: damaged, a manifest that does not match its files, another scope, xlsx
+-- 6. Bad archives: damaged, a manifest that does not match its files, another scope
 SELECT lo_from_bytea(0, convert_to('not an archive', 'UTF8')) AS lo \gset
 SELECT lo_export(:lo, 'regress_exports/junk.tar.gz') = 1 AS written;
 SELECT lo_unlink(:lo) = 1 AS unlinked;
@@ -147,7 +153,6 @@ SELECT lo_from_bytea(0, substring(tenant_ops.download_export('e1.csv.tar.gz') FR
 SELECT lo_export(:lo, 'regress_exports/cut.tar.gz') = 1 AS written;
 SELECT tenant_ops.import_tenant('exp ört', 'cut.tar.gz');
 SELECT lo_unlink(:lo) = 1 AS unlinked;
-SELECT tenant_ops.import_tenant('exp ört', 'e1.xlsx.tar.gz');
 SELECT tenant_ops.import_tenant('exp ört', 'missing.tar.gz');
 SELECT tenant_ops.import_tenant('exp ört', '../x');
 SELECT tenant_ops.import_tenant('exp ört', 'e1.csv.tar.gz', '{"mode": "sideways"}');
