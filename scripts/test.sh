@@ -98,7 +98,7 @@ if want regress; then
     rc=${PIPESTATUS[0]}
     set -e
     total=$(echo "$tests" | wc -l)
-    f=$(grep -cE '(FAILED|failed \(ignored\))' "$outdir/regress.log" || true)
+    f=$(grep -cE '(FAILED|failed \(ignored\)|diff command failed)' "$outdir/regress.log" || true)
     [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=$total
     count $((total - f)) "$f" regress
     if [ "$f" -gt 0 ] && [ -f tests/pg_regress/regression.diffs ]; then head -n 200 tests/pg_regress/regression.diffs; fi
