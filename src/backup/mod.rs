@@ -74,6 +74,10 @@ pub struct ColumnSpec {
     pub identity_always: bool,
     pub not_null: bool,
     pub has_default: bool,
+    /// What an export reads instead of the column's text (`c`: the row), when it masks it
+    /// (see `pii::mask`); backups never set it.
+    #[serde(skip)]
+    pub select: Option<String>,
 }
 
 const COLUMNS_SQL: &str = "SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -156,7 +160,10 @@ pub fn export_rows<E: From<Error>>(
                     let cols: Vec<String> = spec
                         .columns
                         .iter()
-                        .map(|c| format!("c.{}::pg_catalog.text", c.quoted))
+                        .map(|c| match &c.select {
+                            Some(expr) => expr.clone(),
+                            None => format!("c.{}::pg_catalog.text", c.quoted),
+                        })
                         .collect();
                     let sql = format!(
                         "SELECT {} FROM (SELECT * FROM {} WHERE {}) c",

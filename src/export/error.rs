@@ -63,7 +63,15 @@ pub enum Error {
     },
     Scope(crate::scope::Error),
     Backup(crate::backup::error::Error),
+    /// A `pii` option the transform machinery refuses (see `pii::mask`).
+    Mask(Box<crate::migrate::Error>),
     Common(Common),
+}
+
+impl From<crate::migrate::Error> for Error {
+    fn from(e: crate::migrate::Error) -> Error {
+        Error::Mask(Box::new(e))
+    }
 }
 
 wraps!(Error {
@@ -161,6 +169,7 @@ impl UserError for Error {
             .hint("Export in csv, json, ndjson, xml or sql for a round trip; load a workbook's sheets with import_data.".to_string()),
             Error::Scope(e) => e.report(),
             Error::Backup(e) => e.report(),
+            Error::Mask(e) => e.report(),
             Error::Common(e) => e.report(),
         }
     }

@@ -25,6 +25,7 @@ use crate::backup::{role_name, TableSpec};
 use crate::error::OrRaise;
 use crate::jobs::kind::Steps;
 use crate::jobs::{self, Job, StepOutcome};
+use crate::pii::mask::Masks;
 use crate::scope::graph::Role;
 use crate::scope::LoadedScope;
 
@@ -44,6 +45,13 @@ pub fn submit(
     let loaded = LoadedScope::load(scope_name)?;
     loaded.check_tenant(tenant)?;
     let chosen = choose(&loaded, &options, scope_name)?;
+    // `"pii": "mask"` is resolved now, once (see `pii::mask`).
+    let pii = match &options.pii {
+        Some(p) => {
+            Some(Masks::resolve(Some(p), &loaded, scope_name, tenant)?.to_option(&loaded.catalog))
+        }
+        None => None,
+    };
     for (_, t) in &chosen {
         crate::pg::require_table_privileges(
             &t.sql,
@@ -61,6 +69,9 @@ pub fn submit(
         stored = json!({});
     }
     stored[FORMAT_KEY] = json!(format.name());
+    if let Some(pii) = pii {
+        stored["pii"] = pii;
+    }
     Ok(jobs::create(
         "export",
         scope_name,
@@ -180,7 +191,25 @@ impl Export {
     fn run(&self) -> Result<Value> {
         let loaded = LoadedScope::load(&self.scope)?;
         loaded.check_tenant(&self.tenant)?;
-        let chosen = choose(&loaded, &self.options, &self.scope)?;
+        let mut chosen = choose(&loaded, &self.options, &self.scope)?;
+        let masks = Masks::resolve(
+            self.options.pii.as_ref(),
+            &loaded,
+            &self.scope,
+            &self.tenant,
+        )?;
+        for (oid, spec) in &mut chosen {
+            for c in &mut spec.columns {
+                if let Some(t) = masks.get(*oid, &c.name) {
+                    let context = format!("column {}.{} of option \"pii\"", spec.table, c.name);
+                    let t = crate::migrate::transform::Transform::parse(t, &context)?;
+                    c.select = Some(format!(
+                        "({})::pg_catalog.text",
+                        t.to_sql(&format!("c.{}", c.quoted))
+                    ));
+                }
+            }
+        }
         let extension = if self.options.gzip { "tar.gz" } else { "tar" };
         let name = self.options.file.clone().unwrap_or_else(|| {
             format!(

@@ -37,6 +37,8 @@ struct ExportDocument {
     file: Option<String>,
     #[serde(default, deserialize_with = "present")]
     gzip: Option<bool>,
+    #[serde(default, deserialize_with = "options::json")]
+    pii: Value,
 }
 
 /// One table asked for: its name as given, and the columns (`None`: every stored column).
@@ -56,6 +58,8 @@ pub struct ExportOptions {
     pub file: Option<String>,
     /// gzip-compressed (`.tar.gz`, the default) or a plain `.tar`.
     pub gzip: bool,
+    /// The columns masked (see `pii::mask`).
+    pub pii: Option<crate::pii::mask::PiiOption>,
 }
 
 fn bad(message: String, hint: &str) -> super::error::Error {
@@ -158,6 +162,7 @@ impl ExportOptions {
             tables,
             file: d.file,
             gzip: d.gzip.unwrap_or(true),
+            pii: crate::pii::mask::PiiOption::parse(&d.pii)?,
         })
     }
 }

@@ -158,6 +158,8 @@ pub struct MigrateOptions {
     /// column and colocated with the root's, shared ones made reference tables.
     pub distribute: bool,
     pub defer: bool,
+    /// The `pii` option: the columns masked (see `pii::mask`).
+    pub pii: Option<crate::pii::mask::PiiOption>,
 }
 
 impl Default for MigrateOptions {
@@ -181,6 +183,7 @@ impl Default for MigrateOptions {
             create_target: false,
             distribute: false,
             defer: false,
+            pii: None,
         }
     }
 }
@@ -226,6 +229,8 @@ struct Document {
     distribute: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     defer: Option<bool>,
+    #[serde(default)]
+    pii: Value,
 }
 
 /// A non-empty string; `null` is no value.
@@ -427,6 +432,7 @@ impl MigrateOptions {
             create_target: doc.create_target.unwrap_or(d.create_target),
             distribute: doc.distribute.unwrap_or(d.distribute),
             defer: doc.defer.unwrap_or(d.defer),
+            pii: crate::pii::mask::PiiOption::parse(&doc.pii)?,
         };
         if let Some(ns) = doc.uuid_namespace {
             if o.id_strategy != IdStrategy::Uuid5 {

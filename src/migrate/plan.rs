@@ -72,6 +72,8 @@ pub struct Planner<'a> {
     pub is_admin: bool,
     /// id_map lookups the table being planned needs: (table, input expression) → alias.
     pub lookups: RefCell<Vec<(TableId, String)>>,
+    /// The columns the `pii` option masks (see `pii::mask`).
+    pub masks: crate::pii::mask::Masks,
 }
 
 impl<'a> Planner<'a> {
@@ -276,7 +278,15 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let context = format!("column \"{}\" of target table {target_name}", tc.name);
-            let (expr, from_col) = match spec.and_then(|m| m.get(&tc.name)) {
+            let given = spec.and_then(|m| m.get(&tc.name));
+            // A column the `pii` option masks: after any transform `columns` gives it, so
+            // that no transform lets the data through unmasked.
+            let mask = match given {
+                Some(ColumnSource::From { column, .. }) => self.masks.get(source, column),
+                None => self.masks.get(source, &tc.name),
+                _ => None,
+            };
+            let (expr, from_col) = match given {
                 Some(ColumnSource::From { column, transform }) => {
                     if src.column(column).is_none() {
                         return Err(crate::scope::Error::UnknownColumn {
@@ -330,6 +340,14 @@ impl<'a> Planner<'a> {
                         continue;
                     }
                 },
+            };
+            let expr = match (mask, &from_col) {
+                (Some(spec), Some(_)) => {
+                    let t = Transform::parse(spec, &context)?;
+                    can_fail |= t.can_fail();
+                    format!("({})::{}", t.to_sql(&expr), tc.type_name)
+                }
+                _ => expr,
             };
             let expr = match from_col.as_ref().and_then(|col| cross.get(col)) {
                 Some(cond) => format!("CASE WHEN {cond} THEN {expr} END"),

@@ -427,6 +427,7 @@ impl Migration {
             rekeyed: self.rekeyed_tables(loaded),
             is_admin: true,
             lookups: Default::default(),
+            masks: self.masks(loaded)?,
         };
         let filters = self.filters(loaded);
         for ((source, role), target) in shared.iter().zip(targets) {

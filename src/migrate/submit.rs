@@ -10,6 +10,7 @@ use super::options::MigrateOptions;
 use super::{Migration, Params, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs::{self, Job};
+use crate::pii::mask::{Masks, PiiOption};
 use crate::scope::LoadedScope;
 
 impl Migration {
@@ -89,7 +90,7 @@ pub fn submit(
     raw_options: &Value,
     background: bool,
 ) -> Result<(i64, MigrateOptions)> {
-    let options = MigrateOptions::parse(raw_options)?;
+    let mut options = MigrateOptions::parse(raw_options)?;
     let loaded = LoadedScope::load(scope_name)?;
     loaded.check_tenant_value(tenant)?;
     if let Some(new_tenant) = &options.new_tenant {
@@ -120,6 +121,17 @@ pub fn submit(
         checker.check_target_names(&loaded)?;
     }
     loaded.check_tenant(tenant)?;
+    // `"pii": "mask"` is resolved now, once: the job follows the columns the scan found
+    // today, whatever the scan would say on a later step (see `pii::mask`).
+    let pii = match &options.pii {
+        Some(_) => {
+            let masks = Masks::resolve(options.pii.as_ref(), &loaded, scope_name, tenant)?;
+            let explicit = masks.to_option(&loaded.catalog);
+            options.pii = PiiOption::parse(&explicit)?;
+            Some(explicit)
+        }
+        None => None,
+    };
     // One migration of a tenant's rows at a time, whatever the scope they are read through
     // and whatever the target: keyed on the root table (its oid) and the tenant value. Two
     // scopes over one root are the same rows; a second migration of the same rows (into this
@@ -169,6 +181,9 @@ pub fn submit(
             TARGET_SCHEMA_KEY.into(),
             Value::String(target_schema.into()),
         );
+        if let Some(pii) = pii {
+            m.insert("pii".into(), pii);
+        }
     }
     let id = jobs::create(
         "migrate",

@@ -58,6 +58,7 @@ impl Migration {
             rekeyed: self.rekeyed_tables(loaded),
             is_admin: crate::pg::has_role("tenant_ops_admin"),
             lookups: Default::default(),
+            masks: self.masks(loaded)?,
         };
         let filters = self.filters(loaded);
         let mut plans = vec![];
@@ -84,6 +85,17 @@ impl Migration {
 }
 
 impl Migration {
+    /// The columns the `pii` option masks: the explicit form the job stored at submission
+    /// (see `pii::mask`), checked against the scope as it is now.
+    pub(super) fn masks(&self, loaded: &LoadedScope) -> Result<crate::pii::mask::Masks> {
+        crate::pii::mask::Masks::resolve(
+            self.options.pii.as_ref(),
+            loaded,
+            &self.scope,
+            &self.tenant,
+        )
+    }
+
     /// The source tables re-keyed ([`rekeyed`]) against the targets as they exist now: the
     /// copied tables, and the shared tables under `shared: expect` too (not copied, but their
     /// keys are mapped as the migration that copied them mapped them). A table this job

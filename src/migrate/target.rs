@@ -66,6 +66,7 @@ impl Migration {
             rekeyed: rekeyed_set,
             is_admin: true,
             lookups: Default::default(),
+            masks: self.masks(loaded)?,
         };
         let created_ids: Vec<TableId> = created.iter().map(|(s, _)| *s).collect();
         // Refused before anything is created: a table with no tenant column to distribute by.

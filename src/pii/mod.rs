@@ -4,6 +4,7 @@
 //! `migrate::transform`, so migrations and imports share them.
 
 pub mod detect;
+pub mod mask;
 pub mod scan;
 
 use hmac::{Hmac, KeyInit, Mac};

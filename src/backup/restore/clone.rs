@@ -103,6 +103,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Value> {
         rekeyed: BTreeSet::new(),
         is_admin: false,
         lookups: Default::default(),
+        masks: Default::default(),
     };
     let mut fresh: BTreeMap<usize, Fresh> = BTreeMap::new();
     for (i, t) in ctx.matched.iter().enumerate() {

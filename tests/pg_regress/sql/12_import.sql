@@ -74,7 +74,12 @@ SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört".plain',
 SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört".plain',
   convert_to(E'id,name\n40,Müller Straße\n', 'LATIN1'), 'csv', '{"encoding": "windows-1252"}'))).result
   -> 'encoding' AS latin;
+-- auto reads enough of a decoded file to tell NDJSON (a decoder's first read can be a few bytes)
+SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört".plain',
+  convert_to(E'{"id": 50, "name": "Grüße"}\n{"id": 51, "name": "Straße"}\n', 'LATIN1'), 'auto',
+  '{"encoding": "windows-1252"}'))).result -> 'format' AS ndjson_latin;
 SELECT * FROM "imp ört".plain ORDER BY id;
+DELETE FROM "imp ört".plain WHERE id IN (50, 51);
 
 -- 5. on_conflict: error (the line named, nothing written), skip, overwrite, merge
 SELECT * FROM pg_temp.people() \gset before_
