@@ -296,7 +296,7 @@ CREATE TABLE tenant_ops.schedule (
     name                  text NOT NULL UNIQUE CHECK (name <> '' AND pg_catalog.length(name) <= 200),
     cron                  text NOT NULL,
     operation             text NOT NULL
-                          CHECK (operation IN ('backup', 'validate', 'migrate', 'purge_backups', 'purge_history')),
+                          CHECK (operation IN ('backup', 'validate', 'migrate', 'export', 'import', 'purge_backups', 'purge_history')),
     params                jsonb NOT NULL DEFAULT '{}',
     enabled               boolean NOT NULL DEFAULT true,
     owner                 name NOT NULL,

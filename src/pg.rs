@@ -97,6 +97,20 @@ pub fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))
 }
 
+/// The relation `name` designates (as `regclass` reads it, on the search_path), if any; a
+/// name that does not even parse as one designates none.
+pub fn regclass(name: &str) -> Option<u32> {
+    crate::sys::try_subtransaction(|| {
+        Spi::get_one_with_args::<i64>(
+            "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8",
+            &[name.into()],
+        )
+    })
+    .ok()
+    .and_then(|r| r.ok().flatten())
+    .map(|oid| oid as u32)
+}
+
 /// A relation's name as regclass prints it (schema-qualified where not on the search_path).
 pub fn relation_name(oid: u32) -> String {
     Spi::get_one_with_args::<String>(

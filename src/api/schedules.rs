@@ -9,7 +9,7 @@ use crate::audit;
 use crate::error::OrRaise;
 use crate::schedule::{define, fire};
 
-/// Runs `operation` (backup, validate, migrate, purge_backups, purge_history) with the
+/// Runs `operation` (backup, validate, migrate, export, import, purge_backups, purge_history) with the
 /// arguments in `params` (as its function takes them) whenever `cron` says, in the time zone
 /// `params.timezone` (default: the setting `tenant_ops.timezone`), as the calling role. Also
 /// in `params`: `overlap` (`skip`, `queue`), `catch_up` (`once`, `skip`), `alert_after`,
@@ -18,7 +18,7 @@ use crate::schedule::{define, fire};
 CREATE FUNCTION tenant_ops.schedule_operation(name text, cron text, operation text, params jsonb DEFAULT '{}')
 RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 COMMENT ON FUNCTION tenant_ops.schedule_operation(text, text, text, jsonb) IS
-'Runs an operation (backup, validate, migrate, purge_backups, purge_history) on a cron schedule, as the calling role; returns the schedule id.';
+'Runs an operation (backup, validate, migrate, export, import, purge_backups, purge_history) on a cron schedule, as the calling role; returns the schedule id.';
 "#)]
 fn schedule_operation(
     name: Option<&str>,

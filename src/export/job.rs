@@ -104,15 +104,8 @@ fn choose(l: &LoadedScope, options: &ExportOptions, scope: &str) -> Result<Vec<(
     };
     let mut picked: Vec<(u32, Option<&Vec<String>>)> = vec![];
     for c in choices {
-        let oid = crate::sys::try_subtransaction(|| {
-            Spi::get_one_with_args::<i64>(
-                "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8",
-                &[c.name.clone().into()],
-            )
-        })
-        .ok()
-        .and_then(|r| r.ok().flatten())
-        .ok_or_else(|| Error::UnknownTable(c.name.clone()))? as u32;
+        let oid =
+            crate::pg::regclass(&c.name).ok_or_else(|| Error::UnknownTable(c.name.clone()))?;
         if !all.iter().any(|(o, _)| *o == oid) {
             return Err(Error::NotInScope {
                 table: crate::pg::relation_name(oid),

@@ -14,6 +14,8 @@ pub enum Operation {
     Backup,
     Validate,
     Migrate,
+    Export,
+    Import,
     PurgeBackups,
     PurgeHistory,
 }
@@ -24,6 +26,8 @@ impl Operation {
             "backup" => Operation::Backup,
             "validate" => Operation::Validate,
             "migrate" => Operation::Migrate,
+            "export" => Operation::Export,
+            "import" => Operation::Import,
             "purge_backups" => Operation::PurgeBackups,
             "purge_history" => Operation::PurgeHistory,
             _ => return Err(Error::UnknownOperation(name.into())),
@@ -35,6 +39,8 @@ impl Operation {
             Operation::Backup => "backup",
             Operation::Validate => "validate",
             Operation::Migrate => "migrate",
+            Operation::Export => "export",
+            Operation::Import => "import",
             Operation::PurgeBackups => "purge_backups",
             Operation::PurgeHistory => "purge_history",
         }
@@ -51,6 +57,8 @@ impl Operation {
             Operation::Backup => &["scope", "tenant", "options"],
             Operation::Validate => &["scope", "tenant", "checks"],
             Operation::Migrate => &["scope", "tenant", "target_schema", "options"],
+            Operation::Export => &["scope", "tenant", "format", "options"],
+            Operation::Import => &["target", "source", "format", "options"],
             Operation::PurgeBackups | Operation::PurgeHistory => &[],
         }
     }
@@ -267,6 +275,18 @@ impl Params {
                 text_of(a, "target_schema", true)?;
                 object_of(a, "options")?;
             }
+            Operation::Export => {
+                text_of(a, "scope", true)?;
+                text_of(a, "tenant", true)?;
+                text_of(a, "format", true)?;
+                object_of(a, "options")?;
+            }
+            Operation::Import => {
+                text_of(a, "target", true)?;
+                text_of(a, "source", true)?;
+                text_of(a, "format", false)?;
+                object_of(a, "options")?;
+            }
             Operation::PurgeBackups | Operation::PurgeHistory => {}
         }
         Ok(())
@@ -336,6 +356,40 @@ pub fn submit(operation: Operation, args: &Map<String, Value>) -> Result<i64, Re
                 &text("scope")?,
                 &text("tenant")?,
                 &text("target_schema")?,
+                &object_of(args, "options")?,
+                true,
+            )?
+            .0
+        }
+        // A scheduled export names no `file` (each run's archive takes the job id in its
+        // name) unless the schedule means to fail once that file exists.
+        Operation::Export => crate::export::job::submit(
+            &text("scope")?,
+            &text("tenant")?,
+            &text("format")?,
+            &object_of(args, "options")?,
+            true,
+        )?,
+        // The target by name, resolved at each run as the owner's search_path has it.
+        Operation::Import => {
+            let target = text("target")?;
+            let oid = crate::pg::regclass(&target).ok_or_else(|| {
+                Report::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                    format!("parameter \"target\": table \"{target}\" does not exist"),
+                )
+                .hint(
+                    "Name the table as import_data's target takes it, schema-qualified."
+                        .to_string(),
+                )
+            })?;
+            let format = text_of(args, "format", false)?
+                .unwrap_or("auto")
+                .to_string();
+            crate::import::submit::submit(
+                oid,
+                crate::import::submit::Source::File(&text("source")?),
+                &format,
                 &object_of(args, "options")?,
                 true,
             )?

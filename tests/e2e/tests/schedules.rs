@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pg_tenant_ops_e2e::postgres::fallible_iterator::FallibleIterator;
 use pg_tenant_ops_e2e::postgres::Client;
-use pg_tenant_ops_e2e::{describe_error, Cluster, StopMode};
+use pg_tenant_ops_e2e::{assert_sqlstate, describe_error, Cluster, StopMode};
 
 use crate::common::*;
 
@@ -43,6 +43,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
             schedule_exporter_queries_run,
         ),
         ("schedule_pg_cron_engine", schedule_pg_cron_engine),
+        ("schedule_export_and_import", schedule_export_and_import),
     ]
 }
 
@@ -941,4 +942,91 @@ pub fn schedule_pg_cron_engine(_shared: &Cluster) {
         0,
         "unschedule removes the pg_cron job"
     );
+}
+
+/// Scheduled exports and imports, run by `trigger_schedule` as their owner in the background:
+/// each export run writes an archive of its own (the job id in its name); an import schedule
+/// defined before its file exists is accepted, a run without the file fails with 58P01, and
+/// once the file is there the next run loads it.
+pub fn schedule_export_and_import(_shared: &Cluster) {
+    let cluster = &Cluster::start_new();
+    let db = "e2e_sched_io";
+    let mut c = shop_db(cluster, db);
+    // A background job's worker reads the server's settings, not the session's.
+    exec(
+        &mut c,
+        "ALTER SYSTEM SET tenant_ops.export_directory = 'e2e_exports'",
+    );
+    exec(
+        &mut c,
+        "ALTER SYSTEM SET tenant_ops.import_directory = 'e2e_imports'",
+    );
+    exec(&mut c, "SELECT pg_reload_conf()");
+    thread::sleep(Duration::from_millis(500));
+    exec(
+        &mut c,
+        r#"CREATE TABLE "Sh op"."Fe ed" (id int PRIMARY KEY, name text NOT NULL)"#,
+    );
+    schedule(
+        &mut c,
+        "export shop 1",
+        "0 3 1 1 *",
+        "export",
+        r#"{"scope": "shop", "tenant": "1", "format": "ndjson"}"#,
+    );
+    let trigger = |c: &mut Client, name: &str| -> Option<i64> {
+        c.query_one("SELECT tenant_ops.trigger_schedule($1)", &[&name])
+            .map(|r| r.get(0))
+            .unwrap_or_else(|e| panic!("trigger_schedule({name:?}): {}", describe_error(&e)))
+    };
+    let mut files = vec![];
+    for _ in 0..2 {
+        let job = trigger(&mut c, "export shop 1").expect("a job");
+        assert_eq!(wait_for(&mut c, job, 60.0), "succeeded");
+        let (file, sales): (String, i64) = c
+            .query_one(
+                "SELECT result ->> 'file', (result -> 'per_table' -> 1 ->> 'rows')::int8 FROM tenant_ops.jobs WHERE id = $1",
+                &[&job],
+            )
+            .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).unwrap_or(-1)))
+            .unwrap();
+        assert!(file.contains(&job.to_string()), "{file}");
+        assert_eq!(sales, 50, "tenant 1's sales in the archive of job {job}");
+        let size: i64 = c
+            .query_one("SELECT tenant_ops.export_size($1)", &[&file])
+            .unwrap()
+            .get(0);
+        assert!(size > 0);
+        files.push(file);
+    }
+    assert_ne!(files[0], files[1]);
+
+    schedule(
+        &mut c,
+        "feed",
+        "0 3 1 1 *",
+        "import",
+        r#"{"target": "\"Sh op\".\"Fe ed\"", "source": "feed.csv", "format": "csv", "options": {"on_conflict": "skip"}}"#,
+    );
+    // A run by hand reports what its submission refused.
+    let e = c.query_one("SELECT tenant_ops.trigger_schedule('feed')", &[]);
+    assert_sqlstate(
+        e,
+        "58P01",
+        "file \"feed.csv\" is not in the import directory",
+    );
+    let dir = cluster.data_dir().join("e2e_imports");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("feed.csv"), "id,name\n1,ä\n2,b\n3,c\n").unwrap();
+    cluster.give_to_server(&dir);
+    cluster.give_to_server(&dir.join("feed.csv"));
+    let job = trigger(&mut c, "feed").expect("a job once the file is there");
+    assert_eq!(wait_for(&mut c, job, 60.0), "succeeded");
+    assert_eq!(scalar(&mut c, r#"SELECT count(*) FROM "Sh op"."Fe ed""#), 3);
+    // The next run of the same file skips the rows it loaded before.
+    let job = trigger(&mut c, "feed").expect("a job");
+    assert_eq!(wait_for(&mut c, job, 60.0), "succeeded");
+    assert_eq!(scalar(&mut c, r#"SELECT count(*) FROM "Sh op"."Fe ed""#), 3);
+    drop(c);
+    cluster.drop_database(db);
 }

@@ -25,6 +25,13 @@ SET tenant_ops.timezone = 'America/New_York';
 SELECT tenant_ops.schedule_operation('mïgrate', '0 3 1 1 *', 'migrate',
        '{"scope": "shöp", "tenant": "2", "target_schema": "Sched;ule"}') > 0 AS created;
 RESET tenant_ops.timezone;
+-- an export, and an import whose file is not there yet (a feed that arrives before each run)
+SET tenant_ops.export_directory = 'regress_exports';
+SET tenant_ops.import_directory = 'regress_imports';
+SELECT tenant_ops.schedule_operation('exp "ört"', '0 4 1 1 *', 'export',
+       '{"scope": "shöp", "tenant": "1", "format": "csv", "options": {"gzip": false}}') > 0 AS created;
+SELECT tenant_ops.schedule_operation('feed;', '0 4 1 1 *', 'import',
+       '{"target": "\"Sched;ule\".sale", "source": "not_there_yet.csv", "options": {"on_conflict": "skip"}}') > 0 AS created;
 SELECT name, cron, operation, enabled, owner = current_user AS mine, time_zone, last_run, last_job, last_status,
        next_run > now() AS next_later, runs, failures, consecutive_failures, overlap, catch_up, alert_after, engine
   FROM tenant_ops.schedules ORDER BY name;
@@ -66,7 +73,17 @@ SELECT tenant_ops.schedule_operation('bad param', '@daily', 'purge_history', '{"
 \echo :SQLSTATE
 SELECT tenant_ops.schedule_operation('bad param', '@daily', 'purge_history', '[1, 2]');
 \echo :SQLSTATE
+SELECT tenant_ops.schedule_operation('bad param', '@daily', 'export', '{"scope": "shöp", "tenant": "1"}');
+\echo :SQLSTATE
+SELECT tenant_ops.schedule_operation('bad param', '@daily', 'import', '{"target": "\"Sched;ule\".sale", "source": "x.csv", "tenant": "1"}');
+\echo :SQLSTATE
 -- what the operation itself refuses, found by the trial submission
+SELECT tenant_ops.schedule_operation('bad format', '@daily', 'export', '{"scope": "shöp", "tenant": "1", "format": "pdf"}');
+\echo :SQLSTATE
+SELECT tenant_ops.schedule_operation('bad target', '@daily', 'import', '{"target": "nope.nope", "source": "x.csv"}');
+\echo :SQLSTATE
+SELECT tenant_ops.schedule_operation('bad source', '@daily', 'import', '{"target": "\"Sched;ule\".sale", "source": "../x.csv"}');
+\echo :SQLSTATE
 SELECT tenant_ops.schedule_operation('bad scope', '@daily', 'backup', '{"scope": "nope", "tenant": "1"}');
 \echo :SQLSTATE
 SELECT tenant_ops.schedule_operation('bad check', '@daily', 'validate', '{"scope": "shöp", "checks": ["vibes"]}');
