@@ -103,7 +103,15 @@ pub enum Error {
         detail: Option<String>,
     },
     Scope(crate::scope::Error),
+    /// A `pii` option the transform machinery refuses (see `pii::mask`).
+    Mask(Box<crate::migrate::Error>),
     Common(Common),
+}
+
+impl From<crate::migrate::Error> for Error {
+    fn from(e: crate::migrate::Error) -> Error {
+        Error::Mask(Box::new(e))
+    }
 }
 
 wraps!(Error {
@@ -224,6 +232,7 @@ impl UserError for Error {
             .detail(detail.clone())
             .hint("Nothing was registered and the upload was removed; send the file again.".to_string()),
             Error::Scope(e) => e.report(),
+            Error::Mask(e) => e.report(),
             Error::Common(e) => e.report(),
         }
     }

@@ -98,6 +98,8 @@ struct RestoreDocument {
     id_strategy: Option<IdStrategy>,
     #[serde(default, deserialize_with = "some_name")]
     target_schema: Option<String>,
+    #[serde(default, deserialize_with = "options::json")]
+    pii: Value,
 }
 
 fn some_name<'de, D: serde::Deserializer<'de>>(
@@ -122,6 +124,8 @@ pub struct RestoreOptions {
     pub id_strategy: IdStrategy,
     /// Restore into the same-named tables of this schema instead of the scope's own.
     pub target_schema: Option<String>,
+    /// `clone`: the columns masked in the copy (see `pii::mask`).
+    pub pii: Option<crate::pii::mask::PiiOption>,
 }
 
 impl RestoreOptions {
@@ -176,6 +180,16 @@ impl RestoreOptions {
             }
             _ => {}
         }
+        let pii = crate::pii::mask::PiiOption::parse(&d.pii)?;
+        if pii.is_some() && mode != RestoreMode::Clone {
+            return Err(bad(
+                format!(
+                    "option \"pii\" only applies to mode \"clone\", not \"{}\"",
+                    mode.name()
+                ),
+                Some("A masked copy is a clone under a new tenant key: {\"mode\": \"clone\", \"new_tenant\": \"42\", \"pii\": \"mask\"}."),
+            ));
+        }
         Ok(RestoreOptions {
             mode,
             dry_run: d.dry_run.unwrap_or(false),
@@ -183,6 +197,7 @@ impl RestoreOptions {
             new_tenant: d.new_tenant,
             id_strategy: d.id_strategy.unwrap_or(IdStrategy::Uuid),
             target_schema: d.target_schema,
+            pii,
         })
     }
 }

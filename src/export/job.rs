@@ -25,7 +25,7 @@ use crate::backup::{role_name, TableSpec};
 use crate::error::OrRaise;
 use crate::jobs::kind::Steps;
 use crate::jobs::{self, Job, StepOutcome};
-use crate::pii::mask::Masks;
+use crate::pii::mask::{Masks, Sampled};
 use crate::scope::graph::Role;
 use crate::scope::LoadedScope;
 
@@ -47,9 +47,17 @@ pub fn submit(
     let chosen = choose(&loaded, &options, scope_name)?;
     // `"pii": "mask"` is resolved now, once (see `pii::mask`).
     let pii = match &options.pii {
-        Some(p) => {
-            Some(Masks::resolve(Some(p), &loaded, scope_name, tenant)?.to_option(&loaded.catalog))
-        }
+        Some(p) => Some(
+            Masks::resolve(
+                Some(p),
+                &loaded,
+                Sampled::Tenant {
+                    scope: scope_name,
+                    tenant,
+                },
+            )?
+            .to_option(&loaded.catalog),
+        ),
         None => None,
     };
     for (_, t) in &chosen {
@@ -188,8 +196,10 @@ impl Export {
         let masks = Masks::resolve(
             self.options.pii.as_ref(),
             &loaded,
-            &self.scope,
-            &self.tenant,
+            Sampled::Tenant {
+                scope: &self.scope,
+                tenant: &self.tenant,
+            },
         )?;
         for (oid, spec) in &mut chosen {
             for c in &mut spec.columns {

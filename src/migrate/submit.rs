@@ -10,7 +10,7 @@ use super::options::MigrateOptions;
 use super::{Migration, Params, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs::{self, Job};
-use crate::pii::mask::{Masks, PiiOption};
+use crate::pii::mask::{Masks, PiiOption, Sampled};
 use crate::scope::LoadedScope;
 
 impl Migration {
@@ -125,7 +125,14 @@ pub fn submit(
     // today, whatever the scan would say on a later step (see `pii::mask`).
     let pii = match &options.pii {
         Some(_) => {
-            let masks = Masks::resolve(options.pii.as_ref(), &loaded, scope_name, tenant)?;
+            let masks = Masks::resolve(
+                options.pii.as_ref(),
+                &loaded,
+                Sampled::Tenant {
+                    scope: scope_name,
+                    tenant,
+                },
+            )?;
             let explicit = masks.to_option(&loaded.catalog);
             options.pii = PiiOption::parse(&explicit)?;
             Some(explicit)

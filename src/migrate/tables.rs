@@ -91,8 +91,10 @@ impl Migration {
         crate::pii::mask::Masks::resolve(
             self.options.pii.as_ref(),
             loaded,
-            &self.scope,
-            &self.tenant,
+            crate::pii::mask::Sampled::Tenant {
+                scope: &self.scope,
+                tenant: &self.tenant,
+            },
         )
     }
 

@@ -75,19 +75,26 @@ impl PiiOption {
     }
 }
 
+/// Where `"mask"` finds personal data: a tenant's live rows, or relations holding rows of the
+/// scope's tables (a restore's staging tables: `(table, relation, its columns)`).
+pub enum Sampled<'a> {
+    Tenant { scope: &'a str, tenant: &'a str },
+    Relations(&'a [(TableId, String, Vec<String>)]),
+}
+
 /// The masks of one job: table → column → transform, checked against the scope.
 #[derive(Clone, Debug, Default)]
 pub struct Masks(BTreeMap<TableId, BTreeMap<String, Value>>);
 
 impl Masks {
     /// The masks `option` asks for on the tables of `loaded`: the scan's suggestions for the
-    /// tenant's rows, or the columns named (every table, column and transform checked).
+    /// rows `sampled` names, or the columns named (every table, column and transform checked).
     pub fn resolve(
         option: Option<&PiiOption>,
         loaded: &LoadedScope,
-        scope: &str,
-        tenant: &str,
+        sampled: Sampled<'_>,
     ) -> Result<Masks, crate::migrate::Error> {
+        let scope = loaded.definition.name.as_str();
         let mut out: BTreeMap<TableId, BTreeMap<String, Value>> = BTreeMap::new();
         let catalog = &loaded.catalog;
         match option {
@@ -96,8 +103,13 @@ impl Masks {
                 let key_pseudonymizes = crate::gucs::pseudonymize_key().is_some();
                 // The scope and tenant were checked by the caller: what fails here is the
                 // server's (SPI) and raised as it is.
-                let findings = super::scan::scan(scope, Some(tenant), SAMPLE)
-                    .unwrap_or_else(|report| report.raise());
+                let findings = match sampled {
+                    Sampled::Tenant { scope, tenant } => {
+                        super::scan::scan(scope, Some(tenant), SAMPLE)
+                    }
+                    Sampled::Relations(r) => super::scan::scan_relations(catalog, r, SAMPLE),
+                }
+                .unwrap_or_else(|report| report.raise());
                 for f in findings {
                     let t = catalog.table(f.table);
                     if is_key_column(catalog, t, &f.column) {

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 
 use super::detect::{Kind, Tally};
 use crate::error::{Common, Report, UserError};
+use crate::scope::graph::{Catalog, Column, TableId};
 use crate::scope::LoadedScope;
 
 /// One column found to hold personal data.
@@ -63,7 +64,7 @@ pub fn scan(scope: &str, tenant: Option<&str>, sample: i32) -> Result<Vec<Findin
     let mut out = vec![];
     for t in &loaded.resolved.tables {
         let table = loaded.catalog.table(t.oid);
-        let columns: Vec<_> = table
+        let columns: Vec<&Column> = table
             .columns
             .iter()
             .filter(|c| readable(&c.type_name, &c.name))
@@ -71,18 +72,7 @@ pub fn scan(scope: &str, tenant: Option<&str>, sample: i32) -> Result<Vec<Findin
         if columns.is_empty() {
             continue;
         }
-        let list = columns
-            .iter()
-            .map(|c| {
-                if is_dated(&c.type_name) {
-                    // Whatever the session's DateStyle.
-                    format!("pg_catalog.to_char({}, 'YYYY-MM-DD')", c.quoted)
-                } else {
-                    format!("{}::pg_catalog.text", c.quoted)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = value_list(&columns);
         let (sql, args): (String, Vec<pgrx::datum::DatumWithOid>) = match tenant {
             Some(tenant) => (
                 format!(
@@ -97,30 +87,93 @@ pub fn scan(scope: &str, tenant: Option<&str>, sample: i32) -> Result<Vec<Findin
                 vec![(sample as i64).into()],
             ),
         };
-        let mut tallies = vec![Tally::default(); columns.len()];
-        Spi::connect(|c| {
-            for row in c.select(&sql, None, &args)? {
-                let values = row.get::<Vec<Option<String>>>(1)?.unwrap_or_default();
-                for ((tally, column), v) in tallies.iter_mut().zip(&columns).zip(values) {
-                    if let Some(v) = v {
-                        tally.add(&column.name, &v, this_year);
-                    }
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(())
-        })
-        .map_err(|e| Report::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
-        for (tally, column) in tallies.iter().zip(&columns) {
-            if let Some((kind, matched)) = tally.verdict() {
-                out.push(Finding {
-                    table: t.oid,
-                    column: column.name.clone(),
-                    kind,
-                    matched,
-                    sampled: tally.sampled,
-                });
-            }
-        }
+        out.extend(classify(t.oid, &columns, &sql, &args, this_year)?);
     }
     Ok(out)
+}
+
+/// As [`scan`], over other relations holding rows of the scope's tables (a restore's staging
+/// tables): `(table, relation, the columns it has)`, up to `sample` rows of each.
+pub fn scan_relations(
+    catalog: &Catalog,
+    relations: &[(TableId, String, Vec<String>)],
+    sample: i32,
+) -> Result<Vec<Finding>, Report> {
+    let this_year = jiff::Zoned::now().year();
+    let mut out = vec![];
+    for (oid, relation, has) in relations {
+        let table = catalog.table(*oid);
+        let columns: Vec<&Column> = table
+            .columns
+            .iter()
+            .filter(|c| has.contains(&c.name) && readable(&c.type_name, &c.name))
+            .collect();
+        if columns.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT ARRAY[{}] FROM {relation} LIMIT $1",
+            value_list(&columns)
+        );
+        out.extend(classify(
+            *oid,
+            &columns,
+            &sql,
+            &[(sample as i64).into()],
+            this_year,
+        )?);
+    }
+    Ok(out)
+}
+
+/// `c1::text, to_char(c2, 'YYYY-MM-DD'), ...`: the values `classify` reads, as text.
+fn value_list(columns: &[&Column]) -> String {
+    columns
+        .iter()
+        .map(|c| {
+            if is_dated(&c.type_name) {
+                // Whatever the session's DateStyle.
+                format!("pg_catalog.to_char({}, 'YYYY-MM-DD')", c.quoted)
+            } else {
+                format!("{}::pg_catalog.text", c.quoted)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `sql` (one `text[]` of the columns' values per row) and classifies each column.
+fn classify(
+    table: TableId,
+    columns: &[&Column],
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+    this_year: i16,
+) -> Result<Vec<Finding>, Report> {
+    let mut tallies = vec![Tally::default(); columns.len()];
+    Spi::connect(|c| {
+        for row in c.select(sql, None, args)? {
+            let values = row.get::<Vec<Option<String>>>(1)?.unwrap_or_default();
+            for ((tally, column), v) in tallies.iter_mut().zip(columns).zip(values) {
+                if let Some(v) = v {
+                    tally.add(&column.name, &v, this_year);
+                }
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(())
+    })
+    .map_err(|e| Report::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
+    Ok(tallies
+        .iter()
+        .zip(columns)
+        .filter_map(|(tally, column)| {
+            tally.verdict().map(|(kind, matched)| Finding {
+                table,
+                column: column.name.clone(),
+                kind,
+                matched,
+                sampled: tally.sampled,
+            })
+        })
+        .collect())
 }

@@ -61,6 +61,9 @@ struct Column {
     name: String,
     expr: String,
     mapped: bool,
+    /// A masked column (see `pii::mask`): what verification expects of it, read from the
+    /// staged row `c` as the export of the written rows prints it.
+    masked: Option<String>,
 }
 
 /// A table's columns as the clone writes them, with the joins their values need.
@@ -69,6 +72,38 @@ struct Exprs {
     joins: String,
     /// The id_map-style lookups the planner asked for: (re-keyed table, input over `s`).
     lookups: Vec<(TableId, String)>,
+}
+
+/// The columns the `pii` option masks in the copy: `"mask"` decided from the backup's rows
+/// as staged (the job log's `pii.masked` event names them).
+fn masks(ctx: &Ctx) -> Result<crate::pii::mask::Masks> {
+    let staged: Vec<(TableId, String, Vec<String>)> = ctx
+        .own()
+        .map(|t| {
+            (
+                t.source,
+                t.stage.clone(),
+                t.spec.columns.iter().map(|c| c.name.clone()).collect(),
+            )
+        })
+        .collect();
+    let masks = crate::pii::mask::Masks::resolve(
+        ctx.options.pii.as_ref(),
+        ctx.loaded,
+        crate::pii::mask::Sampled::Relations(&staged),
+    )?;
+    if !masks.is_empty() {
+        crate::jobs::log(
+            ctx.job_id,
+            "pii.masked",
+            None,
+            None,
+            None,
+            None,
+            Some(masks.to_option(&ctx.loaded.catalog)),
+        );
+    }
+    Ok(masks)
 }
 
 pub(super) fn run(ctx: &Ctx) -> Result<Value> {
@@ -103,7 +138,8 @@ pub(super) fn run(ctx: &Ctx) -> Result<Value> {
         rekeyed: BTreeSet::new(),
         is_admin: false,
         lookups: Default::default(),
-        masks: Default::default(),
+        // The explicit form the job stored at submission (see `pii::mask`).
+        masks: masks(ctx)?,
     };
     let mut fresh: BTreeMap<usize, Fresh> = BTreeMap::new();
     for (i, t) in ctx.matched.iter().enumerate() {
@@ -410,15 +446,30 @@ fn column_exprs(
     let mut columns = vec![];
     for c in &t.spec.columns {
         let plain = format!("s.{}", c.quoted);
+        let mut masked = None;
         let (expr, mapped) = if root_rekeyed && &c.name == tenant_key {
             let ty = &src.known_column(tenant_key).type_name;
             (format!("$3::{ty}"), true)
         } else if fresh.is_some_and(|f| !f.single && f.column == c.name) {
             ("__tenant_ops_k.__tenant_ops_new_id".to_string(), true)
-        } else if src.column(&c.name).is_some() {
+        } else if let Some(sc) = src.column(&c.name) {
             let e = planner.mapped_column(t.source, &c.name);
             let mapped = e != plain;
-            (e, mapped)
+            match planner.masks.get(t.source, &c.name) {
+                // Never a key column (`pii::mask` refuses those), so never a mapped one.
+                Some(spec) if !mapped => {
+                    let context = format!("column {}.{} of option \"pii\"", src.display, c.quoted);
+                    let t = crate::migrate::transform::Transform::parse(spec, &context)
+                        .expect("checked when the job was submitted");
+                    masked = Some(format!(
+                        "(({})::{})::pg_catalog.text",
+                        t.to_sql(&format!("c.{}", c.quoted)),
+                        sc.type_name
+                    ));
+                    (format!("({})::{}", t.to_sql(&e), sc.type_name), false)
+                }
+                _ => (e, mapped),
+            }
         } else {
             (plain, false)
         };
@@ -426,6 +477,7 @@ fn column_exprs(
             name: c.name.clone(),
             expr,
             mapped,
+            masked,
         });
     }
     let lookups = planner.lookups.borrow().clone();
@@ -608,7 +660,7 @@ fn make_map(ctx: &Ctx, t: &Matched, f: &Fresh) -> Result<()> {
 }
 
 /// The new tenant's rows against the staged ones over every column the clone copies (not
-/// mapped): the same number of rows, the same values.
+/// mapped): the same number of rows, the same values (masked where the `pii` option masks).
 fn verify(ctx: &Ctx, exprs: &BTreeMap<usize, Exprs>, new_tenant: &str) -> Result<()> {
     let mut comparisons = vec![];
     for (i, e) in exprs {
@@ -629,7 +681,18 @@ fn verify(ctx: &Ctx, exprs: &BTreeMap<usize, Exprs>, new_tenant: &str) -> Result
             expected: TableSpec {
                 sql: t.stage.clone(),
                 filter: "true".into(),
-                columns: copied,
+                // A masked column is expected masked.
+                columns: copied
+                    .into_iter()
+                    .map(|mut c| {
+                        c.select = e
+                            .columns
+                            .iter()
+                            .find(|x| x.name == c.name)
+                            .and_then(|x| x.masked.clone());
+                        c
+                    })
+                    .collect(),
                 ..t.spec.clone()
             },
         });

@@ -60,6 +60,17 @@ pub fn submit(id: i64, raw: &Value, background: bool) -> Result<i64> {
     if let Value::Object(m) = &mut stored {
         m.insert("backup_id".into(), json!(id));
     }
+    // Columns named are checked now; `"mask"` is resolved by the clone from the rows staged
+    // out of the backup (a backup does not change, so every attempt decides alike).
+    if let Some(pii @ crate::pii::mask::PiiOption::Columns(_)) = &options.pii {
+        let loaded = LoadedScope::load(&b.scope)?;
+        let masks = crate::pii::mask::Masks::resolve(
+            Some(pii),
+            &loaded,
+            crate::pii::mask::Sampled::Relations(&[]),
+        )?;
+        stored["pii"] = masks.to_option(&loaded.catalog);
+    }
     Ok(jobs::create(
         "restore",
         &b.scope,

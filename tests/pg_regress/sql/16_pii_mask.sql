@@ -6,7 +6,7 @@
 SET client_min_messages = warning;
 CREATE SCHEMA "pii mask";
 CREATE TABLE "pii mask".org (id int PRIMARY KEY, name text);
-CREATE TABLE "pii mask"."Cust;omer" (id int PRIMARY KEY, org int NOT NULL REFERENCES "pii mask".org,
+CREATE TABLE "pii mask"."Cust;omer" (id serial PRIMARY KEY, org int NOT NULL REFERENCES "pii mask".org,
     email text, phone text, card varchar(30), ip inet, "IP text" text, birthday date, note text, code text);
 INSERT INTO "pii mask".org VALUES (1, 'one'), (2, 'two');
 INSERT INTO "pii mask"."Cust;omer"
@@ -16,6 +16,7 @@ SELECT g, 1 + g % 2, 'user' || g || '@example.com', '+47 22 33 ' || lpad(g::text
        CASE WHEN g % 10 = 0 THEN 'call me at +47 22 33 44 55 or ann@example.com' ELSE 'nothing to see ' || g END,
        'C-' || g
   FROM generate_series(1, 40) g;
+SELECT setval(pg_get_serial_sequence('"pii mask"."Cust;omer"', 'id'), 40) AS id_seq;
 SELECT tenant_ops.create_scope('pii mask', '"pii mask".org', 'id') IS NOT NULL AS scope;
 CREATE FUNCTION pg_temp.status(id bigint) RETURNS text LANGUAGE sql AS $$
   SELECT status FROM tenant_ops.jobs WHERE jobs.id = $1 $$;
@@ -74,6 +75,32 @@ SELECT tenant_ops.migrate_tenant('pii mask', '1', 'masked 3', '{"create_target":
 SELECT tenant_ops.export_tenant('pii mask', '1', 'csv', '{"pii": {"mask": {"org": {"id": "redact"}}}}');
 \echo :SQLSTATE
 SELECT count(*) AS tables_in_masked_3 FROM pg_tables WHERE schemaname = 'masked 3';
+
+-- 5. restore_backup's clone: a masked copy of a tenant under a new key; the tenant itself as
+--    it was
+SELECT tenant_ops.create_backup('pii mask', '1') AS job \gset
+SELECT (result ->> 'backup_id')::int8 AS b FROM tenant_ops.jobs WHERE id = :job \gset
+SELECT pg_temp.status(tenant_ops.restore_backup(:b, '{"mode": "clone", "new_tenant": "3", "pii": "mask"}')) AS cloned;
+SELECT count(*) AS rows, count(*) FILTER (WHERE email ~ '^u\*+@example\.com$') AS emails_masked,
+       count(*) FILTER (WHERE card = '**** **** **** 1111') AS cards_masked,
+       count(*) FILTER (WHERE code LIKE 'C-%') AS codes_kept, min(id) > 40 AS fresh_keys
+  FROM "pii mask"."Cust;omer" WHERE org = 3;
+SELECT count(*) FILTER (WHERE email LIKE 'user%@example.com') AS tenant_1_unmasked FROM "pii mask"."Cust;omer" WHERE org = 1;
+-- (a restore job keeps "mask": the clone decides from the backup's rows, which never change)
+SELECT options -> 'pii' AS stored FROM tenant_ops.jobs WHERE kind = 'restore' ORDER BY id DESC LIMIT 1;
+SELECT tenant_ops.restore_backup(:b, '{"mode": "merge", "pii": "mask"}');
+\echo :SQLSTATE
+SELECT tenant_ops.restore_backup(:b, '{"mode": "clone", "new_tenant": "4", "pii": {"mask": {"Cust;omer": {"nope": "redact"}}}}');
+\echo :SQLSTATE
+-- the scan reads the backup's rows, not the live ones: with tenant 1's customers gone, its
+-- clone is masked all the same
+DELETE FROM "pii mask"."Cust;omer" WHERE org = 1;
+SELECT pg_temp.status(tenant_ops.restore_backup(:b, '{"mode": "clone", "new_tenant": "4", "pii": "mask"}')) AS cloned;
+SELECT count(*) AS rows, count(*) FILTER (WHERE email ~ '^u\*+@example\.com$') AS emails_masked
+  FROM "pii mask"."Cust;omer" WHERE org = 4;
+SELECT jsonb_object_keys(details -> 'mask' -> '"pii mask"."Cust;omer"') AS masked_columns
+  FROM tenant_ops.job_log WHERE event = 'pii.masked' ORDER BY job_id DESC, 1 LIMIT 7;
+SELECT tenant_ops.drop_backup(:b) IS NOT NULL AS dropped;
 
 SELECT tenant_ops.drop_scope('pii mask');
 DROP SCHEMA "pii mask", "masked 1", "masked 2", "masked 3" CASCADE;
