@@ -75,13 +75,23 @@ pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
 /// back and comes out as `Err`, leaving the outer transaction usable (the pattern PL/pgSQL's
 /// `EXCEPTION` blocks use).
 pub fn try_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtPgError> {
-    subtransaction(f, false)
+    subtransaction(f, |_| true)
+}
+
+/// As [`try_subtransaction`], the subtransaction kept only when `keep` says so of what `f`
+/// returned (a job step's error that will be retried leaves nothing behind, see the
+/// executor).
+pub fn try_subtransaction_keeping<R>(
+    f: impl FnOnce() -> R,
+    keep: impl FnOnce(&R) -> bool,
+) -> Result<R, CaughtPgError> {
+    subtransaction(f, keep)
 }
 
 /// Runs `f` in an internal subtransaction that is always rolled back: what `f` wrote is
 /// undone, what it returned is kept (dry runs).
 pub fn rolled_back_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, CaughtPgError> {
-    subtransaction(f, true)
+    subtransaction(f, |_| false)
 }
 
 /// An internal subtransaction begun in the caller's memory context and resource owner, which
@@ -119,11 +129,16 @@ impl SubXact {
     }
 }
 
-fn subtransaction<R>(f: impl FnOnce() -> R, always_roll_back: bool) -> Result<R, CaughtPgError> {
+/// Runs `f` in an internal subtransaction, kept when `keep` says so of what `f` returned,
+/// rolled back otherwise and on an ERROR (caught, see below).
+fn subtransaction<R>(
+    f: impl FnOnce() -> R,
+    keep: impl FnOnce(&R) -> bool,
+) -> Result<R, CaughtPgError> {
     let sub = SubXact::begin();
     PgTryBuilder::new(AssertUnwindSafe(|| {
         let r = f();
-        sub.end(!always_roll_back);
+        sub.end(keep(&r));
         Ok(r)
     }))
     .catch_others(move |e| {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::kind::{JobKind, Steps};
 use super::{Error, Executor, Status, StepOutcome};
 use crate::error::Report;
-use crate::sys::{sqlstate_text, try_subtransaction};
+use crate::sys::{sqlstate_text, try_subtransaction, try_subtransaction_keeping};
 
 /// Runs every remaining step in the caller's transaction. An error is raised to the caller and
 /// undoes everything the job did, its own rows included.
@@ -100,7 +100,16 @@ pub fn round(
         }
     }
     let driver = steps.as_mut().expect("just built");
-    let outcome = match try_subtransaction(|| driver.step(&job)) {
+    // A step that fails by an ERROR leaves nothing of its own behind; one that returns its
+    // error keeps what it wrote (the refused rows it recorded, say) only when the job fails
+    // for good: an attempt that will be retried starts from the last step that succeeded.
+    let outcome = match try_subtransaction_keeping(
+        || driver.step(&job),
+        |r| match r {
+            Ok(_) => true,
+            Err(e) => !will_retry(job_id, e, on_failure),
+        },
+    ) {
         Ok(r) => r,
         Err(caught) => Err(step_failed(job_id, caught)),
     };
@@ -134,7 +143,18 @@ fn transient(code: PgSqlErrorCode) -> bool {
         .any(|class| state.starts_with(class))
 }
 
-/// A step failed (its own work rolled back with its subtransaction). A failure that asks for
+/// Whether a job whose step failed with `e` is tried again: the policy allows it, the error
+/// may pass (or the job is a schedule's run, retried whatever it failed with), attempts
+/// remain, and it does not ask for an undo.
+fn will_retry(job_id: i64, e: &Report, on_failure: OnFailure) -> bool {
+    !e.undo
+        && on_failure == OnFailure::RetryTransient
+        && super::attempts(job_id) < crate::gucs::max_attempts()
+        && (transient(e.sqlstate) || super::scheduled(job_id))
+}
+
+/// A step failed (its own work rolled back with its subtransaction, unless it returned an
+/// error that fails the job for good: what it recorded, refused rows say, stays). A failure that asks for
 /// an undo ([`Report::undo`]: what the job wrote so far is worthless) reverts the job first
 /// (its kind's `revert`, in a subtransaction) and fails it, never retried as it stands;
 /// otherwise the job is retried after an exponential back-off when the policy allows, the
@@ -160,11 +180,8 @@ fn failed(job: &super::Job, kind: &dyn JobKind, e: &Report, on_failure: OnFailur
         super::record_sqlstate(job_id, &sqlstate_text(e.sqlstate));
         return;
     }
-    let attempts = super::attempts(job_id);
-    let retry = on_failure == OnFailure::RetryTransient
-        && attempts < crate::gucs::max_attempts()
-        && (transient(e.sqlstate) || super::scheduled(job_id));
-    if retry {
+    if will_retry(job_id, e, on_failure) {
+        let attempts = super::attempts(job_id);
         let delay = crate::gucs::retry_delay_seconds() as f64 * 2f64.powi(attempts.max(1) - 1);
         super::requeue(job_id, &e.to_string(), delay);
     } else {
