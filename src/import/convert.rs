@@ -112,6 +112,14 @@ fn integer(v: &str) -> Option<&str> {
 
 /// A number; a decimal comma (`3,5`) when there is no point, for the files of half the world.
 fn number(v: &str) -> Option<Cow<'_, str>> {
+    // The common case as it is: digits with at most one point.
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v).as_bytes();
+    if digits.iter().any(u8::is_ascii_digit)
+        && digits.iter().all(|b| b.is_ascii_digit() || *b == b'.')
+        && memchr::memchr_iter(b'.', digits).count() <= 1
+    {
+        return Some(Cow::Borrowed(v));
+    }
     let v: Cow<str> = if v.contains(',') && !v.contains('.') && v.matches(',').count() == 1 {
         Cow::Owned(v.replace(',', "."))
     } else {
@@ -422,6 +430,13 @@ mod tests {
         assert_eq!(c(Conversion::Number, "3,5"), Some("3.5".into()));
         assert_eq!(c(Conversion::Number, "1e3"), Some("1e3".into()));
         assert_eq!(c(Conversion::Number, "abc"), None);
+        // the fast path: digits with at most one point, a sign
+        assert_eq!(c(Conversion::Number, "-12.50"), Some("-12.50".into()));
+        assert_eq!(c(Conversion::Number, ".5"), Some(".5".into()));
+        assert_eq!(c(Conversion::Number, "1.2.3"), None);
+        assert_eq!(c(Conversion::Number, "."), None);
+        assert_eq!(c(Conversion::Number, "-"), None);
+        assert_eq!(c(Conversion::Boolean, "1"), Some("t".into()));
         assert_eq!(c(Conversion::Boolean, "Yes"), Some("t".into()));
         assert_eq!(c(Conversion::Boolean, "nein"), Some("f".into()));
         assert_eq!(c(Conversion::Boolean, "maybe"), None);

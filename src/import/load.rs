@@ -356,8 +356,13 @@ impl Import {
             }
             let value = match (value, transform) {
                 (Some(v), None) => match convert.apply(&c.column.name, &v, date_format) {
-                    // Unchanged: the text itself, without a copy.
-                    Ok(std::borrow::Cow::Borrowed(b)) if b == v => Some(v),
+                    // Unchanged (`v` itself, not a slice of it nor a constant such as a
+                    // boolean's "t"): the text, without a copy.
+                    Ok(std::borrow::Cow::Borrowed(b))
+                        if std::ptr::eq(b.as_ptr(), v.as_ptr()) && b.len() == v.len() =>
+                    {
+                        Some(v)
+                    }
                     Ok(c) => Some(c.into_owned()),
                     Err(r) => {
                         reasons.push(r);

@@ -230,9 +230,13 @@ impl Reader for CsvReader {
             });
         }
         let mut values = Vec::with_capacity(self.record.len());
+        // A byte order mark starts with 0xEF: without one in the record, none to look for.
+        let may_hold_bom = memchr::memchr(0xEF, self.record.as_slice()).is_some();
         for f in self.record.iter() {
             let text = utf8(line, f)?;
-            check_no_bom(line, text)?;
+            if may_hold_bom {
+                check_no_bom(line, text)?;
+            }
             values.push((text != self.null).then(|| text.to_string()));
         }
         Ok(Some(Record {
@@ -267,45 +271,75 @@ struct QuoteTracker {
 }
 
 impl QuoteTracker {
+    /// Follows `bytes`. Outside quotes only a delimiter or a line end changes anything, inside
+    /// them only a quote or the escape (line ends counted): those runs are skipped with
+    /// memchr, the rest taken byte by byte.
     fn follow(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.state = match self.state {
-                State::FieldStart | State::Unquoted => {
-                    if b == self.quote && self.state == State::FieldStart {
-                        self.open_quote.set(Some(self.line));
-                        State::Quoted
-                    } else if b == self.delimiter || b == b'\n' || b == b'\r' {
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            match self.state {
+                State::Unquoted => match memchr::memchr3(self.delimiter, b'\n', b'\r', rest) {
+                    Some(k) => i += k,
+                    None => return,
+                },
+                State::Quoted => {
+                    let stop = match self.escape {
+                        Some(e) => memchr::memchr2(self.quote, e, rest),
+                        None => memchr::memchr(self.quote, rest),
+                    };
+                    let end = stop.unwrap_or(rest.len());
+                    self.line += memchr::memchr_iter(b'\n', &rest[..end]).count() as u64;
+                    match stop {
+                        Some(k) => i += k,
+                        None => return,
+                    }
+                }
+                _ => {}
+            }
+            self.step(bytes[i]);
+            i += 1;
+        }
+    }
+
+    /// One byte through the quoting state machine.
+    fn step(&mut self, b: u8) {
+        self.state = match self.state {
+            State::FieldStart | State::Unquoted => {
+                if b == self.quote && self.state == State::FieldStart {
+                    self.open_quote.set(Some(self.line));
+                    State::Quoted
+                } else if b == self.delimiter || b == b'\n' || b == b'\r' {
+                    State::FieldStart
+                } else {
+                    State::Unquoted
+                }
+            }
+            State::Quoted => {
+                if Some(b) == self.escape {
+                    State::Escaped
+                } else if b == self.quote {
+                    State::QuoteInQuoted
+                } else {
+                    State::Quoted
+                }
+            }
+            State::Escaped => State::Quoted,
+            State::QuoteInQuoted => {
+                if b == self.quote && self.escape.is_none() {
+                    State::Quoted
+                } else {
+                    self.open_quote.set(None);
+                    if b == self.delimiter || b == b'\n' || b == b'\r' {
                         State::FieldStart
                     } else {
                         State::Unquoted
                     }
                 }
-                State::Quoted => {
-                    if Some(b) == self.escape {
-                        State::Escaped
-                    } else if b == self.quote {
-                        State::QuoteInQuoted
-                    } else {
-                        State::Quoted
-                    }
-                }
-                State::Escaped => State::Quoted,
-                State::QuoteInQuoted => {
-                    if b == self.quote && self.escape.is_none() {
-                        State::Quoted
-                    } else {
-                        self.open_quote.set(None);
-                        if b == self.delimiter || b == b'\n' || b == b'\r' {
-                            State::FieldStart
-                        } else {
-                            State::Unquoted
-                        }
-                    }
-                }
-            };
-            if b == b'\n' {
-                self.line += 1;
             }
+        };
+        if b == b'\n' {
+            self.line += 1;
         }
     }
 }
