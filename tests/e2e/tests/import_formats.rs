@@ -19,7 +19,10 @@ fn import_bytes(c: &mut Client, target: &str, data: &[u8], options: &str) -> ser
         &[&target, &data, &options],
     ) {
         Ok(r) => r.get(0),
-        Err(e) => panic!("import_data_bytes({target}, {options}): {}", describe_error(&e)),
+        Err(e) => panic!(
+            "import_data_bytes({target}, {options}): {}",
+            describe_error(&e)
+        ),
     };
     job_result(c, job)
 }
@@ -257,7 +260,12 @@ pub fn import_xlsx_workbook(cluster: &Cluster) {
     );
     // By number, as a dry run: the same counts, nothing written.
     exec(&mut c, "TRUNCATE xl.\"Peo ple\"");
-    let r = import_bytes(&mut c, target, &book, r#"{"sheet": 2, "header_row": 3, "dry_run": true}"#);
+    let r = import_bytes(
+        &mut c,
+        target,
+        &book,
+        r#"{"sheet": 2, "header_row": 3, "dry_run": true}"#,
+    );
     assert_eq!(
         (
             r["records"].as_i64(),
@@ -392,7 +400,9 @@ pub fn import_xlsx_workbook(cluster: &Cluster) {
     let ws = big.add_worksheet();
     let mut x: u64 = 1;
     for row in 0..8000u32 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ws.write_string(row, 0, format!("{x:016x}{:016x}", x.rotate_left(17)))
             .unwrap();
     }
@@ -527,7 +537,11 @@ pub fn import_sql_from_pg_dump(cluster: &Cluster) {
         "-- PostgreSQL database dump\nINSERT INTO {table} OVERRIDING SYSTEM VALUE VALUES (1, 'a');\nDROP TABLE {table};\n"
     );
     let e = try_import_bytes(&mut c, table, text.as_bytes(), "{}");
-    assert_sqlstate(e, "42501", "line 3 of the file is refused: a DROP TABLE statement");
+    assert_sqlstate(
+        e,
+        "42501",
+        "line 3 of the file is refused: a DROP TABLE statement",
+    );
     assert_eq!(scalar(&mut c, &format!("SELECT count(*) FROM {table}")), 0);
     drop(c);
     cluster.drop_database(db);
