@@ -287,6 +287,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "kv_redis_compare_sync_cleanup",
             kv::kv_redis_compare_sync_cleanup,
         ),
+        ("kv_redis_background_import", kv::kv_redis_background_import),
     ];
     all.extend(submission::tests());
     all.extend(schedules::tests());

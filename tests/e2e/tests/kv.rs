@@ -736,3 +736,77 @@ pub fn kv_redis_compare_sync_cleanup(cluster: &Cluster) {
     exec(&mut c, "ROLLBACK");
     assert_eq!(redis.cmd(&["DBSIZE"]).trim(), "10");
 }
+
+/// Committing runs: a background import (check stage, then a commit per batch, the SCAN
+/// cursor checkpointed) and a deferred one run with `CALL run_job`; a refused key in a
+/// committing run without continue_on_error fails it in the check stage with nothing written.
+pub fn kv_redis_background_import(cluster: &Cluster) {
+    let redis = RedisServer::start(None);
+    let cmds: Vec<Vec<Vec<u8>>> = (0..3_000)
+        .map(|i| {
+            args(&[
+                "SET",
+                &format!("tenant:t{i:04}"),
+                &format!("{{\"name\": \"T{i}\"}}"),
+            ])
+        })
+        .collect();
+    redis.pipe(&cmds);
+    let mut c = fresh_db(cluster, "e2e_kv_background");
+    create_extension(&mut c);
+    exec(
+        &mut c,
+        "CREATE TABLE t (subdomain text PRIMARY KEY, name text NOT NULL)",
+    );
+    create_source(&mut c, "bg", &redis.url(0));
+    let m = json!({"pattern": "tenant:{subdomain}", "table": "t",
+                   "columns": {"subdomain": "{subdomain}", "name": "$.name"}})
+    .to_string();
+    let job: i64 = c
+        .query_one(
+            "SELECT tenant_ops.import_kv('bg', $1::text::jsonb, '{\"batch_size\": 250}', true)",
+            &[&m],
+        )
+        .unwrap_or_else(|e| panic!("background import_kv: {}", describe_error(&e)))
+        .get(0);
+    assert_eq!(crate::common::wait_for(&mut c, job, 120.0), "succeeded");
+    assert_eq!(scalar(&mut c, "SELECT count(*) FROM t"), 3000);
+    let r = job_result(&mut c, job);
+    assert_eq!(r["rows_written"], 3000, "{r:#}");
+    assert_eq!(
+        scalar(
+            &mut c,
+            &format!("SELECT rows_done FROM tenant_ops.job_tables WHERE job_id = {job}")
+        ),
+        3000
+    );
+    assert_eq!(
+        scalar(&mut c, &format!("SELECT count(*) FROM tenant_ops.job_log WHERE job_id = {job} AND event = 'kv_import.checked'")),
+        1
+    );
+    // Deferred, then CALL run_job (a commit per step); on_conflict skip over the same keys.
+    let job: i64 = c
+        .query_one(
+            "SELECT tenant_ops.import_kv('bg', $1::text::jsonb, '{\"batch_size\": 500, \"defer\": true, \"on_conflict\": \"skip\"}')",
+            &[&m],
+        )
+        .unwrap()
+        .get(0);
+    crate::common::run_job(&mut c, job);
+    let r = job_result(&mut c, job);
+    assert_eq!(r["keys"], 3000, "{r:#}");
+    assert_eq!(r["rows_written"], 0);
+    // A bad key: the committing run fails in its check stage, nothing written.
+    redis.cmd(&["SET", "tenant:zzz-bad", "{nope"]);
+    exec(&mut c, "TRUNCATE t");
+    let job: i64 = c
+        .query_one(
+            "SELECT tenant_ops.import_kv('bg', $1::text::jsonb, '{\"batch_size\": 500, \"defer\": true}')",
+            &[&m],
+        )
+        .unwrap()
+        .get(0);
+    let err = crate::common::try_run_job(&mut c, job);
+    assert_sqlstate(err, "22P02", "key \"tenant:zzz-bad\" is refused");
+    assert_eq!(scalar(&mut c, "SELECT count(*) FROM t"), 0);
+}
