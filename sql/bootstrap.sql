@@ -271,6 +271,8 @@ SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.id_map', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.integrity_issues', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.quarantine', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.kv_sources', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.kv_source_secrets', '');
 
 CREATE VIEW tenant_ops.integrity_history AS
 SELECT j.scope,

@@ -11,8 +11,6 @@
 //! A store that stops answering fails the step with SQLSTATE 08006: inline, the caller's
 //! transaction is rolled back whole; in the background the job is retried from its cursor.
 
-use std::collections::HashSet;
-
 use serde_json::{json, Value};
 
 use super::error::{Error, Result};
@@ -68,7 +66,8 @@ pub struct KvImport {
 /// One batch of keys turned into rows.
 struct Batch {
     arrays: Vec<Vec<Option<String>>>,
-    keys: Vec<(String, Value)>,
+    /// Each row's key and value (the value as JSON only should the row be refused).
+    keys: Vec<(String, KvValue)>,
 }
 
 impl KvImport {
@@ -222,7 +221,7 @@ impl KvImport {
             return Ok(n);
         }
         let mut written = 0;
-        for (r, (key, raw)) in batch.keys.iter().enumerate() {
+        for (r, (key, value)) in batch.keys.iter().enumerate() {
             let row: Vec<Vec<Option<String>>> =
                 batch.arrays.iter().map(|a| vec![a[r].clone()]).collect();
             match in_batch_context(|| try_subtransaction(|| insert(&sql, &row, &constants))) {
@@ -230,7 +229,7 @@ impl KvImport {
                 Err(e) => self.refuse(
                     i,
                     key,
-                    raw.clone(),
+                    value.raw(),
                     vec![Reason::new(e.sqlstate, e.message)],
                 )?,
             }
@@ -276,19 +275,16 @@ impl KvImport {
             arrays: (0..n).map(|_| Vec::with_capacity(keys.len())).collect(),
             keys: Vec::with_capacity(keys.len()),
         };
-        let mut refused_keys: HashSet<String> = HashSet::new();
-        for (key, parts, value) in &keys {
-            match self.prepare(i, key, parts, value) {
+        let read = keys.len() as i64;
+        for (key, parts, value) in keys {
+            match self.prepare(i, &key, &parts, &value) {
                 Ok(values) => {
                     for (a, v) in batch.arrays.iter_mut().zip(values) {
                         a.push(v);
                     }
-                    batch.keys.push((key.clone(), value.raw()));
+                    batch.keys.push((key, value));
                 }
-                Err(reasons) => {
-                    refused_keys.insert(key.clone());
-                    self.refuse(i, key, value.raw(), reasons)?
-                }
+                Err(reasons) => self.refuse(i, &key, value.raw(), reasons)?,
             }
         }
         let written = if self.writing() && !self.dry_run() {
@@ -308,7 +304,7 @@ impl KvImport {
         };
         let a = &mut self.at[i];
         a.cursor = cursor;
-        a.keys += keys.len() as i64;
+        a.keys += read;
         a.skipped += skipped;
         a.written += written;
         a.done = cursor == 0;

@@ -70,7 +70,9 @@ impl<'de> Deserialize<'de> for ColumnSpec {
                                 "has an unknown key \"{field}\" (the keys are: {})",
                                 known.join(", ")
                             ),
-                            other => format!("{place} {other:?}"),
+                            other => {
+                                options::default_message(&path, &format!("\"{place}\""), &other)
+                            }
                         })
                     })?;
                 Ok(ColumnSpec(doc.0))

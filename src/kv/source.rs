@@ -17,7 +17,6 @@
 //! name → such an object (several users' dumps); keys of several dumps read as
 //! `<dump>:<key>`, so that `{user}:settings` names one tenant per dump.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pgrx::JsonB;
@@ -199,9 +198,8 @@ pub fn create(name: &str, url: &str, raw_options: &Value) -> Result<Value> {
     let options = SourceOptions::parse(raw_options)?;
     let kind = kind_of(url)?;
     if kind == Kind::File {
-        // The file must be there now (it is read at each use).
-        let dump = read_file(name, url.trim_start_matches("file:"))?;
-        let _ = dump;
+        // The file must be there, and a dump, now (it is read again at each use).
+        read_file(name, url.trim_start_matches("file:"))?;
     }
     insert(name, &kind, url, raw_options, None)?;
     Ok(json!({"name": name, "kind": kind.as_str(), "url": redacted(url), "options": options}))
@@ -563,13 +561,4 @@ impl Store {
     pub fn is_redis(&self) -> bool {
         matches!(self, Store::Redis { .. })
     }
-}
-
-/// The readable catalog rows, for `detect_kv`'s report.
-pub fn describe(source: &Source) -> BTreeMap<&'static str, Value> {
-    let mut m = BTreeMap::new();
-    m.insert("name", json!(source.name));
-    m.insert("kind", json!(source.kind.as_str()));
-    m.insert("url", json!(redacted(&source.url)));
-    m
 }

@@ -288,6 +288,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             kv::kv_redis_compare_sync_cleanup,
         ),
         ("kv_redis_background_import", kv::kv_redis_background_import),
+        (
+            "kv_import_resumes_after_worker_kill9",
+            kv::kv_import_resumes_after_worker_kill9,
+        ),
     ];
     all.extend(submission::tests());
     all.extend(schedules::tests());

@@ -810,3 +810,82 @@ pub fn kv_redis_background_import(cluster: &Cluster) {
     assert_sqlstate(err, "22P02", "key \"tenant:zzz-bad\" is refused");
     assert_eq!(scalar(&mut c, "SELECT count(*) FROM t"), 0);
 }
+
+/// A background import whose worker is killed with `kill -9` mid-load resumes from its SCAN
+/// cursor: every key once (the table has no key that would hide a duplicate).
+pub fn kv_import_resumes_after_worker_kill9(cluster: &Cluster) {
+    let redis = RedisServer::start(None);
+    let n = 100_000;
+    let cmds: Vec<Vec<Vec<u8>>> = (0..n)
+        .map(|i| {
+            args(&[
+                "SET",
+                &format!("tenant:t{i:06}"),
+                &format!("{{\"name\": \"T{i}\"}}"),
+            ])
+        })
+        .collect();
+    redis.pipe(&cmds);
+    let db = "e2e_kv_kill9";
+    let mut c = fresh_db(cluster, db);
+    create_extension(&mut c);
+    exec(&mut c, "CREATE TABLE big (subdomain text, name text)");
+    create_source(&mut c, "big", &redis.url(0));
+    let m = json!({"pattern": "tenant:{subdomain}", "table": "big",
+                   "columns": {"subdomain": "{subdomain}", "name": "$.name"}})
+    .to_string();
+    let job: i64 = c
+        .query_one(
+            "SELECT tenant_ops.import_kv('big', $1::text::jsonb, '{\"batch_size\": 500}', true)",
+            &[&m],
+        )
+        .unwrap()
+        .get(0);
+    let worker: i32 = crate::common::until(
+        &format!("kv_import job {job} loading in a worker"),
+        Duration::from_secs(180),
+        || {
+            let r = c
+                .query_one(
+                    "SELECT j.status, j.worker_pid, t.stage, t.rows_done, j.error FROM tenant_ops.jobs j
+                       LEFT JOIN tenant_ops.job_tables t ON t.job_id = j.id WHERE j.id = $1",
+                    &[&job],
+                )
+                .unwrap();
+            let status: String = r.get(0);
+            let error: Option<String> = r.get(4);
+            assert!(
+                matches!(status.as_str(), "queued" | "running"),
+                "job {job} is {status} before the kill: {error:?}"
+            );
+            let pid: Option<i32> = r.get(1);
+            let stage: Option<String> = r.get(2);
+            let done: Option<i64> = r.get(3);
+            pid.filter(|_| stage.as_deref() == Some("load") && done.unwrap_or(0) >= 5_000)
+        },
+    );
+    drop(c);
+    cluster.interrupt(pg_tenant_ops_e2e::Interruption::Kill9, worker);
+    let mut c = cluster.connect(db);
+    assert_eq!(
+        crate::common::wait_for(&mut c, job, 300.0),
+        "succeeded",
+        "job {job} after kill -9"
+    );
+    let r = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT subdomain), (SELECT rows_done FROM tenant_ops.job_tables WHERE job_id = $1) FROM big",
+            &[&job],
+        )
+        .unwrap();
+    let got: (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+    assert_eq!(got, (n, n, n), "(rows, distinct keys, rows_done)");
+    let started = scalar(
+        &mut c,
+        &format!("SELECT count(*) FROM tenant_ops.job_log WHERE job_id = {job} AND event = 'job.started'"),
+    );
+    assert!(
+        started >= 2,
+        "the job started again after the kill ({started} starts)"
+    );
+}
