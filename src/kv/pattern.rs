@@ -261,6 +261,13 @@ mod tests {
             Some("acme")
         );
         assert_eq!(s.matches("tenant:acme"), None);
+        let mut values = std::collections::BTreeMap::new();
+        values.insert("t".to_string(), "o'hare ☃".to_string());
+        assert_eq!(
+            s.render(&values).as_deref(),
+            Some("tenant:o'hare ☃:settings")
+        );
+        assert_eq!(Pattern::parse("a:*").unwrap().render(&values), None);
         let d = Pattern::parse("user-{id}.{lang}").unwrap();
         assert_eq!(d.part_of("user-7.de", "lang").as_deref(), Some("de"));
     }
