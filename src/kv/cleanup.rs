@@ -305,9 +305,11 @@ impl JobKind for KvCleanupKind {
             .as_object_mut()
             .and_then(|m| m.remove(super::import::META_KEY))
             .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| Error::Server {
-                source: "?".into(),
-                why: format!("job {} is not a kv_cleanup job of this version", job.id),
+            .ok_or_else(|| {
+                Error::NotOurJob(format!(
+                    "job {} is not a kv_cleanup job of this version",
+                    job.id
+                ))
             })?;
         Ok(Box::new(Cleanup {
             job_id: job.id,

@@ -386,9 +386,11 @@ impl JobKind for KvCompareKind {
             .as_object_mut()
             .and_then(|m| m.remove(super::import::META_KEY))
             .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| Error::Server {
-                source: "?".into(),
-                why: format!("job {} is not a kv_compare job of this version", job.id),
+            .ok_or_else(|| {
+                Error::NotOurJob(format!(
+                    "job {} is not a kv_compare job of this version",
+                    job.id
+                ))
             })?;
         Ok(Box::new(Compare {
             job_id: job.id,

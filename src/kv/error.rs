@@ -52,6 +52,8 @@ pub enum Error {
         max: i64,
         key: String,
     },
+    /// A job whose stored arguments this version cannot read.
+    NotOurJob(String),
     Common(Common),
     Import(Box<crate::import::Error>),
 }
@@ -136,6 +138,7 @@ impl UserError for Error {
                 format!("more than {max} keys refused (the last \"{}\")", crate::import::rules::shorten(key)),
             )
             .hint("The refused keys are in tenant_ops.job_errors; raise \"max_errors\" or fix the values.".to_string()),
+            Error::NotOurJob(m) => Report::new(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, m.clone()),
             Error::Common(e) => e.report(),
             Error::Import(e) => e.report(),
         }

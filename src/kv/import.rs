@@ -77,9 +77,11 @@ impl KvImport {
             .as_object_mut()
             .and_then(|m| m.remove(META_KEY))
             .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| Error::Server {
-                source: "?".into(),
-                why: format!("job {} is not a kv_import job of this version", job.id),
+            .ok_or_else(|| {
+                Error::NotOurJob(format!(
+                    "job {} is not a kv_import job of this version",
+                    job.id
+                ))
             })?;
         let options = KvOptions::parse(&raw)?;
         let source = source::load(&meta.source)?;
