@@ -443,7 +443,7 @@ pub fn kv_redis_password_and_unreachable(cluster: &Cluster) {
 /// source, and nothing is written (no row, no job).
 pub fn kv_redis_stopped_mid_import(cluster: &Cluster) {
     let mut redis = RedisServer::start(None);
-    let cmds: Vec<Vec<Vec<u8>>> = (0..40_000)
+    let cmds: Vec<Vec<Vec<u8>>> = (0..2_000)
         .map(|i| {
             args(&[
                 "SET",
@@ -455,9 +455,13 @@ pub fn kv_redis_stopped_mid_import(cluster: &Cluster) {
     redis.pipe(&cmds);
     let mut c = fresh_db(cluster, "e2e_kv_stop");
     create_extension(&mut c);
+    // Each batch's write sleeps a moment: the import is certainly in the middle (a batch
+    // written, more to read) when Redis goes, whatever the machine's speed.
     exec(
         &mut c,
-        "CREATE TABLE t (subdomain text PRIMARY KEY, name text)",
+        "CREATE TABLE t (subdomain text PRIMARY KEY, name text);
+         CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$;
+         CREATE TRIGGER slow AFTER INSERT ON t FOR EACH STATEMENT EXECUTE FUNCTION slow();",
     );
     create_source(&mut c, "big", &redis.url(0));
     let port = cluster.port();
@@ -479,7 +483,18 @@ pub fn kv_redis_stopped_mid_import(cluster: &Cluster) {
         )
         .map(|r| r.get::<_, i64>(0))
     });
-    std::thread::sleep(Duration::from_millis(700));
+    crate::common::until(
+        "the import writing its first batch",
+        Duration::from_secs(60),
+        || {
+            let n = scalar(
+                &mut c,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'e2e_kv_stop'
+                    AND query LIKE '%import_kv%' AND wait_event = 'PgSleep'",
+            );
+            (n > 0).then_some(())
+        },
+    );
     redis.kill();
     let r = runner.join().unwrap();
     assert_sqlstate(r, "08006", "key-value source \"big\" is unreachable");
