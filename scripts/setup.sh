@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything pg_tenant_ops needs to build, test and run its demo on a fresh Debian
-# machine: PostgreSQL 15 server headers, libclang (bindgen), sudo, pg_cron, and cargo-pgrx 0.18.1
-# initialised against the system PostgreSQL 15. Idempotent and quick when all is present.
+# machine: PostgreSQL 15 server headers, libclang (bindgen), sudo, pg_cron, redis-server (the
+# key-value source tests), and cargo-pgrx 0.18.1 initialised against the system PostgreSQL 15.
+# Idempotent and quick when all is present.
 # Works as root and as a normal user with sudo.
 set -euo pipefail
 
@@ -17,7 +18,8 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 packages=("postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" "postgresql-${PG_MAJOR}-cron"
           libclang-dev clang sudo pkg-config libssl-dev
           age   # age: the interop test decrypts encrypted backups with the standard tool
-          pgloader)  # bench/import.sh compares import_data with it
+          pgloader   # bench/import.sh compares import_data with it
+          redis-server redis-tools)  # the key-value tests and bench/kv.sh start their own Redis
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,7 +33,8 @@ else
 fi
 
 # The Debian package may have created and started a default cluster; we never use it and it
-# would only hold a port, so leave it alone but do not depend on it.
+# would only hold a port, so leave it alone but do not depend on it. The same for redis-server:
+# the tests and benchmarks start their own servers on ports of their own.
 
 # --- Rust toolchain --------------------------------------------------------------------------
 if ! command -v cargo >/dev/null 2>&1; then

@@ -205,6 +205,27 @@ CREATE INDEX integrity_issues_job_idx ON tenant_ops.integrity_issues (job_id);
 COMMENT ON TABLE tenant_ops.integrity_issues IS
     'Findings of validate_integrity: the check, table, constraint or link, tenant (and for isolation the other tenant), how many rows, and a sample of their keys.';
 
+-- Key-value sources (import_kv & co.). The readable catalog holds no secret: a Redis URL's
+-- password and a dump's data are in kv_source_secrets, on which no role is granted anything
+-- (superusers and the extension owner read it; the functions read it as the owner).
+CREATE TABLE tenant_ops.kv_sources (
+    name        text PRIMARY KEY CHECK (name <> '' AND pg_catalog.length(name) <= 200),
+    kind        text NOT NULL CHECK (kind IN ('redis', 'file', 'json')),
+    url         text NOT NULL,
+    options     jsonb NOT NULL DEFAULT '{}',
+    created_by  name NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE tenant_ops.kv_sources IS
+    'Key-value sources: a Redis server (URL without its password), a localStorage dump file, or a dump given as JSON.';
+CREATE TABLE tenant_ops.kv_source_secrets (
+    name  text PRIMARY KEY REFERENCES tenant_ops.kv_sources ON DELETE CASCADE,
+    url   text NOT NULL,
+    data  jsonb
+);
+COMMENT ON TABLE tenant_ops.kv_source_secrets IS
+    'Each key-value source''s URL with its password, and a JSON dump''s data: superusers only.';
+
 CREATE SEQUENCE tenant_ops.quarantine_repair_seq;
 CREATE TABLE tenant_ops.quarantine (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -250,6 +271,8 @@ SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.id_map', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.integrity_issues', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.quarantine', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.kv_sources', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.kv_source_secrets', '');
 
 CREATE VIEW tenant_ops.integrity_history AS
 SELECT j.scope,

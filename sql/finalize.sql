@@ -11,7 +11,9 @@ GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenan
                 tenant_ops.job_log, tenant_ops.job_errors, tenant_ops.progress, tenant_ops.id_map,
                 tenant_ops.job_extra, tenant_ops.scheduler_state, tenant_ops.integrity_issues,
                 tenant_ops.integrity_history, tenant_ops.quarantine, tenant_ops.backups,
-                tenant_ops.schedule, tenant_ops.schedule_runs, tenant_ops.schedules, tenant_ops.metrics TO tenant_ops_viewer;
+                tenant_ops.schedule, tenant_ops.schedule_runs, tenant_ops.schedules, tenant_ops.metrics,
+                tenant_ops.kv_sources TO tenant_ops_viewer;
+-- tenant_ops.kv_source_secrets: nothing granted (Redis passwords, dumps' data).
 
 -- viewer
 GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;
@@ -31,6 +33,15 @@ GRANT EXECUTE ON FUNCTION tenant_ops.import_data(regclass, text, text, jsonb, bo
                           tenant_ops.import_data_bytes(regclass, bytea, text, jsonb, boolean),
                           tenant_ops.pseudonymize(text), tenant_ops.scan_pii(text, text, integer) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.export_tenant(text, text, text, jsonb, boolean) TO tenant_ops_operator;
+-- Key-value sources: operators use them by name; defining one (a server the database connects
+-- to, a password) is an admin's.
+GRANT EXECUTE ON FUNCTION tenant_ops.detect_kv(text, text, bigint),
+                          tenant_ops.import_kv(text, jsonb, jsonb, boolean),
+                          tenant_ops.compare_kv(text, jsonb, jsonb),
+                          tenant_ops.sync_kv(text, jsonb, text, jsonb) TO tenant_ops_operator;
+GRANT EXECUTE ON FUNCTION tenant_ops.create_kv_source(text, text, jsonb), tenant_ops.drop_kv_source(text),
+                          tenant_ops.kv_source_from_json(text, jsonb),
+                          tenant_ops.cleanup_kv(text, jsonb, jsonb) TO tenant_ops_admin;
 -- Files of the export directory hold any tenant's rows (whoever exported them): reading them
 -- back is an admin's, as reading backups is.
 GRANT EXECUTE ON FUNCTION tenant_ops.download_export(text, bigint, integer), tenant_ops.export_size(text),

@@ -18,6 +18,9 @@ pub static KINDS: &[&dyn JobKind] = &[
     &crate::import::kind::ImportKind,
     &crate::export::kind::ExportKind,
     &crate::citus::kind::MoveTenantKind,
+    &crate::kv::import::KvImportKind,
+    &crate::kv::compare::KvCompareKind,
+    &crate::kv::cleanup::KvCleanupKind,
 ];
 
 /// The kind of that name.

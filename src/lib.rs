@@ -3,7 +3,8 @@
 //! Layout — a capability is its file in `api/` (the SQL surface, thin) plus its domain module:
 //! `scope/` the tenant model (which rows belong to a tenant; `graph/` the pgrx-free graph
 //! work); `migrate/` migrate_tenant, one file per stage; `integrity/` validation and repair;
-//! `backup/` per-tenant backups and restores; `import/` rows loaded from files.
+//! `backup/` per-tenant backups and restores; `import/` rows loaded from files; `kv/` tenants
+//! kept in Redis or `localStorage` dumps, imported on the import's machinery.
 //! `jobs/` is the job machinery every kind plugs into (the `JobKind` trait, executors and
 //! their one step loop, the per-job lock), `kinds` the registry listing the kinds once, and
 //! `worker/` the background launcher, schedulers and job workers. Shared plumbing: `options`
@@ -28,6 +29,7 @@ pub mod import;
 pub mod integrity;
 pub mod jobs;
 pub mod kinds;
+pub mod kv;
 pub mod migrate;
 pub mod options;
 pub mod pg;

@@ -7,6 +7,7 @@ pub mod export;
 pub mod import;
 pub mod integrity;
 pub mod jobs;
+pub mod kv;
 pub mod migrate;
 pub mod pii;
 pub mod schedules;

@@ -311,7 +311,6 @@ impl Import {
         let open = self.open.as_ref().expect("opened");
         let plan = &open.plan;
         let date_format = self.options.date_format.as_deref();
-        let mut out = Vec::with_capacity(plan.arrays);
         let mut reasons = vec![];
         if let (true, Values::Named(m)) = (open.every_key, &record.values) {
             for k in m.keys().filter(|k| !plan.fields.contains(k)) {
@@ -321,19 +320,12 @@ impl Import {
                 ));
             }
         }
-        for c in &plan.columns {
-            let Fill::Field {
-                field,
-                transform,
-                convert,
-                ..
-            } = &c.fill
-            else {
-                continue;
-            };
-            let value: Option<String> = match &record.values {
+        let seen = &mut self.seen;
+        let positions = &open.positions;
+        let out = plan.prepare_row(
+            |field, reasons| match &record.values {
                 Values::Positional(v) => {
-                    let at = open.positions[*field];
+                    let at = positions[field];
                     if let Some(i) = at {
                         reasons.extend(
                             record
@@ -345,34 +337,12 @@ impl Import {
                     }
                     at.and_then(|i| v.get(i)).cloned().flatten()
                 }
-                Values::Named(m) => m.get(&plan.fields[*field]).and_then(formats::json_text),
-            };
-            if let Some(rules) = &c.rules {
-                if !self.seen.contains_key(&c.column.name) {
-                    self.seen.insert(c.column.name.clone(), Default::default());
-                }
-                let seen = self.seen.get_mut(&c.column.name).expect("just made");
-                rules.check(&c.column.name, value.as_deref(), seen, &mut reasons);
-            }
-            let value = match (value, transform) {
-                (Some(v), None) => match convert.apply(&c.column.name, &v, date_format) {
-                    // Unchanged (`v` itself, not a slice of it nor a constant such as a
-                    // boolean's "t"): the text, without a copy.
-                    Ok(std::borrow::Cow::Borrowed(b))
-                        if std::ptr::eq(b.as_ptr(), v.as_ptr()) && b.len() == v.len() =>
-                    {
-                        Some(v)
-                    }
-                    Ok(c) => Some(c.into_owned()),
-                    Err(r) => {
-                        reasons.push(r);
-                        None
-                    }
-                },
-                (v, _) => v,
-            };
-            out.push(value);
-        }
+                Values::Named(m) => m.get(&plan.fields[field]).and_then(formats::json_text),
+            },
+            seen,
+            date_format,
+            &mut reasons,
+        );
         if reasons.is_empty() {
             Ok(out)
         } else {
@@ -640,14 +610,14 @@ impl Steps for Import {
 
 /// Runs `f` in a memory context of its own, deleted afterwards: a batch's arrays and
 /// parameters never pile up over a long inline run.
-fn in_batch_context<R>(f: impl FnOnce() -> R) -> R {
+pub fn in_batch_context<R>(f: impl FnOnce() -> R) -> R {
     let mut cx = PgMemoryContexts::new("tenant_ops import batch");
     unsafe { cx.switch_to(|_| f()) }
 }
 
 /// The batch INSERT with its arrays and constants bound; the rows written. The arrays are
 /// bound by reference (their text is copied once, into the array datums).
-fn insert(sql: &str, arrays: &[Vec<Option<String>>], constants: &[Option<String>]) -> i64 {
+pub fn insert(sql: &str, arrays: &[Vec<Option<String>>], constants: &[Option<String>]) -> i64 {
     let mut args: Vec<pgrx::datum::DatumWithOid> =
         Vec::with_capacity(arrays.len() + constants.len());
     for a in arrays {

@@ -270,12 +270,86 @@ impl Plan {
     }
 }
 
-fn insert_sql(
-    target: &Target,
-    n: usize,
-    columns: &[ColumnPlan],
-    on_conflict: OnConflict,
-) -> String {
+impl Plan {
+    /// One record's values for the batch arrays (one per column filled from a field),
+    /// converted to their columns' types and checked against the rules; `value(field,
+    /// reasons)` gives field number `field`'s text (and may add why it is unusable). The
+    /// reasons a row is refused are appended to `reasons` (empty: the row passes). Shared by
+    /// every reader of records (files, key-value stores).
+    pub fn prepare_row(
+        &self,
+        mut value: impl FnMut(usize, &mut Vec<super::error::Reason>) -> Option<String>,
+        seen: &mut super::rules::Seen,
+        date_format: Option<&str>,
+        reasons: &mut Vec<super::error::Reason>,
+    ) -> Vec<Option<String>> {
+        let mut out = Vec::with_capacity(self.arrays);
+        for c in &self.columns {
+            let Fill::Field {
+                field,
+                transform,
+                convert,
+                ..
+            } = &c.fill
+            else {
+                continue;
+            };
+            let v = value(*field, reasons);
+            if let Some(rules) = &c.rules {
+                // Not `entry`, which would copy the name for every row.
+                if !seen.contains_key(&c.column.name) {
+                    seen.insert(c.column.name.clone(), Default::default());
+                }
+                let seen = seen.get_mut(&c.column.name).expect("just made");
+                rules.check(&c.column.name, v.as_deref(), seen, reasons);
+            }
+            let v = match (v, transform) {
+                (Some(v), None) => match convert.apply(&c.column.name, &v, date_format) {
+                    // Unchanged (`v` itself, not a slice of it nor a constant such as a
+                    // boolean's "t"): the text, without a copy.
+                    Ok(std::borrow::Cow::Borrowed(b))
+                        if std::ptr::eq(b.as_ptr(), v.as_ptr()) && b.len() == v.len() =>
+                    {
+                        Some(v)
+                    }
+                    Ok(c) => Some(c.into_owned()),
+                    Err(r) => {
+                        reasons.push(r);
+                        None
+                    }
+                },
+                (v, _) => v,
+            };
+            out.push(v);
+        }
+        out
+    }
+
+    /// The rows a batch would write, as `SELECT <column expressions> FROM <the arrays>`
+    /// with each column named as in the target: what the INSERT inserts (compare reads it).
+    pub fn select_sql(&self) -> String {
+        let (select, _) = select_parts(self.arrays, &self.columns);
+        select
+    }
+
+    /// As [`Plan::select_sql`], each row led by its element of the text[] parameter number
+    /// `labels` (1-based, after the arrays and constants) as `_label`: which record each row
+    /// came from (a key-value store's key).
+    pub fn select_labelled_sql(&self, labels: usize) -> String {
+        let (select, from) = select_parts(self.arrays, &self.columns);
+        let ordinal = from.replacen(") AS s(", ") WITH ORDINALITY AS s(", 1);
+        let ordinal = format!("{}, _ord)", ordinal.trim_end_matches(')'));
+        let exprs = select
+            .strip_prefix("SELECT ")
+            .and_then(|s| s.strip_suffix(&format!(" FROM {from}")))
+            .unwrap_or_default();
+        format!("SELECT (${labels}::pg_catalog.text[])[s._ord] AS _label, {exprs} FROM {ordinal}")
+    }
+}
+
+/// The SELECT of a batch's rows (column expressions aliased by the target's quoted names) and
+/// the FROM clause.
+fn select_parts(n: usize, columns: &[ColumnPlan]) -> (String, String) {
     let exprs: Vec<String> = columns
         .iter()
         .map(|c| {
@@ -291,10 +365,9 @@ fn insert_sql(
                 }
                 Fill::Constant { param } => format!("${}::pg_catalog.text", n + param + 1),
             };
-            format!("{value}::{}", c.column.type_full)
+            format!("{value}::{} AS {}", c.column.type_full, c.column.quoted)
         })
         .collect();
-    // ROWS FROM (unnest($1), unnest($2), ...): the arrays side by side, one row per record.
     let arrays: Vec<String> = (1..=n)
         .map(|i| format!("pg_catalog.unnest(${i}::pg_catalog.text[])"))
         .collect();
@@ -304,6 +377,17 @@ fn insert_sql(
         arrays.join(", "),
         aliases.join(", ")
     );
+    (format!("SELECT {} FROM {from}", exprs.join(", ")), from)
+}
+
+fn insert_sql(
+    target: &Target,
+    n: usize,
+    columns: &[ColumnPlan],
+    on_conflict: OnConflict,
+) -> String {
+    // ROWS FROM (unnest($1), unnest($2), ...): the arrays side by side, one row per record.
+    let (select, _) = select_parts(n, columns);
     let names: Vec<&str> = columns.iter().map(|c| c.column.quoted.as_str()).collect();
     let key = target.primary_key.as_ref().map(|k| {
         k.iter()
@@ -327,10 +411,9 @@ fn insert_sql(
         ""
     };
     format!(
-        "INSERT INTO {} AS t ({}){overriding} SELECT {} FROM {from} {}",
+        "INSERT INTO {} AS t ({}){overriding} {select} {}",
         target.sql,
         names.join(", "),
-        exprs.join(", "),
         on_conflict.clause("t", key.as_deref(), &updatable)
     )
 }

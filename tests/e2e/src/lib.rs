@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub mod citus;
+pub mod redis;
 
 pub use postgres;
 use postgres::error::DbError;

@@ -19,6 +19,7 @@ mod export;
 mod import;
 mod import_formats;
 mod integrity;
+mod kv;
 mod migration;
 mod post_load;
 mod restore_modes;
@@ -271,6 +272,25 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         (
             "post_load_resumes_after_kill9",
             post_load::post_load_resumes_after_kill9,
+        ),
+        ("kv_redis_detect_and_import", kv::kv_redis_detect_and_import),
+        (
+            "kv_redis_password_and_unreachable",
+            kv::kv_redis_password_and_unreachable,
+        ),
+        (
+            "kv_redis_stopped_mid_import",
+            kv::kv_redis_stopped_mid_import,
+        ),
+        ("kv_local_storage_dumps", kv::kv_local_storage_dumps),
+        (
+            "kv_redis_compare_sync_cleanup",
+            kv::kv_redis_compare_sync_cleanup,
+        ),
+        ("kv_redis_background_import", kv::kv_redis_background_import),
+        (
+            "kv_import_resumes_after_worker_kill9",
+            kv::kv_import_resumes_after_worker_kill9,
         ),
     ];
     all.extend(submission::tests());
