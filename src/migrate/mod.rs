@@ -22,6 +22,13 @@
 //!    `tenant_ops.job_archive` then delete them, children first, only after verification;
 //! 7. `finish` (here) — the job's report.
 //!
+//! Online (`mode: online`, `online.rs`), a change capture is installed when the job is
+//! submitted (`crate::capture`), and the stages after `fixup` differ: `drain` applies every
+//! change captured during the copy (so that `constraints` builds on a target equal to one
+//! moment of the source), `constraints`, then `catchup` applies the changes as they come until
+//! `cutover_migration` locks the tenant's tables, drains the rest, verifies and moves the job
+//! to `finish`.
+//!
 //! Around the stages:
 //!
 //! - `submit.rs` — creating the job (one migration of a tenant's rows at a time), and reading
@@ -54,6 +61,7 @@ mod extra;
 mod fixup;
 mod keys;
 pub mod kind;
+mod online;
 pub mod options;
 pub mod plan;
 mod prepare;
@@ -83,6 +91,7 @@ use verify::rejected_rows;
 use crate::pg::relation_name;
 pub use error::{Error, Result};
 pub use keys::map_id;
+pub use online::cutover;
 pub use submit::submit;
 pub use undo::{revert, rollback};
 pub use verify::{verify_report, Comparison, VerifyRow};
@@ -185,12 +194,16 @@ impl Migration {
             })
             .collect();
         let rows: i64 = jobs::tables(self.job_id).iter().map(|t| t.rows_done).sum();
-        json!({
+        let mut report = json!({
             "scope": self.scope, "tenant": self.tenant, "target_schema": self.target_schema,
-            "mode": if self.options.mode == Mode::Move { "move" } else { "copy" },
+            "mode": self.options.mode.name(),
             "id_strategy": self.options.id_strategy.name(),
             "new_tenant": self.options.new_tenant, "rows": rows, "tables": tables, "dry_run": self.options.dry_run,
-        })
+        });
+        if self.options.mode == Mode::Online {
+            report["cutover"] = online::cutover_report(self.job_id).unwrap_or(Value::Null);
+        }
+        report
     }
 }
 
@@ -248,12 +261,16 @@ pub enum Stage {
     Verify,
     Archive,
     Delete,
+    /// Online: the changes captured during the copy, applied before `constraints`.
+    Drain,
+    /// Online: the changes applied as they come, until the cutover.
+    CatchUp,
     Finish,
     Done,
 }
 
 impl Stage {
-    const ALL: [Stage; 9] = [
+    const ALL: [Stage; 11] = [
         Stage::Prepare,
         Stage::Copy,
         Stage::Fixup,
@@ -261,6 +278,8 @@ impl Stage {
         Stage::Verify,
         Stage::Archive,
         Stage::Delete,
+        Stage::Drain,
+        Stage::CatchUp,
         Stage::Finish,
         Stage::Done,
     ];
@@ -274,6 +293,8 @@ impl Stage {
             Stage::Verify => "verify",
             Stage::Archive => "archive",
             Stage::Delete => "delete",
+            Stage::Drain => "drain",
+            Stage::CatchUp => "catchup",
             Stage::Finish => "finish",
             Stage::Done => "done",
         }
@@ -343,10 +364,34 @@ impl Migration {
                     }
                 }
             }
-            Stage::Fixup => self.next_table("copied", Stage::Constraints, |m, jt| m.fixup_step(jt)),
+            Stage::Fixup => {
+                let next = if self.options.mode == Mode::Online {
+                    Stage::Drain
+                } else {
+                    Stage::Constraints
+                };
+                self.next_table("copied", next, |m, jt| m.fixup_step(jt))
+            }
+            Stage::Drain => {
+                self.drain_step()?;
+                enter(self.job_id, Stage::Constraints);
+                Ok(StepOutcome::Continue)
+            }
+            Stage::CatchUp => self.catchup_step(),
             Stage::Constraints => {
                 if !self.constraints_step()? {
-                    let next = if self.options.verify {
+                    let next = if self.options.mode == Mode::Online {
+                        jobs::log(
+                            self.job_id,
+                            "stage",
+                            Some("catchup"),
+                            None,
+                            None,
+                            None,
+                            None,
+                        );
+                        Stage::CatchUp
+                    } else if self.options.verify {
                         Stage::Verify
                     } else {
                         Stage::Finish

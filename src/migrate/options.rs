@@ -95,10 +95,22 @@ impl OnConflict {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-/// Copy, or move (archive and delete the source rows once verified).
+/// Copy, move (archive and delete the source rows once verified), or online (copy while the
+/// tenant's changes are captured, then follow them until `cutover_migration`).
 pub enum Mode {
     Copy,
     Move,
+    Online,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Copy => "copy",
+            Mode::Move => "move",
+            Mode::Online => "online",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -158,6 +170,10 @@ pub struct MigrateOptions {
     /// column and colocated with the root's, shared ones made reference tables.
     pub distribute: bool,
     pub defer: bool,
+    /// Online: a `migration.lagging` event when more changes than this wait to be applied.
+    pub lag_alert_changes: i64,
+    /// Online: ... or when the oldest waiting change is older than this, in seconds.
+    pub lag_alert_seconds: f64,
 }
 
 impl Default for MigrateOptions {
@@ -181,6 +197,8 @@ impl Default for MigrateOptions {
             create_target: false,
             distribute: false,
             defer: false,
+            lag_alert_changes: 10_000,
+            lag_alert_seconds: 60.0,
         }
     }
 }
@@ -226,6 +244,10 @@ struct Document {
     distribute: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     defer: Option<bool>,
+    #[serde(default, deserialize_with = "batch_size")]
+    lag_alert_changes: Option<i64>,
+    #[serde(default, deserialize_with = "rate")]
+    lag_alert_seconds: Option<f64>,
 }
 
 /// A non-empty string; `null` is no value.
@@ -427,7 +449,13 @@ impl MigrateOptions {
             create_target: doc.create_target.unwrap_or(d.create_target),
             distribute: doc.distribute.unwrap_or(d.distribute),
             defer: doc.defer.unwrap_or(d.defer),
+            lag_alert_changes: doc.lag_alert_changes.unwrap_or(d.lag_alert_changes),
+            lag_alert_seconds: doc.lag_alert_seconds.unwrap_or(d.lag_alert_seconds),
         };
+        let lag_option = doc
+            .lag_alert_changes
+            .map(|_| "lag_alert_changes")
+            .or(doc.lag_alert_seconds.map(|_| "lag_alert_seconds"));
         if let Some(ns) = doc.uuid_namespace {
             if o.id_strategy != IdStrategy::Uuid5 {
                 return Err(bad(
@@ -467,7 +495,71 @@ impl MigrateOptions {
                 "option \"new_tenant\" (a clone) cannot be combined with mode \"move\"".into(),
             ));
         }
+        if o.mode == Mode::Online {
+            o.check_online()?;
+        } else if let Some(option) = lag_option {
+            return Err(bad(format!(
+                "option \"{option}\" only applies to mode \"online\""
+            )));
+        }
         Ok(o)
+    }
+}
+
+impl MigrateOptions {
+    /// The options an online migration cannot honour, refused before anything is written: its
+    /// changes are applied through key mappings computed in SQL (no `tenant_ops.id_map` rows to
+    /// add while it follows them), to the tenant's own rows only.
+    fn check_online(&self) -> Result<(), Error> {
+        let refuse = |what: String, hint: &str| -> Result<(), Error> {
+            Err(Common::InvalidOption(what, Some(hint.into())).into())
+        };
+        if self.id_strategy.uses_id_map() {
+            return refuse(
+                format!("id_strategy \"{}\" cannot be combined with mode \"online\"", self.id_strategy.name()),
+                "An online migration maps the keys of the rows it follows in SQL: use id_strategy \"keep\" or \"uuid5\".",
+            );
+        }
+        if self.shared == SharedMode::Copy {
+            return refuse(
+                "option \"shared\": \"copy\" cannot be combined with mode \"online\"".into(),
+                "Shared rows are not captured: load them into the target first (shared \"expect\").",
+            );
+        }
+        if self.cross_tenant == CrossTenant::Copy {
+            return refuse(
+                "option \"cross_tenant\": \"copy\" cannot be combined with mode \"online\"".into(),
+                "Only the tenant's own rows are captured: use cross_tenant \"error\" or \"null\".",
+            );
+        }
+        if self.continue_on_error {
+            return refuse(
+                "option \"continue_on_error\" cannot be combined with mode \"online\"".into(),
+                "A change of a row left out could not be applied: repair the rows first.",
+            );
+        }
+        if self.dry_run || self.defer {
+            let which = if self.dry_run { "dry_run" } else { "defer" };
+            return refuse(
+                format!("option \"{which}\" cannot be combined with mode \"online\""),
+                "An online migration runs in the background until it is cut over: call migrate_tenant(..., background => true); for a dry run use mode \"copy\".",
+            );
+        }
+        if self.on_conflict != OnConflict::Error {
+            return refuse(
+                format!("on_conflict \"{}\" cannot be combined with mode \"online\"", match self.on_conflict {
+                    OnConflict::Skip => "skip", OnConflict::Overwrite => "overwrite", OnConflict::Merge => "merge", OnConflict::Error => "error",
+                }),
+                "An online migration owns the target rows of the tenant: migrate into a target without them.",
+            );
+        }
+        if !self.verify {
+            return refuse(
+                "option \"verify\" cannot be false with mode \"online\"".into(),
+                "The cutover verifies the target against the source while writes are held.",
+            );
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ mod import;
 mod import_formats;
 mod integrity;
 mod migration;
+mod online;
 mod post_load;
 mod restore_modes;
 mod schedules;
@@ -142,6 +143,15 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             migration::chinook_migration_with_manager_chain,
         ),
         ("privileges_migration", migration::privileges_migration),
+        ("online_writers_cutover", online::online_writers_cutover),
+        (
+            "online_catchup_survives_kill9",
+            online::online_catchup_survives_kill9,
+        ),
+        (
+            "online_errors_and_rollback",
+            online::online_errors_and_rollback,
+        ),
         (
             "background_job_runs_and_notifies",
             background::background_job_runs_and_notifies,
