@@ -245,7 +245,7 @@ fn table_ddl(
                  VALUES ({capture}, {job_id}, {n}, '{op}', pg_catalog.to_jsonb({rec}));"
         )
     };
-    let refuse = quote_literal(&format!(
+    let refuse = quote_literal(format!(
         "{} is captured for online migration job {job_id}: TRUNCATE would lose its changes",
         t.display
     ));
@@ -277,18 +277,15 @@ fn table_ddl(
              END IF;
            END IF;
            IF __tenant_ops_new THEN
-             {upd}
+             IF TG_OP = 'INSERT' OR NOT __tenant_ops_old THEN {new_row} ELSE {changed_row} END IF;
            END IF;
            RETURN NULL;
          END",
         del = record("D", "OLD"),
         // A row new to the tenant (inserted, or moved in from another tenant) is an `I`: its
         // descendants, which follow it without a change of their own, come with it.
-        upd = format!(
-            "IF TG_OP = 'INSERT' OR NOT __tenant_ops_old THEN {} ELSE {} END IF;",
-            record("I", "NEW"),
-            record("U", "NEW")
-        ),
+        new_row = record("I", "NEW"),
+        changed_row = record("U", "NEW"),
         old_key = key_of("OLD"),
         new_key = key_of("NEW"),
     );
@@ -312,7 +309,7 @@ fn table_ddl(
          DROP FUNCTION IF EXISTS {pred}(text, {tbl}, boolean);",
         tbl = t.sql
     );
-    let fenced = quote_literal(&format!(
+    let fenced = quote_literal(format!(
         "tenant \"{tenant}\" of scope \"{}\" was cut over by online migration job {job_id}: its rows of {} are read-only",
         loaded.definition.name, t.display
     ));

@@ -61,7 +61,10 @@ fn setup(cluster: &Cluster, db: &str) -> Client {
 
 /// Count and checksum of tenant 1's rows of each source table and of every row of the same
 /// table in `dst` (which holds tenant 1 only).
-fn compare(c: &mut Client) -> Vec<(String, (i64, i64), (i64, i64))> {
+/// (count, checksum) of one side of a table.
+type Side = (i64, i64);
+
+fn compare(c: &mut Client) -> Vec<(String, Side, Side)> {
     let sides = [
         (
             "account",
@@ -82,7 +85,7 @@ fn compare(c: &mut Client) -> Vec<(String, (i64, i64), (i64, i64))> {
     sides
         .iter()
         .map(|(name, src, dst)| {
-            let q = |c: &mut Client, from: &str| -> (i64, i64) {
+            let q = |c: &mut Client, from: &str| -> Side {
                 let r = c
                     .query_one(
                         &format!(
