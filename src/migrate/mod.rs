@@ -324,6 +324,9 @@ impl Migration {
         };
         match stage {
             Stage::Prepare => {
+                if self.options.mode == Mode::Online {
+                    self.ensure_capture()?;
+                }
                 self.prepare()?;
                 enter(self.job_id, Stage::Copy);
                 jobs::log(self.job_id, "stage", Some("copy"), None, None, None, None);

@@ -71,6 +71,26 @@ impl Migration {
         })
     }
 
+    /// A job started again from `prepare` (a retry after an undo stopped its capture) installs
+    /// a new one: in force before the copy's first snapshot, as one made at submission.
+    pub(super) fn ensure_capture(&mut self) -> Result<()> {
+        if capture::for_job(self.job_id).is_some_and(|c| c.status == "capturing") {
+            return Ok(());
+        }
+        let loaded = self.load_scope()?;
+        let id = capture::install(self.job_id, &loaded, &self.tenant)?;
+        jobs::log(
+            self.job_id,
+            "capture.started",
+            Some("prepare"),
+            None,
+            None,
+            Some(&format!("capture {id}")),
+            None,
+        );
+        Ok(())
+    }
+
     /// The statement applying every change of capture `capture` visible to it (see the module
     /// documentation), over the job's parameters and `$4` = the capture; it returns the
     /// records applied, the target rows written and those deleted.
@@ -351,8 +371,16 @@ impl Wording for CutoverWording {
     }
 }
 
-/// The default `lock_timeout` of a cutover: how long writers may be held waiting for it.
-const DEFAULT_LOCK_TIMEOUT: &str = "5s";
+/// The default `lock_timeout` of a cutover: how long it may try to lock the tenant's tables.
+const DEFAULT_LOCK_TIMEOUT: &str = "5000ms";
+
+/// The longest one attempt at the cutover's locks waits (see [`cutover`]).
+const LOCK_ATTEMPT_MS: u64 = 200;
+
+/// The milliseconds of a `lock_timeout` as [`lock_timeout`] writes it (`"<n>ms"`).
+fn lock_timeout_ms(text: &str) -> u64 {
+    text.trim_end_matches("ms").parse().unwrap_or(5000)
+}
 
 /// `lock_timeout` as a setting's value: milliseconds, or an interval's text; checked by the
 /// server before anything is locked.
@@ -393,8 +421,9 @@ fn lock_timeout(doc: &CutoverDocument) -> std::result::Result<String, Error> {
 /// `cutover_migration(job_id, options)`: ends an online migration that is catching up.
 ///
 /// In the caller's transaction: takes the catch-up's apply lock and an EXCLUSIVE lock on each
-/// of the tenant's source tables (reads go on, writes wait), each within `lock_timeout`
-/// (default 5 s; on timeout nothing is changed, the catch-up goes on, 55P03); applies the
+/// of the tenant's source tables (reads go on, writes wait), all of them within `lock_timeout`
+/// (default 5 s, tried in attempts of at most 200 ms that let go of everything when one lock
+/// is not had; on timeout nothing is changed, the catch-up goes on, 55P03); applies the
 /// changes left; verifies every table through the key mapping (counts and checksums); then
 /// fences the source (the capture's triggers now refuse writes of the tenant's rows there, so
 /// none is made where nobody reads any more) and moves the job to `finish`, which its worker
@@ -432,35 +461,45 @@ pub fn cutover(job_id: i64, raw: &Value) -> Result<Value> {
         .cloned()
         .collect();
     let started = std::time::Instant::now();
-    // Within lock_timeout, in a subtransaction: a lock not had in time gives up with nothing
-    // changed (the locks taken so far go with it).
-    let locked = try_subtransaction(|| {
-        with_settings(
-            &[("lock_timeout", timeout.as_str())],
-            || -> std::result::Result<(), String> {
-                if try_subtransaction(|| capture::lock_apply(capture.id)).is_err() {
-                    return Err("the catch-up of the job".into());
+    // Within lock_timeout, in attempts of at most LOCK_ATTEMPT_MS, each in a subtransaction
+    // that lets go of every lock it took when one is not had in time: the cutover never waits
+    // for one table while holding another for longer than that, so writers that lock the
+    // tables in another order (a foreign key check locks the parent after the child) neither
+    // deadlock with it nor wait behind it for the whole lock_timeout. Children first, as
+    // foreign key checks go.
+    let timeout_ms = lock_timeout_ms(&timeout);
+    let deadline = started + std::time::Duration::from_millis(timeout_ms);
+    let what = std::cell::RefCell::new(String::new());
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let left = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_millis() as u64;
+        let step = format!("{}ms", left.clamp(1, LOCK_ATTEMPT_MS));
+        let taken = try_subtransaction(|| {
+            with_settings(&[("lock_timeout", step.as_str())], || {
+                *what.borrow_mut() = "the catch-up of the job".into();
+                capture::lock_apply(capture.id);
+                for p in plans.iter().rev() {
+                    *what.borrow_mut() = format!("table {}", p.source_display);
+                    Spi::run(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", p.source_sql)).or_raise();
                 }
-                for p in &plans {
-                    let sql = format!("LOCK TABLE {} IN EXCLUSIVE MODE", p.source_sql);
-                    if try_subtransaction(|| Spi::run(&sql).or_raise()).is_err() {
-                        return Err(format!("table {}", p.source_display));
-                    }
-                }
-                Ok(())
-            },
-        )
-    });
-    match locked {
-        Ok(Ok(())) => {}
-        Ok(Err(what)) => {
-            return Err(Error::CutoverTimedOut {
-                job: job_id,
-                lock_timeout: timeout,
-                what,
             })
+        });
+        match taken {
+            Ok(()) => break,
+            Err(caught) if ["55P03", "40P01"].contains(&caught.sqlstate_text().as_str()) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::CutoverTimedOut {
+                        job: job_id,
+                        lock_timeout: timeout,
+                        what: what.take(),
+                    });
+                }
+            }
+            Err(caught) => caught.raise(),
         }
-        Err(caught) => caught.raise(),
     }
     let lock_wait_ms = started.elapsed().as_secs_f64() * 1000.0;
     // Read again under the lock: the worker may have moved on, or a rollback stopped it.
@@ -503,7 +542,7 @@ pub fn cutover(job_id: i64, raw: &Value) -> Result<Value> {
     let held_ms = total_ms - lock_wait_ms;
     let ms = |x: f64| (x * 10.0).round() / 10.0;
     let report = json!({
-        "job_id": job_id, "cut_over": true, "lock_timeout": timeout,
+        "job_id": job_id, "cut_over": true, "lock_timeout": timeout, "lock_attempts": attempts,
         "lock_wait_ms": ms(lock_wait_ms), "locked_ms": ms(held_ms), "drain_ms": ms(drain_ms),
         "verify_ms": ms(verified_ms - lock_wait_ms - drain_ms), "fence_ms": ms(total_ms - verified_ms),
         "drained_changes": drained.changes, "drained_written": drained.written,

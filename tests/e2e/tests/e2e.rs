@@ -152,6 +152,11 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             "online_errors_and_rollback",
             online::online_errors_and_rollback,
         ),
+        ("online_hostile_names", online::online_hostile_names),
+        (
+            "online_catchup_survives_immediate_shutdown",
+            online::online_catchup_survives_immediate_shutdown,
+        ),
         (
             "background_job_runs_and_notifies",
             background::background_job_runs_and_notifies,

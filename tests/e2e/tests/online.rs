@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use pg_tenant_ops_e2e::postgres::fallible_iterator::FallibleIterator;
 use pg_tenant_ops_e2e::postgres::{Client, NoTls};
-use pg_tenant_ops_e2e::{assert_sqlstate, describe_error, Cluster};
+use pg_tenant_ops_e2e::{assert_sqlstate, describe_error, Cluster, Interruption};
 
 use crate::common::*;
 
 /// Orders of tenant 1 (each with 3 lines); tenants 2 to 4 have a tenth of that each.
-const ORDERS: i64 = 6000;
+const ORDERS: i64 = 20000;
 
 fn setup(cluster: &Cluster, db: &str) -> Client {
     let mut c = fresh_db(cluster, db);
@@ -329,12 +329,12 @@ pub fn online_writers_cutover(cluster: &Cluster) {
         "shop",
         "1",
         "dst",
-        r#"{"mode": "online", "create_target": true, "batch_size": 1000, "lag_alert_changes": 1}"#,
+        r#"{"mode": "online", "create_target": true, "batch_size": 500, "lag_alert_changes": 1}"#,
         true,
     );
     exec(&mut c, "LISTEN tenant_ops_events");
     wait_catching_up(cluster, db, job);
-    writers.wait_ops(300);
+    writers.wait_ops(2000);
     // The lag is in progress while it catches up.
     let lagged: i64 = scalar(
         &mut c,
@@ -458,7 +458,20 @@ pub fn online_writers_cutover(cluster: &Cluster) {
 }
 
 pub fn online_catchup_survives_kill9(cluster: &Cluster) {
-    let db = "e2e_online_kill9";
+    online_catchup_survives(cluster, "e2e_online_kill9", Interruption::Kill9);
+}
+
+pub fn online_catchup_survives_immediate_shutdown(cluster: &Cluster) {
+    online_catchup_survives(
+        cluster,
+        "e2e_online_immediate",
+        Interruption::ImmediateShutdown,
+    );
+}
+
+/// The catch-up interrupted (`how`) while four writers go on (they reconnect): the job resumes
+/// its catch-up from the records left, and after the cutover nothing is lost or doubled.
+fn online_catchup_survives(cluster: &Cluster, db: &str, how: Interruption) {
     let mut c = setup(cluster, db);
     let t0 = Instant::now();
     let writers = start_writers(cluster, db, 4, t0);
@@ -480,7 +493,7 @@ pub fn online_catchup_survives_kill9(cluster: &Cluster) {
         .unwrap()
         .get::<_, Option<i32>>(0)
         .expect("a worker runs the catch-up");
-    cluster.crash_process(pid);
+    cluster.interrupt(how, pid);
     let mut c = cluster.connect(db);
     wait_catching_up(cluster, db, job);
     writers.wait_ops(200);
@@ -492,7 +505,7 @@ pub fn online_catchup_survives_kill9(cluster: &Cluster) {
         "after kill -9 of the catch-up worker and the cutover",
     );
     println!(
-        "    online kill -9: {} writes ({} errors: connections reset by the crash), drained {} at the cutover",
+        "    online {how:?}: {} writes ({} errors: connections reset by the crash), drained {} at the cutover",
         seen.ops.len(),
         seen.other_errors,
         report["drained_changes"]
@@ -709,4 +722,110 @@ pub fn online_errors_and_rollback(cluster: &Cluster) {
         0
     );
     exec(&mut c, "TRUNCATE app.order_line");
+}
+
+// Hostile names everywhere an online migration builds SQL: the capture's functions and
+// triggers (one name holds the dollar-quote tag they are written with), the tenant value
+// spliced into them as a literal, the catch-up statement, the cutover's locks and fence.
+const H_SCHEMA: &str = "Wéird; \"online\" $__tenant_ops$";
+const H_ROOT: &str = "Ténant 'Root' $__tenant_ops$";
+const H_CHILD: &str = "child; DROP TABLE x";
+const H_KIDS: &str = "bıgınt kids";
+const H_TARGET: &str = "Dést; 'x'";
+const H_TENANT: &str = "o'Brien; -- $__tenant_ops$";
+
+pub fn online_hostile_names(cluster: &Cluster) {
+    use pg_tenant_ops_e2e::quote_ident;
+    let db = "e2e_online_hostile";
+    let mut c = fresh_db(cluster, db);
+    create_extension(&mut c);
+    let q = |t: &str| format!("{}.{}", quote_ident(H_SCHEMA), quote_ident(t));
+    let (root, child, kids) = (q(H_ROOT), q(H_CHILD), q(H_KIDS));
+    exec(
+        &mut c,
+        &format!(
+            r#"CREATE SCHEMA {schema};
+               CREATE TABLE {root} ("Tén'ant" text PRIMARY KEY, "Display Name" text);
+               CREATE TABLE {child} ("Child ID" int, "Sub'Key" text,
+                   "TenantRef" text NOT NULL REFERENCES {root} ("Tén'ant"), "v; --" int,
+                   PRIMARY KEY ("Child ID", "Sub'Key"));
+               CREATE TABLE {kids} ("kid id" int PRIMARY KEY, "Parent ""ID""" int NOT NULL, "parent sub'key" text NOT NULL,
+                   "MixedCase" text,
+                   FOREIGN KEY ("Parent ""ID""", "parent sub'key") REFERENCES {child} ("Child ID", "Sub'Key")
+                     ON UPDATE CASCADE ON DELETE CASCADE);
+               INSERT INTO {root} VALUES ($t$o'Brien; -- $__tenant_ops$$t$, 'one'), ('other', 'two');
+               INSERT INTO {child} SELECT g, 'x', CASE WHEN g <= 50 THEN $t$o'Brien; -- $__tenant_ops$$t$ ELSE 'other' END, g
+                 FROM generate_series(1, 80) g;
+               INSERT INTO {kids} SELECT g, (g + 1) / 2, 'x', 'k' || g FROM generate_series(1, 160) g;
+               CREATE SCHEMA {target};"#,
+            schema = quote_ident(H_SCHEMA),
+            target = quote_ident(H_TARGET),
+        ),
+    );
+    let scope = "wéird online; \"x\"";
+    create_scope(&mut c, scope, &root, "Tén'ant", "{}");
+    let job = migrate_tenant(
+        &mut c,
+        scope,
+        H_TENANT,
+        H_TARGET,
+        r#"{"mode": "online", "create_target": true, "batch_size": 10}"#,
+        true,
+    );
+    wait_catching_up(cluster, db, job);
+    let t = H_TENANT.replace('\'', "''");
+    exec(
+        &mut c,
+        &format!(
+            r#"INSERT INTO {child} VALUES (100, 'y''z', '{t}', 1);
+               INSERT INTO {kids} VALUES (1000, 100, 'y''z', 'new');
+               UPDATE {kids} SET "MixedCase" = 'changed' WHERE "kid id" = 3;
+               DELETE FROM {child} WHERE "Child ID" = 4;
+               UPDATE {child} SET "Child ID" = 200 WHERE "Child ID" = 5;
+               UPDATE {child} SET "TenantRef" = 'other' WHERE "Child ID" = 6;
+               UPDATE {child} SET "TenantRef" = '{t}' WHERE "Child ID" = 60;"#
+        ),
+    );
+    let report = cutover(&mut c, job);
+    assert_eq!(
+        wait_for(&mut c, job, 60.0),
+        "succeeded",
+        "job {job}: {report}"
+    );
+    let side = |c: &mut Client, from: &str| -> Side {
+        let r = c
+            .query_one(
+                &format!("SELECT count(*), coalesce(sum(hashtext(t::text)), 0)::int8 FROM {from}"),
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("{from}: {}", describe_error(&e)));
+        (r.get(0), r.get(1))
+    };
+    let tq = |t: &str| format!("{}.{}", quote_ident(H_TARGET), quote_ident(t));
+    let tenant_child = format!(r#"(SELECT * FROM {child} WHERE "TenantRef" = '{t}') t"#);
+    let tenant_kids = format!(
+        r#"(SELECT k.* FROM {kids} k JOIN {child} ch ON (ch."Child ID", ch."Sub'Key") = (k."Parent ""ID""", k."parent sub'key")
+             WHERE ch."TenantRef" = '{t}') t"#
+    );
+    for (src, dst, n) in [
+        (tenant_child, format!("{} t", tq(H_CHILD)), 50),
+        (tenant_kids, format!("{} t", tq(H_KIDS)), 99),
+    ] {
+        let (s, d) = (side(&mut c, &src), side(&mut c, &dst));
+        assert_eq!(s, d, "{src} against {dst}");
+        assert_eq!(s.0, n, "{src}: rows after the changes");
+    }
+    // The fence names the tenant; a rollback lifts it.
+    assert_sqlstate(
+        c.batch_execute(&format!(
+            r#"UPDATE {child} SET "v; --" = 0 WHERE "TenantRef" = '{t}'"#
+        )),
+        "55000",
+        &format!("tenant \"{H_TENANT}\" of scope \"{scope}\" was cut over"),
+    );
+    try_rollback(&mut c, job).unwrap_or_else(|e| panic!("rollback: {}", describe_error(&e)));
+    exec(
+        &mut c,
+        &format!(r#"UPDATE {child} SET "v; --" = 0 WHERE "TenantRef" = '{t}'"#),
+    );
 }
