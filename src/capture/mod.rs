@@ -27,8 +27,9 @@
 //!
 //! ## What is recorded
 //!
-//! Per captured table a PL/pgSQL trigger function (SECURITY DEFINER, owned by the extension
-//! owner) decides with the scope's filter whether the row before (`OLD`) and after (`NEW`) the
+//! Per captured table a PL/pgSQL trigger function (SECURITY DEFINER with a safe search_path,
+//! owned by the extension owner, EXECUTE revoked from PUBLIC) decides with the scope's filter
+//! (a predicate function it calls, which needs neither: it runs inside it) whether the row before (`OLD`) and after (`NEW`) the
 //! change is one of the tenant's, and records:
 //!
 //! - `I` with the new row when the row is new to the tenant (inserted, or moved in from another
@@ -226,6 +227,20 @@ fn table_ddl(
             )
         })
         .unwrap_or_default();
+    // The columns the filter reads of the row itself: the tenant key (root), or the ownership
+    // path's first hop. An update that leaves them alone leaves the row's tenant as it was
+    // (both images would be tested against the same parent rows, at the same moment).
+    let owning: Vec<String> = match loaded.resolved.get(oid).and_then(|st| st.owner_edge) {
+        Some(i) => catalog.edges[i].child_cols.clone(),
+        None => vec![loaded.resolved.tenant_key.clone()],
+    };
+    let owning_of = |rec: &str| -> String {
+        let cols: Vec<String> = owning
+            .iter()
+            .map(|c| format!("{rec}.{}", t.quoted_col(c)))
+            .collect();
+        format!("ROW({})", cols.join(", "))
+    };
     let key: Vec<&String> = t
         .primary_key
         .as_ref()
@@ -271,7 +286,11 @@ fn table_ddl(
            END IF;
            __tenant_ops_new := {pred}({tenant_lit}, NEW, false);
            IF TG_OP = 'UPDATE' THEN
-             __tenant_ops_old := {pred}({tenant_lit}, OLD, true);
+             IF {old_owning} IS NOT DISTINCT FROM {new_owning} THEN
+               __tenant_ops_old := __tenant_ops_new;
+             ELSE
+               __tenant_ops_old := {pred}({tenant_lit}, OLD, true);
+             END IF;
              IF __tenant_ops_old AND (NOT __tenant_ops_new OR {old_key} IS DISTINCT FROM {new_key}) THEN
                {del}
              END IF;
@@ -288,12 +307,16 @@ fn table_ddl(
         changed_row = record("U", "NEW"),
         old_key = key_of("OLD"),
         new_key = key_of("NEW"),
+        old_owning = owning_of("OLD"),
+        new_owning = owning_of("NEW"),
     );
     let install = format!(
         "CREATE FUNCTION {pred}(text, {tbl}, boolean) RETURNS boolean
-           LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {pred_body};
+           LANGUAGE plpgsql STABLE AS {pred_body};
+         REVOKE ALL ON FUNCTION {pred}(text, {tbl}, boolean) FROM PUBLIC;
          CREATE FUNCTION {func}() RETURNS trigger
            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {func_body};
+         REVOKE ALL ON FUNCTION {func}() FROM PUBLIC;
          CREATE TRIGGER {trig} AFTER INSERT OR UPDATE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {func}();
          CREATE TRIGGER {trig_del} BEFORE DELETE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {func}();
          CREATE TRIGGER {trig_trunc} BEFORE TRUNCATE ON {tbl} FOR EACH STATEMENT EXECUTE FUNCTION {func}();",

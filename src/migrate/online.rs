@@ -420,8 +420,8 @@ fn lock_timeout(doc: &CutoverDocument) -> std::result::Result<String, Error> {
 
 /// `cutover_migration(job_id, options)`: ends an online migration that is catching up.
 ///
-/// In the caller's transaction: takes the catch-up's apply lock and an EXCLUSIVE lock on each
-/// of the tenant's source tables (reads go on, writes wait), all of them within `lock_timeout`
+/// In the caller's transaction: takes the catch-up's apply lock and a SHARE lock on each of
+/// the tenant's source tables, parents first (reads and foreign key checks go on, writes wait), all of them within `lock_timeout`
 /// (default 5 s, tried in attempts of at most 200 ms that let go of everything when one lock
 /// is not had; on timeout nothing is changed, the catch-up goes on, 55P03); applies the
 /// changes left; verifies every table through the key mapping (counts and checksums); then
@@ -461,12 +461,13 @@ pub fn cutover(job_id: i64, raw: &Value) -> Result<Value> {
         .cloned()
         .collect();
     let started = std::time::Instant::now();
-    // Within lock_timeout, in attempts of at most LOCK_ATTEMPT_MS, each in a subtransaction
-    // that lets go of every lock it took when one is not had in time: the cutover never waits
-    // for one table while holding another for longer than that, so writers that lock the
-    // tables in another order (a foreign key check locks the parent after the child) neither
-    // deadlock with it nor wait behind it for the whole lock_timeout. Children first, as
-    // foreign key checks go.
+    // SHARE locks, parents first: writes wait, while reads and the row locks of foreign key
+    // checks (a writer of a child locks its parent row after the child) go on, and a cascade
+    // from a parent to its children (the other order) finds the children not locked yet. So
+    // the writers of single statements never deadlock with the cutover. A transaction that
+    // writes a child, then its parent still may: the locks are tried within lock_timeout in
+    // attempts of at most LOCK_ATTEMPT_MS, each in a subtransaction that lets go of every lock
+    // it took when one is not had in time.
     let timeout_ms = lock_timeout_ms(&timeout);
     let deadline = started + std::time::Duration::from_millis(timeout_ms);
     let what = std::cell::RefCell::new(String::new());
@@ -481,9 +482,9 @@ pub fn cutover(job_id: i64, raw: &Value) -> Result<Value> {
             with_settings(&[("lock_timeout", step.as_str())], || {
                 *what.borrow_mut() = "the catch-up of the job".into();
                 capture::lock_apply(capture.id);
-                for p in plans.iter().rev() {
+                for p in &plans {
                     *what.borrow_mut() = format!("table {}", p.source_display);
-                    Spi::run(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", p.source_sql)).or_raise();
+                    Spi::run(&format!("LOCK TABLE {} IN SHARE MODE", p.source_sql)).or_raise();
                 }
             })
         });
