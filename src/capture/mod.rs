@@ -215,18 +215,43 @@ fn table_ddl(
                 .map(|(pc, cc)| format!("{}, ($2).{}", quote_literal(pc), t.quoted_col(cc)))
                 .collect();
             format!(
-                " OR ($3 AND NOT EXISTS (SELECT FROM {} p WHERE {})
+                "IF NOT $3 THEN
+                   RETURN false;
+                 END IF;
+                 RETURN NOT EXISTS (SELECT FROM {} p WHERE {})
                      AND EXISTS (SELECT FROM tenant_ops.capture_changes c
                                   WHERE c.capture_id = {capture} AND c.xid = pg_catalog.pg_current_xact_id()
                                     AND c.table_name = {} AND c.op = 'D'
-                                    AND c.row_data @> pg_catalog.jsonb_build_object({})))",
+                                    AND c.row_data @> pg_catalog.jsonb_build_object({}));",
                 parent.sql,
                 on.join(" AND "),
                 e.parent,
                 image.join(", ")
             )
         })
-        .unwrap_or_default();
+        .unwrap_or_else(|| "RETURN false;".into());
+    // The row is the tenant's: where the filter compares a column of the row with the tenant
+    // value (the root; a table whose foreign key holds the tenant key), that comparison alone,
+    // which PL/pgSQL evaluates without running a query; else the filter, over the row.
+    let key_type = &catalog
+        .table(loaded.resolved.root)
+        .known_column(&loaded.resolved.tenant_key)
+        .type_name;
+    let direct = match loaded.resolved.get(oid).and_then(|st| st.owner_edge) {
+        None if oid == loaded.resolved.root => Some(loaded.resolved.tenant_key.clone()),
+        Some(i) => {
+            let e = &catalog.edges[i];
+            (e.parent == loaded.resolved.root
+                && e.parent_cols.len() == 1
+                && e.parent_cols[0] == loaded.resolved.tenant_key)
+                .then(|| e.child_cols[0].clone())
+        }
+        None => None,
+    };
+    let in_tenant = match direct {
+        Some(col) => format!("($2).{} = $1::{key_type}", t.quoted_col(&col)),
+        None => format!("EXISTS (SELECT FROM (SELECT ($2).*) s WHERE {filter})"),
+    };
     // The columns the filter reads of the row itself: the tenant key (root), or the ownership
     // path's first hop. An update that leaves them alone leaves the row's tenant as it was
     // (both images would be tested against the same parent rows, at the same moment).
@@ -266,7 +291,10 @@ fn table_ddl(
     ));
     let pred_body = format!(
         "BEGIN
-           RETURN EXISTS (SELECT FROM (SELECT ($2).*) s WHERE {filter}){cascade};
+           IF {in_tenant} THEN
+             RETURN true;
+           END IF;
+           {cascade}
          END"
     );
     let func_body = format!(
