@@ -278,7 +278,10 @@ fn table_ddl(
             .collect();
         format!("ROW({})", cols.join(", "))
     };
-    let tenant_lit = quote_literal(tenant);
+    // The tenant value is the triggers' argument (TG_ARGV[0]): data the function reads, never
+    // part of its code.
+    let tenant_arg = quote_literal(tenant);
+    let tenant_lit = "TG_ARGV[0]";
     let record = |op: &str, rec: &str| {
         format!(
             "INSERT INTO tenant_ops.capture_changes (capture_id, job_id, table_name, op, row_data)
@@ -345,9 +348,9 @@ fn table_ddl(
          CREATE FUNCTION {func}() RETURNS trigger
            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {func_body};
          REVOKE ALL ON FUNCTION {func}() FROM PUBLIC;
-         CREATE TRIGGER {trig} AFTER INSERT OR UPDATE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {func}();
-         CREATE TRIGGER {trig_del} BEFORE DELETE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {func}();
-         CREATE TRIGGER {trig_trunc} BEFORE TRUNCATE ON {tbl} FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+         CREATE TRIGGER {trig} AFTER INSERT OR UPDATE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {func}({tenant_arg});
+         CREATE TRIGGER {trig_del} BEFORE DELETE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {func}({tenant_arg});
+         CREATE TRIGGER {trig_trunc} BEFORE TRUNCATE ON {tbl} FOR EACH STATEMENT EXECUTE FUNCTION {func}({tenant_arg});",
         tbl = t.sql,
         pred_body = dollar_quoted(&pred_body),
         func_body = dollar_quoted(&func_body),
@@ -360,10 +363,13 @@ fn table_ddl(
          DROP FUNCTION IF EXISTS {pred}(text, {tbl}, boolean);",
         tbl = t.sql
     );
-    let fenced = quote_literal(format!(
-        "tenant \"{tenant}\" of scope \"{}\" was cut over by online migration job {job_id}: its rows of {} are read-only",
-        loaded.definition.name, t.display
-    ));
+    let fenced = format!(
+        "'tenant \"' || TG_ARGV[0] || {}",
+        quote_literal(format!(
+            "\" of scope \"{}\" was cut over by online migration job {job_id}: its rows of {} are read-only",
+            loaded.definition.name, t.display
+        ))
+    );
     let fence_body = format!(
         "BEGIN
            IF TG_OP = 'TRUNCATE'

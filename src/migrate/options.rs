@@ -746,4 +746,68 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn online_refuses_what_it_cannot_follow() {
+        let o = MigrateOptions::parse(
+            &json!({"mode": "online", "id_strategy": "uuid5", "lag_alert_changes": 5, "lag_alert_seconds": 1.5}),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.mode, o.lag_alert_changes, o.lag_alert_seconds),
+            (Mode::Online, 5, 1.5)
+        );
+        for (v, msg) in [
+            (
+                json!({"mode": "online", "id_strategy": "uuid"}),
+                "id_strategy \"uuid\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "id_strategy": "uuid7"}),
+                "id_strategy \"uuid7\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "shared": "copy"}),
+                "option \"shared\": \"copy\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "cross_tenant": "copy"}),
+                "option \"cross_tenant\": \"copy\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "continue_on_error": true}),
+                "option \"continue_on_error\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "defer": true}),
+                "option \"defer\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "on_conflict": "skip"}),
+                "on_conflict \"skip\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "verify": false}),
+                "option \"verify\" cannot be false with mode \"online\"",
+            ),
+            (
+                json!({"lag_alert_seconds": 3}),
+                "option \"lag_alert_seconds\" only applies to mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "lag_alert_changes": 0}),
+                "option \"lag_alert_changes\" must be a whole number from 1 to 10000000, not 0",
+            ),
+        ] {
+            let e = MigrateOptions::parse(&v).unwrap_err();
+            assert_eq!(e.to_string(), format!("invalid options: {msg}"), "for {v}");
+            assert!(
+                matches!(
+                    e.report().sqlstate,
+                    pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+                ),
+                "22023 for {v}"
+            );
+        }
+    }
 }
