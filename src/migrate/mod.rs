@@ -142,6 +142,9 @@ pub struct Migration {
     /// The oids of the target tables this job created and has yet to build the keys, indexes
     /// and foreign keys of (`constraints.rs`); None: read from the checkpoints when needed.
     bare: Option<std::collections::BTreeSet<u32>>,
+    /// Online: the statement applying captured changes (see `online.rs`), built once per
+    /// executor run, and whether any target was still bare when it was.
+    apply_sql: Option<(bool, String)>,
 }
 
 /// Settings for the statements of every step. Each hash, sort or materialized batch of a

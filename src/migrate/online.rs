@@ -95,13 +95,25 @@ impl Migration {
     /// documentation), over the job's parameters and `$4` = the capture; it returns the
     /// records applied, the target rows written and those deleted.
     fn apply_sql(&mut self) -> Result<String> {
-        let loaded = self.load_scope()?;
         let plans: Vec<TablePlan> = self
             .plans()?
             .iter()
             .filter(|p| p.role != Role::Shared)
             .cloned()
             .collect();
+        let bare = plans.iter().any(|p| p.target.bare);
+        if let Some((was_bare, sql)) = &self.apply_sql {
+            if *was_bare == bare {
+                return Ok(sql.clone());
+            }
+        }
+        let sql = self.build_apply_sql(plans)?;
+        self.apply_sql = Some((bare, sql.clone()));
+        Ok(sql)
+    }
+
+    fn build_apply_sql(&self, plans: Vec<TablePlan>) -> Result<String> {
+        let loaded = self.load_scope()?;
         let mut ctes = vec![
             "__tenant_ops_ch AS (DELETE FROM tenant_ops.capture_changes WHERE capture_id = $4 RETURNING table_name, op, row_data)"
                 .to_string(),
@@ -302,8 +314,13 @@ impl Migration {
         let capture = self.capture()?;
         let before = capture::lag(capture.id);
         if before.changes == 0 {
-            // Nothing to do: wait a little for writes rather than spin.
+            // Nothing to do: wait a little for writes rather than spin; what comes meanwhile
+            // is the next step's.
             Spi::run("SELECT pg_catalog.pg_sleep(0.05)").or_raise();
+            if capture::set_lagging(capture.id, false) {
+                self.notify_lag(before, false);
+            }
+            return Ok(StepOutcome::Continue);
         }
         capture::lock_apply(capture.id);
         if capture::status(capture.id) != "capturing" {
@@ -324,21 +341,26 @@ impl Migration {
         let lagging = before.changes > self.options.lag_alert_changes
             || before.seconds > self.options.lag_alert_seconds;
         if capture::set_lagging(capture.id, lagging) {
-            jobs::notify(
-                self.job_id,
-                if lagging {
-                    "migration.lagging"
-                } else {
-                    "migration.caught_up"
-                },
-                Some(
-                    json!({"lag_changes": before.changes, "lag_seconds": before.seconds,
-                            "lag_alert_changes": self.options.lag_alert_changes,
-                            "lag_alert_seconds": self.options.lag_alert_seconds}),
-                ),
-            );
+            self.notify_lag(before, lagging);
         }
         Ok(StepOutcome::Continue)
+    }
+
+    /// `migration.lagging` (the lag crossed a threshold) or `migration.caught_up`.
+    fn notify_lag(&self, lag: capture::Lag, lagging: bool) {
+        jobs::notify(
+            self.job_id,
+            if lagging {
+                "migration.lagging"
+            } else {
+                "migration.caught_up"
+            },
+            Some(
+                json!({"lag_changes": lag.changes, "lag_seconds": lag.seconds,
+                        "lag_alert_changes": self.options.lag_alert_changes,
+                        "lag_alert_seconds": self.options.lag_alert_seconds}),
+            ),
+        );
     }
 }
 

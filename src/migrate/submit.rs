@@ -50,6 +50,7 @@ impl Migration {
             one_snapshot: online || super::changes::reads_one_snapshot(job.executor),
             plans: None,
             bare: None,
+            apply_sql: None,
         })
     }
 }
@@ -77,6 +78,7 @@ impl Migration {
             one_snapshot: false,
             plans: None,
             bare: None,
+            apply_sql: None,
         }
     }
 }
