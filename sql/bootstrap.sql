@@ -231,6 +231,9 @@ CREATE TABLE tenant_ops.captures (
     tenant      text NOT NULL,
     tables      regclass[] NOT NULL,
     status      text NOT NULL DEFAULT 'capturing' CHECK (status IN ('capturing', 'cut_over', 'stopped')),
+    -- source: the tenant's rows of the scope's tables; target: every row of the tables an
+    -- online migration wrote, recorded after its cutover for the reverse sync.
+    kind        text NOT NULL DEFAULT 'source' CHECK (kind IN ('source', 'target')),
     install_ddl text NOT NULL,
     remove_ddl  text NOT NULL,
     fence_ddl   text NOT NULL,

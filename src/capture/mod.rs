@@ -372,6 +372,11 @@ fn table_ddl(
     );
     let fence_body = format!(
         "BEGIN
+           -- The reverse sync writes here, inside the job's window (crate::sys::with_job_window).
+           IF TG_OP <> 'TRUNCATE' AND tenant_ops.job_window_open({job_id}) THEN
+             IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+             RETURN NULL;
+           END IF;
            IF TG_OP = 'TRUNCATE'
               OR (TG_OP IN ('UPDATE', 'DELETE') AND {pred}({tenant_lit}, OLD, false))
               OR (TG_OP IN ('INSERT', 'UPDATE') AND {pred}({tenant_lit}, NEW, false)) THEN
@@ -408,11 +413,20 @@ fn dollar_quoted(body: &str) -> String {
 
 /// The capture of job `job_id`, if it has one.
 pub fn for_job(job_id: i64) -> Option<Capture> {
+    of_kind(job_id, "source")
+}
+
+/// The capture of the target tables of job `job_id` (its reverse sync), if it has one.
+pub fn reverse_for_job(job_id: i64) -> Option<Capture> {
+    of_kind(job_id, "target")
+}
+
+fn of_kind(job_id: i64, kind: &str) -> Option<Capture> {
     Spi::connect(|c| {
         let t = c.select(
-            "SELECT id, status FROM tenant_ops.captures WHERE job_id = $1 ORDER BY id DESC LIMIT 1",
+            "SELECT id, status FROM tenant_ops.captures WHERE job_id = $1 AND kind = $2 ORDER BY id DESC LIMIT 1",
             None,
-            &[job_id.into()],
+            &[job_id.into(), kind.into()],
         )?;
         let mut out = None;
         for r in t {
@@ -425,6 +439,99 @@ pub fn for_job(job_id: i64) -> Option<Capture> {
         Ok::<_, pgrx::spi::Error>(out)
     })
     .or_raise()
+}
+
+/// One table whose every row a mirror capture records (see [`install_mirror`]).
+pub struct MirrorTable {
+    pub oid: u32,
+    /// Qualified, quoted.
+    pub sql: String,
+    pub display: String,
+}
+
+/// Installs a capture of every row of `tables` (the target tables of job `job_id` after its
+/// cutover, which hold the tenant's rows only): the reverse sync's. The records are those of
+/// a source capture (I, U, D), without a tenant test; TRUNCATE is refused.
+pub fn install_mirror(job_id: i64, scope: &str, tenant: &str, tables: &[MirrorTable]) -> i64 {
+    let id = owner::get_one::<i64>(
+        "SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('tenant_ops.captures', 'id'))",
+        &[],
+    )
+    .or_raise()
+    .expect("nextval gives a value");
+    let (mut install, mut remove) = (vec![], vec![]);
+    for t in tables {
+        let func = format!(
+            "tenant_ops.{}",
+            quote_ident(&format!("capture_{id}_{}", t.oid))
+        );
+        let trig = quote_ident(&format!("tenant_ops_capture_{id}"));
+        let trig_del = quote_ident(&format!("tenant_ops_capture_{id}_del"));
+        let trig_trunc = quote_ident(&format!("tenant_ops_capture_{id}_truncate"));
+        let record = |op: &str, rec: &str| {
+            format!(
+                "INSERT INTO tenant_ops.capture_changes (capture_id, job_id, table_name, op, row_data)
+                     VALUES ({id}, {job_id}, {}, '{op}', pg_catalog.to_jsonb({rec}));",
+                t.oid
+            )
+        };
+        let refuse = quote_literal(format!(
+            "{} is synchronised back to the source by online migration job {job_id}: TRUNCATE would lose its changes",
+            t.display
+        ));
+        let body = format!(
+            "BEGIN
+               IF TG_OP = 'TRUNCATE' THEN
+                 RAISE EXCEPTION USING ERRCODE = '55006', MESSAGE = {refuse},
+                   HINT = 'End the reverse sync first.';
+               END IF;
+               IF TG_OP = 'DELETE' THEN
+                 {del}
+                 RETURN OLD;
+               END IF;
+               IF TG_OP = 'INSERT' THEN {ins} ELSE {upd} END IF;
+               RETURN NULL;
+             END",
+            del = record("D", "OLD"),
+            ins = record("I", "NEW"),
+            upd = record("U", "NEW"),
+        );
+        install.push(format!(
+            "CREATE FUNCTION {func}() RETURNS trigger
+               LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {};
+             REVOKE ALL ON FUNCTION {func}() FROM PUBLIC;
+             CREATE TRIGGER {trig} AFTER INSERT OR UPDATE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {func}();
+             CREATE TRIGGER {trig_del} BEFORE DELETE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {func}();
+             CREATE TRIGGER {trig_trunc} BEFORE TRUNCATE ON {tbl} FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+            dollar_quoted(&body),
+            tbl = t.sql
+        ));
+        remove.push(format!(
+            "DROP TRIGGER IF EXISTS {trig} ON {tbl};
+             DROP TRIGGER IF EXISTS {trig_del} ON {tbl};
+             DROP TRIGGER IF EXISTS {trig_trunc} ON {tbl};
+             DROP FUNCTION IF EXISTS {func}();",
+            tbl = t.sql
+        ));
+    }
+    let oids: Vec<i64> = tables.iter().map(|t| t.oid as i64).collect();
+    owner::execute(
+        "INSERT INTO tenant_ops.captures (id, job_id, scope, tenant, tables, kind, install_ddl, remove_ddl, fence_ddl)
+         OVERRIDING SYSTEM VALUE
+         VALUES ($1, $2, $3, $4, $5::pg_catalog.oid[]::pg_catalog.regclass[], 'target', $6, $7, '')",
+        &[
+            id.into(),
+            job_id.into(),
+            scope.into(),
+            tenant.into(),
+            oids.into(),
+            install.join("\n").into(),
+            remove.join("\n").into(),
+        ],
+    )
+    .or_raise();
+    owner::execute("SELECT tenant_ops.capture_ddl($1, 'install')", &[id.into()]).or_raise();
+    id
 }
 
 /// Removes a capture's triggers and functions (nothing more is recorded once the caller's

@@ -27,7 +27,8 @@
 //! change captured during the copy (so that `constraints` builds on a target equal to one
 //! moment of the source), `constraints`, then `catchup` applies the changes as they come until
 //! `cutover_migration` locks the tenant's tables, drains the rest, verifies and moves the job
-//! to `finish`.
+//! to `finish` (or, with `reverse_sync`, to `reverse_sync`, which writes the target's changes
+//! back to the old tables until it is ended).
 //!
 //! Around the stages:
 //!
@@ -268,12 +269,14 @@ pub enum Stage {
     Drain,
     /// Online: the changes applied as they come, until the cutover.
     CatchUp,
+    /// Online, after a cutover with `reverse_sync`: the target's changes written back.
+    Reverse,
     Finish,
     Done,
 }
 
 impl Stage {
-    const ALL: [Stage; 11] = [
+    const ALL: [Stage; 12] = [
         Stage::Prepare,
         Stage::Copy,
         Stage::Fixup,
@@ -283,6 +286,7 @@ impl Stage {
         Stage::Delete,
         Stage::Drain,
         Stage::CatchUp,
+        Stage::Reverse,
         Stage::Finish,
         Stage::Done,
     ];
@@ -298,6 +302,7 @@ impl Stage {
             Stage::Delete => "delete",
             Stage::Drain => "drain",
             Stage::CatchUp => "catchup",
+            Stage::Reverse => "reverse_sync",
             Stage::Finish => "finish",
             Stage::Done => "done",
         }
@@ -384,6 +389,7 @@ impl Migration {
                 Ok(StepOutcome::Continue)
             }
             Stage::CatchUp => self.catchup_step(),
+            Stage::Reverse => self.reverse_step(),
             Stage::Constraints => {
                 if !self.constraints_step()? {
                     let next = if self.options.mode == Mode::Online {

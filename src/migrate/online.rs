@@ -34,7 +34,11 @@
 //! the tables the job created (until then their rows are replaced by delete and insert, having
 //! no key to conflict on). `catchup` applies a batch per step, continuously, with the lag in
 //! `tenant_ops.progress` and `migration.lagging`/`migration.caught_up` events when it crosses
-//! the thresholds. [`cutover`] ends it: locks, drains, verifies, fences.
+//! the thresholds. [`cutover`] ends it: locks, drains, verifies, fences. With `reverse_sync`
+//! the job goes on at `reverse_sync`: a capture of the target tables (`capture::install_mirror`)
+//! whose records are written back to the old tables the same way, sides swapped, until a
+//! second `cutover_migration(job, '{"reverse_sync": false}')` ends it or a rollback switches
+//! back (`undo.rs`).
 
 use pgrx::prelude::*;
 use serde::Deserialize;
@@ -364,6 +368,223 @@ impl Migration {
     }
 }
 
+impl Migration {
+    /// What `reverse_sync` needs: target rows that are the source rows column for column
+    /// (`id_strategy` keep, no `columns` or `new_tenant`), so that a target row can be written
+    /// back as it is.
+    fn check_mirror(&mut self) -> Result<()> {
+        let mirrors = self.options.id_strategy == super::options::IdStrategy::Keep
+            && self.options.new_tenant.is_none()
+            && self.plans()?.iter().all(|p| {
+                p.columns
+                    .iter()
+                    .chain(&p.deferred)
+                    .all(|(c, e)| *e == format!("s.{c}"))
+            });
+        if !mirrors {
+            return Err(Common::InvalidOption(
+                "option \"reverse_sync\" needs targets that mirror the source: id_strategy \"keep\", no \"columns\", no \"new_tenant\"".into(),
+                Some("Target rows are written back to the source as they are.".into()),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The statement applying the reverse capture's records (`$4`) to the source: as
+    /// [`Self::build_apply_sql`] with the sides swapped — the target rows their keys name
+    /// are written to the source, the source rows of the tenant whose keys are no longer in
+    /// the target are deleted — in one statement.
+    fn reverse_sql(&mut self) -> Result<String> {
+        let plans: Vec<TablePlan> = self
+            .plans()?
+            .iter()
+            .filter(|p| p.role != Role::Shared)
+            .cloned()
+            .collect();
+        let mut ctes = vec![
+            "__tenant_ops_ch AS (DELETE FROM tenant_ops.capture_changes WHERE capture_id = $4 RETURNING table_name, row_data)"
+                .to_string(),
+        ];
+        let (mut written, mut deleted) = (vec![], vec![]);
+        for (i, p) in plans.iter().enumerate() {
+            let Some(key) = &p.key else { continue };
+            let cols = |alias: &str| {
+                key.iter()
+                    .map(|c| format!("{alias}.{}", c.quoted))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let names: Vec<&String> = p
+                .columns
+                .iter()
+                .chain(&p.deferred)
+                .map(|(c, _)| c)
+                .collect();
+            let key_names: Vec<&str> = key.iter().map(|c| c.quoted.as_str()).collect();
+            let updatable: Vec<&str> = names
+                .iter()
+                .map(|c| c.as_str())
+                .filter(|c| !key_names.contains(c))
+                .collect();
+            let conflict = OnConflict::Overwrite.clause(
+                &p.source_sql,
+                Some(key_names.join(", ").as_str()),
+                &updatable,
+            );
+            ctes.push(format!(
+                "__tenant_ops_k{i} AS (SELECT r.* FROM __tenant_ops_ch c
+                   CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::{tgt}, c.row_data) r
+                  WHERE c.table_name = {oid}::pg_catalog.oid)",
+                tgt = p.target.sql,
+                oid = p.target.oid
+            ));
+            ctes.push(format!(
+                "__tenant_ops_l{i} AS (SELECT t.* FROM {tgt} t WHERE ({t}) IN (SELECT {k} FROM __tenant_ops_k{i} k))",
+                tgt = p.target.sql,
+                t = cols("t"),
+                k = cols("k"),
+            ));
+            ctes.push(format!(
+                "__tenant_ops_w{i} AS (INSERT INTO {src} ({names}) SELECT {sel} FROM __tenant_ops_l{i} t {conflict} RETURNING 1)",
+                src = p.source_sql,
+                names = names.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                sel = names.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+            ));
+            ctes.push(format!(
+                "__tenant_ops_d{i} AS (DELETE FROM {src} s WHERE ({filter})
+                   AND ({s}) IN (SELECT {k} FROM __tenant_ops_k{i} k
+                                  WHERE NOT EXISTS (SELECT FROM __tenant_ops_l{i} l WHERE ({l}) = ({k}))) RETURNING 1)",
+                src = p.source_sql,
+                filter = p.filter,
+                s = cols("s"),
+                k = cols("k"),
+                l = cols("l"),
+            ));
+            written.push(format!(
+                "(SELECT pg_catalog.count(*) FROM __tenant_ops_w{i})"
+            ));
+            deleted.push(format!(
+                "(SELECT pg_catalog.count(*) FROM __tenant_ops_d{i})"
+            ));
+        }
+        let sum = |v: &[String]| {
+            if v.is_empty() {
+                "0".to_string()
+            } else {
+                v.join(" + ")
+            }
+        };
+        Ok(format!(
+            "WITH {} SELECT (SELECT pg_catalog.count(*) FROM __tenant_ops_ch), ({})::pg_catalog.int8, ({})::pg_catalog.int8",
+            ctes.join(",\n"),
+            sum(&written),
+            sum(&deleted)
+        ))
+    }
+
+    /// Applies what the reverse capture recorded to the source, inside the job's window (which
+    /// the source's fence lets through).
+    pub(super) fn apply_reverse(&mut self, reverse: &Capture) -> Result<Applied> {
+        let sql = self.reverse_sql()?;
+        let mut args = self.params.args();
+        args.push(reverse.id.into());
+        let (changes, written, deleted) = with_job_window(self.job_id, || {
+            Spi::get_three_with_args::<i64, i64, i64>(&sql, &args)
+        })
+        .or_raise();
+        let applied = Applied {
+            changes: changes.unwrap_or(0),
+            written: written.unwrap_or(0),
+            deleted: deleted.unwrap_or(0),
+        };
+        if applied.changes > 0 {
+            capture::record_applied(reverse.id, applied.changes);
+        }
+        Ok(applied)
+    }
+
+    /// One step of the reverse sync (after a cutover with `reverse_sync`): the target's
+    /// changes written back to the old tables, so that they stay readable and a rollback
+    /// loses nothing.
+    pub(super) fn reverse_step(&mut self) -> Result<StepOutcome> {
+        let Some(reverse) = capture::reverse_for_job(self.job_id) else {
+            enter(self.job_id, Stage::Finish);
+            return Ok(StepOutcome::Continue);
+        };
+        if capture::lag(reverse.id).changes == 0 {
+            Spi::run("SELECT pg_catalog.pg_sleep(0.05)").or_raise();
+            return Ok(StepOutcome::Continue);
+        }
+        capture::lock_apply(reverse.id);
+        if capture::status(reverse.id) != "capturing" {
+            return Ok(StepOutcome::Continue);
+        }
+        let applied = self.apply_reverse(&reverse)?;
+        jobs::log(
+            self.job_id,
+            "step",
+            Some("reverse_sync"),
+            None,
+            Some(applied.changes),
+            None,
+            Some(json!({"written": applied.written, "deleted": applied.deleted})),
+        );
+        Ok(StepOutcome::Continue)
+    }
+
+    /// `cutover_migration(job, '{"reverse_sync": false}')` on a job syncing back: the target
+    /// tables' writes held (SHARE locks within lock_timeout), the rest applied, the reverse
+    /// capture removed, the job moved to `finish`.
+    fn end_reverse_sync(&mut self, timeout: &str) -> Result<Value> {
+        let Some(reverse) = capture::reverse_for_job(self.job_id) else {
+            enter(self.job_id, Stage::Finish);
+            return Ok(json!({"job_id": self.job_id, "reverse_sync": false}));
+        };
+        let plans: Vec<TablePlan> = self
+            .plans()?
+            .iter()
+            .filter(|p| p.role != Role::Shared)
+            .cloned()
+            .collect();
+        let job_id = self.job_id;
+        let locked = try_subtransaction(|| {
+            with_settings(&[("lock_timeout", timeout)], || {
+                capture::lock_apply(reverse.id);
+                for p in &plans {
+                    Spi::run(&format!("LOCK TABLE {} IN SHARE MODE", p.target.sql)).or_raise();
+                }
+            })
+        });
+        if let Err(caught) = locked {
+            if ["55P03", "40P01"].contains(&caught.sqlstate_text().as_str()) {
+                return Err(Error::CutoverTimedOut {
+                    job: job_id,
+                    lock_timeout: timeout.to_string(),
+                    what: "the migration's target tables".into(),
+                });
+            }
+            caught.raise();
+        }
+        let applied = self.apply_reverse(&reverse)?;
+        capture::stop(reverse.id);
+        enter(job_id, Stage::Finish);
+        let report =
+            json!({"job_id": job_id, "reverse_sync": false, "drained_changes": applied.changes});
+        jobs::log(
+            job_id,
+            "migration.reverse_sync_ended",
+            Some("reverse_sync"),
+            None,
+            Some(applied.changes),
+            None,
+            Some(report.clone()),
+        );
+        jobs::notify(job_id, "migration.reverse_sync_ended", Some(report.clone()));
+        Ok(report)
+    }
+}
+
 /// The options of `cutover_migration`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -374,6 +595,10 @@ struct CutoverDocument {
     /// verification reads the whole tenant, so it sets the length of the write stall.
     #[serde(default, deserialize_with = "options::present")]
     verify: Option<bool>,
+    /// Keep the old tables updated from the new ones after the cutover (see [`Migration::reverse_step`]);
+    /// on a job already cut over with it, `false` ends the reverse sync.
+    #[serde(default, deserialize_with = "options::present")]
+    reverse_sync: Option<bool>,
 }
 
 struct CutoverWording;
@@ -476,8 +701,18 @@ pub fn cutover(job_id: i64, raw: &Value) -> Result<Value> {
         status: job.status.to_string(),
         stage: job.stage.clone(),
     };
+    if job.status == jobs::Status::Running
+        && job.stage == Stage::Reverse.as_str()
+        && doc.reverse_sync == Some(false)
+    {
+        return m.end_reverse_sync(&timeout);
+    }
     if job.status != jobs::Status::Running || job.stage != Stage::CatchUp.as_str() {
         return Err(not_catching_up(&job));
+    }
+    let reverse = doc.reverse_sync.unwrap_or(false);
+    if reverse {
+        m.check_mirror()?;
     }
     let capture = m.capture()?;
     let plans: Vec<TablePlan> = m
@@ -563,15 +798,47 @@ pub fn cutover(job_id: i64, raw: &Value) -> Result<Value> {
                             "rows": c.source_rows, "checksum": c.source_sum, "verified": true}),
         );
     }
+    if reverse {
+        // Every row of the targets must be the tenant's: the reverse capture records them all.
+        for p in &plans {
+            let (all, ours) = Spi::get_two_with_args::<i64, i64>(
+                &format!(
+                    "SELECT (SELECT pg_catalog.count(*) FROM {}), (SELECT pg_catalog.count(*) FROM {} s WHERE {})",
+                    p.target.sql, p.source_sql, p.filter
+                ),
+                &args,
+            )
+            .or_raise();
+            if all != ours {
+                return Err(Common::InvalidOption(
+                    format!("option \"reverse_sync\" needs target table {} to hold the tenant's rows only ({} rows there, {} of the tenant)", p.target.display, all.unwrap_or(0), ours.unwrap_or(0)),
+                    Some("Migrate into a schema of the tenant's own to sync it back.".into()),
+                ).into());
+            }
+        }
+    }
     let verified_ms = started.elapsed().as_secs_f64() * 1000.0;
     capture::fence(capture.id);
-    enter(job_id, Stage::Finish);
+    if reverse {
+        let mirror: Vec<capture::MirrorTable> = plans
+            .iter()
+            .map(|p| capture::MirrorTable {
+                oid: p.target.oid,
+                sql: p.target.sql.clone(),
+                display: p.target.display.clone(),
+            })
+            .collect();
+        capture::install_mirror(job_id, &m.scope, &m.tenant, &mirror);
+        enter(job_id, Stage::Reverse);
+    } else {
+        enter(job_id, Stage::Finish);
+    }
     let total_ms = started.elapsed().as_secs_f64() * 1000.0;
     let held_ms = total_ms - lock_wait_ms;
     let ms = |x: f64| (x * 10.0).round() / 10.0;
     let report = json!({
         "job_id": job_id, "cut_over": true, "lock_timeout": timeout, "lock_attempts": attempts,
-        "verified": verify,
+        "verified": verify, "reverse_sync": reverse,
         "lock_wait_ms": ms(lock_wait_ms), "locked_ms": ms(held_ms), "drain_ms": ms(drain_ms),
         "verify_ms": ms(verified_ms - lock_wait_ms - drain_ms), "fence_ms": ms(total_ms - verified_ms),
         "drained_changes": drained.changes, "drained_written": drained.written,

@@ -30,7 +30,8 @@ pub fn rollback(job_id: i64) -> Result<Value> {
         "a migration",
         "rollback_migration undoes migrate_tenant jobs.",
     )?;
-    let online_catching_up = job.stage == super::Stage::CatchUp.as_str()
+    let online_catching_up = (job.stage == super::Stage::CatchUp.as_str()
+        || job.stage == super::Stage::Reverse.as_str())
         && matches!(job.status, jobs::Status::Running | jobs::Status::Paused);
     if !online_catching_up
         && !matches!(
@@ -59,6 +60,16 @@ pub fn revert(job_id: i64, final_status: jobs::Status) -> Result<Value> {
         // Online: the capture's triggers (or the fence after a cutover) go first; the changes
         // recorded until then are applied, so that the undo below, which finds the job's
         // target rows from the tenant's source rows, finds them all; then the capture stops.
+        // After a cutover with reverse sync: what the target recorded goes back to the source
+        // first (its triggers removed: writers of the target wait from here), so the old
+        // tables hold every write when they take over again.
+        if let Some(r) = crate::capture::reverse_for_job(job_id) {
+            crate::capture::lock_apply(r.id);
+            if r.status == "capturing" {
+                crate::capture::remove_triggers(r.id);
+                m.apply_reverse(&r)?;
+            }
+        }
         if let Some(c) = crate::capture::for_job(job_id) {
             crate::capture::lock_apply(c.id);
             if c.status == "capturing" {

@@ -153,6 +153,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             online::online_errors_and_rollback,
         ),
         ("online_hostile_names", online::online_hostile_names),
+        ("online_reverse_sync", online::online_reverse_sync),
         (
             "online_catchup_survives_immediate_shutdown",
             online::online_catchup_survives_immediate_shutdown,

@@ -845,3 +845,131 @@ pub fn online_hostile_names(cluster: &Cluster) {
         &format!(r#"UPDATE {child} SET "v; --" = 0 WHERE "TenantRef" = '{t}'"#),
     );
 }
+
+/// `reverse_sync: true`: after the cutover the target's writes go back to the old tables
+/// (which the fence keeps closed to everyone else), so a rollback switches back with no write
+/// lost; `cutover_migration(job, '{"reverse_sync": false}')` ends it instead.
+pub fn online_reverse_sync(cluster: &Cluster) {
+    let db = "e2e_online_reverse";
+    let mut c = setup(cluster, db);
+    let options = r#"{"mode": "online", "create_target": true}"#;
+    // Refused before anything is written: a target that does not mirror the source.
+    let job = migrate_tenant(
+        &mut c,
+        "shop",
+        "1",
+        "dst",
+        r#"{"mode": "online", "create_target": true, "id_strategy": "uuid5"}"#,
+        true,
+    );
+    wait_catching_up(cluster, db, job);
+    assert_sqlstate(
+        try_cutover(&mut c, job, r#"{"reverse_sync": true}"#),
+        "22023",
+        "option \"reverse_sync\" needs targets that mirror the source",
+    );
+    try_rollback(&mut c, job).unwrap_or_else(|e| panic!("rollback: {}", describe_error(&e)));
+    let target_writes =
+        "UPDATE dst.orders SET note = 'written in the target' WHERE order_id IN (1, 2, 3);
+         INSERT INTO dst.orders VALUES (900001, 1, 'new in the target', 5);
+         INSERT INTO dst.order_line VALUES (900001, 1, 7), (900001, 2, 8);
+         DELETE FROM dst.orders WHERE order_id = 10;
+         UPDATE dst.order_line SET qty = 99 WHERE order_id = 20 AND line_no = 1;";
+    let wait_synced = |c: &mut Client| {
+        until(
+            "the reverse sync applies the target's writes",
+            Duration::from_secs(30),
+            || {
+                (scalar(c, "SELECT count(*) FROM app.orders WHERE order_id = 900001") == 1
+                && scalar(c, "SELECT count(*) FROM app.orders WHERE order_id = 10") == 0
+                && scalar(c, "SELECT count(*) FROM app.order_line WHERE order_id = 20 AND line_no = 1 AND qty = 99") == 1)
+                .then_some(())
+            },
+        );
+    };
+    // 1. Reverse sync, then a rollback: the old tables have every write made to the target.
+    let job = migrate_tenant(&mut c, "shop", "1", "dst", options, true);
+    wait_catching_up(cluster, db, job);
+    let report = try_cutover(&mut c, job, r#"{"reverse_sync": true}"#)
+        .unwrap_or_else(|e| panic!("cutover_migration({job}): {}", describe_error(&e)));
+    assert_eq!(report["reverse_sync"], true, "{report}");
+    assert_eq!(
+        stage(&mut c, job),
+        ("running".into(), "reverse_sync".into()),
+        "job {job}"
+    );
+    exec(&mut c, target_writes);
+    wait_synced(&mut c);
+    assert_same(&mut c, "with the reverse sync");
+    assert_sqlstate(
+        c.execute(
+            "UPDATE app.orders SET note = 'old side' WHERE order_id = 1",
+            &[],
+        ),
+        "55000",
+        "was cut over by online migration job",
+    );
+    exec(
+        &mut c,
+        "UPDATE dst.orders SET note = 'just before the rollback' WHERE order_id = 4",
+    );
+    try_rollback(&mut c, job).unwrap_or_else(|e| panic!("rollback: {}", describe_error(&e)));
+    assert_eq!(stage(&mut c, job).0, "rolled_back");
+    assert_eq!(
+        scalar(&mut c, "SELECT count(*) FROM app.orders WHERE order_id = 4 AND note = 'just before the rollback'"),
+        1,
+        "the write made to the target just before the rollback is in the old table"
+    );
+    exec(
+        &mut c,
+        "UPDATE app.orders SET note = 'old side again' WHERE order_id = 1",
+    );
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'dst'"
+        ),
+        0
+    );
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tenant_ops_capture%'"
+        ),
+        0
+    );
+    // 2. Reverse sync ended by a second cutover_migration: the job finishes, the old tables
+    //    stay fenced with every write the target had.
+    let job = migrate_tenant(&mut c, "shop", "1", "dst", options, true);
+    wait_catching_up(cluster, db, job);
+    try_cutover(&mut c, job, r#"{"reverse_sync": true}"#)
+        .unwrap_or_else(|e| panic!("cutover_migration({job}): {}", describe_error(&e)));
+    exec(
+        &mut c,
+        "UPDATE dst.orders SET note = 'at the end' WHERE order_id = 5",
+    );
+    let ended = try_cutover(&mut c, job, r#"{"reverse_sync": false}"#)
+        .unwrap_or_else(|e| panic!("ending the reverse sync of {job}: {}", describe_error(&e)));
+    assert_eq!(ended["reverse_sync"], false, "{ended}");
+    assert_eq!(wait_for(&mut c, job, 60.0), "succeeded", "job {job}");
+    assert_same(&mut c, "after the reverse sync ended");
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM app.orders WHERE order_id = 5 AND note = 'at the end'"
+        ),
+        1
+    );
+    exec(
+        &mut c,
+        "UPDATE dst.orders SET note = 'target only' WHERE order_id = 5",
+    );
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM app.orders WHERE order_id = 5 AND note = 'at the end'"
+        ),
+        1,
+        "no sync after its end"
+    );
+}
