@@ -48,6 +48,8 @@
 //! - `sharing.rs` — rows several migrations into one target share (shared tables, managers,
 //!   other tenants' rows): reused when there, recorded, removed by an undo only when unused;
 //! - `undo.rs` — `rollback_migration` and the revert of a cancelled job;
+//! - `online.rs` — `mode: online`: applying captured changes, the catch-up, `cutover_migration`;
+//!   `reverse.rs` — its reverse sync after the cutover;
 //! - `sql.rs` — the small SQL builders and catalog lookups the stages share;
 //! - `kind.rs` — `migrate` as a job kind (see `crate::jobs::kind`).
 
@@ -66,6 +68,7 @@ mod online;
 pub mod options;
 pub mod plan;
 mod prepare;
+mod reverse;
 pub(crate) mod row_hash;
 mod sharing;
 mod sql;
