@@ -241,6 +241,61 @@ CREATE INDEX quarantine_repair_idx ON tenant_ops.quarantine (repair_id);
 COMMENT ON TABLE tenant_ops.quarantine IS
     'Rows repair_integrity removed with the strategy quarantine, as jsonb, with the reason; restore_quarantined(repair_id) puts them back.';
 
+-- Change capture (src/capture/): triggers the extension installs on a scope's tables write one
+-- tenant's changes, in order, into capture_changes in the writer's own transaction (so they
+-- survive a crash exactly when the write does); whoever applies them deletes them in the
+-- transaction that applies them.
+CREATE TABLE tenant_ops.captures (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL,
+    scope       text NOT NULL,
+    tenant      text NOT NULL,
+    tables      regclass[] NOT NULL,
+    status      text NOT NULL DEFAULT 'capturing' CHECK (status IN ('capturing', 'cut_over', 'stopped')),
+    -- source: the tenant's rows of the scope's tables; target: every row of the tables an
+    -- online migration wrote, recorded after its cutover for the reverse sync.
+    kind        text NOT NULL DEFAULT 'source' CHECK (kind IN ('source', 'target')),
+    install_ddl text NOT NULL,
+    remove_ddl  text NOT NULL,
+    fence_ddl   text NOT NULL,
+    lagging     boolean NOT NULL DEFAULT false,
+    applied     bigint NOT NULL DEFAULT 0,
+    applied_at  timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    stopped_at  timestamptz
+);
+CREATE INDEX captures_job_idx ON tenant_ops.captures (job_id);
+COMMENT ON TABLE tenant_ops.captures IS
+    'Change captures: the tables whose triggers record one tenant''s changes for a job (an online migration), the DDL that installs and removes them, and how many changes were applied.';
+
+CREATE TABLE tenant_ops.capture_changes (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    capture_id  bigint NOT NULL,
+    job_id      bigint NOT NULL,
+    table_name  oid NOT NULL,
+    op          "char" NOT NULL CHECK (op IN ('I', 'U', 'D')),
+    row_data    jsonb NOT NULL,
+    xid         xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    captured_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX capture_changes_capture_idx ON tenant_ops.capture_changes (capture_id, xid);
+COMMENT ON TABLE tenant_ops.capture_changes IS
+    'Captured changes not yet applied, in order (seq): the row as it is after an insert or update (I, U), or as it was before a delete or a move out of the tenant (D).';
+
+-- Runs a capture's stored install, fence or remove DDL (built by src/capture/ from the
+-- catalog) as the extension owner, who owns the trigger functions. Granted to nobody.
+CREATE FUNCTION tenant_ops.capture_ddl(capture bigint, what text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ddl text;
+BEGIN
+    SELECT CASE what WHEN 'install' THEN c.install_ddl WHEN 'fence' THEN c.fence_ddl
+                     WHEN 'remove' THEN c.remove_ddl END INTO STRICT ddl
+      FROM tenant_ops.captures c WHERE c.id = capture;
+    EXECUTE ddl;
+END
+$$;
+
 CREATE VIEW tenant_ops.progress AS
 SELECT j.id AS job_id,
        j.kind,
@@ -255,11 +310,19 @@ SELECT j.id AS job_id,
        CASE WHEN t.rows_done > 0 AND t.rows_total > t.rows_done AND t.updated_at > t.started_at
             THEN (t.updated_at - t.started_at) * ((t.rows_total - t.rows_done)::float8 / t.rows_done) END AS eta,
        t.stage AS table_stage,
-       t.step
+       t.step,
+       lag.changes AS lag_changes,
+       lag.seconds AS lag_seconds
   FROM tenant_ops.jobs j
-  JOIN tenant_ops.job_tables t ON t.job_id = j.id;
+  JOIN tenant_ops.job_tables t ON t.job_id = j.id
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.count(*) AS changes,
+              coalesce(pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.min(ch.captured_at)), 3), 0) AS seconds
+         FROM tenant_ops.captures c JOIN tenant_ops.capture_changes ch ON ch.capture_id = c.id
+        WHERE c.job_id = j.id AND c.status = 'capturing' AND ch.table_name = t.source) lag
+    ON j.stage IN ('drain', 'catchup');
 COMMENT ON VIEW tenant_ops.progress IS
-    'Per job and table: rows done of total, rows per second and ETA, as of the last committed step.';
+    'Per job and table: rows done of total, rows per second and ETA, as of the last committed step; for an online migration catching up, the changes captured and not yet applied (lag_changes) and how old the oldest is (lag_seconds).';
 
 -- pg_dump keeps the definitions and the audit trail with the database.
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.scope', '');

@@ -12,7 +12,7 @@ GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenan
                 tenant_ops.job_extra, tenant_ops.scheduler_state, tenant_ops.integrity_issues,
                 tenant_ops.integrity_history, tenant_ops.quarantine, tenant_ops.backups,
                 tenant_ops.schedule, tenant_ops.schedule_runs, tenant_ops.schedules, tenant_ops.metrics,
-                tenant_ops.kv_sources TO tenant_ops_viewer;
+                tenant_ops.kv_sources, tenant_ops.captures TO tenant_ops_viewer;
 -- tenant_ops.kv_source_secrets: nothing granted (Redis passwords, dumps' data).
 
 -- viewer
@@ -23,6 +23,7 @@ GRANT EXECUTE ON FUNCTION tenant_ops.wait_for_job(bigint, interval), tenant_ops.
                           tenant_ops.scheduler_stats(), tenant_ops.verify_migration(bigint) TO tenant_ops_viewer;
 -- operator
 GRANT EXECUTE ON FUNCTION tenant_ops.migrate_tenant(text, text, name, jsonb, boolean),
+                          tenant_ops.cutover_migration(bigint, jsonb),
                           tenant_ops.validate_integrity(text, text, text[], boolean),
                           tenant_ops.pause_job(bigint), tenant_ops.resume_job(bigint),
                           tenant_ops.cancel_job(bigint), tenant_ops.retry_job(bigint) TO tenant_ops_operator;
@@ -87,6 +88,14 @@ CREATE POLICY job_reads ON tenant_ops.job_archive FOR SELECT USING (tenant_ops.j
 CREATE POLICY job_writes ON tenant_ops.job_archive FOR INSERT WITH CHECK (tenant_ops.job_window_open(job_id));
 GRANT SELECT ON tenant_ops.job_archive TO tenant_ops_viewer;
 GRANT INSERT ON tenant_ops.job_archive TO tenant_ops_operator;
+
+-- Captured changes hold whole rows of the tenant: read and deleted only inside a window of
+-- the job they were captured for (its catch-up, its cutover), as the role running it. The
+-- capture triggers write them as the extension owner (SECURITY DEFINER).
+ALTER TABLE tenant_ops.capture_changes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY job_reads ON tenant_ops.capture_changes FOR SELECT USING (tenant_ops.job_window_open(job_id));
+CREATE POLICY job_deletes ON tenant_ops.capture_changes FOR DELETE USING (tenant_ops.job_window_open(job_id));
+GRANT SELECT, DELETE ON tenant_ops.capture_changes TO tenant_ops_operator;
 
 -- Quarantined rows are written by the repairing admin inside the window of the validation job
 -- the repair acts on.

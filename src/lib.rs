@@ -21,6 +21,7 @@ use pgrx::prelude::*;
 mod api;
 pub mod audit;
 pub mod backup;
+pub mod capture;
 pub mod citus;
 pub mod error;
 pub mod export;

@@ -95,6 +95,39 @@ fn run_dry(job_id: i64) {
     );
 }
 
+/// Ends an online migration (`migrate_tenant(..., '{"mode": "online"}', background => true)`)
+/// that is catching up: holds the writes to the tenant's source tables (within
+/// `options.lock_timeout`, default 5 s; on timeout nothing changes, 55P03, and the catch-up
+/// goes on), applies the changes left, verifies every table through the key mapping, and from
+/// then on refuses writes of the tenant's rows in the source. Returns what it did.
+///
+/// ```sql
+/// SELECT tenant_ops.cutover_migration(42, '{"lock_timeout": "2s"}');
+/// ```
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.cutover_migration(job_id bigint, options jsonb DEFAULT '{}')
+RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.cutover_migration(bigint, jsonb) IS
+'Cuts an online migration over: holds the tenant''s writes (lock_timeout), applies the changes left, verifies, fences the source.';
+"#)]
+fn cutover_migration(
+    job_id: Option<i64>,
+    options: default!(Option<super::JsonArg>, "'{}'"),
+) -> JsonB {
+    let job_id = required(job_id, "job_id");
+    let options = super::options(options);
+    let result = migrate::cutover(job_id, &options)
+        .inspect_err(|e| audit::log_failure("cutover_migration", &job_id.to_string(), e))
+        .or_raise();
+    audit::record(
+        "cutover_migration",
+        &format!("job {job_id}"),
+        json!({"job_id": job_id, "options": options}),
+        "ok",
+    );
+    JsonB(result)
+}
+
 /// Undoes a migration job: deletes what it wrote (children first), restores target rows it
 /// overwrote, and for a move puts the source rows back. Returns what was done.
 #[pg_extern(sql = r#"

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::checksums::{self, Sums};
 use super::error::Error;
 use super::keys::{analyze_id_map, record_new_ids};
-use super::options::{self, OnConflict};
+use super::options::{self, Mode, OnConflict};
 use super::plan::TablePlan;
 use super::sql::rows_written;
 use super::{sharing, Migration, WHOLE_TABLE};
@@ -54,7 +54,9 @@ impl Strategy {
         let reuses = p.role != Role::Shared
             && p.target_key.is_some()
             && sharing::recorded(m.job_id, p.step, "shared_used");
-        let isolate = p.can_fail || m.options.continue_on_error;
+        // Online, a row may meet a parent written after its table was copied: it is left out
+        // (its change is captured and applied by the catch-up), the rest of the batch goes in.
+        let isolate = p.can_fail || m.options.continue_on_error || m.options.mode == Mode::Online;
         // A table the job created holds nothing it could overwrite.
         let archive_before = matches!(
             m.options.on_conflict,
@@ -583,6 +585,19 @@ impl Migration {
             let a = self.params.with_keys(&[bounds[0], bounds[1], Some(&key)]);
             match try_subtransaction(|| self.run_insert(&insert, &a, recorded)) {
                 Ok(n) => written += n,
+                Err(e) if self.options.mode == Mode::Online => {
+                    // Changed since the copy began (see `Strategy::new`): the catch-up applies
+                    // it; should it be something else, the cutover's verification names it.
+                    jobs::log(
+                        self.job_id,
+                        "row.deferred",
+                        Some("copy"),
+                        Some(p.source),
+                        None,
+                        Some(&e.message),
+                        Some(serde_json::json!({"key": key})),
+                    );
+                }
                 Err(e) => {
                     let key_text = format!(
                         "{{{}}}",

@@ -153,6 +153,26 @@ pub enum Error {
     /// Several problems found at once (a dry run reports them all): see [`Report::many`].
     Many(Vec<Error>),
     Citus(crate::citus::Error),
+    Capture(crate::capture::Error),
+    /// `cutover_migration` of a migration that is not online.
+    NotOnline {
+        job: i64,
+        mode: &'static str,
+    },
+    /// `cutover_migration` of an online migration not (or no longer) catching up.
+    NotCatchingUp {
+        job: i64,
+        status: String,
+        stage: String,
+    },
+    /// The cutover could not lock the tenant's tables (or the catch-up) within lock_timeout.
+    CutoverTimedOut {
+        job: i64,
+        lock_timeout: String,
+        what: String,
+    },
+    /// `mode: online` without `background => true`.
+    OnlineNeedsBackground,
     Scope(crate::scope::Error),
     Jobs(crate::jobs::Error),
     Common(Common),
@@ -181,6 +201,7 @@ pub struct TableChange {
 
 wraps!(Error {
     Citus(crate::citus::Error),
+    Capture(crate::capture::Error),
     Scope(crate::scope::Error),
     Jobs(crate::jobs::Error),
     Common(Common),
@@ -357,7 +378,7 @@ impl UserError for Error {
                     each.join("; ")
                 ))
                 .hint(
-                    "Run it inline in a REPEATABLE READ transaction (it then copies one snapshot), or on a quiet tenant; an online mode that follows changes is planned."
+                    "Run it inline in a REPEATABLE READ transaction (it then copies one snapshot), on a quiet tenant, or with mode \"online\", which follows the changes."
                         .to_string(),
                 )
                 .undo()
@@ -366,6 +387,28 @@ impl UserError for Error {
             Error::Scope(e) => e.report(),
             Error::Jobs(e) => e.report(),
             Error::Citus(e) => e.report(),
+            Error::Capture(e) => e.report(),
+            Error::NotOnline { job, mode } => Report::new(
+                ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("job {job} is not an online migration (its mode is \"{mode}\")"),
+            )
+            .hint("Only a migrate_tenant job with {\"mode\": \"online\"} is cut over; the others end by themselves.".to_string()),
+            Error::NotCatchingUp { job, status, stage } => Report::new(
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("online migration job {job} is not catching up (status {status}, stage {stage})"),
+            )
+            .hint("A cutover waits until tenant_ops.progress shows the job running at stage \"catchup\": the initial copy must be finished first.".to_string()),
+            Error::CutoverTimedOut { job, lock_timeout, what } => Report::new(
+                ERRCODE_LOCK_NOT_AVAILABLE,
+                format!("cutover of job {job} gave up: {what} could not be locked within lock_timeout {lock_timeout}"),
+            )
+            .detail("Nothing was changed; the catch-up goes on.".to_string())
+            .hint("Try again when the tenant's tables are less busy, or give a longer \"lock_timeout\".".to_string()),
+            Error::OnlineNeedsBackground => Common::InvalidOption(
+                "mode \"online\" needs background => true".into(),
+                Some("An online migration follows the tenant's changes until cutover_migration(job_id): call migrate_tenant(..., background => true).".into()),
+            )
+            .report(),
             Error::Common(e) => e.report(),
         }
     }

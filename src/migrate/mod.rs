@@ -22,6 +22,14 @@
 //!    `tenant_ops.job_archive` then delete them, children first, only after verification;
 //! 7. `finish` (here) — the job's report.
 //!
+//! Online (`mode: online`, `online.rs`), a change capture is installed when the job is
+//! submitted (`crate::capture`), and the stages after `fixup` differ: `drain` applies every
+//! change captured during the copy (so that `constraints` builds on a target equal to one
+//! moment of the source), `constraints`, then `catchup` applies the changes as they come until
+//! `cutover_migration` locks the tenant's tables, drains the rest, verifies and moves the job
+//! to `finish` (or, with `reverse_sync`, to `reverse_sync`, which writes the target's changes
+//! back to the old tables until it is ended).
+//!
 //! Around the stages:
 //!
 //! - `submit.rs` — creating the job (one migration of a tenant's rows at a time), and reading
@@ -40,6 +48,8 @@
 //! - `sharing.rs` — rows several migrations into one target share (shared tables, managers,
 //!   other tenants' rows): reused when there, recorded, removed by an undo only when unused;
 //! - `undo.rs` — `rollback_migration` and the revert of a cancelled job;
+//! - `online.rs` — `mode: online`: applying captured changes, the catch-up, `cutover_migration`;
+//!   `reverse.rs` — its reverse sync after the cutover;
 //! - `sql.rs` — the small SQL builders and catalog lookups the stages share;
 //! - `kind.rs` — `migrate` as a job kind (see `crate::jobs::kind`).
 
@@ -54,9 +64,11 @@ mod extra;
 mod fixup;
 mod keys;
 pub mod kind;
+mod online;
 pub mod options;
 pub mod plan;
 mod prepare;
+mod reverse;
 pub(crate) mod row_hash;
 mod sharing;
 mod sql;
@@ -83,6 +95,7 @@ use verify::rejected_rows;
 use crate::pg::relation_name;
 pub use error::{Error, Result};
 pub use keys::map_id;
+pub use online::cutover;
 pub use submit::submit;
 pub use undo::{revert, rollback};
 pub use verify::{verify_report, Comparison, VerifyRow};
@@ -133,6 +146,9 @@ pub struct Migration {
     /// The oids of the target tables this job created and has yet to build the keys, indexes
     /// and foreign keys of (`constraints.rs`); None: read from the checkpoints when needed.
     bare: Option<std::collections::BTreeSet<u32>>,
+    /// Online: the statement applying captured changes (see `online.rs`), built once per
+    /// executor run, and whether any target was still bare when it was.
+    apply_sql: Option<(bool, String)>,
 }
 
 /// Settings for the statements of every step. Each hash, sort or materialized batch of a
@@ -185,12 +201,16 @@ impl Migration {
             })
             .collect();
         let rows: i64 = jobs::tables(self.job_id).iter().map(|t| t.rows_done).sum();
-        json!({
+        let mut report = json!({
             "scope": self.scope, "tenant": self.tenant, "target_schema": self.target_schema,
-            "mode": if self.options.mode == Mode::Move { "move" } else { "copy" },
+            "mode": self.options.mode.name(),
             "id_strategy": self.options.id_strategy.name(),
             "new_tenant": self.options.new_tenant, "rows": rows, "tables": tables, "dry_run": self.options.dry_run,
-        })
+        });
+        if self.options.mode == Mode::Online {
+            report["cutover"] = online::cutover_report(self.job_id).unwrap_or(Value::Null);
+        }
+        report
     }
 }
 
@@ -248,12 +268,18 @@ pub enum Stage {
     Verify,
     Archive,
     Delete,
+    /// Online: the changes captured during the copy, applied before `constraints`.
+    Drain,
+    /// Online: the changes applied as they come, until the cutover.
+    CatchUp,
+    /// Online, after a cutover with `reverse_sync`: the target's changes written back.
+    Reverse,
     Finish,
     Done,
 }
 
 impl Stage {
-    const ALL: [Stage; 9] = [
+    const ALL: [Stage; 12] = [
         Stage::Prepare,
         Stage::Copy,
         Stage::Fixup,
@@ -261,6 +287,9 @@ impl Stage {
         Stage::Verify,
         Stage::Archive,
         Stage::Delete,
+        Stage::Drain,
+        Stage::CatchUp,
+        Stage::Reverse,
         Stage::Finish,
         Stage::Done,
     ];
@@ -274,6 +303,9 @@ impl Stage {
             Stage::Verify => "verify",
             Stage::Archive => "archive",
             Stage::Delete => "delete",
+            Stage::Drain => "drain",
+            Stage::CatchUp => "catchup",
+            Stage::Reverse => "reverse_sync",
             Stage::Finish => "finish",
             Stage::Done => "done",
         }
@@ -303,6 +335,9 @@ impl Migration {
         };
         match stage {
             Stage::Prepare => {
+                if self.options.mode == Mode::Online {
+                    self.ensure_capture()?;
+                }
                 self.prepare()?;
                 enter(self.job_id, Stage::Copy);
                 jobs::log(self.job_id, "stage", Some("copy"), None, None, None, None);
@@ -343,10 +378,35 @@ impl Migration {
                     }
                 }
             }
-            Stage::Fixup => self.next_table("copied", Stage::Constraints, |m, jt| m.fixup_step(jt)),
+            Stage::Fixup => {
+                let next = if self.options.mode == Mode::Online {
+                    Stage::Drain
+                } else {
+                    Stage::Constraints
+                };
+                self.next_table("copied", next, |m, jt| m.fixup_step(jt))
+            }
+            Stage::Drain => {
+                self.drain_step()?;
+                enter(self.job_id, Stage::Constraints);
+                Ok(StepOutcome::Continue)
+            }
+            Stage::CatchUp => self.catchup_step(),
+            Stage::Reverse => self.reverse_step(),
             Stage::Constraints => {
                 if !self.constraints_step()? {
-                    let next = if self.options.verify {
+                    let next = if self.options.mode == Mode::Online {
+                        jobs::log(
+                            self.job_id,
+                            "stage",
+                            Some("catchup"),
+                            None,
+                            None,
+                            None,
+                            None,
+                        );
+                        Stage::CatchUp
+                    } else if self.options.verify {
                         Stage::Verify
                     } else {
                         Stage::Finish

@@ -95,10 +95,22 @@ impl OnConflict {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-/// Copy, or move (archive and delete the source rows once verified).
+/// Copy, move (archive and delete the source rows once verified), or online (copy while the
+/// tenant's changes are captured, then follow them until `cutover_migration`).
 pub enum Mode {
     Copy,
     Move,
+    Online,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Copy => "copy",
+            Mode::Move => "move",
+            Mode::Online => "online",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -160,6 +172,10 @@ pub struct MigrateOptions {
     pub defer: bool,
     /// The `pii` option: the columns masked (see `pii::mask`).
     pub pii: Option<crate::pii::mask::PiiOption>,
+    /// Online: a `migration.lagging` event when more changes than this wait to be applied.
+    pub lag_alert_changes: i64,
+    /// Online: ... or when the oldest waiting change is older than this, in seconds.
+    pub lag_alert_seconds: f64,
 }
 
 impl Default for MigrateOptions {
@@ -184,6 +200,8 @@ impl Default for MigrateOptions {
             distribute: false,
             defer: false,
             pii: None,
+            lag_alert_changes: 10_000,
+            lag_alert_seconds: 60.0,
         }
     }
 }
@@ -231,6 +249,10 @@ struct Document {
     defer: Option<bool>,
     #[serde(default)]
     pii: Value,
+    #[serde(default, deserialize_with = "batch_size")]
+    lag_alert_changes: Option<i64>,
+    #[serde(default, deserialize_with = "rate")]
+    lag_alert_seconds: Option<f64>,
 }
 
 /// A non-empty string; `null` is no value.
@@ -433,7 +455,13 @@ impl MigrateOptions {
             distribute: doc.distribute.unwrap_or(d.distribute),
             defer: doc.defer.unwrap_or(d.defer),
             pii: crate::pii::mask::PiiOption::parse(&doc.pii)?,
+            lag_alert_changes: doc.lag_alert_changes.unwrap_or(d.lag_alert_changes),
+            lag_alert_seconds: doc.lag_alert_seconds.unwrap_or(d.lag_alert_seconds),
         };
+        let lag_option = doc
+            .lag_alert_changes
+            .map(|_| "lag_alert_changes")
+            .or(doc.lag_alert_seconds.map(|_| "lag_alert_seconds"));
         if let Some(ns) = doc.uuid_namespace {
             if o.id_strategy != IdStrategy::Uuid5 {
                 return Err(bad(
@@ -473,7 +501,71 @@ impl MigrateOptions {
                 "option \"new_tenant\" (a clone) cannot be combined with mode \"move\"".into(),
             ));
         }
+        if o.mode == Mode::Online {
+            o.check_online()?;
+        } else if let Some(option) = lag_option {
+            return Err(bad(format!(
+                "option \"{option}\" only applies to mode \"online\""
+            )));
+        }
         Ok(o)
+    }
+}
+
+impl MigrateOptions {
+    /// The options an online migration cannot honour, refused before anything is written: its
+    /// changes are applied through key mappings computed in SQL (no `tenant_ops.id_map` rows to
+    /// add while it follows them), to the tenant's own rows only.
+    fn check_online(&self) -> Result<(), Error> {
+        let refuse = |what: String, hint: &str| -> Result<(), Error> {
+            Err(Common::InvalidOption(what, Some(hint.into())).into())
+        };
+        if self.id_strategy.uses_id_map() {
+            return refuse(
+                format!("id_strategy \"{}\" cannot be combined with mode \"online\"", self.id_strategy.name()),
+                "An online migration maps the keys of the rows it follows in SQL: use id_strategy \"keep\" or \"uuid5\".",
+            );
+        }
+        if self.shared == SharedMode::Copy {
+            return refuse(
+                "option \"shared\": \"copy\" cannot be combined with mode \"online\"".into(),
+                "Shared rows are not captured: load them into the target first (shared \"expect\").",
+            );
+        }
+        if self.cross_tenant == CrossTenant::Copy {
+            return refuse(
+                "option \"cross_tenant\": \"copy\" cannot be combined with mode \"online\"".into(),
+                "Only the tenant's own rows are captured: use cross_tenant \"error\" or \"null\".",
+            );
+        }
+        if self.continue_on_error {
+            return refuse(
+                "option \"continue_on_error\" cannot be combined with mode \"online\"".into(),
+                "A change of a row left out could not be applied: repair the rows first.",
+            );
+        }
+        if self.dry_run || self.defer {
+            let which = if self.dry_run { "dry_run" } else { "defer" };
+            return refuse(
+                format!("option \"{which}\" cannot be combined with mode \"online\""),
+                "An online migration runs in the background until it is cut over: call migrate_tenant(..., background => true); for a dry run use mode \"copy\".",
+            );
+        }
+        if self.on_conflict != OnConflict::Error {
+            return refuse(
+                format!("on_conflict \"{}\" cannot be combined with mode \"online\"", match self.on_conflict {
+                    OnConflict::Skip => "skip", OnConflict::Overwrite => "overwrite", OnConflict::Merge => "merge", OnConflict::Error => "error",
+                }),
+                "An online migration owns the target rows of the tenant: migrate into a target without them.",
+            );
+        }
+        if !self.verify {
+            return refuse(
+                "option \"verify\" cannot be false with mode \"online\"".into(),
+                "The cutover verifies the target against the source while writes are held.",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -657,6 +749,70 @@ mod tests {
                 err.to_string(),
                 format!("invalid options: {msg}"),
                 "for {v}"
+            );
+        }
+    }
+
+    #[test]
+    fn online_refuses_what_it_cannot_follow() {
+        let o = MigrateOptions::parse(
+            &json!({"mode": "online", "id_strategy": "uuid5", "lag_alert_changes": 5, "lag_alert_seconds": 1.5}),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.mode, o.lag_alert_changes, o.lag_alert_seconds),
+            (Mode::Online, 5, 1.5)
+        );
+        for (v, msg) in [
+            (
+                json!({"mode": "online", "id_strategy": "uuid"}),
+                "id_strategy \"uuid\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "id_strategy": "uuid7"}),
+                "id_strategy \"uuid7\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "shared": "copy"}),
+                "option \"shared\": \"copy\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "cross_tenant": "copy"}),
+                "option \"cross_tenant\": \"copy\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "continue_on_error": true}),
+                "option \"continue_on_error\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "defer": true}),
+                "option \"defer\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "on_conflict": "skip"}),
+                "on_conflict \"skip\" cannot be combined with mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "verify": false}),
+                "option \"verify\" cannot be false with mode \"online\"",
+            ),
+            (
+                json!({"lag_alert_seconds": 3}),
+                "option \"lag_alert_seconds\" only applies to mode \"online\"",
+            ),
+            (
+                json!({"mode": "online", "lag_alert_changes": 0}),
+                "option \"lag_alert_changes\" must be a whole number from 1 to 10000000, not 0",
+            ),
+        ] {
+            let e = MigrateOptions::parse(&v).unwrap_err();
+            assert_eq!(e.to_string(), format!("invalid options: {msg}"), "for {v}");
+            assert!(
+                matches!(
+                    e.report().sqlstate,
+                    pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+                ),
+                "22023 for {v}"
             );
         }
     }

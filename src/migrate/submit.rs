@@ -22,6 +22,7 @@ impl Migration {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         let options = MigrateOptions::parse(&raw)?;
+        let online = options.mode == super::options::Mode::Online;
         let scope = job.scope.clone().unwrap_or_default();
         let tenant = job.tenant.clone().unwrap_or_default();
         let namespace = namespace(&options, &scope);
@@ -45,9 +46,12 @@ impl Migration {
             target_schema,
             options,
             batch_size,
-            one_snapshot: super::changes::reads_one_snapshot(job.executor),
+            // Online, the tenant's changes during the copy are captured and applied afterwards
+            // (see `online.rs`): nothing to detect, as when every statement reads one snapshot.
+            one_snapshot: online || super::changes::reads_one_snapshot(job.executor),
             plans: None,
             bare: None,
+            apply_sql: None,
         })
     }
 }
@@ -75,6 +79,7 @@ impl Migration {
             one_snapshot: false,
             plans: None,
             bare: None,
+            apply_sql: None,
         }
     }
 }
@@ -91,8 +96,15 @@ pub fn submit(
     background: bool,
 ) -> Result<(i64, MigrateOptions)> {
     let mut options = MigrateOptions::parse(raw_options)?;
+    let online = options.mode == super::options::Mode::Online;
+    if online && !background {
+        return Err(Error::OnlineNeedsBackground);
+    }
     let loaded = LoadedScope::load(scope_name)?;
     loaded.check_tenant_value(tenant)?;
+    if online {
+        crate::capture::check(&loaded)?;
+    }
     if let Some(new_tenant) = &options.new_tenant {
         loaded
             .check_tenant_value(new_tenant)
@@ -206,5 +218,19 @@ pub fn submit(
         },
     );
     jobs::log(id, "job.queued", Some("prepare"), None, None, None, None);
+    if online {
+        // Before the copy's first snapshot: the capture commits with the job, so every write
+        // of the tenant's rows after that is recorded, and every one before is in the copy.
+        let capture = crate::capture::install(id, &loaded, tenant)?;
+        jobs::log(
+            id,
+            "capture.started",
+            Some("prepare"),
+            None,
+            None,
+            Some(&format!("capture {capture}")),
+            None,
+        );
+    }
     Ok((id, options))
 }

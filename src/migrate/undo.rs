@@ -30,15 +30,20 @@ pub fn rollback(job_id: i64) -> Result<Value> {
         "a migration",
         "rollback_migration undoes migrate_tenant jobs.",
     )?;
-    if !matches!(
-        job.status,
-        jobs::Status::Succeeded | jobs::Status::Failed | jobs::Status::Cancelled
-    ) {
+    let online_catching_up = (job.stage == super::Stage::CatchUp.as_str()
+        || job.stage == super::Stage::Reverse.as_str())
+        && matches!(job.status, jobs::Status::Running | jobs::Status::Paused);
+    if !online_catching_up
+        && !matches!(
+            job.status,
+            jobs::Status::Succeeded | jobs::Status::Failed | jobs::Status::Cancelled
+        )
+    {
         return Err(jobs::Error::State {
             job: job_id,
             status: job.status.to_string(),
             action: "be rolled back",
-            hint: Some("Only a finished, failed or cancelled migration can be rolled back.".into()),
+            hint: Some("Only a finished, failed or cancelled migration, or an online one catching up, can be rolled back.".into()),
         }
         .into());
     }
@@ -51,6 +56,31 @@ pub fn rollback(job_id: i64) -> Result<Value> {
 pub fn revert(job_id: i64, final_status: jobs::Status) -> Result<Value> {
     let job = jobs::load(job_id)?;
     let mut m = Migration::from_job(&job)?;
+    if m.options.mode == Mode::Online {
+        // Online: the capture's triggers (or the fence after a cutover) go first; the changes
+        // recorded until then are applied, so that the undo below, which finds the job's
+        // target rows from the tenant's source rows, finds them all; then the capture stops.
+        // After a cutover with reverse sync: what the target recorded goes back to the source
+        // first (its triggers removed: writers of the target wait from here), so the old
+        // tables hold every write when they take over again.
+        if let Some(r) = crate::capture::reverse_for_job(job_id) {
+            crate::capture::lock_apply(r.id);
+            if r.status == "capturing" {
+                crate::capture::remove_triggers(r.id);
+                m.apply_reverse(&r)?;
+            }
+        }
+        if let Some(c) = crate::capture::for_job(job_id) {
+            crate::capture::lock_apply(c.id);
+            if c.status == "capturing" {
+                crate::capture::remove_triggers(c.id);
+                if job.stage == super::Stage::CatchUp.as_str() {
+                    m.apply_changes(&c)?;
+                }
+            }
+        }
+        crate::capture::stop_for_job(job_id);
+    }
     let tables = jobs::tables(job_id);
     // A cancelled job was undone when it was cancelled (its created targets dropped too).
     if tables.is_empty() || job.status == jobs::Status::Cancelled {

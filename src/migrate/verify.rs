@@ -143,7 +143,7 @@ pub struct Comparison {
     pub sample: Value,
 }
 
-fn compare(
+pub(super) fn compare(
     p: &TablePlan,
     source_from: &str,
     source_where: &str,

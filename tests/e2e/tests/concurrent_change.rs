@@ -30,7 +30,7 @@ use crate::common::*;
 const OFFICE1: [i64; 4] = [1, 40, 80, 80];
 
 const MESSAGE: &str = "tenant \"1\" of scope \"cc\" changed during the migration";
-const HINT: &str = "Run it inline in a REPEATABLE READ transaction (it then copies one snapshot), or on a quiet tenant; an online mode that follows changes is planned.";
+const HINT: &str = "Run it inline in a REPEATABLE READ transaction (it then copies one snapshot), on a quiet tenant, or with mode \"online\", which follows the changes.";
 
 /// Source schema `cc` (two offices; office 1 owns 40 parents, 80 children, 80 tags) and the
 /// scope `cc` over it.

@@ -21,6 +21,7 @@ mod import_formats;
 mod integrity;
 mod kv;
 mod migration;
+mod online;
 mod post_load;
 mod restore_modes;
 mod schedules;
@@ -143,6 +144,21 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             migration::chinook_migration_with_manager_chain,
         ),
         ("privileges_migration", migration::privileges_migration),
+        ("online_writers_cutover", online::online_writers_cutover),
+        (
+            "online_catchup_survives_kill9",
+            online::online_catchup_survives_kill9,
+        ),
+        (
+            "online_errors_and_rollback",
+            online::online_errors_and_rollback,
+        ),
+        ("online_hostile_names", online::online_hostile_names),
+        ("online_reverse_sync", online::online_reverse_sync),
+        (
+            "online_catchup_survives_immediate_shutdown",
+            online::online_catchup_survives_immediate_shutdown,
+        ),
         (
             "background_job_runs_and_notifies",
             background::background_job_runs_and_notifies,
