@@ -12,6 +12,18 @@ pub struct Reason {
     pub message: String,
 }
 
+/// The reasons after the first, as a report's DETAIL (`Also: …` a line each); `None` when
+/// there is only one.
+pub fn also(reasons: &[Reason]) -> Option<String> {
+    (reasons.len() > 1).then(|| {
+        reasons[1..]
+            .iter()
+            .map(|r| format!("Also: {}", r.message))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 impl Reason {
     pub fn new(sqlstate: PgSqlErrorCode, message: impl Into<String>) -> Reason {
         Reason {
@@ -197,13 +209,7 @@ impl UserError for Error {
                     first.sqlstate,
                     format!("line {line} of the file is refused: {}", first.message),
                 )
-                .detail((reasons.len() > 1).then(|| {
-                    reasons[1..]
-                        .iter()
-                        .map(|r| format!("Also: {}", r.message))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                }))
+                .detail(also(reasons))
                 .hint("Nothing was written. With \"continue_on_error\": true, refused rows go to tenant_ops.job_errors and the rest is loaded.".to_string())
             }
             Error::TooManyErrors { max, line } => Report::new(

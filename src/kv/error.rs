@@ -124,13 +124,7 @@ impl UserError for Error {
                     first.sqlstate,
                     format!("key \"{}\" is refused: {}", crate::import::rules::shorten(key), first.message),
                 )
-                .detail((reasons.len() > 1).then(|| {
-                    reasons[1..]
-                        .iter()
-                        .map(|r| format!("Also: {}", r.message))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                }))
+                .detail(crate::import::error::also(reasons))
                 .hint("Nothing was written. With \"continue_on_error\": true, refused keys go to tenant_ops.job_errors and the rest is imported.".to_string())
             }
             Error::TooManyErrors { max, key } => Report::new(

@@ -232,19 +232,7 @@ impl Migration {
                 "(SELECT pg_catalog.count(*) FROM __tenant_ops_d{i})"
             ));
         }
-        let sum = |v: &[String]| {
-            if v.is_empty() {
-                "0".to_string()
-            } else {
-                v.join(" + ")
-            }
-        };
-        Ok(format!(
-            "WITH {} SELECT (SELECT pg_catalog.count(*) FROM __tenant_ops_ch), ({})::pg_catalog.int8, ({})::pg_catalog.int8",
-            ctes.join(",\n"),
-            sum(&written),
-            sum(&deleted)
-        ))
+        Ok(batch_statement(&ctes, &written, &deleted))
     }
 
     /// The ownership parent of `table` among `plans` (its position), with the parent's and the
@@ -412,6 +400,25 @@ const DEFAULT_LOCK_TIMEOUT: &str = "5000ms";
 const LOCK_ATTEMPT_MS: u64 = 200;
 
 /// The milliseconds of a `lock_timeout` as [`lock_timeout`] writes it (`"<n>ms"`).
+/// The one statement a batch of captured changes is applied with: the CTEs (the changes
+/// `__tenant_ops_ch`, each table's writes `__tenant_ops_w<i>` and deletes
+/// `__tenant_ops_d<i>`), then the changes read, the rows written and the rows deleted.
+pub(super) fn batch_statement(ctes: &[String], written: &[String], deleted: &[String]) -> String {
+    let sum = |v: &[String]| {
+        if v.is_empty() {
+            "0".to_string()
+        } else {
+            v.join(" + ")
+        }
+    };
+    format!(
+        "WITH {} SELECT (SELECT pg_catalog.count(*) FROM __tenant_ops_ch), ({})::pg_catalog.int8, ({})::pg_catalog.int8",
+        ctes.join(",\n"),
+        sum(written),
+        sum(deleted)
+    )
+}
+
 fn lock_timeout_ms(text: &str) -> u64 {
     text.trim_end_matches("ms").parse().unwrap_or(5000)
 }

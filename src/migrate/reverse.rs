@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 use super::error::{Error, Result};
-use super::online::Applied;
+use super::online::{batch_statement, Applied};
 use super::options::OnConflict;
 use super::plan::TablePlan;
 use super::{enter, Migration, Stage};
@@ -125,19 +125,7 @@ impl Migration {
                 "(SELECT pg_catalog.count(*) FROM __tenant_ops_d{i})"
             ));
         }
-        let sum = |v: &[String]| {
-            if v.is_empty() {
-                "0".to_string()
-            } else {
-                v.join(" + ")
-            }
-        };
-        Ok(format!(
-            "WITH {} SELECT (SELECT pg_catalog.count(*) FROM __tenant_ops_ch), ({})::pg_catalog.int8, ({})::pg_catalog.int8",
-            ctes.join(",\n"),
-            sum(&written),
-            sum(&deleted)
-        ))
+        Ok(batch_statement(&ctes, &written, &deleted))
     }
 
     /// Applies what the reverse capture recorded to the source, inside the job's window (which
