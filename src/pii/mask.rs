@@ -115,15 +115,30 @@ impl Masks {
                     if is_key_column(catalog, t, &f.column) {
                         continue;
                     }
-                    let ty = t
-                        .columns
-                        .iter()
-                        .find(|c| c.name == f.column)
-                        .map(|c| c.type_name.as_str())
-                        .unwrap_or("text");
-                    out.entry(f.table)
-                        .or_default()
-                        .insert(f.column, suggestion(f.kind, ty, key_pseudonymizes));
+                    let column = t.columns.iter().find(|c| c.name == f.column);
+                    let ty = column.map_or("text", |c| c.type_name.as_str());
+                    let declared = column.map_or("text", |c| c.type_full.as_str());
+                    let mut spec = suggestion(f.kind, ty, key_pseudonymizes);
+                    // A unique column's masked values would collide (every `a***@x.org`):
+                    // the keyed pseudonym keeps them apart; without the key nothing does.
+                    if is_unique(t.oid, &f.column) && spec != json!("pseudonymize") {
+                        if key_pseudonymizes && is_texty(declared) {
+                            spec = json!("pseudonymize");
+                        } else {
+                            return Err(Common::InvalidOption(
+                                format!(
+                                    "option \"pii\": \"mask\" would mask column \"{}\" of table {}, which a unique index covers: its masked values would collide",
+                                    f.column, t.display
+                                ),
+                                Some(format!(
+                                    "Have a superuser set tenant_ops.pseudonymize_key (pseudonymize keeps the values apart), or name the columns: {{\"pii\": {{\"mask\": {{\"{}\": {{\"column\": \"transform\"}}}}}}}}.",
+                                    t.name
+                                )),
+                            )
+                            .into());
+                        }
+                    }
+                    out.entry(f.table).or_default().insert(f.column, spec);
                 }
             }
             Some(PiiOption::Columns(tables)) => {
@@ -217,6 +232,25 @@ fn find_table<'a>(loaded: &'a LoadedScope, name: &str) -> Option<&'a Table> {
             let bare: Vec<&Table> = tables.iter().copied().filter(|t| t.name == name).collect();
             (bare.len() == 1).then(|| bare[0])
         })
+}
+
+/// Whether a unique index of table `oid` covers `column` (alone or with others).
+fn is_unique(oid: TableId, column: &str) -> bool {
+    pgrx::Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                         WHERE i.indrelid = $1::pg_catalog.int8::pg_catalog.oid AND i.indisunique AND a.attname = $2)",
+        &[(oid as i64).into(), column.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Whether a column declared so takes a pseudonym (64 hex digits) as it is (no length limit).
+fn is_texty(type_name: &str) -> bool {
+    let base = type_name.rsplit('.').next().unwrap_or(type_name);
+    matches!(base, "text" | "character varying" | "citext" | "name")
 }
 
 /// Whether `column` is part of `table`'s primary key or of a foreign key from or into it.

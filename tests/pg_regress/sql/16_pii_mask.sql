@@ -54,6 +54,22 @@ SELECT position(convert_to('u***@example.com', 'UTF8') IN tenant_ops.download_ex
 SELECT options -> 'pii' -> 'mask' -> '"pii mask"."Cust;omer"' -> 'email' AS stored
   FROM tenant_ops.jobs WHERE kind = 'export' ORDER BY id DESC LIMIT 1;
 
+-- 3b. A column a unique index covers: its masked values would collide, so "mask" refuses it
+--     without the pseudonymize key, and pseudonymizes it (distinct values stay distinct) with it
+CREATE UNIQUE INDEX "cust email" ON "pii mask"."Cust;omer" (email);
+CREATE SCHEMA "masked u";
+SELECT tenant_ops.migrate_tenant('pii mask', '2', 'masked u', '{"create_target": true, "pii": "mask"}');
+\echo :SQLSTATE
+SELECT count(*) AS tables_in_masked_u FROM pg_tables WHERE schemaname = 'masked u';
+SET tenant_ops.pseudonymize_key = 'regress key';
+SELECT pg_temp.status(tenant_ops.migrate_tenant('pii mask', '2', 'masked u', '{"create_target": true, "pii": "mask"}')) AS pseudonymized;
+SELECT count(*) AS rows, count(DISTINCT email) AS distinct_emails,
+       count(*) FILTER (WHERE email ~ '^[0-9a-f]{64}$') AS email_pseudonyms,
+       count(*) FILTER (WHERE "IP text" ~ '^[0-9a-f]{64}$') AS ip_pseudonyms
+  FROM "masked u"."Cust;omer";
+RESET tenant_ops.pseudonymize_key;
+DROP INDEX "pii mask"."cust email";
+
 -- 4. Bad values: refused before anything is written
 CREATE SCHEMA "masked 3";
 SELECT tenant_ops.migrate_tenant('pii mask', '1', 'masked 3', '{"create_target": true, "pii": 5}');
@@ -103,4 +119,4 @@ SELECT jsonb_object_keys(details -> 'mask' -> '"pii mask"."Cust;omer"') AS maske
 SELECT tenant_ops.drop_backup(:b) IS NOT NULL AS dropped;
 
 SELECT tenant_ops.drop_scope('pii mask');
-DROP SCHEMA "pii mask", "masked 1", "masked 2", "masked 3" CASCADE;
+DROP SCHEMA "pii mask", "masked 1", "masked 2", "masked 3", "masked u" CASCADE;
