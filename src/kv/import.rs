@@ -61,7 +61,14 @@ pub struct KvImport {
     store: Option<Store>,
     seen: Vec<Seen>,
     first_errors: Vec<Value>,
+    /// Where the run goes after the backup pass.
+    after_backup: &'static str,
 }
+
+/// The stage of `"backup": true` that comes before anything else (see `kv::backup`).
+const BACKUP: &str = "backup";
+/// The job log's record of the archive the backup pass made.
+const BACKUP_EVENT: &str = "kv_import.backup";
 
 /// One batch of keys turned into rows.
 struct Batch {
@@ -89,6 +96,7 @@ impl KvImport {
         let continue_on_error = options.continue_on_error.unwrap_or(false);
         let dry_run = options.dry_run.unwrap_or(false);
         let check_first = job.executor != Executor::Inline && !continue_on_error && !dry_run;
+        let backup_first = options.backup.unwrap_or(false) && !dry_run;
         let tables = jobs::tables(job.id);
         let (stage, at) = if tables.is_empty() {
             for (i, m) in mappings.iter().enumerate() {
@@ -102,7 +110,13 @@ impl KvImport {
                     json!(Position::default()),
                 );
             }
-            let stage = if check_first { "check" } else { "load" };
+            let stage = if backup_first {
+                BACKUP
+            } else if check_first {
+                "check"
+            } else {
+                "load"
+            };
             jobs::set_stage(job.id, stage);
             (stage.to_string(), vec![Position::default(); mappings.len()])
         } else {
@@ -123,6 +137,7 @@ impl KvImport {
             at,
             store: None,
             first_errors: vec![],
+            after_backup: if check_first { "check" } else { "load" },
         })
     }
 
@@ -239,6 +254,33 @@ impl KvImport {
         Ok(written)
     }
 
+    /// The backup pass: every key the import will read saved in one step (a crash redoes
+    /// it from the start; the archive of an aborted step is removed).
+    fn backup_step(&mut self) -> Result<StepOutcome> {
+        if self.store.is_none() {
+            self.store = Some(self.source.open()?);
+        }
+        let made = super::backup::write(
+            self.store.as_mut().expect("opened"),
+            self.source.options.scan_count,
+            &self.mappings,
+            self.options.tenant.as_deref(),
+            &self.source.name,
+        )?;
+        jobs::log(
+            self.job_id,
+            BACKUP_EVENT,
+            Some(BACKUP),
+            None,
+            made["keys"].as_i64(),
+            made["file"].as_str().map(str::to_string).as_deref(),
+            Some(made.clone()),
+        );
+        self.stage = self.after_backup.into();
+        jobs::set_stage(self.job_id, &self.stage);
+        Ok(StepOutcome::Continue)
+    }
+
     fn result(&self) -> Value {
         let per: Vec<Value> = self
             .mappings
@@ -264,10 +306,22 @@ impl KvImport {
             r["dry_run"] = json!(true);
             r["first_errors"] = json!(self.first_errors);
         }
+        if self.options.backup.unwrap_or(false) && !self.dry_run() {
+            r["backup"] = crate::sys::owner::get_one::<pgrx::JsonB>(
+                "SELECT details FROM tenant_ops.job_log WHERE job_id = $1 AND event = $2 ORDER BY id DESC LIMIT 1",
+                &[self.job_id.into(), BACKUP_EVENT.into()],
+            )
+            .ok()
+            .flatten()
+            .map_or(Value::Null, |j| j.0);
+        }
         r
     }
 
     fn one_step(&mut self) -> Result<StepOutcome> {
+        if self.stage == BACKUP {
+            return self.backup_step();
+        }
         let Some(i) = self.at.iter().position(|a| !a.done) else {
             return Ok(StepOutcome::Done(self.result()));
         };

@@ -174,6 +174,10 @@ pub struct KvOptions {
     /// sync_kv: `store` (default) or `table`.
     #[serde(default, deserialize_with = "present")]
     pub wins: Option<String>,
+    /// import_kv: save the keys read in an archive of the backup directory before anything
+    /// is written (see `kv::backup`).
+    #[serde(default, deserialize_with = "present")]
+    pub backup: Option<bool>,
 }
 
 struct OptionsWording;

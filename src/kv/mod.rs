@@ -15,12 +15,15 @@
 //! - `mapping` — the mapping document, turned into the import's options and plan;
 //! - `detect` — `detect_kv`: what a store holds and a suggested mapping;
 //! - `import` — the `kv_import` job kind: SCAN cursor checkpoints, batches written set-based;
+//!   `backup` — its `"backup": true`, the keys read saved in an archive before anything is
+//!   written;
 //! - `compare` — `compare_kv` (job kind `kv_compare`): keys with no row, rows with no key,
 //!   fields that differ, as integrity findings with a score;
 //! - `sync` — `sync_kv`: one tenant's rows in line with the store (or the store with them);
 //! - `cleanup` — `cleanup_kv` (job kind `kv_cleanup`): orphaned keys and rows, saved to the
 //!   quarantine before they are deleted.
 
+pub mod backup;
 pub mod cleanup;
 pub mod compare;
 pub mod detect;

@@ -904,3 +904,117 @@ pub fn kv_import_resumes_after_worker_kill9(cluster: &Cluster) {
         "the job started again after the kill ({started} starts)"
     );
 }
+
+/// `"backup": true`: every key the import reads is saved before anything is written, in an
+/// archive of the backup directory named in the result — `manifest.json` (source, patterns,
+/// key count, the data file's size and SHA-256), then `keys.ndjson`, a key per line with its
+/// type and value (a hash as an object, a value that is not UTF-8 in hex) — and the import
+/// goes on as without it. A dry run makes none.
+pub fn kv_import_backs_up_keys(cluster: &Cluster) {
+    let redis = RedisServer::start(None);
+    seed(&redis);
+    redis.pipe(&[vec![
+        b"SET".to_vec(),
+        b"tenant:binary".to_vec(),
+        vec![0xff, 0xfe, b'{'],
+    ]]);
+    let mut c = fresh_db(cluster, "e2e_kv_backup");
+    create_extension(&mut c);
+    exec(&mut c, TABLES);
+    create_source(&mut c, "legacy", &redis.url(0));
+    let dir: String = c
+        .query_one(
+            "SELECT current_setting('data_directory') || '/pg_tenant_ops_backups/db_' || oid FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let files = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // A dry run writes nothing, a backup neither.
+    let (_, r) = import(
+        &mut c,
+        "legacy",
+        &mapping(),
+        r#"{"backup": true, "dry_run": true}"#,
+    );
+    assert!(r.get("backup").is_none(), "{r:#}");
+    assert!(files().is_empty(), "{:?}", files());
+
+    let (job, r) = import(
+        &mut c,
+        "legacy",
+        &mapping(),
+        r#"{"backup": true, "continue_on_error": true}"#,
+    );
+    let b = &r["backup"];
+    // 10 tenant:* strings (the 9 seeded and the binary one) and the 3 settings hashes.
+    assert_eq!(b["keys"], 13, "{r:#}");
+    assert_eq!(r["keys"], 13, "{r:#}");
+    assert_eq!(r["rows_written"], 10, "{r:#}");
+    assert_eq!(r["keys_refused"], 3, "{r:#}");
+    let file = b["file"].as_str().unwrap().to_string();
+    assert!(
+        file.starts_with("tenant_ops_kv_backup_") && file.ends_with(".tar.gz"),
+        "{file}"
+    );
+    assert_eq!(files(), vec![file.clone()]);
+    assert_eq!(
+        scalar(
+            &mut c,
+            &format!("SELECT count(*) FROM tenant_ops.job_log WHERE job_id = {job} AND event = 'kv_import.backup'")
+        ),
+        1
+    );
+    // Read without the extension: tar and gzip.
+    let out = std::env::temp_dir().join(format!("e2e_kv_backup.{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(format!("{dir}/{file}"))
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["format"], "pg_tenant_ops kv backup");
+    assert_eq!(manifest["keys"], 13);
+    assert_eq!(
+        manifest["patterns"],
+        json!(["tenant:{subdomain}", "tenant:{subdomain}:settings"])
+    );
+    let data = std::fs::read(out.join("keys.ndjson")).unwrap();
+    assert_eq!(manifest["data"]["bytes"], data.len());
+    let lines: Vec<Value> = String::from_utf8(data)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 13);
+    let line = |key: &str| {
+        lines
+            .iter()
+            .find(|l| l["key"] == key)
+            .unwrap_or_else(|| panic!("no {key} in the backup"))
+            .clone()
+    };
+    assert_eq!(line("tenant:binary")["value_hex"], "fffe7b");
+    assert_eq!(
+        line("tenant:acme:settings"),
+        json!({"key": "tenant:acme:settings", "type": "hash", "value": {"theme": "dark", "locale": "de"}})
+    );
+    assert_eq!(
+        line(&format!("tenant:{HOSTILE_QUOTE}"))["value"],
+        json!({"name": "O'Hare", "email": "x@ohare.com"}).to_string()
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}

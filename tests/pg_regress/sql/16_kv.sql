@@ -113,6 +113,8 @@ SELECT tenant_ops.import_kv('one', '{"pattern": "{name}", "table": "\"kv ört\".
 \echo :SQLSTATE
 SELECT tenant_ops.import_kv('one', '{"pattern": "{name}", "table": "\"kv ört\".raw", "columns": {"k": "key"}}', '{"tenant": 7}');
 \echo :SQLSTATE
+SELECT tenant_ops.import_kv('one', '{"pattern": "{name}", "table": "\"kv ört\".raw", "columns": {"k": "key"}}', '{"backup": "yes"}');
+\echo :SQLSTATE
 SELECT tenant_ops.import_kv('one', '{"pattern": "{name}", "table": "\"kv ört\".raw", "columns": {"k": "key"}, "tenant_part": "who"}');
 \echo :SQLSTATE
 -- a key refused without continue_on_error: the call fails naming it, nothing written
