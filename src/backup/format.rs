@@ -18,6 +18,8 @@ pub const FORMAT: &str = "pg_tenant_ops backup";
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const RESTORE_SCRIPT: &str = "restore.sql";
+/// The role of an incremental's entries holding the keys deleted from a table.
+pub const DELETED: &str = "deleted";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -30,8 +32,46 @@ pub struct Manifest {
     pub created_at: String,
     /// Whether the shared rows the tenant references are included.
     pub shared: bool,
-    /// Parents first: the order to load in.
+    /// Parents first: the order to load in. In an incremental, the rows upserted per table,
+    /// then (role `deleted`) the keys deleted per table, each table's primary key columns.
     pub tables: Vec<TableEntry>,
+    /// A base backup taken with `"capture": true`: the change capture its incrementals read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<i64>,
+    /// An incremental backup: its place in its chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Link>,
+}
+
+/// An incremental backup's place in its chain (see `backup::incremental`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Link {
+    /// The base backup of the chain.
+    pub base: i64,
+    /// The link before this one (the base for the first incremental).
+    pub previous: i64,
+    /// The previous link's file SHA-256, as registered when this one was taken.
+    pub previous_sha256: String,
+    /// 1 for the first incremental after the base, then 2, 3...
+    pub link: i32,
+    /// The change capture read.
+    pub capture: i64,
+    /// Change records consumed, and the range of their sequence numbers (0, 0 for none).
+    pub changes: i64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// The tenant's whole state at this link's snapshot, per table (parents first): what a
+    /// restore of the chain up to here is verified against.
+    pub state: Vec<TableState>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TableState {
+    pub schema: String,
+    pub table: String,
+    pub rows: i64,
+    /// Order-independent digest of the rows (see `RowsDigest`), hex.
+    pub rows_digest: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -177,6 +217,19 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
 /// archive was extracted into). The tenant's current rows must be gone first (the README says
 /// how).
 pub fn restore_script(m: &Manifest) -> String {
+    if let Some(l) = &m.incremental {
+        return format!(
+            "-- Incremental backup (link {} of the chain of base backup {}) of tenant {} of scope {}:\n\
+             -- per table the rows changed since backup {} (data files of role owned/root) and the\n\
+             -- keys deleted (role deleted). tenant_ops.restore_backup applies the chain from its base.\n\
+             \\echo 'An incremental backup: restore it with tenant_ops.restore_backup(id).'\n\\quit\n",
+            l.link,
+            l.base,
+            sql_comment(&m.tenant),
+            sql_comment(&m.scope.name),
+            l.previous
+        );
+    }
     let mut s = format!(
         "-- Restores the backup of tenant {} of scope {} without pg_tenant_ops:\n\
          --   tar xzf <backup>.tar.gz && psql -v ON_ERROR_STOP=1 -f restore.sql <database>\n\

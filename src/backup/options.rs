@@ -50,6 +50,14 @@ pub struct BackupOptions {
     pub retention: Option<String>,
     #[serde(default)]
     pub shared: Shared,
+    /// A base backup that starts a change capture of the tenant in its snapshot's
+    /// transaction, so that incrementals can follow it (see `backup::incremental`).
+    #[serde(default)]
+    pub capture: bool,
+    /// An incremental backup: the changes since this backup (a base taken with `capture`, or
+    /// the last incremental of its chain).
+    #[serde(default)]
+    pub incremental: Option<i64>,
 }
 
 impl BackupOptions {
