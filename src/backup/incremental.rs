@@ -247,7 +247,7 @@ pub fn prepare(
     crate::capture::lock_writes(head.capture);
     let consumed = owner::get_one::<JsonB>(
         "WITH d AS (DELETE FROM tenant_ops.capture_changes WHERE capture_id = $1
-                    RETURNING seq, table_name, row_data),
+                    RETURNING seq, table_name, op, row_data),
               t AS (SELECT table_name,
                            pg_catalog.jsonb_build_object(
                              'rows', pg_catalog.jsonb_agg(row_data),

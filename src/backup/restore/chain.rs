@@ -157,14 +157,21 @@ fn apply(job_id: i64, loaded: &LoadedScope, link: &Registered) -> Result<Value> 
         } else {
             // Only a row of the tenant is overwritten; another tenant's row with the key stays
             // (and the verification that follows names the table).
+            let outer: Vec<String> = pk_sql
+                .iter()
+                .map(|k| format!("__tenant_ops_t.{k}"))
+                .collect();
             format!(
-                "DO UPDATE SET {} WHERE ({})",
+                "DO UPDATE SET {} WHERE EXISTS (SELECT FROM {} WHERE ({}) AND ({}) = ({}))",
                 set.join(", "),
-                spec.filter.clone()
+                spec.sql,
+                spec.filter,
+                pk_sql.join(", "),
+                outer.join(", ")
             )
         };
         ctes.push(format!(
-            "u{i} AS (INSERT INTO {tbl} ({cols}){overriding} SELECT {cols} FROM {stage} ON CONFLICT ({pk}) {action} RETURNING 1)",
+            "u{i} AS (INSERT INTO {tbl} AS __tenant_ops_t ({cols}){overriding} SELECT {cols} FROM {stage} ON CONFLICT ({pk}) {action} RETURNING 1)",
             tbl = spec.sql,
             cols = cols.join(", "),
             pk = pk_sql.join(", "),
