@@ -244,10 +244,13 @@ impl Backup {
             "backup_id": id, "file": name, "size_bytes": size, "sha256": sha256,
             "encrypted": identity.is_some(),
             "tables": tables_count, "rows": rows,
-            "per_table": manifest.tables.iter().map(|t| json!({
-                "table": crate::pg::qualified(&t.schema, &t.table), "rows": t.rows,
-                "role": t.role,
-            })).collect::<Vec<_>>(),
+            "per_table": manifest.tables.iter().map(|t| {
+                let mut e = json!({"table": crate::pg::qualified(&t.schema, &t.table), "rows": t.rows});
+                if manifest.incremental.is_some() {
+                    e["role"] = json!(t.role);
+                }
+                e
+            }).collect::<Vec<_>>(),
             "capture": manifest.capture,
             "incremental": manifest.incremental.as_ref().map(|l| json!({
                 "base": l.base, "previous": l.previous, "link": l.link, "changes": l.changes,
