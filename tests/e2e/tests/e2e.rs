@@ -42,6 +42,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             incremental::incremental_chain_restores,
         ),
         (
+            "incremental_moves_between_tenants",
+            incremental::incremental_moves_between_tenants,
+        ),
+        (
             "backup_damage_is_detected",
             backups::backup_damage_is_detected,
         ),

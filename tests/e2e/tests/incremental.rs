@@ -253,3 +253,92 @@ pub fn incremental_chain_restores(cluster: &Cluster) {
         0
     );
 }
+
+/// The doctor of office `from` with the most patients that has orders, and nobody supervised.
+fn movable_doctor(c: &mut Client, from: i32) -> i32 {
+    c.query_one(
+        "SELECT d.id FROM legacy.dispatch_doctors d
+          WHERE d.office_id = $1
+            AND NOT EXISTS (SELECT FROM legacy.dispatch_doctors s WHERE s.supervisor_id = d.id)
+            AND EXISTS (SELECT FROM legacy.dispatch_patients p JOIN legacy.dispatch_orders o ON o.patient_id = p.id WHERE p.doctor_id = d.id)
+          ORDER BY (SELECT count(*) FROM legacy.dispatch_patients p WHERE p.doctor_id = d.id) DESC, d.id LIMIT 1",
+        &[&from],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Deletes a doctor and everything under it, children first.
+fn delete_doctor(c: &mut Client, doctor: i32) {
+    exec(
+        c,
+        &format!(
+            "DELETE FROM legacy.dispatch_order_items i USING legacy.dispatch_orders o, legacy.dispatch_patients p
+              WHERE o.id = i.order_id AND p.id = o.patient_id AND p.doctor_id = {doctor};
+             DELETE FROM legacy.dispatch_orders o USING legacy.dispatch_patients p WHERE p.id = o.patient_id AND p.doctor_id = {doctor};
+             DELETE FROM legacy.dispatch_patients WHERE doctor_id = {doctor};
+             DELETE FROM legacy.dispatch_doctors WHERE id = {doctor};"
+        ),
+    );
+}
+
+/// Rows moving between tenants: a doctor of office 2 moves to office 3 and one of office 3 to
+/// office 2, their patients, orders and lines following without a change of their own. The
+/// link holds the moved-out subtree's keys as deleted and the moved-in subtree's rows; its
+/// restore (with the moved doctors' subtrees removed from the other office, so the base's rows
+/// can come back) equals the tenant after the moves.
+pub fn incremental_moves_between_tenants(cluster: &Cluster) {
+    let db = "e2e_incremental_moves";
+    let mut c = dispatch_db(cluster, db, 1);
+    let out = movable_doctor(&mut c, 2);
+    let into = movable_doctor(&mut c, 3);
+    let subtree = |c: &mut Client, d: i32| -> i64 {
+        scalar(
+            c,
+            &format!(
+                "SELECT (SELECT count(*) FROM legacy.dispatch_patients WHERE doctor_id = {d})
+                      + (SELECT count(*) FROM legacy.dispatch_orders o JOIN legacy.dispatch_patients p ON p.id = o.patient_id WHERE p.doctor_id = {d})
+                      + (SELECT count(*) FROM legacy.dispatch_order_items i JOIN legacy.dispatch_orders o ON o.id = i.order_id
+                           JOIN legacy.dispatch_patients p ON p.id = o.patient_id WHERE p.doctor_id = {d})"
+            ),
+        )
+    };
+    let (n_out, n_in) = (subtree(&mut c, out), subtree(&mut c, into));
+    assert!(n_out > 0 && n_in > 0);
+    let base = backup(&mut c, "2", r#"{"capture": true}"#);
+    exec(
+        &mut c,
+        &format!(
+            "UPDATE legacy.dispatch_doctors SET office_id = 3 WHERE id = {out};
+             UPDATE legacy.dispatch_doctors SET office_id = 2 WHERE id = {into};"
+        ),
+    );
+    let s1 = office_sums(&mut c, 2);
+    let i1 = backup(&mut c, "2", &format!(r#"{{"incremental": {base}}}"#));
+    let m = json(
+        &mut c,
+        "SELECT manifest::text FROM tenant_ops.backups WHERE id = $1",
+        i1,
+    );
+    let sum_role = |deleted: bool| -> i64 {
+        m["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| (t["role"] == "deleted") == deleted)
+            .map(|t| t["rows"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(m["incremental"]["changes"], 2, "two changes recorded: {m}");
+    assert_eq!(
+        (sum_role(false), sum_role(true)),
+        (1 + n_in, 1 + n_out),
+        "the moved-in subtree upserted, the moved-out one deleted: {m}"
+    );
+    // The other office holds the moved-out doctor now; remove it there, and the tenant.
+    delete_doctor(&mut c, out);
+    delete_office(&mut c, 2);
+    restore(&mut c, i1);
+    assert_eq!(office_sums(&mut c, 2), s1, "restore after moves = state at 1");
+    exec(&mut c, &format!("SELECT tenant_ops.drop_backup({base})"));
+}
