@@ -46,6 +46,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             incremental::incremental_moves_between_tenants,
         ),
         (
+            "incremental_under_writers",
+            incremental::incremental_under_writers,
+        ),
+        (
             "backup_damage_is_detected",
             backups::backup_damage_is_detected,
         ),
