@@ -84,6 +84,11 @@ SELECT v -> 'verified' AS verified, jsonb_array_length(v -> 'chain') AS links, v
 -- 5. restores: link 2, link 1, into an emptied tenant; only as "replace"
 SELECT pg_temp.refused(format($$SELECT tenant_ops.restore_backup(%s, '{"mode": "merge"}')$$, :i2));
 SELECT pg_temp.refused(format($$SELECT tenant_ops.restore_backup(%s, '{"target_schema": "public"}')$$, :i2));
+-- a dry run names the chain and changes nothing
+SELECT tenant_ops.restore_backup(:i2, '{"dry_run": true}') AS job \gset
+SELECT status, result -> 'dry_run' AS dry_run, result -> 'chain' = jsonb_build_array(:base, :i1, :i2) AS chain
+  FROM tenant_ops.jobs WHERE id = :job;
+SELECT count(*) AS differing_from_state_2 FROM ((TABLE s2 EXCEPT SELECT * FROM pg_temp.sums(1)) UNION ALL (SELECT * FROM pg_temp.sums(1) EXCEPT TABLE s2)) d;
 CREATE TABLE other AS SELECT * FROM pg_temp.sums(2);
 DELETE FROM "incr ém".part WHERE shop = 1;
 DELETE FROM "incr ém"."line;item" WHERE shop = 1;
