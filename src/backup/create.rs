@@ -136,6 +136,10 @@ impl Backup {
         let mut deleted_from = usize::MAX;
         let specs = match self.options.incremental {
             Some(previous) => {
+                // Two incrementals of one link at once: the second waits for the first, then
+                // finds the link taken (a branch, refused) rather than an empty change set.
+                let head = super::incremental::head(previous, &self.scope, &self.tenant)?;
+                crate::capture::lock_apply(head.capture);
                 let head = super::incremental::head(previous, &self.scope, &self.tenant)?;
                 let (specs, n, l) =
                     super::incremental::prepare(self.job_id, &loaded, &self.tenant, &head)?;
