@@ -43,6 +43,15 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT pg_temp.refused($$SELECT tenant_ops.create_backup('incr', '1', '{"capture": true}')$$);
 ROLLBACK;
 
+-- an operator without the TRIGGER privilege may back up, not start a capture
+CREATE ROLE incr_operator;
+GRANT tenant_ops_operator TO incr_operator;
+GRANT USAGE ON SCHEMA "incr ém" TO incr_operator;
+GRANT SELECT ON ALL TABLES IN SCHEMA "incr ém" TO incr_operator;
+SET ROLE incr_operator;
+SELECT pg_temp.refused($$SELECT tenant_ops.create_backup('incr', '1', '{"capture": true}')$$);
+RESET ROLE;
+
 -- 2. the base, with a capture: the tenant's tables get its triggers
 SELECT tenant_ops.create_backup('incr', '1', '{"capture": true}') AS job \gset
 SELECT pg_temp.backup_of(:job) AS base \gset
@@ -124,3 +133,5 @@ SELECT pg_temp.refused($$SELECT tenant_ops.create_backup('incr loose', '1', '{"c
 SELECT tenant_ops.drop_scope('incr loose');
 SELECT tenant_ops.drop_scope('incr');
 DROP SCHEMA "incr ém" CASCADE;
+DROP OWNED BY incr_operator;
+DROP ROLE incr_operator;
