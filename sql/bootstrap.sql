@@ -289,8 +289,12 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ddl text;
 BEGIN
+    -- lock: the captured tables in SHARE mode until the transaction ends (writers wait), so
+    -- that an incremental backup reads its changes and their rows at one moment.
     SELECT CASE what WHEN 'install' THEN c.install_ddl WHEN 'fence' THEN c.fence_ddl
-                     WHEN 'remove' THEN c.remove_ddl END INTO STRICT ddl
+                     WHEN 'remove' THEN c.remove_ddl
+                     WHEN 'lock' THEN (SELECT 'LOCK TABLE ' || pg_catalog.string_agg(t::pg_catalog.text, ', ') || ' IN SHARE MODE'
+                                         FROM pg_catalog.unnest(c.tables) t) END INTO STRICT ddl
       FROM tenant_ops.captures c WHERE c.id = capture;
     EXECUTE ddl;
 END

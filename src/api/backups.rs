@@ -13,7 +13,11 @@ use crate::error::OrRaise;
 /// Backs up every owned row of one tenant (and with `shared: "include"` the shared rows it
 /// references), read in one snapshot, into one gzip-compressed tar file in
 /// `tenant_ops.backup_directory`, registered in `tenant_ops.backups`. Options: `label`,
-/// `retention` (an interval), `shared`. Returns the job id; its result names the backup.
+/// `retention` (an interval), `shared`; `capture: true` makes it the base of a chain of
+/// incremental backups (a change capture of the tenant starts in its snapshot's transaction),
+/// `incremental: id` an incremental holding only the rows changed since backup `id` (the base
+/// or the last link of its chain; see `backup::incremental`). Returns the job id; its result
+/// names the backup.
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.create_backup(scope text, tenant text, options jsonb DEFAULT '{}', background boolean DEFAULT false)
 RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
@@ -45,7 +49,8 @@ fn create_backup(
 
 /// Re-reads a backup: the file's SHA-256, the manifest, every table's checksum and row count,
 /// and that every value decodes as its column's type. A damaged backup is an error (XX001)
-/// naming what is wrong; a sound one returns a report.
+/// naming what is wrong; a sound one returns a report. For an incremental, every link back to
+/// its base is checked too: present, following the one before (55000 naming the break), whole.
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.verify_backup(backup_id bigint)
 RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
@@ -71,7 +76,9 @@ fn verify_backup(backup_id: Option<i64>) -> JsonB {
 /// `target_schema` restores into the same-named tables of another schema; `dry_run: true`
 /// reports per table what would change. Everything is checked (the file, the scope, the tables
 /// and columns now, every value, the mode's own checks) before anything changes, and the rows
-/// written are compared with the backup's afterwards. Returns the job id.
+/// written are compared with the backup's afterwards. An incremental is restored (mode
+/// `replace` only) as its base and then every link up to it, compared afterwards with the state
+/// the link recorded. Returns the job id.
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.restore_backup(backup_id bigint, options jsonb DEFAULT '{}', background boolean DEFAULT false)
 RETURNS bigint VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
@@ -115,7 +122,8 @@ fn read_backup(
     backup::read_chunk(id, offset.unwrap_or(0), length.unwrap_or(8 << 20)).or_raise()
 }
 
-/// Unregisters a backup and removes its file (when the transaction commits).
+/// Unregisters a backup and removes its file (when the transaction commits); the base of an
+/// incremental chain stops its change capture.
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.drop_backup(backup_id bigint)
 RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';

@@ -43,6 +43,7 @@ pub fn submit(scope_name: &str, tenant: &str, raw: &Value, background: bool) -> 
             "create_backup",
         )?;
     }
+    check_chain(&loaded, scope_name, tenant, &options)?;
     store::directory()?;
     super::crypt::identity()?;
     Ok(jobs::create(
@@ -56,6 +57,38 @@ pub fn submit(scope_name: &str, tenant: &str, raw: &Value, background: bool) -> 
             jobs::Executor::Inline
         },
     ))
+}
+
+/// The incremental options: `capture` and `incremental` exclusive (a link continues its base's
+/// capture), a capture installable (primary keys, the TRIGGER privilege), an incremental's
+/// predecessor the last link of a chain of the same scope and tenant with a running capture.
+fn check_chain(
+    loaded: &scope::LoadedScope,
+    scope_name: &str,
+    tenant: &str,
+    options: &BackupOptions,
+) -> Result<()> {
+    if options.capture && options.incremental.is_some() {
+        return Err(Common::InvalidOption(
+            "options \"capture\" and \"incremental\" exclude each other".into(),
+            Some("An incremental backup continues the capture of its base: take the base with \"capture\", its incrementals with \"incremental\".".into()),
+        )
+        .into());
+    }
+    if options.capture {
+        crate::capture::check(loaded)?;
+    }
+    if let Some(previous) = options.incremental {
+        if options.shared == Shared::Include {
+            return Err(Common::InvalidOption(
+                "option \"shared\" cannot be \"include\" for an incremental backup".into(),
+                Some("An incremental holds the tenant's own rows that changed; shared rows are not captured.".into()),
+            )
+            .into());
+        }
+        super::incremental::head(previous, scope_name, tenant)?;
+    }
+    Ok(())
 }
 
 /// Checks an interval text; 22007 naming it when PostgreSQL cannot read it.
@@ -93,9 +126,35 @@ impl Backup {
     fn run(&self) -> Result<Value> {
         let loaded = scope::LoadedScope::load(&self.scope)?;
         loaded.check_tenant(&self.tenant)?;
-        let specs = tables(&loaded, self.options.shared == Shared::Include);
         let dir = store::directory()?;
         let identity = super::crypt::identity()?;
+        // A base with a capture: the capture is in force before the snapshot is taken (below,
+        // in the same transaction). An incremental: the changes since the previous link, read
+        // with the captured tables locked (see `backup::incremental`).
+        let mut capture = None;
+        let mut link = None;
+        let mut deleted_from = usize::MAX;
+        let specs = match self.options.incremental {
+            Some(previous) => {
+                // Two incrementals of one link at once: the second waits for the first, then
+                // finds the link taken (a branch, refused) rather than an empty change set.
+                let head = super::incremental::head(previous, &self.scope, &self.tenant)?;
+                crate::capture::lock_apply(head.capture);
+                let head = super::incremental::head(previous, &self.scope, &self.tenant)?;
+                let (specs, n, l) =
+                    super::incremental::prepare(self.job_id, &loaded, &self.tenant, &head)?;
+                deleted_from = n;
+                link = Some(l);
+                specs
+            }
+            None => {
+                if self.options.capture {
+                    super::incremental::check_isolation()?;
+                    capture = Some(crate::capture::install(self.job_id, &loaded, &self.tenant)?);
+                }
+                tables(&loaded, self.options.shared == Shared::Include)
+            }
+        };
         // What an attempt killed mid-write left behind (this job's earlier attempt, say).
         store::sweep_temporaries()?;
         let mut pending = Pending::create(&dir, identity.is_some())?;
@@ -128,7 +187,11 @@ impl Backup {
                 .map(|(i, (s, t))| TableEntry {
                     schema: s.schema.clone(),
                     table: s.table.clone(),
-                    role: role_name(s.role).into(),
+                    role: if i >= deleted_from {
+                        format::DELETED.into()
+                    } else {
+                        role_name(s.role).into()
+                    },
                     columns: s
                         .columns
                         .iter()
@@ -143,11 +206,14 @@ impl Backup {
                     file: format::data_file(i),
                 })
                 .collect(),
+            capture,
+            incremental: link,
         };
         let (size, sha256) = write_archive(pending.file(), &manifest, &spools, identity.as_ref())?;
         drop(spools);
         let name = pending.name().to_string();
         let rows: i64 = manifest.tables.iter().map(|t| t.rows).sum();
+        let tables_count = manifest.tables.len().min(deleted_from);
         let manifest_json = serde_json::to_value(&manifest).expect("a manifest serializes");
         let retention = match &self.options.retention {
             Some(r) => r.clone(),
@@ -167,7 +233,7 @@ impl Backup {
                 name.clone().into(),
                 (size as i64).into(),
                 sha256.clone().into(),
-                (manifest.tables.len() as i32).into(),
+                (tables_count as i32).into(),
                 rows.into(),
                 pgrx::JsonB(manifest_json).into(),
                 retention.into(),
@@ -181,10 +247,19 @@ impl Backup {
         Ok(json!({
             "backup_id": id, "file": name, "size_bytes": size, "sha256": sha256,
             "encrypted": identity.is_some(),
-            "tables": manifest.tables.len(), "rows": rows,
-            "per_table": manifest.tables.iter().map(|t| json!({
-                "table": crate::pg::qualified(&t.schema, &t.table), "rows": t.rows
-            })).collect::<Vec<_>>(),
+            "tables": tables_count, "rows": rows,
+            "per_table": manifest.tables.iter().map(|t| {
+                let mut e = json!({"table": crate::pg::qualified(&t.schema, &t.table), "rows": t.rows});
+                if manifest.incremental.is_some() {
+                    e["role"] = json!(t.role);
+                }
+                e
+            }).collect::<Vec<_>>(),
+            "capture": manifest.capture,
+            "incremental": manifest.incremental.as_ref().map(|l| json!({
+                "base": l.base, "previous": l.previous, "link": l.link, "changes": l.changes,
+                "first_seq": l.first_seq, "last_seq": l.last_seq,
+            })),
         }))
     }
 }

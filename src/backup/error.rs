@@ -102,6 +102,15 @@ pub enum Error {
         what: String,
         detail: Option<String>,
     },
+    /// An incremental backup's chain: a link missing or out of place, a base without a
+    /// capture, another tenant's backup (see `backup::incremental`).
+    Chain {
+        code: PgSqlErrorCode,
+        message: String,
+        hint: Option<String>,
+    },
+    /// A base backup's change capture cannot be installed.
+    Capture(crate::capture::Error),
     Scope(crate::scope::Error),
     /// A `pii` option the transform machinery refuses (see `pii::mask`).
     Mask(Box<crate::migrate::Error>),
@@ -115,6 +124,7 @@ impl From<crate::migrate::Error> for Error {
 }
 
 wraps!(Error {
+    Capture(crate::capture::Error),
     Scope(crate::scope::Error),
     Common(Common),
 });
@@ -231,6 +241,8 @@ impl UserError for Error {
             )
             .detail(detail.clone())
             .hint("Nothing was registered and the upload was removed; send the file again.".to_string()),
+            Error::Chain { code, message, hint } => Report::new(*code, message.clone()).hint(hint.clone()),
+            Error::Capture(e) => e.report(),
             Error::Scope(e) => e.report(),
             Error::Mask(e) => e.report(),
             Error::Common(e) => e.report(),

@@ -201,5 +201,7 @@ fn empty_manifest() -> super::format::Manifest {
         created_at: String::new(),
         shared: false,
         tables: vec![],
+        capture: None,
+        incremental: None,
     }
 }

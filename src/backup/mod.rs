@@ -16,6 +16,7 @@ pub mod create;
 pub mod crypt;
 pub mod error;
 pub mod format;
+pub mod incremental;
 pub mod kind;
 pub mod load;
 pub mod options;
@@ -264,12 +265,16 @@ pub fn not_found(id: i64) -> Error {
 
 /// Unregisters backup `id` and removes its file.
 pub fn drop_backup(id: i64) -> Result<serde_json::Value> {
-    let name = crate::sys::owner::get_one::<String>(
-        "DELETE FROM tenant_ops.backups WHERE id = $1 RETURNING file_name",
+    let (name, capture) = crate::sys::owner::rows(
+        "DELETE FROM tenant_ops.backups WHERE id = $1 RETURNING file_name, (manifest->>'capture')::bigint",
         &[id.into()],
+        |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<i64>(2)?)),
     )
     .or_raise()
+    .into_iter()
+    .next()
     .ok_or_else(|| not_found(id))?;
+    incremental::stop_capture(capture);
     remove_after_commit(&name)?;
     Ok(serde_json::json!({"backup_id": id, "file": name, "dropped": true}))
 }
@@ -277,13 +282,21 @@ pub fn drop_backup(id: i64) -> Result<serde_json::Value> {
 /// Drops every expired backup, and removes files of ours no backup row names (a crash's
 /// leftovers, older than an hour). Returns what it removed.
 pub fn purge() -> Result<serde_json::Value> {
-    let expired: Vec<(i64, String)> = crate::sys::owner::rows(
-        "DELETE FROM tenant_ops.backups WHERE expires_at <= pg_catalog.now() RETURNING id, file_name",
+    let expired: Vec<(i64, String, Option<i64>)> = crate::sys::owner::rows(
+        "DELETE FROM tenant_ops.backups WHERE expires_at <= pg_catalog.now()
+         RETURNING id, file_name, (manifest->>'capture')::bigint",
         &[],
-        |r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default())),
+        |r| {
+            Ok((
+                r.get::<i64>(1)?.unwrap_or(0),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<i64>(3)?,
+            ))
+        },
     )
     .or_raise();
-    for (_, name) in &expired {
+    for (_, name, capture) in &expired {
+        incremental::stop_capture(*capture);
         remove_after_commit(name)?;
     }
     let registered: Vec<String> =
@@ -293,7 +306,7 @@ pub fn purge() -> Result<serde_json::Value> {
         .or_raise();
     let strays = store::sweep(&registered)?;
     Ok(serde_json::json!({
-        "dropped": expired.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        "dropped": expired.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
         "stray_files_removed": strays,
     }))
 }

@@ -50,6 +50,26 @@ pub struct BackupOptions {
     pub retention: Option<String>,
     #[serde(default)]
     pub shared: Shared,
+    /// A base backup that starts a change capture of the tenant in its snapshot's
+    /// transaction, so that incrementals can follow it (see `backup::incremental`).
+    #[serde(default)]
+    pub capture: bool,
+    /// An incremental backup: the changes since this backup (a base taken with `capture`, or
+    /// the last incremental of its chain).
+    #[serde(default, deserialize_with = "backup_id")]
+    pub incremental: Option<i64>,
+}
+
+/// A backup id: a positive integer (`must be a backup id, not "x"` otherwise).
+fn backup_id<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match v.as_i64() {
+        Some(id) if id > 0 => Ok(Some(id)),
+        _ => Err(serde::de::Error::custom(format!(
+            "must be a backup id (a positive integer), not {}",
+            options::got(&v)
+        ))),
+    }
 }
 
 impl BackupOptions {

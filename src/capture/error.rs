@@ -21,7 +21,7 @@ impl UserError for Error {
                 format!("table {table} has no primary key: its changes cannot be captured"),
             )
             .hint(
-                "An online migration applies each change by the key of the row it names: add a primary key, or migrate with mode \"copy\"."
+                "A change capture (an online migration, a base backup with \"capture\") names each change by the key of its row: add a primary key, or migrate with mode \"copy\" and take full backups."
                     .to_string(),
             ),
             Error::NoTriggerPrivilege { table } => Report::new(
@@ -29,7 +29,7 @@ impl UserError for Error {
                 format!("permission denied to capture the changes of table {table}"),
             )
             .hint(
-                "An online migration installs triggers on the tenant's tables: it needs the TRIGGER privilege on them."
+                "A change capture (an online migration, a base backup with \"capture\") installs triggers on the tenant's tables: it needs the TRIGGER privilege on them."
                     .to_string(),
             ),
         }

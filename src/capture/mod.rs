@@ -597,6 +597,17 @@ pub fn fence(capture_id: i64) {
     .or_raise();
 }
 
+/// Locks the captured tables of `capture_id` in SHARE mode until the transaction ends: writers
+/// wait, so what the capture recorded and the rows it names are read at one moment (an
+/// incremental backup, `crate::backup::incremental`).
+pub fn lock_writes(capture_id: i64) {
+    owner::execute(
+        "SELECT tenant_ops.capture_ddl($1, 'lock')",
+        &[capture_id.into()],
+    )
+    .or_raise();
+}
+
 /// Counts `applied` more changes applied.
 pub fn record_applied(capture_id: i64, applied: i64) {
     owner::execute(

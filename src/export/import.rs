@@ -146,6 +146,8 @@ pub fn submit(scope_name: &str, archive: &str, raw: &Value, caller: &str) -> Res
                 file: backup_format::data_file(i),
             })
             .collect(),
+        capture: None,
+        incremental: None,
     };
     let upload = format!("import-{}", uuid::Uuid::now_v7());
     let upload_path = crate::backup::store::upload_path(&upload)?;

@@ -18,6 +18,7 @@
 //! table by table (`rows.rs`). `dry_run` runs every check and reports per table what would
 //! change, writing nothing. Everything over user tables runs as the caller.
 
+mod chain;
 mod clone;
 mod merge;
 mod replace;
@@ -49,6 +50,17 @@ use target::Matched;
 pub fn submit(id: i64, raw: &Value, background: bool) -> Result<i64> {
     let options = RestoreOptions::parse(raw)?;
     let b = archive::registered(id)?;
+    if b.manifest.incremental.is_some()
+        && (options.mode != RestoreMode::Replace || options.target_schema.is_some())
+    {
+        return Err(Error::Chain {
+            code: pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            message: format!(
+                "backup {id} is incremental: it is restored with mode \"replace\" into the scope's own tables only"
+            ),
+            hint: Some("Restore it without mode and target_schema; to clone or merge, restore the chain first, then take a full backup.".into()),
+        });
+    }
     if let Some(schema) = &options.target_schema {
         crate::pg::require_schema(schema)?;
     }
@@ -145,6 +157,9 @@ impl Restore {
 
     fn run(&self) -> Result<Value> {
         let b = archive::registered(self.backup_id)?;
+        if b.manifest.incremental.is_some() {
+            return self.run_chain(&b);
+        }
         b.check_file()?;
         let loaded = scope::LoadedScope::load(&b.scope)?;
         check_scope(&b, &loaded)?;

@@ -14,7 +14,19 @@ use crate::sys::with_settings;
 /// column's type. Returns a report; a damaged backup is an error naming what is wrong.
 pub fn verify(id: i64) -> Result<Value> {
     let b = archive::registered(id)?;
-    verify_file(&b)
+    if b.manifest.incremental.is_none() {
+        return verify_file(&b);
+    }
+    // An incremental: every link back to its base, each one's file whole.
+    let chain = crate::backup::incremental::walk(id)?;
+    let mut links = vec![];
+    for link in &chain {
+        links.push(verify_file(link)?);
+    }
+    let mut report = links.pop().expect("a chain has its last link");
+    report["chain"] = json!(chain.iter().map(|b| b.id).collect::<Vec<_>>());
+    report["links_verified"] = json!(chain.len());
+    Ok(report)
 }
 
 /// The checks of [`verify`] over a backup file, registered or just uploaded.

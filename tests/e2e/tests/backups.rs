@@ -23,7 +23,7 @@ use crate::common::*;
 use crate::migration::dispatch_db;
 
 /// `create_backup(scope, tenant, options)` inline: the backup id.
-fn backup(c: &mut Client, tenant: &str, options: &str) -> i64 {
+pub(crate) fn backup(c: &mut Client, tenant: &str, options: &str) -> i64 {
     let job: i64 = c
         .query_one(
             "SELECT tenant_ops.create_backup('dispatch', $1, $2::text::jsonb)",
@@ -44,7 +44,7 @@ fn backup_of_job(c: &mut Client, job: i64) -> i64 {
 }
 
 /// The backup directory and the file of backup `id`.
-fn file_of(c: &mut Client, id: i64) -> PathBuf {
+pub(crate) fn file_of(c: &mut Client, id: i64) -> PathBuf {
     let row = c
         .query_one(
             "SELECT current_setting('data_directory') || '/pg_tenant_ops_backups/db_' || (SELECT oid FROM pg_database WHERE datname = current_database()), file_name
@@ -71,7 +71,7 @@ fn backup_dir(c: &mut Client) -> PathBuf {
 /// Sorted by table: the branches of a UNION ALL come back in no set order (a parallel append
 /// runs them in several workers and returns each row as its branch finishes), and two readings
 /// of the same rows must compare equal.
-fn office_sums(c: &mut Client, office: i32) -> Vec<(String, i64, String)> {
+pub(crate) fn office_sums(c: &mut Client, office: i32) -> Vec<(String, i64, String)> {
     let mut sums: Vec<(String, i64, String)> = c.query(
         "SELECT 'offices', count(*), md5(string_agg(x::text, '|' ORDER BY x.id)) FROM legacy.dispatch_offices x WHERE id = $1
          UNION ALL SELECT 'doctors', count(*), md5(string_agg(x::text, '|' ORDER BY x.id)) FROM legacy.dispatch_doctors x WHERE office_id = $1
@@ -93,7 +93,7 @@ fn office_sums(c: &mut Client, office: i32) -> Vec<(String, i64, String)> {
 }
 
 /// Deletes one office's rows by hand, children first.
-fn delete_office(c: &mut Client, office: i32) {
+pub(crate) fn delete_office(c: &mut Client, office: i32) {
     c.batch_execute(&format!(
         "DELETE FROM legacy.dispatch_order_items i USING legacy.dispatch_orders o, legacy.dispatch_patients p, legacy.dispatch_doctors d
           WHERE o.id = i.order_id AND p.id = o.patient_id AND d.id = p.doctor_id AND d.office_id = {office};

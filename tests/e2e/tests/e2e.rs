@@ -18,6 +18,7 @@ mod datasets;
 mod export;
 mod import;
 mod import_formats;
+mod incremental;
 mod integrity;
 mod kv;
 mod migration;
@@ -36,6 +37,18 @@ type TestFn = fn(&Cluster);
 fn tests() -> Vec<(&'static str, TestFn)> {
     let mut all: Vec<(&'static str, TestFn)> = vec![
         ("sanity_cluster", datasets::sanity_cluster),
+        (
+            "incremental_chain_restores",
+            incremental::incremental_chain_restores,
+        ),
+        (
+            "incremental_moves_between_tenants",
+            incremental::incremental_moves_between_tenants,
+        ),
+        (
+            "incremental_under_writers",
+            incremental::incremental_under_writers,
+        ),
         (
             "backup_damage_is_detected",
             backups::backup_damage_is_detected,
