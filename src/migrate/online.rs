@@ -266,10 +266,16 @@ impl Migration {
     /// submitter (the caller), inside the job's window (the records are its).
     pub(super) fn apply_changes(&mut self, capture: &Capture) -> Result<Applied> {
         let sql = self.apply_sql()?;
+        Ok(self.run_batch(&sql, capture))
+    }
+
+    /// Runs a batch statement ([`batch_statement`]) over `capture`'s records (its last
+    /// parameter) inside the job's window, and records what it applied.
+    pub(super) fn run_batch(&self, sql: &str, capture: &Capture) -> Applied {
         let mut args = self.params.args();
         args.push(capture.id.into());
         let (changes, written, deleted) = with_job_window(self.job_id, || {
-            Spi::get_three_with_args::<i64, i64, i64>(&sql, &args)
+            Spi::get_three_with_args::<i64, i64, i64>(sql, &args)
         })
         .or_raise();
         let applied = Applied {
@@ -280,7 +286,7 @@ impl Migration {
         if applied.changes > 0 {
             capture::record_applied(capture.id, applied.changes);
         }
-        Ok(applied)
+        applied
     }
 
     /// The `drain` stage: what was captured during the copy, applied at once.

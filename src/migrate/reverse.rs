@@ -23,7 +23,7 @@ use crate::capture::{self, Capture};
 use crate::error::{Common, OrRaise};
 use crate::jobs::{self, StepOutcome};
 use crate::scope::graph::Role;
-use crate::sys::{try_subtransaction, with_job_window, with_settings};
+use crate::sys::{try_subtransaction, with_settings};
 
 impl Migration {
     /// What `reverse_sync` needs: target rows that are the source rows column for column
@@ -132,21 +132,7 @@ impl Migration {
     /// the source's fence lets through).
     pub(super) fn apply_reverse(&mut self, reverse: &Capture) -> Result<Applied> {
         let sql = self.reverse_sql()?;
-        let mut args = self.params.args();
-        args.push(reverse.id.into());
-        let (changes, written, deleted) = with_job_window(self.job_id, || {
-            Spi::get_three_with_args::<i64, i64, i64>(&sql, &args)
-        })
-        .or_raise();
-        let applied = Applied {
-            changes: changes.unwrap_or(0),
-            written: written.unwrap_or(0),
-            deleted: deleted.unwrap_or(0),
-        };
-        if applied.changes > 0 {
-            capture::record_applied(reverse.id, applied.changes);
-        }
-        Ok(applied)
+        Ok(self.run_batch(&sql, reverse))
     }
 
     /// One step of the reverse sync (after a cutover with `reverse_sync`): the target's
