@@ -74,8 +74,9 @@ pub fn write(
     let pid = std::process::id();
     let spool_path = dir.join(format!(".{name}.keys.{pid}"));
     let temp_path = dir.join(format!(".{name}.{pid}"));
-    // Both hidden files go however this ends; the archive is renamed away from its first.
-    let _cleanup = Cleanup(vec![spool_path.clone(), temp_path.clone()]);
+    // Both hidden files go however this ends (the archive's, once renamed, is not there any
+    // more).
+    let _cleanup = crate::export::store::Spools(vec![spool_path.clone(), temp_path.clone()]);
     let create = |p: &Path| {
         OpenOptions::new()
             .read(true)
@@ -163,15 +164,4 @@ pub fn write(
         .map_err(|e| io("sync", &dir, e))?;
     crate::backup::store::remove_on_abort(path);
     Ok(json!({"file": name, "keys": keys, "size_bytes": size, "data_sha256": sha256}))
-}
-
-/// Removes its files when dropped (those already renamed away are not there any more).
-struct Cleanup(Vec<std::path::PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
 }
