@@ -99,12 +99,7 @@ impl Migration {
     /// documentation), over the job's parameters and `$4` = the capture; it returns the
     /// records applied, the target rows written and those deleted.
     fn apply_sql(&mut self) -> Result<String> {
-        let plans: Vec<TablePlan> = self
-            .plans()?
-            .iter()
-            .filter(|p| p.role != Role::Shared)
-            .cloned()
-            .collect();
+        let plans = self.owned_plans()?;
         let bare = plans.iter().any(|p| p.target.bare);
         if let Some((was_bare, sql)) = &self.apply_sql {
             if *was_bare == bare {
@@ -267,6 +262,17 @@ impl Migration {
     pub(super) fn apply_changes(&mut self, capture: &Capture) -> Result<Applied> {
         let sql = self.apply_sql()?;
         Ok(self.run_batch(&sql, capture))
+    }
+
+    /// The plans of the tables whose changes are captured and applied: the root and owned
+    /// ones (shared rows are no tenant's).
+    pub(super) fn owned_plans(&mut self) -> Result<Vec<TablePlan>> {
+        Ok(self
+            .plans()?
+            .iter()
+            .filter(|p| p.role != Role::Shared)
+            .cloned()
+            .collect())
     }
 
     /// Runs a batch statement ([`batch_statement`]) over `capture`'s records (its last
@@ -511,12 +517,7 @@ pub fn cutover(job_id: i64, raw: &Value) -> Result<Value> {
         m.check_mirror()?;
     }
     let capture = m.capture()?;
-    let plans: Vec<TablePlan> = m
-        .plans()?
-        .iter()
-        .filter(|p| p.role != Role::Shared)
-        .cloned()
-        .collect();
+    let plans = m.owned_plans()?;
     let started = std::time::Instant::now();
     // SHARE locks, parents first: writes wait, while reads and the row locks of foreign key
     // checks (a writer of a child locks its parent row after the child) go on, and a cascade

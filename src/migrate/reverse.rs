@@ -17,12 +17,10 @@ use serde_json::{json, Value};
 use super::error::{Error, Result};
 use super::online::{batch_statement, Applied};
 use super::options::OnConflict;
-use super::plan::TablePlan;
 use super::{enter, Migration, Stage};
 use crate::capture::{self, Capture};
 use crate::error::{Common, OrRaise};
 use crate::jobs::{self, StepOutcome};
-use crate::scope::graph::Role;
 use crate::sys::{try_subtransaction, with_settings};
 
 impl Migration {
@@ -53,12 +51,7 @@ impl Migration {
     /// are written to the source, the source rows of the tenant whose keys are no longer in
     /// the target are deleted — in one statement.
     fn reverse_sql(&mut self) -> Result<String> {
-        let plans: Vec<TablePlan> = self
-            .plans()?
-            .iter()
-            .filter(|p| p.role != Role::Shared)
-            .cloned()
-            .collect();
+        let plans = self.owned_plans()?;
         let mut ctes = vec![
             "__tenant_ops_ch AS (DELETE FROM tenant_ops.capture_changes WHERE capture_id = $4 RETURNING table_name, row_data)"
                 .to_string(),
@@ -172,12 +165,7 @@ impl Migration {
             enter(self.job_id, Stage::Finish);
             return Ok(json!({"job_id": self.job_id, "reverse_sync": false}));
         };
-        let plans: Vec<TablePlan> = self
-            .plans()?
-            .iter()
-            .filter(|p| p.role != Role::Shared)
-            .cloned()
-            .collect();
+        let plans = self.owned_plans()?;
         let job_id = self.job_id;
         let locked = try_subtransaction(|| {
             with_settings(&[("lock_timeout", timeout)], || {
