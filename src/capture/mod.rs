@@ -600,12 +600,42 @@ pub fn fence(capture_id: i64) {
 /// Locks the captured tables of `capture_id` in SHARE mode until the transaction ends: writers
 /// wait, so what the capture recorded and the rows it names are read at one moment (an
 /// incremental backup, `crate::backup::incremental`).
+///
+/// The tables are locked one after the other while writers lock them in their own order
+/// (a writer of a child holds it and then needs its parent): waiting for the whole set could
+/// deadlock with one, and the deadlock detector would abort either side. So the locks are
+/// taken in attempts of at most 200 ms each (well before `deadlock_timeout`): an attempt that
+/// does not get them all gives back what it got, and the next tries again.
 pub fn lock_writes(capture_id: i64) {
-    owner::execute(
-        "SELECT tenant_ops.capture_ddl($1, 'lock')",
-        &[capture_id.into()],
-    )
-    .or_raise();
+    const ATTEMPTS: u32 = 50;
+    for attempt in 1..=ATTEMPTS {
+        let got = crate::sys::with_settings(&[("lock_timeout", "200ms")], || {
+            crate::sys::try_subtransaction(|| {
+                owner::execute(
+                    "SELECT tenant_ops.capture_ddl($1, 'lock')",
+                    &[capture_id.into()],
+                )
+                .or_raise()
+            })
+        });
+        match got {
+            Ok(_) => return,
+            Err(e)
+                if attempt < ATTEMPTS
+                    && matches!(
+                        e.sqlstate,
+                        PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
+                            | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED
+                    ) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => crate::error::Report::new(e.sqlstate, e.message)
+                .detail(e.detail)
+                .hint(e.hint)
+                .raise(),
+        }
+    }
 }
 
 /// Counts `applied` more changes applied.
