@@ -162,7 +162,8 @@ impl UserError for Error {
                 ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
                 format!("verification of the restore of {table} failed"),
             )
-            .detail(detail.clone()),
+            .detail(detail.clone())
+            .hint("A trigger of the table that changes rows as they are written (an updated_at stamp) makes them differ from the backup's: restore with {\"disable_triggers\": true}.".to_string()),
             Error::MissingTarget { target, table, backup } => Report::new(
                 ERRCODE_UNDEFINED_TABLE,
                 format!("table {target} for {table} of backup {backup} does not exist"),

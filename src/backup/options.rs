@@ -120,6 +120,8 @@ struct RestoreDocument {
     target_schema: Option<String>,
     #[serde(default, deserialize_with = "options::json")]
     pii: Value,
+    #[serde(default, deserialize_with = "present")]
+    disable_triggers: Option<bool>,
 }
 
 fn some_name<'de, D: serde::Deserializer<'de>>(
@@ -146,6 +148,9 @@ pub struct RestoreOptions {
     pub target_schema: Option<String>,
     /// `clone`: the columns masked in the copy (see `pii::mask`).
     pub pii: Option<crate::pii::mask::PiiOption>,
+    /// The written tables' user triggers held off while the rows go in (see
+    /// `restore::triggers`).
+    pub disable_triggers: bool,
 }
 
 impl RestoreOptions {
@@ -218,6 +223,7 @@ impl RestoreOptions {
             id_strategy: d.id_strategy.unwrap_or(IdStrategy::Uuid),
             target_schema: d.target_schema,
             pii,
+            disable_triggers: d.disable_triggers.unwrap_or(false),
         })
     }
 }

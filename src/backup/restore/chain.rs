@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 use super::stage::{catalog_types, Batch, BATCH};
-use super::Restore;
+use super::{triggers, Restore};
 use crate::backup::archive::Registered;
 use crate::backup::error::{Error, Result};
 use crate::backup::format::{TableEntry, DELETED};
@@ -36,12 +36,27 @@ impl Restore {
             return Ok(result);
         }
         let loaded = LoadedScope::load(&last.scope)?;
-        let mut applied = vec![];
-        for link in &chain[1..] {
-            applied.push(with_settings(EXPORT_SETTINGS, || {
-                apply(self.job_id, &loaded, link)
-            })?);
-        }
+        let apply_links = || {
+            let mut applied = vec![];
+            for link in &chain[1..] {
+                applied.push(with_settings(EXPORT_SETTINGS, || {
+                    apply(self.job_id, &loaded, link)
+                })?);
+            }
+            Ok(applied)
+        };
+        // The base's restore held the triggers off for its own writes; the links' writes too.
+        let applied = if self.options.disable_triggers {
+            let written: Vec<triggers::Written> = loaded
+                .resolved
+                .tables
+                .iter()
+                .map(|t| (t.oid, loaded.catalog.table(t.oid).sql.clone()))
+                .collect();
+            triggers::suspended(&written, apply_links)?
+        } else {
+            apply_links()?
+        };
         let state = &last
             .manifest
             .incremental

@@ -25,6 +25,7 @@ mod replace;
 mod rows;
 mod stage;
 mod target;
+mod triggers;
 mod verify;
 
 pub use verify::{verify, verify_file};
@@ -185,6 +186,14 @@ impl Restore {
                 "restore_backup",
             )?;
         }
+        let disable_triggers = self.options.disable_triggers && !self.options.dry_run;
+        let written: Vec<triggers::Written> = matched
+            .iter()
+            .map(|t| (t.oid, t.spec.sql.clone()))
+            .collect();
+        if disable_triggers {
+            triggers::require_owner(&written)?;
+        }
         stage_rows(&b, &matched)?;
         let ctx = Ctx {
             b: &b,
@@ -193,11 +202,18 @@ impl Restore {
             options: &self.options,
             job_id: self.job_id,
         };
-        let mut result = with_settings(EXPORT_SETTINGS, || match self.options.mode {
-            RestoreMode::Replace => replace::run(&ctx),
-            RestoreMode::Merge => merge::run(&ctx),
-            RestoreMode::Clone => clone::run(&ctx),
-        })?;
+        let write = || {
+            with_settings(EXPORT_SETTINGS, || match self.options.mode {
+                RestoreMode::Replace => replace::run(&ctx),
+                RestoreMode::Merge => merge::run(&ctx),
+                RestoreMode::Clone => clone::run(&ctx),
+            })
+        };
+        let mut result = if disable_triggers {
+            triggers::suspended(&written, write)?
+        } else {
+            write()?
+        };
         for t in &matched {
             Spi::run(&format!("DROP TABLE {}", t.stage)).or_raise();
         }

@@ -79,6 +79,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             backups::restore_survives_worker_kill9,
         ),
         ("restore_clone_pagila", restore_modes::restore_clone_pagila),
+        (
+            "restore_overwrite_pagila_triggers",
+            restore_modes::restore_overwrite_pagila_triggers,
+        ),
         ("import_pagila_round_trip", import::import_pagila_round_trip),
         ("export_pagila_round_trip", export::export_pagila_round_trip),
         (

@@ -151,7 +151,8 @@ pub fn export_pagila_round_trip(cluster: &Cluster) {
         // b's store 1 lost its rentals and payments (the largest tables): a merge that skips
         // the rows b holds brings them back with their keys. (Not a replace: other stores'
         // rentals reference store 1's customers, so its rows cannot be deleted first; not an
-        // overwrite: pagila's last_update triggers would rewrite the rows it updates.)
+        // overwrite: pagila's last_update triggers rewrite the rows it updates unless
+        // disable_triggers is given, which restore_modes.rs tests.)
         exec(
             &mut cb,
             "DELETE FROM payment p USING rental r, inventory i

@@ -6,7 +6,9 @@
 //! clone northwind's keys cannot give (no sequences), refused naming the table.
 
 use pg_tenant_ops_e2e::postgres::Client;
-use pg_tenant_ops_e2e::{assert_sqlstate, describe_error, quote_ident, Cluster};
+use pg_tenant_ops_e2e::{
+    assert_sqlstate, assert_sqlstate_hint, describe_error, quote_ident, Cluster,
+};
 use serde_json::Value;
 
 use crate::common::*;
@@ -137,6 +139,65 @@ const PAGILA_EXACT: &[(&str, &str)] = &[
           WHERE i.store_id = $1::text::int",
     ),
 ];
+
+/// Pagila store 1 edited after its backup (customers renamed, rentals returned later), then
+/// merged back with `on_conflict: overwrite`: pagila's `last_update` triggers rewrite every
+/// row the overwrite updates, so the verification refuses it (23000, the hint naming the
+/// option) and nothing changes; with `disable_triggers` the store is exactly as backed up,
+/// the triggers are enabled again afterwards, and store 2 is untouched.
+pub fn restore_overwrite_pagila_triggers(cluster: &Cluster) {
+    let db = "e2e_restore_overwrite_pagila";
+    cluster.load_pagila(db);
+    let mut c = cluster.connect(db);
+    create_extension(&mut c);
+    create_scope(
+        &mut c,
+        "pagila",
+        "store",
+        "store_id",
+        r#"{"owner": {"rental": "inventory", "payment": "rental"}}"#,
+    );
+    let store1 = sums(&mut c, PAGILA_EXACT, "1");
+    let store2 = sums(&mut c, PAGILA_EXACT, "2");
+    let id = backup(&mut c, "pagila", "1", "{}");
+    exec(
+        &mut c,
+        "UPDATE customer SET first_name = upper(first_name) || '!' WHERE store_id = 1;
+         UPDATE rental r SET return_date = return_date + interval '1 day'
+           FROM inventory i WHERE i.inventory_id = r.inventory_id AND i.store_id = 1",
+    );
+    let edited = sums(&mut c, PAGILA_EXACT, "1");
+    assert_ne!(edited, store1);
+    let triggers =
+        "SELECT count(*) FROM pg_trigger WHERE tgname = 'last_updated' AND tgenabled = 'O'";
+    let enabled = scalar(&mut c, triggers);
+    assert!(enabled >= 6, "pagila's last_updated triggers: {enabled}");
+    let overwrite = r#"{"mode": "merge", "on_conflict": "overwrite"}"#;
+    assert_sqlstate_hint(
+        try_restore(&mut c, id, overwrite),
+        "23000",
+        "verification of the restore of",
+        "disable_triggers",
+    );
+    assert_eq!(sums(&mut c, PAGILA_EXACT, "1"), edited, "nothing changed");
+    let result = restore(
+        &mut c,
+        id,
+        r#"{"mode": "merge", "on_conflict": "overwrite", "disable_triggers": true}"#,
+    );
+    assert_eq!(result["verified"], true, "{result}");
+    assert_eq!(
+        sums(&mut c, PAGILA_EXACT, "1"),
+        store1,
+        "store 1 as backed up"
+    );
+    assert_eq!(sums(&mut c, PAGILA_EXACT, "2"), store2, "store 2 untouched");
+    assert_eq!(
+        scalar(&mut c, triggers),
+        enabled,
+        "the triggers enabled again"
+    );
+}
 
 /// Pagila store 1 cloned as store 3: refused while a unique index (one manager per store) holds
 /// no column that gets a fresh key; then the clone, equal to store 1 up to keys, with no key

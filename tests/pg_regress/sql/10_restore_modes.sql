@@ -274,3 +274,56 @@ SELECT status FROM tenant_ops.jobs WHERE id = :code_clone;
 SELECT o.code, o.name, o.id > 2 AS fresh_id FROM "Cöde".org o ORDER BY o.code;
 SELECT m.org_code, m.name, m.org_id = o.id AS org_id_follows FROM "Cöde".member m
   LEFT JOIN "Cöde".org o ON o.id = m.org_id ORDER BY m.org_code, m.name;
+
+-- 7. disable_triggers: a user trigger that rewrites rows as they are written (pagila's
+-- last_update, an updated_at stamp) makes the verification refuse the restore; with the option
+-- the written tables' user triggers are held off while the rows go in and put back as they
+-- were (ENABLE ALWAYS stays ALWAYS, a disabled one stays disabled); FKs are still enforced.
+CREATE SCHEMA "Trïg";
+CREATE TABLE "Trïg".acct (id int PRIMARY KEY, name text NOT NULL, touched int NOT NULL DEFAULT 0);
+CREATE TABLE "Trïg".entry (id int PRIMARY KEY, acct int NOT NULL REFERENCES "Trïg".acct, amount numeric,
+    touched int NOT NULL DEFAULT 0);
+CREATE FUNCTION "Trïg".touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.touched := NEW.touched + 1; RETURN NEW; END $$;
+CREATE TRIGGER "tøuch; $1" BEFORE UPDATE ON "Trïg".entry FOR EACH ROW EXECUTE FUNCTION "Trïg".touch();
+CREATE TRIGGER "Always" BEFORE UPDATE ON "Trïg".acct FOR EACH ROW EXECUTE FUNCTION "Trïg".touch();
+ALTER TABLE "Trïg".acct ENABLE ALWAYS TRIGGER "Always";
+CREATE TRIGGER "off" BEFORE INSERT ON "Trïg".entry FOR EACH ROW EXECUTE FUNCTION "Trïg".touch();
+ALTER TABLE "Trïg".entry DISABLE TRIGGER "off";
+INSERT INTO "Trïg".acct VALUES (1, 'a'), (2, 'b');
+INSERT INTO "Trïg".entry SELECT g, 1 + g % 2, g * 1.5 FROM generate_series(1, 10) g;
+SELECT tenant_ops.create_scope('trïg', '"Trïg".acct', 'id') IS NOT NULL AS trig_scope;
+SELECT tenant_ops.create_backup('trïg', '1') AS trig_job \gset
+SELECT (result ->> 'backup_id')::int8 AS tb FROM tenant_ops.jobs WHERE id = :trig_job \gset
+UPDATE "Trïg".entry SET amount = 0, touched = 0 WHERE acct = 1;
+-- the trigger rewrites every row the overwrite updates: the verification refuses, nothing changed
+SELECT tenant_ops.restore_backup(:tb, '{"mode": "merge", "on_conflict": "overwrite"}');
+\echo :SQLSTATE
+SELECT count(*) FILTER (WHERE amount = 0) AS zeroed, sum(touched) AS touched FROM "Trïg".entry WHERE acct = 1;
+-- with the option: restored as backed up, verified
+SELECT tenant_ops.restore_backup(:tb, '{"mode": "merge", "on_conflict": "overwrite", "disable_triggers": true}') AS trig_restore \gset
+SELECT status, result -> 'verified' AS verified FROM tenant_ops.jobs WHERE id = :trig_restore;
+SELECT count(*) FILTER (WHERE amount = 0) AS zeroed, sum(touched) AS touched, sum(amount) AS amount
+  FROM "Trïg".entry WHERE acct = 1;
+-- the triggers as they were, and firing again
+SELECT tgrelid::regclass AS t, tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid IN ('"Trïg".acct'::regclass, '"Trïg".entry'::regclass) AND NOT tgisinternal ORDER BY 1, 2;
+UPDATE "Trïg".entry SET amount = amount WHERE id = 1 RETURNING touched;
+-- replace, and the dry run (which changes nothing, triggers included)
+SELECT tenant_ops.restore_backup(:tb, '{"disable_triggers": true}') AS trig_replace \gset
+SELECT status, result -> 'verified' AS verified FROM tenant_ops.jobs WHERE id = :trig_replace;
+SELECT tenant_ops.restore_backup(:tb, '{"disable_triggers": true, "dry_run": true}') AS trig_dry \gset
+SELECT status FROM tenant_ops.jobs WHERE id = :trig_dry;
+-- an admin who may write the tables but does not own them: 42501, nothing changed
+CREATE ROLE regress_trig_admin IN ROLE tenant_ops_admin;
+GRANT USAGE ON SCHEMA "Trïg" TO regress_trig_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "Trïg" TO regress_trig_admin;
+UPDATE "Trïg".entry SET amount = -1 WHERE id = 2;
+SET ROLE regress_trig_admin;
+SELECT tenant_ops.restore_backup(:tb, '{"mode": "merge", "on_conflict": "overwrite", "disable_triggers": true}');
+\echo :SQLSTATE
+RESET ROLE;
+SELECT amount FROM "Trïg".entry WHERE id = 2;
+-- not a boolean: 22023
+SELECT tenant_ops.restore_backup(:tb, '{"disable_triggers": "yes"}');
+\echo :SQLSTATE
