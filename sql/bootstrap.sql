@@ -300,34 +300,6 @@ BEGIN
 END
 $$;
 
-CREATE VIEW tenant_ops.progress AS
-SELECT j.id AS job_id,
-       j.kind,
-       j.status,
-       j.stage,
-       t.source AS table_name,
-       t.rows_done,
-       t.rows_total,
-       CASE WHEN t.started_at IS NOT NULL AND t.updated_at > t.started_at
-            THEN pg_catalog.round(t.rows_done / EXTRACT(epoch FROM t.updated_at - t.started_at), 1) END
-           AS rows_per_second,
-       CASE WHEN t.rows_done > 0 AND t.rows_total > t.rows_done AND t.updated_at > t.started_at
-            THEN (t.updated_at - t.started_at) * ((t.rows_total - t.rows_done)::float8 / t.rows_done) END AS eta,
-       t.stage AS table_stage,
-       t.step,
-       lag.changes AS lag_changes,
-       lag.seconds AS lag_seconds
-  FROM tenant_ops.jobs j
-  JOIN tenant_ops.job_tables t ON t.job_id = j.id
-  LEFT JOIN LATERAL (
-       SELECT pg_catalog.count(*) AS changes,
-              coalesce(pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.min(ch.captured_at)), 3), 0) AS seconds
-         FROM tenant_ops.captures c JOIN tenant_ops.capture_changes ch ON ch.capture_id = c.id
-        WHERE c.job_id = j.id AND c.status = 'capturing' AND ch.table_name = t.source) lag
-    ON j.stage IN ('drain', 'catchup');
-COMMENT ON VIEW tenant_ops.progress IS
-    'Per job and table: rows done of total, rows per second and ETA, as of the last committed step; for an online migration catching up, the changes captured and not yet applied (lag_changes) and how old the oldest is (lag_seconds).';
-
 -- pg_dump keeps the definitions and the audit trail with the database.
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.scope', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.audit_log', '');

@@ -2,6 +2,64 @@
 -- granted per role; the tables are readable by viewers and writable only by the extension
 -- owner (the functions write them as the owner, see src/sys.rs).
 
+-- Per job and table, the committed figures of job_tables and what a running step has posted
+-- since (tenant_ops.live_progress(), shared memory: see src/jobs/live.rs). Defined here, after
+-- the functions pgrx creates. A table a step is working on shows its live count where that is
+-- ahead of the committed one; a table with no committed row yet (a backup's, an export's or a
+-- restore's, all one step) shows from its first posted fetch.
+CREATE VIEW tenant_ops.progress AS
+WITH live AS (SELECT * FROM tenant_ops.live_progress())
+SELECT j.id AS job_id,
+       j.kind,
+       j.status,
+       j.stage,
+       t.source AS table_name,
+       GREATEST(t.rows_done, l.rows_done) AS rows_done,
+       t.rows_total,
+       CASE WHEN l.rows_done > t.rows_done AND l.updated_at > l.started_at
+            THEN pg_catalog.round(l.rows_done / EXTRACT(epoch FROM l.updated_at - l.started_at), 1)
+            WHEN t.started_at IS NOT NULL AND t.updated_at > t.started_at
+            THEN pg_catalog.round(t.rows_done / EXTRACT(epoch FROM t.updated_at - t.started_at), 1) END
+           AS rows_per_second,
+       CASE WHEN t.rows_done > 0 AND t.rows_total > t.rows_done AND t.updated_at > t.started_at
+            THEN (t.updated_at - t.started_at) * ((t.rows_total - t.rows_done)::float8 / t.rows_done) END AS eta,
+       t.stage AS table_stage,
+       t.step,
+       lag.changes AS lag_changes,
+       lag.seconds AS lag_seconds,
+       l.bytes_done,
+       l.updated_at AS live_at
+  FROM tenant_ops.jobs j
+  JOIN tenant_ops.job_tables t ON t.job_id = j.id
+  LEFT JOIN live l ON l.job_id = j.id AND l.table_name = t.source AND j.status = 'running'
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.count(*) AS changes,
+              coalesce(pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.min(ch.captured_at)), 3), 0) AS seconds
+         FROM tenant_ops.captures c JOIN tenant_ops.capture_changes ch ON ch.capture_id = c.id
+        WHERE c.job_id = j.id AND c.status = 'capturing' AND ch.table_name = t.source) lag
+    ON j.stage IN ('drain', 'catchup')
+UNION ALL
+SELECT j.id, j.kind, j.status, j.stage,
+       l.table_name,
+       l.rows_done,
+       NULL::int8,
+       CASE WHEN l.updated_at > l.started_at
+            THEN pg_catalog.round(l.rows_done / EXTRACT(epoch FROM l.updated_at - l.started_at), 1) END,
+       NULL::interval,
+       'live'::text,
+       NULL::int4,
+       NULL::int8,
+       NULL::numeric,
+       l.bytes_done,
+       l.updated_at
+  FROM tenant_ops.jobs j
+  JOIN live l ON l.job_id = j.id
+ WHERE j.status = 'running'
+   AND NOT EXISTS (SELECT FROM tenant_ops.job_tables t
+                    WHERE t.job_id = j.id AND t.source = l.table_name);
+COMMENT ON VIEW tenant_ops.progress IS
+    'Per job and table: rows done of total, rows per second and ETA, as of the last committed step and, for a running step, as it posted since (bytes_done, live_at); for an online migration catching up, the changes captured and not yet applied (lag_changes) and how old the oldest is (lag_seconds).';
+
 REVOKE ALL ON ALL TABLES IN SCHEMA tenant_ops FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tenant_ops FROM PUBLIC;
 REVOKE EXECUTE ON ALL PROCEDURES IN SCHEMA tenant_ops FROM PUBLIC;
@@ -20,7 +78,8 @@ GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;
 GRANT EXECUTE ON FUNCTION tenant_ops.job_report(bigint), tenant_ops.map_id(regclass, text),
                           tenant_ops.uuid5(uuid, text), tenant_ops.uuid7() TO tenant_ops_viewer;
 GRANT EXECUTE ON FUNCTION tenant_ops.wait_for_job(bigint, interval), tenant_ops.scheduler_health(),
-                          tenant_ops.scheduler_stats(), tenant_ops.verify_migration(bigint) TO tenant_ops_viewer;
+                          tenant_ops.scheduler_stats(), tenant_ops.verify_migration(bigint),
+                          tenant_ops.live_progress() TO tenant_ops_viewer;
 -- operator
 GRANT EXECUTE ON FUNCTION tenant_ops.migrate_tenant(text, text, name, jsonb, boolean),
                           tenant_ops.cutover_migration(bigint, jsonb),

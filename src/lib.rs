@@ -60,6 +60,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     gucs::init();
     if worker::preloading() {
+        jobs::live::init();
         worker::register_launcher();
         #[cfg(not(feature = "pg13"))]
         worker::drop_database::install();

@@ -341,3 +341,45 @@ fn purge_history() -> i64 {
     audit::record("purge_history", "jobs", report, &format!("{n} jobs"));
     n
 }
+
+/// What the running steps of committing executors have posted in shared memory since their
+/// last commit (see `jobs::live`); the `tenant_ops.progress` view shows it.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.live_progress()
+RETURNS TABLE(job_id bigint, pid int, table_name regclass, rows_done bigint, bytes_done bigint,
+              started_at timestamptz, updated_at timestamptz)
+VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.live_progress() IS 'Progress posted by running steps since their last commit, per backend.';
+"#)]
+#[allow(clippy::type_complexity)]
+fn live_progress() -> TableIterator<
+    'static,
+    (
+        name!(job_id, i64),
+        name!(pid, i32),
+        name!(table_name, pg_sys::Oid),
+        name!(rows_done, i64),
+        name!(bytes_done, i64),
+        name!(started_at, pgrx::datum::TimestampWithTimeZone),
+        name!(updated_at, pgrx::datum::TimestampWithTimeZone),
+    ),
+> {
+    let at = |t: i64| {
+        // SAFETY: a TimestampTz (microseconds), as GetCurrentTimestamp gave it.
+        unsafe {
+            pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(t), false)
+                .expect("a timestamp")
+        }
+    };
+    TableIterator::new(jobs::live::posted().into_iter().map(move |p| {
+        (
+            p.job_id,
+            p.pid,
+            pg_sys::Oid::from(p.table),
+            p.rows,
+            p.bytes,
+            at(p.started),
+            at(p.updated),
+        )
+    }))
+}

@@ -178,6 +178,11 @@ pub fn export_rows<E: From<Error>>(
                     );
                     let mut cursor =
                         crate::sys::open_read_only_cursor(client, &sql, &[tenant.into()]);
+                    // What other sessions see of this table meanwhile (jobs::live).
+                    let live = crate::jobs::live::posting_now()
+                        .then(|| crate::pg::regclass(&spec.sql))
+                        .flatten();
+                    let (mut rows, mut bytes) = (0i64, 0i64);
                     loop {
                         // The fetch's tuple table lives in SPI's context until freed below.
                         let mut batch = cursor.fetch(FETCH).or_raise();
@@ -202,10 +207,20 @@ pub fn export_rows<E: From<Error>>(
                                         |d| unsafe { <&str as FromDatum>::from_datum(d, false) },
                                     ));
                                 }
+                                if live.is_some() {
+                                    rows += 1;
+                                    bytes += fields
+                                        .iter()
+                                        .map(|f| f.map_or(2, |v| v.len() + 1) as i64)
+                                        .sum::<i64>();
+                                }
                                 each(t, &fields)?;
                             }
                             Ok::<(), E>(())
                         })?;
+                        if let Some(oid) = live {
+                            crate::jobs::live::post(oid, rows, bytes);
+                        }
                         // The tuple table is SPI's to free (it keeps a list of them).
                         unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
                     }

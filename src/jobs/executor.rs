@@ -104,7 +104,10 @@ pub fn round(
     // error keeps what it wrote (the refused rows it recorded, say) only when the job fails
     // for good: an attempt that will be retried starts from the last step that succeeded.
     let outcome = match try_subtransaction_keeping(
-        || driver.step(&job),
+        || {
+            let _posting = super::live::posting(job_id);
+            driver.step(&job)
+        },
         |r| match r {
             Ok(_) => true,
             Err(e) => !will_retry(job_id, e, on_failure),

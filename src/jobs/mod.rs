@@ -12,6 +12,7 @@
 pub mod error;
 pub mod executor;
 pub mod kind;
+pub mod live;
 pub mod lock;
 pub mod purge;
 pub mod state;

@@ -290,6 +290,8 @@ fn stage_rows(b: &Registered, matched: &[Matched]) -> Result<()> {
         .map(|t| Batch::new(t.spec.columns.iter().map(|c| c.type_full.clone()).collect()))
         .collect();
     let mut n = vec![0i64; matched.len()];
+    let mut bytes = vec![0i64; matched.len()];
+    let live = crate::jobs::live::posting_now();
     with_settings(EXPORT_SETTINGS, || {
         for t in matched {
             let cols: Vec<String> = t.spec.columns.iter().map(|c| c.quoted.clone()).collect();
@@ -301,14 +303,32 @@ fn stage_rows(b: &Registered, matched: &[Matched]) -> Result<()> {
             ))
             .or_raise();
         }
+        // What other sessions see meanwhile (jobs::live): each table's count per batch
+        // staged, and its last when the next table's rows begin (the file holds the tables
+        // one after another).
+        let mut last: Option<usize> = None;
+        let post = |i: usize, n: &[i64], bytes: &[i64]| {
+            if live {
+                crate::jobs::live::post(matched[i].oid, n[i], bytes[i]);
+            }
+        };
         b.read(|i, e, line| {
+            if last.is_some_and(|l| l != i) {
+                post(last.unwrap_or(i), &n, &bytes);
+            }
+            last = Some(i);
             n[i] += 1;
+            bytes[i] += line.len() as i64 + 1;
             batches[i].push(b, e, line, n[i])?;
             if batches[i].len() >= BATCH {
                 batches[i].load(&matched[i].stage)?;
+                post(i, &n, &bytes);
             }
             Ok(())
         })?;
+        if let Some(l) = last {
+            post(l, &n, &bytes);
+        }
         for (t, batch) in matched.iter().zip(&mut batches) {
             batch.load(&t.stage)?;
         }

@@ -20,7 +20,7 @@ use pg_tenant_ops_e2e::postgres::Client;
 use pg_tenant_ops_e2e::{assert_sqlstate, Cluster, Interruption};
 
 use crate::common::*;
-use crate::migration::dispatch_db;
+use crate::migration::{dispatch_db, job_status};
 
 /// `create_backup(scope, tenant, options)` inline: the backup id.
 pub(crate) fn backup(c: &mut Client, tenant: &str, options: &str) -> i64 {
@@ -924,4 +924,86 @@ pub fn upload_chunks_are_transactional(cluster: &Cluster) {
         .unwrap()
         .get(0);
     assert!(same, "the upload is the whole file, once");
+}
+
+/// A background backup and a background restore are one step each, one transaction: their
+/// progress shows in tenant_ops.progress before they commit, from what the step posts in
+/// shared memory (the rows with bytes_done). Each is held by another session's lock, so the
+/// watcher sees it mid-way, deterministically: the backup has read every order and waits
+/// for order_items (locked ACCESS EXCLUSIVE, the last table); the restore has staged every
+/// order item (the file's last table) and waits to delete one the other session holds FOR
+/// UPDATE. Once the jobs end, nothing is posted any more.
+pub fn progress_live_before_commit(cluster: &Cluster) {
+    let db = "e2e_backup_live_progress";
+    let mut c = dispatch_db(cluster, db, 2);
+    let office = "JOIN legacy.dispatch_patients p ON p.id = o.patient_id
+                  JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = 1";
+    let orders = scalar(
+        &mut c,
+        &format!("SELECT count(*) FROM legacy.dispatch_orders o {office}"),
+    );
+    let items = scalar(
+        &mut c,
+        &format!("SELECT count(*) FROM legacy.dispatch_order_items i JOIN legacy.dispatch_orders o ON o.id = i.order_id {office}"),
+    );
+    assert!(
+        orders > 1000 && items > orders,
+        "office 1: {orders} orders, {items} items"
+    );
+    let live = |c: &mut Client, job: i64, table: &str| -> Option<(i64, i64)> {
+        c.query_opt(
+            "SELECT rows_done, bytes_done FROM tenant_ops.progress
+              WHERE job_id = $1 AND table_name = $2::text::regclass AND bytes_done IS NOT NULL",
+            &[&job, &table],
+        )
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1)))
+    };
+    let mut blocker = cluster.connect(db);
+    let mut held = |c: &mut Client, lock: &str, start: &str, table: &str, rows: i64| {
+        blocker.batch_execute(&format!("BEGIN; {lock}")).unwrap();
+        let job: i64 = c.query_one(start, &[]).unwrap().get(0);
+        let (_, bytes) = until(
+            &format!("job {job} posting {rows} rows of {table}"),
+            Duration::from_secs(60),
+            || live(c, job, table).filter(|(done, _)| *done == rows),
+        );
+        assert_eq!(job_status(c, job), "running", "job {job} still running");
+        blocker.batch_execute("COMMIT").unwrap();
+        assert_eq!(wait_for(c, job, 120.0), "succeeded", "job {job}");
+        assert_eq!(
+            live(c, job, table),
+            None,
+            "job {job}: nothing live once committed"
+        );
+        (job, bytes)
+    };
+    let (backup_job, bytes) = held(
+        &mut c,
+        "LOCK legacy.dispatch_order_items IN ACCESS EXCLUSIVE MODE",
+        "SELECT tenant_ops.create_backup('dispatch', '1', '{}', background => true)",
+        "legacy.dispatch_orders",
+        orders,
+    );
+    assert!(
+        bytes > orders * 10,
+        "backup: bytes_done {bytes} for {orders} orders"
+    );
+    let id = backup_of_job(&mut c, backup_job);
+    let (_, bytes) = held(
+        &mut c,
+        &format!("SELECT FROM legacy.dispatch_order_items i JOIN legacy.dispatch_orders o ON o.id = i.order_id {office} LIMIT 1 FOR UPDATE OF i"),
+        &format!("SELECT tenant_ops.restore_backup({id}, '{{}}', background => true)"),
+        "legacy.dispatch_order_items",
+        items,
+    );
+    assert!(
+        bytes > items * 5,
+        "restore: bytes_done {bytes} for {items} items"
+    );
+    assert_eq!(
+        scalar(&mut c, "SELECT count(*) FROM tenant_ops.live_progress()"),
+        0,
+        "every slot free"
+    );
 }

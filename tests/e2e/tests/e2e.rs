@@ -75,6 +75,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             backups::backup_survives_worker_kill9,
         ),
         (
+            "progress_live_before_commit",
+            backups::progress_live_before_commit,
+        ),
+        (
             "restore_survives_worker_kill9",
             backups::restore_survives_worker_kill9,
         ),
