@@ -101,7 +101,8 @@ GRANT EXECUTE ON FUNCTION tenant_ops.detect_kv(text, text, bigint),
                           tenant_ops.sync_kv(text, jsonb, text, jsonb) TO tenant_ops_operator;
 GRANT EXECUTE ON FUNCTION tenant_ops.create_kv_source(text, text, jsonb), tenant_ops.drop_kv_source(text),
                           tenant_ops.kv_source_from_json(text, jsonb),
-                          tenant_ops.cleanup_kv(text, jsonb, jsonb) TO tenant_ops_admin;
+                          tenant_ops.cleanup_kv(text, jsonb, jsonb),
+                          tenant_ops.restore_kv(text, text, jsonb) TO tenant_ops_admin;
 -- Files of the export directory hold any tenant's rows (whoever exported them): reading them
 -- back is an admin's, as reading backups is.
 GRANT EXECUTE ON FUNCTION tenant_ops.download_export(text, bigint, integer), tenant_ops.export_size(text),

@@ -1,5 +1,5 @@
 //! Key-value sources: `create_kv_source`, `kv_source_from_json`, `drop_kv_source`,
-//! `detect_kv`, `import_kv`, `compare_kv`, `sync_kv`, `cleanup_kv`.
+//! `detect_kv`, `import_kv`, `compare_kv`, `sync_kv`, `cleanup_kv`, `restore_kv`.
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -220,4 +220,33 @@ fn cleanup_kv(
     );
     super::start_job(job_id, &kv::cleanup::KvCleanupKind, false);
     job_id
+}
+
+/// Writes the keys of an `import_kv` backup (`"backup": true`; the archive its result names,
+/// in the backup directory) back into a Redis source: checked whole first, then written in
+/// atomic batches, each key exactly as saved. Returns a summary.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.restore_kv(source text, file text, options jsonb DEFAULT '{}')
+RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.restore_kv(text, text, jsonb) IS
+'Writes the keys of an import_kv backup archive back into a Redis source; options on_conflict (error, skip, overwrite) and dry_run. Returns what was written.';
+"#)]
+fn restore_kv(
+    source: Option<&str>,
+    file: Option<&str>,
+    options: default!(Option<super::JsonArg>, "'{}'"),
+) -> JsonB {
+    let source = required(source, "source");
+    let file = required(file, "file");
+    let options = super::options(options);
+    let r = kv::restore::restore(source, file, &options)
+        .inspect_err(|e| audit::log_failure("restore_kv", source, e))
+        .or_raise();
+    audit::record(
+        "restore_kv",
+        source,
+        json!({"file": file, "options": options, "written": r["written"]}),
+        "ok",
+    );
+    JsonB(r)
 }

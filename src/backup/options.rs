@@ -8,10 +8,11 @@ use crate::error::Common;
 use crate::migrate::options::{IdStrategy, OnConflict};
 use crate::options::{self, present, Problem, Seg, Wording};
 
-/// Where an option sits, as messages name it; `function` is the one whose options they are.
-struct BackupWording(&'static str);
+/// Where an option sits, as messages name it; the field is the function whose options they
+/// are (also used by other functions' flat options documents, `restore_kv`'s).
+pub(crate) struct FunctionWording(pub &'static str);
 
-impl Wording for BackupWording {
+impl Wording for FunctionWording {
     fn place(&self, path: &[Seg], _input: &Value) -> String {
         match path.first().and_then(Seg::key) {
             Some(k) => format!("option \"{k}\""),
@@ -74,7 +75,7 @@ fn backup_id<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Opti
 
 impl BackupOptions {
     pub fn parse(v: &Value) -> Result<Self> {
-        Ok(options::parse(v, &BackupWording("create_backup"))?)
+        Ok(options::parse(v, &FunctionWording("create_backup"))?)
     }
 }
 
@@ -155,7 +156,7 @@ pub struct RestoreOptions {
 
 impl RestoreOptions {
     pub fn parse(v: &Value) -> Result<Self> {
-        let d: RestoreDocument = options::parse(v, &BackupWording("restore_backup"))?;
+        let d: RestoreDocument = options::parse(v, &FunctionWording("restore_backup"))?;
         let mode = d.mode.unwrap_or_default();
         let bad = |m: String, hint: Option<&str>| -> super::error::Error {
             Common::InvalidOption(m, hint.map(str::to_string)).into()

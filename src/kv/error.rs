@@ -52,6 +52,24 @@ pub enum Error {
         max: i64,
         key: String,
     },
+    /// A key backup whose archive does not read back as written.
+    Damaged {
+        file: String,
+        what: String,
+    },
+    /// `restore_kv` with `on_conflict` `error`: keys of the backup exist in the store.
+    KeysExist {
+        file: String,
+        source: String,
+        count: i64,
+        sample: Vec<String>,
+    },
+    /// `restore_kv` lost the server after writing some batches.
+    RestoreInterrupted {
+        source: String,
+        why: String,
+        written: i64,
+    },
     /// A job whose stored arguments this version cannot read.
     NotOurJob(String),
     Common(Common),
@@ -132,6 +150,23 @@ impl UserError for Error {
                 format!("more than {max} keys refused (the last \"{}\")", crate::import::rules::shorten(key)),
             )
             .hint("The refused keys are in tenant_ops.job_errors; raise \"max_errors\" or fix the values.".to_string()),
+            Error::Damaged { file, what } => Report::new(
+                ERRCODE_DATA_CORRUPTED,
+                format!("key backup \"{file}\" is damaged: {what}"),
+            )
+            .hint("Nothing was written. The archive is not as import_kv wrote it: restore another backup.".to_string()),
+            Error::KeysExist { file, source, count, sample } => Report::new(
+                ERRCODE_UNIQUE_VIOLATION,
+                format!("{count} key(s) of key backup \"{file}\" exist in source \"{source}\" (on_conflict is \"error\")"),
+            )
+            .detail(format!("Existing keys include: {}.", sample.join(", ")))
+            .hint("Nothing was written. Choose on_conflict \"skip\" (the store's keys stay) or \"overwrite\" (the backup's values).".to_string()),
+            Error::RestoreInterrupted { source, why, written } => Report::new(
+                ERRCODE_CONNECTION_FAILURE,
+                format!("key-value source \"{source}\" stopped answering during restore_kv: {why}"),
+            )
+            .detail(format!("{written} key(s) were restored before, in whole batches; no key is half written."))
+            .hint("Restore again with on_conflict \"overwrite\" once the server is back: it completes the restore.".to_string()),
             Error::NotOurJob(m) => Report::new(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, m.clone()),
             Error::Common(e) => e.report(),
             Error::Import(e) => e.report(),

@@ -16,7 +16,7 @@
 //! - `detect` — `detect_kv`: what a store holds and a suggested mapping;
 //! - `import` — the `kv_import` job kind: SCAN cursor checkpoints, batches written set-based;
 //!   `backup` — its `"backup": true`, the keys read saved in an archive before anything is
-//!   written;
+//!   written; `restore` — `restore_kv`, such an archive written back into a Redis source;
 //! - `compare` — `compare_kv` (job kind `kv_compare`): keys with no row, rows with no key,
 //!   fields that differ, as integrity findings with a score;
 //! - `sync` — `sync_kv`: one tenant's rows in line with the store (or the store with them);
@@ -31,6 +31,7 @@ pub mod error;
 pub mod import;
 pub mod mapping;
 pub mod pattern;
+pub mod restore;
 pub mod source;
 pub mod sync;
 pub mod value;

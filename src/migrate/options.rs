@@ -52,7 +52,7 @@ impl IdStrategy {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 /// What happens to a row whose key the target already holds (`on_conflict`).
 pub enum OnConflict {

@@ -330,6 +330,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             kv::kv_import_resumes_after_worker_kill9,
         ),
         ("kv_import_backs_up_keys", kv::kv_import_backs_up_keys),
+        ("kv_restore_keys", kv::kv_restore_keys),
     ];
     all.extend(submission::tests());
     all.extend(schedules::tests());

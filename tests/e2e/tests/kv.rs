@@ -1018,3 +1018,205 @@ pub fn kv_import_backs_up_keys(cluster: &Cluster) {
     );
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Every key of the store as text, sorted: its type and its value read with the command of
+/// its type (hash fields and set members sorted), so that two readings compare equal when
+/// the store holds the same keys and values.
+fn store_state(r: &RedisServer) -> Vec<String> {
+    let mut keys: Vec<String> = r
+        .cmd(&["KEYS", "*"])
+        .lines()
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys.iter()
+        .map(|k| {
+            let kind = r.cmd(&["TYPE", k]).trim().to_string();
+            let mut lines: Vec<String> = match kind.as_str() {
+                "string" => vec![r.cmd(&["GET", k])],
+                "hash" => r.cmd(&["HGETALL", k]).lines().map(str::to_string).collect(),
+                "list" => r
+                    .cmd(&["LRANGE", k, "0", "-1"])
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+                "set" => r
+                    .cmd(&["SMEMBERS", k])
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+                "zset" => r
+                    .cmd(&["ZRANGE", k, "0", "-1", "WITHSCORES"])
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+                other => panic!("{k}: type {other}"),
+            };
+            if kind == "hash" {
+                let mut pairs: Vec<String> = lines.chunks(2).map(|p| p.join("=")).collect();
+                pairs.sort();
+                lines = pairs;
+            } else if kind == "set" {
+                lines.sort();
+            }
+            format!("{k} {kind} {}", lines.join("|"))
+        })
+        .collect()
+}
+
+/// `restore_kv` of an `import_kv` backup: every type written back as saved (a binary
+/// string, a list with a repeated item, a set, a sorted set with fractional scores, a hash),
+/// with on_conflict error (refused while keys exist, 23505, nothing written), skip and
+/// overwrite, a dry run; refused, with nothing written: a name that is not a key backup's
+/// (22023), a file not there (58P01), on_conflict merge (22023), a dump source (0A000), an
+/// archive with a flipped byte (XX001).
+pub fn kv_restore_keys(cluster: &Cluster) {
+    let redis = RedisServer::start(None);
+    redis.pipe(&[
+        args(&[
+            "SET",
+            "tenant:acme",
+            &json!({"name": "Acme", "email": "ops@acme.io"}).to_string(),
+        ]),
+        args(&[
+            "SET",
+            &format!("tenant:{HOSTILE_QUOTE}"),
+            &json!({"name": "O'Hare"}).to_string(),
+        ]),
+        vec![
+            b"SET".to_vec(),
+            b"tenant:binary".to_vec(),
+            vec![0xff, 0xfe, b'{'],
+        ],
+        args(&["RPUSH", "tenant:listy", "a", "b", "a"]),
+        args(&["SADD", "tenant:setty", "x", "y", "z"]),
+        args(&["ZADD", "tenant:zetty", "1.5", "one", "-2.25", "two"]),
+        args(&[
+            "HSET",
+            "tenant:acme:settings",
+            "theme",
+            "dark",
+            "locale",
+            "de",
+        ]),
+    ]);
+    let mut c = fresh_db(cluster, "e2e_kv_restore");
+    create_extension(&mut c);
+    exec(&mut c, TABLES);
+    create_source(&mut c, "legacy", &redis.url(0));
+    let (_, r) = import(
+        &mut c,
+        "legacy",
+        &mapping(),
+        r#"{"backup": true, "continue_on_error": true}"#,
+    );
+    assert_eq!(r["backup"]["keys"], 7, "{r:#}");
+    let file = r["backup"]["file"].as_str().unwrap().to_string();
+    let before = store_state(&redis);
+    assert_eq!(before.len(), 7, "{before:?}");
+
+    let restore = |c: &mut Client, source: &str, file: &str, options: &str| {
+        c.query_one(
+            "SELECT tenant_ops.restore_kv($1, $2, $3::text::jsonb)::text",
+            &[&source, &file, &options],
+        )
+        .map(|r| serde_json::from_str::<Value>(&r.get::<_, String>(0)).unwrap())
+    };
+    // Every key is there: refused under the default on_conflict, nothing written.
+    assert_sqlstate(
+        restore(&mut c, "legacy", &file, "{}"),
+        "23505",
+        "7 key(s) of key backup",
+    );
+    let dry = restore(&mut c, "legacy", &file, r#"{"dry_run": true}"#).unwrap();
+    assert_eq!(
+        (dry["keys"].as_i64(), dry["existing"].as_i64()),
+        (Some(7), Some(7)),
+        "{dry}"
+    );
+
+    // Some keys gone or changed: skip brings back the missing only.
+    redis.cmd(&["DEL", "tenant:acme", "tenant:zetty"]);
+    redis.cmd(&["RPUSH", "tenant:listy", "extra"]);
+    redis.cmd(&["SET", "tenant:binary", "changed"]);
+    let r = restore(&mut c, "legacy", &file, r#"{"on_conflict": "skip"}"#).unwrap();
+    assert_eq!(
+        (r["written"].as_i64(), r["skipped"].as_i64()),
+        (Some(2), Some(5)),
+        "{r}"
+    );
+    assert_eq!(redis.cmd(&["GET", "tenant:binary"]).trim(), "changed");
+    assert_eq!(redis.cmd(&["LLEN", "tenant:listy"]).trim(), "4");
+    // overwrite: every key exactly as saved.
+    let r = restore(&mut c, "legacy", &file, r#"{"on_conflict": "overwrite"}"#).unwrap();
+    assert_eq!(
+        (r["written"].as_i64(), r["skipped"].as_i64()),
+        (Some(7), Some(0)),
+        "{r}"
+    );
+    assert_eq!(store_state(&redis), before);
+    // Into an empty store: the default on_conflict has nothing to refuse.
+    redis.cmd(&["FLUSHDB"]);
+    let r = restore(&mut c, "legacy", &file, "{}").unwrap();
+    assert_eq!(r["written"].as_i64(), Some(7), "{r}");
+    assert_eq!(store_state(&redis), before);
+
+    // The refusals, each with the store untouched.
+    redis.cmd(&["FLUSHDB"]);
+    assert_sqlstate(
+        restore(&mut c, "legacy", "../x.tar.gz", "{}"),
+        "22023",
+        "is not a key backup's file name",
+    );
+    assert_sqlstate(
+        restore(&mut c, "legacy", "tenant_ops_kv_backup_none.tar.gz", "{}"),
+        "58P01",
+        "tenant_ops_kv_backup_none.tar.gz",
+    );
+    assert_sqlstate(
+        restore(&mut c, "legacy", &file, r#"{"on_conflict": "merge"}"#),
+        "22023",
+        "cannot be \"merge\" for restore_kv",
+    );
+    c.query_one(
+        "SELECT tenant_ops.kv_source_from_json('dump', '{\"a\": \"1\"}')",
+        &[],
+    )
+    .unwrap();
+    assert_sqlstate(
+        restore(&mut c, "dump", &file, "{}"),
+        "0A000",
+        "writes only to a Redis server",
+    );
+    let dir: String = c
+        .query_one(
+            "SELECT current_setting('data_directory') || '/pg_tenant_ops_backups/db_' || oid FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut bytes = std::fs::read(format!("{dir}/{file}")).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(format!("{dir}/tenant_ops_kv_backup_damaged.tar.gz"), &bytes).unwrap();
+    assert_sqlstate(
+        restore(
+            &mut c,
+            "legacy",
+            "tenant_ops_kv_backup_damaged.tar.gz",
+            "{}",
+        ),
+        "XX001",
+        "key backup \"tenant_ops_kv_backup_damaged.tar.gz\" is damaged",
+    );
+    assert_eq!(
+        redis.cmd(&["DBSIZE"]).trim(),
+        "0",
+        "nothing written by a refusal"
+    );
+    assert_eq!(
+        scalar(&mut c, "SELECT count(*) FROM tenant_ops.audit_log WHERE action = 'restore_kv' AND outcome = 'ok'"),
+        4
+    );
+}
