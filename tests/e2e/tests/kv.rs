@@ -100,6 +100,16 @@ fn mapping() -> Value {
     ])
 }
 
+/// The database's backup directory (where key backups go).
+fn backup_dir(c: &mut Client) -> String {
+    c.query_one(
+        "SELECT current_setting('data_directory') || '/pg_tenant_ops_backups/db_' || oid FROM pg_database WHERE datname = current_database()",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// `import_kv` that must succeed: its job's id and result.
 #[track_caller]
 fn import(c: &mut Client, source: &str, mapping: &Value, options: &str) -> (i64, Value) {
@@ -922,13 +932,7 @@ pub fn kv_import_backs_up_keys(cluster: &Cluster) {
     create_extension(&mut c);
     exec(&mut c, TABLES);
     create_source(&mut c, "legacy", &redis.url(0));
-    let dir: String = c
-        .query_one(
-            "SELECT current_setting('data_directory') || '/pg_tenant_ops_backups/db_' || oid FROM pg_database WHERE datname = current_database()",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let dir = backup_dir(&mut c);
     let files = || -> Vec<String> {
         std::fs::read_dir(&dir)
             .map(|d| {
@@ -1189,13 +1193,7 @@ pub fn kv_restore_keys(cluster: &Cluster) {
         "0A000",
         "writes only to a Redis server",
     );
-    let dir: String = c
-        .query_one(
-            "SELECT current_setting('data_directory') || '/pg_tenant_ops_backups/db_' || oid FROM pg_database WHERE datname = current_database()",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let dir = backup_dir(&mut c);
     let mut bytes = std::fs::read(format!("{dir}/{file}")).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;

@@ -140,13 +140,9 @@ const PAGILA_EXACT: &[(&str, &str)] = &[
     ),
 ];
 
-/// Pagila store 1 edited after its backup (customers renamed, rentals returned later), then
-/// merged back with `on_conflict: overwrite`: pagila's `last_update` triggers rewrite every
-/// row the overwrite updates, so the verification refuses it (23000, the hint naming the
-/// option) and nothing changes; with `disable_triggers` the store is exactly as backed up,
-/// the triggers are enabled again afterwards, and store 2 is untouched.
-pub fn restore_overwrite_pagila_triggers(cluster: &Cluster) {
-    let db = "e2e_restore_overwrite_pagila";
+/// Database `db` with pagila, the extension and the scope `pagila` (a store and what it owns;
+/// rentals through their inventory, payments through their rental).
+fn pagila_db(cluster: &Cluster, db: &str) -> Client {
     cluster.load_pagila(db);
     let mut c = cluster.connect(db);
     create_extension(&mut c);
@@ -157,6 +153,17 @@ pub fn restore_overwrite_pagila_triggers(cluster: &Cluster) {
         "store_id",
         r#"{"owner": {"rental": "inventory", "payment": "rental"}}"#,
     );
+    c
+}
+
+/// Pagila store 1 edited after its backup (customers renamed, rentals returned later), then
+/// merged back with `on_conflict: overwrite`: pagila's `last_update` triggers rewrite every
+/// row the overwrite updates, so the verification refuses it (23000, the hint naming the
+/// option) and nothing changes; with `disable_triggers` the store is exactly as backed up,
+/// the triggers are enabled again afterwards, and store 2 is untouched.
+pub fn restore_overwrite_pagila_triggers(cluster: &Cluster) {
+    let db = "e2e_restore_overwrite_pagila";
+    let mut c = pagila_db(cluster, db);
     let store1 = sums(&mut c, PAGILA_EXACT, "1");
     let store2 = sums(&mut c, PAGILA_EXACT, "2");
     let id = backup(&mut c, "pagila", "1", "{}");
@@ -204,16 +211,7 @@ pub fn restore_overwrite_pagila_triggers(cluster: &Cluster) {
 /// of store 1's, every reference inside store 3; store 1 and 2 untouched.
 pub fn restore_clone_pagila(cluster: &Cluster) {
     let db = "e2e_restore_clone_pagila";
-    cluster.load_pagila(db);
-    let mut c = cluster.connect(db);
-    create_extension(&mut c);
-    create_scope(
-        &mut c,
-        "pagila",
-        "store",
-        "store_id",
-        r#"{"owner": {"rental": "inventory", "payment": "rental"}}"#,
-    );
+    let mut c = pagila_db(cluster, db);
     let store1 = sums(&mut c, PAGILA_EXACT, "1");
     let store2 = sums(&mut c, PAGILA_EXACT, "2");
     let id = backup(&mut c, "pagila", "1", "{}");
