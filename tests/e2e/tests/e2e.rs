@@ -42,6 +42,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             incremental::incremental_chain_restores,
         ),
         (
+            "incremental_chain_background",
+            incremental::incremental_chain_background,
+        ),
+        (
             "incremental_moves_between_tenants",
             incremental::incremental_moves_between_tenants,
         ),

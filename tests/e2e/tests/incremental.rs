@@ -62,6 +62,16 @@ fn writes_2(c: &mut Client) {
     );
 }
 
+/// Order lines follow their order's key (ON UPDATE CASCADE): `writes_2` changes one.
+fn cascade_order_keys(c: &mut Client) {
+    exec(
+        c,
+        "ALTER TABLE legacy.dispatch_order_items DROP CONSTRAINT dispatch_order_items_order_id_fkey,
+           ADD CONSTRAINT dispatch_order_items_order_id_fkey FOREIGN KEY (order_id)
+               REFERENCES legacy.dispatch_orders (id) ON UPDATE CASCADE",
+    );
+}
+
 fn json(c: &mut Client, sql: &str, id: i64) -> serde_json::Value {
     c.query_one(sql, &[&id])
         .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
@@ -81,12 +91,7 @@ fn restore(c: &mut Client, id: i64) {
 pub fn incremental_chain_restores(cluster: &Cluster) {
     let db = "e2e_incremental_chain";
     let mut c = dispatch_db(cluster, db, 1);
-    exec(
-        &mut c,
-        "ALTER TABLE legacy.dispatch_order_items DROP CONSTRAINT dispatch_order_items_order_id_fkey,
-           ADD CONSTRAINT dispatch_order_items_order_id_fkey FOREIGN KEY (order_id)
-               REFERENCES legacy.dispatch_orders (id) ON UPDATE CASCADE",
-    );
+    cascade_order_keys(&mut c);
     let base = backup(&mut c, "2", r#"{"capture": true}"#);
     let s0 = office_sums(&mut c, 2);
 
@@ -453,4 +458,70 @@ pub fn incremental_under_writers(cluster: &Cluster) {
         "the last link = the final rows"
     );
     exec(&mut c, &format!("SELECT tenant_ops.drop_backup({base})"));
+}
+
+/// The same chain through the background workers: the base with its capture, both links
+/// and the restore of the last link each a background job; the restored tenant equals the
+/// tenant at the last link, and dropping the base stops the capture it started.
+pub fn incremental_chain_background(cluster: &Cluster) {
+    let db = "e2e_incremental_background";
+    let mut c = dispatch_db(cluster, db, 1);
+    cascade_order_keys(&mut c);
+    let queued = |c: &mut Client, sql: &str| -> i64 {
+        let job: i64 = c
+            .query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {}", pg_tenant_ops_e2e::describe_error(&e)))
+            .get(0);
+        assert_eq!(wait_for(c, job, 120.0), "succeeded", "{sql} (job {job})");
+        scalar(
+            c,
+            &format!("SELECT coalesce((result ->> 'backup_id')::int8, 0) FROM tenant_ops.jobs WHERE id = {job}"),
+        )
+    };
+    let base = queued(
+        &mut c,
+        "SELECT tenant_ops.create_backup('dispatch', '2', '{\"capture\": true}', background => true)",
+    );
+    assert!(base > 0);
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM tenant_ops.captures WHERE status = 'capturing'"
+        ),
+        1,
+        "the base's capture runs"
+    );
+    writes_1(&mut c);
+    let i1 = queued(
+        &mut c,
+        &format!("SELECT tenant_ops.create_backup('dispatch', '2', '{{\"incremental\": {base}}}', background => true)"),
+    );
+    writes_2(&mut c);
+    let s2 = office_sums(&mut c, 2);
+    let i2 = queued(
+        &mut c,
+        &format!("SELECT tenant_ops.create_backup('dispatch', '2', '{{\"incremental\": {i1}}}', background => true)"),
+    );
+    let report = json(&mut c, "SELECT tenant_ops.verify_backup($1)::text", i2);
+    assert_eq!(
+        report["chain"],
+        serde_json::json!([base, i1, i2]),
+        "{report}"
+    );
+    delete_office(&mut c, 2);
+    queued(
+        &mut c,
+        &format!("SELECT tenant_ops.restore_backup({i2}, '{{}}', background => true)"),
+    );
+    assert_eq!(office_sums(&mut c, 2), s2, "the tenant as at the last link");
+    c.query_one("SELECT tenant_ops.drop_backup($1)", &[&base])
+        .unwrap();
+    assert_eq!(
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM tenant_ops.captures WHERE status = 'capturing'"
+        ),
+        0,
+        "dropping the base stops its capture"
+    );
 }
