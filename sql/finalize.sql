@@ -36,8 +36,11 @@ SELECT j.id AS job_id,
        SELECT pg_catalog.count(*) AS changes,
               coalesce(pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.min(ch.captured_at)), 3), 0) AS seconds
          FROM tenant_ops.captures c JOIN tenant_ops.capture_changes ch ON ch.capture_id = c.id
-        WHERE c.job_id = j.id AND c.status = 'capturing' AND ch.table_name = t.source) lag
-    ON j.stage IN ('drain', 'catchup')
+        WHERE c.job_id = j.id AND c.status = 'capturing'
+          -- a reverse sync captures the target tables: the lag of the table written back
+          AND ch.table_name = CASE c.kind WHEN 'target' THEN pg_catalog.to_regclass(t.target)::pg_catalog.oid
+                                          ELSE t.source::pg_catalog.oid END) lag
+    ON j.stage IN ('drain', 'catchup', 'reverse_sync')
 UNION ALL
 SELECT j.id, j.kind, j.status, j.stage,
        l.table_name,
@@ -58,7 +61,7 @@ SELECT j.id, j.kind, j.status, j.stage,
    AND NOT EXISTS (SELECT FROM tenant_ops.job_tables t
                     WHERE t.job_id = j.id AND t.source = l.table_name);
 COMMENT ON VIEW tenant_ops.progress IS
-    'Per job and table: rows done of total, rows per second and ETA, as of the last committed step and, for a running step, as it posted since (bytes_done, live_at); for an online migration catching up, the changes captured and not yet applied (lag_changes) and how old the oldest is (lag_seconds).';
+    'Per job and table: rows done of total, rows per second and ETA, as of the last committed step and, for a running step, as it posted since (bytes_done, live_at); for an online migration catching up (or, after its cutover, syncing the target''s writes back), the changes captured and not yet applied (lag_changes) and how old the oldest is (lag_seconds).';
 
 REVOKE ALL ON ALL TABLES IN SCHEMA tenant_ops FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tenant_ops FROM PUBLIC;

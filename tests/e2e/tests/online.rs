@@ -901,6 +901,23 @@ pub fn online_reverse_sync(cluster: &Cluster) {
     exec(&mut c, target_writes);
     wait_synced(&mut c);
     assert_same(&mut c, "with the reverse sync");
+    // The reverse sync's lag, per table written back: none left once synced.
+    assert_eq!(
+        scalar(
+            &mut c,
+            &format!("SELECT count(*) FROM tenant_ops.progress WHERE job_id = {job} AND lag_changes = 0 AND lag_seconds = 0")
+        ),
+        scalar(&mut c, &format!("SELECT count(*) FROM tenant_ops.job_tables WHERE job_id = {job}")),
+        "progress rows of job {job} in reverse sync with their lag"
+    );
+    assert_eq!(
+        scalar(
+            &mut c,
+            &format!("SELECT count(*) FROM tenant_ops.job_tables WHERE job_id = {job} AND to_regclass(target) IS NULL")
+        ),
+        0,
+        "every target name resolves (the lag is looked up by it)"
+    );
     assert_sqlstate(
         c.execute(
             "UPDATE app.orders SET note = 'old side' WHERE order_id = 1",
