@@ -32,8 +32,7 @@
 //!   deleted.
 
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgSqlErrorCode};
-use serde_json::Value;
+use pgrx::PgSqlErrorCode;
 
 use super::archive::{self, Registered};
 use super::error::{Error, Result};
@@ -234,6 +233,9 @@ fn list(cols: &[ColumnSpec], alias: &str) -> String {
         .join(", ")
 }
 
+/// The temporary table a link's consumed changes go to (see [`prepare`]).
+const CONSUMED: &str = "pg_temp.tenant_ops_consumed_changes";
+
 /// Takes the changes of the chain's capture (locking the captured tables so that nothing
 /// changes until the link commits) and returns what the link writes: per own table the specs of
 /// its upserted rows, then per own table the specs of its deleted keys, and the link's
@@ -245,24 +247,43 @@ pub fn prepare(
     head: &Head,
 ) -> Result<(Vec<TableSpec>, usize, Link)> {
     crate::capture::lock_writes(head.capture);
-    let consumed = owner::get_one::<JsonB>(
+    // The capture's changes move into a temporary table of the caller's (the owner deletes
+    // them from the capture and writes them there): however many there are, they stay on
+    // the server's side, in a table that spills to disk, never in one value in memory.
+    Spi::run(&format!(
+        "CREATE TEMP TABLE {CONSUMED} (seq int8, table_name pg_catalog.oid, op \"char\", row_data jsonb) ON COMMIT DROP"
+    ))
+    .or_raise();
+    Spi::run(&format!(
+        "DO $$ BEGIN EXECUTE pg_catalog.format('GRANT INSERT ON {CONSUMED} TO %I',
+             (SELECT r.rolname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid = e.extowner
+               WHERE e.extname = 'pg_tenant_ops')); END $$"
+    ))
+    .or_raise();
+    owner::execute(
         "WITH d AS (DELETE FROM tenant_ops.capture_changes WHERE capture_id = $1
-                    RETURNING seq, table_name, op, row_data),
-              t AS (SELECT table_name,
-                           pg_catalog.jsonb_build_object(
-                             'rows', pg_catalog.jsonb_agg(row_data),
-                             'moved', pg_catalog.jsonb_agg(row_data) FILTER (WHERE op IN ('I', 'D'))) AS rows
-                      FROM d GROUP BY table_name)
-         SELECT pg_catalog.jsonb_build_object(
-                  'n', (SELECT pg_catalog.count(*) FROM d),
-                  'first', (SELECT coalesce(pg_catalog.min(seq), 0) FROM d),
-                  'last', (SELECT coalesce(pg_catalog.max(seq), 0) FROM d),
-                  'tables', coalesce((SELECT pg_catalog.jsonb_object_agg(table_name::pg_catalog.text, rows) FROM t), '{}'))",
+                    RETURNING seq, table_name, op, row_data)
+         INSERT INTO pg_temp.tenant_ops_consumed_changes SELECT * FROM d",
         &[head.capture.into()],
     )
-    .or_raise()
-    .map(|j| j.0)
-    .unwrap_or(Value::Null);
+    .or_raise();
+    let (changes, first, last) = Spi::connect(|c| {
+        let r = c
+            .select(
+                &format!(
+                    "SELECT pg_catalog.count(*)::int8, coalesce(pg_catalog.min(seq), 0)::int8, coalesce(pg_catalog.max(seq), 0)::int8 FROM {CONSUMED}"
+                ),
+                None,
+                &[],
+            )?
+            .first();
+        Ok::<_, pgrx::spi::Error>((
+            r.get::<i64>(1)?.unwrap_or(0),
+            r.get::<i64>(2)?.unwrap_or(0),
+            r.get::<i64>(3)?.unwrap_or(0),
+        ))
+    })
+    .or_raise();
     let own = own_tables(loaded);
     let mut ups = vec![];
     let mut dels = vec![];
@@ -287,17 +308,17 @@ pub fn prepare(
             ))
             .or_raise();
         }
-        let recorded = &consumed["tables"][oid.to_string()];
-        for (what, into) in [("rows", &keys), ("moved", &moved)] {
-            if recorded[what].is_array() {
-                Spi::run_with_args(
-                    &format!(
-                        "INSERT INTO {into} SELECT DISTINCT * FROM pg_catalog.jsonb_populate_recordset(NULL::{into}, $1)"
-                    ),
-                    &[JsonB(recorded[what].clone()).into()],
-                )
-                .or_raise();
-            }
+        // Every recorded row's key, and those of rows new to the tenant or gone from it.
+        for (ops, into) in [("'I', 'U', 'D'", &keys), ("'I', 'D'", &moved)] {
+            Spi::run_with_args(
+                &format!(
+                    "INSERT INTO {into} SELECT DISTINCT k.* FROM {CONSUMED} c,
+                            pg_catalog.jsonb_populate_record(NULL::{into}, c.row_data) k
+                      WHERE c.table_name = $1::pg_catalog.oid AND c.op IN ({ops})"
+                ),
+                &[(*oid as i64).into()],
+            )
+            .or_raise();
         }
         // The rows whose ownership parent moved (in or out): read again, and moved themselves.
         let parent = loaded
@@ -379,6 +400,8 @@ pub fn prepare(
             columns: key,
         });
     }
+    // Gone now (not only at commit): another link may be taken in the same transaction.
+    Spi::run(&format!("DROP TABLE {CONSUMED}")).or_raise();
     let n = ups.len();
     ups.extend(dels);
     let link = Link {
@@ -387,9 +410,9 @@ pub fn prepare(
         previous_sha256: head.previous.sha256.clone(),
         link: head.link,
         capture: head.capture,
-        changes: consumed["n"].as_i64().unwrap_or(0),
-        first_seq: consumed["first"].as_i64().unwrap_or(0),
-        last_seq: consumed["last"].as_i64().unwrap_or(0),
+        changes,
+        first_seq: first,
+        last_seq: last,
         state: state(loaded, tenant)?,
     };
     Ok((ups, n, link))
