@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use rust_xlsxwriter::{Workbook, XlsxError};
+use rust_xlsxwriter::{Formula, Workbook, XlsxError};
 
 use super::error::{Error, Result};
 use super::format::{Kind, TableMeta};
@@ -53,6 +53,9 @@ impl XlsxWriter {
             sheet
                 .set_name(sheet_name(i, &t.table))
                 .map_err(xlsx_error)?;
+            // The only formulas written are the empty strings' (see `row`): their result is
+            // "" (rust_xlsxwriter would otherwise record an empty result as 0).
+            sheet.set_formula_result_default("");
             for (c, name) in t.columns.iter().enumerate() {
                 sheet
                     .write_string(0, c as u16, name)
@@ -79,6 +82,10 @@ impl XlsxWriter {
             let Some(v) = f else { continue };
             let col = c as u16;
             let written = match t.kinds[c] {
+                // Excel has no empty text cell (rust_xlsxwriter writes nothing for ""), so
+                // the empty string is the formula ="" with its result "": a text cell that
+                // reads back as "" (Excel shows it empty), apart from NULL's missing cell.
+                _ if v.is_empty() => sheet.write_formula(row, col, Formula::new("=\"\"")),
                 Kind::Integer => match v.parse::<i64>() {
                     Ok(n) if n.unsigned_abs() < (1u64 << 53) => {
                         sheet.write_number(row, col, n as f64)

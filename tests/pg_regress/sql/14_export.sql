@@ -85,8 +85,8 @@ BEGIN
 END $$;
 SELECT r.* FROM unnest(ARRAY['e1.csv.tar.gz', 'e1.json.tar.gz', 'e1.ndjson.tar.gz', 'e1.xml.tar.gz', 'e1.sql.tar.gz', 'e1.sql.tar', 'e1.ndjson.tar']) f,
   pg_temp.round_trip(f) r;
--- XLSX: every value as it was but the empty string, which a workbook holds as an empty cell
--- (Excel has no empty text cell) and comes back as NULL
+-- XLSX: every value as it was, the empty string too (written as the formula ="" with the
+-- result "", since Excel has no empty text cell; NULL is a missing cell): no row differs
 SELECT * FROM pg_temp.round_trip('e1.xlsx.tar.gz');
 SELECT t, s.n, s.sum = e.sum AS same FROM pg_temp.sums('stag ing', 1) s JOIN pg_temp.sums('Exp ört', 1) e USING (t) ORDER BY t;
 SELECT a.id, quote_nullable(a."column") AS exported, quote_nullable(b."column") AS imported
