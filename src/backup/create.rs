@@ -150,7 +150,12 @@ impl Backup {
             None => {
                 if self.options.capture {
                     super::incremental::check_isolation()?;
-                    capture = Some(crate::capture::install(self.job_id, &loaded, &self.tenant)?);
+                    capture = Some(crate::capture::install(
+                        self.job_id,
+                        &loaded,
+                        &self.tenant,
+                        crate::capture::Purpose::IncrementalBackups,
+                    )?);
                 }
                 tables(&loaded, self.options.shared == Shared::Include)
             }

@@ -116,7 +116,37 @@ pub fn check(loaded: &LoadedScope) -> Result<(), Error> {
 /// and triggers, created as the extension owner. Creating a trigger waits for the writes in
 /// flight on the table and holds off new ones until the caller's transaction commits, so once
 /// it has, every write of the tenant's rows is either recorded or was committed before.
-pub fn install(job_id: i64, loaded: &LoadedScope, tenant: &str) -> Result<i64, Error> {
+/// What a capture is for: it words the refusals its triggers give (a TRUNCATE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// An online migration's catch-up.
+    OnlineMigration,
+    /// The changes an incremental backup's links are made of.
+    IncrementalBackups,
+}
+
+impl Purpose {
+    /// What the TRUNCATE refusal says the table is captured for, and what to do.
+    fn truncate_words(self, job_id: i64) -> (String, &'static str) {
+        match self {
+            Purpose::OnlineMigration => (
+                format!("online migration job {job_id}"),
+                "Cut the migration over or roll it back first.",
+            ),
+            Purpose::IncrementalBackups => (
+                format!("the incremental backups of backup job {job_id}"),
+                "Take the next incremental first if its changes matter, then drop the base backup (drop_backup), which stops the capture.",
+            ),
+        }
+    }
+}
+
+pub fn install(
+    job_id: i64,
+    loaded: &LoadedScope,
+    tenant: &str,
+    purpose: Purpose,
+) -> Result<i64, Error> {
     check(loaded)?;
     let tables = captured_tables(loaded);
     let id = owner::get_one::<i64>(
@@ -130,7 +160,7 @@ pub fn install(job_id: i64, loaded: &LoadedScope, tenant: &str) -> Result<i64, E
     let mut remove = vec![];
     let mut fence = vec![];
     for oid in &tables {
-        let ddl = table_ddl(loaded, &filters, *oid, id, job_id, tenant);
+        let ddl = table_ddl(loaded, &filters, *oid, id, job_id, tenant, purpose);
         install.push(ddl.install);
         remove.push(ddl.remove);
         fence.push(ddl.fence);
@@ -174,6 +204,7 @@ fn table_ddl(
     capture: i64,
     job_id: i64,
     tenant: &str,
+    purpose: Purpose,
 ) -> TableDdl {
     let catalog = &loaded.catalog;
     let t = catalog.table(oid);
@@ -288,10 +319,12 @@ fn table_ddl(
                  VALUES ({capture}, {job_id}, {n}, '{op}', pg_catalog.to_jsonb({rec}));"
         )
     };
+    let (captured_for, truncate_hint) = purpose.truncate_words(job_id);
     let refuse = quote_literal(format!(
-        "{} is captured for online migration job {job_id}: TRUNCATE would lose its changes",
+        "{} is captured for {captured_for}: TRUNCATE would lose its changes",
         t.display
     ));
+    let truncate_hint = quote_literal(truncate_hint);
     let pred_body = format!(
         "BEGIN
            IF {in_tenant} THEN
@@ -307,7 +340,7 @@ fn table_ddl(
          BEGIN
            IF TG_OP = 'TRUNCATE' THEN
              RAISE EXCEPTION USING ERRCODE = '55006', MESSAGE = {refuse},
-               HINT = 'Cut the migration over or roll it back first.';
+               HINT = {truncate_hint};
            END IF;
            IF TG_OP = 'DELETE' THEN
              IF {pred}({tenant_lit}, OLD, true) THEN

@@ -82,7 +82,12 @@ impl Migration {
             return Ok(());
         }
         let loaded = self.load_scope()?;
-        let id = capture::install(self.job_id, &loaded, &self.tenant)?;
+        let id = capture::install(
+            self.job_id,
+            &loaded,
+            &self.tenant,
+            capture::Purpose::OnlineMigration,
+        )?;
         jobs::log(
             self.job_id,
             "capture.started",

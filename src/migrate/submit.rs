@@ -221,7 +221,12 @@ pub fn submit(
     if online {
         // Before the copy's first snapshot: the capture commits with the job, so every write
         // of the tenant's rows after that is recorded, and every one before is in the copy.
-        let capture = crate::capture::install(id, &loaded, tenant)?;
+        let capture = crate::capture::install(
+            id,
+            &loaded,
+            tenant,
+            crate::capture::Purpose::OnlineMigration,
+        )?;
         jobs::log(
             id,
             "capture.started",

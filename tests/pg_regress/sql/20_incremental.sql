@@ -59,6 +59,8 @@ SELECT status, result -> 'capture' IS NOT NULL AS has_capture FROM tenant_ops.jo
 SELECT c.scope, c.tenant, c.status, c.tables FROM tenant_ops.captures c
  WHERE c.id = (SELECT (manifest ->> 'capture')::bigint FROM tenant_ops.backups WHERE id = :base);
 CREATE TABLE s0 AS SELECT * FROM pg_temp.sums(1);
+-- a TRUNCATE of a captured table would lose its changes: refused, naming the backup job
+SELECT pg_temp.refused($$TRUNCATE "incr ém".part$$);
 
 -- 3. writes: an insert, an update, a delete, a key update cascading to the parts
 INSERT INTO "incr ém"."line;item" VALUES (1, 100, 1, 'new');
