@@ -313,8 +313,8 @@ fn stage_rows(b: &Registered, matched: &[Matched]) -> Result<()> {
             }
         };
         b.read(|i, e, line| {
-            if last.is_some_and(|l| l != i) {
-                post(last.unwrap_or(i), &n, &bytes);
+            if let Some(previous) = last.filter(|&l| l != i) {
+                post(previous, &n, &bytes);
             }
             last = Some(i);
             n[i] += 1;
