@@ -356,3 +356,37 @@ pub fn check_no_bom(line: u64, text: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RawRows;
+
+    #[test]
+    fn raw_rows_keep_records_as_read() {
+        let mut rows = RawRows::default();
+        let fields = ["a".to_string(), "b".to_string()];
+        rows.start(2);
+        rows.push_field(Some("x"));
+        rows.push_field(None);
+        rows.start(3);
+        rows.push_field(Some("dropped"));
+        rows.pop();
+        rows.start(5);
+        rows.push_field(Some(""));
+        rows.push_field(Some("ü"));
+        assert_eq!(rows.len(), 2);
+        let (first, second) = (rows.record(0), rows.record(1));
+        assert_eq!(
+            (first.line, first.field(0), first.field(1)),
+            (2, Some("x"), None)
+        );
+        assert_eq!(
+            (second.line, second.field(1), second.field(2)),
+            (5, Some("ü"), None)
+        );
+        assert_eq!(second.raw(&fields), serde_json::json!({"a": "", "b": "ü"}));
+        assert_eq!(first.raw(&fields), serde_json::json!({"a": "x", "b": null}));
+        rows.clear();
+        assert!(rows.is_empty());
+    }
+}
