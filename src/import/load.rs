@@ -76,16 +76,18 @@ pub struct Import {
     spare: Option<Batch>,
 }
 
-/// Where a batch's row came from: record number `n` of the batch's [`RawRows`] (CSV), or a
-/// record of its own (the other formats).
+/// Where a batch's row came from: record number `n` of the batch's [`RawRows`] (CSV; an
+/// NDJSON line), or a record of its own (the other formats).
 enum Source {
     Raw(usize),
+    Line(usize),
     Record(Record),
 }
 
 /// A record to prepare.
 enum Row<'a> {
     Raw(RawRecord<'a>),
+    Line(RawRecord<'a>),
     Record(&'a Record),
 }
 
@@ -93,16 +95,28 @@ impl Source {
     fn row<'a>(&'a self, raw: &'a RawRows) -> Row<'a> {
         match self {
             Source::Raw(n) => Row::Raw(raw.record(*n)),
+            Source::Line(n) => Row::Line(raw.record(*n)),
             Source::Record(r) => Row::Record(r),
         }
     }
 }
 
-impl Row<'_> {
+impl<'a> Row<'a> {
     fn line(&self) -> u64 {
         match self {
-            Row::Raw(r) => r.line,
+            Row::Raw(r) | Row::Line(r) => r.line,
             Row::Record(r) => r.line,
+        }
+    }
+
+    /// An NDJSON line's members (the job's error when the line is not a JSON object).
+    fn members(&self) -> Result<Option<formats::ndjson::Fields<'a>>> {
+        match self {
+            Row::Line(r) => Ok(Some(formats::ndjson::parse_line(
+                r.line,
+                r.field(0).unwrap_or_default(),
+            )?)),
+            _ => Ok(None),
         }
     }
 
@@ -110,6 +124,11 @@ impl Row<'_> {
     fn raw(&self, fields: &[String]) -> Value {
         match self {
             Row::Raw(r) => r.raw(fields),
+            // The object as serde_json reads it (it did when the line was read).
+            Row::Line(r) => r
+                .field(0)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null),
             Row::Record(r) => r.raw(fields),
         }
     }
@@ -334,10 +353,13 @@ impl Import {
             let source = match self.next_into(&mut raw)? {
                 Next::End => break,
                 Next::Raw => Source::Raw(0),
+                Next::Line => Source::Line(0),
                 Next::Record(r) => Source::Record(r),
             };
+            let row = source.row(&raw);
+            let members = row.members()?;
             let mark = cells.mark();
-            let _ = self.prepare(source.row(&raw), &mut cells);
+            let _ = self.prepare(row, members.as_ref(), &mut cells);
             cells.truncate(mark);
             skipped += 1;
         }
@@ -363,7 +385,13 @@ impl Import {
 
     /// The record's values (converted) appended to `cells` as one row, or why it is refused
     /// (and `cells` as it was).
-    fn prepare(&mut self, row: Row<'_>, cells: &mut Rows) -> std::result::Result<(), Vec<Reason>> {
+    /// `members`: an NDJSON line's, read by [`Row::members`].
+    fn prepare(
+        &mut self,
+        row: Row<'_>,
+        members: Option<&formats::ndjson::Fields<'_>>,
+        cells: &mut Rows,
+    ) -> std::result::Result<(), Vec<Reason>> {
         let open = self.open.as_ref().expect("opened");
         let plan = &open.plan;
         let date_format = self.options.date_format.as_deref();
@@ -389,6 +417,7 @@ impl Import {
         plan.prepare_row_into(
             |field, reasons| match &row {
                 Row::Raw(r) => positions[field].and_then(|i| r.field(i)).map(Cow::Borrowed),
+                Row::Line(_) => members?.text(&plan.fields[field]),
                 Row::Record(record) => match &record.values {
                     Values::Positional(v) => {
                         let at = positions[field];
@@ -605,14 +634,17 @@ impl Import {
                     break;
                 }
                 Next::Raw => Source::Raw(batch.raw.len() - 1),
+                Next::Line => Source::Line(batch.raw.len() - 1),
                 Next::Record(r) => Source::Record(r),
             };
             consumed += 1;
-            match self.prepare(source.row(&batch.raw), &mut batch.cells) {
+            let row = source.row(&batch.raw);
+            let members = row.members()?;
+            match self.prepare(row, members.as_ref(), &mut batch.cells) {
                 Ok(()) => batch.sources.push(source),
                 Err(reasons) => {
                     self.refuse(source.row(&batch.raw), reasons)?;
-                    if let Source::Raw(_) = source {
+                    if let Source::Raw(_) | Source::Line(_) = source {
                         batch.raw.pop();
                     }
                 }

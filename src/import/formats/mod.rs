@@ -270,6 +270,9 @@ pub enum Next {
     End,
     /// A record, appended to the [`RawRows`] given.
     Raw,
+    /// An NDJSON line, appended to the [`RawRows`] given as its one field, not yet read
+    /// (with [`ndjson::parse_line`], which may refuse it).
+    Line,
     /// A record of its own.
     Record(Record),
 }

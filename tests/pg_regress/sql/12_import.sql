@@ -132,6 +132,12 @@ SELECT status, result -> 'rows_written' AS written, result -> 'rows_refused' AS 
 SELECT source_key AS line, sqlstate, reason, row_data FROM tenant_ops.job_errors WHERE job_id = :job ORDER BY id;
 SELECT tenant_ops.import_data_bytes('"imp ört".notes', convert_to(E'id,note\n5,"a\\N"\n6,"cr\r\nlf"\n7,\\N\n', 'UTF8')) IS NOT NULL AS escaped;
 SELECT id, note, length(note) FROM "imp ört".notes ORDER BY id;
+-- the same for NDJSON lines: refused ones kept with their line and object
+SELECT tenant_ops.import_data_bytes('"imp ört".notes', convert_to(E'{"id": 1, "note": "dup"}\n{"id": 8, "note": "esc \\"q\\" \\u00fc\\ttab", "extra": {"b": [1, 2]}}\n\n{"id": "nine", "note": "x"}\n{"id": 10, "note": null}\n{"id": 11, "note": 12.50}\n', 'UTF8'),
+  'ndjson', '{"continue_on_error": true}') AS job \gset
+SELECT status, result -> 'rows_written' AS written, result -> 'rows_refused' AS refused FROM pg_temp.job(:job);
+SELECT source_key AS line, sqlstate, reason, row_data FROM tenant_ops.job_errors WHERE job_id = :job ORDER BY id;
+SELECT id, note FROM "imp ört".notes WHERE id >= 8 ORDER BY id;
 
 -- 7. dry_run: everything checked, nothing written, the counts and first errors reported
 SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört".contact', convert_to(:'contacts', 'UTF8'), 'csv',
