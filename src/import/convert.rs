@@ -75,6 +75,10 @@ impl Conversion {
             Conversion::Uuid => uuid::Uuid::try_parse(v)
                 .ok()
                 .map(|u| Cow::Owned(u.hyphenated().to_string())),
+            // `YYYY-MM-DD` already as a date is written: the text itself, not a copy.
+            Conversion::Date if date_format.is_none() && iso_date(v).is_some() => {
+                Some(Cow::Borrowed(v))
+            }
             Conversion::Date => {
                 parse_when(v, date_format).map(|w| Cow::Owned(w.date().to_string()))
             }

@@ -11,6 +11,7 @@ use std::ffi::{c_int, c_void, CString};
 
 use pgrx::pg_sys;
 
+use super::cells::Cells;
 use super::plan::{Fill, Plan};
 use crate::migrate::options::OnConflict;
 
@@ -90,9 +91,9 @@ fn push_field(out: &mut Vec<u8>, v: Option<&str>) {
 
 /// Writes the batch (`arrays` as the plan binds them, one row per index) with COPY; the rows
 /// written. An ERROR (a constraint, a value its type refuses) goes up as it is.
-#[allow(clippy::needless_range_loop)] // row i of every array
-pub fn write(plan: &Plan, arrays: &[Vec<Option<String>>]) -> i64 {
-    let rows = arrays.first().map_or(0, Vec::len);
+pub fn write(plan: &Plan, arrays: &(impl Cells + ?Sized)) -> i64 {
+    let rows = arrays.rows();
+    let plain = arrays.plain();
     // The previous batch's buffer, its capacity kept: one allocation for the whole import.
     let mut text = FEED.with(|f| std::mem::take(&mut f.borrow_mut().0));
     text.clear();
@@ -101,11 +102,15 @@ pub fn write(plan: &Plan, arrays: &[Vec<Option<String>>]) -> i64 {
             if k > 0 {
                 text.push(b'\t');
             }
-            let v = match &c.fill {
-                Fill::Field { array, .. } => arrays[*array][i].as_deref(),
-                Fill::Constant { param } => plan.constants[*param].as_deref(),
-            };
-            push_field(&mut text, v);
+            match &c.fill {
+                Fill::Field { array, .. } => match arrays.cell(i, *array) {
+                    Some(v) if plain => text.extend_from_slice(v.as_bytes()),
+                    v => push_field(&mut text, v),
+                },
+                Fill::Constant { param } => {
+                    push_field(&mut text, plan.constants[*param].as_deref())
+                }
+            }
         }
         text.push(b'\n');
     }

@@ -7,6 +7,7 @@
 //! nothing, so that a bad line fails the job before any step commits; inline runs are one
 //! transaction anyway and load straight away.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -15,8 +16,9 @@ use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use serde_json::{json, Value};
 
+use super::cells::{Cells, Rows};
 use super::error::{Error, Reason, Result};
-use super::formats::{self, Format, Reader, Record, Values};
+use super::formats::{self, Format, Next, RawRecord, RawRows, Reader, Record, Values};
 use super::options::ImportOptions;
 use super::plan::{Fill, Plan, Target};
 use super::rules::Seen;
@@ -69,46 +71,112 @@ pub struct Import {
     open: Option<Open>,
     seen: Seen,
     first_errors: Vec<Value>,
+    /// The last step's batch, emptied: its buffers for the next (touching fresh memory each
+    /// step cost page faults).
+    spare: Option<Batch>,
 }
 
-/// One batch of prepared rows: a text array per column filled from a field.
+/// Where a batch's row came from: record number `n` of the batch's [`RawRows`] (CSV; an
+/// NDJSON line), or a record of its own (the other formats).
+enum Source {
+    Raw(usize),
+    Line(usize),
+    Record(Record),
+}
+
+/// A record to prepare.
+enum Row<'a> {
+    Raw(RawRecord<'a>),
+    Line(RawRecord<'a>),
+    Record(&'a Record),
+}
+
+impl Source {
+    fn row<'a>(&'a self, raw: &'a RawRows) -> Row<'a> {
+        match self {
+            Source::Raw(n) => Row::Raw(raw.record(*n)),
+            Source::Line(n) => Row::Line(raw.record(*n)),
+            Source::Record(r) => Row::Record(r),
+        }
+    }
+}
+
+impl<'a> Row<'a> {
+    fn line(&self) -> u64 {
+        match self {
+            Row::Raw(r) | Row::Line(r) => r.line,
+            Row::Record(r) => r.line,
+        }
+    }
+
+    /// An NDJSON line's members (the job's error when the line is not a JSON object).
+    fn members(&self) -> Result<Option<formats::ndjson::Fields<'a>>> {
+        match self {
+            Row::Line(r) => Ok(Some(formats::ndjson::parse_line(
+                r.line,
+                r.field(0).unwrap_or_default(),
+            )?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The record as it was read, for `tenant_ops.job_errors`.
+    fn raw(&self, fields: &[String]) -> Value {
+        match self {
+            Row::Raw(r) => r.raw(fields),
+            // The object as serde_json reads it (it did when the line was read).
+            Row::Line(r) => r
+                .field(0)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null),
+            Row::Record(r) => r.raw(fields),
+        }
+    }
+}
+
+/// One batch of prepared rows: their values (one per column filled from a field, in the
+/// order of the batch arrays) and where each came from, kept for the rows refused later
+/// (`references`, a batch the database refuses).
 struct Batch {
-    arrays: Vec<Vec<Option<String>>>,
-    records: Vec<Record>,
+    cells: Rows,
+    raw: RawRows,
+    sources: Vec<Source>,
 }
 
 impl Batch {
     fn new(n: usize, capacity: usize) -> Batch {
         Batch {
-            arrays: (0..n).map(|_| Vec::with_capacity(capacity)).collect(),
-            records: Vec::with_capacity(capacity),
+            cells: Rows::new(n, capacity),
+            raw: RawRows::default(),
+            sources: Vec::with_capacity(capacity),
         }
     }
 
+    /// Empty for the next step, its buffers kept.
+    fn clear(&mut self) {
+        self.cells.clear();
+        self.raw.clear();
+        self.sources.clear();
+    }
+
     fn len(&self) -> usize {
-        self.records.len()
+        self.sources.len()
+    }
+
+    fn row(&self, i: usize) -> Row<'_> {
+        self.sources[i].row(&self.raw)
     }
 
     /// The batch without the rows at `drop`.
     fn without(self, drop: &HashSet<usize>) -> Batch {
-        let keep = |i: &usize| !drop.contains(i);
         Batch {
-            arrays: self
-                .arrays
-                .into_iter()
-                .map(|a| {
-                    a.into_iter()
-                        .enumerate()
-                        .filter(|(i, _)| keep(i))
-                        .map(|(_, v)| v)
-                        .collect()
-                })
-                .collect(),
-            records: self
-                .records
+            cells: self.cells.without(drop),
+            raw: self.raw,
+            sources: self
+                .sources
                 .into_iter()
                 .enumerate()
-                .filter(|(i, _)| keep(i))
+                .filter(|(i, _)| !drop.contains(i))
                 .map(|(_, r)| r)
                 .collect(),
         }
@@ -159,6 +227,7 @@ impl Import {
             open: None,
             seen: Seen::new(),
             first_errors: vec![],
+            spare: None,
         })
     }
 
@@ -277,11 +346,21 @@ impl Import {
         // Back to the checkpoint.
         self.seen.clear();
         let mut skipped = 0;
+        let mut raw = RawRows::default();
+        let mut cells = Rows::new(self.open.as_ref().expect("opened").plan.arrays, 1);
         while skipped < self.at.records {
-            let Some(record) = self.next_record()? else {
-                break;
+            raw.clear();
+            let source = match self.next_into(&mut raw)? {
+                Next::End => break,
+                Next::Raw => Source::Raw(0),
+                Next::Line => Source::Line(0),
+                Next::Record(r) => Source::Record(r),
             };
-            let _ = self.prepare(&record);
+            let row = source.row(&raw);
+            let members = row.members()?;
+            let mark = cells.mark();
+            let _ = self.prepare(row, members.as_ref(), &mut cells);
+            cells.truncate(mark);
             skipped += 1;
         }
         Ok(())
@@ -295,24 +374,36 @@ impl Import {
         }
     }
 
-    fn next_record(&mut self) -> Result<Option<Record>> {
+    /// The next record, appended to `raw` where the reader can.
+    fn next_into(&mut self, raw: &mut RawRows) -> Result<Next> {
         let open = self.open.as_mut().expect("opened");
         if let Some(r) = open.ahead.take() {
-            return Ok(Some(r));
+            return Ok(Next::Record(r));
         }
-        open.reader.next_record()
+        open.reader.next_into(raw)
     }
 
-    /// The record's values for the batch arrays (converted), or why it is refused.
+    /// The record's values (converted) appended to `cells` as one row, or why it is refused
+    /// (and `cells` as it was).
+    /// `members`: an NDJSON line's, read by [`Row::members`].
     fn prepare(
         &mut self,
-        record: &Record,
-    ) -> std::result::Result<Vec<Option<String>>, Vec<Reason>> {
+        row: Row<'_>,
+        members: Option<&formats::ndjson::Fields<'_>>,
+        cells: &mut Rows,
+    ) -> std::result::Result<(), Vec<Reason>> {
         let open = self.open.as_ref().expect("opened");
         let plan = &open.plan;
         let date_format = self.options.date_format.as_deref();
         let mut reasons = vec![];
-        if let (true, Values::Named(m)) = (open.every_key, &record.values) {
+        if let (
+            true,
+            Row::Record(Record {
+                values: Values::Named(m),
+                ..
+            }),
+        ) = (open.every_key, &row)
+        {
             for k in m.keys().filter(|k| !plan.fields.contains(k)) {
                 reasons.push(Reason::new(
                     pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -322,38 +413,47 @@ impl Import {
         }
         let seen = &mut self.seen;
         let positions = &open.positions;
-        let out = plan.prepare_row(
-            |field, reasons| match &record.values {
-                Values::Positional(v) => {
-                    let at = positions[field];
-                    if let Some(i) = at {
-                        reasons.extend(
-                            record
-                                .faults
-                                .iter()
-                                .filter(|(f, _)| *f == i)
-                                .map(|(_, r)| r.clone()),
-                        );
+        let mark = cells.mark();
+        plan.prepare_row_into(
+            |field, reasons| match &row {
+                Row::Raw(r) => positions[field].and_then(|i| r.field(i)).map(Cow::Borrowed),
+                Row::Line(_) => members?.text(&plan.fields[field]),
+                Row::Record(record) => match &record.values {
+                    Values::Positional(v) => {
+                        let at = positions[field];
+                        if let Some(i) = at {
+                            reasons.extend(
+                                record
+                                    .faults
+                                    .iter()
+                                    .filter(|(f, _)| *f == i)
+                                    .map(|(_, r)| r.clone()),
+                            );
+                        }
+                        at.and_then(|i| v.get(i))
+                            .and_then(|v| v.as_deref())
+                            .map(Cow::Borrowed)
                     }
-                    at.and_then(|i| v.get(i)).cloned().flatten()
-                }
-                Values::Named(m) => m.get(&plan.fields[field]).and_then(formats::json_text),
+                    Values::Named(m) => m.get(&plan.fields[field]).and_then(formats::json_str),
+                },
             },
             seen,
             date_format,
             &mut reasons,
+            |v| cells.push(v.as_deref()),
         );
         if reasons.is_empty() {
-            Ok(out)
+            Ok(())
         } else {
+            cells.truncate(mark);
             Err(reasons)
         }
     }
 
     /// A refused row: kept in job_errors (`continue_on_error`), counted (dry run), or the
     /// job's error.
-    fn refuse(&mut self, record: &Record, reasons: Vec<Reason>) -> Result<()> {
-        let line = record.line;
+    fn refuse(&mut self, row: Row<'_>, reasons: Vec<Reason>) -> Result<()> {
+        let line = row.line();
         if self.options.dry_run {
             self.at.refused += 1;
             if self.first_errors.len() < FIRST_ERRORS {
@@ -377,7 +477,7 @@ impl Import {
             self.job_id,
             self.meta.target as u32,
             &line.to_string(),
-            record.raw(&fields),
+            row.raw(&fields),
             &reasons
                 .iter()
                 .map(|r| r.message.clone())
@@ -402,7 +502,7 @@ impl Import {
             let (Some(sql), Fill::Field { array, .. }) = (&c.references, &c.fill) else {
                 continue;
             };
-            let values = &batch.arrays[*array];
+            let values = batch.cells.column(*array);
             let missing: Vec<String> = in_batch_context(|| {
                 match try_subtransaction(|| {
                     Spi::get_one_with_args::<Vec<String>>(sql, &[values.clone().into()])
@@ -411,7 +511,7 @@ impl Import {
                 }) {
                     Ok(m) => m,
                     // A value that is not of the referenced column's type references nothing.
-                    Err(_) => values.iter().flatten().cloned().collect(),
+                    Err(_) => values.iter().flatten().map(|v| v.to_string()).collect(),
                 }
             });
             if missing.is_empty() {
@@ -424,7 +524,7 @@ impl Import {
                 .and_then(|r| r.references.clone())
                 .unwrap_or_default();
             for (i, v) in values.iter().enumerate() {
-                if v.as_deref().is_some_and(|v| missing.contains(v)) {
+                if v.is_some_and(|v| missing.contains(v)) {
                     bad.push((
                         i,
                         Reason::new(
@@ -432,7 +532,7 @@ impl Import {
                             format!(
                                 "column \"{}\": \"{}\" is not in {reference}",
                                 c.column.name,
-                                super::rules::shorten(v.as_deref().unwrap_or_default())
+                                super::rules::shorten(v.unwrap_or_default())
                             ),
                         ),
                     ));
@@ -452,7 +552,7 @@ impl Import {
                 reasons.push(bad[k].1.clone());
                 k += 1;
             }
-            self.refuse(&batch.records[i], reasons)?;
+            self.refuse(batch.row(i), reasons)?;
             drop.insert(i);
         }
         Ok(batch.without(&drop))
@@ -469,22 +569,21 @@ impl Import {
         let constants = open.plan.constants.clone();
         let plan = &open.plan;
         let whole = if super::copy::usable(plan, self.options.on_conflict) {
-            in_batch_context(|| try_subtransaction(|| super::copy::write(plan, &batch.arrays)))
+            in_batch_context(|| try_subtransaction(|| super::copy::write(plan, &batch.cells)))
         } else {
-            in_batch_context(|| try_subtransaction(|| insert(&sql, &batch.arrays, &constants)))
+            in_batch_context(|| try_subtransaction(|| insert(&sql, &batch.cells, &constants)))
         };
         if let Ok(n) = whole {
             return Ok(n);
         }
         let mut written = 0;
         for i in 0..batch.len() {
-            let row: Vec<Vec<Option<String>>> =
-                batch.arrays.iter().map(|a| vec![a[i].clone()]).collect();
+            let row: Vec<Vec<Option<String>>> = (0..batch.cells.width())
+                .map(|k| vec![batch.cells.cell(i, k).map(str::to_string)])
+                .collect();
             match in_batch_context(|| try_subtransaction(|| insert(&sql, &row, &constants))) {
                 Ok(n) => written += n,
-                Err(e) => {
-                    self.refuse(&batch.records[i], vec![Reason::new(e.sqlstate, e.message)])?
-                }
+                Err(e) => self.refuse(batch.row(i), vec![Reason::new(e.sqlstate, e.message)])?,
             }
         }
         Ok(written)
@@ -519,23 +618,36 @@ impl Import {
         }
         let n = self.open.as_ref().expect("opened").plan.arrays;
         let size = self.options.batch_size as usize;
-        let mut batch = Batch::new(n, size);
+        let mut batch = match self.spare.take() {
+            Some(mut b) if b.cells.width() == n => {
+                b.clear();
+                b
+            }
+            _ => Batch::new(n, size),
+        };
         let mut consumed = 0i64;
         let mut eof = false;
         while batch.len() < size {
-            let Some(record) = self.next_record()? else {
-                eof = true;
-                break;
+            let source = match self.next_into(&mut batch.raw)? {
+                Next::End => {
+                    eof = true;
+                    break;
+                }
+                Next::Raw => Source::Raw(batch.raw.len() - 1),
+                Next::Line => Source::Line(batch.raw.len() - 1),
+                Next::Record(r) => Source::Record(r),
             };
             consumed += 1;
-            match self.prepare(&record) {
-                Ok(values) => {
-                    for (a, v) in batch.arrays.iter_mut().zip(values) {
-                        a.push(v);
+            let row = source.row(&batch.raw);
+            let members = row.members()?;
+            match self.prepare(row, members.as_ref(), &mut batch.cells) {
+                Ok(()) => batch.sources.push(source),
+                Err(reasons) => {
+                    self.refuse(source.row(&batch.raw), reasons)?;
+                    if let Source::Raw(_) | Source::Line(_) = source {
+                        batch.raw.pop();
                     }
-                    batch.records.push(record);
                 }
-                Err(reasons) => self.refuse(&record, reasons)?,
             }
         }
         let batch = self.check_references(batch)?;
@@ -554,6 +666,7 @@ impl Import {
         } else {
             0
         };
+        self.spare = Some(batch);
         let open = self.open.as_ref().expect("opened");
         self.at.records += consumed;
         self.at.written += written;
@@ -617,11 +730,11 @@ pub fn in_batch_context<R>(f: impl FnOnce() -> R) -> R {
 
 /// The batch INSERT with its arrays and constants bound; the rows written. The arrays are
 /// bound by reference (their text is copied once, into the array datums).
-pub fn insert(sql: &str, arrays: &[Vec<Option<String>>], constants: &[Option<String>]) -> i64 {
+pub fn insert(sql: &str, arrays: &(impl Cells + ?Sized), constants: &[Option<String>]) -> i64 {
     let mut args: Vec<pgrx::datum::DatumWithOid> =
-        Vec::with_capacity(arrays.len() + constants.len());
-    for a in arrays {
-        let texts: Vec<Option<&str>> = a.iter().map(|v| v.as_deref()).collect();
+        Vec::with_capacity(arrays.width() + constants.len());
+    for k in 0..arrays.width() {
+        let texts: Vec<Option<&str>> = (0..arrays.rows()).map(|r| arrays.cell(r, k)).collect();
         args.push(texts.into());
     }
     for c in constants {

@@ -10,6 +10,7 @@
 //! - `rules` — the validation rules per column;
 //! - `plan` — the mapping of fields to columns and the one INSERT a batch is written with;
 //!   `copy` — the faster way, PostgreSQL's COPY FROM fed from memory, where nothing needs SQL;
+//! - `cells` — a batch's values, in one buffer rather than a `String` each;
 //! - `load` — the step driver: batches in, refused rows out, checkpoints;
 //! - `kind` — the job kind; `submit` — checking the call and creating the job.
 //!
@@ -19,6 +20,7 @@
 //! resumes (after a crash, a `kill -9`) re-reads the file up to that position without
 //! writing, so no row is lost or written twice.
 
+pub mod cells;
 pub mod convert;
 pub mod copy;
 pub mod error;

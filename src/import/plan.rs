@@ -8,6 +8,7 @@
 //! expression its migrate_tenant transform (`migrate::transform`, reused) and a cast to the
 //! column's type, then the `on_conflict` clause migrations use (`OnConflict::clause`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -284,6 +285,27 @@ impl Plan {
         reasons: &mut Vec<super::error::Reason>,
     ) -> Vec<Option<String>> {
         let mut out = Vec::with_capacity(self.arrays);
+        self.prepare_row_into(
+            |field, reasons| value(field, reasons).map(Cow::Owned),
+            seen,
+            date_format,
+            reasons,
+            |v| out.push(v.map(Cow::into_owned)),
+        );
+        out
+    }
+
+    /// As [`Plan::prepare_row`], each value (borrowed where the record lends it and the
+    /// conversion leaves it as it is) given to `emit` in the order of the batch arrays
+    /// rather than collected: nothing is copied that need not be.
+    pub fn prepare_row_into<'v>(
+        &self,
+        mut value: impl FnMut(usize, &mut Vec<super::error::Reason>) -> Option<Cow<'v, str>>,
+        seen: &mut super::rules::Seen,
+        date_format: Option<&str>,
+        reasons: &mut Vec<super::error::Reason>,
+        mut emit: impl FnMut(Option<Cow<'_, str>>),
+    ) {
         for c in &self.columns {
             let Fill::Field {
                 field,
@@ -296,33 +318,35 @@ impl Plan {
             };
             let v = value(*field, reasons);
             if let Some(rules) = &c.rules {
-                // Not `entry`, which would copy the name for every row.
-                if !seen.contains_key(&c.column.name) {
-                    seen.insert(c.column.name.clone(), Default::default());
-                }
-                let seen = seen.get_mut(&c.column.name).expect("just made");
+                let seen = if rules.unique {
+                    // Not `entry`, which would copy the name for every row.
+                    if !seen.contains_key(&c.column.name) {
+                        seen.insert(c.column.name.clone(), Default::default());
+                    }
+                    seen.get_mut(&c.column.name)
+                } else {
+                    None
+                };
                 rules.check(&c.column.name, v.as_deref(), seen, reasons);
             }
-            let v = match (v, transform) {
+            match (v, transform) {
                 (Some(v), None) => match convert.apply(&c.column.name, &v, date_format) {
                     // Unchanged (`v` itself, not a slice of it nor a constant such as a
-                    // boolean's "t"): the text, without a copy.
-                    Ok(std::borrow::Cow::Borrowed(b))
+                    // boolean's "t"): the value as it came, owned or borrowed.
+                    Ok(Cow::Borrowed(b))
                         if std::ptr::eq(b.as_ptr(), v.as_ptr()) && b.len() == v.len() =>
                     {
-                        Some(v)
+                        emit(Some(v))
                     }
-                    Ok(c) => Some(c.into_owned()),
+                    Ok(c) => emit(Some(c)),
                     Err(r) => {
                         reasons.push(r);
-                        None
+                        emit(None)
                     }
                 },
-                (v, _) => v,
-            };
-            out.push(v);
+                (v, _) => emit(v),
+            }
         }
-        out
     }
 
     /// The rows a batch would write, as `SELECT <column expressions> FROM <the arrays>`

@@ -2,7 +2,7 @@
 //! is written. Each failing rule is one reason, with its own SQLSTATE, and a row keeps every
 //! reason it has. `references` needs the database and is checked per batch (`load.rs`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use pgrx::PgSqlErrorCode::*;
 use regex::Regex;
@@ -94,7 +94,7 @@ impl Checked {
         &self,
         column: &str,
         value: Option<&str>,
-        seen: &mut HashSet<String>,
+        seen: Option<&mut Distinct>,
         out: &mut Vec<Reason>,
     ) {
         let Some(v) = value else {
@@ -153,7 +153,7 @@ impl Checked {
                 ),
             ));
         }
-        if self.unique && !seen.insert(v.to_string()) {
+        if self.unique && seen.is_some_and(|s| !s.insert(v)) {
             out.push(Reason::new(
                 ERRCODE_UNIQUE_VIOLATION,
                 format!(
@@ -176,7 +176,45 @@ pub fn shorten(v: &str) -> String {
 }
 
 /// The values seen so far of each `unique` column.
-pub type Seen = BTreeMap<String, HashSet<String>>;
+pub type Seen = BTreeMap<String, Distinct>;
+
+/// The distinct values of one column so far (`unique`): their text side by side in one
+/// buffer and a hash table of spans into it, not a `String` each (for a million ids that was
+/// ~85 MB of small allocations and a tenth of the import's time).
+#[derive(Clone, Default)]
+pub struct Distinct {
+    text: String,
+    table: hashbrown::HashTable<(usize, usize)>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Distinct {
+    /// Adds `v`; false when it was there already.
+    pub fn insert(&mut self, v: &str) -> bool {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(v);
+        let text = &self.text;
+        if self.table.find(hash, |&(s, e)| &text[s..e] == v).is_some() {
+            return false;
+        }
+        let start = self.text.len();
+        self.text.push_str(v);
+        let (text, hasher) = (&self.text, &self.hasher);
+        self.table
+            .insert_unique(hash, (start, text.len()), |&(s, e)| {
+                hasher.hash_one(&text[s..e])
+            });
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -195,18 +233,18 @@ mod tests {
             serde_json::json!({"required": true, "min_length": 2, "max_length": 5,
             "pattern": "^[a-z@.]+$", "email": true, "unique": true}),
         );
-        let mut seen = HashSet::new();
+        let mut seen = Distinct::default();
         let mut out = vec![];
-        r.check("c", Some("a@b.de"), &mut seen, &mut out);
+        r.check("c", Some("a@b.de"), Some(&mut seen), &mut out);
         assert_eq!(out.len(), 1, "{out:?}"); // too long
         out.clear();
-        r.check("c", Some("a@b.de"), &mut seen, &mut out);
+        r.check("c", Some("a@b.de"), Some(&mut seen), &mut out);
         assert_eq!(out.len(), 2); // too long, repeated
         out.clear();
-        r.check("c", None, &mut seen, &mut out);
+        r.check("c", None, Some(&mut seen), &mut out);
         assert_eq!(out[0].sqlstate, ERRCODE_NOT_NULL_VIOLATION);
         out.clear();
-        r.check("c", Some("X"), &mut seen, &mut out);
+        r.check("c", Some("X"), Some(&mut seen), &mut out);
         // too short, pattern, email
         assert_eq!(out.len(), 3, "{out:?}");
     }

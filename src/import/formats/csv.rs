@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 
-use super::{check_no_bom, Reader, Record, Values};
+use super::{check_no_bom, Next, RawRows, Reader, Record, Values};
 use crate::import::error::{Error, Result};
 use crate::import::options::CsvOptions;
 
@@ -210,6 +210,36 @@ impl Reader for CsvReader {
     }
 
     fn next_record(&mut self) -> Result<Option<Record>> {
+        let Some(line) = self.read_checked()? else {
+            return Ok(None);
+        };
+        let mut values = Vec::with_capacity(self.record.len());
+        self.each_field(line, |v| values.push(v.map(str::to_string)))?;
+        Ok(Some(Record {
+            line,
+            values: Values::Positional(values),
+            faults: vec![],
+        }))
+    }
+
+    fn next_into(&mut self, rows: &mut RawRows) -> Result<Next> {
+        let Some(line) = self.read_checked()? else {
+            return Ok(Next::End);
+        };
+        rows.start(line);
+        match self.each_field(line, |v| rows.push_field(v)) {
+            Ok(()) => Ok(Next::Raw),
+            Err(e) => {
+                rows.pop();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl CsvReader {
+    /// [`CsvReader::read`], refusing a record with more fields than the header names.
+    fn read_checked(&mut self) -> Result<Option<u64>> {
         let Some(line) = self.read()? else {
             return Ok(None);
         };
@@ -229,21 +259,35 @@ impl Reader for CsvReader {
                 hint: None,
             });
         }
-        let mut values = Vec::with_capacity(self.record.len());
+        Ok(Some(line))
+    }
+
+    /// The fields of the record read, as text (`None`: the null string), to `f`; invalid
+    /// UTF-8 or a byte order mark refuses the record.
+    fn each_field(&self, line: u64, mut f: impl FnMut(Option<&str>)) -> Result<()> {
+        let bytes = self.record.as_slice();
+        // One UTF-8 check for the whole record, valid for each field when every field starts
+        // on a character boundary (else each field is checked, to name the bad one).
+        let whole = std::str::from_utf8(bytes).ok().filter(|t| {
+            (0..self.record.len()).all(|i| {
+                self.record
+                    .range(i)
+                    .is_some_and(|r| t.is_char_boundary(r.start))
+            })
+        });
         // A byte order mark starts with 0xEF: without one in the record, none to look for.
-        let may_hold_bom = memchr::memchr(0xEF, self.record.as_slice()).is_some();
-        for f in self.record.iter() {
-            let text = utf8(line, f)?;
+        let may_hold_bom = memchr::memchr(0xEF, bytes).is_some();
+        for (i, field) in self.record.iter().enumerate() {
+            let text = match (whole, self.record.range(i)) {
+                (Some(t), Some(r)) => &t[r],
+                _ => utf8(line, field)?,
+            };
             if may_hold_bom {
                 check_no_bom(line, text)?;
             }
-            values.push((text != self.null).then(|| text.to_string()));
+            f((text != self.null).then_some(text));
         }
-        Ok(Some(Record {
-            line,
-            values: Values::Positional(values),
-            faults: vec![],
-        }))
+        Ok(())
     }
 }
 

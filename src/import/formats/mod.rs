@@ -158,12 +158,139 @@ impl Record {
     }
 }
 
+/// Positional records kept side by side without a `String` per field: every field's text in
+/// one buffer, a span per field, a line per record. What a batch keeps of the CSV records it
+/// read (for the rows refused later: `job_errors` wants the record as read); cleared, its
+/// capacity kept, for the next batch.
+#[derive(Default)]
+pub struct RawRows {
+    text: String,
+    /// Per field: its bytes in `text`, `None` for NULL.
+    spans: Vec<Option<(usize, usize)>>,
+    /// Per record: its line and its first field in `spans`.
+    rows: Vec<(u64, usize)>,
+}
+
+impl RawRows {
+    pub fn clear(&mut self) {
+        if self.text.capacity() > 64 << 20 {
+            self.text = String::new();
+        }
+        self.text.clear();
+        self.spans.clear();
+        self.rows.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Starts a record at `line`; its fields follow with [`RawRows::push_field`].
+    pub fn start(&mut self, line: u64) {
+        self.rows.push((line, self.spans.len()));
+    }
+
+    pub fn push_field(&mut self, v: Option<&str>) {
+        self.spans.push(v.map(|v| {
+            let start = self.text.len();
+            self.text.push_str(v);
+            (start, self.text.len())
+        }));
+    }
+
+    /// Removes the last record (refused, or read only to be skipped).
+    pub fn pop(&mut self) {
+        if let Some((_, first)) = self.rows.pop() {
+            let start = self.spans[first..]
+                .iter()
+                .flatten()
+                .next()
+                .map_or(self.text.len(), |s| s.0);
+            self.text.truncate(start);
+            self.spans.truncate(first);
+        }
+    }
+
+    fn fields(&self, row: usize) -> &[Option<(usize, usize)>] {
+        let first = self.rows[row].1;
+        let end = self.rows.get(row + 1).map_or(self.spans.len(), |r| r.1);
+        &self.spans[first..end]
+    }
+
+    /// Record `row`'s fields.
+    pub fn record(&self, row: usize) -> RawRecord<'_> {
+        RawRecord {
+            line: self.rows[row].0,
+            text: &self.text,
+            spans: self.fields(row),
+        }
+    }
+}
+
+/// The fields of one record of [`RawRows`].
+#[derive(Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub line: u64,
+    text: &'a str,
+    spans: &'a [Option<(usize, usize)>],
+}
+
+impl<'a> RawRecord<'a> {
+    /// Field `i` (`None`: NULL, or the record has fewer fields).
+    pub fn field(&self, i: usize) -> Option<&'a str> {
+        self.spans
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|(s, e)| &self.text[s..e])
+    }
+
+    /// The record as it was read, for `tenant_ops.job_errors` (as [`Record::raw`]).
+    pub fn raw(&self, fields: &[String]) -> Value {
+        Value::Object(
+            fields
+                .iter()
+                .zip(self.spans)
+                .map(|(f, s)| {
+                    let v = s.map_or(Value::Null, |(s, e)| Value::String(self.text[s..e].into()));
+                    (f.clone(), v)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// What [`Reader::next_into`] read.
+pub enum Next {
+    /// The end of the file.
+    End,
+    /// A record, appended to the [`RawRows`] given.
+    Raw,
+    /// An NDJSON line, appended to the [`RawRows`] given as its one field, not yet read
+    /// (with [`ndjson::parse_line`], which may refuse it).
+    Line,
+    /// A record of its own.
+    Record(Record),
+}
+
 /// A format reader.
 pub trait Reader {
     /// The field names every record has (CSV: the header), if the format has them.
     fn fields(&self) -> Option<&[String]>;
     /// The next record; `None` at the end.
     fn next_record(&mut self) -> Result<Option<Record>>;
+    /// The next record: appended to `rows` by readers that can (CSV: no `String` per field),
+    /// else as a [`Record`].
+    fn next_into(&mut self, _rows: &mut RawRows) -> Result<Next> {
+        Ok(match self.next_record()? {
+            None => Next::End,
+            Some(r) => Next::Record(r),
+        })
+    }
     /// The line the reader is at (the next record's).
     fn line(&self) -> u64;
     /// The field delimiter (CSV).
@@ -210,6 +337,15 @@ pub fn json_text(v: &Value) -> Option<String> {
     }
 }
 
+/// As [`json_text`], a string borrowed rather than copied.
+pub fn json_str(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
+        other => Some(std::borrow::Cow::Owned(other.to_string())),
+    }
+}
+
 /// A byte order mark inside the text (files concatenated with their BOMs) is refused.
 pub fn check_no_bom(line: u64, text: &str) -> Result<()> {
     if text.contains('\u{feff}') {
@@ -222,4 +358,38 @@ pub fn check_no_bom(line: u64, text: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawRows;
+
+    #[test]
+    fn raw_rows_keep_records_as_read() {
+        let mut rows = RawRows::default();
+        let fields = ["a".to_string(), "b".to_string()];
+        rows.start(2);
+        rows.push_field(Some("x"));
+        rows.push_field(None);
+        rows.start(3);
+        rows.push_field(Some("dropped"));
+        rows.pop();
+        rows.start(5);
+        rows.push_field(Some(""));
+        rows.push_field(Some("ü"));
+        assert_eq!(rows.len(), 2);
+        let (first, second) = (rows.record(0), rows.record(1));
+        assert_eq!(
+            (first.line, first.field(0), first.field(1)),
+            (2, Some("x"), None)
+        );
+        assert_eq!(
+            (second.line, second.field(1), second.field(2)),
+            (5, Some("ü"), None)
+        );
+        assert_eq!(second.raw(&fields), serde_json::json!({"a": "", "b": "ü"}));
+        assert_eq!(first.raw(&fields), serde_json::json!({"a": "x", "b": null}));
+        rows.clear();
+        assert!(rows.is_empty());
+    }
 }

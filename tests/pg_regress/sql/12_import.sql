@@ -121,6 +121,23 @@ SELECT tenant_ops.import_data_bytes('"imp ört"."Peo;ple"', convert_to(E'id,name
 -- a constraint of the target (NOT NULL) found row by row
 SELECT tenant_ops.import_data_bytes('"imp ört"."Peo;ple"', convert_to(E'id,name\n53,x\n54,\n', 'UTF8'));
 \echo :SQLSTATE
+-- with continue_on_error, the rows the batch's COPY fails on are found one by one and kept
+-- with the record as read; values holding a tab, a backslash or a line end go through COPY
+-- text escaped
+CREATE TABLE "imp ört".notes (id int PRIMARY KEY, note text NOT NULL);
+INSERT INTO "imp ört".notes VALUES (1, 'there');
+SELECT tenant_ops.import_data_bytes('"imp ört".notes', convert_to(E'id,note\n1,again\n2,"tab\there, back\\slash"\n3,\n4,"two\nlines"\n', 'UTF8'),
+  'csv', '{"continue_on_error": true}') AS job \gset
+SELECT status, result -> 'rows_written' AS written, result -> 'rows_refused' AS refused FROM pg_temp.job(:job);
+SELECT source_key AS line, sqlstate, reason, row_data FROM tenant_ops.job_errors WHERE job_id = :job ORDER BY id;
+SELECT tenant_ops.import_data_bytes('"imp ört".notes', convert_to(E'id,note\n5,"a\\N"\n6,"cr\r\nlf"\n7,\\N\n', 'UTF8')) IS NOT NULL AS escaped;
+SELECT id, note, length(note) FROM "imp ört".notes ORDER BY id;
+-- the same for NDJSON lines: refused ones kept with their line and object
+SELECT tenant_ops.import_data_bytes('"imp ört".notes', convert_to(E'{"id": 1, "note": "dup"}\n{"id": 8, "note": "esc \\"q\\" \\u00fc\\ttab", "extra": {"b": [1, 2]}}\n\n{"id": "nine", "note": "x"}\n{"id": 10, "note": null}\n{"id": 11, "note": 12.50}\n', 'UTF8'),
+  'ndjson', '{"continue_on_error": true}') AS job \gset
+SELECT status, result -> 'rows_written' AS written, result -> 'rows_refused' AS refused FROM pg_temp.job(:job);
+SELECT source_key AS line, sqlstate, reason, row_data FROM tenant_ops.job_errors WHERE job_id = :job ORDER BY id;
+SELECT id, note FROM "imp ört".notes WHERE id >= 8 ORDER BY id;
 
 -- 7. dry_run: everything checked, nothing written, the counts and first errors reported
 SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört".contact', convert_to(:'contacts', 'UTF8'), 'csv',
