@@ -20,7 +20,7 @@ use super::cells::{Cells, Rows};
 use super::error::{Error, Reason, Result};
 use super::formats::{self, Format, Next, RawRecord, RawRows, Reader, Record, Values};
 use super::options::ImportOptions;
-use super::plan::{Fill, Plan, Target};
+use super::plan::{Plan, Target};
 use super::rules::Seen;
 use super::{source, Meta, META_KEY};
 use crate::error::{OrRaise, Report};
@@ -494,64 +494,16 @@ impl Import {
         Ok(())
     }
 
-    /// Rows whose `references` values the referenced table does not hold.
-    fn check_references(&mut self, batch: Batch) -> Result<Batch> {
+    /// Rows the rules checked in the database refuse (`references`, `unique` against the
+    /// table: `lookups`).
+    fn check_database_rules(&mut self, batch: Batch) -> Result<Batch> {
         let plan = &self.open.as_ref().expect("opened").plan;
-        let mut bad: Vec<(usize, Reason)> = vec![];
-        for c in &plan.columns {
-            let (Some(sql), Fill::Field { array, .. }) = (&c.references, &c.fill) else {
-                continue;
-            };
-            let values = batch.cells.column(*array);
-            let missing: Vec<String> = in_batch_context(|| {
-                match try_subtransaction(|| {
-                    Spi::get_one_with_args::<Vec<String>>(sql, &[values.clone().into()])
-                        .or_raise()
-                        .unwrap_or_default()
-                }) {
-                    Ok(m) => m,
-                    // A value that is not of the referenced column's type references nothing.
-                    Err(_) => values.iter().flatten().map(|v| v.to_string()).collect(),
-                }
-            });
-            if missing.is_empty() {
-                continue;
-            }
-            let missing: HashSet<&str> = missing.iter().map(String::as_str).collect();
-            let reference = c
-                .rules
-                .as_ref()
-                .and_then(|r| r.references.clone())
-                .unwrap_or_default();
-            for (i, v) in values.iter().enumerate() {
-                if v.is_some_and(|v| missing.contains(v)) {
-                    bad.push((
-                        i,
-                        Reason::new(
-                            pgrx::PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-                            format!(
-                                "column \"{}\": \"{}\" is not in {reference}",
-                                c.column.name,
-                                super::rules::shorten(v.unwrap_or_default())
-                            ),
-                        ),
-                    ));
-                }
-            }
-        }
+        let bad = in_batch_context(|| super::lookups::refusals(plan, &batch.cells));
         if bad.is_empty() {
             return Ok(batch);
         }
-        bad.sort_by_key(|(i, _)| *i);
         let mut drop = HashSet::new();
-        let mut k = 0;
-        while k < bad.len() {
-            let i = bad[k].0;
-            let mut reasons = vec![];
-            while k < bad.len() && bad[k].0 == i {
-                reasons.push(bad[k].1.clone());
-                k += 1;
-            }
+        for (i, reasons) in bad {
             self.refuse(batch.row(i), reasons)?;
             drop.insert(i);
         }
@@ -650,7 +602,7 @@ impl Import {
                 }
             }
         }
-        let batch = self.check_references(batch)?;
+        let batch = self.check_database_rules(batch)?;
         let written = if self.writing() && !self.options.dry_run {
             self.write(&batch)?
         } else if self.options.dry_run {

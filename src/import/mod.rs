@@ -27,6 +27,7 @@ pub mod error;
 pub mod formats;
 pub mod kind;
 pub mod load;
+pub mod lookups;
 pub mod options;
 pub mod plan;
 pub mod rules;

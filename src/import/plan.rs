@@ -115,6 +115,20 @@ pub struct ColumnPlan {
     pub rules: Option<Checked>,
     /// `references`: the SQL that keeps the values (a text[] parameter) not found there.
     pub references: Option<String>,
+    /// `unique`, against the rows the target holds already (see [`UniqueInTable`]).
+    pub unique_in_table: Option<UniqueInTable>,
+}
+
+/// A `unique` column checked against the target's rows, per batch: `sql` keeps the values of
+/// `$1` (text[]) that a row of the target holds already. Under an `on_conflict` that writes
+/// over a row with the same key (skip, overwrite, merge), the row with the incoming row's own
+/// key does not count: `key_array` is the batch array of the one-column primary key, bound as
+/// `$2`. (A key of several columns, or one not read from the file, leaves such imports to
+/// the file-wide check alone: nothing tells which existing row an incoming one is.)
+#[derive(Clone, Debug)]
+pub struct UniqueInTable {
+    pub sql: String,
+    pub key_array: Option<usize>,
 }
 
 /// The plan of one import.
@@ -256,8 +270,20 @@ impl Plan {
                     fill,
                     rules,
                     references,
+                    unique_in_table: None,
                 });
             }
+        }
+        let checks: Vec<(usize, UniqueInTable)> = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.rules.as_ref().is_some_and(|r| r.unique))
+            .filter_map(|(i, c)| {
+                unique_in_table(&target, &columns, &c.column, o.on_conflict).map(|u| (i, u))
+            })
+            .collect();
+        for (i, u) in checks {
+            columns[i].unique_in_table = Some(u);
         }
         let insert = insert_sql(&target, arrays, &columns, o.on_conflict);
         Ok(Plan {
@@ -440,6 +466,48 @@ fn insert_sql(
         names.join(", "),
         on_conflict.clause("t", key.as_deref(), &updatable)
     )
+}
+
+/// The check of a `unique` column against the target's rows (see [`UniqueInTable`]); None
+/// where nothing tells an incoming row's existing one from another row.
+fn unique_in_table(
+    target: &Target,
+    columns: &[ColumnPlan],
+    column: &TargetColumn,
+    on_conflict: OnConflict,
+) -> Option<UniqueInTable> {
+    let holds = |extra: &str| {
+        format!(
+            "SELECT pg_catalog.array_agg(DISTINCT u.v) FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]){}) AS u(v{})
+              WHERE u.v IS NOT NULL AND EXISTS (SELECT 1 FROM {} t WHERE t.{} = u.v::{}{extra})",
+            if extra.is_empty() { "" } else { ", pg_catalog.unnest($2::pg_catalog.text[])" },
+            if extra.is_empty() { "" } else { ", k" },
+            target.sql,
+            column.quoted,
+            column.type_full
+        )
+    };
+    if on_conflict == OnConflict::Error {
+        // Every row whose key is there already is refused anyway; any holder is another row.
+        return Some(UniqueInTable {
+            sql: holds(""),
+            key_array: None,
+        });
+    }
+    let [key] = target.primary_key.as_deref()? else {
+        return None;
+    };
+    let key_plan = columns.iter().find(|c| &c.column.name == key)?;
+    let Fill::Field { array, .. } = key_plan.fill else {
+        return None;
+    };
+    Some(UniqueInTable {
+        sql: holds(&format!(
+            " AND t.{} IS DISTINCT FROM u.k::{}",
+            key_plan.column.quoted, key_plan.column.type_full
+        )),
+        key_array: Some(array),
+    })
 }
 
 /// The statement keeping the values of `$1` (text[]) that `reference` (`table(column)`, or

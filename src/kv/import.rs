@@ -217,6 +217,44 @@ impl KvImport {
         Ok(())
     }
 
+    /// Keys the rules checked in the database refuse (`references`, `unique` against the
+    /// table: `import::lookups`), refused and taken out of the batch.
+    fn check_database_rules(&mut self, i: usize, batch: Batch) -> Result<Batch> {
+        let plan = &self.mappings[i].plan;
+        let bad =
+            in_batch_context(|| crate::import::lookups::refusals(plan, batch.arrays.as_slice()));
+        if bad.is_empty() {
+            return Ok(batch);
+        }
+        let mut refused = std::collections::HashSet::new();
+        for (r, reasons) in bad {
+            let (key, value) = &batch.keys[r];
+            self.refuse(i, key, value.raw(), reasons)?;
+            refused.insert(r);
+        }
+        let keep = |r: &usize| !refused.contains(r);
+        Ok(Batch {
+            arrays: batch
+                .arrays
+                .into_iter()
+                .map(|a| {
+                    a.into_iter()
+                        .enumerate()
+                        .filter(|(r, _)| keep(r))
+                        .map(|(_, v)| v)
+                        .collect()
+                })
+                .collect(),
+            keys: batch
+                .keys
+                .into_iter()
+                .enumerate()
+                .filter(|(r, _)| keep(r))
+                .map(|(_, k)| k)
+                .collect(),
+        })
+    }
+
     /// Writes the batch in one statement; should it fail, key by key (each in a
     /// subtransaction) to refuse the keys at fault.
     fn write(&mut self, i: usize, batch: &Batch) -> Result<i64> {
@@ -343,6 +381,7 @@ impl KvImport {
                 Err(reasons) => self.refuse(i, &key, value.raw(), reasons)?,
             }
         }
+        let batch = self.check_database_rules(i, batch)?;
         let written = if self.writing() && !self.dry_run() {
             self.write(i, &batch)?
         } else if self.dry_run() {

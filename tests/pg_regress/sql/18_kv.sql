@@ -61,6 +61,22 @@ SELECT tenant_ops.import_kv('one', '{"pattern": "{name}", "table": "\"kv ört\".
 SELECT * FROM "kv ört".raw ORDER BY k;
 SELECT tenant_ops.detect_kv('one') -> 'patterns' -> 0 -> 'keys' AS one_pattern_keys;
 
+-- 6b. the rules checked in the database hold for keys too: references (a value another
+-- table must hold) and unique against the rows the table holds already
+CREATE TABLE "kv ört".lang (code text PRIMARY KEY);
+INSERT INTO "kv ört".lang VALUES ('de'), ('en');
+CREATE TABLE "kv ört".pref (k text PRIMARY KEY, lang text, handle text);
+INSERT INTO "kv ört".pref VALUES ('old', 'de', 'taken');
+SELECT tenant_ops.kv_source_from_json('langs', '{"u1": "{\"lang\": \"de\", \"handle\": \"h1\"}",
+  "u2": "{\"lang\": \"xx\", \"handle\": \"h2\"}", "u3": "{\"lang\": \"en\", \"handle\": \"taken\"}"}') AS keys;
+SELECT tenant_ops.import_kv('langs', '{"pattern": "{name}", "table": "\"kv ört\".pref",
+  "columns": {"k": "key", "lang": {"from": "$.lang", "rules": {"references": "\"kv ört\".lang"}},
+              "handle": {"from": "$.handle", "rules": {"unique": true}}}}', '{"continue_on_error": true}') AS job \gset
+SELECT result -> 'rows_written' AS written, result -> 'keys_refused' AS refused FROM tenant_ops.jobs WHERE id = :job;
+SELECT source_key, sqlstate, reason FROM tenant_ops.job_errors WHERE job_id = :job ORDER BY source_key;
+SELECT * FROM "kv ört".pref ORDER BY k;
+SELECT tenant_ops.drop_kv_source('langs');
+
 -- 7. bad input, each with its SQLSTATE; nothing written
 SELECT tenant_ops.kv_source_from_json('browsers', '{}');
 \echo :SQLSTATE
