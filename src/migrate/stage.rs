@@ -86,25 +86,49 @@ pub(super) fn staged(job_id: i64, source: TableId) -> bool {
         .unwrap_or(false)
 }
 
+/// The lookup whose ids a copy statement generates itself (see [`joins`]).
+pub(super) struct Own<'a> {
+    /// Its alias number.
+    pub n: usize,
+    /// The SQL of a fresh id.
+    pub generator: &'a str,
+    /// Some keys may be mapped already (by an earlier migration of the tenant in this
+    /// namespace): those keep their ids, read from id_map, and only the others are fresh.
+    pub mapped_before: bool,
+}
+
 /// The joins of `p`'s key lookups: staged keys where this transaction staged them (on the
 /// value itself where the types agree, else on its text, as id_map compares), id_map for the
-/// rest. `own`: the lookup (by alias number) whose ids the statement generates itself, with
-/// the generator's SQL.
-pub(super) fn joins(p: &TablePlan, job_id: i64, own: Option<(usize, &str)>) -> String {
+/// rest. `own`: the lookup whose ids the statement generates itself; its alias then also
+/// says whether the id is fresh (`__tenant_ops_fresh`, to be written to id_map).
+pub(super) fn joins(p: &TablePlan, job_id: i64, own: Option<&Own>) -> String {
     p.lookups
         .iter()
         .enumerate()
         .map(|(n, l)| {
-            if let Some((own_n, generator)) = own {
-                if own_n == n {
-                    // OFFSET 0 and the reference to `s`: evaluated once per source row, never
-                    // pulled up into (and repeated by) each column that uses it.
-                    return format!(
-                        " CROSS JOIN LATERAL (SELECT {generator} AS __tenant_ops_new_id, ({input}) AS __tenant_ops_key
-                                               OFFSET 0) __tenant_ops_m{n}",
-                        input = l.input
-                    );
-                }
+            if let Some(own) = own.filter(|o| o.n == n) {
+                // OFFSET 0 and the reference to `s`: evaluated once per source row, never
+                // pulled up into (and repeated by) each column that uses it.
+                let (before, id, fresh) = if own.mapped_before {
+                    (
+                        format!(
+                            " LEFT JOIN (SELECT legacy_key, new_id FROM tenant_ops.id_map
+                                          WHERE namespace = $2 AND source = {tbl}::pg_catalog.regclass) __tenant_ops_e{n}
+                                 ON __tenant_ops_e{n}.legacy_key = ({input})::text",
+                            tbl = l.table,
+                            input = l.input
+                        ),
+                        format!("coalesce(__tenant_ops_e{n}.new_id, {})", own.generator),
+                        format!("__tenant_ops_e{n}.new_id IS NULL"),
+                    )
+                } else {
+                    (String::new(), own.generator.to_string(), "true".to_string())
+                };
+                return format!(
+                    "{before} CROSS JOIN LATERAL (SELECT {id} AS __tenant_ops_new_id, ({input}) AS __tenant_ops_key,
+                                                  {fresh} AS __tenant_ops_fresh OFFSET 0) __tenant_ops_m{n}",
+                    input = l.input
+                );
             }
             if staged(job_id, l.table) {
                 let (key, input) = if l.same_type {
