@@ -42,7 +42,7 @@ pub(super) struct Sums {
 /// `__tenant_ops_c<i>`), each with its source hash and whether it is new, read `from` (a FROM
 /// clause over the source `s`, with its WHERE); and `ins`, the insert with each stored row's
 /// hash. `new_row`: the condition on `s` that a row is new (`changes::new_row_condition`).
-pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str) -> String {
+pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str, extra: Option<&Extra>) -> String {
     let cols: Vec<String> = p
         .columns
         .iter()
@@ -53,11 +53,18 @@ pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str) -> String {
         .map(|i| format!("__tenant_ops_c{i}"))
         .collect();
     let (source_hash, target_hash) = hashes_over(p, |i, _| format!("y.__tenant_ops_c{i}"));
+    let (extra_cols, extra_ctes) = match extra {
+        Some(e) => (
+            format!(", {}", e.columns),
+            format!(",\n         {}", e.ctes),
+        ),
+        None => (String::new(), String::new()),
+    };
     // OFFSET 0: each column expression is computed once, not again inside the hash.
     format!(
         "x AS MATERIALIZED (SELECT y.*, {source_hash} AS __tenant_ops_h
-                              FROM (SELECT {cols}, ({new_row}) AS __tenant_ops_new FROM {from} OFFSET 0) y),
-         ins AS (INSERT INTO {tgt} AS t ({tcols}) SELECT {list} FROM x RETURNING {target_hash} AS __tenant_ops_h)",
+                              FROM (SELECT {cols}{extra_cols}, ({new_row}) AS __tenant_ops_new FROM {from} OFFSET 0) y),
+         ins AS (INSERT INTO {tgt} AS t ({tcols}) SELECT {list} FROM x RETURNING {target_hash} AS __tenant_ops_h){extra_ctes}",
         cols = cols.join(", "),
         tgt = p.target.sql,
         tcols = p.target_columns(),
@@ -65,16 +72,29 @@ pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str) -> String {
     )
 }
 
-/// The output columns of a checked copy over [`ctes`], in [`read`]'s order.
-pub(super) const OUTPUT: &str = "(SELECT pg_catalog.count(*) FROM x),
-    (SELECT coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text FROM x),
-    (SELECT pg_catalog.count(*) FROM ins),
-    (SELECT coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text FROM ins),
-    (SELECT pg_catalog.count(*) FILTER (WHERE __tenant_ops_new) FROM x)";
+/// The output columns of a checked copy over [`ctes`], in [`read`]'s order, from
+/// [`OUTPUT_FROM`]: each CTE is read once for all its figures (`x`, spilled to a temporary
+/// file beyond `work_mem`, was read three times more when each figure had its own subquery).
+pub(super) const OUTPUT: &str = "__tenant_ops_xs.n, __tenant_ops_xs.h, __tenant_ops_is.n, __tenant_ops_is.h, __tenant_ops_xs.new";
+
+/// The FROM clause of [`OUTPUT`].
+pub(super) const OUTPUT_FROM: &str = "FROM (SELECT pg_catalog.count(*) AS n, coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text AS h,
+                  pg_catalog.count(*) FILTER (WHERE __tenant_ops_new) AS new FROM x) __tenant_ops_xs,
+         (SELECT pg_catalog.count(*) AS n, coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text AS h FROM ins) __tenant_ops_is";
+
+/// What a copy statement that generates new ids adds to [`ctes`] (see `stage.rs`): columns
+/// of `x` (over the source rows and the joins) and further CTEs reading `x`.
+pub(super) struct Extra {
+    pub columns: String,
+    pub ctes: String,
+}
 
 /// A whole checked copy statement of the rows `from` selects.
-pub(super) fn statement(p: &TablePlan, from: &str, new_row: &str) -> String {
-    format!("WITH {} SELECT {OUTPUT}", ctes(p, from, new_row))
+pub(super) fn statement(p: &TablePlan, from: &str, new_row: &str, extra: Option<&Extra>) -> String {
+    format!(
+        "WITH {} SELECT {OUTPUT} {OUTPUT_FROM}",
+        ctes(p, from, new_row, extra)
+    )
 }
 
 /// Reads [`OUTPUT`] from a result row, starting at column `first`.

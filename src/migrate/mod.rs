@@ -44,7 +44,8 @@
 //! - `tables.rs` — which tables are copied, and the plans every stage works from; how a plan
 //!   computes each target row: `plan.rs` (keys and FKs) and `transform.rs` (column transforms);
 //! - `keys.rs` — the key mapping: new ids recorded in `tenant_ops.id_map`, uuid5 namespaces
-//!   (`uuid5.rs`), `map_id`;
+//!   (`uuid5.rs`), `map_id`; `stage.rs`: an inline run's new ids generated in the copy's own
+//!   pass and staged in a temporary table of the transaction for the later tables' lookups;
 //! - `sharing.rs` — rows several migrations into one target share (shared tables, managers,
 //!   other tenants' rows): reused when there, recorded, removed by an undo only when unused;
 //! - `undo.rs` — `rollback_migration` and the revert of a cancelled job;
@@ -72,6 +73,7 @@ mod reverse;
 pub(crate) mod row_hash;
 mod sharing;
 mod sql;
+mod stage;
 mod submit;
 mod tables;
 pub mod target;

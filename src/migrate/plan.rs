@@ -27,6 +27,30 @@ pub struct KeyColumn {
     pub type_name: String,
 }
 
+/// One key lookup of a table plan: the new id of `input` (an expression over `s`) as a key of
+/// the re-keyed `table`, joined as `__tenant_ops_m<n>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub table: TableId,
+    pub input: String,
+    /// `input` has the type of `table`'s key, so a staged mapping (keys of that type) can be
+    /// joined on the value itself rather than its text (see `stage.rs`).
+    pub same_type: bool,
+}
+
+impl Lookup {
+    /// The join of lookup `n` in `tenant_ops.id_map` (`$2`: the namespace).
+    pub fn id_map_join(&self, n: usize) -> String {
+        format!(
+            " LEFT JOIN (SELECT legacy_key AS __tenant_ops_key, new_id AS __tenant_ops_new_id FROM tenant_ops.id_map
+                WHERE namespace = $2 AND source = {tbl}::pg_catalog.regclass) __tenant_ops_m{n}
+               ON __tenant_ops_m{n}.__tenant_ops_key = ({input})::text",
+            tbl = self.table,
+            input = self.input
+        )
+    }
+}
+
 /// Everything needed to copy, verify, fix up, delete and roll back one table.
 #[derive(Clone, Debug)]
 pub struct TablePlan {
@@ -56,6 +80,9 @@ pub struct TablePlan {
     pub can_fail: bool,
     /// Joins the column expressions need after `FROM source s` (key lookups in id_map).
     pub joins: String,
+    /// The key lookups behind `joins`, in alias order (`__tenant_ops_m<n>`): a copy step of
+    /// an inline run joins the keys it staged in this transaction instead (see `stage.rs`).
+    pub lookups: Vec<Lookup>,
     /// A condition on `s` selecting the rows of `filter` copied for other tenants' sake (the
     /// managers a root row points at, rows of other tenants that `cross_tenant: copy` brings
     /// along): like shared rows, they are reused when an earlier migration into the target
@@ -71,7 +98,7 @@ pub struct Planner<'a> {
     pub rekeyed: BTreeSet<TableId>,
     pub is_admin: bool,
     /// id_map lookups the table being planned needs: (table, input expression) → alias.
-    pub lookups: RefCell<Vec<(TableId, String)>>,
+    pub lookups: RefCell<Vec<Lookup>>,
     /// The columns the `pii` option masks (see `pii::mask`).
     pub masks: crate::pii::mask::Masks,
 }
@@ -142,7 +169,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The SQL mapping a value `x` of the key `table.col` to its new value.
-    fn map_key(&self, table: TableId, col: &str, x: &str) -> String {
+    fn map_key(&self, table: TableId, col: &str, x: &str, x_type: &str) -> String {
         let t = self.catalog().table(table);
         // Only the re-keyed primary key goes through the key mapping: a tenant key that is
         // another column of the root keeps its values (the mapping holds primary keys only,
@@ -158,11 +185,15 @@ impl<'a> Planner<'a> {
                     let mut lookups = self.lookups.borrow_mut();
                     let n = match lookups
                         .iter()
-                        .position(|(tbl, input)| *tbl == t.oid && input == x)
+                        .position(|l| l.table == t.oid && l.input == x)
                     {
                         Some(n) => n,
                         None => {
-                            lookups.push((t.oid, x.to_string()));
+                            lookups.push(Lookup {
+                                table: t.oid,
+                                input: x.to_string(),
+                                same_type: t.known_column(col).type_name == x_type,
+                            });
                             lookups.len() - 1
                         }
                     };
@@ -200,7 +231,7 @@ impl<'a> Planner<'a> {
         let t = self.catalog().table(table);
         let input = format!("s.{}", t.quoted_col(col));
         match self.value_map(table, col, &mut BTreeSet::new()) {
-            Some((p, pc)) => self.map_key(p, &pc, &input),
+            Some((p, pc)) => self.map_key(p, &pc, &input, &t.known_column(col).type_name),
             None => input,
         }
     }
@@ -399,21 +430,15 @@ impl<'a> Planner<'a> {
             Some([k]) => src.column(k).map(|c| c.quoted.clone()),
             _ => None,
         };
-        let joins = self
-            .lookups
-            .borrow()
+        let lookups = self.lookups.borrow().clone();
+        let joins = lookups
             .iter()
             .enumerate()
-            .map(|(n, (tbl, input))| {
-                format!(
-                    " LEFT JOIN (SELECT legacy_key AS __tenant_ops_key, new_id AS __tenant_ops_new_id FROM tenant_ops.id_map
-                        WHERE namespace = $2 AND source = {tbl}::pg_catalog.regclass) __tenant_ops_m{n}
-                       ON __tenant_ops_m{n}.__tenant_ops_key = ({input})::text"
-                )
-            })
+            .map(|(n, l)| l.id_map_join(n))
             .collect::<String>();
         Ok(TablePlan {
             joins,
+            lookups,
             step,
             source,
             source_sql: src.sql.clone(),

@@ -71,7 +71,7 @@ struct Exprs {
     columns: Vec<Column>,
     joins: String,
     /// The id_map-style lookups the planner asked for: (re-keyed table, input over `s`).
-    lookups: Vec<(TableId, String)>,
+    lookups: Vec<crate::migrate::plan::Lookup>,
 }
 
 /// The columns the `pii` option masks in the copy: `"mask"` decided from the backup's rows
@@ -176,7 +176,12 @@ pub(super) fn run(ctx: &Ctx) -> Result<Value> {
     for (i, e) in &exprs {
         let t = &ctx.matched[*i];
         let mut n = 0;
-        for (parent, input) in &e.lookups {
+        for crate::migrate::plan::Lookup {
+            table: parent,
+            input,
+            ..
+        } in &e.lookups
+        {
             let map = &maps[parent];
             n += Spi::get_one::<i64>(&format!(
                 "WITH kept AS (INSERT INTO {map} (__tenant_ops_o0, __tenant_ops_new_id)
@@ -483,7 +488,15 @@ fn column_exprs(
     let lookups = planner.lookups.borrow().clone();
     let mut joins = String::new();
     if let Some(maps) = maps {
-        for (n, (parent, input)) in lookups.iter().enumerate() {
+        for (
+            n,
+            crate::migrate::plan::Lookup {
+                table: parent,
+                input,
+                ..
+            },
+        ) in lookups.iter().enumerate()
+        {
             if let Some(map) = maps.get(parent) {
                 joins.push_str(&format!(
                     " LEFT JOIN {map} __tenant_ops_m{n} ON __tenant_ops_m{n}.__tenant_ops_o0 = ({input})"
