@@ -53,7 +53,13 @@ pub fn refusals(plan: &Plan, cells: &(impl Cells + ?Sized)) -> Vec<(usize, Vec<R
         if let Some(u) = &c.unique_in_table {
             let keys = u.key_array.map(column);
             // A value that is not of the column's type is in no row (its row fails anyway).
-            let taken = held(&u.sql, &values, keys.as_deref()).unwrap_or_default();
+            // The target grows during the import and is not analyzed meanwhile: planned on
+            // its statistics, the lookup reads it whole for every batch. An index on the
+            // column, when there is one, is what it is for.
+            let taken = crate::sys::with_settings(&[("enable_seqscan", "off")], || {
+                held(&u.sql, &values, keys.as_deref())
+            })
+            .unwrap_or_default();
             flag(&values, &taken, &mut bad, |v| {
                 Reason::new(
                     PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,

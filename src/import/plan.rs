@@ -124,7 +124,8 @@ pub struct ColumnPlan {
 /// over a row with the same key (skip, overwrite, merge), the row with the incoming row's own
 /// key does not count: `key_array` is the batch array of the one-column primary key, bound as
 /// `$2`. (A key of several columns, or one not read from the file, leaves such imports to
-/// the file-wide check alone: nothing tells which existing row an incoming one is.)
+/// the file-wide check alone: nothing tells which existing row an incoming one is.) None too
+/// where a unique index on the column alone enforces it as the rows are written.
 #[derive(Clone, Debug)]
 pub struct UniqueInTable {
     pub sql: String,
@@ -476,6 +477,22 @@ fn unique_in_table(
     column: &TargetColumn,
     on_conflict: OnConflict,
 ) -> Option<UniqueInTable> {
+    // A unique index on the column alone enforces it as the rows are written (a repeat is
+    // refused with 23505 by the row-by-row pass, or is the same row under on_conflict):
+    // nothing to look up then.
+    let enforced = pgrx::Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                         WHERE i.indrelid = $1::pg_catalog.oid AND i.indisunique AND i.indisvalid
+                           AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+                           AND a.attname = $2)",
+        &[target.oid.into(), column.name.as_str().into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    if enforced {
+        return None;
+    }
     let holds = |extra: &str| {
         format!(
             "SELECT pg_catalog.array_agg(DISTINCT u.v) FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]){}) AS u(v{})
