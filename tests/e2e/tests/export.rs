@@ -1,9 +1,8 @@
 //! export_tenant and import_tenant between two databases on pagila: a store exported in each
 //! format (XLSX too), imported into a second database over rows that were changed there
 //! (replace: the same rows, keys included, as the source), and as a new store with fresh keys
-//! (clone: the
-//! same rows up to keys); the SQL export loaded by psql and the CSV export by COPY, without
-//! the extension; a download through SQL that is the file byte for byte.
+//! (clone: the same rows up to keys); the SQL export loaded by psql and the CSV export by
+//! COPY, without the extension; a download through SQL that is the file byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
