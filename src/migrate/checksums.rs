@@ -38,20 +38,27 @@ pub(super) struct Sums {
     pub new_rows: i64,
 }
 
-/// The common table expressions of a checked copy: `x`, the rows (columns
-/// `__tenant_ops_c<i>`), each with its source hash and whether it is new, read `from` (a FROM
-/// clause over the source `s`, with its WHERE); and `ins`, the insert with each stored row's
-/// hash. `new_row`: the condition on `s` that a row is new (`changes::new_row_condition`).
-pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str, extra: Option<&Extra>) -> String {
-    let cols: Vec<String> = p
+/// The plan's column expressions named `__tenant_ops_c<i>` (`expr AS name`), and the names:
+/// what a copy's materialized rows are selected as, and read back by.
+pub(super) fn numbered_columns(p: &TablePlan) -> (Vec<String>, Vec<String>) {
+    let cols = p
         .columns
         .iter()
         .enumerate()
         .map(|(i, (_, e))| format!("{e} AS __tenant_ops_c{i}"))
         .collect();
-    let list: Vec<String> = (0..p.columns.len())
+    let list = (0..p.columns.len())
         .map(|i| format!("__tenant_ops_c{i}"))
         .collect();
+    (cols, list)
+}
+
+/// The common table expressions of a checked copy: `x`, the rows (columns
+/// `__tenant_ops_c<i>`), each with its source hash and whether it is new, read `from` (a FROM
+/// clause over the source `s`, with its WHERE); and `ins`, the insert with each stored row's
+/// hash. `new_row`: the condition on `s` that a row is new (`changes::new_row_condition`).
+pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str, extra: Option<&Extra>) -> String {
+    let (cols, list) = numbered_columns(p);
     let (source_hash, target_hash) = hashes_over(p, |i, _| format!("y.__tenant_ops_c{i}"));
     let (extra_cols, extra_ctes) = match extra {
         Some(e) => (

@@ -549,15 +549,7 @@ impl Migration {
             let sums = with_job_window(self.job_id, || checksums::run(&sql, &batch.args));
             (sums.target_rows, Some(sums))
         } else {
-            let cols: Vec<String> = p
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, (_, e))| format!("{e} AS __tenant_ops_c{i}"))
-                .collect();
-            let list: Vec<String> = (0..p.columns.len())
-                .map(|i| format!("__tenant_ops_c{i}"))
-                .collect();
+            let (cols, list) = checksums::numbered_columns(p);
             let sql = format!(
                 "WITH x AS MATERIALIZED (SELECT {cols}, {extra_cols} FROM {from}),
                       {ctes},
