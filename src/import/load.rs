@@ -44,6 +44,11 @@ struct Position {
     bytes: u64,
     refused: i64,
     written: i64,
+    /// Whether the target held rows when the import began (decided at its first step): the
+    /// only rows a `unique` value must be looked up in, the import's own being in its
+    /// file-wide set (rebuilt on a resume). None until decided.
+    #[serde(default)]
+    target_held_rows: Option<bool>,
 }
 
 /// An open file with its reader and plan.
@@ -498,7 +503,16 @@ impl Import {
     /// table: `lookups`).
     fn check_database_rules(&mut self, batch: Batch) -> Result<Batch> {
         let plan = &self.open.as_ref().expect("opened").plan;
-        let bad = in_batch_context(|| super::lookups::refusals(plan, &batch.cells));
+        let looks_up = plan.columns.iter().any(|c| c.unique_in_table.is_some());
+        if looks_up && self.at.target_held_rows.is_none() {
+            self.at.target_held_rows = Some(
+                Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT FROM {})", plan.target.sql))
+                    .or_raise()
+                    .unwrap_or(true),
+            );
+        }
+        let against_table = self.at.target_held_rows != Some(false);
+        let bad = in_batch_context(|| super::lookups::refusals(plan, &batch.cells, against_table));
         if bad.is_empty() {
             return Ok(batch);
         }

@@ -18,9 +18,15 @@ use super::plan::{Fill, Plan};
 use crate::error::OrRaise;
 use crate::sys::try_subtransaction;
 
-/// The rows of `cells` these rules refuse, in row order, each with every reason. Runs in
-/// the caller's batch context.
-pub fn refusals(plan: &Plan, cells: &(impl Cells + ?Sized)) -> Vec<(usize, Vec<Reason>)> {
+/// The rows of `cells` these rules refuse, in row order, each with every reason; `unique`
+/// looked up in the target only with `unique_in_table` (a file import into a table that was
+/// empty when it began needs no lookup: its own rows are in its file-wide set). Runs in the
+/// caller's batch context.
+pub fn refusals(
+    plan: &Plan,
+    cells: &(impl Cells + ?Sized),
+    unique_in_table: bool,
+) -> Vec<(usize, Vec<Reason>)> {
     let mut bad: Vec<(usize, Reason)> = vec![];
     let column = |array: usize| -> Vec<Option<&str>> {
         (0..cells.rows()).map(|r| cells.cell(r, array)).collect()
@@ -50,7 +56,7 @@ pub fn refusals(plan: &Plan, cells: &(impl Cells + ?Sized)) -> Vec<(usize, Vec<R
                 )
             });
         }
-        if let Some(u) = &c.unique_in_table {
+        if let Some(u) = c.unique_in_table.as_ref().filter(|_| unique_in_table) {
             let keys = u.key_array.map(column);
             // A value that is not of the column's type is in no row (its row fails anyway).
             // The target grows during the import and is not analyzed meanwhile: planned on

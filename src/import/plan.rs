@@ -280,9 +280,11 @@ impl Plan {
             .enumerate()
             .filter(|(_, c)| c.rules.as_ref().is_some_and(|r| r.unique))
             .filter_map(|(i, c)| {
-                unique_in_table(&target, &columns, &c.column, o.on_conflict).map(|u| (i, u))
+                unique_in_table(&target, &columns, &c.column, o.on_conflict)
+                    .transpose()
+                    .map(|u| u.map(|u| (i, u)))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         for (i, u) in checks {
             columns[i].unique_in_table = Some(u);
         }
@@ -476,7 +478,7 @@ fn unique_in_table(
     columns: &[ColumnPlan],
     column: &TargetColumn,
     on_conflict: OnConflict,
-) -> Option<UniqueInTable> {
+) -> Result<Option<UniqueInTable>> {
     // A unique index on the column alone enforces it as the rows are written (a repeat is
     // refused with 23505 by the row-by-row pass, or is the same row under on_conflict):
     // nothing to look up then.
@@ -491,8 +493,17 @@ fn unique_in_table(
     .or_raise()
     .unwrap_or(false);
     if enforced {
-        return None;
+        return Ok(None);
     }
+    // The lookup reads the target: the caller needs SELECT on it (as for `references`).
+    let readable = || {
+        crate::pg::require_table_privileges(
+            &target.sql,
+            &target.display,
+            "SELECT",
+            "the \"unique\" rule",
+        )
+    };
     let holds = |extra: &str| {
         format!(
             "SELECT pg_catalog.array_agg(DISTINCT u.v) FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]){}) AS u(v{})
@@ -506,25 +517,29 @@ fn unique_in_table(
     };
     if on_conflict == OnConflict::Error {
         // Every row whose key is there already is refused anyway; any holder is another row.
-        return Some(UniqueInTable {
+        readable()?;
+        return Ok(Some(UniqueInTable {
             sql: holds(""),
             key_array: None,
-        });
+        }));
     }
-    let [key] = target.primary_key.as_deref()? else {
-        return None;
+    let Some([key]) = target.primary_key.as_deref() else {
+        return Ok(None);
     };
-    let key_plan = columns.iter().find(|c| &c.column.name == key)?;
+    let Some(key_plan) = columns.iter().find(|c| &c.column.name == key) else {
+        return Ok(None);
+    };
     let Fill::Field { array, .. } = key_plan.fill else {
-        return None;
+        return Ok(None);
     };
-    Some(UniqueInTable {
+    readable()?;
+    Ok(Some(UniqueInTable {
         sql: holds(&format!(
             " AND t.{} IS DISTINCT FROM u.k::{}",
             key_plan.column.quoted, key_plan.column.type_full
         )),
         key_array: Some(array),
-    })
+    }))
 }
 
 /// The statement keeping the values of `$1` (text[]) that `reference` (`table(column)`, or

@@ -221,8 +221,9 @@ impl KvImport {
     /// table: `import::lookups`), refused and taken out of the batch.
     fn check_database_rules(&mut self, i: usize, batch: Batch) -> Result<Batch> {
         let plan = &self.mappings[i].plan;
-        let bad =
-            in_batch_context(|| crate::import::lookups::refusals(plan, batch.arrays.as_slice()));
+        let bad = in_batch_context(|| {
+            crate::import::lookups::refusals(plan, batch.arrays.as_slice(), true)
+        });
         if bad.is_empty() {
             return Ok(batch);
         }

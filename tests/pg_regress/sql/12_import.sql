@@ -266,6 +266,10 @@ RESET ROLE;
 GRANT INSERT ON "imp ört".plain TO imp_operator;
 SET ROLE imp_operator;
 SELECT (pg_temp.job(tenant_ops.import_data_bytes('"imp ört".plain', convert_to(E'id,name\n70,x\n', 'UTF8')))).status AS as_operator;
+-- a unique rule on a column no unique index covers reads the target: SELECT needed (42501)
+SELECT tenant_ops.import_data_bytes('"imp ört".plain', convert_to(E'id,name\n71,y\n', 'UTF8'), 'csv',
+  '{"rules": {"name": {"unique": true}}}');
+\echo :SQLSTATE
 RESET ROLE;
 SELECT action, target, outcome LIKE 'job %' AS job_outcome FROM tenant_ops.audit_log WHERE action = 'import_data' ORDER BY id DESC LIMIT 1;
 DROP SCHEMA "imp ört" CASCADE;
