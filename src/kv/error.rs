@@ -52,6 +52,8 @@ pub enum Error {
         max: i64,
         key: String,
     },
+    /// No key backup of that name in the backup directory.
+    BackupMissing(String),
     /// A key backup whose archive does not read back as written.
     Damaged {
         file: String,
@@ -150,6 +152,11 @@ impl UserError for Error {
                 format!("more than {max} keys refused (the last \"{}\")", crate::import::rules::shorten(key)),
             )
             .hint("The refused keys are in tenant_ops.job_errors; raise \"max_errors\" or fix the values.".to_string()),
+            Error::BackupMissing(file) => Report::new(
+                ERRCODE_UNDEFINED_FILE,
+                format!("key backup \"{file}\" is not in the backup directory"),
+            )
+            .hint("import_kv with \"backup\": true names its archive in its result (backup.file); it is kept in the directory of tenant_ops.backup_directory.".to_string()),
             Error::Damaged { file, what } => Report::new(
                 ERRCODE_DATA_CORRUPTED,
                 format!("key backup \"{file}\" is damaged: {what}"),

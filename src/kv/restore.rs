@@ -108,8 +108,10 @@ pub fn restore(source_name: &str, file: &str, raw: &Value) -> Result<Value> {
         .into());
     }
     let dir = crate::backup::store::directory().map_err(crate::import::Error::from)?;
-    let path =
-        crate::backup::store::confined_file(&dir, file).map_err(crate::import::Error::from)?;
+    let path = crate::backup::store::confined_file(&dir, file).map_err(|e| match e {
+        crate::backup::error::Error::FileMissing(_) => Error::BackupMissing(file.to_string()),
+        other => crate::import::Error::from(other).into(),
+    })?;
     let src = source::load(source_name)?;
     let mut store = src.open()?;
     if !store.is_redis() {
@@ -271,6 +273,22 @@ fn read(
         disk_full: false,
     })?;
     let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(256 * 1024, f)));
+    let bad = |what: String| corrupt(file, what);
+    let manifest = read_entries(&mut archive, file, &mut each)?;
+    // The rest of the stream (the tar's end blocks) read too: the gzip trailer's CRC-32 and
+    // length are checked only at its end, and a damaged byte there or in the padding is
+    // damage all the same.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+        .map_err(|e| bad(format!("the archive does not read to its end: {e}")))?;
+    Ok(manifest)
+}
+
+/// The manifest and data entries of a key backup's archive (see [`read`]).
+fn read_entries<R: Read>(
+    archive: &mut tar::Archive<R>,
+    file: &str,
+    each: &mut impl FnMut(Line) -> Result<()>,
+) -> Result<Manifest> {
     let bad = |what: String| corrupt(file, what);
     let mut entries = archive
         .entries()

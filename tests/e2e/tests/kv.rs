@@ -1176,7 +1176,7 @@ pub fn kv_restore_keys(cluster: &Cluster) {
     assert_sqlstate(
         restore(&mut c, "legacy", "tenant_ops_kv_backup_none.tar.gz", "{}"),
         "58P01",
-        "tenant_ops_kv_backup_none.tar.gz",
+        "key backup \"tenant_ops_kv_backup_none.tar.gz\" is not in the backup directory",
     );
     assert_sqlstate(
         restore(&mut c, "legacy", &file, r#"{"on_conflict": "merge"}"#),
@@ -1194,20 +1194,29 @@ pub fn kv_restore_keys(cluster: &Cluster) {
         "writes only to a Redis server",
     );
     let dir = backup_dir(&mut c);
-    let mut bytes = std::fs::read(format!("{dir}/{file}")).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    std::fs::write(format!("{dir}/tenant_ops_kv_backup_damaged.tar.gz"), &bytes).unwrap();
-    assert_sqlstate(
-        restore(
-            &mut c,
-            "legacy",
-            "tenant_ops_kv_backup_damaged.tar.gz",
-            "{}",
-        ),
-        "XX001",
-        "key backup \"tenant_ops_kv_backup_damaged.tar.gz\" is damaged",
-    );
+    // A byte flipped anywhere — in the compressed manifest, the keys, the tar's padding or the
+    // gzip trailer's checksum — is damage, found before anything is written.
+    let good = std::fs::read(format!("{dir}/{file}")).unwrap();
+    for at in [
+        good.len() / 4,
+        good.len() / 2,
+        good.len() * 3 / 4,
+        good.len() - 6,
+    ] {
+        let mut bytes = good.clone();
+        bytes[at] ^= 0x40;
+        std::fs::write(format!("{dir}/tenant_ops_kv_backup_damaged.tar.gz"), &bytes).unwrap();
+        assert_sqlstate(
+            restore(
+                &mut c,
+                "legacy",
+                "tenant_ops_kv_backup_damaged.tar.gz",
+                "{}",
+            ),
+            "XX001",
+            "key backup \"tenant_ops_kv_backup_damaged.tar.gz\" is damaged",
+        );
+    }
     assert_eq!(
         redis.cmd(&["DBSIZE"]).trim(),
         "0",
