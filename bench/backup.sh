@@ -47,25 +47,7 @@ psql_bench -c "SELECT count(*) FROM legacy.generate_dispatch($scale)" >/dev/null
 psql_bench -c "VACUUM (ANALYZE)" >/dev/null
 psql_bench -At -c "SELECT tenant_ops.create_scope('dispatch', 'legacy.dispatch_offices', 'id')" >/dev/null
 
-# The office's rows of each table, as a DBA would select them (:office).
-declare -A SELECT_OF=(
-    [dispatch_offices]="SELECT * FROM legacy.dispatch_offices WHERE id = :office"
-    [dispatch_doctors]="SELECT * FROM legacy.dispatch_doctors WHERE office_id = :office"
-    [dispatch_patients]="SELECT p.* FROM legacy.dispatch_patients p JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
-    [dispatch_orders]="SELECT o.* FROM legacy.dispatch_orders o JOIN legacy.dispatch_patients p ON p.id = o.patient_id JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
-    [dispatch_order_items]="SELECT i.* FROM legacy.dispatch_order_items i JOIN legacy.dispatch_orders o ON o.id = i.order_id JOIN legacy.dispatch_patients p ON p.id = o.patient_id JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
-)
-TABLES=(dispatch_offices dispatch_doctors dispatch_patients dispatch_orders dispatch_order_items)
-
-sums() {
-    local t q out=""
-    for t in "${TABLES[@]}"; do
-        q="${SELECT_OF[$t]//:office/$1}"
-        out+="$t $(psql_bench -At -c "SELECT count(*), md5(string_agg(x::text, '|' ORDER BY x::text)) FROM ($q) x")"$'\n'
-    done
-    printf '%s' "$out"
-}
-before="$(sums "$BIG")"
+before="$(office_sums "$BIG")"
 big_rows="$(psql_bench -At -c "SELECT sum(rows) FROM tenant_ops.plan('dispatch', '$BIG') WHERE role <> 'shared'")"
 small_rows="$(psql_bench -At -c "SELECT sum(rows) FROM tenant_ops.plan('dispatch', '$SMALL') WHERE role <> 'shared'")"
 log "office $BIG: $big_rows rows; office $SMALL: $small_rows rows"
@@ -126,7 +108,7 @@ hand_size="$(du -cb "$hand_dir"/*.gz | tail -n 1 | cut -f1)"
 # --- restores -----------------------------------------------------------------------------------
 check_restored() {
     local got
-    got="$(sums "$BIG")"
+    got="$(office_sums "$BIG")"
     [ "$got" = "$before" ] || { printf 'before:\n%s\nafter:\n%s\n' "$before" "$got" >&2; die "$1: office $BIG differs after the restore"; }
 }
 for round in $(seq "$ROUNDS"); do

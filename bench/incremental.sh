@@ -45,22 +45,6 @@ psql_bench -At -c "SELECT tenant_ops.create_scope('dispatch', 'legacy.dispatch_o
 rows="$(psql_bench -At -c "SELECT sum(rows) FROM tenant_ops.plan('dispatch', '$OFFICE') WHERE role <> 'shared'")"
 log "office $OFFICE: $rows rows"
 
-declare -A SELECT_OF=(
-    [dispatch_offices]="SELECT * FROM legacy.dispatch_offices WHERE id = :office"
-    [dispatch_doctors]="SELECT * FROM legacy.dispatch_doctors WHERE office_id = :office"
-    [dispatch_patients]="SELECT p.* FROM legacy.dispatch_patients p JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
-    [dispatch_orders]="SELECT o.* FROM legacy.dispatch_orders o JOIN legacy.dispatch_patients p ON p.id = o.patient_id JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
-    [dispatch_order_items]="SELECT i.* FROM legacy.dispatch_order_items i JOIN legacy.dispatch_orders o ON o.id = i.order_id JOIN legacy.dispatch_patients p ON p.id = o.patient_id JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
-)
-TABLES=(dispatch_offices dispatch_doctors dispatch_patients dispatch_orders dispatch_order_items)
-sums() {
-    local t q out=""
-    for t in "${TABLES[@]}"; do
-        q="${SELECT_OF[$t]//:office/$1}"
-        out+="$t $(psql_bench -At -c "SELECT count(*), md5(string_agg(x::text, '|' ORDER BY x::text)) FROM ($q) x")"$'\n'
-    done
-    printf '%s' "$out"
-}
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 declare -A secs hwm anon
@@ -134,7 +118,7 @@ for round in $(seq "$ROUNDS"); do
     best hand "$(elapsed "$t0")"
     hand_size="$(du -cb "$hand_dir"/*.gz | tail -n 1 | cut -f1)"
 done
-state="$(sums "$OFFICE")"
+state="$(office_sums "$OFFICE")"
 
 for round in $(seq "$ROUNDS"); do
     log "restore round $round of $ROUNDS"
@@ -143,7 +127,7 @@ for round in $(seq "$ROUNDS"); do
         out="$(timed_session "SELECT tenant_ops.restore_backup($id) AS job \\gset")"
         IFS='|' read -r j s h m a <<<"$out"
         [ "$(psql_bench -At -c "SELECT status FROM tenant_ops.jobs WHERE id = $j")" = succeeded ] || die "restore of $id failed"
-        [ "$(sums "$OFFICE")" = "$state" ] || die "$what: office $OFFICE differs after the restore"
+        [ "$(office_sums "$OFFICE")" = "$state" ] || die "$what: office $OFFICE differs after the restore"
         best "$what" "$s" "$h" "$a"
     done
 done

@@ -144,3 +144,26 @@ SQL
 
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 with_commas() { sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta' <<<"$1"; }
+
+# The dispatch demo's tables, and each one's rows of an office as a DBA would select them
+# (`:office` stands for the office): the hand-written side of the backup, export and
+# incremental benchmarks, and what their checks compare.
+declare -A SELECT_OF=(
+    [dispatch_offices]="SELECT * FROM legacy.dispatch_offices WHERE id = :office"
+    [dispatch_doctors]="SELECT * FROM legacy.dispatch_doctors WHERE office_id = :office"
+    [dispatch_patients]="SELECT p.* FROM legacy.dispatch_patients p JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
+    [dispatch_orders]="SELECT o.* FROM legacy.dispatch_orders o JOIN legacy.dispatch_patients p ON p.id = o.patient_id JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
+    [dispatch_order_items]="SELECT i.* FROM legacy.dispatch_order_items i JOIN legacy.dispatch_orders o ON o.id = i.order_id JOIN legacy.dispatch_patients p ON p.id = o.patient_id JOIN legacy.dispatch_doctors d ON d.id = p.doctor_id WHERE d.office_id = :office"
+)
+# shellcheck disable=SC2034  # used by the scripts that source this file
+TABLES=(dispatch_offices dispatch_doctors dispatch_patients dispatch_orders dispatch_order_items)
+
+# office_sums OFFICE: per table, the office's row count and an md5 of its rows (on $db).
+office_sums() {
+    local t q out=""
+    for t in "${TABLES[@]}"; do
+        q="${SELECT_OF[$t]//:office/$1}"
+        out+="$t $(psql_bench -At -c "SELECT count(*), md5(string_agg(x::text, '|' ORDER BY x::text)) FROM ($q) x")"$'\n'
+    done
+    printf '%s' "$out"
+}
