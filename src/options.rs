@@ -79,6 +79,28 @@ pub trait Wording {
     }
 }
 
+/// The wording of a function's flat options document: a place is `option "name"`, and an
+/// unknown option's hint lists the function's options. The field is the function's name.
+pub struct FunctionWording(pub &'static str);
+
+impl Wording for FunctionWording {
+    fn place(&self, path: &[Seg], _input: &Value) -> String {
+        match path.first().and_then(Seg::key) {
+            Some(k) => format!("option \"{k}\""),
+            None => "options".into(),
+        }
+    }
+
+    fn hint(&self, path: &[Seg], problem: &Problem) -> Option<String> {
+        match (path, problem) {
+            ([], Problem::UnknownField { known, .. }) => {
+                Some(format!("{} options are: {}.", self.0, known.join(", ")))
+            }
+            _ => default_hint(path, problem),
+        }
+    }
+}
+
 /// The hint every document gives unless it says better: the choices of an unknown variant.
 pub fn default_hint(path: &[Seg], problem: &Problem) -> Option<String> {
     match problem {

@@ -6,29 +6,7 @@ use serde_json::Value;
 use super::error::Result;
 use crate::error::Common;
 use crate::migrate::options::{IdStrategy, OnConflict};
-use crate::options::{self, present, Problem, Seg, Wording};
-
-/// Where an option sits, as messages name it; the field is the function whose options they
-/// are (also used by other functions' flat options documents, `restore_kv`'s).
-pub(crate) struct FunctionWording(pub &'static str);
-
-impl Wording for FunctionWording {
-    fn place(&self, path: &[Seg], _input: &Value) -> String {
-        match path.first().and_then(Seg::key) {
-            Some(k) => format!("option \"{k}\""),
-            None => "options".into(),
-        }
-    }
-
-    fn hint(&self, path: &[Seg], problem: &Problem) -> Option<String> {
-        match (path, problem) {
-            ([], Problem::UnknownField { known, .. }) => {
-                Some(format!("{} options are: {}.", self.0, known.join(", ")))
-            }
-            _ => options::default_hint(path, problem),
-        }
-    }
-}
+use crate::options::{self, present, FunctionWording};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

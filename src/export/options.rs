@@ -6,27 +6,7 @@ use serde_json::{json, Value};
 
 use super::error::Result;
 use crate::error::Common;
-use crate::options::{self, present, Problem, Seg, Wording};
-
-struct ExportWording(&'static str);
-
-impl Wording for ExportWording {
-    fn place(&self, path: &[Seg], _input: &Value) -> String {
-        match path.first().and_then(Seg::key) {
-            Some(k) => format!("option \"{k}\""),
-            None => "options".into(),
-        }
-    }
-
-    fn hint(&self, path: &[Seg], problem: &Problem) -> Option<String> {
-        match (path, problem) {
-            ([], Problem::UnknownField { known, .. }) => {
-                Some(format!("{} options are: {}.", self.0, known.join(", ")))
-            }
-            _ => options::default_hint(path, problem),
-        }
-    }
-}
+use crate::options::{self, present};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,7 +50,7 @@ const TABLES_HINT: &str = "\"tables\" is an array of table names, or an object o
 
 impl ExportOptions {
     pub fn parse(v: &Value) -> Result<ExportOptions> {
-        let d: ExportDocument = options::parse(v, &ExportWording("export_tenant"))?;
+        let d: ExportDocument = options::parse(v, &options::FunctionWording("export_tenant"))?;
         let tables = match &d.tables {
             Value::Null => None,
             Value::Array(items) => Some(

@@ -39,25 +39,6 @@ struct CleanupDoc {
     batch_size: Option<Value>,
 }
 
-struct CleanupWording;
-
-impl options::Wording for CleanupWording {
-    fn place(&self, path: &[options::Seg], _input: &Value) -> String {
-        match path.first().and_then(options::Seg::key) {
-            Some(k) => format!("option \"{k}\""),
-            None => "options".into(),
-        }
-    }
-    fn hint(&self, path: &[options::Seg], problem: &options::Problem) -> Option<String> {
-        match problem {
-            options::Problem::UnknownField { known, .. } if path.is_empty() => {
-                Some(format!("cleanup_kv options are: {}.", known.join(", ")))
-            }
-            _ => options::default_hint(path, problem),
-        }
-    }
-}
-
 /// `"schema.table(column)"` → the table's SQL and the column.
 fn tenants_table(spec: &str) -> Result<(String, String, String)> {
     let bad = |why: String| -> Error {
@@ -94,7 +75,7 @@ pub struct Cleanup {
 
 impl Cleanup {
     fn run(&mut self) -> Result<Value> {
-        let doc: CleanupDoc = options::parse(&self.raw, &CleanupWording)?;
+        let doc: CleanupDoc = options::parse(&self.raw, &options::FunctionWording("cleanup_kv"))?;
         let dry_run = doc.dry_run.unwrap_or(true);
         let kv = KvOptions {
             batch_size: doc.batch_size.clone(),
@@ -324,7 +305,7 @@ impl JobKind for KvCleanupKind {
 
 /// Checks the call and creates a `kv_cleanup` job; the caller runs it.
 pub fn submit(source: &str, mapping: &Value, raw: &Value) -> Result<i64> {
-    let _: CleanupDoc = options::parse(raw, &CleanupWording)?;
+    let _: CleanupDoc = options::parse(raw, &options::FunctionWording("cleanup_kv"))?;
     let src = source::load(source)?;
     let mappings = mapping::parse(mapping, &KvOptions::default())?;
     for m in &mappings {

@@ -84,8 +84,7 @@ fn corrupt(file: &str, what: String) -> Error {
 
 /// Restores key backup `file` (a name in the backup directory) into source `source_name`.
 pub fn restore(source_name: &str, file: &str, raw: &Value) -> Result<Value> {
-    let doc: RestoreDoc =
-        options::parse(raw, &crate::backup::options::FunctionWording("restore_kv"))?;
+    let doc: RestoreDoc = options::parse(raw, &options::FunctionWording("restore_kv"))?;
     let on_conflict = doc.on_conflict.unwrap_or(OnConflict::Error);
     if matches!(on_conflict, OnConflict::Merge) {
         return Err(Common::InvalidOption(
@@ -138,8 +137,8 @@ pub fn restore(source_name: &str, file: &str, raw: &Value) -> Result<Value> {
             batch.clear();
             Ok(())
         };
-        let manifest = read(&path, file, |line| {
-            batch.push(line.key);
+        let manifest = read(&path, file, |key, _| {
+            batch.push(key);
             if batch.len() >= BATCH {
                 flush(&mut store, &mut batch)?;
             }
@@ -226,9 +225,8 @@ pub fn restore(source_name: &str, file: &str, raw: &Value) -> Result<Value> {
         batch.clear();
         Ok(())
     };
-    read(&path, file, |line| {
-        let value = value_of(file, &line)?;
-        batch.push((line.key, value));
+    read(&path, file, |key, value| {
+        batch.push((key, value));
         if batch.len() >= BATCH {
             write_batch(&mut store, &mut batch)?;
         }
@@ -261,12 +259,12 @@ fn exists(store: &mut Store, keys: &[String]) -> Result<Vec<bool>> {
 }
 
 /// Streams the archive: its manifest first, checked, then every line of the data file to
-/// `each` (each checked to be a key this version writes), then the data's size, SHA-256 and
-/// key count against the manifest. Returns the manifest.
+/// `each` as its key and value (each a key of a type this version writes), then the data's
+/// size, SHA-256 and key count against the manifest. Returns the manifest.
 fn read(
     path: &std::path::Path,
     file: &str,
-    mut each: impl FnMut(Line) -> Result<()>,
+    mut each: impl FnMut(String, KvValue) -> Result<()>,
 ) -> Result<Manifest> {
     let f = File::open(path).map_err(|e| crate::import::Error::Io {
         message: format!("could not open \"{}\": {e}", path.display()),
@@ -287,7 +285,7 @@ fn read(
 fn read_entries<R: Read>(
     archive: &mut tar::Archive<R>,
     file: &str,
-    each: &mut impl FnMut(Line) -> Result<()>,
+    each: &mut impl FnMut(String, KvValue) -> Result<()>,
 ) -> Result<Manifest> {
     let bad = |what: String| corrupt(file, what);
     let mut entries = archive
@@ -337,9 +335,9 @@ fn read_entries<R: Read>(
         bytes += n as u64;
         let line: Line = serde_json::from_slice(&buf)
             .map_err(|e| bad(format!("line {line_no} of {}: {e}", manifest.data.file)))?;
-        value_of(file, &line)?;
+        let value = value_of(file, &line)?;
         keys += 1;
-        each(line)?;
+        each(line.key, value)?;
     }
     let sha256 = hasher.hex();
     if bytes != manifest.data.bytes || sha256 != manifest.data.sha256 || keys != manifest.keys {
