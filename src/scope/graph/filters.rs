@@ -127,7 +127,7 @@ impl<'a> Filters<'a> {
                         .entry(e.parent_cols.clone())
                         .or_default()
                         .push(format!(
-                            "SELECT {} FROM {} WHERE {}",
+                            "{} FROM {} WHERE {}",
                             c.col_list(e.child, &e.child_cols),
                             c.table(e.child).sql,
                             child_filter
@@ -144,11 +144,21 @@ impl<'a> Filters<'a> {
                         // The referencing rows are computed first, in bulk (MATERIALIZED):
                         // left to itself the planner may start from the shared table and
                         // probe the tenant's rows once per shared row, which is ruinous for
-                        // a small tenant of a large table.
+                        // a small tenant of a large table. Each distinct value once (UNION
+                        // does that for several references): the set is hashed as it is
+                        // computed instead of materializing every referencing row first
+                        // (office 1 of the demo data: 750k order items, 200 products;
+                        // 0.37 s -> 0.21 s).
+                        let refs = if selects.len() == 1 {
+                            format!("SELECT DISTINCT {}", selects[0])
+                        } else {
+                            let each: Vec<String> =
+                                selects.iter().map(|s| format!("SELECT {s}")).collect();
+                            each.join(" UNION ")
+                        };
                         let base = format!(
-                            "{} IN (WITH refs AS MATERIALIZED ({}) SELECT * FROM refs)",
+                            "{} IN (WITH refs AS MATERIALIZED ({refs}) SELECT * FROM refs)",
                             c.col_tuple(t.oid, &cols),
-                            selects.join(" UNION ")
                         );
                         if self_refs.is_empty() {
                             base

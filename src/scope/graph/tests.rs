@@ -146,7 +146,7 @@ fn chinook_roles_order_and_filters() {
     );
     assert_eq!(
         f.filter(6),
-        "album_id IN (WITH refs AS MATERIALIZED (SELECT album_id FROM public.track WHERE track_id IN (WITH refs AS MATERIALIZED (SELECT track_id FROM public.invoice_line WHERE invoice_id IN (SELECT invoice_id FROM public.invoice WHERE customer_id IN (SELECT customer_id FROM public.customer WHERE support_rep_id = $1::integer))) SELECT * FROM refs)) SELECT * FROM refs)"
+        "album_id IN (WITH refs AS MATERIALIZED (SELECT DISTINCT album_id FROM public.track WHERE track_id IN (WITH refs AS MATERIALIZED (SELECT DISTINCT track_id FROM public.invoice_line WHERE invoice_id IN (SELECT invoice_id FROM public.invoice WHERE customer_id IN (SELECT customer_id FROM public.customer WHERE support_rep_id = $1::integer))) SELECT * FROM refs)) SELECT * FROM refs)"
     );
     assert!(s.tables[2].notes[0].contains("self-reference foreign key fk_reports_to"));
     assert!(s.cross_references.is_empty());
@@ -374,7 +374,7 @@ fn composite_keys_exclusions_and_shared_self_references() {
     );
     assert_eq!(
         f.filter(4),
-        "id IN (WITH RECURSIVE r AS (SELECT id, boss_id FROM public.rep WHERE id IN (WITH refs AS MATERIALIZED (SELECT rep_id FROM public.ord WHERE tenant_id = $1::integer) SELECT * FROM refs) UNION SELECT s.id, s.boss_id FROM public.rep s JOIN r ON s.id = r.boss_id) SELECT id FROM r)"
+        "id IN (WITH RECURSIVE r AS (SELECT id, boss_id FROM public.rep WHERE id IN (WITH refs AS MATERIALIZED (SELECT DISTINCT rep_id FROM public.ord WHERE tenant_id = $1::integer) SELECT * FROM refs) UNION SELECT s.id, s.boss_id FROM public.rep s JOIN r ON s.id = r.boss_id) SELECT id FROM r)"
     );
 
     // `tables` restricts ownership; a referenced table left out becomes shared.
