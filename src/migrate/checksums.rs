@@ -10,6 +10,12 @@
 //! details (`copy_checksums`), in the batch's transaction. The same statement counts the rows
 //! it read that were written since the migration began (see `changes.rs`).
 //!
+//! Where the target stores every row exactly as the insert gives it (no BEFORE trigger that
+//! could change it, no rule, a plain or partitioned table: [`check_for`]), the two hashes of
+//! a row are equal by construction — `x` already casts each value to its column's type and
+//! modifiers, which is what the assignment does — so such a copy counts the rows on both
+//! sides and hashes nothing ([`Check::Counts`]: 0.35 s of 0.93 s for 750k order items).
+//!
 //! `verify` then compares the sums (see `verify.rs`); where they disagree it reads both sides
 //! again to name the rows, and where a table's copy could not be checked (the reason is
 //! recorded: `on_conflict` other than `error`, rows other migrations share, rows copied one by
@@ -36,6 +42,8 @@ pub(super) struct Sums {
     pub target_sum: i128,
     /// Rows read that were written since the migration began.
     pub new_rows: i64,
+    /// Rows were only counted ([`Check::Counts`]), in this batch or one before it.
+    pub counted: bool,
 }
 
 /// The plan's column expressions named `__tenant_ops_c<i>` (`expr AS name`), and the names:
@@ -53,13 +61,72 @@ pub(super) fn numbered_columns(p: &TablePlan) -> (Vec<String>, Vec<String>) {
     (cols, list)
 }
 
+/// How a checked copy compares the rows it read with the rows the target stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Each row hashed as read (cast to the target's column types) and as stored
+    /// (`RETURNING`): a BEFORE trigger may change a row on its way in.
+    Hashes,
+    /// Rows counted on both sides: the target stores each row as given ([`check_for`]), so
+    /// its hashes would be equal by construction.
+    Counts,
+}
+
+impl Sums {
+    /// What `verify` records as having verified a table whose copy took these sums.
+    pub(super) fn verified_by(&self) -> &'static str {
+        if self.counted {
+            "the copy's row counts (the target stores rows as given: no BEFORE trigger, no rule)"
+        } else {
+            "the copy's checksums"
+        }
+    }
+}
+
+/// [`Check::Counts`] where the target `p` writes to stores every row exactly as the insert
+/// gives it: a plain or partitioned table (not a foreign one), with no enabled BEFORE
+/// trigger and no rule on it or on any of its partitions. Else [`Check::Hashes`].
+pub(super) fn check_for(p: &TablePlan) -> Check {
+    let may_change = Spi::get_one_with_args::<bool>(
+        "WITH r AS (SELECT $1::pg_catalog.int8::pg_catalog.oid AS relid
+                    UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.int8::pg_catalog.oid))
+         SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                         WHERE tgrelid IN (SELECT relid FROM r) AND NOT tgisinternal
+                           AND tgenabled <> 'D' AND (tgtype & 2) <> 0)
+             OR EXISTS (SELECT FROM pg_catalog.pg_rewrite WHERE ev_class IN (SELECT relid FROM r))
+             OR EXISTS (SELECT FROM pg_catalog.pg_class
+                         WHERE oid IN (SELECT relid FROM r) AND relkind NOT IN ('r', 'p'))",
+        &[(p.target.oid as i64).into()],
+    )
+    .or_raise()
+    .unwrap_or(true);
+    if may_change {
+        Check::Hashes
+    } else {
+        Check::Counts
+    }
+}
+
 /// The common table expressions of a checked copy: `x`, the rows (columns
-/// `__tenant_ops_c<i>`), each with its source hash and whether it is new, read `from` (a FROM
-/// clause over the source `s`, with its WHERE); and `ins`, the insert with each stored row's
-/// hash. `new_row`: the condition on `s` that a row is new (`changes::new_row_condition`).
-pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str, extra: Option<&Extra>) -> String {
+/// `__tenant_ops_c<i>`), each with its source hash ([`Check::Hashes`]) and whether it is new,
+/// read `from` (a FROM clause over the source `s`, with its WHERE); and `ins`, the insert
+/// with each stored row's hash (or 1). `new_row`: the condition on `s` that a row is new
+/// (`changes::new_row_condition`).
+pub(super) fn ctes(
+    p: &TablePlan,
+    from: &str,
+    new_row: &str,
+    extra: Option<&Extra>,
+    check: Check,
+) -> String {
     let (cols, list) = numbered_columns(p);
-    let (source_hash, target_hash) = hashes_over(p, |i, _| format!("y.__tenant_ops_c{i}"));
+    let (source_hash, target_hash) = match check {
+        Check::Hashes => {
+            let (s, t) = hashes_over(p, |i, _| format!("y.__tenant_ops_c{i}"));
+            (format!(", {s} AS __tenant_ops_h"), t)
+        }
+        Check::Counts => (String::new(), "1".to_string()),
+    };
     let (extra_cols, extra_ctes) = match extra {
         Some(e) => (
             format!(", {}", e.columns),
@@ -69,7 +136,7 @@ pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str, extra: Option<&Extr
     };
     // OFFSET 0: each column expression is computed once, not again inside the hash.
     format!(
-        "x AS MATERIALIZED (SELECT y.*, {source_hash} AS __tenant_ops_h
+        "x AS MATERIALIZED (SELECT y.*{source_hash}
                               FROM (SELECT {cols}{extra_cols}, ({new_row}) AS __tenant_ops_new FROM {from} OFFSET 0) y),
          ins AS (INSERT INTO {tgt} AS t ({tcols}) SELECT {list} FROM x RETURNING {target_hash} AS __tenant_ops_h){extra_ctes}",
         cols = cols.join(", "),
@@ -79,15 +146,25 @@ pub(super) fn ctes(p: &TablePlan, from: &str, new_row: &str, extra: Option<&Extr
     )
 }
 
-/// The output columns of a checked copy over [`ctes`], in [`read`]'s order, from
-/// [`OUTPUT_FROM`]: each CTE is read once for all its figures (`x`, spilled to a temporary
-/// file beyond `work_mem`, was read three times more when each figure had its own subquery).
-pub(super) const OUTPUT: &str = "__tenant_ops_xs.n, __tenant_ops_xs.h, __tenant_ops_is.n, __tenant_ops_is.h, __tenant_ops_xs.new";
-
-/// The FROM clause of [`OUTPUT`].
-pub(super) const OUTPUT_FROM: &str = "FROM (SELECT pg_catalog.count(*) AS n, coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text AS h,
-                  pg_catalog.count(*) FILTER (WHERE __tenant_ops_new) AS new FROM x) __tenant_ops_xs,
-         (SELECT pg_catalog.count(*) AS n, coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text AS h FROM ins) __tenant_ops_is";
+/// The output columns of a checked copy over [`ctes`], in [`read`]'s order, with their FROM
+/// clause: each CTE is read once for all its figures (`x`, spilled to a temporary file beyond
+/// `work_mem`, was read three times more when each figure had its own subquery).
+pub(super) fn output(check: Check) -> &'static str {
+    match check {
+        Check::Hashes => {
+            "__tenant_ops_xs.n, __tenant_ops_xs.h, __tenant_ops_is.n, __tenant_ops_is.h, __tenant_ops_xs.new
+             FROM (SELECT pg_catalog.count(*) AS n, coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text AS h,
+                          pg_catalog.count(*) FILTER (WHERE __tenant_ops_new) AS new FROM x) __tenant_ops_xs,
+                  (SELECT pg_catalog.count(*) AS n, coalesce(pg_catalog.sum(__tenant_ops_h), 0)::text AS h FROM ins) __tenant_ops_is"
+        }
+        Check::Counts => {
+            "__tenant_ops_xs.n, '0', __tenant_ops_is.n, '0', __tenant_ops_xs.new
+             FROM (SELECT pg_catalog.count(*) AS n,
+                          pg_catalog.count(*) FILTER (WHERE __tenant_ops_new) AS new FROM x) __tenant_ops_xs,
+                  (SELECT pg_catalog.count(*) AS n FROM ins) __tenant_ops_is"
+        }
+    }
+}
 
 /// What a copy statement that generates new ids adds to [`ctes`] (see `stage.rs`): columns
 /// of `x` (over the source rows and the joins) and further CTEs reading `x`.
@@ -97,15 +174,26 @@ pub(super) struct Extra {
 }
 
 /// A whole checked copy statement of the rows `from` selects.
-pub(super) fn statement(p: &TablePlan, from: &str, new_row: &str, extra: Option<&Extra>) -> String {
+pub(super) fn statement(
+    p: &TablePlan,
+    from: &str,
+    new_row: &str,
+    extra: Option<&Extra>,
+    check: Check,
+) -> String {
     format!(
-        "WITH {} SELECT {OUTPUT} {OUTPUT_FROM}",
-        ctes(p, from, new_row, extra)
+        "WITH {} SELECT {}",
+        ctes(p, from, new_row, extra, check),
+        output(check)
     )
 }
 
 /// Reads [`OUTPUT`] from a result row, starting at column `first`.
-pub(super) fn read(row: &pgrx::spi::SpiTupleTable, first: usize) -> Result<Sums, pgrx::spi::Error> {
+pub(super) fn read(
+    row: &pgrx::spi::SpiTupleTable,
+    first: usize,
+    check: Check,
+) -> Result<Sums, pgrx::spi::Error> {
     let sum = |s: Option<String>| s.and_then(|s| s.parse::<i128>().ok()).unwrap_or(0);
     Ok(Sums {
         source_rows: row.get::<i64>(first)?.unwrap_or(0),
@@ -113,14 +201,15 @@ pub(super) fn read(row: &pgrx::spi::SpiTupleTable, first: usize) -> Result<Sums,
         target_rows: row.get::<i64>(first + 2)?.unwrap_or(0),
         target_sum: sum(row.get::<String>(first + 3)?),
         new_rows: row.get::<i64>(first + 4)?.unwrap_or(0),
+        counted: check == Check::Counts,
     })
 }
 
 /// Runs a [`statement`].
-pub(super) fn run(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Sums {
+pub(super) fn run(sql: &str, args: &[pgrx::datum::DatumWithOid], check: Check) -> Sums {
     Spi::connect_mut(|c| {
         let t = c.update(sql, Some(1), args)?.first();
-        read(&t, 1)
+        read(&t, 1, check)
     })
     .or_raise()
 }
@@ -144,6 +233,7 @@ pub(super) fn record(job_id: i64, jt: &JobTable, step: Result<Option<Sums>, &str
                 "source_checksum": (before.source_sum + s.source_sum).to_string(),
                 "target_rows": before.target_rows + s.target_rows,
                 "target_checksum": (before.target_sum + s.target_sum).to_string(),
+                "counted": before.counted || s.counted,
             })
         }
     };
@@ -163,6 +253,7 @@ fn parse(v: &Value) -> Sums {
         target_rows: v.get("target_rows").and_then(Value::as_i64).unwrap_or(0),
         target_sum: sum("target_checksum"),
         new_rows: 0,
+        counted: v.get("counted").and_then(Value::as_bool).unwrap_or(false),
     }
 }
 

@@ -34,7 +34,7 @@ impl Migration {
                     &json!({"source_rows": s.source_rows, "target_rows": s.target_rows,
                             "source_checksum": s.source_sum.to_string(),
                             "target_checksum": s.target_sum.to_string(),
-                            "verified": true, "verified_by": "the copy's checksums"}),
+                            "verified": true, "verified_by": s.verified_by()}),
                 );
                 return self.verified(&p, jt, s.target_rows);
             }
