@@ -133,6 +133,8 @@ GRANT EXECUTE ON FUNCTION tenant_ops.schedule_operation(text, text, text, jsonb)
 -- (tenant_ops.job_window_open, see src/sys.rs); at any other time an ordinary role can write
 -- nothing there. The owner (which writes everything else) is not subject to these policies.
 GRANT EXECUTE ON FUNCTION tenant_ops.job_window_open(bigint) TO PUBLIC;
+-- Called by a migration's copy statements, which run as the caller (src/migrate/changes.rs).
+GRANT EXECUTE ON FUNCTION tenant_ops.note_changed_row() TO PUBLIC;
 
 ALTER TABLE tenant_ops.id_map ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON tenant_ops.id_map FOR SELECT USING (true);

@@ -177,6 +177,38 @@ impl Migration {
     }
 }
 
+thread_local! {
+    /// Rows a counted copy statement read that were written since the migration began (see
+    /// [`note_changed_row`]).
+    static CHANGED_ROWS: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a row a copy statement read that was written since the migration began. A copy
+/// that need not materialize its rows (`checksums.rs`, [`Check::Counts`]) evaluates it in its
+/// SELECT list under [`new_row_condition`], where a copy that does counts such rows in its
+/// materialized CTE. Anyone may call it: all it does is make this backend's running copy
+/// report a change (40001).
+///
+/// [`Check::Counts`]: super::checksums::Check::Counts
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.note_changed_row() RETURNS boolean
+VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.note_changed_row() IS
+    'Internal: counts a row a migration''s copy read that was written since the migration began.';
+"#)]
+fn note_changed_row() -> bool {
+    CHANGED_ROWS.with(|c| c.set(c.get() + 1));
+    true
+}
+
+/// Runs `f` (a copy statement that calls `tenant_ops.note_changed_row()`) and returns what
+/// it returned with the rows it noted.
+pub(super) fn noting_changed_rows<R>(f: impl FnOnce() -> R) -> (R, i64) {
+    CHANGED_ROWS.with(|c| c.set(0));
+    let r = f();
+    (r, CHANGED_ROWS.with(|c| c.replace(0)))
+}
+
 /// Whether every statement of a run reads one snapshot: an inline run in a REPEATABLE READ or
 /// SERIALIZABLE transaction.
 pub(super) fn reads_one_snapshot(executor: jobs::Executor) -> bool {

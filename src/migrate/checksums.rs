@@ -188,7 +188,50 @@ pub(super) fn statement(
     )
 }
 
-/// Reads [`OUTPUT`] from a result row, starting at column `first`.
+/// A [`Check::Counts`] copy of the rows `from` selects that generates nothing (no CTE reads
+/// its rows but the insert): the rows are not materialized; a row written since the migration
+/// began is noted as it is selected (`changes::note_changed_row`, kept by the planner as a
+/// volatile output of the subquery although nothing reads it), and with `on_conflict: error`
+/// (see [`unchecked_because`]) every row read is a row stored, so the insert's count is both
+/// sides'. 0.58 s -> 0.47 s for 750k order items.
+pub(super) fn run_counted(
+    p: &TablePlan,
+    from: &str,
+    new_row: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Sums {
+    let (cols, list) = numbered_columns(p);
+    let guard = if new_row == "false" {
+        String::new()
+    } else {
+        format!(
+            ", CASE WHEN ({new_row}) THEN tenant_ops.note_changed_row() END AS __tenant_ops_new"
+        )
+    };
+    let sql = format!(
+        "WITH ins AS (INSERT INTO {tgt} ({tcols}) SELECT {list}
+                        FROM (SELECT {cols}{guard} FROM {from} OFFSET 0) y RETURNING 1)
+         SELECT pg_catalog.count(*) FROM ins",
+        tgt = p.target.sql,
+        tcols = p.target_columns(),
+        list = list.join(", "),
+        cols = cols.join(", "),
+    );
+    let (rows, new_rows) = super::changes::noting_changed_rows(|| {
+        Spi::get_one_with_args::<i64>(&sql, args)
+            .or_raise()
+            .unwrap_or(0)
+    });
+    Sums {
+        source_rows: rows,
+        target_rows: rows,
+        new_rows,
+        counted: true,
+        ..Sums::default()
+    }
+}
+
+/// Reads [`output`] from a result row, starting at column `first`.
 pub(super) fn read(
     row: &pgrx::spi::SpiTupleTable,
     first: usize,

@@ -472,8 +472,13 @@ impl Migration {
                 batch.where_
             );
             let new_row = self.new_row_in_copy(jt, "s.xmin");
-            let sql = checksums::statement(p, &from, &new_row, None, check);
-            let sums = checksums::run(&sql, &batch.args, check);
+            let sums = match check {
+                Check::Counts => checksums::run_counted(p, &from, &new_row, &batch.args),
+                Check::Hashes => {
+                    let sql = checksums::statement(p, &from, &new_row, None, check);
+                    checksums::run(&sql, &batch.args, check)
+                }
+            };
             return Ok((sums.target_rows, Some(sums)));
         }
         let mut parts: Vec<(String, String, bool)> = vec![];
