@@ -15,6 +15,9 @@
 #                       old id -> gen_random_uuid(), INSERT ... SELECT per table
 #        migrate uuid   tenant_ops.migrate_tenant(..., {"id_strategy": "uuid"}), default options
 #                       (verification on); its job_log splits the time into copy and verify
+#        migrate uuid, REPEATABLE READ
+#                       the same in a REPEATABLE READ transaction (one snapshot: the tables
+#                       whose parents' keys are staged are selected by joining them)
 #        migrate uuid, no verify
 #                       the same with {"verify": false}: the work the hand-written SQL does
 #        migrate uuid5  and uuid5, no verify: the same with {"id_strategy": "uuid5"}
@@ -33,7 +36,8 @@
 #                       foreign keys (bench/target_post.sql)
 #        migrate create_target
 #                       migrate_tenant(..., {"id_strategy": "uuid", "create_target": true}) into an
-#                       empty schema, verified (default) and with {"verify": false}; the same
+#                       empty schema, verified (default; also in a REPEATABLE READ
+#                       transaction) and with {"verify": false}; the same
 #                       with "uuid5" (deterministic keys: no tenant_ops.id_map to write)
 #      each target checked like the others, and its keys, indexes and foreign keys compared
 #      with those of bench/target.sql (catalog definitions, bench.definition_mismatches);
@@ -117,6 +121,13 @@ SQL
 }
 
 migrate_body="SELECT tenant_ops.migrate_tenant('dispatch', :'office', :'target', :'opts') AS job \\gset"
+# The same in a REPEATABLE READ transaction: every statement reads one snapshot, so the tables
+# whose parents' keys are staged are selected by joining them instead of their tenant filter.
+migrate_body_rr="BEGIN ISOLATION LEVEL REPEATABLE READ;
+$migrate_body
+COMMIT;"
+# body ISOLATION: the contender's psql text (rc: autocommit, read committed; rr: the above).
+body() { if [ "${1:-rc}" = rr ]; then printf '%s' "$migrate_body_rr"; else printf '%s' "$migrate_body"; fi; }
 # migrate_opts STRATEGY VERIFY
 migrate_opts() {
     printf '{"id_strategy": "%s", "shared": "copy", "strip_prefix": "dispatch_", "verify": %s}' "$1" "$2"
@@ -186,16 +197,16 @@ run_hand() {
     keep_best hand "$s" "$h" "$sh" "$a"
 }
 
-# run_ours LABEL ROUND OFFICE TARGET STRATEGY DATABASE VERIFY
+# run_ours LABEL ROUND OFFICE TARGET STRATEGY DATABASE VERIFY [ISOLATION]
 # Every uuid run starts from an empty tenant_ops.id_map (TRUNCATE, as the superuser of this
 # private cluster): a run that found the mappings of an earlier one would write none.
 run_ours() {
-    local label="$1" round="$2" office="$3" target="$4_$2" strategy="$5" db="$6" verify="$7"
+    local label="$1" round="$2" office="$3" target="$4_$2" strategy="$5" db="$6" verify="$7" iso="${8:-rc}"
     local out phases status unverified j s h sh a pr co ve
     create_target "$target"
     psql_bench -q -c "TRUNCATE tenant_ops.id_map"
     log "migrate_tenant $strategy (verify $verify), round $round: office $office -> $db.$target"
-    out="$(timed_session "$migrate_body" -v office="$office" -v target="$target" \
+    out="$(timed_session "$(body "$iso")" -v office="$office" -v target="$target" \
                             -v opts="$(migrate_opts "$strategy" "$verify")")" \
         || die "migrate_tenant ($strategy, office $office -> $target) failed: see the error above"
     IFS='|' read -r j s h sh a <<<"$out"
@@ -238,13 +249,13 @@ run_script() {
 }
 
 declare -A build_s
-# run_create_target LABEL ROUND VERIFY [STRATEGY]: migrate_tenant with create_target into an
-# empty schema (id_strategy uuid unless given).
+# run_create_target LABEL ROUND VERIFY [STRATEGY [ISOLATION]]: migrate_tenant with create_target
+# into an empty schema (id_strategy uuid unless given, read committed unless rr).
 run_create_target() {
-    local label="$1" target="t_$1_$2" verify="$3" strategy="${4:-uuid}" out j s h sh a pr co ve status unverified b
+    local label="$1" target="t_$1_$2" verify="$3" strategy="${4:-uuid}" iso="${5:-rc}" out j s h sh a pr co ve status unverified b
     psql_bench -q -c "CREATE SCHEMA $target" -c "TRUNCATE tenant_ops.id_map"
     log "migrate_tenant create_target $strategy (verify $verify), round $2: office $BIG -> $target"
-    out="$(timed_session "$migrate_body" -v office="$BIG" -v target="$target" \
+    out="$(timed_session "$(body "$iso")" -v office="$BIG" -v target="$target" \
               -v opts="$(migrate_opts "$strategy" "$verify" | sed 's/}$/, "create_target": true}/')")" \
         || die "migrate_tenant with create_target failed: see the error above"
     IFS='|' read -r j s h sh a <<<"$out"
@@ -270,11 +281,13 @@ for round in $(seq "$rounds"); do
     run_script first "$round" create_target_first.sql
     run_script post "$round" create_target_post.sql
     run_create_target ct "$round" true
+    run_create_target ct_rr "$round" true uuid rr
     run_create_target ct_nv "$round" false
     run_create_target ct5 "$round" true uuid5
     run_create_target ct5_nv "$round" false uuid5
     [ "$set_name" = all ] || continue
     run_ours uuid "$round" "$BIG" t_uuid uuid bench true
+    run_ours uuid_rr "$round" "$BIG" t_uuid_rr uuid bench true rr
     run_ours uuid_nv "$round" "$BIG" t_uuid_nv uuid bench false
     run_ours uuid5 "$round" "$BIG" t_uuid5 uuid5 bench true
     run_ours uuid5_nv "$round" "$BIG" t_uuid5_nv uuid5 bench false
@@ -288,11 +301,12 @@ summary_create_target() {
         "$scale" "$rounds" "$BIG" "$(with_commas "$big_rows")"
     printf '%-34s %9s %10s %10s %10s %8s %8s\n' contender seconds rows/s "vs first" "vs after" "VmHWM MB" "RssAnon"
     local l name
-    for l in first post ct ct_nv ct5 ct5_nv; do
+    for l in first post ct ct_rr ct_nv ct5 ct5_nv; do
         case "$l" in
             first)  name="hand-written, keys first" ;;
             post)   name="hand-written, keys after (expert)" ;;
             ct)     name="migrate create_target uuid" ;;
+            ct_rr)  name="  the same, REPEATABLE READ" ;;
             ct_nv)  name="  the same, no verify" ;;
             ct5)    name="migrate create_target uuid5" ;;
             ct5_nv) name="  the same, no verify" ;;
@@ -301,7 +315,7 @@ summary_create_target() {
             -v h="$(mb "${hwm[$l]}")" -v a="$(mb "${peak_anon[$l]}")" \
             'BEGIN { printf "%-34s %9.2f %10.0f %10.2f %10.2f %8s %8s\n", name, s, r / s, f / s, p / s, h, a }'
     done
-    for l in ct ct_nv ct5 ct5_nv; do
+    for l in ct ct_rr ct_nv ct5 ct5_nv; do
         awk -v l="$l" -v b="${build_s[$l]}" -v p="${prepare_s[$l]}" -v c="${copy_s[$l]}" -v v="${verify_s[$l]}" \
             'BEGIN { printf "%-7s prepare %.2fs, copy %.2fs, keys/indexes/FKs %.2fs, fixup and verification %.2fs\n", l, p, c, b, (v > b ? v - b : 0) }'
     done
@@ -318,6 +332,9 @@ summary() {
     for l in uuid uuid5; do
         awk -v name="migrate $l" -v r="$big_rows" -v s="${secs[$l]}" -v h="$hand" -v v="${verify_s[$l]}" \
             'BEGIN { printf "%-22s %10d %9.2f %10.0f   %.2f (verification %.2fs of it)\n",
+                     name, r, s, r / s, h / s, v }'
+        [ "$l" = uuid ] && awk -v name="migrate uuid, REPEATABLE READ" -v r="$big_rows" -v s="${secs[uuid_rr]}" -v h="$hand" -v v="${verify_s[uuid_rr]}" \
+            'BEGIN { printf "%-22s %10d %9.2f %10.0f   %.2f (verification %.2fs of it; one snapshot)\n",
                      name, r, s, r / s, h / s, v }'
         awk -v name="migrate $l, no verify" -v r="$big_rows" -v s="${secs[${l}_nv]}" -v h="$hand" \
             'BEGIN { printf "%-22s %10d %9.2f %10.0f   %.2f (the same work as the hand-written SQL)\n",

@@ -51,6 +51,9 @@ struct Strategy {
     /// and staged from there (see `stage.rs`): the lookup (by alias number) of the table's own
     /// key, and whether some keys may be mapped already.
     generate: Option<(usize, bool)>,
+    /// The staged lookup that selects the rows in place of the tenant filter (see
+    /// [`Migration::owner_join`]).
+    filter_by: Option<usize>,
 }
 
 impl Strategy {
@@ -116,6 +119,10 @@ impl Strategy {
             }
             _ => None,
         };
+        let filter_by = match rows {
+            Rows::Whole => m.owner_join(p, isolate || archive_before),
+            _ => None,
+        };
         Strategy {
             rows,
             record_ids,
@@ -124,6 +131,7 @@ impl Strategy {
             reuses,
             checked,
             generate,
+            filter_by,
         }
     }
 }
@@ -147,6 +155,9 @@ enum Taken {
 struct Batch {
     /// A condition on the source rows `s`: the filter, and the keyset range if any.
     where_: String,
+    /// The staged lookup that selects the rows instead of the filter (`where_` is then
+    /// `true`): see [`Migration::owner_join`].
+    filter_by: Option<usize>,
     args: Vec<pgrx::datum::DatumWithOid<'static>>,
     /// The batch's last key: the next checkpoint.
     upper: Option<Vec<Option<String>>>,
@@ -204,7 +215,13 @@ impl Migration {
             Err(caught) => return Err(self.copy_failed(caught)?),
         };
         checksums::record(self.job_id, jt, how.checked.map(|_| sums));
-        self.finish_batch(jt, &p, inserted, upper.as_deref(), done, started);
+        let via = how.filter_by.map(|n| {
+            format!(
+                "rows selected by joining the keys of {} staged in this transaction",
+                crate::pg::relation_name(p.lookups[n].table)
+            )
+        });
+        self.finish_batch(jt, &p, inserted, upper.as_deref(), done, started, via);
         Ok(())
     }
 
@@ -216,7 +233,11 @@ impl Migration {
                     self.record_table_ids(p, key);
                 }
                 Taken::Chosen(Batch {
-                    where_: format!("({})", p.filter),
+                    where_: match how.filter_by {
+                        Some(_) => "true".into(),
+                        None => format!("({})", p.filter),
+                    },
+                    filter_by: how.filter_by,
                     args: self.params.args(),
                     upper: None,
                     done: true,
@@ -225,6 +246,26 @@ impl Migration {
             Rows::Fused => self.copy_fused(jt, p, conflict, how.checked.ok()),
             Rows::Keyset => self.take_keyset(jt, p, how.record_ids.as_deref()),
         }
+    }
+
+    /// The staged lookup of `p`'s ownership reference that selects its rows in place of the
+    /// tenant filter, where that is exact: every statement reads one snapshot (so the parent's
+    /// staged keys are the tenant's parents in it, and a row whose parent is among them is the
+    /// tenant's), the parent's keys were staged in this transaction, the table takes no rows
+    /// beyond the tenant's own, and nothing reads the rows again by `where_` alone (row-by-row
+    /// isolation, the archive of overwritten rows). The filter of order items walks orders,
+    /// patients and doctors (0.2 s for 750k rows of 1.5M) where the join it replaces is there
+    /// anyway. Read committed, a late child of a late parent would be left out unnoticed
+    /// rather than seen (see `changes.rs`).
+    /// `reread`: the rows may be read again by `where_` alone.
+    fn owner_join(&self, p: &TablePlan, reread: bool) -> Option<usize> {
+        let n = p.owner_lookup?;
+        (self.one_snapshot
+            && self.options.mode != Mode::Online
+            && !reread
+            && !p.shares_rows()
+            && stage::staged(self.job_id, p.lookups[n].table))
+        .then_some(n)
     }
 
     /// Whether nobody else can map `p`'s rows: owned rows of this tenant only (whose
@@ -415,6 +456,7 @@ impl Migration {
         }
         Taken::Chosen(Batch {
             where_: format!("({}) AND {range}", p.filter),
+            filter_by: None,
             args: self
                 .params
                 .with_keys(&[jt.last_key.as_ref(), upper.as_ref()]),
@@ -468,7 +510,7 @@ impl Migration {
             let from = format!(
                 "{} s{} WHERE {}",
                 p.source_sql,
-                stage::joins(p, self.job_id, None),
+                stage::joins(p, self.job_id, None, batch.filter_by),
                 batch.where_
             );
             let new_row = self.new_row_in_copy(jt, "s.xmin");
@@ -508,7 +550,7 @@ impl Migration {
                 } else {
                     conflict.clone()
                 };
-            let insert = self.insert_sql(p, where_, &conflict, *recorded);
+            let insert = self.insert_sql(p, where_, &conflict, *recorded, batch.filter_by);
             written += if !how.isolate {
                 self.run_insert(&insert, &batch.args, *recorded)
             } else {
@@ -538,7 +580,7 @@ impl Migration {
     ) -> (i64, Option<Sums>) {
         let key = p.key.as_ref().expect("keyed");
         stage::create(self.job_id, p.source, &key[0].type_name);
-        let joins = stage::joins(p, self.job_id, Some(own));
+        let joins = stage::joins(p, self.job_id, Some(own), batch.filter_by);
         let own = own.n;
         let from = format!("{} s{joins} WHERE {}", p.source_sql, batch.where_);
         let extra = checksums::Extra {
@@ -582,19 +624,27 @@ impl Migration {
             .unwrap_or(0);
             (n, None)
         };
-        stage::analyze(self.job_id, p.source);
+        stage::finish(self.job_id, p.source);
         (inserted, sums)
     }
 
-    /// The copy statement of the rows `where_` selects; `recorded`: rows others may share,
-    /// skipped when there and recorded (see `sharing::recorded_insert`).
-    fn insert_sql(&self, p: &TablePlan, where_: &str, conflict: &str, recorded: bool) -> String {
+    /// The copy statement of the rows `where_` selects (with the staged lookup `filter_by`
+    /// as an inner join, see [`Batch::filter_by`]); `recorded`: rows others may share, skipped
+    /// when there and recorded (see `sharing::recorded_insert`).
+    fn insert_sql(
+        &self,
+        p: &TablePlan,
+        where_: &str,
+        conflict: &str,
+        recorded: bool,
+        filter_by: Option<usize>,
+    ) -> String {
         if recorded {
             return sharing::recorded_insert(p, self.job_id, where_);
         }
         format!(
             "INSERT INTO {tgt} ({cols}) SELECT {sel} FROM {src} s{joins} WHERE {where_} {conflict}",
-            joins = stage::joins(p, self.job_id, None),
+            joins = stage::joins(p, self.job_id, None, filter_by),
             tgt = p.target.sql,
             cols = p.target_columns(),
             sel = p.select_list(),
@@ -602,8 +652,9 @@ impl Migration {
         )
     }
 
-    /// Records a batch: the checkpoint (in the batch's transaction), a log line, and the
-    /// pause that `max_rows_per_second` asks for.
+    /// Records a batch: the checkpoint (in the batch's transaction), a log line (with
+    /// `message`, if any), and the pause that `max_rows_per_second` asks for.
+    #[allow(clippy::too_many_arguments)]
     fn finish_batch(
         &self,
         jt: &JobTable,
@@ -612,6 +663,7 @@ impl Migration {
         upper: Option<&[Option<String>]>,
         done: bool,
         started: std::time::Instant,
+        message: Option<String>,
     ) {
         jobs::checkpoint(
             self.job_id,
@@ -630,7 +682,7 @@ impl Migration {
             Some("copy"),
             Some(p.source),
             Some(inserted),
-            None,
+            message.as_deref(),
             None,
         );
         if let Some(rate) = self.options.max_rows_per_second {
@@ -669,7 +721,7 @@ impl Migration {
         let args = self.params.with_keys(bounds);
         if p.key.is_none() {
             // No key to single rows out: run the whole table once more to report the error.
-            let insert = self.insert_sql(p, where_, conflict, recorded);
+            let insert = self.insert_sql(p, where_, conflict, recorded, None);
             return match try_subtransaction(|| self.run_insert(&insert, &args, recorded)) {
                 Ok(n) => Ok(n),
                 Err(e) => Err(Error::TableFailed {
@@ -700,7 +752,7 @@ impl Migration {
         .or_raise();
         let mut written = 0;
         let single = format!("{where_} AND {} = ($6::text[])", p.key_text("s"));
-        let insert = self.insert_sql(p, &single, conflict, recorded);
+        let insert = self.insert_sql(p, &single, conflict, recorded, None);
         for key in keys {
             let a = self.params.with_keys(&[bounds[0], bounds[1], Some(&key)]);
             match try_subtransaction(|| self.run_insert(&insert, &a, recorded)) {

@@ -83,6 +83,11 @@ pub struct TablePlan {
     /// The key lookups behind `joins`, in alias order (`__tenant_ops_m<n>`): a copy step of
     /// an inline run joins the keys it staged in this transaction instead (see `stage.rs`).
     pub lookups: Vec<Lookup>,
+    /// The lookup of the table's ownership reference, when that is one column naming its
+    /// parent's re-keyed primary key: where the parent's keys are staged and every statement
+    /// reads one snapshot, joining them selects exactly the tenant's rows, in place of
+    /// `filter` (see `copy.rs`, `owner_join`).
+    pub owner_lookup: Option<usize>,
     /// A condition on `s` selecting the rows of `filter` copied for other tenants' sake (the
     /// managers a root row points at, rows of other tenants that `cross_tenant: copy` brings
     /// along): like shared rows, they are reused when an earlier migration into the target
@@ -431,6 +436,7 @@ impl<'a> Planner<'a> {
             _ => None,
         };
         let lookups = self.lookups.borrow().clone();
+        let owner_lookup = self.owner_lookup(source, role, &lookups);
         let joins = lookups
             .iter()
             .enumerate()
@@ -439,6 +445,7 @@ impl<'a> Planner<'a> {
         Ok(TablePlan {
             joins,
             lookups,
+            owner_lookup,
             step,
             source,
             source_sql: src.sql.clone(),
@@ -456,6 +463,26 @@ impl<'a> Planner<'a> {
             can_fail,
             borrowed: None,
         })
+    }
+
+    /// [`TablePlan::owner_lookup`] of an owned `source` among its `lookups`.
+    fn owner_lookup(&self, source: TableId, role: Role, lookups: &[Lookup]) -> Option<usize> {
+        if role != Role::Owned {
+            return None;
+        }
+        let c = self.catalog();
+        let e = &c.edges[self.loaded.resolved.get(source)?.owner_edge?];
+        let parent = c.table(e.parent);
+        if e.child_cols.len() != 1
+            || parent.primary_key.as_deref() != Some(&e.parent_cols[..])
+            || !self.rekeyed.contains(&e.parent)
+        {
+            return None;
+        }
+        let input = format!("s.{}", c.table(source).quoted_col(&e.child_cols[0]));
+        lookups
+            .iter()
+            .position(|l| l.table == e.parent && l.input == input)
     }
 
     fn column_spec(&self, target: &TargetTable) -> Option<&BTreeMap<String, ColumnSource>> {

@@ -9,8 +9,10 @@
 //!   (`map_id`, rollbacks, later tenants' shared-row reuse, clone namespaces, a resume), in
 //!   the same transaction as the rows;
 //! - a temporary table of this transaction (`ON COMMIT DROP`), the key in its own type beside
-//!   the new id: what the copy statements of the tables after it join to map their foreign
-//!   keys, as hand-written SQL joins its mapping temp tables.
+//!   the new id, indexed once filled: what the copy statements of the tables after it join to
+//!   map their foreign keys, as hand-written SQL joins its mapping temp tables; where every
+//!   statement reads one snapshot, a child's join to its parent's staged keys also selects
+//!   the child's rows in place of its tenant filter (`copy.rs`, `owner_join`).
 //!
 //! What this saves against recording the ids first (a statement of its own that evaluated the
 //! tenant filter again) and looking them up in id_map (a scan of every table's mappings, joined
@@ -62,9 +64,16 @@ pub(super) fn create(job_id: i64, source: TableId, key_type: &str) {
     });
 }
 
-/// Planner statistics of a filled staging table (its owner is the caller).
-pub(super) fn analyze(job_id: i64, source: TableId) {
-    Spi::run(&format!("ANALYZE {}", name(job_id, source))).or_raise();
+/// A filled staging table made ready for the joins: a unique index on the key (built once
+/// from the rows, as hand-written SQL gives its mapping table a primary key), then planner
+/// statistics (its owner is the caller). With the index, a child table read in its own key's
+/// order (order items by their primary key, led by the order) is merge-joined to its
+/// parents' keys instead of hashing them: a hash of 300k keys does not fit the steps'
+/// 16 MB and spills the 1.5M items it is probed with (0.49 s -> 0.29 s for that join).
+pub(super) fn finish(job_id: i64, source: TableId) {
+    let table = name(job_id, source);
+    Spi::run(&format!("CREATE UNIQUE INDEX ON {table} (k)")).or_raise();
+    Spi::run(&format!("ANALYZE {table}")).or_raise();
 }
 
 /// Whether `source`'s keys are staged for job `job_id` in this transaction.
@@ -100,8 +109,15 @@ pub(super) struct Own<'a> {
 /// The joins of `p`'s key lookups: staged keys where this transaction staged them (on the
 /// value itself where the types agree, else on its text, as id_map compares), id_map for the
 /// rest. `own`: the lookup whose ids the statement generates itself; its alias then also
-/// says whether the id is fresh (`__tenant_ops_fresh`, to be written to id_map).
-pub(super) fn joins(p: &TablePlan, job_id: i64, own: Option<&Own>) -> String {
+/// says whether the id is fresh (`__tenant_ops_fresh`, to be written to id_map). `filter_by`:
+/// the staged lookup joined as the tenant filter (an inner join: only rows whose parent was
+/// copied), as hand-written SQL joins its mapping table.
+pub(super) fn joins(
+    p: &TablePlan,
+    job_id: i64,
+    own: Option<&Own>,
+    filter_by: Option<usize>,
+) -> String {
     p.lookups
         .iter()
         .enumerate()
@@ -137,8 +153,9 @@ pub(super) fn joins(p: &TablePlan, job_id: i64, own: Option<&Own>) -> String {
                     ("(k)::text".to_string(), format!("({})::text", l.input))
                 };
                 format!(
-                    " LEFT JOIN (SELECT {key} AS __tenant_ops_key, new_id AS __tenant_ops_new_id FROM {stage}) __tenant_ops_m{n}
+                    " {kind} JOIN (SELECT {key} AS __tenant_ops_key, new_id AS __tenant_ops_new_id FROM {stage}) __tenant_ops_m{n}
                        ON __tenant_ops_m{n}.__tenant_ops_key = {input}",
+                    kind = if filter_by == Some(n) { "INNER" } else { "LEFT" },
                     stage = name(job_id, l.table)
                 )
             } else {

@@ -41,7 +41,9 @@ SELECT tenant_ops.map_id('stg.member', '5') = (SELECT id FROM stg_t.member WHERE
 BEGIN;
 CREATE SCHEMA stg_t2;
 SELECT tenant_ops.migrate_tenant('stg', '2', 'stg_t2', '{"id_strategy": "uuid", "create_target": true}') IS NOT NULL AS copied;
-SELECT count(*) AS staged_in_transaction FROM pg_catalog.pg_class WHERE relname LIKE '\_\_tenant\_ops\_keys\_%';
+SELECT count(*) FILTER (WHERE relkind = 'r') AS staged_in_transaction,
+       count(*) FILTER (WHERE relkind = 'i') AS their_indexes
+  FROM pg_catalog.pg_class WHERE relname LIKE '\_\_tenant\_ops\_keys\_%';
 COMMIT;
 SELECT count(*) AS staging_tables_left FROM pg_catalog.pg_class WHERE relname LIKE '\_\_tenant\_ops\_keys\_%';
 SELECT (SELECT count(*) FROM stg_t2.member m JOIN stg_t2.team t ON t.id = m.team) AS members_joined,
@@ -53,4 +55,26 @@ SELECT (SELECT count(*) FROM tenant_ops.id_map WHERE job_id = :job1) AS job1_map
        pg_catalog.to_regclass('stg_t.member') IS NULL AS job1_tables_dropped,
        (SELECT count(*) FROM tenant_ops.id_map WHERE job_id = :job1 + 1) AS job2_mappings,
        (SELECT count(*) FROM stg_t2.member) AS job2_members;
+-- In REPEATABLE READ every statement reads one snapshot: the tables whose owner's keys are
+-- staged (member, note) are selected by joining those keys instead of their tenant filter
+-- (copy.rs, owner_join). The same rows: counts against the source's, every reference
+-- resolves, verify_migration finds the copy complete.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+CREATE SCHEMA stg_t3;
+SELECT tenant_ops.migrate_tenant('stg', '2', 'stg_t3', '{"id_strategy": "uuid", "create_target": true}') AS job3 \gset
+COMMIT;
+SELECT (SELECT count(*) FROM stg_t3.team) AS teams,
+       (SELECT count(*) FROM stg.team WHERE org = 2) AS teams_expected,
+       (SELECT count(*) FROM stg_t3.member m JOIN stg_t3.team t ON t.id = m.team) AS members_joined,
+       (SELECT count(*) FROM stg.member m JOIN stg.team t ON t.id = m.team WHERE t.org = 2) AS members_expected,
+       (SELECT count(*) FROM stg_t3.note n JOIN stg_t3.member m ON m.id = n.member) AS notes_joined,
+       (SELECT count(*) FROM stg.note n JOIN stg.member m ON m.id = n.member JOIN stg.team t ON t.id = m.team
+         WHERE t.org = 2) AS notes_expected;
+SELECT target, source_rows, target_rows, missing, different, complete
+  FROM tenant_ops.verify_migration(:job3) ORDER BY target;
+SELECT table_name, rows, message FROM tenant_ops.job_log
+ WHERE job_id = :job3 AND event = 'step' ORDER BY id;
+-- READ COMMITTED (job 2 above) takes the filter: no step says otherwise.
+SELECT count(*) AS joined_steps_read_committed FROM tenant_ops.job_log
+ WHERE job_id = :job1 + 1 AND event = 'step' AND message IS NOT NULL;
 RESET client_min_messages;
