@@ -21,17 +21,16 @@ use super::error::{Error, Reason, Result};
 use super::formats::{self, Format, Next, RawRecord, RawRows, Reader, Record, Values};
 use super::options::ImportOptions;
 use super::plan::{Plan, Target};
+use super::refusals;
 use super::rules::Seen;
 use super::{source, Meta, META_KEY};
 use crate::error::{OrRaise, Report};
 use crate::jobs::kind::Steps;
 use crate::jobs::{self, Executor, Job, StepOutcome};
-use crate::sys::{rolled_back_subtransaction, sqlstate_text, try_subtransaction};
+use crate::sys::{rolled_back_subtransaction, try_subtransaction};
 
 /// The job's one checkpoint row in `tenant_ops.job_tables`.
 const STEP: i32 = 1;
-/// How many refused rows a dry run reports.
-const FIRST_ERRORS: usize = 10;
 
 /// Where a run is: what `job_tables.details` keeps after each step.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -461,13 +460,7 @@ impl Import {
         let line = row.line();
         if self.options.dry_run {
             self.at.refused += 1;
-            if self.first_errors.len() < FIRST_ERRORS {
-                self.first_errors.push(json!({
-                    "line": line,
-                    "reasons": reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>(),
-                    "sqlstate": sqlstate_text(reasons[0].sqlstate),
-                }));
-            }
+            refusals::describe(&mut self.first_errors, ("line", json!(line)), &reasons);
             return Ok(());
         }
         if !self.options.continue_on_error || !self.writing() {
@@ -478,17 +471,12 @@ impl Import {
             .as_ref()
             .and_then(|o| o.reader.fields().map(|f| f.to_vec()))
             .unwrap_or_default();
-        jobs::record_row_error(
+        refusals::record(
             self.job_id,
             self.meta.target as u32,
             &line.to_string(),
             row.raw(&fields),
-            &reasons
-                .iter()
-                .map(|r| r.message.clone())
-                .collect::<Vec<_>>()
-                .join("; "),
-            &sqlstate_text(reasons[0].sqlstate),
+            &reasons,
         );
         self.at.refused += 1;
         if let Some(max) = self.options.max_errors {

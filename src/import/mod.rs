@@ -30,6 +30,7 @@ pub mod load;
 pub mod lookups;
 pub mod options;
 pub mod plan;
+pub mod refusals;
 pub mod rules;
 pub mod source;
 pub mod submit;

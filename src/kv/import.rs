@@ -20,15 +20,15 @@ use super::value::KvValue;
 use crate::error::Report;
 use crate::import::error::Reason;
 use crate::import::load::{in_batch_context, insert};
+use crate::import::refusals;
 use crate::import::rules::Seen;
 use crate::jobs::kind::{nothing_to_undo, JobKind, Steps};
 use crate::jobs::{self, Executor, Job, Status, StepOutcome};
 use crate::migrate::options::OnConflict;
-use crate::sys::{rolled_back_subtransaction, sqlstate_text, try_subtransaction};
+use crate::sys::{rolled_back_subtransaction, try_subtransaction};
 
 /// What the call decided, kept in the job's options under [`META_KEY`].
 pub const META_KEY: &str = "_kv";
-const FIRST_ERRORS: usize = 10;
 
 /// Where one mapping's pass is.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -178,13 +178,7 @@ impl KvImport {
     fn refuse(&mut self, i: usize, key: &str, raw: Value, reasons: Vec<Reason>) -> Result<()> {
         if self.dry_run() {
             self.at[i].refused += 1;
-            if self.first_errors.len() < FIRST_ERRORS {
-                self.first_errors.push(json!({
-                    "key": key,
-                    "reasons": reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>(),
-                    "sqlstate": sqlstate_text(reasons[0].sqlstate),
-                }));
-            }
+            refusals::describe(&mut self.first_errors, ("key", json!(key)), &reasons);
             return Ok(());
         }
         if !self.options.continue_on_error.unwrap_or(false) || !self.writing() {
@@ -193,17 +187,12 @@ impl KvImport {
                 reasons,
             });
         }
-        jobs::record_row_error(
+        refusals::record(
             self.job_id,
             self.mappings[i].plan.target.oid as u32,
             key,
             json!({"key": key, "value": raw}),
-            &reasons
-                .iter()
-                .map(|r| r.message.clone())
-                .collect::<Vec<_>>()
-                .join("; "),
-            &sqlstate_text(reasons[0].sqlstate),
+            &reasons,
         );
         self.at[i].refused += 1;
         if let Some(max) = self.mappings[i].options.max_errors {
