@@ -66,11 +66,14 @@ pub enum Error {
         count: i64,
         sample: Vec<String>,
     },
-    /// `restore_kv` lost the server after writing some batches.
+    /// `restore_kv` lost the server while writing: `written` keys in batches it saw applied,
+    /// and the `in_doubt` keys of the batch it was writing (sent, its reply never came: applied
+    /// whole or not at all).
     RestoreInterrupted {
         source: String,
         why: String,
         written: i64,
+        in_doubt: i64,
     },
     /// A job whose stored arguments this version cannot read.
     NotOurJob(String),
@@ -168,11 +171,15 @@ impl UserError for Error {
             )
             .detail(format!("Existing keys include: {}.", sample.join(", ")))
             .hint("Nothing was written. Choose on_conflict \"skip\" (the store's keys stay) or \"overwrite\" (the backup's values).".to_string()),
-            Error::RestoreInterrupted { source, why, written } => Report::new(
+            Error::RestoreInterrupted { source, why, written, in_doubt } => Report::new(
                 ERRCODE_CONNECTION_FAILURE,
                 format!("key-value source \"{source}\" stopped answering during restore_kv: {why}"),
             )
-            .detail(format!("{written} key(s) were restored before, in whole batches; no key is half written."))
+            .detail(if *in_doubt == 0 {
+                format!("{written} key(s) were restored before, in whole batches; no key is half written.")
+            } else {
+                format!("{written} key(s) were restored before, in whole batches; the batch of {in_doubt} being written when it stopped answering may have been applied too, whole or not at all: no key is half written.")
+            })
             .hint("Restore again with on_conflict \"overwrite\" once the server is back: it completes the restore.".to_string()),
             Error::NotOurJob(m) => Report::new(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, m.clone()),
             Error::Common(e) => e.report(),

@@ -166,16 +166,26 @@ pub fn restore(source_name: &str, file: &str, raw: &Value) -> Result<Value> {
     let (mut written, mut skipped) = (0i64, 0i64);
     let mut batch: Vec<(String, KvValue)> = Vec::with_capacity(BATCH);
     let mut write_batch = |store: &mut Store, batch: &mut Vec<(String, KvValue)>| -> Result<()> {
+        // The server answered the first pass: losing it now interrupts a restore under way.
+        let before = written;
+        let interrupted = |e: Error, in_doubt: i64| match e {
+            Error::Unreachable { source, why } => Error::RestoreInterrupted {
+                source,
+                why,
+                written: before,
+                in_doubt,
+            },
+            other => other,
+        };
         let keep: Vec<bool> = if on_conflict == OnConflict::Skip {
             let keys: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
-            exists(store, &keys)?
+            exists(store, &keys).map_err(|e| interrupted(e, 0))?
         } else {
             vec![false; batch.len()]
         };
         let Store::Redis { source, conn } = store else {
             unreachable!("checked to be Redis")
         };
-        let before = written;
         let mut pipe = redis::pipe();
         pipe.atomic();
         for ((key, value), keep) in batch.iter().zip(keep) {
@@ -213,15 +223,10 @@ pub fn restore(source_name: &str, file: &str, raw: &Value) -> Result<Value> {
             }
             written += 1;
         }
-        pipe.query::<()>(conn.as_mut())
-            .map_err(|e| match source::redis_error(source, &e) {
-                Error::Unreachable { source, why } if before > 0 => Error::RestoreInterrupted {
-                    source,
-                    why,
-                    written: before,
-                },
-                other => other,
-            })?;
+        if written > before {
+            pipe.query::<()>(conn.as_mut())
+                .map_err(|e| interrupted(source::redis_error(source, &e), written - before))?;
+        }
         batch.clear();
         Ok(())
     };

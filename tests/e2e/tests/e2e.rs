@@ -335,6 +335,7 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ),
         ("kv_import_backs_up_keys", kv::kv_import_backs_up_keys),
         ("kv_restore_keys", kv::kv_restore_keys),
+        ("kv_restore_interrupted", kv::kv_restore_interrupted),
     ];
     all.extend(submission::tests());
     all.extend(schedules::tests());

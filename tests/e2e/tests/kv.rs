@@ -1227,3 +1227,97 @@ pub fn kv_restore_keys(cluster: &Cluster) {
         4
     );
 }
+
+/// `restore_kv` losing its server midway: 50,000 keys restored in batches of 500, and once
+/// the first batches are in, the server stops answering writes (`CLIENT PAUSE ... WRITE`,
+/// longer than the source's 1 s read timeout). The restore fails with 08006 saying how many
+/// keys it saw restored and that the batch it was writing may have been applied too (it was:
+/// the paused server ran it once unpaused, which the first version of this message denied);
+/// the store holds whole batches only (a multiple of 500); restoring again with on_conflict
+/// "overwrite" completes it.
+pub fn kv_restore_interrupted(cluster: &Cluster) {
+    const KEYS: usize = 50_000;
+    let redis = RedisServer::start(None);
+    let commands: Vec<Vec<Vec<u8>>> = (0..KEYS)
+        .map(|i| {
+            args(&[
+                "SET",
+                &format!("tenant:t{i:05}"),
+                &json!({"name": format!("Tenant {i}")}).to_string(),
+            ])
+        })
+        .collect();
+    redis.pipe(&commands);
+    let mut c = fresh_db(cluster, "e2e_kv_restore_interrupted");
+    create_extension(&mut c);
+    exec(&mut c, TABLES);
+    create_source(&mut c, "legacy", &redis.url(0));
+    let (_, r) = import(&mut c, "legacy", &mapping(), r#"{"backup": true}"#);
+    assert_eq!(r["backup"]["keys"], KEYS, "{r:#}");
+    let file = r["backup"]["file"].as_str().unwrap().to_string();
+    redis.cmd(&["FLUSHDB"]);
+
+    let restore = |c: &mut Client, options: &str| {
+        c.query_one(
+            "SELECT tenant_ops.restore_kv('legacy', $1, $2::text::jsonb)::text",
+            &[&file, &options],
+        )
+        .map(|r| serde_json::from_str::<Value>(&r.get::<_, String>(0)).unwrap())
+    };
+    let mut session = cluster.connect("e2e_kv_restore_interrupted");
+    let file_arg = file.clone();
+    let run = std::thread::spawn(move || {
+        session
+            .query_one(
+                "SELECT tenant_ops.restore_kv('legacy', $1, '{}')::text",
+                &[&file_arg],
+            )
+            .map(|r| r.get::<_, String>(0))
+    });
+    let dbsize = |r: &RedisServer| -> usize { r.cmd(&["DBSIZE"]).trim().parse().unwrap() };
+    let started = std::time::Instant::now();
+    while dbsize(&redis) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the restore wrote nothing in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    redis.cmd(&["CLIENT", "PAUSE", "4000", "WRITE"]);
+    let result = run.join().expect("the restoring session panicked");
+    redis.cmd(&["CLIENT", "UNPAUSE"]);
+    let e = assert_sqlstate(
+        result,
+        "08006",
+        "key-value source \"legacy\" stopped answering during restore_kv",
+    );
+    let restored = dbsize(&redis);
+    assert!(
+        restored > 0 && restored < KEYS && restored % 500 == 0,
+        "whole batches only, and not all of them: {restored} keys in the store"
+    );
+    let detail = |written: usize| {
+        format!(
+            "{written} key(s) were restored before, in whole batches; the batch of 500 being written when it stopped answering may have been applied too, whole or not at all: no key is half written."
+        )
+    };
+    let said = e.detail().unwrap_or_default().to_string();
+    assert!(
+        said == detail(restored) || said == detail(restored - 500),
+        "{restored} keys in the store; the detail: {said}"
+    );
+    assert_eq!(
+        e.hint(),
+        Some("Restore again with on_conflict \"overwrite\" once the server is back: it completes the restore.")
+    );
+    let r = restore(&mut c, r#"{"on_conflict": "overwrite"}"#)
+        .unwrap_or_else(|e| panic!("restore_kv overwrite: {}", describe_error(&e)));
+    assert_eq!(r["written"].as_u64(), Some(KEYS as u64), "{r}");
+    assert_eq!(dbsize(&redis), KEYS);
+    assert_eq!(
+        redis.cmd(&["GET", "tenant:t04242"]).trim(),
+        json!({"name": "Tenant 4242"}).to_string()
+    );
+    drop(c);
+    cluster.drop_database("e2e_kv_restore_interrupted");
+}
