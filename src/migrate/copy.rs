@@ -257,6 +257,7 @@ impl Migration {
     /// patients and doctors (0.2 s for 750k rows of 1.5M) where the join it replaces is there
     /// anyway. Read committed, a late child of a late parent would be left out unnoticed
     /// rather than seen (see `changes.rs`).
+    ///
     /// `reread`: the rows may be read again by `where_` alone.
     fn owner_join(&self, p: &TablePlan, reread: bool) -> Option<usize> {
         let n = p.owner_lookup?;
