@@ -10,7 +10,7 @@ use super::keys::{analyze_id_map, record_new_ids};
 use super::options::{self, Mode, OnConflict};
 use super::plan::TablePlan;
 use super::sql::rows_written;
-use super::{sharing, stage, Migration, WHOLE_TABLE};
+use super::{changes, sharing, stage, Migration, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs::{self, JobTable};
 use crate::scope::graph::Role;
@@ -516,8 +516,10 @@ impl Migration {
             );
             let new_row = self.new_row_in_copy(jt, "s.xmin");
             let sums = match check {
-                Check::Counts => checksums::run_counted(p, &from, &new_row, &batch.args),
-                Check::Hashes => {
+                Check::Counts if new_row == "false" || changes::can_note_changed_rows() => {
+                    checksums::run_counted(p, &from, &new_row, &batch.args)
+                }
+                _ => {
                     let sql = checksums::statement(p, &from, &new_row, None, check);
                     checksums::run(&sql, &batch.args, check)
                 }

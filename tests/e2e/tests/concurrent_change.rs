@@ -301,9 +301,21 @@ pub fn concurrent_change_without_failing_statement(cluster: &Cluster) {
     let mut c = setup(cluster, db);
     // uuid: the child's copy generates its new ids, its rows materialized; keep: it generates
     // nothing and into a target without BEFORE triggers only counts, the late row noted as it
-    // is selected (`checksums::run_counted`).
-    for (strategy, key_type) in [("uuid", "uuid"), ("keep", "int")] {
+    // is selected (`checksums::run_counted`); keep_old_catalog: the same in a database whose
+    // extension predates `tenant_ops.note_changed_row()` (dropped here), where the copy
+    // counts in its materialized rows again.
+    for (strategy, key_type) in [("uuid", "uuid"), ("keep", "int"), ("keep_old_catalog", "int")] {
         let schema = format!("t_nf_{strategy}");
+        let strategy = if strategy == "keep_old_catalog" {
+            exec(
+                &mut c,
+                "ALTER EXTENSION pg_tenant_ops DROP FUNCTION tenant_ops.note_changed_row();
+                 DROP FUNCTION tenant_ops.note_changed_row();",
+            );
+            "keep"
+        } else {
+            strategy
+        };
         target(&mut c, &schema, key_type);
         let opts = options(strategy, "");
         let schema_arg = schema.clone();
