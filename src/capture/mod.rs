@@ -112,10 +112,6 @@ pub fn check(loaded: &LoadedScope) -> Result<(), Error> {
     Ok(())
 }
 
-/// Installs a capture of `tenant`'s rows of `loaded` for job `job_id`: its trigger functions
-/// and triggers, created as the extension owner. Creating a trigger waits for the writes in
-/// flight on the table and holds off new ones until the caller's transaction commits, so once
-/// it has, every write of the tenant's rows is either recorded or was committed before.
 /// What a capture is for: it words the refusals its triggers give (a TRUNCATE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
@@ -141,6 +137,11 @@ impl Purpose {
     }
 }
 
+/// Installs a capture of `tenant`'s rows of `loaded` for job `job_id` (`purpose` words its
+/// refusals): its trigger functions and triggers, created as the extension owner. Creating a
+/// trigger waits for the writes in flight on the table and holds off new ones until the
+/// caller's transaction commits, so once it has, every write of the tenant's rows is either
+/// recorded or was committed before.
 pub fn install(
     job_id: i64,
     loaded: &LoadedScope,
