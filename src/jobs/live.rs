@@ -20,21 +20,22 @@ use pgrx::{pg_shmem_init, pg_sys, PGRXSharedMemory, PgLwLock};
 /// Backends that can post at once; more are not shown live (their commits still are).
 const SLOTS: usize = 64;
 
+/// One backend's slot of the board: what its running step has posted.
 #[derive(Copy, Clone)]
-struct Slot {
-    /// The posting backend (0: free).
-    pid: i32,
-    job_id: i64,
+pub struct Posted {
+    /// The posting backend (0: a free slot).
+    pub pid: i32,
+    pub job_id: i64,
     /// The table being worked on (its oid).
-    table: u32,
-    rows: i64,
-    bytes: i64,
+    pub table: u32,
+    pub rows: i64,
+    pub bytes: i64,
     /// When the slot's table was first posted, and last (`TimestampTz`, microseconds).
-    started: i64,
-    updated: i64,
+    pub started: i64,
+    pub updated: i64,
 }
 
-const FREE: Slot = Slot {
+const FREE: Posted = Posted {
     pid: 0,
     job_id: 0,
     table: 0,
@@ -46,7 +47,7 @@ const FREE: Slot = Slot {
 
 #[derive(Copy, Clone)]
 pub struct Board {
-    slots: [Slot; SLOTS],
+    slots: [Posted; SLOTS],
 }
 
 impl Default for Board {
@@ -124,7 +125,7 @@ pub fn post(table: u32, rows: i64, bytes: i64) {
     };
     let s = &mut board.slots[slot];
     if s.pid != pid || s.job_id != job_id || s.table != table {
-        *s = Slot {
+        *s = Posted {
             pid,
             job_id,
             table,
@@ -154,19 +155,6 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
     clear();
 }
 
-/// What one backend's running step has posted.
-pub struct Posted {
-    pub job_id: i64,
-    pub pid: i32,
-    /// The table's oid.
-    pub table: u32,
-    pub rows: i64,
-    pub bytes: i64,
-    /// When the table was first posted, and last (`TimestampTz` microseconds).
-    pub started: i64,
-    pub updated: i64,
-}
-
 /// What the running steps have posted, one entry per backend posting (`tenant_ops.live_progress`).
 pub fn posted() -> Vec<Posted> {
     if !enabled() {
@@ -177,14 +165,6 @@ pub fn posted() -> Vec<Posted> {
         .slots
         .iter()
         .filter(|s| s.pid != 0)
-        .map(|s| Posted {
-            job_id: s.job_id,
-            pid: s.pid,
-            table: s.table,
-            rows: s.rows,
-            bytes: s.bytes,
-            started: s.started,
-            updated: s.updated,
-        })
+        .copied()
         .collect()
 }
