@@ -267,23 +267,11 @@ pub fn prepare(
         &[head.capture.into()],
     )
     .or_raise();
-    let (changes, first, last) = Spi::connect(|c| {
-        let r = c
-            .select(
-                &format!(
-                    "SELECT pg_catalog.count(*)::int8, coalesce(pg_catalog.min(seq), 0)::int8, coalesce(pg_catalog.max(seq), 0)::int8 FROM {CONSUMED}"
-                ),
-                None,
-                &[],
-            )?
-            .first();
-        Ok::<_, pgrx::spi::Error>((
-            r.get::<i64>(1)?.unwrap_or(0),
-            r.get::<i64>(2)?.unwrap_or(0),
-            r.get::<i64>(3)?.unwrap_or(0),
-        ))
-    })
+    let (changes, first, last) = Spi::get_three::<i64, i64, i64>(&format!(
+        "SELECT pg_catalog.count(*)::int8, coalesce(pg_catalog.min(seq), 0)::int8, coalesce(pg_catalog.max(seq), 0)::int8 FROM {CONSUMED}"
+    ))
     .or_raise();
+    let (changes, first, last) = (changes.unwrap_or(0), first.unwrap_or(0), last.unwrap_or(0));
     let own = own_tables(loaded);
     let mut ups = vec![];
     let mut dels = vec![];

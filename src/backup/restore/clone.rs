@@ -176,13 +176,8 @@ pub(super) fn run(ctx: &Ctx) -> Result<Value> {
     for (i, e) in &exprs {
         let t = &ctx.matched[*i];
         let mut n = 0;
-        for crate::migrate::plan::Lookup {
-            table: parent,
-            input,
-            ..
-        } in &e.lookups
-        {
-            let map = &maps[parent];
+        for l in &e.lookups {
+            let (map, input) = (&maps[&l.table], &l.input);
             n += Spi::get_one::<i64>(&format!(
                 "WITH kept AS (INSERT INTO {map} (__tenant_ops_o0, __tenant_ops_new_id)
                      SELECT q.x, q.x FROM (SELECT DISTINCT ({input}) AS x FROM {} s) q
@@ -488,18 +483,11 @@ fn column_exprs(
     let lookups = planner.lookups.borrow().clone();
     let mut joins = String::new();
     if let Some(maps) = maps {
-        for (
-            n,
-            crate::migrate::plan::Lookup {
-                table: parent,
-                input,
-                ..
-            },
-        ) in lookups.iter().enumerate()
-        {
-            if let Some(map) = maps.get(parent) {
+        for (n, l) in lookups.iter().enumerate() {
+            if let Some(map) = maps.get(&l.table) {
                 joins.push_str(&format!(
-                    " LEFT JOIN {map} __tenant_ops_m{n} ON __tenant_ops_m{n}.__tenant_ops_o0 = ({input})"
+                    " LEFT JOIN {map} __tenant_ops_m{n} ON __tenant_ops_m{n}.__tenant_ops_o0 = ({})",
+                    l.input
                 ));
             }
         }
