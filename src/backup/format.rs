@@ -175,7 +175,7 @@ pub fn parse_line(line: &[u8], columns: usize) -> Result<Vec<Option<String>>, St
     Ok(fields)
 }
 
-/// Lowercase hex of a digest.
+/// Lowercase hex of bytes (a digest, an HMAC, a key backup's binary string value).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -45,9 +45,7 @@ fn line(key: &str, value: &KvValue) -> Value {
     match value {
         KvValue::String(b) => match std::str::from_utf8(b) {
             Ok(text) => o["value"] = json!(text),
-            Err(_) => {
-                o["value_hex"] = json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-            }
+            Err(_) => o["value_hex"] = json!(crate::backup::format::hex(b)),
         },
         KvValue::Hash(fields) => {
             o["value"] = Value::Object(fields.iter().map(|(f, v)| (f.clone(), json!(v))).collect())

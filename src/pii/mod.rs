@@ -17,11 +17,7 @@ pub fn pseudonymize(key: &[u8], value: &str) -> String {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(value.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::backup::format::hex(&mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
