@@ -13,8 +13,9 @@
 //! saved; under `skip` a key the store holds (checked again per batch) is left alone.
 //!
 //! Redis has no transaction across batches: should the server go away in the middle, the
-//! keys of the batches before are written (the error says so); restoring again with
-//! `overwrite` completes it. Expiries are not saved by the backup and not set. A dump source
+//! keys of the batches before are written, and the batch being written may be too, whole or
+//! not at all (its MULTI/EXEC sent, the reply lost: the error says both); restoring again
+//! with `overwrite` completes it. Expiries are not saved by the backup and not set. A dump source
 //! is never written (`0A000`).
 
 use std::fs::File;
