@@ -10,7 +10,7 @@ use super::keys::{analyze_id_map, record_new_ids};
 use super::options::{self, Mode, OnConflict};
 use super::plan::TablePlan;
 use super::sql::rows_written;
-use super::{changes, sharing, stage, Migration, WHOLE_TABLE};
+use super::{sharing, stage, Migration, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs::{self, JobTable};
 use crate::scope::graph::Role;
@@ -515,15 +515,7 @@ impl Migration {
                 batch.where_
             );
             let new_row = self.new_row_in_copy(jt, "s.xmin");
-            let sums = match check {
-                Check::Counts if new_row == "false" || changes::can_note_changed_rows() => {
-                    checksums::run_counted(p, &from, &new_row, &batch.args)
-                }
-                _ => {
-                    let sql = checksums::statement(p, &from, &new_row, None, check);
-                    checksums::run(&sql, &batch.args, check)
-                }
-            };
+            let sums = checksums::copy(p, &from, &new_row, None, check, &batch.args);
             return Ok((sums.target_rows, Some(sums)));
         }
         let mut parts: Vec<(String, String, bool)> = vec![];
@@ -603,16 +595,18 @@ impl Migration {
         };
         let (inserted, sums) = if let Some(check) = checked {
             let new_row = self.new_row_in_copy(jt, "s.xmin");
-            let sql = checksums::statement(p, &from, &new_row, Some(&extra), check);
-            let sums = with_job_window(self.job_id, || checksums::run(&sql, &batch.args, check));
+            let sums = with_job_window(self.job_id, || {
+                checksums::copy(p, &from, &new_row, Some(&extra), check, &batch.args)
+            });
             (sums.target_rows, Some(sums))
         } else {
             let (cols, list) = checksums::numbered_columns(p);
+            // The target's insert is the statement itself (its count the executor's); the
+            // CTEs' inserts run to completion all the same.
             let sql = format!(
                 "WITH x AS MATERIALIZED (SELECT {cols}, {extra_cols} FROM {from}),
-                      {ctes},
-                      ins AS (INSERT INTO {tgt} ({tcols}) SELECT {list} FROM x RETURNING 1)
-                 SELECT pg_catalog.count(*) FROM ins",
+                      {ctes}
+                 INSERT INTO {tgt} ({tcols}) SELECT {list} FROM x",
                 cols = cols.join(", "),
                 extra_cols = extra.columns,
                 ctes = extra.ctes,
@@ -620,11 +614,7 @@ impl Migration {
                 tcols = p.target_columns(),
                 list = list.join(", "),
             );
-            let n = with_job_window(self.job_id, || {
-                Spi::get_one_with_args::<i64>(&sql, &batch.args)
-            })
-            .or_raise()
-            .unwrap_or(0);
+            let n = with_job_window(self.job_id, || rows_written(&sql, &batch.args));
             (n, None)
         };
         stage::finish(self.job_id, p.source);

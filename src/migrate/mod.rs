@@ -80,6 +80,7 @@ pub mod target;
 pub mod target_table;
 pub mod transform;
 mod undo;
+pub mod uuid4;
 pub mod uuid5;
 mod verify;
 

@@ -43,13 +43,26 @@ impl IdStrategy {
         }
     }
 
-    /// The SQL expression of a fresh key (strategies that use id_map).
+    /// The SQL expression of a fresh key (strategies that use id_map): `tenant_ops.uuid4()`
+    /// for `uuid` (see `uuid4.rs`), except in a database whose extension an earlier build of
+    /// this version created without it (there is no upgrade script within a version), where
+    /// `gen_random_uuid()` gives the same kind of key.
     pub fn new_id_sql(self) -> &'static str {
         match self {
             IdStrategy::Uuid7 => "tenant_ops.uuid7()",
+            _ if catalog_has_uuid4() => "tenant_ops.uuid4()",
             _ => "pg_catalog.gen_random_uuid()",
         }
     }
+}
+
+fn catalog_has_uuid4() -> bool {
+    use crate::error::OrRaise;
+    pgrx::Spi::get_one::<bool>(
+        "SELECT pg_catalog.to_regprocedure('tenant_ops.uuid4()') IS NOT NULL",
+    )
+    .or_raise()
+    .unwrap_or(false)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]

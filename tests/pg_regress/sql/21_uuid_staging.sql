@@ -77,4 +77,21 @@ SELECT table_name, rows, message FROM tenant_ops.job_log
 -- READ COMMITTED (job 2 above) takes the filter: no step says otherwise.
 SELECT count(*) AS joined_steps_read_committed FROM tenant_ops.job_log
  WHERE job_id = :job1 + 1 AND event = 'step' AND message IS NOT NULL;
+-- The fresh keys come from tenant_ops.uuid4() (the operating system's randomness drawn in
+-- blocks, src/migrate/uuid4.rs): version 4, RFC variant, no two alike across many blocks.
+SELECT count(DISTINCT u) AS distinct_of_5000,
+       bool_and(substr(u::text, 15, 1) = '4') AS version_4,
+       bool_and(substr(u::text, 20, 1) IN ('8', '9', 'a', 'b')) AS rfc_variant
+  FROM (SELECT tenant_ops.uuid4() AS u FROM generate_series(1, 5000)) x;
+SELECT count(*) AS keys, bool_and(substr(id::text, 15, 1) = '4') AS version_4 FROM stg_t3.member;
+-- A database whose extension was made by an earlier build without tenant_ops.uuid4()
+-- (dropped here, in a transaction rolled back) gets the same keys from gen_random_uuid().
+BEGIN;
+ALTER EXTENSION pg_tenant_ops DROP FUNCTION tenant_ops.uuid4();
+DROP FUNCTION tenant_ops.uuid4();
+CREATE SCHEMA stg_t4;
+SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_t4', '{"id_strategy": "uuid", "create_target": true}') IS NOT NULL AS copied;
+SELECT (SELECT count(*) FROM stg_t4.member m JOIN stg_t4.team t ON t.id = m.team) AS members_joined,
+       (SELECT bool_and(substr(id::text, 15, 1) = '4') FROM stg_t4.member) AS version_4;
+ROLLBACK;
 RESET client_min_messages;
