@@ -10,7 +10,7 @@ use super::keys::{analyze_id_map, record_new_ids};
 use super::options::{self, Mode, OnConflict};
 use super::plan::TablePlan;
 use super::sql::rows_written;
-use super::{sharing, stage, Migration, WHOLE_TABLE};
+use super::{changes, sharing, stage, Migration, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs::{self, JobTable};
 use crate::scope::graph::Role;
@@ -120,7 +120,7 @@ impl Strategy {
             _ => None,
         };
         let filter_by = match rows {
-            Rows::Whole => m.owner_join(p, isolate || archive_before),
+            Rows::Whole => m.owner_join(p, jt, isolate || archive_before),
             _ => None,
         };
         Strategy {
@@ -215,6 +215,9 @@ impl Migration {
             Err(caught) => return Err(self.copy_failed(caught)?),
         };
         checksums::record(self.job_id, jt, how.checked.map(|_| sums));
+        if let (Some(n), false) = (how.filter_by, self.one_snapshot) {
+            self.joined_parents.insert(p.lookups[n].table);
+        }
         let via = how.filter_by.map(|n| {
             format!(
                 "rows selected by joining the keys of {} staged in this transaction",
@@ -249,19 +252,23 @@ impl Migration {
     }
 
     /// The staged lookup of `p`'s ownership reference that selects its rows in place of the
-    /// tenant filter, where that is exact: every statement reads one snapshot (so the parent's
-    /// staged keys are the tenant's parents in it, and a row whose parent is among them is the
-    /// tenant's), the parent's keys were staged in this transaction, the table takes no rows
-    /// beyond the tenant's own, and nothing reads the rows again by `where_` alone (row-by-row
-    /// isolation, the archive of overwritten rows). The filter of order items walks orders,
-    /// patients and doctors (0.2 s for 750k rows of 1.5M) where the join it replaces is there
-    /// anyway. Read committed, a late child of a late parent would be left out unnoticed
-    /// rather than seen (see `changes.rs`).
+    /// tenant filter, as hand-written SQL joins its mapping tables: the parent's keys were
+    /// staged in this transaction, the table takes no rows beyond the tenant's own, and nothing
+    /// reads the rows again by `where_` alone (row-by-row isolation, the archive of overwritten
+    /// rows). The filter of order items walks orders, patients and doctors (0.2 s for 750k rows
+    /// of 1.5M) where the join it replaces is there anyway.
+    ///
+    /// Where every statement reads one snapshot the join is exact: the staged keys are the
+    /// tenant's parents in it. Read committed, a child of a parent written after the parent's
+    /// table was copied is not joined (the filter would have met it, its key mapped to NULL):
+    /// so a starting snapshot must be recorded, and the parents joined are looked at for rows
+    /// written since once the copy is done (`changes.rs`, [`Migration::late_parents`]), which
+    /// is where such a pair shows.
     ///
     /// `reread`: the rows may be read again by `where_` alone.
-    fn owner_join(&self, p: &TablePlan, reread: bool) -> Option<usize> {
+    fn owner_join(&self, p: &TablePlan, jt: &JobTable, reread: bool) -> Option<usize> {
         let n = p.owner_lookup?;
-        (self.one_snapshot
+        ((self.one_snapshot || changes::start_snapshot(jt).is_some())
             && self.options.mode != Mode::Online
             && !reread
             && !p.shares_rows()

@@ -89,6 +89,7 @@ use serde_json::{json, Value};
 use crate::error::Report;
 use crate::jobs::kind::Steps;
 use crate::jobs::{self, Job, JobTable, StepOutcome};
+use crate::scope::graph::TableId;
 use crate::scope::LoadedScope;
 use crate::sys::with_settings;
 use options::{MigrateOptions, Mode};
@@ -152,6 +153,9 @@ pub struct Migration {
     /// Online: the statement applying captured changes (see `online.rs`), built once per
     /// executor run, and whether any target was still bare when it was.
     apply_sql: Option<(bool, String)>,
+    /// Read committed: the parents whose staged keys selected a child table's rows, looked at
+    /// for late rows once the copy is done (`copy.rs`, `owner_join`; `changes.rs`).
+    joined_parents: std::collections::BTreeSet<TableId>,
 }
 
 /// Settings for the statements of every step. Each hash, sort or materialized batch of a
@@ -376,6 +380,9 @@ impl Migration {
                         Ok(StepOutcome::Continue)
                     }
                     None => {
+                        if let Some(e) = self.late_parents()? {
+                            return Err(e);
+                        }
                         enter(self.job_id, Stage::Fixup);
                         Ok(StepOutcome::Continue)
                     }

@@ -52,6 +52,7 @@ impl Migration {
             plans: None,
             bare: None,
             apply_sql: None,
+            joined_parents: Default::default(),
         })
     }
 }
@@ -80,6 +81,7 @@ impl Migration {
             plans: None,
             bare: None,
             apply_sql: None,
+            joined_parents: Default::default(),
         }
     }
 }

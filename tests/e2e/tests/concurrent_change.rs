@@ -259,13 +259,22 @@ pub fn concurrent_change_inline_repeatable_read(cluster: &Cluster) {
 
 /// Inline in READ COMMITTED the late child is met: 40001 naming both tables, not the 23502
 /// (uuid) or 23503 (keep) the copy statement failed with; nothing is left.
+///
+/// With uuid the child table is selected by joining the parent's staged keys, which the late
+/// child does not meet: the late parent is found once the copy is done (`changes.rs`,
+/// `late_parents`); unverified, that look is all that stands between the late pair and a
+/// copy that leaves it out.
 pub fn concurrent_change_inline_read_committed(cluster: &Cluster) {
     let db = "cc_rc";
     let mut c = setup(cluster, db);
-    for (strategy, key_type) in [("uuid", "uuid"), ("keep", "int")] {
-        let schema = format!("t_rc_{strategy}");
+    for (label, strategy, key_type, extra) in [
+        ("uuid", "uuid", "uuid", ""),
+        ("uuid_unverified", "uuid", "uuid", r#", "verify": false"#),
+        ("keep", "keep", "int", ""),
+    ] {
+        let schema = format!("t_rc_{label}");
         target(&mut c, &schema, key_type);
-        let opts = options(strategy, "");
+        let opts = options(strategy, extra);
         let schema_arg = schema.clone();
         let result = with_late_pair(cluster, db, move |s| {
             try_migrate_tenant(s, "cc", "1", &schema_arg, &opts, false)
@@ -278,7 +287,7 @@ pub fn concurrent_change_inline_read_committed(cluster: &Cluster) {
         assert_eq!(
             target_counts(&mut c, &schema),
             vec![0, 0, 0, -1],
-            "{strategy}"
+            "{label}"
         );
         assert_eq!(scalar(&mut c, "SELECT count(*) FROM tenant_ops.jobs"), 0);
         // The late rows stay for the next strategy's run: take them out again.
