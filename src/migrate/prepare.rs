@@ -18,7 +18,7 @@ use super::{target, target_table};
 use super::{Migration, WHOLE_TABLE};
 use crate::error::OrRaise;
 use crate::jobs;
-use crate::scope::graph::{EdgeKind, Role, TableId};
+use crate::scope::graph::{EdgeKind, Role, Table, TableId};
 use crate::scope::LoadedScope;
 use crate::sys::{try_subtransaction, with_job_window};
 
@@ -317,6 +317,9 @@ impl Migration {
                     && may_have_orphans(e)
             }) {
                 let (child, parent) = (c.table(e.child), c.table(e.parent));
+                if !orphan_values_possible(child, &e.child_cols, parent, &e.parent_cols) {
+                    continue;
+                }
                 let lhs = qualified_cols(child, &e.child_cols, "s");
                 let rhs = qualified_cols(parent, &e.parent_cols, "p");
                 let not_null: Vec<String> =
@@ -567,4 +570,65 @@ fn on_conflict_name(o: OnConflict) -> &'static str {
         OnConflict::Overwrite => "overwrite",
         OnConflict::Merge => "merge",
     }
+}
+
+/// Whether any row of `child` may reference nothing in `parent` through the one column
+/// `child_cols[0]`, answered without reading the child table where a loose index scan can:
+/// the column leads a plain btree index (valid, not partial, its default ordering and
+/// collation) and holds few distinct values for its rows (planner statistics: under one in
+/// 200), so its distinct values are read one index descent each and looked up in the parent.
+/// None without a parent anywhere in the table means none in the tenant's rows (the order
+/// items' 200 products: 1 ms, where the tenant's 750k rows took 0.1 s). Otherwise (several
+/// columns, no such index, many or unknown distinct values, or a value without a parent)
+/// `true`: the tenant's rows are looked at.
+fn orphan_values_possible(
+    child: &Table,
+    child_cols: &[String],
+    parent: &Table,
+    parent_cols: &[String],
+) -> bool {
+    let ([col], [parent_col]) = (child_cols, parent_cols) else {
+        return true;
+    };
+    let (distinct, rows) = Spi::get_two_with_args::<f64, f64>(
+        "SELECT pg_catalog.max(CASE WHEN st.n_distinct >= 0 THEN st.n_distinct
+                                    ELSE -st.n_distinct * c.reltuples END)::float8,
+                pg_catalog.max(c.reltuples)::float8
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_catalog.pg_stats st
+             ON st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = a.attname
+          WHERE a.attrelid = $1 AND a.attname = $2 AND c.relkind = 'r' AND NOT st.inherited
+            AND EXISTS (SELECT FROM pg_catalog.pg_index i
+                          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                          JOIN pg_catalog.pg_opclass opc ON opc.oid = i.indclass[0]
+                         WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum
+                           AND i.indisvalid AND i.indpred IS NULL
+                           AND i.indcollation[0] = a.attcollation
+                           AND opc.opcdefault AND opc.opcintype = a.atttypid
+                           AND ic.relam = (SELECT oid FROM pg_catalog.pg_am WHERE amname = 'btree'))",
+        &[pg_sys::Oid::from(child.oid).into(), col.as_str().into()],
+    )
+    .or_raise();
+    let (Some(distinct), Some(rows)) = (distinct, rows) else {
+        return true;
+    };
+    if rows <= 0.0 || distinct * 200.0 > rows {
+        return true;
+    }
+    let (c, pc) = (child.quoted_col(col), parent.quoted_col(parent_col));
+    Spi::get_one::<bool>(&format!(
+        "WITH RECURSIVE v(x) AS (
+             (SELECT s.{c} FROM {child} s WHERE s.{c} IS NOT NULL ORDER BY s.{c} LIMIT 1)
+             UNION ALL
+             SELECT (SELECT s.{c} FROM {child} s WHERE s.{c} > v.x ORDER BY s.{c} LIMIT 1)
+               FROM v WHERE v.x IS NOT NULL)
+         SELECT EXISTS (SELECT FROM v WHERE v.x IS NOT NULL
+                          AND NOT EXISTS (SELECT FROM {parent} p WHERE p.{pc} = v.x))",
+        child = child.sql,
+        parent = parent.sql,
+    ))
+    .or_raise()
+    .unwrap_or(true)
 }
