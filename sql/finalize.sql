@@ -79,7 +79,7 @@ GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenan
 -- viewer
 GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;
 GRANT EXECUTE ON FUNCTION tenant_ops.job_report(bigint), tenant_ops.map_id(regclass, text),
-                          tenant_ops.uuid5(uuid, text), tenant_ops.uuid7() TO tenant_ops_viewer;
+                          tenant_ops.uuid4(), tenant_ops.uuid5(uuid, text), tenant_ops.uuid7() TO tenant_ops_viewer;
 GRANT EXECUTE ON FUNCTION tenant_ops.wait_for_job(bigint, interval), tenant_ops.scheduler_health(),
                           tenant_ops.scheduler_stats(), tenant_ops.verify_migration(bigint),
                           tenant_ops.live_progress() TO tenant_ops_viewer;
