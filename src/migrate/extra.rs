@@ -128,24 +128,73 @@ impl Migration {
     /// Stages the keys of the shared rows to copy (as the caller, in the job's window:
     /// job_extra is the extension's) and points their plans at them; returns the rows staged
     /// per step.
-    pub(super) fn stage_shared_keys(&self, plans: &mut [TablePlan]) -> BTreeMap<i32, i64> {
+    pub(super) fn stage_shared_keys(
+        &self,
+        loaded: &LoadedScope,
+        plans: &mut [TablePlan],
+    ) -> BTreeMap<i32, i64> {
         let mut staged = BTreeMap::new();
-        for p in plans.iter_mut().filter(|p| self.stages_shared_keys(p)) {
+        for i in 0..plans.len() {
+            if !self.stages_shared_keys(&plans[i]) {
+                continue;
+            }
+            let referenced = referenced_rows(loaded, &plans[i], plans);
+            let p = &mut plans[i];
             let sql = format!(
                 "INSERT INTO tenant_ops.job_extra (job_id, source, key)
-                 SELECT {job}, {oid}::pg_catalog.regclass, {key} FROM {src} s WHERE {filter}
+                 SELECT {job}, {oid}::pg_catalog.regclass, {key} FROM {src} s WHERE {referenced}
                  ON CONFLICT DO NOTHING",
                 job = self.job_id,
                 oid = p.source,
                 key = p.key_text("s"),
                 src = p.source_sql,
-                filter = p.filter,
             );
             let n = with_job_window(self.job_id, || rows_written(&sql, &self.params.args()));
             staged.insert(p.step, n);
             p.filter = self.staged_filter(p);
         }
         staged
+    }
+}
+
+/// The condition on shared table `p`'s rows that the tenant references: its filter, or where
+/// one reference leads to it (one column, from a table of the tenant's, `p` not referencing
+/// itself) and that column's values can be read from an index, the values the tenant's rows
+/// hold, found mostly by probing each value's first rows (`distinct_values.rs`): the filter
+/// walks every referencing row of the tenant (office 1: 750k order items for 200 products).
+fn referenced_rows(loaded: &LoadedScope, p: &TablePlan, plans: &[TablePlan]) -> String {
+    let c = &loaded.catalog;
+    let Some(t) = loaded.resolved.get(p.source) else {
+        return p.filter.clone();
+    };
+    if c.edges
+        .iter()
+        .any(|e| e.child == p.source && e.is_self_reference())
+    {
+        return p.filter.clone();
+    }
+    let references: Vec<(&crate::scope::graph::Edge, &TablePlan)> = t
+        .referenced_by
+        .iter()
+        .map(|i| &c.edges[*i])
+        .filter_map(|e| Some((e, plans.iter().find(|q| q.source == e.child)?)))
+        .collect();
+    let [(e, child)] = references.as_slice() else {
+        return p.filter.clone();
+    };
+    let [parent_col] = e.parent_cols.as_slice() else {
+        return p.filter.clone();
+    };
+    if child.role == Role::Shared || t.referenced_by.len() != 1 {
+        return p.filter.clone();
+    }
+    match super::distinct_values::referenced_values(c.table(e.child), &e.child_cols, &child.filter)
+    {
+        Some(values) => format!(
+            "s.{} IN ({values})",
+            c.table(p.source).quoted_col(parent_col)
+        ),
+        None => p.filter.clone(),
     }
 }
 

@@ -1,0 +1,114 @@
+//! A column's distinct values read from its index, one descent per value (a loose index
+//! scan, as PostgreSQL 15 has no skip scan): what `prepare` asks of a foreign key column into
+//! a small shared table, where reading the tenant's rows would cost a pass over all of them.
+//!
+//! - the values without a parent ([`missing_values`]): the orphan check of a `NOT VALID` FK
+//!   reads only the rows holding one, and none when there are none (order items' products:
+//!   0.1 s -> 1 ms);
+//! - the values the tenant references ([`referenced_values`]): each value is looked for
+//!   among the first rows holding it, the rest by the walk over the tenant's rows restricted
+//!   to the values not found (0.3 s -> a few ms for office 1's products).
+//!
+//! Only where it is cheap: the column leads a plain btree index (valid, not partial, its
+//! default ordering and collation) of an ordinary table and holds few distinct values for its
+//! rows (planner statistics: under one in 200). Elsewhere `None`: the callers read the rows.
+
+use pgrx::prelude::*;
+
+use crate::error::OrRaise;
+use crate::scope::graph::Table;
+
+/// Rows holding a value that are read for a tenant's row before the value is left to the walk.
+const PROBE: usize = 64;
+
+/// `SELECT v.x FROM ... v WHERE v.x IS NOT NULL`: the distinct non-NULL values of `child`'s
+/// column `col`, or None where a loose index scan is not cheap.
+fn distinct_values(child: &Table, col: &str) -> Option<String> {
+    let (distinct, rows) = Spi::get_two_with_args::<f64, f64>(
+        "SELECT pg_catalog.max(CASE WHEN st.n_distinct >= 0 THEN st.n_distinct
+                                    ELSE -st.n_distinct * c.reltuples END)::float8,
+                pg_catalog.max(c.reltuples)::float8
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_catalog.pg_stats st
+             ON st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = a.attname
+          WHERE a.attrelid = $1 AND a.attname = $2 AND c.relkind = 'r' AND NOT st.inherited
+            AND EXISTS (SELECT FROM pg_catalog.pg_index i
+                          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                          JOIN pg_catalog.pg_opclass opc ON opc.oid = i.indclass[0]
+                         WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum
+                           AND i.indisvalid AND i.indpred IS NULL
+                           AND i.indcollation[0] = a.attcollation
+                           AND opc.opcdefault AND opc.opcintype = a.atttypid
+                           AND ic.relam = (SELECT oid FROM pg_catalog.pg_am WHERE amname = 'btree'))",
+        &[pg_sys::Oid::from(child.oid).into(), col.into()],
+    )
+    .or_raise();
+    let (Some(distinct), Some(rows)) = (distinct, rows) else {
+        return None;
+    };
+    if rows <= 0.0 || distinct * 200.0 > rows {
+        return None;
+    }
+    let c = child.quoted_col(col);
+    Some(format!(
+        "SELECT v.x FROM (WITH RECURSIVE v(x) AS (
+             (SELECT s.{c} FROM {t} s WHERE s.{c} IS NOT NULL ORDER BY s.{c} LIMIT 1)
+             UNION ALL
+             SELECT (SELECT s.{c} FROM {t} s WHERE s.{c} > v.x ORDER BY s.{c} LIMIT 1)
+               FROM v WHERE v.x IS NOT NULL) SELECT x FROM v) v
+          WHERE v.x IS NOT NULL",
+        t = child.sql,
+    ))
+}
+
+/// A query of the values of `child`'s one column `child_cols[0]` that no row of `parent`
+/// holds in `parent_cols[0]` (see the module documentation), or None.
+pub(super) fn missing_values(
+    child: &Table,
+    child_cols: &[String],
+    parent: &Table,
+    parent_cols: &[String],
+) -> Option<String> {
+    let ([col], [parent_col]) = (child_cols, parent_cols) else {
+        return None;
+    };
+    let values = distinct_values(child, col)?;
+    Some(format!(
+        "{values} AND NOT EXISTS (SELECT FROM {p} p WHERE p.{pc} = v.x)",
+        p = parent.sql,
+        pc = parent.quoted_col(parent_col),
+    ))
+}
+
+/// A query of the values of `child`'s one column `child_cols[0]` that the rows `filter`
+/// selects hold (what `SELECT DISTINCT col FROM child WHERE filter` gives; see the module
+/// documentation), or None. `filter` is written for `child`'s columns, unqualified.
+///
+/// Each value is first looked for among the first [`PROBE`] rows holding it (an index scan
+/// each): a tenant with a large share of the table is found there for nearly every value
+/// (office 1's half of the order items: all 200 products; office 4's 5%: nearly all), and only
+/// the values not found are looked for by the walk over the tenant's rows. A tenant with a
+/// small share pays the probes (200 × 64 rows) before the walk it would have done anyway.
+pub(super) fn referenced_values(
+    child: &Table,
+    child_cols: &[String],
+    filter: &str,
+) -> Option<String> {
+    let [col] = child_cols else {
+        return None;
+    };
+    let values = distinct_values(child, col)?;
+    let c = child.quoted_col(col);
+    Some(format!(
+        "WITH probe AS MATERIALIZED (
+             SELECT v.x, EXISTS (SELECT FROM (SELECT * FROM {t} WHERE {c} = v.x LIMIT {PROBE}) s
+                                  WHERE ({filter})) AS found
+               FROM ({values}) v)
+         SELECT x FROM probe WHERE found
+         UNION ALL
+         SELECT DISTINCT {c} FROM {t} WHERE {c} IN (SELECT x FROM probe WHERE NOT found) AND ({filter})",
+        t = child.sql,
+    ))
+}
