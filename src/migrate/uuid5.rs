@@ -16,9 +16,17 @@ pub const NAMESPACE_PG_TENANT_OPS: Uuid = Uuid::from_bytes([
 ]);
 
 /// The version-5 UUID of `name` in `namespace`: the first 16 bytes of SHA-1(namespace ‖ name),
-/// with the version nibble set to 5 and the RFC 4122 variant bits (`10xx`).
+/// with the version nibble set to 5 and the RFC 4122 variant bits (`10xx`) — what
+/// `Uuid::new_v5` gives, with RustCrypto's SHA-1, which uses the CPU's SHA instructions.
 pub fn uuid5(namespace: &Uuid, name: &[u8]) -> Uuid {
-    Uuid::new_v5(namespace, name)
+    use sha1::Digest;
+    let mut hash = sha1::Sha1::new();
+    hash.update(namespace.as_bytes());
+    hash.update(name);
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
 }
 
 /// Parses a UUID written as 32 hex digits, either in the canonical 8-4-4-4-12 grouping or with
@@ -240,6 +248,18 @@ mod tests {
                 Name::Text(s) => s.as_bytes().to_vec(),
             };
             assert_eq!(uuid5(&ns, &name).to_string(), want, "{ns} {name:?}");
+        }
+    }
+
+    #[test]
+    fn uuid5_same_as_the_uuid_crate() {
+        for n in 0..2000u32 {
+            let name = format!("legacy.dispatch_orders:{n}").repeat(1 + n as usize % 5);
+            assert_eq!(
+                uuid5(&NAMESPACE_PG_TENANT_OPS, name.as_bytes()),
+                Uuid::new_v5(&NAMESPACE_PG_TENANT_OPS, name.as_bytes()),
+                "{name}"
+            );
         }
     }
 
