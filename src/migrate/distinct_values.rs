@@ -52,13 +52,17 @@ fn distinct_values(child: &Table, col: &str) -> Option<String> {
         return None;
     }
     let c = child.quoted_col(col);
+    // Prefixed aliases: a table or column of the user's named `v` or `x` cannot capture them.
     Some(format!(
-        "SELECT v.x FROM (WITH RECURSIVE v(x) AS (
-             (SELECT s.{c} FROM {t} s WHERE s.{c} IS NOT NULL ORDER BY s.{c} LIMIT 1)
-             UNION ALL
-             SELECT (SELECT s.{c} FROM {t} s WHERE s.{c} > v.x ORDER BY s.{c} LIMIT 1)
-               FROM v WHERE v.x IS NOT NULL) SELECT x FROM v) v
-          WHERE v.x IS NOT NULL",
+        "SELECT __tenant_ops_v.__tenant_ops_x
+           FROM (WITH RECURSIVE __tenant_ops_d(__tenant_ops_x) AS (
+                     (SELECT s.{c} FROM {t} s WHERE s.{c} IS NOT NULL ORDER BY s.{c} LIMIT 1)
+                     UNION ALL
+                     SELECT (SELECT s.{c} FROM {t} s WHERE s.{c} > __tenant_ops_d.__tenant_ops_x
+                              ORDER BY s.{c} LIMIT 1)
+                       FROM __tenant_ops_d WHERE __tenant_ops_d.__tenant_ops_x IS NOT NULL)
+                 SELECT __tenant_ops_x FROM __tenant_ops_d) __tenant_ops_v
+          WHERE __tenant_ops_v.__tenant_ops_x IS NOT NULL",
         t = child.sql,
     ))
 }
@@ -76,7 +80,7 @@ pub(super) fn missing_values(
     };
     let values = distinct_values(child, col)?;
     Some(format!(
-        "{values} AND NOT EXISTS (SELECT FROM {p} p WHERE p.{pc} = v.x)",
+        "{values} AND NOT EXISTS (SELECT FROM {p} p WHERE p.{pc} = __tenant_ops_v.__tenant_ops_x)",
         p = parent.sql,
         pc = parent.quoted_col(parent_col),
     ))
@@ -101,14 +105,21 @@ pub(super) fn referenced_values(
     };
     let values = distinct_values(child, col)?;
     let c = child.quoted_col(col);
+    // The filter is written for the child's columns, unqualified: it is evaluated over a
+    // subquery of the child's rows, whose columns are all in scope.
     Some(format!(
-        "WITH probe AS MATERIALIZED (
-             SELECT v.x, EXISTS (SELECT FROM (SELECT * FROM {t} WHERE {c} = v.x LIMIT {PROBE}) s
-                                  WHERE ({filter})) AS found
-               FROM ({values}) v)
-         SELECT x FROM probe WHERE found
+        "WITH __tenant_ops_probe AS MATERIALIZED (
+             SELECT __tenant_ops_w.__tenant_ops_x,
+                    EXISTS (SELECT FROM (SELECT __tenant_ops_r.* FROM {t} __tenant_ops_r
+                                          WHERE __tenant_ops_r.{c} = __tenant_ops_w.__tenant_ops_x
+                                          LIMIT {PROBE}) s
+                             WHERE ({filter})) AS __tenant_ops_found
+               FROM ({values}) __tenant_ops_w (__tenant_ops_x))
+         SELECT __tenant_ops_x FROM __tenant_ops_probe WHERE __tenant_ops_found
          UNION ALL
-         SELECT DISTINCT {c} FROM {t} WHERE {c} IN (SELECT x FROM probe WHERE NOT found) AND ({filter})",
+         SELECT DISTINCT s.{c} FROM {t} s
+          WHERE s.{c} IN (SELECT __tenant_ops_x FROM __tenant_ops_probe WHERE NOT __tenant_ops_found)
+            AND ({filter})",
         t = child.sql,
     ))
 }

@@ -321,33 +321,34 @@ SELECT (SELECT count(*) FROM orph2_b.member) AS members, (SELECT count(*) FROM o
 --      64 rows, the values not found there by the walk over the tenant's rows (prepare.rs,
 --      distinct_values.rs). Product 11's one row of club 1 comes after 300 of club 2 (found
 --      by the walk), product 12 is club 2's alone, 13-20 nobody's: exactly the products each
---      club's rows reference are copied. Hostile names throughout; the NOT VALID FK's orphan
---      check reads the same index (no value without a product: nothing more read).
+--      club's rows reference are copied. Hostile names; the referencing table is named v with a
+--      column x, which the scans' own aliases must not meet; the NOT VALID FK's orphan check
+--      reads the same index (no value without a product: nothing more read).
 CREATE SCHEMA "Shr. ""$1"";";
 CREATE TABLE "Shr. ""$1"";"."Club's" ("Íd" int PRIMARY KEY, name text NOT NULL);
 CREATE TABLE "Shr. ""$1"";"."Pro.duct ""x""" ("Pröd Id" int PRIMARY KEY, name text NOT NULL);
-CREATE TABLE "Shr. ""$1"";"."li ne;" (id int PRIMARY KEY,
+CREATE TABLE "Shr. ""$1"";".v (id int PRIMARY KEY,
     "Club ""Ref""" int NOT NULL REFERENCES "Shr. ""$1"";"."Club's",
-    "$1 pröduct" int NOT NULL);
-ALTER TABLE "Shr. ""$1"";"."li ne;" ADD CONSTRAINT "line's product" FOREIGN KEY ("$1 pröduct")
+    "$1 pröduct" int NOT NULL, x int);
+ALTER TABLE "Shr. ""$1"";".v ADD CONSTRAINT "line's product" FOREIGN KEY ("$1 pröduct")
     REFERENCES "Shr. ""$1"";"."Pro.duct ""x""" NOT VALID;
-CREATE INDEX ON "Shr. ""$1"";"."li ne;" ("$1 pröduct");
+CREATE INDEX ON "Shr. ""$1"";".v ("$1 pröduct");
 INSERT INTO "Shr. ""$1"";"."Club's" VALUES (1, 'one'), (2, 'two');
 INSERT INTO "Shr. ""$1"";"."Pro.duct ""x""" SELECT g, 'p' || g FROM generate_series(1, 20) g;
-INSERT INTO "Shr. ""$1"";"."li ne;" SELECT g, 1 + g % 2, 1 + g % 10 FROM generate_series(1, 4000) g;
-INSERT INTO "Shr. ""$1"";"."li ne;" SELECT 5000 + g, 2, 11 FROM generate_series(1, 300) g;
-INSERT INTO "Shr. ""$1"";"."li ne;" VALUES (5400, 1, 11);
-INSERT INTO "Shr. ""$1"";"."li ne;" SELECT 6000 + g, 2, 12 FROM generate_series(1, 50) g;
-ANALYZE "Shr. ""$1"";"."li ne;";
+INSERT INTO "Shr. ""$1"";".v SELECT g, 1 + g % 2, 1 + g % 10, 100 + g % 7 FROM generate_series(1, 4000) g;
+INSERT INTO "Shr. ""$1"";".v SELECT 5000 + g, 2, 11 FROM generate_series(1, 300) g;
+INSERT INTO "Shr. ""$1"";".v VALUES (5400, 1, 11);
+INSERT INTO "Shr. ""$1"";".v SELECT 6000 + g, 2, 12 FROM generate_series(1, 50) g;
+ANALYZE "Shr. ""$1"";".v;
 SELECT tenant_ops.create_scope('shr', '"Shr. ""$1"";"."Club''s"', 'Íd');
 CREATE SCHEMA shr_1;
 CREATE SCHEMA shr_2;
 SELECT tenant_ops.migrate_tenant('shr', '1', 'shr_1', '{"create_target": true, "shared": "copy"}') IS NOT NULL AS club_1;
 SELECT tenant_ops.migrate_tenant('shr', '2', 'shr_2', '{"create_target": true, "shared": "copy"}') IS NOT NULL AS club_2;
 SELECT (SELECT string_agg("Pröd Id"::text, ',' ORDER BY "Pröd Id") FROM shr_1."Pro.duct ""x""") AS club_1_products,
-       (SELECT count(*) FROM shr_1."li ne;") AS club_1_lines,
+       (SELECT count(*) FROM shr_1.v) AS club_1_lines,
        (SELECT string_agg("Pröd Id"::text, ',' ORDER BY "Pröd Id") FROM shr_2."Pro.duct ""x""") AS club_2_products,
-       (SELECT count(*) FROM shr_2."li ne;") AS club_2_lines;
+       (SELECT count(*) FROM shr_2.v) AS club_2_lines;
 RESET client_min_messages;
 -- new_tenant (a clone) with an integer tenant key: the copy takes the new key in the root and
 -- in every reference to it (issue 11: 42804, CASE types integer and text cannot be matched).
