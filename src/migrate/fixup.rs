@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 
 use super::error::Result;
 use super::sql::numbered;
-use super::Migration;
+use super::{stage, Migration};
 use crate::error::OrRaise;
 use crate::jobs::{self, JobTable};
 
@@ -18,9 +18,12 @@ impl Migration {
             let dcols = numbered(&p.deferred, |i, (_, e)| format!("{e} AS __d{i}"));
             let sets = numbered(&p.deferred, |i, (c, _)| format!("{c} = x.__d{i}"));
             let join = numbered(key, |i, (c, _)| format!("t.{c} = x.__k{i}"));
+            // The keys this transaction staged where it did (inline: the doctors' own and their
+            // supervisors', joined on the value; 66 -> 53 ms for 5,000 doctors, most of it the
+            // update and its foreign-key checks), id_map for the other lookups.
             let sql = format!(
                 "UPDATE {tgt} t SET {sets} FROM (SELECT {k}, {d} FROM {src} s{joins} WHERE {filter}) x WHERE {join}",
-                joins = p.joins,
+                joins = stage::joins(&p, self.job_id, None, None),
                 tgt = p.target.sql,
                 sets = sets.join(", "),
                 k = kcols.join(", "),
