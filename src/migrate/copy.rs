@@ -263,17 +263,24 @@ impl Migration {
     /// table was copied is not joined (the filter would have met it, its key mapped to NULL):
     /// so a starting snapshot must be recorded, and the parents joined are looked at for rows
     /// written since once the copy is done (`changes.rs`, [`Migration::late_parents`]), which
-    /// is where such a pair shows.
+    /// is where such a pair shows. That look reads the whole parent table: it is only taken
+    /// where the tenant holds at least a twentieth of the parent's rows (planner statistics),
+    /// so that it costs in proportion to the tenant; a smaller tenant keeps its filter.
     ///
     /// `reread`: the rows may be read again by `where_` alone.
     fn owner_join(&self, p: &TablePlan, jt: &JobTable, reread: bool) -> Option<usize> {
         let n = p.owner_lookup?;
-        ((self.one_snapshot || changes::start_snapshot(jt).is_some())
-            && self.options.mode != Mode::Online
+        let parent = p.lookups[n].table;
+        let usable = self.options.mode != Mode::Online
             && !reread
             && !p.shares_rows()
-            && stage::staged(self.job_id, p.lookups[n].table))
-        .then_some(n)
+            && stage::staged(self.job_id, parent);
+        let exact = self.one_snapshot;
+        let checked_after = || {
+            changes::start_snapshot(jt).is_some()
+                && stage::share_of_parent(self.job_id, parent) >= 1.0 / 20.0
+        };
+        (usable && (exact || checked_after())).then_some(n)
     }
 
     /// Whether nobody else can map `p`'s rows: owned rows of this tenant only (whose

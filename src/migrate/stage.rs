@@ -76,6 +76,23 @@ pub(super) fn finish(job_id: i64, source: TableId) {
     Spi::run(&format!("ANALYZE {table}")).or_raise();
 }
 
+/// The share of `source`'s rows whose keys are staged for job `job_id`, by planner statistics
+/// (the staged table is analyzed once filled, the source as autovacuum last did); 0 where the
+/// source's size is unknown (never analyzed).
+pub(super) fn share_of_parent(job_id: i64, source: TableId) -> f64 {
+    Spi::get_one_with_args::<f64>(
+        "SELECT coalesce((SELECT CASE WHEN s.reltuples > 0 THEN k.reltuples / s.reltuples END
+                            FROM pg_catalog.pg_class s, pg_catalog.pg_class k
+                           WHERE s.oid = $1 AND k.oid = pg_catalog.to_regclass($2)), 0)::float8",
+        &[
+            pg_sys::Oid::from(source).into(),
+            name(job_id, source).into(),
+        ],
+    )
+    .or_raise()
+    .unwrap_or(0.0)
+}
+
 /// Whether `source`'s keys are staged for job `job_id` in this transaction.
 pub(super) fn staged(job_id: i64, source: TableId) -> bool {
     let xid = current_xid();

@@ -47,7 +47,8 @@ fn setup(cluster: &Cluster, db: &str) -> Client {
          INSERT INTO cc.office VALUES (1, 'one'), (2, 'two');
          INSERT INTO cc.parent SELECT g, 1 + (g > 40)::int, 'p' || g FROM generate_series(1, 50) g;
          INSERT INTO cc.child SELECT g, (g + 1) / 2, 'c' || g FROM generate_series(1, 100) g;
-         INSERT INTO cc.tag SELECT g, g, 't' || g FROM generate_series(1, 100) g;",
+         INSERT INTO cc.tag SELECT g, g, 't' || g FROM generate_series(1, 100) g;
+         ANALYZE cc.office, cc.parent, cc.child, cc.tag;",
     );
     create_scope(&mut c, "cc", "cc.office", "id", "{}");
     c
