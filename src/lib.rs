@@ -23,6 +23,7 @@ pub mod audit;
 pub mod backup;
 pub mod capture;
 pub mod citus;
+pub mod distinct_values;
 pub mod error;
 pub mod export;
 pub mod gucs;

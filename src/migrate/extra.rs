@@ -188,7 +188,7 @@ fn referenced_rows(loaded: &LoadedScope, p: &TablePlan, plans: &[TablePlan]) -> 
     if child.role == Role::Shared || t.referenced_by.len() != 1 {
         return p.filter.clone();
     }
-    match super::distinct_values::referenced_values(c.table(e.child), &e.child_cols, &child.filter)
+    match crate::distinct_values::referenced_values(c.table(e.child), &e.child_cols, &child.filter)
     {
         Some(values) => format!(
             "s.{} IN ({values})",

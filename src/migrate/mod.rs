@@ -60,7 +60,6 @@ mod checks;
 mod checksums;
 mod constraints;
 mod copy;
-mod distinct_values;
 pub mod error;
 mod extra;
 mod fixup;

@@ -9,7 +9,6 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use super::constraints::deferred_details;
-use super::distinct_values;
 use super::error::{CrossTenant, Error, Result};
 use super::options::{self, Mode, OnConflict, SharedMode};
 use super::plan::{Planner, TablePlan};
@@ -17,6 +16,7 @@ use super::sharing;
 use super::sql::{qualified_cols, quoted_cols, rows_written};
 use super::{target, target_table};
 use super::{Migration, WHOLE_TABLE};
+use crate::distinct_values;
 use crate::error::OrRaise;
 use crate::jobs;
 use crate::scope::graph::{EdgeKind, Role, TableId};

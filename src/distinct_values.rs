@@ -1,10 +1,11 @@
 //! A column's distinct values read from its index, one descent per value (a loose index
-//! scan, as PostgreSQL 15 has no skip scan): what `prepare` asks of a foreign key column into
-//! a small shared table, where reading the tenant's rows would cost a pass over all of them.
+//! scan, as PostgreSQL 15 has no skip scan): what a migration's `prepare` and one tenant's
+//! `validate_integrity` ask of a foreign key column into a small table, where reading the
+//! tenant's rows would cost a pass over all of them.
 //!
-//! - the values without a parent ([`missing_values`]): the orphan check of a `NOT VALID` FK
-//!   reads only the rows holding one, and none when there are none (order items' products:
-//!   0.1 s -> 1 ms);
+//! - the values without a parent ([`missing_values`]): an orphan check (a migration's of a
+//!   `NOT VALID` FK, a validation's of every FK) reads only the rows holding one, and none
+//!   when there are none (order items' products: 0.1 s -> 1 ms);
 //! - the values the tenant references ([`referenced_values`]): each value is looked for
 //!   among the first rows holding it, the rest by the walk over the tenant's rows restricted
 //!   to the values not found (0.3 s -> a few ms for office 1's products).
@@ -69,7 +70,7 @@ fn distinct_values(child: &Table, col: &str) -> Option<String> {
 
 /// A query of the values of `child`'s one column `child_cols[0]` that no row of `parent`
 /// holds in `parent_cols[0]` (see the module documentation), or None.
-pub(super) fn missing_values(
+pub(crate) fn missing_values(
     child: &Table,
     child_cols: &[String],
     parent: &Table,
@@ -95,7 +96,7 @@ pub(super) fn missing_values(
 /// (office 1's half of the order items: all 200 products; office 4's 5%: nearly all), and only
 /// the values not found are looked for by the walk over the tenant's rows. A tenant with a
 /// small share pays the probes (200 × 64 rows) before the walk it would have done anyway.
-pub(super) fn referenced_values(
+pub(crate) fn referenced_values(
     child: &Table,
     child_cols: &[String],
     filter: &str,
