@@ -22,8 +22,8 @@ use crate::scope::graph::Table;
 /// Rows holding a value that are read for a tenant's row before the value is left to the walk.
 const PROBE: usize = 64;
 
-/// `SELECT v.x FROM ... v WHERE v.x IS NOT NULL`: the distinct non-NULL values of `child`'s
-/// column `col`, or None where a loose index scan is not cheap.
+/// `SELECT __tenant_ops_v.__tenant_ops_x FROM ... __tenant_ops_v WHERE ...`: the distinct
+/// non-NULL values of `child`'s column `col`, or None where a loose index scan is not cheap.
 fn distinct_values(child: &Table, col: &str) -> Option<String> {
     let (distinct, rows) = Spi::get_two_with_args::<f64, f64>(
         "SELECT pg_catalog.max(CASE WHEN st.n_distinct >= 0 THEN st.n_distinct
