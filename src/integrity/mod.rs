@@ -23,6 +23,26 @@ pub use error::Error;
 
 pub const CHECKS: &[&str] = &["foreign_keys", "primary_keys", "isolation"];
 
+/// The `foreign_keys` findings of relationship `e` from a grouped query's rows (tenant,
+/// unused, count, sample).
+fn orphan_issues(
+    e: &crate::scope::graph::Edge,
+    found: Vec<(Option<String>, Option<String>, i64, Value)>,
+    out: &mut Vec<Issue>,
+) {
+    for (tenant, _, count, sample) in found {
+        out.push(Issue {
+            check: "foreign_keys",
+            table: e.child,
+            constraint: e.name.clone(),
+            tenant,
+            other_tenant: None,
+            count,
+            sample,
+        });
+    }
+}
+
 /// How a table prints for the caller.
 pub(crate) fn relation(oid: TableId) -> String {
     crate::pg::relation_name(oid)
@@ -369,17 +389,7 @@ impl Validation {
             &[("enable_hashjoin", "off"), ("enable_mergejoin", "off")],
             || self.grouped(&sql),
         );
-        for (tenant, _, count, sample) in found {
-            out.push(Issue {
-                check: "foreign_keys",
-                table: e.child,
-                constraint: e.name.clone(),
-                tenant,
-                other_tenant: None,
-                count,
-                sample,
-            });
-        }
+        orphan_issues(e, found, out);
     }
 
     /// One relationship's orphans by an anti-join, grouped by tenant; the tenant's chain is
@@ -404,17 +414,7 @@ impl Validation {
             parent = c.table(e.parent).sql,
             rhs = rhs.join(", "),
         );
-        for (tenant, _, count, sample) in self.grouped(&sql) {
-            out.push(Issue {
-                check: "foreign_keys",
-                table: e.child,
-                constraint: e.name.clone(),
-                tenant,
-                other_tenant: None,
-                count,
-                sample,
-            });
-        }
+        orphan_issues(e, self.grouped(&sql), out);
     }
 
     /// Runs a per-table check: per tenant, the rows covered and `n` (count, sample) pairs.
