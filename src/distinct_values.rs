@@ -11,8 +11,10 @@
 //!   to the values not found (0.3 s -> a few ms for office 1's products).
 //!
 //! Only where it is cheap: the column leads a plain btree index (valid, not partial, its
-//! default ordering and collation) of an ordinary table and holds few distinct values for its
-//! rows (planner statistics: under one in 200). Elsewhere `None`: the callers read the rows.
+//! default ordering and collation) of an ordinary table without inheritance children (whose
+//! rows the scans would read too, perhaps without an index) and holds few distinct values for
+//! its rows (planner statistics: under one in 200). Elsewhere `None`: the callers read the
+//! rows.
 
 use pgrx::prelude::*;
 
@@ -34,7 +36,8 @@ fn distinct_values(child: &Table, col: &str) -> Option<String> {
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_catalog.pg_stats st
              ON st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = a.attname
-          WHERE a.attrelid = $1 AND a.attname = $2 AND c.relkind = 'r' AND NOT st.inherited
+          WHERE a.attrelid = $1 AND a.attname = $2 AND c.relkind = 'r' AND NOT c.relhassubclass
+            AND NOT st.inherited
             AND EXISTS (SELECT FROM pg_catalog.pg_index i
                           JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
                           JOIN pg_catalog.pg_opclass opc ON opc.oid = i.indclass[0]
