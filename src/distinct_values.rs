@@ -90,6 +90,14 @@ pub(crate) fn missing_values(
     ))
 }
 
+/// Whether a [`missing_values`] query yields anything: one look at the index, and where it
+/// yields nothing, no row of the child needs checking.
+pub(crate) fn any(missing: &str) -> bool {
+    Spi::get_one::<bool>(&format!("SELECT EXISTS ({missing})"))
+        .or_raise()
+        .unwrap_or(true)
+}
+
 /// A query of the values of `child`'s one column `child_cols[0]` that the rows `filter`
 /// selects hold (what `SELECT DISTINCT col FROM child WHERE filter` gives; see the module
 /// documentation), or None. `filter` is written for `child`'s columns, unqualified.

@@ -111,6 +111,18 @@ pub fn regclass(name: &str) -> Option<u32> {
     .map(|oid| oid as u32)
 }
 
+/// Whether the function `signature` (e.g. `tenant_ops.uuid4()`) exists: a database whose
+/// extension an earlier build of this version created lacks the functions added since (there
+/// is no upgrade script within a version), and its callers fall back.
+pub fn function_exists(signature: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
+        &[signature.into()],
+    )
+    .or_raise()
+    .unwrap_or(false)
+}
+
 /// A relation's name as regclass prints it (schema-qualified where not on the search_path).
 pub fn relation_name(oid: u32) -> String {
     Spi::get_one_with_args::<String>(

@@ -276,26 +276,21 @@ impl Validation {
             // `distinct_values.rs`), only the tenant's rows holding one are looked at: the
             // pass over the tenant's rows then needs no join to that parent (and, with none
             // left, reads only the keys it counts by).
-            let (joined, by_index): (Vec<usize>, Vec<(usize, String)>) =
-                joined
-                    .into_iter()
-                    .fold((vec![], vec![]), |(mut j, mut x), i| {
-                        let e = &c.edges[i];
-                        match crate::distinct_values::missing_values(
-                            c.table(e.child),
-                            &e.child_cols,
-                            c.table(e.parent),
-                            &e.parent_cols,
-                        ) {
-                            Some(missing) => x.push((i, missing)),
-                            None => j.push(i),
-                        }
-                        (j, x)
-                    });
-            let (chain, tenant) = self.tenant_of(l, t.oid);
-            for (i, missing) in &by_index {
-                self.orphans_among(l, *i, missing, out);
+            let mut in_pass = vec![];
+            for i in joined {
+                let e = &c.edges[i];
+                match crate::distinct_values::missing_values(
+                    c.table(e.child),
+                    &e.child_cols,
+                    c.table(e.parent),
+                    &e.parent_cols,
+                ) {
+                    Some(missing) => self.orphans_among(l, i, &missing, out),
+                    None => in_pass.push(i),
+                }
             }
+            let joined = in_pass;
+            let (chain, tenant) = self.tenant_of(l, t.oid);
             let mut cols = vec![];
             let mut parents = String::new();
             for (n, &i) in joined.iter().enumerate() {
@@ -363,10 +358,7 @@ impl Validation {
     /// `missing` (a query, see `distinct_values.rs`): none at all is one look at the index;
     /// else the tenant's rows holding one of those values.
     fn orphans_among(&self, l: &LoadedScope, i: usize, missing: &str, out: &mut Vec<Issue>) {
-        let any = Spi::get_one::<bool>(&format!("SELECT EXISTS ({missing})"))
-            .or_raise()
-            .unwrap_or(true);
-        if !any {
+        if !crate::distinct_values::any(missing) {
             return;
         }
         let c = &l.catalog;

@@ -245,11 +245,7 @@ fn note_changed_row() -> bool {
 /// created by an earlier build of this version lacks it (there is no upgrade script within a
 /// version); its copies then count such rows the older way, in their materialized rows.
 pub(super) fn can_note_changed_rows() -> bool {
-    Spi::get_one::<bool>(
-        "SELECT pg_catalog.to_regprocedure('tenant_ops.note_changed_row()') IS NOT NULL",
-    )
-    .or_raise()
-    .unwrap_or(false)
+    crate::pg::function_exists("tenant_ops.note_changed_row()")
 }
 
 /// Runs `f` (a copy statement that calls `tenant_ops.note_changed_row()`) and returns what

@@ -50,19 +50,10 @@ impl IdStrategy {
     pub fn new_id_sql(self) -> &'static str {
         match self {
             IdStrategy::Uuid7 => "tenant_ops.uuid7()",
-            _ if catalog_has_uuid4() => "tenant_ops.uuid4()",
+            _ if crate::pg::function_exists("tenant_ops.uuid4()") => "tenant_ops.uuid4()",
             _ => "pg_catalog.gen_random_uuid()",
         }
     }
-}
-
-fn catalog_has_uuid4() -> bool {
-    use crate::error::OrRaise;
-    pgrx::Spi::get_one::<bool>(
-        "SELECT pg_catalog.to_regprocedure('tenant_ops.uuid4()') IS NOT NULL",
-    )
-    .or_raise()
-    .unwrap_or(false)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -331,10 +331,7 @@ impl Migration {
                     &e.parent_cols,
                 ) {
                     Some(missing) => {
-                        let any = Spi::get_one::<bool>(&format!("SELECT EXISTS ({missing})"))
-                            .or_raise()
-                            .unwrap_or(true);
-                        if !any {
+                        if !distinct_values::any(&missing) {
                             continue;
                         }
                         format!(" AND {} IN ({missing})", lhs[0])
