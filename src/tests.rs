@@ -154,3 +154,47 @@ fn subtransaction_lets_a_cancel_through() {
     });
     panic!("the cancel was caught");
 }
+
+/// The loose index scan of `distinct_values.rs` is taken while the planner statistics hold,
+/// and given up for reading the rows once its own count of the values passes ten times what
+/// they say (a column whose distinct values grew since its last ANALYZE).
+#[pg_test]
+fn loose_index_scan_only_while_the_statistics_hold() {
+    Spi::run(
+        "CREATE SCHEMA lv;
+         CREATE TABLE lv.kind (id int PRIMARY KEY);
+         CREATE TABLE lv.org (id int PRIMARY KEY);
+         CREATE TABLE lv.item (id int PRIMARY KEY, org_id int NOT NULL REFERENCES lv.org,
+                               kind_id int REFERENCES lv.kind);
+         CREATE INDEX ON lv.item (kind_id);
+         INSERT INTO lv.org VALUES (1);
+         INSERT INTO lv.kind SELECT generate_series(1, 5000);
+         INSERT INTO lv.item SELECT g, 1, 1 + g % 5 FROM generate_series(1, 20000) g;
+         ANALYZE lv.item;
+         SELECT tenant_ops.create_scope('lv', 'lv.org', 'id');",
+    )
+    .unwrap();
+    let missing = || {
+        let l = crate::scope::LoadedScope::load("lv").unwrap();
+        let table = |name: &str| {
+            l.catalog
+                .tables
+                .values()
+                .find(|t| t.name == name)
+                .unwrap()
+                .clone()
+        };
+        crate::distinct_values::missing_values(
+            &table("item"),
+            &["kind_id".into()],
+            &table("kind"),
+            &["id".into()],
+        )
+    };
+    let found = missing().expect("5 values in 20000 rows: the scan is cheap");
+    assert!(!crate::distinct_values::any(&found));
+    // 2000 more values, not analyzed: the statistics still say 5.
+    Spi::run("INSERT INTO lv.item SELECT g, 1, 6 + g % 2000 FROM generate_series(20001, 40000) g")
+        .unwrap();
+    assert!(missing().is_none());
+}
