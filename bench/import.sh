@@ -25,6 +25,13 @@
 #        psql            psql -1 -f people.sql (the statements run, in one transaction)
 #        import          tenant_ops.import_data('target', 'people.sql', 'sql') (parsed, not run)
 #      each run checked afterwards: the target holds every row once (count, md5 of the rows);
+#      and a `unique` rule against a table that holds rows already: the target holding as
+#      many other rows (other ids and emails), the file loaded with email unique:
+#        held_antijoin   COPY into a temporary table, then INSERT ... WHERE NOT EXISTS (the
+#                        rows whose email the table holds: one hash anti-join)
+#        held_import     tenant_ops.import_data('target', file, 'csv', email unique), which
+#                        looks each batch's emails up in a copy of the table's (no index
+#                        leads with email)
 #   3. prints the times, rows per second, ratios, and the session backend's peak memory.
 #
 # Environment:
@@ -140,6 +147,27 @@ psql_run() {
     best sql_psql "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
 }
 
+# held_session LABEL BODY: BODY into a target that holds as many other rows, checked: the file's
+# rows once, the other rows untouched.
+held_session() {
+    local out j s h m a status got
+    want "$1" || return 0
+    psql_bench -q -c "TRUNCATE target" \
+        -c "INSERT INTO target SELECT id + $rows, name, 'held.' || email, born, score, active, note FROM src" \
+        -c "VACUUM ANALYZE target"
+    out="$(timed_session "$2")"
+    IFS='|' read -r j s h m a <<<"$out"
+    if [ "$j" != "-" ]; then
+        status="$(psql_bench -At -c "SELECT status FROM tenant_ops.jobs WHERE id = $j")"
+        [ "$status" = succeeded ] || die "$1: job $j ended '$status'"
+    fi
+    got="$(psql_bench -At -c "SELECT count(*) || ' ' || sum(hashtextextended(t::text, 0)::numeric) FROM target t WHERE id <= $rows")"
+    [ "$got" = "$want" ] || die "$1: the file's rows in the target differ from the source ($got vs $want)"
+    got="$(psql_bench -At -c "SELECT count(*) FROM target WHERE id > $rows AND email LIKE 'held.%'")"
+    [ "$got" = "$rows" ] || die "$1: the target holds $got of its $rows other rows"
+    best "$1" "$s" "$h" "$a"
+}
+
 for round in $(seq "$ROUNDS"); do
     log "round $round of $ROUNDS"
     session csv_copy "COPY target FROM '$imp/people.csv' WITH (FORMAT csv, HEADER);"
@@ -153,6 +181,10 @@ INSERT INTO target SELECT (jsonb_populate_record(NULL::target, line)).* FROM lin
     session ndjson_import_rules "SELECT tenant_ops.import_data('target', 'people.ndjson', 'ndjson', '$RULES') AS job \\gset"
     psql_run
     session sql_import "SELECT tenant_ops.import_data('target', 'people.sql', 'sql') AS job \\gset"
+    held_session held_antijoin "CREATE TEMP TABLE incoming (LIKE target);
+COPY incoming FROM '$imp/people.csv' WITH (FORMAT csv, HEADER);
+INSERT INTO target SELECT * FROM incoming i WHERE NOT EXISTS (SELECT FROM target t WHERE t.email = i.email);"
+    held_session held_import "SELECT tenant_ops.import_data('target', 'people.csv', 'csv', '{\"rules\": {\"email\": {\"unique\": true}}}') AS job \\gset"
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -160,10 +192,12 @@ rate() { awk -v r="$rows" -v s="$1" 'BEGIN { printf "%.0f", r / s }'; }
 printf '\n%s rows, best of %s rounds (machine: %s cores, load %s at the end)\n' \
     "$(with_commas "$rows")" "$ROUNDS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %9s %12s %14s %14s %12s\n' contender seconds rows/s "vs COPY" "vs pgloader" "RssAnon MB"
-for k in csv_copy csv_import csv_import_rules csv_pgloader ndjson_copy ndjson_import ndjson_import_rules sql_psql sql_import; do
+for k in csv_copy csv_import csv_import_rules csv_pgloader ndjson_copy ndjson_import ndjson_import_rules sql_psql sql_import \
+         held_antijoin held_import; do
     [ -n "${secs[$k]:-}" ] || continue
     base="${k%%_*}_copy"
     [ "${k%%_*}" = sql ] && base=sql_psql
+    [ "${k%%_*}" = held ] && base=held_antijoin
     vs_pg="-"
     [ "${k%%_*}" = csv ] && [ -n "${secs[csv_pgloader]:-}" ] && vs_pg="$(ratio "${secs[csv_pgloader]}" "${secs[$k]}")x"
     vs_base="-"
@@ -171,5 +205,5 @@ for k in csv_copy csv_import csv_import_rules csv_pgloader ndjson_copy ndjson_im
     printf '%-22s %9s %12s %14s %14s %12s\n' "$k" "${secs[$k]}" "$(rate "${secs[$k]}")" \
         "$vs_base" "$vs_pg" "$(mb "${anon[$k]}")"
 done
-printf '(vs COPY and vs pgloader: their time / this time, above 1 is faster than them; for sql the base is psql -1 -f)\n'
+printf '(vs COPY and vs pgloader: their time / this time, above 1 is faster than them; for sql the base is psql -1 -f,\n for held_ the hand-written anti-join)\n'
 log "done in $(( $(date +%s) - bench_started ))s"

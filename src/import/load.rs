@@ -500,7 +500,9 @@ impl Import {
             );
         }
         let against_table = self.at.target_held_rows != Some(false);
-        let bad = in_batch_context(|| super::lookups::refusals(plan, &batch.cells, against_table));
+        let bad = in_batch_context(|| {
+            super::lookups::refusals(self.job_id, 0, plan, &batch.cells, against_table)
+        });
         if bad.is_empty() {
             return Ok(batch);
         }
@@ -660,6 +662,7 @@ impl Import {
             jobs::set_stage(self.job_id, "load");
             return Ok(StepOutcome::Continue);
         }
+        super::lookups::release(self.job_id, 0, &self.open.as_ref().expect("opened").plan);
         jobs::set_rows_total(self.job_id, STEP, self.at.written);
         jobs::checkpoint(self.job_id, STEP, "done", 0, None);
         if self.meta.spooled {

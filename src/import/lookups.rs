@@ -6,6 +6,14 @@
 //!
 //! Checking `unique` against the table also makes it hold across a resumed import: the rows
 //! written before the interruption are in the table.
+//!
+//! Where no index leads with a `unique` column, its values are copied once per session into
+//! a temporary table of the job's, indexed (`pg_temp.__tenant_ops_held_<job>_<column>`, see
+//! `plan::UniqueInTable`): without it every batch would read the whole target. The copy is
+//! made at the first batch that looks a value up (before that batch writes), so a resumed
+//! import's copy holds the rows written before the interruption; [`release`] drops it when
+//! the import is done (an inline import that fails takes it with its transaction, a worker's
+//! goes with its session).
 
 use std::collections::HashSet;
 
@@ -14,7 +22,7 @@ use pgrx::PgSqlErrorCode;
 
 use super::cells::Cells;
 use super::error::Reason;
-use super::plan::{Fill, Plan};
+use super::plan::{Fill, Plan, UniqueInTable};
 use crate::error::OrRaise;
 use crate::sys::try_subtransaction;
 
@@ -23,6 +31,8 @@ use crate::sys::try_subtransaction;
 /// empty when it began needs no lookup: its own rows are in its file-wide set). Runs in the
 /// caller's batch context.
 pub fn refusals(
+    job_id: i64,
+    plan_no: usize,
     plan: &Plan,
     cells: &(impl Cells + ?Sized),
     unique_in_table: bool,
@@ -31,7 +41,7 @@ pub fn refusals(
     let column = |array: usize| -> Vec<Option<&str>> {
         (0..cells.rows()).map(|r| cells.cell(r, array)).collect()
     };
-    for c in &plan.columns {
+    for (n, c) in plan.columns.iter().enumerate() {
         let Fill::Field { array, .. } = c.fill else {
             continue;
         };
@@ -58,12 +68,16 @@ pub fn refusals(
         }
         if let Some(u) = c.unique_in_table.as_ref().filter(|_| unique_in_table) {
             let keys = u.key_array.map(column);
+            let copy = u
+                .copied
+                .then(|| copied(&copy_name(job_id, plan_no, n), u))
+                .flatten();
             // A value that is not of the column's type is in no row (its row fails anyway).
             // The target grows during the import and is not analyzed meanwhile: planned on
             // its statistics, the lookup reads it whole for every batch. An index on the
-            // column, when there is one, is what it is for.
+            // column (or on the copy of its values), is what it is for.
             let taken = crate::sys::with_settings(&[("enable_seqscan", "off")], || {
-                held(&u.sql, &values, keys.as_deref())
+                held(&u.holds(copy.as_deref()), &values, keys.as_deref())
             })
             .unwrap_or_default();
             flag(&values, &taken, &mut bad, |v| {
@@ -88,6 +102,46 @@ pub fn refusals(
         }
     }
     rows
+}
+
+/// The name of job `job_id`'s copy of the values of column `n` of its plan `plan_no` (a
+/// key-value import has one plan per mapping).
+fn copy_name(job_id: i64, plan_no: usize, n: usize) -> String {
+    format!("pg_temp.__tenant_ops_held_{job_id}_{plan_no}_{n}")
+}
+
+/// The copy `name` of a column's values (see the module documentation), made if this session
+/// has none yet; None where it cannot be made (no TEMPORARY privilege on the database, a type
+/// without a btree ordering): the lookups then read the target.
+fn copied(name: &str, u: &UniqueInTable) -> Option<String> {
+    let name = name.to_string();
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[name.clone().into()],
+    )
+    .or_raise()
+    .unwrap_or(false);
+    if exists {
+        return Some(name);
+    }
+    try_subtransaction(|| {
+        for sql in u.copy(&name) {
+            Spi::run(&sql).or_raise();
+        }
+    })
+    .ok()
+    .map(|_| name)
+}
+
+/// Drops the copies of the `unique` lookups of job `job_id`'s plan `plan_no` that this
+/// session made (none: nothing).
+pub fn release(job_id: i64, plan_no: usize, plan: &Plan) {
+    for (n, c) in plan.columns.iter().enumerate() {
+        if c.unique_in_table.as_ref().is_some_and(|u| u.copied) {
+            let name = copy_name(job_id, plan_no, n);
+            Spi::run(&format!("DROP TABLE IF EXISTS {name}")).or_raise();
+        }
+    }
 }
 
 /// What `sql` keeps of `values` (and `keys`, as `$2`); None when it fails (a value of

@@ -119,17 +119,73 @@ pub struct ColumnPlan {
     pub unique_in_table: Option<UniqueInTable>,
 }
 
-/// A `unique` column checked against the target's rows, per batch: `sql` keeps the values of
-/// `$1` (text[]) that a row of the target holds already. Under an `on_conflict` that writes
-/// over a row with the same key (skip, overwrite, merge), the row with the incoming row's own
-/// key does not count: `key_array` is the batch array of the one-column primary key, bound as
-/// `$2`. (A key of several columns, or one not read from the file, leaves such imports to
-/// the file-wide check alone: nothing tells which existing row an incoming one is.) None too
-/// where a unique index on the column alone enforces it as the rows are written.
+/// A `unique` column checked against the target's rows, per batch: [`holds`](Self::holds)
+/// keeps the values of `$1` (text[]) that a row of the target holds already. Under an
+/// `on_conflict` that writes over a row with the same key (skip, overwrite, merge), the row
+/// with the incoming row's own key does not count: `key_array` is the batch array of the
+/// one-column primary key, bound as `$2`. (A key of several columns, or one not read from the
+/// file, leaves such imports to the file-wide check alone: nothing tells which existing row
+/// an incoming one is.) None too where a unique index on the column alone enforces it as the
+/// rows are written.
+///
+/// Where an index leads with the column, each value is looked up in it. Where none does, a
+/// lookup would read the whole target for every batch; the values are then copied once into
+/// a temporary table of the session, indexed, with each row's ctid (`copied`, see
+/// `lookups.rs`), and a value found there counts only if the row at that ctid still holds it
+/// (one TID fetch): a row the import overwrote, or someone deleted or updated meanwhile, no
+/// longer counts. Rows others insert during the import are not seen (without a unique index
+/// nothing makes such a rule hold against concurrent writers anyway).
 #[derive(Clone, Debug)]
 pub struct UniqueInTable {
-    pub sql: String,
+    target: String,
+    column: String,
+    type_full: String,
+    /// The one-column primary key (quoted, type) whose incoming value is `$2`.
+    key: Option<(String, String)>,
     pub key_array: Option<usize>,
+    /// Whether the values are looked up in the session's copy (no index leads with the column).
+    pub copied: bool,
+}
+
+impl UniqueInTable {
+    /// The statement keeping the values of `$1` a row holds already, looking them up in the
+    /// copy `held` where there is one (see [`Self::copy`]), else in the target.
+    pub fn holds(&self, held: Option<&str>) -> String {
+        let (unnest_key, k) = match self.key {
+            Some(_) => (", pg_catalog.unnest($2::pg_catalog.text[])", ", k"),
+            None => ("", ""),
+        };
+        let other_row = match &self.key {
+            Some((key, ty)) => format!(" AND t.{key} IS DISTINCT FROM u.k::{ty}"),
+            None => String::new(),
+        };
+        let (col, ty, target) = (&self.column, &self.type_full, &self.target);
+        let found = match held {
+            Some(h) => format!(
+                "SELECT 1 FROM {h} h JOIN {target} t ON t.ctid = h.r
+                  WHERE h.v = u.v::{ty} AND t.{col} = h.v{other_row}"
+            ),
+            None => format!("SELECT 1 FROM {target} t WHERE t.{col} = u.v::{ty}{other_row}"),
+        };
+        format!(
+            "SELECT pg_catalog.array_agg(DISTINCT u.v)
+               FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]){unnest_key}) AS u(v{k})
+              WHERE u.v IS NOT NULL AND EXISTS ({found})"
+        )
+    }
+
+    /// The statements making `held`, the copy of the column's values with each row's ctid.
+    pub fn copy(&self, held: &str) -> [String; 3] {
+        [
+            format!(
+                "CREATE TEMPORARY TABLE {held} AS SELECT t.{col} AS v, t.ctid AS r FROM {target} t WHERE t.{col} IS NOT NULL",
+                col = self.column,
+                target = self.target,
+            ),
+            format!("CREATE INDEX ON {held} (v)"),
+            format!("ANALYZE {held}"),
+        ]
+    }
 }
 
 /// The plan of one import.
@@ -479,20 +535,21 @@ fn unique_in_table(
     column: &TargetColumn,
     on_conflict: OnConflict,
 ) -> Result<Option<UniqueInTable>> {
-    // A unique index on the column alone enforces it as the rows are written (a repeat is
-    // refused with 23505 by the row-by-row pass, or is the same row under on_conflict):
-    // nothing to look up then.
-    let enforced = pgrx::Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
-                          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                         WHERE i.indrelid = $1::pg_catalog.oid AND i.indisunique AND i.indisvalid
-                           AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
-                           AND a.attname = $2)",
+    // The indexes led by the column (plain ones: valid, not partial). A unique one on the
+    // column alone enforces the rule as the rows are written (a repeat is refused with 23505
+    // by the row-by-row pass, or is the same row under on_conflict): nothing to look up then.
+    // Any other is what the lookups use; without one, the values are copied once (see
+    // [`UniqueInTable`]) from a table whose rows have a ctid.
+    let (enforced, indexed) = pgrx::Spi::get_two_with_args::<bool, bool>(
+        "SELECT coalesce(pg_catalog.bool_or(i.indisunique AND i.indnkeyatts = 1 AND i.indexprs IS NULL), false),
+                count(*) > 0
+           FROM pg_catalog.pg_index i
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+          WHERE i.indrelid = $1::pg_catalog.oid AND i.indisvalid AND i.indpred IS NULL AND a.attname = $2",
         &[target.oid.into(), column.name.as_str().into()],
     )
-    .or_raise()
-    .unwrap_or(false);
-    if enforced {
+    .or_raise();
+    if enforced == Some(true) {
         return Ok(None);
     }
     // The lookup reads the target: the caller needs SELECT on it (as for `references`).
@@ -504,24 +561,18 @@ fn unique_in_table(
             "the \"unique\" rule",
         )
     };
-    let holds = |extra: &str| {
-        format!(
-            "SELECT pg_catalog.array_agg(DISTINCT u.v) FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]){}) AS u(v{})
-              WHERE u.v IS NOT NULL AND EXISTS (SELECT 1 FROM {} t WHERE t.{} = u.v::{}{extra})",
-            if extra.is_empty() { "" } else { ", pg_catalog.unnest($2::pg_catalog.text[])" },
-            if extra.is_empty() { "" } else { ", k" },
-            target.sql,
-            column.quoted,
-            column.type_full
-        )
+    let mut check = UniqueInTable {
+        target: target.sql.clone(),
+        column: column.quoted.clone(),
+        type_full: column.type_full.clone(),
+        key: None,
+        key_array: None,
+        copied: indexed != Some(true) && matches!(target.kind.as_str(), "r" | "p"),
     };
     if on_conflict == OnConflict::Error {
         // Every row whose key is there already is refused anyway; any holder is another row.
         readable()?;
-        return Ok(Some(UniqueInTable {
-            sql: holds(""),
-            key_array: None,
-        }));
+        return Ok(Some(check));
     }
     let Some([key]) = target.primary_key.as_deref() else {
         return Ok(None);
@@ -533,13 +584,12 @@ fn unique_in_table(
         return Ok(None);
     };
     readable()?;
-    Ok(Some(UniqueInTable {
-        sql: holds(&format!(
-            " AND t.{} IS DISTINCT FROM u.k::{}",
-            key_plan.column.quoted, key_plan.column.type_full
-        )),
-        key_array: Some(array),
-    }))
+    check.key = Some((
+        key_plan.column.quoted.clone(),
+        key_plan.column.type_full.clone(),
+    ));
+    check.key_array = Some(array);
+    Ok(Some(check))
 }
 
 /// The statement keeping the values of `$1` (text[]) that `reference` (`table(column)`, or

@@ -211,7 +211,7 @@ impl KvImport {
     fn check_database_rules(&mut self, i: usize, batch: Batch) -> Result<Batch> {
         let plan = &self.mappings[i].plan;
         let bad = in_batch_context(|| {
-            crate::import::lookups::refusals(plan, batch.arrays.as_slice(), true)
+            crate::import::lookups::refusals(self.job_id, i, plan, batch.arrays.as_slice(), true)
         });
         if bad.is_empty() {
             return Ok(batch);
@@ -351,7 +351,7 @@ impl KvImport {
             return self.backup_step();
         }
         let Some(i) = self.at.iter().position(|a| !a.done) else {
-            return Ok(StepOutcome::Done(self.result()));
+            return Ok(self.done());
         };
         let (cursor, keys, skipped) = self.read_batch(i)?;
         let n = self.mappings[i].plan.arrays;
@@ -434,7 +434,15 @@ impl KvImport {
         for j in 0..self.at.len() {
             jobs::checkpoint(self.job_id, j as i32 + 1, "done", 0, None);
         }
-        Ok(StepOutcome::Done(self.result()))
+        Ok(self.done())
+    }
+
+    /// The end of the import: the copies its `unique` lookups made dropped, the result.
+    fn done(&self) -> StepOutcome {
+        for (i, m) in self.mappings.iter().enumerate() {
+            crate::import::lookups::release(self.job_id, i, &m.plan);
+        }
+        StepOutcome::Done(self.result())
     }
 }
 

@@ -208,23 +208,34 @@ pub fn import_refused_rows_by_line(cluster: &Cluster) {
 /// A background import of 300 000 rows in steps of 2 000, its worker killed with `kill -9`
 /// while loading: the scheduler requeues the job, a new worker resumes from the checkpoint,
 /// and every row is there exactly once (the table has no key that would refuse a second copy).
+/// A `unique` rule on an unindexed column holds across the resume: the file's last two rows
+/// repeat the name of a row the table held before the import and of the file's first row
+/// (written before the kill), and both are refused (23505).
 pub fn import_resumes_after_worker_kill9(cluster: &Cluster) {
     let db = "e2e_import_kill9";
     let mut c = fresh_db(cluster, db);
     create_extension(&mut c);
-    exec(&mut c, "CREATE TABLE big (id int, name text, at date)");
+    exec(
+        &mut c,
+        "CREATE TABLE big (id int, name text, at date);
+         INSERT INTO big VALUES (0, 'there before', date '2020-01-01')",
+    );
     let _ = c.query_one("SELECT tenant_ops.import_data('big', 'none.csv')", &[]);
     let dir = import_dir(&mut c);
     exec(
         &mut c,
         &format!(
-            "COPY (SELECT g AS id, md5(g::text) AS name, date '2020-01-01' + g % 1000 AS at FROM generate_series(1, 300000) g)
+            "COPY (SELECT g AS id, md5(g::text) AS name, date '2020-01-01' + g % 1000 AS at FROM generate_series(1, 300000) g
+                   UNION ALL SELECT 300001, 'there before', date '2020-01-01'
+                   UNION ALL SELECT 300002, md5('1'), date '2020-01-01')
                TO '{dir}/big.csv' WITH (FORMAT csv, HEADER)"
         ),
     );
     let job: i64 = c
         .query_one(
-            "SELECT tenant_ops.import_data('big', 'big.csv', 'csv', '{\"batch_size\": 2000}', background => true)",
+            "SELECT tenant_ops.import_data('big', 'big.csv', 'csv',
+                      '{\"batch_size\": 2000, \"continue_on_error\": true, \"rules\": {\"name\": {\"unique\": true}}}',
+                      background => true)",
             &[],
         )
         .unwrap()
@@ -270,8 +281,29 @@ pub fn import_resumes_after_worker_kill9(cluster: &Cluster) {
     let got: (i64, i64, i32, i32, i64) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
     assert_eq!(
         got,
-        (300_000, 300_000, 1, 300_000, 300_000),
+        (300_001, 300_001, 0, 300_000, 300_000),
         "(rows, distinct ids, min, max, rows_done)"
+    );
+    let refused: Vec<(String, String)> = c
+        .query(
+            "SELECT source_key, sqlstate FROM tenant_ops.job_errors WHERE job_id = $1 ORDER BY source_key::int",
+            &[&job],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("300002".to_string(), "23505".to_string()),
+            ("300003".to_string(), "23505".to_string())
+        ],
+        "the rows repeating a name, by line"
+    );
+    assert_eq!(
+        scalar(&mut c, "SELECT count(*) FROM big WHERE name IN ('there before', md5('1'))"),
+        2
     );
     let events: Vec<String> = c
         .query(
