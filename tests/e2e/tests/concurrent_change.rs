@@ -285,11 +285,7 @@ pub fn concurrent_change_inline_read_committed(cluster: &Cluster) {
         assert_eq!(e.hint(), Some(HINT));
         assert_detail(e.detail());
         // The caller's transaction is rolled back whole: no job, no table, no row.
-        assert_eq!(
-            target_counts(&mut c, &schema),
-            vec![0, 0, 0, -1],
-            "{label}"
-        );
+        assert_eq!(target_counts(&mut c, &schema), vec![0, 0, 0, -1], "{label}");
         assert_eq!(scalar(&mut c, "SELECT count(*) FROM tenant_ops.jobs"), 0);
         // The late rows stay for the next strategy's run: take them out again.
         exec(
@@ -314,7 +310,11 @@ pub fn concurrent_change_without_failing_statement(cluster: &Cluster) {
     // is selected (`checksums::run_counted`); keep_old_catalog: the same in a database whose
     // extension predates `tenant_ops.note_changed_row()` (dropped here), where the copy
     // counts in its materialized rows again.
-    for (strategy, key_type) in [("uuid", "uuid"), ("keep", "int"), ("keep_old_catalog", "int")] {
+    for (strategy, key_type) in [
+        ("uuid", "uuid"),
+        ("keep", "int"),
+        ("keep_old_catalog", "int"),
+    ] {
         let schema = format!("t_nf_{strategy}");
         let strategy = if strategy == "keep_old_catalog" {
             exec(

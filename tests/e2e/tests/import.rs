@@ -302,7 +302,10 @@ pub fn import_resumes_after_worker_kill9(cluster: &Cluster) {
         "the rows repeating a name, by line"
     );
     assert_eq!(
-        scalar(&mut c, "SELECT count(*) FROM big WHERE name IN ('there before', md5('1'))"),
+        scalar(
+            &mut c,
+            "SELECT count(*) FROM big WHERE name IN ('there before', md5('1'))"
+        ),
         2
     );
     let events: Vec<String> = c

@@ -144,7 +144,10 @@ fn wait_catching_up_by(cluster: &Cluster, db: &str, job: i64, not_pid: Option<i3
                     .map(|r| r.get::<_, Option<String>>(0))
             );
             let pid: Option<i32> = c
-                .query_one("SELECT worker_pid FROM tenant_ops.jobs WHERE id = $1", &[&job])
+                .query_one(
+                    "SELECT worker_pid FROM tenant_ops.jobs WHERE id = $1",
+                    &[&job],
+                )
                 .ok()?
                 .get(0);
             let new_worker = not_pid.is_none() || (pid.is_some() && pid != not_pid);

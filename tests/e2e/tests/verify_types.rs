@@ -632,7 +632,8 @@ pub fn verify_types_before_insert_trigger(cluster: &Cluster) {
             .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
             .collect::<Vec<_>>();
         let checked = "the copy's checksums";
-        let counted = "the copy's row counts (the target stores rows as given: no BEFORE trigger, no rule)";
+        let counted =
+            "the copy's row counts (the target stores rows as given: no BEFORE trigger, no rule)";
         let shared = "reading both sides again: rows other migrations share are skipped when they are in the target already";
         assert_eq!(
             by,
