@@ -662,7 +662,7 @@ impl Import {
             jobs::set_stage(self.job_id, "load");
             return Ok(StepOutcome::Continue);
         }
-        super::lookups::release(self.job_id, 0, &self.open.as_ref().expect("opened").plan);
+        super::lookups::release(self.job_id);
         jobs::set_rows_total(self.job_id, STEP, self.at.written);
         jobs::checkpoint(self.job_id, STEP, "done", 0, None);
         if self.meta.spooled {
@@ -675,6 +675,10 @@ impl Import {
 impl Steps for Import {
     fn step(&mut self, _job: &Job) -> std::result::Result<StepOutcome, Report> {
         Ok(self.one_step()?)
+    }
+
+    fn stopped(&mut self) {
+        super::lookups::release(self.job_id);
     }
 }
 

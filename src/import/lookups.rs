@@ -12,8 +12,8 @@
 //! `plan::UniqueInTable`): without it every batch would read the whole target. The copy is
 //! made at the first batch that looks a value up (before that batch writes), so a resumed
 //! import's copy holds the rows written before the interruption; [`release`] drops it when
-//! the import is done (an inline import that fails takes it with its transaction, a worker's
-//! goes with its session).
+//! the import is done or its session stops driving it (an inline import that fails takes it
+//! with its transaction).
 
 use std::collections::HashSet;
 
@@ -133,14 +133,25 @@ fn copied(name: &str, u: &UniqueInTable) -> Option<String> {
     .map(|_| name)
 }
 
-/// Drops the copies of the `unique` lookups of job `job_id`'s plan `plan_no` that this
-/// session made (none: nothing).
-pub fn release(job_id: i64, plan_no: usize, plan: &Plan) {
-    for (n, c) in plan.columns.iter().enumerate() {
-        if c.unique_in_table.as_ref().is_some_and(|u| u.copied) {
-            let name = copy_name(job_id, plan_no, n);
-            Spi::run(&format!("DROP TABLE IF EXISTS {name}")).or_raise();
-        }
+/// Drops the copies job `job_id`'s `unique` lookups made in this session (none: nothing):
+/// when the import is done, and whenever a session that drives it step by step (`CALL
+/// tenant_ops.run_job`, a worker) stops driving it (`Steps::stopped`: failed, paused, put
+/// back in the queue), so that such a session does not keep them.
+pub fn release(job_id: i64) {
+    let copies: Vec<String> = Spi::connect(|c| {
+        c.select(
+            "SELECT pg_catalog.format('pg_temp.%I', c.relname) FROM pg_catalog.pg_class c
+              WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind = 'r'
+                AND c.relname LIKE '\\_\\_tenant\\_ops\\_held\\_' || $1 || '\\_%'",
+            None,
+            &[job_id.to_string().into()],
+        )?
+        .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .or_raise();
+    for name in copies {
+        Spi::run(&format!("DROP TABLE IF EXISTS {name}")).or_raise();
     }
 }
 

@@ -58,7 +58,23 @@ pub enum Round {
 
 /// One round of the step loop of the committing executors. `steps` is built on the first
 /// round and kept for the next. The caller commits after each round, whatever it came to.
+/// Once the job stops being this session's to drive, its steps let go of what they keep in
+/// the session ([`Steps::stopped`]).
 pub fn round(
+    job_id: i64,
+    kind: &dyn JobKind,
+    steps: &mut Option<Box<dyn Steps>>,
+    on_failure: OnFailure,
+) -> Round {
+    let r = one_round(job_id, kind, steps, on_failure);
+    if let (Round::Stopped(_), Some(s)) = (&r, steps.as_mut()) {
+        // What it fails with is nothing the job's outcome depends on.
+        let _ = try_subtransaction(|| s.stopped());
+    }
+    r
+}
+
+fn one_round(
     job_id: i64,
     kind: &dyn JobKind,
     steps: &mut Option<Box<dyn Steps>>,

@@ -12,6 +12,11 @@ use crate::error::Report;
 /// whether a background job is retried (see `crate::jobs::executor`).
 pub trait Steps {
     fn step(&mut self, job: &Job) -> Result<StepOutcome, Report>;
+
+    /// The job stopped being this session's to drive (it ended, failed, was paused, cancelled
+    /// or put back in the queue): what the steps keep in the session (temporary tables) can
+    /// go. Not called for an inline run, whose end is its transaction's.
+    fn stopped(&mut self) {}
 }
 
 /// A kind of job. One implementation per domain module, listed once in `crate::kinds::KINDS`.

@@ -439,9 +439,7 @@ impl KvImport {
 
     /// The end of the import: the copies its `unique` lookups made dropped, the result.
     fn done(&self) -> StepOutcome {
-        for (i, m) in self.mappings.iter().enumerate() {
-            crate::import::lookups::release(self.job_id, i, &m.plan);
-        }
+        crate::import::lookups::release(self.job_id);
         StepOutcome::Done(self.result())
     }
 }
@@ -561,6 +559,10 @@ pub fn prepare_key(
 impl Steps for KvImport {
     fn step(&mut self, _job: &Job) -> std::result::Result<StepOutcome, Report> {
         Ok(self.one_step()?)
+    }
+
+    fn stopped(&mut self) {
+        crate::import::lookups::release(self.job_id);
     }
 }
 

@@ -267,6 +267,19 @@ SELECT status, result -> 'rows_written' AS rows, (SELECT count(*) FROM "imp ört
        (SELECT array_agg(event ORDER BY id) FILTER (WHERE event LIKE 'import.%') FROM tenant_ops.job_log WHERE job_id = :job) AS events
   FROM tenant_ops.jobs WHERE id = :job;
 SELECT step, stage, rows_done, details ->> 'records' AS records FROM tenant_ops.job_tables WHERE job_id = :job;
+-- a deferred job that fails (more than max_errors, 54000) drops the copy its unique lookups
+-- made in this session, committed with its first step, as a finished one does
+CREATE TABLE "imp ört".held (id int PRIMARY KEY, email text);
+INSERT INTO "imp ört".held VALUES (1, 'a@x.org'), (2, 'b@x.org');
+SELECT tenant_ops.import_data_bytes('"imp ört".held', convert_to(E'id,email\n3,c@x.org\n4,a@x.org\n5,b@x.org\n', 'UTF8'), 'csv',
+  '{"rules": {"email": {"unique": true}}, "continue_on_error": true, "max_errors": 1, "batch_size": 1, "defer": true}') AS job \gset
+CALL tenant_ops.run_job(:job);
+\echo :SQLSTATE
+SELECT status, (SELECT count(*) FROM tenant_ops.job_errors WHERE job_id = :job) AS refused,
+       (SELECT array_agg(id ORDER BY id) FROM "imp ört".held) AS ids
+  FROM tenant_ops.jobs WHERE id = :job;
+SELECT count(*) AS copies_left FROM pg_catalog.pg_class WHERE relname LIKE '\_\_tenant\_ops\_held%';
+DROP TABLE "imp ört".held;
 
 -- 12. privileges: the setting is a superuser's; an operator needs INSERT on the target
 CREATE ROLE imp_operator IN ROLE tenant_ops_operator;
