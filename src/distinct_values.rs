@@ -13,8 +13,9 @@
 //! Only where it is cheap: the column leads a plain btree index (valid, not partial, its
 //! default ordering and collation) of an ordinary table without inheritance children (whose
 //! rows the scans would read too, perhaps without an index) and holds few distinct values for
-//! its rows (planner statistics: under one in 200, and the scan finding no more than ten
-//! times the values they count, at least 1000). Elsewhere `None`: the callers read the rows.
+//! its rows (planner statistics: under one in 200, and, where the rows written since the
+//! last ANALYZE could have changed that, the scan finding no more than ten times the values
+//! they count, at least 1000). Elsewhere `None`: the callers read the rows.
 
 use pgrx::prelude::*;
 
@@ -31,10 +32,13 @@ const MIN_BOUND: i64 = 1000;
 /// `SELECT __tenant_ops_v.__tenant_ops_x FROM ... __tenant_ops_v WHERE ...`: the distinct
 /// non-NULL values of `child`'s column `col`, or None where a loose index scan is not cheap.
 fn distinct_values(child: &Table, col: &str) -> Option<String> {
-    let (distinct, rows) = Spi::get_two_with_args::<f64, f64>(
+    let (distinct, rows, changed) = Spi::get_three_with_args::<f64, f64, f64>(
         "SELECT pg_catalog.max(CASE WHEN st.n_distinct >= 0 THEN st.n_distinct
                                     ELSE -st.n_distinct * c.reltuples END)::float8,
-                pg_catalog.max(c.reltuples)::float8
+                pg_catalog.max(c.reltuples)::float8,
+                pg_catalog.max(pg_catalog.pg_stat_get_mod_since_analyze(c.oid)
+                               + pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid)
+                               + pg_catalog.pg_stat_get_xact_tuples_updated(c.oid))::float8
            FROM pg_catalog.pg_attribute a
            JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -53,7 +57,7 @@ fn distinct_values(child: &Table, col: &str) -> Option<String> {
         &[pg_sys::Oid::from(child.oid).into(), col.into()],
     )
     .or_raise();
-    let (Some(distinct), Some(rows)) = (distinct, rows) else {
+    let (Some(distinct), Some(rows), Some(changed)) = (distinct, rows, changed) else {
         return None;
     };
     if rows <= 0.0 || distinct * 200.0 > rows {
@@ -74,9 +78,14 @@ fn distinct_values(child: &Table, col: &str) -> Option<String> {
         t = child.sql,
     );
     // The statistics may be stale (a column whose distinct values grew a hundredfold since
-    // its last ANALYZE would make the scan descend that many times): the scan itself is
-    // counted, stopped past ten times what they say, and then the rows are read after all.
+    // its last ANALYZE would make the scan descend that many times). No more new values than
+    // rows written since (the cumulative statistics, this transaction's own included) can
+    // have come; where that many could pass ten times what the statistics say, the scan
+    // itself is counted, stopped past that, and then the rows are read after all.
     let bound = ((distinct * 10.0) as i64).max(MIN_BOUND);
+    if distinct + changed <= bound as f64 {
+        return Some(values);
+    }
     let seen = Spi::get_one_with_args::<i64>(
         &format!("SELECT pg_catalog.count(*) FROM ({values} LIMIT $1) __tenant_ops_n"),
         &[(bound + 1).into()],
