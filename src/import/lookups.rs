@@ -8,8 +8,8 @@
 //! written before the interruption are in the table.
 //!
 //! Where no index leads with a `unique` column, its values are copied once per session into
-//! a temporary table of the job's, indexed (`pg_temp.__tenant_ops_held_<job>_<column>`, see
-//! `plan::UniqueInTable`): without it every batch would read the whole target. The copy is
+//! a temporary table of the job's, indexed (`pg_temp.__tenant_ops_held_<job>_<plan>_<column>`,
+//! see `plan::UniqueInTable`): without it every batch would read the whole target. The copy is
 //! made at the first batch that looks a value up (before that batch writes), so a resumed
 //! import's copy holds the rows written before the interruption; [`release`] drops it when
 //! the import is done or its session stops driving it (an inline import that fails takes it
@@ -70,7 +70,7 @@ pub fn refusals(
             let keys = u.key_array.map(column);
             let copy = u
                 .copied
-                .then(|| copied(&copy_name(job_id, plan_no, n), u))
+                .then(|| copied(copy_name(job_id, plan_no, n), u))
                 .flatten();
             // A value that is not of the column's type is in no row (its row fails anyway).
             // The target grows during the import and is not analyzed meanwhile: planned on
@@ -113,8 +113,7 @@ fn copy_name(job_id: i64, plan_no: usize, n: usize) -> String {
 /// The copy `name` of a column's values (see the module documentation), made if this session
 /// has none yet; None where it cannot be made (no TEMPORARY privilege on the database, a type
 /// without a btree ordering): the lookups then read the target.
-fn copied(name: &str, u: &UniqueInTable) -> Option<String> {
-    let name = name.to_string();
+fn copied(name: String, u: &UniqueInTable) -> Option<String> {
     let exists = Spi::get_one_with_args::<bool>(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
         &[name.clone().into()],
