@@ -73,6 +73,9 @@ pub fn submit(
             jobs::Executor::Inline
         },
     );
+    if !background {
+        loaded.keep_for(id);
+    }
     Ok((id, options))
 }
 
@@ -591,7 +594,7 @@ impl Validation {
     }
 
     fn run(&mut self) -> Result<Value, Error> {
-        let loaded = LoadedScope::load(&self.scope)?;
+        let loaded = LoadedScope::for_job(&self.scope, self.job_id)?;
         if let Some(t) = &self.tenant {
             loaded.check_tenant(t)?;
         }
