@@ -49,6 +49,19 @@ fn import(
 }
 
 /// md5 of a table's rows in key order.
+/// The refused rows (line, SQLSTATE) in line order: of job `job`, or of every job.
+fn refused_lines(c: &mut Client, job: Option<i64>) -> Vec<(String, String)> {
+    c.query(
+        "SELECT source_key, sqlstate FROM tenant_ops.job_errors
+          WHERE job_id = $1 OR $1 IS NULL ORDER BY source_key::int",
+        &[&job],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
 fn checksum(c: &mut Client, table: &str, key: &str) -> (i64, String) {
     let r = c
         .query_one(
@@ -181,17 +194,8 @@ pub fn import_refused_rows_by_line(cluster: &Cluster) {
         (Some(3), Some(4)),
         "{result}"
     );
-    let refused: Vec<(String, String)> = c
-        .query(
-            "SELECT source_key, sqlstate FROM tenant_ops.job_errors ORDER BY source_key::int",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     assert_eq!(
-        refused,
+        refused_lines(&mut c, None),
         [
             ("5".to_string(), "22P02".to_string()),
             ("6".into(), "23502".into()),
@@ -284,17 +288,8 @@ pub fn import_resumes_after_worker_kill9(cluster: &Cluster) {
         (300_001, 300_001, 0, 300_000, 300_000),
         "(rows, distinct ids, min, max, rows_done)"
     );
-    let refused: Vec<(String, String)> = c
-        .query(
-            "SELECT source_key, sqlstate FROM tenant_ops.job_errors WHERE job_id = $1 ORDER BY source_key::int",
-            &[&job],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     assert_eq!(
-        refused,
+        refused_lines(&mut c, Some(job)),
         [
             ("300002".to_string(), "23505".to_string()),
             ("300003".to_string(), "23505".to_string())
