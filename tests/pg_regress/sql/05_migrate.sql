@@ -318,10 +318,12 @@ SELECT tenant_ops.migrate_tenant('orph2', '2', 'orph2_b', '{"create_target": tru
 SELECT (SELECT count(*) FROM orph2_b.member) AS members, (SELECT count(*) FROM orph2_b.plan) AS plans;
 -- 12c. The shared rows a tenant references, where the one reference to them is an indexed
 --      column with few distinct values (analyzed): each value is looked for among its first
---      64 rows, the values not found there by the walk over the tenant's rows (prepare.rs,
---      distinct_values.rs). Product 11's one row of club 1 comes after 300 of club 2 (found
---      by the walk), product 12 is club 2's alone, 13-20 nobody's: exactly the products each
---      club's rows reference are copied. Hostile names; the referencing table is named v with a
+--      64 rows, the few values not found there each by index, the many by the walk over the
+--      tenant's rows (prepare.rs, distinct_values.rs). Product 11's one row of club 1 comes
+--      after 300 of club 2 (club 1 misses two values: each looked up), product 12 is club 2's
+--      alone, 13-20 nobody's; club 3's two rows come last (it misses every value: the walk):
+--      exactly the products each club's rows reference are copied. Hostile names; the
+--      referencing table is named v with a
 --      column x, which the scans' own aliases must not meet; the NOT VALID FK's orphan check
 --      reads the same index (no value without a product: nothing more read).
 CREATE SCHEMA "Shr. ""$1"";";
@@ -333,22 +335,27 @@ CREATE TABLE "Shr. ""$1"";".v (id int PRIMARY KEY,
 ALTER TABLE "Shr. ""$1"";".v ADD CONSTRAINT "line's product" FOREIGN KEY ("$1 pröduct")
     REFERENCES "Shr. ""$1"";"."Pro.duct ""x""" NOT VALID;
 CREATE INDEX ON "Shr. ""$1"";".v ("$1 pröduct");
-INSERT INTO "Shr. ""$1"";"."Club's" VALUES (1, 'one'), (2, 'two');
+INSERT INTO "Shr. ""$1"";"."Club's" VALUES (1, 'one'), (2, 'two'), (3, 'three');
 INSERT INTO "Shr. ""$1"";"."Pro.duct ""x""" SELECT g, 'p' || g FROM generate_series(1, 20) g;
 INSERT INTO "Shr. ""$1"";".v SELECT g, 1 + g % 2, 1 + g % 10, 100 + g % 7 FROM generate_series(1, 4000) g;
 INSERT INTO "Shr. ""$1"";".v SELECT 5000 + g, 2, 11 FROM generate_series(1, 300) g;
 INSERT INTO "Shr. ""$1"";".v VALUES (5400, 1, 11);
 INSERT INTO "Shr. ""$1"";".v SELECT 6000 + g, 2, 12 FROM generate_series(1, 50) g;
+INSERT INTO "Shr. ""$1"";".v VALUES (7001, 3, 3), (7002, 3, 11);
 ANALYZE "Shr. ""$1"";".v;
 SELECT tenant_ops.create_scope('shr', '"Shr. ""$1"";"."Club''s"', 'Íd');
 CREATE SCHEMA shr_1;
 CREATE SCHEMA shr_2;
+CREATE SCHEMA shr_3;
 SELECT tenant_ops.migrate_tenant('shr', '1', 'shr_1', '{"create_target": true, "shared": "copy"}') IS NOT NULL AS club_1;
 SELECT tenant_ops.migrate_tenant('shr', '2', 'shr_2', '{"create_target": true, "shared": "copy"}') IS NOT NULL AS club_2;
+SELECT tenant_ops.migrate_tenant('shr', '3', 'shr_3', '{"create_target": true, "shared": "copy"}') IS NOT NULL AS club_3;
 SELECT (SELECT string_agg("Pröd Id"::text, ',' ORDER BY "Pröd Id") FROM shr_1."Pro.duct ""x""") AS club_1_products,
        (SELECT count(*) FROM shr_1.v) AS club_1_lines,
        (SELECT string_agg("Pröd Id"::text, ',' ORDER BY "Pröd Id") FROM shr_2."Pro.duct ""x""") AS club_2_products,
-       (SELECT count(*) FROM shr_2.v) AS club_2_lines;
+       (SELECT count(*) FROM shr_2.v) AS club_2_lines,
+       (SELECT string_agg("Pröd Id"::text, ',' ORDER BY "Pröd Id") FROM shr_3."Pro.duct ""x""") AS club_3_products,
+       (SELECT count(*) FROM shr_3.v) AS club_3_lines;
 RESET client_min_messages;
 -- new_tenant (a clone) with an integer tenant key: the copy takes the new key in the root and
 -- in every reference to it (issue 11: 42804, CASE types integer and text cannot be matched).
