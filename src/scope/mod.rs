@@ -158,25 +158,34 @@ pub fn definition(name: &str) -> Result<ScopeDefinition, Error> {
 }
 
 thread_local! {
-    /// The scope an inline submission loaded, with the job it created (see
-    /// [`LoadedScope::keep_for`]).
-    static KEPT: std::cell::RefCell<Option<(i64, LoadedScope)>> = const { std::cell::RefCell::new(None) };
+    /// The scope an inline submission loaded, with the job it created and the start of its
+    /// transaction (see [`LoadedScope::keep_for`]).
+    static KEPT: std::cell::RefCell<Option<(i64, pg_sys::TimestampTz, LoadedScope)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn transaction_start() -> pg_sys::TimestampTz {
+    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
 }
 
 impl LoadedScope {
     /// Keeps the scope a submission loaded for job `job_id`, which is about to run inline in
     /// the same call, nothing but the job's own bookkeeping in between: its steps take it
-    /// ([`LoadedScope::for_job`]) instead of reading the catalog again (a few ms a call). Job
-    /// ids are never reused, so a kept scope whose run never came is never taken.
+    /// ([`LoadedScope::for_job`]) instead of reading the catalog again (a few ms a call). Only
+    /// the same job in the same transaction takes it: a kept scope whose run never came is
+    /// never taken later.
     pub fn keep_for(self, job_id: i64) {
-        KEPT.with(|k| *k.borrow_mut() = Some((job_id, self)));
+        KEPT.with(|k| *k.borrow_mut() = Some((job_id, transaction_start(), self)));
     }
 
     /// The scope `name` for job `job_id`: the one its submission kept, if this is that call's
     /// inline run, else loaded now.
     pub fn for_job(name: &str, job_id: i64) -> Result<LoadedScope, Error> {
         match KEPT.with(|k| k.borrow_mut().take()) {
-            Some((j, loaded)) if j == job_id && loaded.definition.name == name => Ok(loaded),
+            Some((j, at, loaded))
+                if j == job_id && at == transaction_start() && loaded.definition.name == name =>
+            {
+                Ok(loaded)
+            }
             _ => Self::load(name),
         }
     }
