@@ -114,13 +114,7 @@ fn copy_name(job_id: i64, plan_no: usize, n: usize) -> String {
 /// has none yet; None where it cannot be made (no TEMPORARY privilege on the database, a type
 /// without a btree ordering): the lookups then read the target.
 fn copied(name: String, u: &UniqueInTable) -> Option<String> {
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[name.clone().into()],
-    )
-    .or_raise()
-    .unwrap_or(false);
-    if exists {
+    if crate::pg::regclass(&name).is_some() {
         return Some(name);
     }
     try_subtransaction(|| {

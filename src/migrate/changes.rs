@@ -140,11 +140,9 @@ impl Migration {
         if self.joined_parents.is_empty() {
             return Ok(None);
         }
-        let tables = jobs::tables(self.job_id);
-        let Some(snapshot) = tables.iter().find_map(start_snapshot) else {
+        let Some(new_row) = new_row_since_start(&jobs::tables(self.job_id)) else {
             return Ok(None);
         };
-        let new_row = new_row_condition("s.xmin", &snapshot);
         let joined = self.joined_parents.clone();
         let parents: Vec<String> = self
             .plans()?
@@ -169,10 +167,9 @@ impl Migration {
     /// starting snapshot, if any did.
     pub(super) fn tenant_changed(&mut self) -> Result<Option<Error>> {
         let tables = jobs::tables(self.job_id);
-        let Some(snapshot) = tables.iter().find_map(start_snapshot) else {
+        let Some(new_row) = new_row_since_start(&tables) else {
             return Ok(None);
         };
-        let new_row = new_row_condition("s.xmin", &snapshot);
         let plans = self.plans()?.clone();
         let mut changed = vec![];
         for p in &plans {
@@ -209,6 +206,13 @@ impl Migration {
             tables: changed,
         }))
     }
+}
+
+/// The condition on a source row `s` that it was written since the migration's starting
+/// snapshot (kept in the checkpoint details of its tables); None where none was recorded.
+fn new_row_since_start(tables: &[jobs::JobTable]) -> Option<String> {
+    let snapshot = tables.iter().find_map(start_snapshot)?;
+    Some(new_row_condition("s.xmin", &snapshot))
 }
 
 /// The snapshot the migration started from, as the table's checkpoint details keep it (none
