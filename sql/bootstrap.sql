@@ -145,7 +145,7 @@ CREATE INDEX job_errors_job_idx ON tenant_ops.job_errors (job_id);
 COMMENT ON TABLE tenant_ops.job_errors IS
     'Rows a job rejected (with continue_on_error): the row as jsonb, where it came from and why.';
 
--- Every re-keyed row adds an entry here, so the indexes are chosen for cheap inserts: keys
+-- Every row re-keyed with uuid7 adds an entry here, so the indexes are chosen for cheap inserts: keys
 -- compared byte-wise (COLLATE "C": they are identifiers, not words), the primary key led by
 -- the columns that tell entries apart (the namespace is nearly always the same), and a BRIN
 -- index for job_id, whose rows are written together (a rollback deletes a job's mappings).
@@ -159,7 +159,19 @@ CREATE TABLE tenant_ops.id_map (
 );
 CREATE INDEX id_map_job_idx ON tenant_ops.id_map USING brin (job_id);
 COMMENT ON TABLE tenant_ops.id_map IS
-    'Legacy key → new UUID of every row re-keyed with id_strategy uuid. namespace is empty for a plain migration and names the new tenant for a clone.';
+    'Legacy key → new UUID of every row re-keyed with id_strategy uuid7 (uuid and uuid5 keys are computed, not recorded). namespace is empty for a plain migration and names the new tenant for a clone.';
+
+-- The secret of id_strategy uuid: its keys are HMAC-SHA256(secret, the legacy key) with the
+-- version-4 bits set (src/migrate/keyed_uuid.rs), computed wherever they are needed instead of
+-- recorded in id_map. Drawn by the first uuid migration (not here: a restored dump brings its
+-- own row, which must be the only one); readable by the extension owner alone.
+CREATE TABLE tenant_ops.id_secret (
+    only_row    boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    secret      bytea NOT NULL CHECK (length(secret) = 32),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE tenant_ops.id_secret IS
+    'The key of id_strategy uuid''s keys (one row, drawn by the first uuid migration). Losing it loses the mapping of every uuid migration, as losing id_map would.';
 
 CREATE TABLE tenant_ops.job_archive (
     id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -308,6 +320,7 @@ SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_log', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.job_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.id_map', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_ops.id_secret', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.integrity_issues', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.quarantine', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_ops.kv_sources', '');

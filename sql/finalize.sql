@@ -74,12 +74,14 @@ GRANT SELECT ON tenant_ops.scope, tenant_ops.scopes, tenant_ops.audit_log, tenan
                 tenant_ops.integrity_history, tenant_ops.quarantine, tenant_ops.backups,
                 tenant_ops.schedule, tenant_ops.schedule_runs, tenant_ops.schedules, tenant_ops.metrics,
                 tenant_ops.kv_sources, tenant_ops.captures TO tenant_ops_viewer;
--- tenant_ops.kv_source_secrets: nothing granted (Redis passwords, dumps' data).
+-- tenant_ops.kv_source_secrets: nothing granted (Redis passwords, dumps' data); nor on
+-- tenant_ops.id_secret (the key of id_strategy uuid's keys).
 
 -- viewer
 GRANT EXECUTE ON FUNCTION tenant_ops.plan(text, text) TO tenant_ops_viewer;
 GRANT EXECUTE ON FUNCTION tenant_ops.job_report(bigint), tenant_ops.map_id(regclass, text),
-                          tenant_ops.uuid4(), tenant_ops.uuid5(uuid, text), tenant_ops.uuid7() TO tenant_ops_viewer;
+                          tenant_ops.uuid4(), tenant_ops.uuid4_keyed(text, text),
+                          tenant_ops.uuid5(uuid, text), tenant_ops.uuid7() TO tenant_ops_viewer;
 GRANT EXECUTE ON FUNCTION tenant_ops.wait_for_job(bigint, interval), tenant_ops.scheduler_health(),
                           tenant_ops.scheduler_stats(), tenant_ops.verify_migration(bigint),
                           tenant_ops.live_progress() TO tenant_ops_viewer;

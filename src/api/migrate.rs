@@ -150,11 +150,13 @@ fn rollback_migration(job_id: Option<i64>) -> JsonB {
     JsonB(result)
 }
 
-/// The new UUID of a legacy key after a `uuid` or `uuid5` migration; NULL if unknown.
+/// The new UUID of a legacy key after a `uuid`, `uuid5` or `uuid7` migration; NULL if
+/// unknown. Parallel restricted: a `uuid` key is computed with the secret, read as the
+/// extension owner (a role switch, which a parallel worker may not make).
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.map_id(source regclass, legacy_key text)
-RETURNS uuid STABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
-COMMENT ON FUNCTION tenant_ops.map_id(regclass, text) IS 'New UUID of a legacy key (uuid and uuid5 migrations).';
+RETURNS uuid STABLE STRICT PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.map_id(regclass, text) IS 'New UUID of a legacy key (uuid, uuid5 and uuid7 migrations).';
 "#)]
 fn map_id(source: pg_sys::Oid, legacy_key: &str) -> Option<Uuid> {
     migrate::map_id(source.to_u32(), legacy_key)
@@ -171,13 +173,26 @@ fn uuid5(namespace: Uuid, name: &str) -> Uuid {
     Uuid::from_bytes(migrate::uuid5::uuid5(&ns, name.as_bytes()).into_bytes())
 }
 
-/// A random (RFC 9562 version-4) UUID: what `id_strategy: uuid` gives each new key. The same
+/// The version-4 UUID `id_strategy: uuid` gives the legacy key `name` (`oid:key`) in
+/// `namespace` ('' or a clone's): pseudo-random bits keyed by the database's secret (see
+/// `migrate/keyed_uuid.rs`). Stable, not immutable: the secret is a table's row. Parallel
+/// restricted: the secret is read as the extension owner.
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_ops.uuid4_keyed(namespace text, name text)
+RETURNS uuid STABLE STRICT PARALLEL RESTRICTED LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION tenant_ops.uuid4_keyed(text, text) IS 'Version-4 UUID of name in namespace under this database''s secret, as id_strategy uuid computes it.';
+"#)]
+fn uuid4_keyed(namespace: &str, name: &str) -> Uuid {
+    Uuid::from_bytes(migrate::keyed_uuid::uuid4_keyed(namespace, name).into_bytes())
+}
+
+/// A random (RFC 9562 version-4) UUID: what a clone from a backup gives each new key. The same
 /// kind of key as `gen_random_uuid()`, from the same source (the operating system's CSPRNG),
 /// drawn in blocks: a tenth of the cost per key (see `migrate/uuid4.rs`).
 #[pg_extern(sql = r#"
 CREATE FUNCTION tenant_ops.uuid4()
 RETURNS uuid VOLATILE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
-COMMENT ON FUNCTION tenant_ops.uuid4() IS 'Random (version-4) UUID, as id_strategy uuid generates.';
+COMMENT ON FUNCTION tenant_ops.uuid4() IS 'Random (version-4) UUID, as a clone from a backup generates.';
 "#)]
 fn uuid4() -> Uuid {
     // This process's pid as PostgreSQL keeps it (MyProcPid): getpid() without a system call.

@@ -1,11 +1,12 @@
-//! The key mapping of re-keyed tables: new uuids recorded in `tenant_ops.id_map` (`uuid`),
-//! deterministic ones from a namespace (`uuid5`), and [`map_id`], which finds either.
+//! The key mapping of re-keyed tables: new uuids recorded in `tenant_ops.id_map` (`uuid7`),
+//! ones computed from the legacy key (`uuid`: keyed, see `keyed_uuid.rs`; `uuid5`: from a
+//! namespace), and [`map_id`], which finds any of them.
 
 use pgrx::prelude::*;
 
 use super::options::{IdStrategy, MigrateOptions};
 use super::plan::TablePlan;
-use super::{uuid5, Migration};
+use super::{keyed_uuid, uuid5, Migration};
 use crate::error::OrRaise;
 use crate::jobs;
 use crate::scope::graph::TableId;
@@ -58,7 +59,7 @@ pub(super) fn analyze_id_map() {
     owner::execute("ANALYZE tenant_ops.id_map", &[]).or_raise();
 }
 
-/// The key mapping namespace: id_map's namespace (uuid), or the uuid5 namespace.
+/// The key mapping namespace: id_map's and `uuid`'s (empty, or the clone's), or the uuid5 namespace.
 pub(super) fn namespace(options: &MigrateOptions, scope: &str) -> String {
     match options.id_strategy {
         IdStrategy::Uuid5 => uuid5::migration_namespace(
@@ -75,8 +76,8 @@ pub(super) fn namespace(options: &MigrateOptions, scope: &str) -> String {
     }
 }
 
-/// The new UUID of a legacy key: recorded by a `uuid` migration, or computed for the latest
-/// `uuid5` migration of that table. NULL when neither knows it.
+/// The new UUID of a legacy key: recorded by a `uuid7` migration, or computed for the latest
+/// `uuid` or `uuid5` migration of that table. NULL when none knows it.
 pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
     let recorded = Spi::get_one_with_args::<pgrx::Uuid>(
         "SELECT (SELECT new_id FROM tenant_ops.id_map
@@ -87,13 +88,21 @@ pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
     if recorded.is_some() {
         return recorded;
     }
-    let job = Spi::get_one_with_args::<i64>(
-        "SELECT max(j.id) FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
-          WHERE j.kind = 'migrate' AND j.status = 'succeeded' AND j.options ->> 'id_strategy' = 'uuid5'
-            AND j.options ->> 'new_tenant' IS NULL AND t.source = $1::pg_catalog.oid::pg_catalog.regclass",
+    let (job, strategy) = Spi::get_two_with_args::<i64, String>(
+        "SELECT l.id, l.strategy FROM (SELECT) one LEFT JOIN LATERAL
+                (SELECT j.id, j.options ->> 'id_strategy' AS strategy
+                   FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
+                  WHERE j.kind = 'migrate' AND j.status = 'succeeded' AND j.options ->> 'id_strategy' IN ('uuid', 'uuid5')
+                    AND j.options ->> 'new_tenant' IS NULL AND t.source = $1::pg_catalog.oid::pg_catalog.regclass
+                  ORDER BY j.id DESC LIMIT 1) l ON true",
         &[(source as i64).into()],
     )
-    .or_raise()?;
+    .or_raise();
+    let job = job?;
+    if strategy.as_deref() == Some("uuid") {
+        return keyed_uuid::mapped(source, legacy_key)
+            .map(|id| pgrx::Uuid::from_bytes(id.into_bytes()));
+    }
     let j = jobs::load(job).ok()?;
     let m = Migration::from_job(&j).ok()?;
     let ns = uuid5::parse_uuid(&m.params.namespace)?;

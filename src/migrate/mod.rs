@@ -43,9 +43,10 @@
 //! - `target_table.rs` — what a target table is, and which one a source table goes to;
 //! - `tables.rs` — which tables are copied, and the plans every stage works from; how a plan
 //!   computes each target row: `plan.rs` (keys and FKs) and `transform.rs` (column transforms);
-//! - `keys.rs` — the key mapping: new ids recorded in `tenant_ops.id_map`, uuid5 namespaces
-//!   (`uuid5.rs`), `map_id`; `stage.rs`: an inline run's new ids generated in the copy's own
-//!   pass and staged in a temporary table of the transaction for the later tables' lookups;
+//! - `keys.rs` — the key mapping: keys computed from the legacy key (`uuid`: keyed v4,
+//!   `keyed_uuid.rs`; `uuid5`: name-based, `uuid5.rs`) or recorded in `tenant_ops.id_map`
+//!   (`uuid7`), `map_id`; `stage.rs`: an inline run's recorded ids generated in the copy's
+//!   own pass and staged in a temporary table of the transaction for the later tables' lookups;
 //! - `sharing.rs` — rows several migrations into one target share (shared tables, managers,
 //!   other tenants' rows): reused when there, recorded, removed by an undo only when unused;
 //! - `undo.rs` — `rollback_migration` and the revert of a cancelled job;
@@ -63,6 +64,7 @@ mod copy;
 pub mod error;
 mod extra;
 mod fixup;
+pub mod keyed_uuid;
 mod keys;
 pub mod kind;
 mod online;

@@ -17,7 +17,9 @@ use crate::options::{self, invalid, present, Problem, Seg, Wording};
 /// How keys are re-keyed (`id_strategy`).
 pub enum IdStrategy {
     Keep,
-    /// Random (version 4) UUIDs, recorded in `tenant_ops.id_map`.
+    /// Version-4 UUIDs from a keyed pseudo-random function of the legacy key (see
+    /// `keyed_uuid.rs`): unpredictable without the database's secret, computed rather than
+    /// recorded.
     Uuid,
     /// Name-based (version 5) UUIDs: the same legacy key always gives the same UUID.
     Uuid5,
@@ -28,9 +30,10 @@ pub enum IdStrategy {
 
 impl IdStrategy {
     /// Whether new keys are generated and recorded in `tenant_ops.id_map` (rather than kept
-    /// or computed from the legacy key).
+    /// or computed from the legacy key): only time-ordered ones, which carry the time they
+    /// were made.
     pub fn uses_id_map(self) -> bool {
-        matches!(self, IdStrategy::Uuid | IdStrategy::Uuid7)
+        matches!(self, IdStrategy::Uuid7)
     }
 
     /// The name the option gives it.
@@ -43,15 +46,13 @@ impl IdStrategy {
         }
     }
 
-    /// The SQL expression of a fresh key (strategies that use id_map): `tenant_ops.uuid4()`
-    /// for `uuid` (see `uuid4.rs`), except in a database whose extension an earlier build of
-    /// this version created without it (there is no upgrade script within a version), where
-    /// `gen_random_uuid()` gives the same kind of key.
+    /// The SQL expression of a fresh key where one is drawn: `uuid7`, and a clone from a
+    /// backup (which keeps its mapping for itself; `uuid`: `tenant_ops.uuid4()`, see
+    /// `uuid4.rs`).
     pub fn new_id_sql(self) -> &'static str {
         match self {
             IdStrategy::Uuid7 => "tenant_ops.uuid7()",
-            _ if crate::pg::function_exists("tenant_ops.uuid4()") => "tenant_ops.uuid4()",
-            _ => "pg_catalog.gen_random_uuid()",
+            _ => "tenant_ops.uuid4()",
         }
     }
 }
@@ -527,7 +528,7 @@ impl MigrateOptions {
         if self.id_strategy.uses_id_map() {
             return refuse(
                 format!("id_strategy \"{}\" cannot be combined with mode \"online\"", self.id_strategy.name()),
-                "An online migration maps the keys of the rows it follows in SQL: use id_strategy \"keep\" or \"uuid5\".",
+                "An online migration maps the keys of the rows it follows in SQL: use id_strategy \"keep\", \"uuid\" or \"uuid5\".",
             );
         }
         if self.shared == SharedMode::Copy {
@@ -768,10 +769,6 @@ mod tests {
             (Mode::Online, 5, 1.5)
         );
         for (v, msg) in [
-            (
-                json!({"mode": "online", "id_strategy": "uuid"}),
-                "id_strategy \"uuid\" cannot be combined with mode \"online\"",
-            ),
             (
                 json!({"mode": "online", "id_strategy": "uuid7"}),
                 "id_strategy \"uuid7\" cannot be combined with mode \"online\"",

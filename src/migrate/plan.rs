@@ -184,7 +184,13 @@ impl<'a> Planner<'a> {
         let strategy = if rekeyed_pk {
             match self.options.id_strategy {
                 IdStrategy::Keep => x.to_string(),
-                IdStrategy::Uuid | IdStrategy::Uuid7 => {
+                // `$2`: the namespace ('' or the clone's); the legacy table by oid, as
+                // id_map keeps it (a renamed table keeps its keys).
+                IdStrategy::Uuid => format!(
+                    "tenant_ops.uuid4_keyed($2, {} || ({x})::text)",
+                    quote_literal(format!("{}:", t.oid))
+                ),
+                IdStrategy::Uuid7 => {
                     // A join rather than a subquery per row: PostgreSQL hashes the mapping once
                     // per statement (four times faster on a 750k-row batch).
                     let mut lookups = self.lookups.borrow_mut();

@@ -103,6 +103,11 @@ pub fn submit(
         return Err(Error::OnlineNeedsBackground);
     }
     let loaded = LoadedScope::load(scope_name)?;
+    if options.id_strategy == super::options::IdStrategy::Uuid {
+        super::keyed_uuid::check_sources(&loaded)?;
+        // Drawn now, so that every step (and every later reader) finds the secret committed.
+        super::keyed_uuid::ensure_secret()?;
+    }
     loaded.check_tenant_value(tenant)?;
     if online {
         crate::capture::check(&loaded)?;

@@ -126,9 +126,10 @@ pub(super) fn run(ctx: &Ctx) -> Result<Value> {
         });
     }
     // The planner maps every re-keyed key by a lookup (whose joins are ours: the temporary
-    // maps below), whatever the key's type; the root's tenant key becomes `$3`.
+    // maps below), whatever the key's type, as it does for the strategy whose keys are
+    // recorded (`uuid7`; whatever the clone's own strategy); the root's tenant key becomes `$3`.
     let options = MigrateOptions {
-        id_strategy: IdStrategy::Uuid,
+        id_strategy: IdStrategy::Uuid7,
         new_tenant: Some(new_tenant.clone()),
         ..MigrateOptions::default()
     };

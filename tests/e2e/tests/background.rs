@@ -28,10 +28,11 @@ const LAUNCHER: &str = "pg_tenant_ops launcher";
 const SCHEDULER: &str = "pg_tenant_ops scheduler";
 const JOB_WORKER: &str = "pg_tenant_ops job migrate";
 
-/// A uuid migration of a dispatch office into its own schema, in batches of `batch` rows.
+/// A migration of a dispatch office into its own schema, in batches of `batch` rows, with
+/// recorded keys (`uuid7`: each batch writes its mappings to id_map, which a resume must find).
 fn bg_options(batch: i32) -> String {
     format!(
-        r#"{{"id_strategy": "uuid", "create_target": true, "shared": "copy", "strip_prefix": "dispatch_", "batch_size": {batch}}}"#
+        r#"{{"id_strategy": "uuid7", "create_target": true, "shared": "copy", "strip_prefix": "dispatch_", "batch_size": {batch}}}"#
     )
 }
 

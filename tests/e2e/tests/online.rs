@@ -570,11 +570,11 @@ pub fn online_errors_and_rollback(cluster: &Cluster) {
             "shop",
             "1",
             "dst",
-            r#"{"mode": "online", "id_strategy": "uuid"}"#,
+            r#"{"mode": "online", "id_strategy": "uuid7"}"#,
             true,
         ),
         "22023",
-        "id_strategy \"uuid\" cannot be combined with mode \"online\"",
+        "id_strategy \"uuid7\" cannot be combined with mode \"online\"",
     );
     assert_sqlstate(
         try_migrate_tenant(
@@ -869,22 +869,26 @@ pub fn online_reverse_sync(cluster: &Cluster) {
     let db = "e2e_online_reverse";
     let mut c = setup(cluster, db);
     let options = r#"{"mode": "online", "create_target": true}"#;
-    // Refused before anything is written: a target that does not mirror the source.
-    let job = migrate_tenant(
-        &mut c,
-        "shop",
-        "1",
-        "dst",
-        r#"{"mode": "online", "create_target": true, "id_strategy": "uuid5"}"#,
-        true,
-    );
-    wait_catching_up(cluster, db, job);
-    assert_sqlstate(
-        try_cutover(&mut c, job, r#"{"reverse_sync": true}"#),
-        "22023",
-        "option \"reverse_sync\" needs targets that mirror the source",
-    );
-    try_rollback(&mut c, job).unwrap_or_else(|e| panic!("rollback: {}", describe_error(&e)));
+    // Refused before anything is written: a target that does not mirror the source (keys
+    // re-keyed, computed either way: name-based or keyed by the database's secret).
+    for strategy in ["uuid5", "uuid"] {
+        let job = migrate_tenant(
+            &mut c,
+            "shop",
+            "1",
+            "dst",
+            &format!(r#"{{"mode": "online", "create_target": true, "id_strategy": "{strategy}"}}"#),
+            true,
+        );
+        wait_catching_up(cluster, db, job);
+        assert_sqlstate(
+            try_cutover(&mut c, job, r#"{"reverse_sync": true}"#),
+            "22023",
+            "option \"reverse_sync\" needs targets that mirror the source",
+        );
+        try_rollback(&mut c, job)
+            .unwrap_or_else(|e| panic!("rollback ({strategy}): {}", describe_error(&e)));
+    }
     let target_writes =
         "UPDATE dst.orders SET note = 'written in the target' WHERE order_id IN (1, 2, 3);
          INSERT INTO dst.orders VALUES (900001, 1, 'new in the target', 5);

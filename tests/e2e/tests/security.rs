@@ -798,10 +798,10 @@ pub fn security_planted_migrate_inline(cluster: &Cluster) {
         &mut me,
         "3",
         "dstu",
-        r#"{"id_strategy": "uuid", "shared": "copy"}"#,
+        r#"{"id_strategy": "uuid7", "shared": "copy"}"#,
         false,
     );
-    assert_succeeded(&mut su, j3, "inline uuid, shared copy");
+    assert_succeeded(&mut su, j3, "inline uuid7, shared copy");
     assert_eq!(counts(&mut su, "dstu"), [4, 1, 2, 4], "tenant 3 in dstu");
     assert_eq!(
         scalar(

@@ -1,11 +1,14 @@
--- id_strategy uuid, inline: a re-keyed table copied whole gets its new ids from the copy
--- statement itself, which writes them to tenant_ops.id_map and stages them in a temporary
--- table of the transaction that the later tables' lookups join (src/migrate/stage.rs).
+-- Recorded keys (id_strategy uuid7: time-ordered keys are drawn, not computed), inline: a
+-- re-keyed table copied whole gets its new ids from the copy statement itself, which writes
+-- them to tenant_ops.id_map and stages them in a temporary table of the transaction that the
+-- later tables' lookups join (src/migrate/stage.rs).
 -- Checked here: id_map holds exactly one mapping per copied key, each the key the target row
 -- got; every foreign key resolves through the new keys (one whose column type differs from
 -- the key's, bigint -> int, is joined on the key's text rather than the staged value); map_id
 -- answers; no staging table outlives the transaction; a second tenant (whose tables are mapped
--- before) takes the same path; a rollback works from id_map.
+-- before) takes the same path; a rollback works from id_map. Then id_strategy uuid, whose
+-- keys are computed (src/migrate/keyed_uuid.rs): none recorded, and a database whose
+-- extension predates its secret is refused.
 SET client_min_messages = warning;
 CREATE SCHEMA stg;
 CREATE TABLE stg.org (id int PRIMARY KEY, name text NOT NULL);
@@ -22,7 +25,7 @@ UPDATE stg.note n SET about_team = m.team FROM stg.member m WHERE m.id = n.membe
 ANALYZE stg.org, stg.team, stg.member, stg.note;
 SELECT tenant_ops.create_scope('stg', 'stg.org', 'id', '{"owner": {"stg.note": "note_member_fkey"}}') AS scope;
 CREATE SCHEMA stg_t;
-SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_t', '{"id_strategy": "uuid", "create_target": true}') AS job1 \gset
+SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_t', '{"id_strategy": "uuid7", "create_target": true}') AS job1 \gset
 SELECT step, target, rows_done, verified FROM tenant_ops.job_report(:job1) ORDER BY step;
 -- One mapping per copied key, and it is the key the target row holds.
 SELECT m.source, count(*) AS mapped,
@@ -43,7 +46,7 @@ SELECT tenant_ops.map_id('stg.member', '5') = (SELECT id FROM stg_t.member WHERE
 -- the staging tables exist until the transaction ends.
 BEGIN;
 CREATE SCHEMA stg_t2;
-SELECT tenant_ops.migrate_tenant('stg', '2', 'stg_t2', '{"id_strategy": "uuid", "create_target": true}') IS NOT NULL AS copied;
+SELECT tenant_ops.migrate_tenant('stg', '2', 'stg_t2', '{"id_strategy": "uuid7", "create_target": true}') IS NOT NULL AS copied;
 SELECT count(*) FILTER (WHERE relkind = 'r') AS staged_in_transaction,
        count(*) FILTER (WHERE relkind = 'i') AS their_indexes
   FROM pg_catalog.pg_class WHERE relname LIKE '\_\_tenant\_ops\_keys\_%';
@@ -64,7 +67,7 @@ SELECT (SELECT count(*) FROM tenant_ops.id_map WHERE job_id = :job1) AS job1_map
 -- resolves, verify_migration finds the copy complete.
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 CREATE SCHEMA stg_t3;
-SELECT tenant_ops.migrate_tenant('stg', '2', 'stg_t3', '{"id_strategy": "uuid", "create_target": true}') AS job3 \gset
+SELECT tenant_ops.migrate_tenant('stg', '2', 'stg_t3', '{"id_strategy": "uuid7", "create_target": true}') AS job3 \gset
 COMMIT;
 SELECT (SELECT count(*) FROM stg_t3.team) AS teams,
        (SELECT count(*) FROM stg.team WHERE org = 2) AS teams_expected,
@@ -93,31 +96,53 @@ INSERT INTO stg_u.team SELECT g, 1 + g % 2 FROM generate_series(1, 10) g;
 INSERT INTO stg_u.member SELECT g, 1 + g % 10 FROM generate_series(1, 30) g;
 SELECT tenant_ops.create_scope('stg_u', 'stg_u.org', 'id') AS scope_u;
 CREATE SCHEMA stg_u_t;
-SELECT tenant_ops.migrate_tenant('stg_u', '1', 'stg_u_t', '{"id_strategy": "uuid", "create_target": true}') AS job_u \gset
+SELECT tenant_ops.migrate_tenant('stg_u', '1', 'stg_u_t', '{"id_strategy": "uuid7", "create_target": true}') AS job_u \gset
 SELECT (SELECT count(*) FROM stg_u_t.member) AS members,
        (SELECT count(*) FROM tenant_ops.job_log WHERE job_id = :job_u AND event = 'step' AND message IS NOT NULL) AS joined_steps;
 -- Analyzed, tenant 2's members are selected by its staged teams (half of all teams).
 ANALYZE stg_u.org, stg_u.team, stg_u.member;
 CREATE SCHEMA stg_u_t2;
-SELECT tenant_ops.migrate_tenant('stg_u', '2', 'stg_u_t2', '{"id_strategy": "uuid", "create_target": true}') AS job_u2 \gset
+SELECT tenant_ops.migrate_tenant('stg_u', '2', 'stg_u_t2', '{"id_strategy": "uuid7", "create_target": true}') AS job_u2 \gset
 SELECT (SELECT count(*) FROM stg_u_t2.member) AS members,
        (SELECT string_agg(table_name::text, ', ') FROM tenant_ops.job_log
          WHERE job_id = :job_u2 AND event = 'step' AND message IS NOT NULL) AS joined;
--- The fresh keys come from tenant_ops.uuid4() (the operating system's randomness drawn in
--- blocks, src/migrate/uuid4.rs): version 4, RFC variant, no two alike across many blocks.
+-- The keys of a clone from a backup come from tenant_ops.uuid4() (the operating system's
+-- randomness drawn in blocks, src/migrate/uuid4.rs): version 4, RFC variant, no two alike
+-- across many blocks.
 SELECT count(DISTINCT u) AS distinct_of_5000,
        bool_and(substr(u::text, 15, 1) = '4') AS version_4,
        bool_and(substr(u::text, 20, 1) IN ('8', '9', 'a', 'b')) AS rfc_variant
   FROM (SELECT tenant_ops.uuid4() AS u FROM generate_series(1, 5000)) x;
-SELECT count(*) AS keys, bool_and(substr(id::text, 15, 1) = '4') AS version_4 FROM stg_t3.member;
--- A database whose extension was made by an earlier build without tenant_ops.uuid4()
--- (dropped here, in a transaction rolled back) gets the same keys from gen_random_uuid().
+SELECT count(*) AS keys, bool_and(substr(id::text, 15, 1) = '7') AS version_7 FROM stg_t3.member;
+-- id_strategy uuid: keys computed from the legacy key under the database's secret, so the
+-- same in every target (a tenant migrated twice, or shared rows), none recorded in id_map.
+CREATE SCHEMA stg_k1;
+CREATE SCHEMA stg_k2;
+SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_k1', '{"id_strategy": "uuid", "create_target": true}') AS job_k1 \gset
+SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_k2', '{"id_strategy": "uuid", "create_target": true}') AS job_k2 \gset
+SELECT (SELECT count(*) FROM tenant_ops.id_map WHERE job_id IN (:job_k1, :job_k2)) AS recorded,
+       (SELECT count(*) FROM stg_k1.member a JOIN stg_k2.member b USING (id, team, name)) AS same_members,
+       (SELECT count(*) FROM stg_k1.member) AS members,
+       (SELECT count(*) FROM stg_k1.note n JOIN stg_k1.member m ON m.id = n.member) AS notes_joined,
+       (SELECT bool_and(substr(id::text, 15, 1) = '4' AND substr(id::text, 20, 1) IN ('8', '9', 'a', 'b'))
+          FROM stg_k1.member) AS version_4,
+       (SELECT count(*) FROM tenant_ops.id_secret) AS secrets;
+-- Not readable by the roles of the extension (only its owner reads the secret).
+SELECT has_table_privilege('tenant_ops_admin', 'tenant_ops.id_secret', 'SELECT') AS admin_reads_secret;
+-- A database whose extension an earlier build made without tenant_ops.id_secret (dropped
+-- here, in a transaction rolled back): a uuid migration is refused before anything is written.
 BEGIN;
-ALTER EXTENSION pg_tenant_ops DROP FUNCTION tenant_ops.uuid4();
-DROP FUNCTION tenant_ops.uuid4();
-CREATE SCHEMA stg_t4;
-SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_t4', '{"id_strategy": "uuid", "create_target": true}') IS NOT NULL AS copied;
-SELECT (SELECT count(*) FROM stg_t4.member m JOIN stg_t4.team t ON t.id = m.team) AS members_joined,
-       (SELECT bool_and(substr(id::text, 15, 1) = '4') FROM stg_t4.member) AS version_4;
+ALTER EXTENSION pg_tenant_ops DROP TABLE tenant_ops.id_secret;
+DROP TABLE tenant_ops.id_secret;
+CREATE SCHEMA stg_k3;
+\set VERBOSITY sqlstate
+SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_k3', '{"id_strategy": "uuid", "create_target": true}');
+\set VERBOSITY default
+ROLLBACK;
+BEGIN;
+ALTER EXTENSION pg_tenant_ops DROP TABLE tenant_ops.id_secret;
+DROP TABLE tenant_ops.id_secret;
+CREATE SCHEMA stg_k3;
+SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_k3', '{"id_strategy": "uuid", "create_target": true}');
 ROLLBACK;
 RESET client_min_messages;

@@ -1,11 +1,13 @@
 //! Scopes, plans, integrity checks and migrations out of a distributed schema: the same
 //! results on the Citus cluster as on a plain server with the same data.
 
+use pg_tenant_ops_e2e::assert_sqlstate_hint;
 use pg_tenant_ops_e2e::citus::CitusCluster;
 use pg_tenant_ops_e2e::postgres::Client;
 
 use crate::common::{
     assert_counts, create_extension, create_scope, exec, migrate_tenant, plan, scalar,
+    try_migrate_tenant,
 };
 use crate::schema::{citus_db, exec_each, plain_db, tenant_sizes, TENANT_TABLES};
 
@@ -242,6 +244,32 @@ pub fn citus_migrate_out_and_verify(cluster: &CitusCluster) {
         reports.push(v);
     }
     assert_eq!(reports[0], reports[1], "verify_migration: Citus vs plain");
+    // id_strategy uuid computes its keys with a secret only this node holds, and Citus would
+    // compute them on the workers that hold the rows: refused before anything is written
+    // (the secret not drawn either), uuid5 and uuid7 named.
+    exec(&mut dist, "CREATE SCHEMA keyed");
+    assert_sqlstate_hint(
+        try_migrate_tenant(
+            &mut dist,
+            "mt",
+            "4",
+            "keyed",
+            r#"{"create_target": true, "shared": "copy", "id_strategy": "uuid"}"#,
+            false,
+        ),
+        "0A000",
+        "id_strategy \"uuid\" cannot read the Citus table mt.",
+        "use id_strategy \"uuid5\" (computed anywhere) or \"uuid7\"",
+    );
+    assert_eq!(
+        scalar(
+            &mut dist,
+            "SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = 'keyed'::regnamespace)
+                  + (SELECT count(*) FROM tenant_ops.id_secret)"
+        ),
+        0,
+        "nothing created, no secret drawn"
+    );
     drop((dist, plain));
     cluster.drop_database(cdb);
     cluster.drop_database(pdb);
