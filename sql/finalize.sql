@@ -174,3 +174,20 @@ GRANT INSERT ON tenant_ops.quarantine TO tenant_ops_admin;
 -- The job kinds are listed once, in the library (src/kinds.rs); the catalog asks it.
 ALTER TABLE tenant_ops.jobs ADD CONSTRAINT jobs_kind_check CHECK (tenant_ops.is_job_kind(kind));
 GRANT EXECUTE ON FUNCTION tenant_ops.is_job_kind(text) TO PUBLIC;
+
+-- A dump keeps the rows of the tables marked with pg_extension_config_dump; their identity
+-- sequences must be marked too, or a restored database numbers its next job 1 again and
+-- collides with the jobs it brought along (23505 on jobs_pkey, found by e2e
+-- uuid_keys_survive_dump_and_restore). Every sequence of the schema, once all exist.
+DO $$
+DECLARE
+    s regclass;
+BEGIN
+    FOR s IN SELECT c.oid FROM pg_catalog.pg_class c
+              WHERE c.relkind = 'S' AND c.relnamespace = 'tenant_ops'::pg_catalog.regnamespace
+              ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(s, '');
+    END LOOP;
+END
+$$;

@@ -173,7 +173,7 @@ fn uuid5(namespace: Uuid, name: &str) -> Uuid {
     Uuid::from_bytes(migrate::uuid5::uuid5(&ns, name.as_bytes()).into_bytes())
 }
 
-/// The version-4 UUID `id_strategy: uuid` gives the legacy key `name` (`oid:key`) in
+/// The version-4 UUID `id_strategy: uuid` gives the legacy key `name` (`schema.table:key`) in
 /// `namespace` ('' or a clone's): pseudo-random bits keyed by the database's secret (see
 /// `migrate/keyed_uuid.rs`). Stable, not immutable: the secret is a table's row. Parallel
 /// restricted: the secret is read as the extension owner.

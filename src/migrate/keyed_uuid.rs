@@ -2,11 +2,12 @@
 //! pseudo-random function of the legacy key instead of the system's random source, so that
 //! no mapping needs to be written down.
 //!
-//! A new key is the first 16 bytes of SHA-256(secret ‖ LABEL ‖ namespace ‖ 0x00 ‖ "oid:legacy
+//! A new key is the first 16 bytes of SHA-256(secret ‖ LABEL ‖ namespace ‖ 0x00 ‖ "table:legacy
 //! key") with the version (4) and variant bits set, where the secret is 32 bytes of the
 //! operating system's CSPRNG drawn once per database by the first `uuid` migration
-//! (`tenant_ops.id_secret`, readable by the extension owner alone) and `oid` the legacy
-//! table's. That is AMAC (Bellare, Bernstein and Tessaro, "Hash-function based PRFs: AMAC and
+//! (`tenant_ops.id_secret`, readable by the extension owner alone) and `table` the legacy
+//! table's qualified name (an oid would not survive a dump and restore; a renamed legacy
+//! table gives other keys, as with `uuid5`). That is AMAC (Bellare, Bernstein and Tessaro, "Hash-function based PRFs: AMAC and
 //! its multi-user security", Eurocrypt 2016): a secret prefix and a truncated output, a
 //! pseudo-random function like HMAC (the 128 bits of SHA-256's state left out are what a
 //! length extension would need) at half its cost: secret and label fill SHA-256's first
@@ -65,9 +66,10 @@ pub fn keyed(secret: &[u8]) -> Keyed {
     h
 }
 
-/// The legacy key's name as the key mapping hashes it: the legacy table's oid, then the key.
-pub fn name(source: u32, legacy_key: &str) -> String {
-    format!("{source}:{legacy_key}")
+/// The legacy key's name as the key mapping hashes it: the legacy table's qualified name (as
+/// `format('%I.%I')` writes it: what a dump and restore keep, which an oid is not), then the key.
+pub fn name(table: &str, legacy_key: &str) -> String {
+    format!("{table}:{legacy_key}")
 }
 
 thread_local! {
@@ -117,11 +119,11 @@ pub fn uuid4_keyed(namespace: &str, name: &str) -> uuid::Uuid {
     }
 }
 
-/// The key a `uuid` migration gave (or gives) `legacy_key` of `source` outside a clone,
-/// `None` when the database has no secret (or predates it).
-pub fn mapped(source: u32, legacy_key: &str) -> Option<uuid::Uuid> {
+/// The key a `uuid` migration gave (or gives) `legacy_key` of `table` (qualified, quoted)
+/// outside a clone, `None` when the database has no secret (or predates it).
+pub fn mapped(table: &str, legacy_key: &str) -> Option<uuid::Uuid> {
     crate::pg::regclass("tenant_ops.id_secret")?;
-    Some(derive(&secret()?, "", &name(source, legacy_key)))
+    Some(derive(&secret()?, "", &name(table, legacy_key)))
 }
 
 /// Makes sure the database has its secret before a `uuid` migration is queued or run: drawn
@@ -179,17 +181,17 @@ mod tests {
     fn version_4_deterministic_and_keyed() {
         let a = keyed(&[7u8; SECRET_LEN]);
         let b = keyed(&[8u8; SECRET_LEN]);
-        let x = derive(&a, "", &name(16384, "42"));
+        let x = derive(&a, "", &name("s.t", "42"));
         assert_eq!(x.get_version_num(), 4);
         assert_eq!(x.get_variant(), uuid::Variant::RFC4122);
-        assert_eq!(x, derive(&a, "", &name(16384, "42")));
+        assert_eq!(x, derive(&a, "", &name("s.t", "42")));
         // Another secret, key, table or namespace: another key.
-        assert_ne!(x, derive(&b, "", &name(16384, "42")));
-        assert_ne!(x, derive(&a, "", &name(16384, "43")));
-        assert_ne!(x, derive(&a, "", &name(16385, "42")));
-        assert_ne!(x, derive(&a, "clone:7", &name(16384, "42")));
+        assert_ne!(x, derive(&b, "", &name("s.t", "42")));
+        assert_ne!(x, derive(&a, "", &name("s.t", "43")));
+        assert_ne!(x, derive(&a, "", &name("s.u", "42")));
+        assert_ne!(x, derive(&a, "clone:7", &name("s.t", "42")));
         // The namespace is delimited: ("a", "b…") and ("ab", "…") never meet.
-        assert_ne!(derive(&a, "1", "6384:42"), derive(&a, "", "16384:42"));
+        assert_ne!(derive(&a, "s", ".t:42"), derive(&a, "", "s.t:42"));
     }
 
     /// Computed outside Rust (Python's hashlib), from the construction as written above.

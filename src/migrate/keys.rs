@@ -99,20 +99,21 @@ pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
     )
     .or_raise();
     let job = job?;
-    if strategy.as_deref() == Some("uuid") {
-        return keyed_uuid::mapped(source, legacy_key)
-            .map(|id| pgrx::Uuid::from_bytes(id.into_bytes()));
-    }
-    let j = jobs::load(job).ok()?;
-    let m = Migration::from_job(&j).ok()?;
-    let ns = uuid5::parse_uuid(&m.params.namespace)?;
-    let sql = Spi::get_one_with_args::<String>(
+    // Both name the legacy table as its qualified name (what a dump keeps; an oid it does not).
+    let table = Spi::get_one_with_args::<String>(
         "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::pg_catalog.oid)",
         &[(source as i64).into()],
     )
     .or_raise()?;
+    if strategy.as_deref() == Some("uuid") {
+        return keyed_uuid::mapped(&table, legacy_key)
+            .map(|id| pgrx::Uuid::from_bytes(id.into_bytes()));
+    }
+    let j = jobs::load(job).ok()?;
+    let m = Migration::from_job(&j).ok()?;
+    let ns = uuid5::parse_uuid(&m.params.namespace)?;
     Some(pgrx::Uuid::from_bytes(
-        uuid5::uuid5(&ns, format!("{sql}:{legacy_key}").as_bytes()).into_bytes(),
+        uuid5::uuid5(&ns, format!("{table}:{legacy_key}").as_bytes()).into_bytes(),
     ))
 }

@@ -184,11 +184,11 @@ impl<'a> Planner<'a> {
         let strategy = if rekeyed_pk {
             match self.options.id_strategy {
                 IdStrategy::Keep => x.to_string(),
-                // `$2`: the namespace ('' or the clone's); the legacy table by oid, as
-                // id_map keeps it (a renamed table keeps its keys).
+                // `$2`: the namespace ('' or the clone's); the legacy table by its name, as
+                // for uuid5 (see `keyed_uuid::name`).
                 IdStrategy::Uuid => format!(
                     "tenant_ops.uuid4_keyed($2, {} || ({x})::text)",
-                    quote_literal(format!("{}:", t.oid))
+                    quote_literal(format!("{}:", t.sql))
                 ),
                 IdStrategy::Uuid7 => {
                     // A join rather than a subquery per row: PostgreSQL hashes the mapping once

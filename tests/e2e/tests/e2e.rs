@@ -169,6 +169,10 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             migration::chinook_migration_with_manager_chain,
         ),
         ("privileges_migration", migration::privileges_migration),
+        (
+            "uuid_keys_survive_dump_and_restore",
+            migration::uuid_keys_survive_dump_and_restore,
+        ),
         ("online_writers_cutover", online::online_writers_cutover),
         (
             "online_catchup_survives_kill9",

@@ -983,3 +983,133 @@ pub fn privileges_migration(cluster: &Cluster) {
     assert_eq!(job_status(&mut su, job), "rolled_back");
     assert_eq!(dst_counts(&mut su), vec![0, 0, 0], "rolled back");
 }
+
+/// `id_strategy: uuid` computes its keys under the database's secret, which a dump keeps
+/// (`pg_extension_config_dump`): after `pg_dump -Fc` and `pg_restore` into a new database,
+/// `map_id` gives the keys the first migration wrote, and migrating the same tenant again
+/// there writes the very same keys; another tenant's rows reference the shared rows by the
+/// keys the first migration gave them. A database without a dump gets a secret of its own
+/// (other keys).
+pub fn uuid_keys_survive_dump_and_restore(cluster: &Cluster) {
+    let (db, restored, other) = ("e2e_uuid_dump", "e2e_uuid_restored", "e2e_uuid_other");
+    let schema = "CREATE SCHEMA src;
+         CREATE TABLE src.tenant (id int PRIMARY KEY, name text);
+         CREATE TABLE src.color (id int PRIMARY KEY, name text);
+         CREATE TABLE src.item (id int PRIMARY KEY, tenant int NOT NULL REFERENCES src.tenant,
+                                color int REFERENCES src.color, label text);
+         INSERT INTO src.tenant VALUES (1, 'one'), (2, 'two');
+         INSERT INTO src.color SELECT g, 'c' || g FROM generate_series(1, 5) g;
+         INSERT INTO src.item SELECT g, 1 + g % 2, 1 + g % 5, 'i' || g FROM generate_series(1, 40) g;";
+    let keys = |c: &mut Client, target: &str| -> Vec<(String, String)> {
+        c.query(
+            &format!(
+                "SELECT i.id::text, c.id::text FROM {target}.item i JOIN {target}.color c ON c.id = i.color
+                  ORDER BY i.label"
+            ),
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("reading {target}: {}", describe_error(&e)))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let options = r#"{"id_strategy": "uuid", "create_target": true, "shared": "copy"}"#;
+    let setup = |c: &mut Client| {
+        exec(c, schema);
+        create_extension(c);
+        create_scope(c, "s", "src.tenant", "id", "{}");
+    };
+
+    let mut c = fresh_db(cluster, db);
+    setup(&mut c);
+    exec(&mut c, "CREATE SCHEMA dst");
+    let job = migrate_tenant(&mut c, "s", "1", "dst", options, false);
+    assert_eq!(job_status(&mut c, job), "succeeded");
+    let first = keys(&mut c, "dst");
+    assert_eq!(first.len(), 20, "tenant 1's items in dst");
+    let item_7: String = c
+        .query_one("SELECT tenant_ops.map_id('src.item', '7')::text", &[])
+        .expect("map_id")
+        .get(0);
+    drop(c);
+
+    let dump = std::env::temp_dir().join(format!("e2e_uuid_dump_{}.pgc", std::process::id()));
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(cluster.bin(program))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port().to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let dump_path = dump.to_str().expect("a UTF-8 temporary path");
+    run("pg_dump", &["-Fc", "-d", db, "-f", dump_path]);
+    cluster.create_database(restored);
+    run(
+        "pg_restore",
+        &["--exit-on-error", "-d", restored, dump_path],
+    );
+    let _ = std::fs::remove_file(&dump);
+
+    let mut r = cluster.connect(restored);
+    assert_eq!(keys(&mut r, "dst"), first, "the restored copy of dst");
+    let again: String = r
+        .query_one("SELECT tenant_ops.map_id('src.item', '7')::text", &[])
+        .expect("map_id after the restore")
+        .get(0);
+    assert_eq!(again, item_7, "map_id after the restore");
+    exec(&mut r, "CREATE SCHEMA dst2; CREATE SCHEMA dst3");
+    let job = migrate_tenant(&mut r, "s", "1", "dst3", options, false);
+    assert_eq!(job_status(&mut r, job), "succeeded");
+    assert_eq!(
+        keys(&mut r, "dst3"),
+        first,
+        "tenant 1 migrated again after the restore: the same keys"
+    );
+    // Tenant 2 into dst, beside tenant 1: its items reference the colors tenant 1's migration
+    // copied, by the keys that migration gave them (none copied twice).
+    let job = migrate_tenant(&mut r, "s", "2", "dst", options, false);
+    assert_eq!(job_status(&mut r, job), "succeeded");
+    assert_eq!(
+        (
+            scalar(
+                &mut r,
+                "SELECT count(*) FROM dst.item i JOIN dst.color c ON c.id = i.color"
+            ),
+            scalar(&mut r, "SELECT count(*) FROM dst.color"),
+        ),
+        (40, 5),
+        "both tenants' items reach the five colors"
+    );
+    drop(r);
+
+    // Another database draws a secret of its own: other keys for the same rows.
+    let mut o = fresh_db(cluster, other);
+    setup(&mut o);
+    exec(&mut o, "CREATE SCHEMA dst");
+    migrate_tenant(&mut o, "s", "1", "dst", options, false);
+    let theirs = keys(&mut o, "dst");
+    assert_eq!(theirs.len(), 20);
+    assert!(
+        theirs
+            .iter()
+            .zip(&first)
+            .all(|(a, b)| a.0 != b.0 && a.1 != b.1),
+        "another database's secret gives other keys"
+    );
+    drop(o);
+    for d in [db, restored, other] {
+        cluster.drop_database(d);
+    }
+}
