@@ -4,6 +4,7 @@
 //! A row's tenant is found by joining up its ownership path (`tenant_chain`); with no tenant
 //! given, findings are grouped by tenant in the same query rather than one query per tenant.
 
+mod counts;
 pub mod error;
 pub mod kind;
 pub mod repair;
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 use crate::error::{Common, OrRaise, Report};
 use crate::jobs::kind::Steps;
 use crate::jobs::{self, Job, StepOutcome};
-use crate::scope::graph::{Catalog, EdgeKind, ResolvedScope, Role, TableId};
+use crate::scope::graph::{Catalog, EdgeKind, ResolvedScope, Role, ScopeTable, TableId};
 use crate::scope::LoadedScope;
 
 use crate::sys::{owner, with_settings};
@@ -269,92 +270,124 @@ impl Validation {
             }
             return;
         }
+        // First each table's foreign keys whose values without a parent can be read from an
+        // index (a loose index scan, `distinct_values.rs`): only the tenant's rows holding one
+        // are looked at, and the pass over the tenant's rows needs no join to that parent
+        // (with none left, it only counts). Their findings wait for their table's turn.
+        let passes: Vec<counts::TablePass> = r
+            .tables
+            .iter()
+            .map(|t| {
+                let owner_edge = t.owner_edge;
+                let (joined, links): (Vec<usize>, Vec<usize>) = (0..c.edges.len())
+                    .filter(|&i| c.edges[i].child == t.oid && Some(i) != owner_edge)
+                    .partition(|&i| matches!(c.edges[i].kind, EdgeKind::ForeignKey { .. }));
+                let mut pass = counts::TablePass {
+                    in_pass: vec![],
+                    links,
+                    early: vec![],
+                };
+                for i in joined {
+                    let e = &c.edges[i];
+                    match crate::distinct_values::missing_values(
+                        c.table(e.child),
+                        &e.child_cols,
+                        c.table(e.parent),
+                        &e.parent_cols,
+                    ) {
+                        Some(missing) => self.orphans_among(l, i, &missing, &mut pass.early),
+                        None => pass.in_pass.push(i),
+                    }
+                }
+                pass
+            })
+            .collect();
+        let fused = self.counted_with_owner(l, &passes);
         let mut counted = 0;
-        for t in &r.tables {
-            let owner_edge = t.owner_edge;
-            let (joined, links): (Vec<usize>, Vec<usize>) = (0..c.edges.len())
-                .filter(|&i| c.edges[i].child == t.oid && Some(i) != owner_edge)
-                .partition(|&i| matches!(c.edges[i].kind, EdgeKind::ForeignKey { .. }));
-            // Where the values without a parent can be read from an index (a loose index scan,
-            // `distinct_values.rs`), only the tenant's rows holding one are looked at: the
-            // pass over the tenant's rows then needs no join to that parent (and, with none
-            // left, reads only the keys it counts by).
-            let mut in_pass = vec![];
-            for i in joined {
-                let e = &c.edges[i];
-                match crate::distinct_values::missing_values(
-                    c.table(e.child),
-                    &e.child_cols,
-                    c.table(e.parent),
-                    &e.parent_cols,
-                ) {
-                    Some(missing) => self.orphans_among(l, i, &missing, out),
-                    None => in_pass.push(i),
-                }
+        for (t, pass) in r.tables.iter().zip(passes) {
+            out.extend(pass.early);
+            let joined = pass.in_pass;
+            if fused.contains_key(&t.oid) {
+                // Counted by its owner's statement (below, or already).
+            } else if let Some((&child, &edge)) =
+                fused.iter().find(|(_, &e)| c.edges[e].parent == t.oid)
+            {
+                counted += self.count_with_child(l, t.oid, child, edge);
+            } else {
+                counted += self.pass(l, t, &joined, out);
             }
-            let joined = in_pass;
-            let (chain, tenant) = self.tenant_of(l, t.oid);
-            let mut cols = vec![];
-            let mut parents = String::new();
-            for (n, &i) in joined.iter().enumerate() {
-                let e = &c.edges[i];
-                let alias = format!("p{n}");
-                let lhs = quoted(c, e.child, &e.child_cols, "c");
-                let rhs = quoted(c, e.parent, &e.parent_cols, &alias);
-                let orphan = format!(
-                    "{} AND {} IS NULL",
-                    lhs.iter()
-                        .map(|x| format!("{x} IS NOT NULL"))
-                        .collect::<Vec<_>>()
-                        .join(" AND "),
-                    rhs[0]
-                );
-                cols.push(format!(
-                    "pg_catalog.count(*) FILTER (WHERE {orphan})::int8,
-                     pg_catalog.to_jsonb((pg_catalog.array_agg(ROW({lhs})::text) FILTER (WHERE {orphan}))[1:10])",
-                    lhs = lhs.join(", ")
-                ));
-                parents.push_str(&format!(
-                    " LEFT JOIN {} {alias} ON ({}) = ({})",
-                    c.table(e.parent).sql,
-                    rhs.join(", "),
-                    lhs.join(", ")
-                ));
-            }
-            let counts = t.role != Role::Shared;
-            if counts || !joined.is_empty() {
-                let sql = format!(
-                    "SELECT {tenant}, pg_catalog.count(*)::int8{sep}{cols}
-                       FROM {rows}{chain}{parents}
-                      GROUP BY 1",
-                    sep = if cols.is_empty() { "" } else { ", " },
-                    cols = cols.join(", "),
-                    rows = self.rows(l, t.oid, "c"),
-                );
-                for (tenant, rows, found) in self.per_table(&sql, joined.len()) {
-                    if counts {
-                        counted += rows;
-                    }
-                    for (&i, (count, sample)) in joined.iter().zip(found) {
-                        if count > 0 {
-                            out.push(Issue {
-                                check: "foreign_keys",
-                                table: t.oid,
-                                constraint: c.edges[i].name.clone(),
-                                tenant: tenant.clone(),
-                                other_tenant: None,
-                                count,
-                                sample,
-                            });
-                        }
-                    }
-                }
-            }
-            for i in links {
+            for i in pass.links {
                 self.anti_join(l, i, out);
             }
         }
         *checked = Some(counted);
+    }
+
+    /// The pass over one tenant's rows of table `t`: every foreign key in `joined` checked at
+    /// once (a LEFT JOIN to each referenced table, whose key is unique, so no row repeats),
+    /// the rows counted as it goes. Returns the rows it counted (none for a shared table).
+    fn pass(&self, l: &LoadedScope, t: &ScopeTable, joined: &[usize], out: &mut Vec<Issue>) -> i64 {
+        let c = &l.catalog;
+        let (chain, tenant) = self.tenant_of(l, t.oid);
+        let mut cols = vec![];
+        let mut parents = String::new();
+        for (n, &i) in joined.iter().enumerate() {
+            let e = &c.edges[i];
+            let alias = format!("p{n}");
+            let lhs = quoted(c, e.child, &e.child_cols, "c");
+            let rhs = quoted(c, e.parent, &e.parent_cols, &alias);
+            let orphan = format!(
+                "{} AND {} IS NULL",
+                lhs.iter()
+                    .map(|x| format!("{x} IS NOT NULL"))
+                    .collect::<Vec<_>>()
+                    .join(" AND "),
+                rhs[0]
+            );
+            cols.push(format!(
+                "pg_catalog.count(*) FILTER (WHERE {orphan})::int8,
+                 pg_catalog.to_jsonb((pg_catalog.array_agg(ROW({lhs})::text) FILTER (WHERE {orphan}))[1:10])",
+                lhs = lhs.join(", ")
+            ));
+            parents.push_str(&format!(
+                " LEFT JOIN {} {alias} ON ({}) = ({})",
+                c.table(e.parent).sql,
+                rhs.join(", "),
+                lhs.join(", ")
+            ));
+        }
+        let counts = t.role != Role::Shared;
+        if !counts && joined.is_empty() {
+            return 0;
+        }
+        let sql = format!(
+            "SELECT {tenant}, pg_catalog.count(*)::int8{sep}{cols}
+               FROM {rows}{chain}{parents}
+              GROUP BY 1",
+            sep = if cols.is_empty() { "" } else { ", " },
+            cols = cols.join(", "),
+            rows = self.rows(l, t.oid, "c"),
+        );
+        let mut counted = 0;
+        for (tenant, rows, found) in self.per_table(&sql, joined.len()) {
+            if counts {
+                counted += rows;
+            }
+            for (&i, (count, sample)) in joined.iter().zip(found) {
+                if count > 0 {
+                    out.push(Issue {
+                        check: "foreign_keys",
+                        table: t.oid,
+                        constraint: c.edges[i].name.clone(),
+                        tenant: tenant.clone(),
+                        other_tenant: None,
+                        count,
+                        sample,
+                    });
+                }
+            }
+        }
+        counted
     }
 
     /// One relationship's orphans for one tenant where its values without a parent are

@@ -83,4 +83,43 @@ SELECT job_id = :jx1 AS club_1, check_name, table_name, constraint_name, tenant,
   FROM tenant_ops.integrity_issues WHERE job_id IN (:jx1, :jx3) ORDER BY job_id;
 SELECT tenant, issues, bad_rows, rows_checked FROM tenant_ops.integrity_history
  WHERE scope = 'vx' ORDER BY job_id;
+-- One tenant's rows counted in fewer walks (src/integrity/counts.rs): a table whose pass
+-- only counts (its other foreign keys checked from an index), owned through a foreign key,
+-- is counted in its owner's statement when the planner reaches its rows by index probes per
+-- owner row (a small tenant), and by its own statement when it reads the table whole (a
+-- large one). The counts are exact either way; job_log names the tables counted with their
+-- owner. The FK to the small "kind" table is checked from its index (loose index scan).
+CREATE SCHEMA vcount;
+CREATE TABLE vcount.org (id int PRIMARY KEY);
+CREATE TABLE vcount.kind (id int PRIMARY KEY);
+CREATE TABLE vcount.team (id int PRIMARY KEY, org int NOT NULL REFERENCES vcount.org);
+CREATE TABLE vcount.member (id int PRIMARY KEY, team int NOT NULL REFERENCES vcount.team);
+CREATE TABLE vcount.item (id int PRIMARY KEY, member int NOT NULL REFERENCES vcount.member,
+                          kind int REFERENCES vcount.kind);
+CREATE INDEX ON vcount.team (org);
+CREATE INDEX ON vcount.member (team);
+CREATE INDEX ON vcount.item (member);
+CREATE INDEX ON vcount.item (kind);
+INSERT INTO vcount.org SELECT g FROM generate_series(1, 100) g;
+INSERT INTO vcount.kind SELECT g FROM generate_series(1, 5) g;
+-- Orgs 2-100 hold 5 of the 1000 teams each (and so of the rows below them), org 1 the 505 others.
+INSERT INTO vcount.team SELECT g, CASE WHEN g <= 495 THEN 2 + (g - 1) % 99 ELSE 1 END FROM generate_series(1, 1000) g;
+INSERT INTO vcount.member SELECT g, 1 + (g - 1) % 1000 FROM generate_series(1, 50000) g;
+INSERT INTO vcount.item SELECT g, 1 + (g - 1) % 50000, 1 + g % 5 FROM generate_series(1, 200000) g;
+ANALYZE vcount.org, vcount.kind, vcount.team, vcount.member, vcount.item;
+SELECT tenant_ops.create_scope('vcount', 'vcount.org', 'id', '{"shared": ["vcount.kind"]}') AS scope_vcount;
+SELECT tenant_ops.validate_integrity('vcount', '7') AS jc7 \gset
+SELECT tenant_ops.validate_integrity('vcount', '1') AS jc1 \gset
+SELECT tenant_ops.validate_integrity('vcount') AS jc_all \gset
+-- rows_checked against plain counts of each org's rows.
+SELECT j.tenant, (j.result ->> 'rows_checked')::int8 AS rows_checked,
+       1 + (SELECT count(*) FROM vcount.team t WHERE t.org = j.tenant::int)
+         + (SELECT count(*) FROM vcount.member m JOIN vcount.team t ON t.id = m.team WHERE t.org = j.tenant::int)
+         + (SELECT count(*) FROM vcount.item i JOIN vcount.member m ON m.id = i.member
+              JOIN vcount.team t ON t.id = m.team WHERE t.org = j.tenant::int) AS by_hand,
+       j.result ->> 'issues' AS issues
+  FROM tenant_ops.jobs j WHERE j.id IN (:jc7, :jc1) ORDER BY j.id;
+SELECT (result ->> 'rows_checked')::int8 AS all_rows_checked FROM tenant_ops.jobs WHERE id = :jc_all;
+SELECT job_id = :jc7 AS org_7, table_name, message FROM tenant_ops.job_log
+ WHERE job_id IN (:jc7, :jc1) AND event = 'table.counted' ORDER BY job_id, id;
 RESET client_min_messages;
