@@ -24,7 +24,8 @@
 #        migrate uuid7  {"id_strategy": "uuid7"}: time-ordered keys (verification on)
 #      each timed from the client (clock_timestamp() before and after, commit included), each
 #      checked afterwards: per-table row counts equal the office's counts in legacy.* (plain SQL);
-#      every uuid run starts from an empty tenant_ops.id_map;
+#      every run starts from an empty tenant_ops.id_map (only uuid7 writes it: uuid and uuid5
+#      compute their keys);
 #   3. migrates office 4 (~115k rows at scale 100) with uuid too, in a second database with the
 #      same data (so it meets an empty tenant_ops.id_map, as office 1's run does);
 #   3b. create_target: office 1 into tables each contender creates itself, in one transaction
@@ -38,7 +39,7 @@
 #                       migrate_tenant(..., {"id_strategy": "uuid", "create_target": true}) into an
 #                       empty schema, verified (default; also in a REPEATABLE READ
 #                       transaction) and with {"verify": false}; the same
-#                       with "uuid5" (deterministic keys: no tenant_ops.id_map to write)
+#                       with "uuid5" (name-based keys; uuid's are keyed by the database's secret)
 #      each target checked like the others, and its keys, indexes and foreign keys compared
 #      with those of bench/target.sql (catalog definitions, bench.definition_mismatches);
 #   4. prints rows/s and the ratio to the hand-written throughput (with verification, and
@@ -198,7 +199,7 @@ run_hand() {
 }
 
 # run_ours LABEL ROUND OFFICE TARGET STRATEGY DATABASE VERIFY [ISOLATION]
-# Every uuid run starts from an empty tenant_ops.id_map (TRUNCATE, as the superuser of this
+# Every run starts from an empty tenant_ops.id_map (TRUNCATE, as the superuser of this
 # private cluster): a run that found the mappings of an earlier one would write none.
 run_ours() {
     local label="$1" round="$2" office="$3" target="$4_$2" strategy="$5" db="$6" verify="$7" iso="${8:-rc}"
