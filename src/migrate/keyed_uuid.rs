@@ -142,13 +142,19 @@ pub fn ensure_secret() -> Result<(), Common> {
         crate::error::internal_error(format!("could not generate random values: {e}"));
     }
     // Two first migrations at once: the second waits for the first's row, then keeps it.
-    owner::execute(
+    // (RETURNING: `execute` counts the rows a statement returns.)
+    let drawn = owner::execute(
         "INSERT INTO tenant_ops.id_secret (secret)
          SELECT $1 WHERE NOT EXISTS (SELECT FROM tenant_ops.id_secret)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING RETURNING true",
         &[secret.to_vec().into()],
     )
     .or_raise();
+    if drawn > 0 {
+        // A secret read earlier in this transaction (one a rolled-back savepoint drew, or one
+        // of an extension dropped since) is not this one.
+        SECRET.with(|s| *s.borrow_mut() = None);
+    }
     Ok(())
 }
 

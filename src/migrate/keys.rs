@@ -76,29 +76,33 @@ pub(super) fn namespace(options: &MigrateOptions, scope: &str) -> String {
     }
 }
 
-/// The new UUID of a legacy key: recorded by a `uuid7` migration, or computed for the latest
-/// `uuid` or `uuid5` migration of that table. NULL when none knows it.
+/// The new UUID of a legacy key, as the latest successful migration of its table (outside a
+/// clone) gave it: computed for `uuid` and `uuid5`, recorded in id_map for `uuid7` (and for
+/// `uuid` in a database whose extension predates its secret, whose `uuid` keys were
+/// recorded). NULL when none knows it.
 pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
-    let recorded = Spi::get_one_with_args::<pgrx::Uuid>(
-        "SELECT (SELECT new_id FROM tenant_ops.id_map
-                  WHERE namespace = '' AND source = $1::pg_catalog.oid::pg_catalog.regclass AND legacy_key = $2)",
-        &[(source as i64).into(), legacy_key.into()],
-    )
-    .or_raise();
-    if recorded.is_some() {
-        return recorded;
-    }
+    let recorded = || {
+        Spi::get_one_with_args::<pgrx::Uuid>(
+            "SELECT (SELECT new_id FROM tenant_ops.id_map
+                      WHERE namespace = '' AND source = $1::pg_catalog.oid::pg_catalog.regclass AND legacy_key = $2)",
+            &[(source as i64).into(), legacy_key.into()],
+        )
+        .or_raise()
+    };
     let (job, strategy) = Spi::get_two_with_args::<i64, String>(
         "SELECT l.id, l.strategy FROM (SELECT) one LEFT JOIN LATERAL
                 (SELECT j.id, j.options ->> 'id_strategy' AS strategy
                    FROM tenant_ops.jobs j JOIN tenant_ops.job_tables t ON t.job_id = j.id
-                  WHERE j.kind = 'migrate' AND j.status = 'succeeded' AND j.options ->> 'id_strategy' IN ('uuid', 'uuid5')
+                  WHERE j.kind = 'migrate' AND j.status = 'succeeded'
+                    AND j.options ->> 'id_strategy' IN ('uuid', 'uuid5', 'uuid7')
                     AND j.options ->> 'new_tenant' IS NULL AND t.source = $1::pg_catalog.oid::pg_catalog.regclass
                   ORDER BY j.id DESC LIMIT 1) l ON true",
         &[(source as i64).into()],
     )
     .or_raise();
-    let job = job?;
+    let (Some(job), Some("uuid" | "uuid5")) = (job, strategy.as_deref()) else {
+        return recorded();
+    };
     // Both name the legacy table as its qualified name (what a dump keeps; an oid it does not).
     let table = Spi::get_one_with_args::<String>(
         "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
@@ -107,8 +111,10 @@ pub fn map_id(source: u32, legacy_key: &str) -> Option<pgrx::Uuid> {
     )
     .or_raise()?;
     if strategy.as_deref() == Some("uuid") {
-        return keyed_uuid::mapped(&table, legacy_key)
-            .map(|id| pgrx::Uuid::from_bytes(id.into_bytes()));
+        return match keyed_uuid::mapped(&table, legacy_key) {
+            Some(id) => Some(pgrx::Uuid::from_bytes(id.into_bytes())),
+            None => recorded(),
+        };
     }
     let j = jobs::load(job).ok()?;
     let m = Migration::from_job(&j).ok()?;

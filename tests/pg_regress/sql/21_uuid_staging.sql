@@ -145,4 +145,18 @@ DROP TABLE tenant_ops.id_secret;
 CREATE SCHEMA stg_k3;
 SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_k3', '{"id_strategy": "uuid", "create_target": true}');
 ROLLBACK;
+-- A secret drawn in a savepoint rolled back is not the one a later migration of the same
+-- transaction draws and stores: the keys that migration writes are those of the stored
+-- secret (map_id, in a later transaction, computes the same ones).
+BEGIN;
+DELETE FROM tenant_ops.id_secret;
+CREATE SCHEMA stg_k4;
+CREATE SCHEMA stg_k5;
+SAVEPOINT first_draw;
+SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_k4', '{"id_strategy": "uuid", "create_target": true}') IS NOT NULL AS copied;
+ROLLBACK TO SAVEPOINT first_draw;
+SELECT tenant_ops.migrate_tenant('stg', '1', 'stg_k5', '{"id_strategy": "uuid", "create_target": true}') IS NOT NULL AS copied;
+COMMIT;
+SELECT count(*) AS members_keyed_by_the_stored_secret
+  FROM stg.member s JOIN stg_k5.member m ON m.id = tenant_ops.map_id('stg.member', s.id::text);
 RESET client_min_messages;
