@@ -142,11 +142,10 @@ pub fn ensure_secret() -> Result<(), Common> {
         crate::error::internal_error(format!("could not generate random values: {e}"));
     }
     // Two first migrations at once: the second waits for the first's row, then keeps it.
-    // (RETURNING: `execute` counts the rows a statement returns.)
     let drawn = owner::execute(
         "INSERT INTO tenant_ops.id_secret (secret)
          SELECT $1 WHERE NOT EXISTS (SELECT FROM tenant_ops.id_secret)
-         ON CONFLICT DO NOTHING RETURNING true",
+         ON CONFLICT DO NOTHING",
         &[secret.to_vec().into()],
     )
     .or_raise();
