@@ -123,6 +123,12 @@ pub fn function_exists(signature: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// When the current (top-level) transaction started: what per-transaction caches of a
+/// backend are keyed by (a new transaction, a new value).
+pub fn transaction_start() -> pg_sys::TimestampTz {
+    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
+}
+
 /// A relation's name as regclass prints it (schema-qualified where not on the search_path).
 pub fn relation_name(oid: u32) -> String {
     Spi::get_one_with_args::<String>(

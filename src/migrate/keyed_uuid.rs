@@ -79,13 +79,9 @@ thread_local! {
     static SECRET: RefCell<Option<(pg_sys::TimestampTz, Keyed)>> = const { RefCell::new(None) };
 }
 
-fn transaction_start() -> pg_sys::TimestampTz {
-    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
-}
-
 /// The secret's keyed state, `None` when this database has none yet (no `uuid` migration ran).
 fn secret() -> Option<Keyed> {
-    let now = transaction_start();
+    let now = crate::pg::transaction_start();
     if let Some(state) = SECRET.with(|s| {
         s.borrow()
             .as_ref()

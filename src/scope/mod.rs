@@ -163,10 +163,6 @@ thread_local! {
     static KEPT: std::cell::RefCell<Option<(i64, pg_sys::TimestampTz, LoadedScope)>> = const { std::cell::RefCell::new(None) };
 }
 
-fn transaction_start() -> pg_sys::TimestampTz {
-    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
-}
-
 impl LoadedScope {
     /// Keeps the scope a submission loaded for job `job_id`, which is about to run inline in
     /// the same call, nothing but the job's own bookkeeping in between: its steps take it
@@ -174,7 +170,7 @@ impl LoadedScope {
     /// the same job in the same transaction takes it: a kept scope whose run never came is
     /// never taken later.
     pub fn keep_for(self, job_id: i64) {
-        KEPT.with(|k| *k.borrow_mut() = Some((job_id, transaction_start(), self)));
+        KEPT.with(|k| *k.borrow_mut() = Some((job_id, crate::pg::transaction_start(), self)));
     }
 
     /// The scope `name` for job `job_id`: the one its submission kept, if this is that call's
@@ -182,7 +178,9 @@ impl LoadedScope {
     pub fn for_job(name: &str, job_id: i64) -> Result<LoadedScope, Error> {
         match KEPT.with(|k| k.borrow_mut().take()) {
             Some((j, at, loaded))
-                if j == job_id && at == transaction_start() && loaded.definition.name == name =>
+                if j == job_id
+                    && at == crate::pg::transaction_start()
+                    && loaded.definition.name == name =>
             {
                 Ok(loaded)
             }
